@@ -1,0 +1,40 @@
+# Cartera — the two commands a new machine needs are `make run` and `make test`.
+GO      ?= go
+BIN     ?= bin/cartera
+SDKTEST := internal/sdktest
+
+.PHONY: run build test test-go sdk bench lint fuzz clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/cartera
+
+run: build
+	./$(BIN) serve --config examples/cartera.yaml
+
+# test runs every test, the Segment SDK end-to-end test included (it needs
+# Node.js and npm; .ci/run installs them on a bare machine).
+test: sdk
+	$(GO) vet ./...
+	CARTERA_SDK_TEST=1 $(GO) test -race -count=1 ./...
+
+# test-go runs the Go tests only (the SDK test skips without node_modules).
+test-go:
+	$(GO) test -race -count=1 ./...
+
+sdk:
+	cd $(SDKTEST) && npm ci --no-audit --no-fund --loglevel=error
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+lint:
+	@test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./profiles
+	$(GO) test -run '^$$' -fuzz FuzzDecodeBatch -fuzztime 30s ./profiles
+
+clean:
+	rm -rf bin data

@@ -1,0 +1,382 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/gofiber/fiber/v2/middleware/adaptor"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"cartera/profiles"
+)
+
+// api holds what the HTTP handlers need. It is the only place that knows
+// Fiber; the packages below it never see a request.
+type api struct {
+	store   *profiles.Store
+	sources *profiles.Sources
+	metrics *profiles.Metrics
+	log     *slog.Logger
+	admin   tokenCheck
+	now     func() time.Time
+	newID   func() string
+	gather  prometheus.Gatherer
+}
+
+// httpError is an error with the status the edge answers.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func (a *api) routes() *fiber.App {
+	app := fiber.New(fiber.Config{
+		BodyLimit:             profiles.MaxBatchBytes,
+		DisableStartupMessage: true,
+		UnescapePath:          true,
+		ErrorHandler:          a.errorHandler,
+		ReadTimeout:           30 * time.Second,
+		WriteTimeout:          30 * time.Second,
+		IdleTimeout:           120 * time.Second,
+	})
+	app.Get("/healthz", func(c *fiber.Ctx) error {
+		return c.JSON(fiber.Map{"status": "ok"})
+	})
+	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(a.gather, promhttp.HandlerOpts{})))
+
+	v1 := app.Group("/v1")
+	for _, t := range []string{profiles.TypeTrack, profiles.TypeIdentify, profiles.TypePage, profiles.TypeScreen, profiles.TypeGroup, profiles.TypeAlias} {
+		v1.Post("/"+t, a.ingest(t))
+	}
+	v1.Post("/batch", a.ingest(""))
+
+	adm := v1.Group("/profiles", a.requireAdmin)
+	adm.Get("/:ident/export", a.exportProfile)
+	adm.Get("/:ident", a.getProfile)
+	adm.Delete("/:ident", a.eraseProfile)
+	return app
+}
+
+// errorHandler maps every error to a status and the Segment-style JSON body.
+func (a *api) errorHandler(c *fiber.Ctx, err error) error {
+	status, msg := fiber.StatusInternalServerError, "internal error"
+	var (
+		he *httpError
+		ve *profiles.ValidationError
+		fe *fiber.Error
+		pv planError
+	)
+	switch {
+	case errors.As(err, &he):
+		status, msg = he.status, he.msg
+	case errors.Is(err, profiles.ErrTooLarge):
+		status, msg = fiber.StatusRequestEntityTooLarge, err.Error()
+	case errors.As(err, &ve):
+		status, msg = fiber.StatusBadRequest, ve.Error()
+	case errors.As(err, &pv):
+		status, msg = fiber.StatusBadRequest, pv.Error()
+	case errors.Is(err, profiles.ErrNotFound):
+		status, msg = fiber.StatusNotFound, "no profile holds that identifier"
+	case errors.Is(err, profiles.ErrUnknownKind):
+		status, msg = fiber.StatusBadRequest, err.Error()
+	case errors.Is(err, profiles.ErrClosed), errors.Is(err, context.Canceled):
+		status, msg = fiber.StatusServiceUnavailable, "shutting down: retry"
+	case errors.As(err, &fe):
+		status, msg = fe.Code, fe.Message
+		if status == fiber.StatusRequestEntityTooLarge {
+			msg = fmt.Sprintf("request body over %d bytes", profiles.MaxBatchBytes)
+		}
+	}
+	if status >= 500 && status != fiber.StatusServiceUnavailable {
+		a.log.Error("request failed", "method", c.Method(), "path", c.Route().Path, "err", err)
+	}
+	return c.Status(status).JSON(fiber.Map{"success": false, "error": msg})
+}
+
+// planError is a tracking plan refusal, with the index in a batch.
+type planError struct {
+	prefix string
+	v      profiles.Violation
+}
+
+func (e planError) Error() string {
+	if e.prefix == "" {
+		return e.v.Error()
+	}
+	return e.prefix + "." + e.v.Error()
+}
+
+// ingest handles one Segment endpoint; typ "" is the batch endpoint.
+func (a *api) ingest(typ string) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		received := a.now()
+		body, err := requestBody(c)
+		if err != nil {
+			a.metrics.Rejected.WithLabelValues("unknown", "too_large").Inc()
+			return err
+		}
+		source, err := a.authenticate(c, body)
+		if err != nil {
+			a.metrics.Rejected.WithLabelValues("unknown", "unauthorized").Inc()
+			return err
+		}
+		opts := profiles.DecodeOptions{Type: typ, Source: source, ReceivedAt: received, NewID: a.newID}
+		var events []*profiles.Event
+		if typ == "" {
+			events, err = profiles.DecodeBatch(body, opts)
+		} else {
+			var e *profiles.Event
+			if e, err = profiles.Decode(body, opts); err == nil {
+				events = []*profiles.Event{e}
+			}
+		}
+		if err != nil {
+			reason := "invalid"
+			if errors.Is(err, profiles.ErrTooLarge) {
+				reason = "too_large"
+			}
+			a.metrics.Rejected.WithLabelValues(source, reason).Inc()
+			return err
+		}
+		if err := a.checkPlan(source, typ == "", events); err != nil {
+			a.metrics.Rejected.WithLabelValues(source, "tracking_plan").Inc()
+			return err
+		}
+		if _, err := a.store.Ingest(c.UserContext(), events); err != nil {
+			a.metrics.Rejected.WithLabelValues(source, "internal").Inc()
+			return err
+		}
+		return c.JSON(fiber.Map{"success": true})
+	}
+}
+
+// checkPlan applies the source's tracking plan: in strict mode the first
+// violation refuses the request, in warn mode all are counted.
+func (a *api) checkPlan(source string, batch bool, events []*profiles.Event) error {
+	plan := a.sources.Plan(source)
+	if plan == nil {
+		return nil
+	}
+	for i, e := range events {
+		vs := plan.Check(e)
+		for _, v := range vs {
+			a.metrics.PlanViolations.WithLabelValues(source, v.Reason).Inc()
+		}
+		if len(vs) > 0 && plan.Mode == profiles.PlanStrict {
+			prefix := ""
+			if batch {
+				prefix = fmt.Sprintf("batch[%d]", i)
+			}
+			return planError{prefix: prefix, v: vs[0]}
+		}
+	}
+	return nil
+}
+
+// requestBody returns the body, inflating gzip (as SDKs may send) within
+// the batch limit.
+func requestBody(c *fiber.Ctx) ([]byte, error) {
+	raw := c.Request().Body()
+	enc := strings.ToLower(strings.TrimSpace(c.Get(fiber.HeaderContentEncoding)))
+	switch enc {
+	case "", "identity":
+		return raw, nil
+	case "gzip":
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			return nil, &httpError{fiber.StatusBadRequest, "body: invalid gzip: " + err.Error()}
+		}
+		b, err := io.ReadAll(io.LimitReader(zr, profiles.MaxBatchBytes+1))
+		if err != nil {
+			return nil, &httpError{fiber.StatusBadRequest, "body: invalid gzip: " + err.Error()}
+		}
+		if len(b) > profiles.MaxBatchBytes {
+			return nil, fmt.Errorf("inflated body over %d bytes: %w", profiles.MaxBatchBytes, profiles.ErrTooLarge)
+		}
+		return b, nil
+	default:
+		return nil, &httpError{fiber.StatusUnsupportedMediaType, fmt.Sprintf("Content-Encoding %q: want gzip or none", enc)}
+	}
+}
+
+// authenticate finds the source by write key: HTTP Basic user name as
+// Segment does, or a writeKey field in the body.
+func (a *api) authenticate(c *fiber.Ctx, body []byte) (string, error) {
+	key := ""
+	if h := c.Get(fiber.HeaderAuthorization); h != "" {
+		scheme, cred, _ := strings.Cut(h, " ")
+		if !strings.EqualFold(scheme, "Basic") {
+			return "", &httpError{fiber.StatusUnauthorized, "Authorization: want Basic with the write key as user name"}
+		}
+		dec, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+		if err != nil {
+			return "", &httpError{fiber.StatusUnauthorized, "Authorization: invalid base64"}
+		}
+		key, _, _ = strings.Cut(string(dec), ":")
+	}
+	if key == "" {
+		var w struct {
+			WriteKey string `json:"writeKey"`
+		}
+		_ = json.Unmarshal(body, &w)
+		key = w.WriteKey
+	}
+	if key == "" {
+		return "", &httpError{fiber.StatusUnauthorized, "missing write key: send it as the HTTP Basic user name or in writeKey"}
+	}
+	source, ok := a.sources.Authenticate(key)
+	if !ok {
+		return "", &httpError{fiber.StatusUnauthorized, "unknown write key"}
+	}
+	return source, nil
+}
+
+// tokenCheck compares a bearer token with the admin token in constant time.
+type tokenCheck struct {
+	hash [32]byte
+	set  bool
+}
+
+func newTokenCheck(token string) tokenCheck {
+	return tokenCheck{hash: sha256.Sum256([]byte(token)), set: token != ""}
+}
+
+func (t tokenCheck) ok(token string) bool {
+	h := sha256.Sum256([]byte(token))
+	return t.set && subtle.ConstantTimeCompare(h[:], t.hash[:]) == 1
+}
+
+func (a *api) requireAdmin(c *fiber.Ctx) error {
+	scheme, token, _ := strings.Cut(c.Get(fiber.HeaderAuthorization), " ")
+	if !strings.EqualFold(scheme, "Bearer") || !a.admin.ok(strings.TrimSpace(token)) {
+		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="cartera admin"`)
+		return &httpError{fiber.StatusUnauthorized, "admin API: want Authorization: Bearer <admin token>"}
+	}
+	return c.Next()
+}
+
+func identParam(c *fiber.Ctx) (profiles.Identifier, error) {
+	return profiles.ParseIdentifier(c.Params("ident"))
+}
+
+// profileView is the unified profile as the API shows it.
+type profileView struct {
+	ID             string                       `json:"id"`
+	CreatedAt      time.Time                    `json:"created_at"`
+	UpdatedAt      time.Time                    `json:"updated_at"`
+	LastSeenAt     time.Time                    `json:"last_seen_at"`
+	Identities     []profiles.IdentityRecord    `json:"identities"`
+	Traits         map[string]any               `json:"traits"`
+	Computed       map[string]any               `json:"computed"`
+	Consent        map[string]profiles.Consent  `json:"consent"`
+	ConsentHistory []profiles.ConsentChange     `json:"consent_history"`
+	Audiences      []any                        `json:"audiences"`
+	Journeys       []any                        `json:"journeys"`
+	Passes         []any                        `json:"passes"`
+	Merges         []profiles.LedgerEntry       `json:"merges"`
+	MergedFrom     []string                     `json:"merged_from"`
+	EventCount     int                          `json:"event_count"`
+	Events         []profiles.Event             `json:"events"`
+}
+
+func newProfileView(p *profiles.Profile, events []profiles.Event) profileView {
+	v := profileView{
+		ID: p.ID, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, LastSeenAt: p.LastSeenAt,
+		Identities: p.Identities, Traits: p.TraitValues(), Computed: map[string]any{},
+		Consent: p.Consent, ConsentHistory: p.ConsentHistory,
+		Audiences: []any{}, Journeys: []any{}, Passes: []any{},
+		Merges: p.Ledger, MergedFrom: p.MergedFrom, EventCount: p.EventCount, Events: events,
+	}
+	if v.Consent == nil {
+		v.Consent = map[string]profiles.Consent{}
+	}
+	if v.ConsentHistory == nil {
+		v.ConsentHistory = []profiles.ConsentChange{}
+	}
+	if v.Merges == nil {
+		v.Merges = []profiles.LedgerEntry{}
+	}
+	if v.MergedFrom == nil {
+		v.MergedFrom = []string{}
+	}
+	if v.Events == nil {
+		v.Events = []profiles.Event{}
+	}
+	return v
+}
+
+const defaultProfileEvents = 100
+
+func (a *api) getProfile(c *fiber.Ctx) error {
+	id, err := identParam(c)
+	if err != nil {
+		return err
+	}
+	limit := defaultProfileEvents
+	if s := c.Query("events"); s != "" {
+		if limit, err = strconv.Atoi(s); err != nil || limit < 0 {
+			return &httpError{fiber.StatusBadRequest, fmt.Sprintf("events: want a count >= 0, got %q", s)}
+		}
+	}
+	p, err := a.store.Lookup(id)
+	if err != nil {
+		return err
+	}
+	var events []profiles.Event
+	if limit > 0 {
+		if events, err = a.store.Events(p.ID, limit); err != nil {
+			return err
+		}
+	}
+	return c.JSON(newProfileView(p, events))
+}
+
+func (a *api) exportProfile(c *fiber.Ctx) error {
+	id, err := identParam(c)
+	if err != nil {
+		return err
+	}
+	ex, err := a.store.Export(id)
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="profile-%s.json"`, ex.Profile.ID))
+	return c.JSON(fiber.Map{
+		"exported_at": a.now().UTC(),
+		"profile":     newProfileView(ex.Profile, ex.Events),
+	})
+}
+
+func (a *api) eraseProfile(c *fiber.Ctx) error {
+	id, err := identParam(c)
+	if err != nil {
+		return err
+	}
+	dropLater := false
+	if s := c.Query("drop_later"); s != "" {
+		if dropLater, err = strconv.ParseBool(s); err != nil {
+			return &httpError{fiber.StatusBadRequest, fmt.Sprintf("drop_later: want true or false, got %q", s)}
+		}
+	}
+	er, err := a.store.Erase(id, dropLater)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"success": true, "erased": er})
+}

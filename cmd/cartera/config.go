@@ -1,0 +1,249 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"cartera/profiles"
+)
+
+// defaultConfigPath is read when --config is not given and the file exists.
+const defaultConfigPath = "examples/cartera.yaml"
+
+// Config is everything a deployment sets. It is read from the YAML file,
+// then the environment (CARTERA_*), then flags, each overriding the last.
+type Config struct {
+	Addr     string `yaml:"addr"`
+	Data     string `yaml:"data"`
+	Journeys string `yaml:"journeys"`
+	// PublicURL is the base of the pass web service and tracking links.
+	PublicURL string `yaml:"public_url"`
+	// AdminToken guards the administration API (Bearer). Empty: the admin
+	// API answers 401 to everyone.
+	AdminToken      string        `yaml:"admin_token"`
+	LogLevel        string        `yaml:"log_level"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+
+	// Outside services, for the channel and wallet packages.
+	SMTPURL         string `yaml:"smtp_url"`
+	APNsURL         string `yaml:"apns_url"`
+	MetaURL         string `yaml:"meta_url"`
+	GoogleAdsURL    string `yaml:"google_ads_url"`
+	GoogleWalletURL string `yaml:"google_wallet_url"`
+
+	Sources  []profiles.SourceConfig `yaml:"sources"`
+	Profiles profiles.Config         `yaml:"profiles"`
+
+	// path is the file the config came from ("" for none).
+	path string
+}
+
+// DefaultConfig returns the settings used where nothing else is said.
+func DefaultConfig() Config {
+	return Config{
+		Addr:            "127.0.0.1:8080",
+		Data:            "./data/cartera.db",
+		PublicURL:       "http://127.0.0.1:8080",
+		LogLevel:        "info",
+		ShutdownTimeout: 15 * time.Second,
+		APNsURL:         "https://api.push.apple.com",
+		MetaURL:         "https://graph.facebook.com/v21.0",
+		GoogleAdsURL:    "https://googleads.googleapis.com/v18",
+		GoogleWalletURL: "https://walletobjects.googleapis.com/walletobjects/v1",
+		Profiles:        profiles.DefaultConfig(),
+	}
+}
+
+// Validate reports the first invalid setting, naming it.
+func (c *Config) Validate() error {
+	if _, _, err := splitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("addr: %w", err)
+	}
+	if c.Data == "" {
+		return errors.New("data: required")
+	}
+	for name, u := range map[string]string{"public_url": c.PublicURL, "apns_url": c.APNsURL, "meta_url": c.MetaURL, "google_ads_url": c.GoogleAdsURL, "google_wallet_url": c.GoogleWalletURL} {
+		if p, err := url.Parse(u); err != nil || p.Scheme == "" || p.Host == "" {
+			return fmt.Errorf("%s: want an absolute URL, got %q", name, u)
+		}
+	}
+	if c.SMTPURL != "" {
+		if p, err := url.Parse(c.SMTPURL); err != nil || (p.Scheme != "smtp" && p.Scheme != "smtps") || p.Host == "" {
+			return errors.New("smtp_url: want smtp://user:pass@host:port")
+		}
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		return errors.New("admin_token: want at least 16 characters")
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("log_level: want debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return fmt.Errorf("shutdown_timeout: want a positive duration, got %s", c.ShutdownTimeout)
+	}
+	if _, err := profiles.NewSources(c.Sources); err != nil {
+		return err
+	}
+	return c.Profiles.Validate()
+}
+
+func splitHostPort(addr string) (string, string, error) {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return "", "", fmt.Errorf("want host:port, got %q", addr)
+	}
+	return addr[:i], addr[i+1:], nil
+}
+
+// serveFlags are the command-line flags of serve; each has an env twin.
+type serveFlags struct {
+	addr, data, config, journeys string
+	set                          map[string]bool
+}
+
+func parseServeFlags(args []string, stderr *bytes.Buffer) (*serveFlags, error) {
+	f := &serveFlags{set: map[string]bool{}}
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.addr, "addr", "", "listen address (env CARTERA_ADDR, default 127.0.0.1:8080)")
+	fs.StringVar(&f.data, "data", "", "bbolt file (env CARTERA_DATA, default ./data/cartera.db)")
+	fs.StringVar(&f.config, "config", "", "YAML config (env CARTERA_CONFIG, default examples/cartera.yaml when present)")
+	fs.StringVar(&f.journeys, "journeys", "", "folder of journey files (env CARTERA_JOURNEYS)")
+	if err := fs.Parse(args); err != nil {
+		return nil, &usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return nil, &usageError{fmt.Sprintf("serve takes no arguments, got %q", fs.Args())}
+	}
+	fs.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+	return f, nil
+}
+
+// loadConfig merges defaults, the YAML file, the environment and flags.
+func loadConfig(f *serveFlags, getenv func(string) string) (*Config, error) {
+	cfg := DefaultConfig()
+	path := f.config
+	if !f.set["config"] {
+		path = getenv("CARTERA_CONFIG")
+	}
+	if path == "" {
+		if _, err := os.Stat(defaultConfigPath); err == nil {
+			path = defaultConfigPath
+		}
+	}
+	if path != "" {
+		if err := readConfigFile(path, &cfg); err != nil {
+			return nil, err
+		}
+		cfg.path = path
+	}
+	if err := applyEnv(&cfg, getenv); err != nil {
+		return nil, err
+	}
+	if f.set["addr"] {
+		cfg.Addr = f.addr
+	}
+	if f.set["data"] {
+		cfg.Data = f.data
+	}
+	if f.set["journeys"] {
+		cfg.Journeys = f.journeys
+	}
+	if cfg.Journeys != "" && cfg.path != "" && !filepath.IsAbs(cfg.Journeys) && !f.set["journeys"] && getenv("CARTERA_JOURNEYS") == "" {
+		cfg.Journeys = filepath.Join(filepath.Dir(cfg.path), cfg.Journeys)
+	}
+	if err := cfg.Validate(); err != nil {
+		if cfg.path != "" {
+			return nil, fmt.Errorf("config %s: %w", cfg.path, err)
+		}
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return &cfg, nil
+}
+
+func readConfigFile(path string, cfg *Config) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("config %s: file not found", path)
+		}
+		return fmt.Errorf("read config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil {
+		return fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	return nil
+}
+
+// applyEnv reads CARTERA_* settings over the file's.
+func applyEnv(cfg *Config, getenv func(string) string) error {
+	str := map[string]*string{
+		"CARTERA_ADDR":              &cfg.Addr,
+		"CARTERA_DATA":              &cfg.Data,
+		"CARTERA_JOURNEYS":          &cfg.Journeys,
+		"CARTERA_PUBLIC_URL":        &cfg.PublicURL,
+		"CARTERA_ADMIN_TOKEN":       &cfg.AdminToken,
+		"CARTERA_LOG_LEVEL":         &cfg.LogLevel,
+		"CARTERA_SMTP_URL":          &cfg.SMTPURL,
+		"CARTERA_APNS_URL":          &cfg.APNsURL,
+		"CARTERA_META_URL":          &cfg.MetaURL,
+		"CARTERA_GOOGLE_ADS_URL":    &cfg.GoogleAdsURL,
+		"CARTERA_GOOGLE_WALLET_URL": &cfg.GoogleWalletURL,
+	}
+	for name, p := range str {
+		if v := getenv(name); v != "" {
+			*p = v
+		}
+	}
+	if v := getenv("CARTERA_WRITE_KEYS"); v != "" {
+		if err := applyWriteKeys(cfg, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyWriteKeys sets the keys given as "key=source,key2=source2". They
+// replace every key of the file, so that the development keys of the
+// examples never stay valid in a deployment; a source not in the file is
+// created without a tracking plan.
+func applyWriteKeys(cfg *Config, v string) error {
+	for j := range cfg.Sources {
+		cfg.Sources[j].WriteKeys = nil
+	}
+	for i, pair := range strings.Split(v, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		key, source, ok := strings.Cut(pair, "=")
+		if !ok || key == "" || source == "" {
+			return fmt.Errorf("CARTERA_WRITE_KEYS: entry %d: want key=source", i+1)
+		}
+		found := false
+		for j := range cfg.Sources {
+			if cfg.Sources[j].Name == source {
+				cfg.Sources[j].WriteKeys = append(cfg.Sources[j].WriteKeys, key)
+				found = true
+			}
+		}
+		if !found {
+			cfg.Sources = append(cfg.Sources, profiles.SourceConfig{Name: source, WriteKeys: []string{key}})
+		}
+	}
+	return nil
+}

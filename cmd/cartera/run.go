@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// Main is the program, with its outside world made explicit so that tests
+// can run it in-process.
+type Main struct {
+	Stdout io.Writer
+	Stderr io.Writer
+	// Getenv reads the environment; os.Getenv by default.
+	Getenv func(string) string
+	// OnListen, when set, is told the address the server listens on
+	// (tests pass --addr 127.0.0.1:0).
+	OnListen func(addr string)
+}
+
+// NewMain returns a Main wired to the process's stdio and environment.
+func NewMain() *Main {
+	return &Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+}
+
+// usageError is a mistake in the command line (exit code 2).
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// errReported means the command already printed its errors.
+var errReported = errors.New("errors reported")
+
+const usage = `usage: cartera <command> [flags]
+
+commands:
+  serve      run the gateway
+  validate   check journey, trait, audience and template files
+  simulate   replay events through the journey engine
+`
+
+// Run executes one command.
+func (m *Main) Run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(m.Stderr, usage)
+		return &usageError{"no command given"}
+	}
+	switch args[0] {
+	case "serve":
+		return m.serve(ctx, args[1:])
+	case "validate", "simulate":
+		return fmt.Errorf("%s: not implemented yet (arrives with the journey engine)", args[0])
+	case "help", "-h", "--help":
+		fmt.Fprint(m.Stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(m.Stderr, usage)
+		return &usageError{fmt.Sprintf("unknown command %q", args[0])}
+	}
+}

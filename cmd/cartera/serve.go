@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"cartera/profiles"
+)
+
+// serve runs the gateway until ctx ends, then drains in-flight requests and
+// closes the store.
+func (m *Main) serve(ctx context.Context, args []string) error {
+	var flagErr bytes.Buffer
+	f, err := parseServeFlags(args, &flagErr)
+	if err != nil {
+		_, _ = io.Copy(m.Stderr, &flagErr)
+		return err
+	}
+	cfg, err := loadConfig(f, m.Getenv)
+	if err != nil {
+		return err
+	}
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+	log := slog.New(slog.NewJSONHandler(m.Stderr, &slog.HandlerOptions{Level: lvl}))
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	pm := profiles.NewMetrics(reg)
+
+	sources, err := profiles.NewSources(cfg.Sources)
+	if err != nil {
+		return err
+	}
+	store, err := profiles.Open(ctx, cfg.Data, cfg.Profiles, profiles.Options{Logger: log.With("component", "profiles"), Metrics: pm})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := store.Close(); err != nil {
+			log.Error("close store", "err", err)
+		}
+	}()
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "cartera_profiles", Help: "Live profiles.",
+	}, func() float64 { return float64(store.ProfileCount()) }))
+
+	a := &api{
+		store:   store,
+		sources: sources,
+		metrics: pm,
+		log:     log.With("component", "http"),
+		admin:   newTokenCheck(cfg.AdminToken),
+		now:     time.Now,
+		newID:   newMessageID,
+		gather:  reg,
+	}
+	app := a.routes()
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	pruneCtx, stopPrune := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopPrune()
+	go store.RunPruner(pruneCtx, time.Hour)
+
+	served := make(chan error, 1)
+	go func() { served <- app.Listener(ln) }()
+	if cfg.AdminToken == "" {
+		log.Warn("no admin token configured: the administration API refuses every request; set CARTERA_ADMIN_TOKEN")
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data, "config", cfg.path, "sources", sources.Names(), "profiles", store.ProfileCount())
+	if m.OnListen != nil {
+		m.OnListen(ln.Addr().String())
+	}
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining requests", "timeout", cfg.ShutdownTimeout.String())
+	if err := app.ShutdownWithTimeout(cfg.ShutdownTimeout); err != nil {
+		log.Error("shutdown", "err", err)
+	}
+	<-served
+	log.Info("stopped")
+	return nil
+}
+
+// newMessageID makes a messageId for a message that came without one.
+func newMessageID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "cartera-" + hex.EncodeToString(b[:])
+}

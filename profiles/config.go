@@ -1,0 +1,45 @@
+package profiles
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config holds the settings of the profile store.
+type Config struct {
+	Identity IdentityConfig `yaml:"identity"`
+	// MaxEvents is how many of the most recent events are kept per profile.
+	MaxEvents int `yaml:"max_events"`
+	// DedupeWindow is how long a messageId is remembered; a retry within
+	// the window is accepted and not applied again.
+	DedupeWindow time.Duration `yaml:"dedupe_window"`
+	// MaxBatchEvents bounds how many events one group commit applies.
+	MaxBatchEvents int `yaml:"max_batch_events"`
+	// NoSync turns off fsync. Only for benchmarks that measure everything
+	// but the disk; a 200 then no longer means durable.
+	NoSync bool `yaml:"-"`
+}
+
+// DefaultConfig returns the settings used when the config file says nothing.
+func DefaultConfig() Config {
+	return Config{
+		Identity:       DefaultIdentityConfig(),
+		MaxEvents:      1000,
+		DedupeWindow:   7 * 24 * time.Hour,
+		MaxBatchEvents: 4000,
+	}
+}
+
+// Validate reports the first invalid setting, naming it.
+func (c Config) Validate() error {
+	if c.MaxEvents < 1 {
+		return fmt.Errorf("profiles.max_events: want at least 1, got %d", c.MaxEvents)
+	}
+	if c.DedupeWindow < time.Minute {
+		return fmt.Errorf("profiles.dedupe_window: want at least 1m, got %s", c.DedupeWindow)
+	}
+	if c.MaxBatchEvents < 1 {
+		return fmt.Errorf("profiles.max_batch_events: want at least 1, got %d", c.MaxBatchEvents)
+	}
+	return c.Identity.Validate()
+}

@@ -1,0 +1,114 @@
+package profiles
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+)
+
+// Erasure says what an erase removed.
+type Erasure struct {
+	ProfileID   string       `json:"profile_id"`
+	Identifiers []Identifier `json:"identifiers"`
+	MergedFrom  []string     `json:"merged_from,omitempty"`
+	Events      int          `json:"events"`
+	DropLater   bool         `json:"drop_later"`
+}
+
+// Erase removes a person (GDPR right to erasure): the profile, its events,
+// its identity links and the ids it was merged from. Each identifier is
+// kept only as a keyed hash (a tombstone), so that a later event with the
+// same identifiers starts a new, empty profile instead of reviving the old
+// one; with dropLater, such later events are not stored at all.
+func (s *Store) Erase(id Identifier, dropLater bool) (*Erasure, error) {
+	id, err := s.Normalize(id)
+	if err != nil {
+		return nil, err
+	}
+	var out *Erasure
+	added := 0
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		added = 0
+		pid := s.resolveTx(tx, id)
+		if pid == "" {
+			return ErrNotFound
+		}
+		p, err := getProfile(tx, pid)
+		if err != nil {
+			return err
+		}
+		out = &Erasure{ProfileID: p.ID, MergedFrom: p.MergedFrom, DropLater: dropLater}
+		tomb, err := json.Marshal(tombstone{At: s.now().UTC(), DropLater: dropLater})
+		if err != nil {
+			return err
+		}
+		idents, tombs := tx.Bucket(bucketIdentities), tx.Bucket(bucketTombstones)
+		for _, r := range p.Identities {
+			ident := Identifier{Kind: r.Kind, Value: r.Value}
+			out.Identifiers = append(out.Identifiers, ident)
+			if err := idents.Delete(identityKey(ident)); err != nil {
+				return err
+			}
+			k := s.tombstoneKey(ident)
+			if tombs.Get(k) == nil {
+				added++
+			}
+			if err := tombs.Put(k, tomb); err != nil {
+				return err
+			}
+		}
+		aliases := tx.Bucket(bucketAliases)
+		for _, m := range p.MergedFrom {
+			if err := aliases.Delete([]byte(m)); err != nil {
+				return err
+			}
+		}
+		events := tx.Bucket(bucketEvents)
+		prefix := []byte(p.ID)
+		var keys [][]byte
+		c := events.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			keys = append(keys, bytes.Clone(k))
+		}
+		for _, k := range keys {
+			if err := events.Delete(k); err != nil {
+				return err
+			}
+		}
+		out.Events = len(keys)
+		if err := tx.Bucket(bucketProfiles).Delete([]byte(p.ID)); err != nil {
+			return err
+		}
+		st := &txState{tx: tx, profileDelta: -1}
+		return st.flush()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("erase %s: %w", id.Kind, err)
+	}
+	s.profileCount.Add(-1)
+	s.tombCount.Add(int64(added))
+	s.metrics.Erasures.Inc()
+	s.log.Info("profile erased", "profile", out.ProfileID, "identifiers", len(out.Identifiers), "events", out.Events, "drop_later", dropLater)
+	return out, nil
+}
+
+// Export is everything held about a person (GDPR right of access).
+type Export struct {
+	Profile *Profile `json:"profile"`
+	Events  []Event  `json:"events"`
+}
+
+// Export returns the profile and every stored event of the person.
+func (s *Store) Export(id Identifier) (*Export, error) {
+	p, err := s.Lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	events, err := s.Events(p.ID, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &Export{Profile: p, Events: events}, nil
+}

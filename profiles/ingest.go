@@ -1,0 +1,535 @@
+package profiles
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+// Result says what happened to one ingested event.
+type Result struct {
+	// ProfileID is the profile the event now belongs to ("" if dropped).
+	ProfileID string
+	// Duplicate is true when the messageId had been applied before.
+	Duplicate bool
+	// Dropped is true when the event carried an identifier erased with
+	// suppression of later events.
+	Dropped bool
+	// Created is true when the event made a new profile.
+	Created bool
+	// Merged lists profiles that this event merged into ProfileID.
+	Merged []string
+}
+
+type commitReq struct {
+	events  []*Event
+	results []Result
+	done    chan error
+}
+
+// Ingest applies events in order and returns once they are durably
+// committed (fsync'd): the caller may acknowledge them. Concurrent calls
+// share one bbolt transaction (group commit). If ctx ends first, Ingest
+// returns its error, but the events may still be committed; a retry with the
+// same messageIds is then a no-op.
+func (s *Store) Ingest(ctx context.Context, events []*Event) ([]Result, error) {
+	if len(events) == 0 {
+		return nil, nil
+	}
+	req := &commitReq{events: events, results: make([]Result, len(events)), done: make(chan error, 1)}
+	select {
+	case <-s.stop:
+		return nil, ErrClosed
+	default:
+	}
+	select {
+	case s.reqs <- req:
+	case <-s.stop:
+		return nil, ErrClosed
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case err := <-req.done:
+		if err != nil {
+			return nil, err
+		}
+		return req.results, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// commitLoop is the single writer: it takes whatever requests are queued,
+// applies them in one transaction and answers them all after the commit.
+func (s *Store) commitLoop() {
+	defer close(s.done)
+	batch := make([]*commitReq, 0, 256)
+	for {
+		var first *commitReq
+		select {
+		case first = <-s.reqs:
+		case <-s.stop:
+			// Drain what was queued before Close; those callers wait.
+			for {
+				select {
+				case r := <-s.reqs:
+					s.commit([]*commitReq{r})
+				default:
+					return
+				}
+			}
+		}
+		batch = append(batch[:0], first)
+		n := len(first.events)
+	gather:
+		for n < s.cfg.MaxBatchEvents {
+			select {
+			case r := <-s.reqs:
+				batch = append(batch, r)
+				n += len(r.events)
+			default:
+				break gather
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+func (s *Store) commit(batch []*commitReq) {
+	start := time.Now()
+	var st *txState
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		st = newTxState(tx)
+		for _, r := range batch {
+			for i, e := range r.events {
+				res, err := s.apply(st, e)
+				if err != nil {
+					return fmt.Errorf("apply event %s: %w", e.MessageID, err)
+				}
+				r.results[i] = res
+			}
+		}
+		return st.flush()
+	})
+	s.metrics.CommitSeconds.Observe(time.Since(start).Seconds())
+	if err == nil {
+		s.profileCount.Add(st.profileDelta)
+		events := 0
+		for _, r := range batch {
+			events += len(r.events)
+			for i, res := range r.results {
+				e := r.events[i]
+				switch {
+				case res.Duplicate:
+					s.metrics.Duplicates.WithLabelValues(e.Source).Inc()
+				case res.Dropped:
+					s.metrics.Dropped.Inc()
+				default:
+					s.metrics.Accepted.WithLabelValues(e.Source, e.Type).Inc()
+				}
+			}
+		}
+		s.metrics.CommitEvents.Observe(float64(events))
+		for _, l := range st.logs {
+			s.log.Info(l.msg, l.args...)
+		}
+	} else {
+		s.log.Error("commit events", "err", err, "requests", len(batch))
+		err = fmt.Errorf("commit events: %w", err)
+	}
+	for _, r := range batch {
+		r.done <- err
+	}
+}
+
+// txState caches the profiles one transaction touches, so a batch of many
+// events about one person decodes and encodes the profile once.
+type txState struct {
+	tx           *bbolt.Tx
+	profiles     *bbolt.Bucket
+	identities   *bbolt.Bucket
+	events       *bbolt.Bucket
+	cache        map[string]*Profile
+	dirty        map[string]bool
+	profileDelta int64
+	logs         []logLine
+}
+
+type logLine struct {
+	msg  string
+	args []any
+}
+
+func newTxState(tx *bbolt.Tx) *txState {
+	return &txState{
+		tx:         tx,
+		profiles:   tx.Bucket(bucketProfiles),
+		identities: tx.Bucket(bucketIdentities),
+		events:     tx.Bucket(bucketEvents),
+		cache:      map[string]*Profile{},
+		dirty:      map[string]bool{},
+	}
+}
+
+func (st *txState) get(id string) (*Profile, error) {
+	if p, ok := st.cache[id]; ok {
+		if p == nil {
+			return nil, ErrNotFound
+		}
+		return p, nil
+	}
+	p, err := getProfile(st.tx, id)
+	if err != nil {
+		return nil, err
+	}
+	st.cache[id] = p
+	return p, nil
+}
+
+func (st *txState) put(p *Profile) {
+	st.cache[p.ID] = p
+	st.dirty[p.ID] = true
+}
+
+func (st *txState) remove(id string) {
+	st.cache[id] = nil
+	st.dirty[id] = true
+}
+
+func (st *txState) flush() error {
+	for id := range st.dirty {
+		p := st.cache[id]
+		if p == nil {
+			if err := st.profiles.Delete([]byte(id)); err != nil {
+				return err
+			}
+			continue
+		}
+		v, err := json.Marshal(p)
+		if err != nil {
+			return fmt.Errorf("encode profile %s: %w", id, err)
+		}
+		if err := st.profiles.Put([]byte(id), v); err != nil {
+			return err
+		}
+	}
+	if st.profileDelta != 0 {
+		meta := st.tx.Bucket(bucketMeta)
+		var cur int64
+		if v := meta.Get(metaProfileCount); len(v) == 8 {
+			cur = int64(binary.BigEndian.Uint64(v))
+		}
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], uint64(max(cur+st.profileDelta, 0)))
+		return meta.Put(metaProfileCount, b[:])
+	}
+	return nil
+}
+
+// apply resolves the identity of one event, merges what it links, and
+// stores it on the resulting profile.
+func (s *Store) apply(st *txState, e *Event) (Result, error) {
+	if e.MessageID != "" {
+		msgs := st.tx.Bucket(bucketMessages)
+		if msgs.Get([]byte(e.MessageID)) != nil {
+			return Result{Duplicate: true}, nil
+		}
+		var ts [8]byte
+		binary.BigEndian.PutUint64(ts[:], uint64(s.now().UnixNano()))
+		if err := msgs.Put([]byte(e.MessageID), ts[:]); err != nil {
+			return Result{}, err
+		}
+		if err := st.tx.Bucket(bucketMsgTime).Put(append(ts[:], e.MessageID...), nil); err != nil {
+			return Result{}, err
+		}
+	}
+
+	ids := s.res.extract(e)
+	if e.Type == TypeAlias && e.PreviousID != "" {
+		prev := Identifier{Kind: KindUserID, Value: e.PreviousID}
+		if s.resolveTx(st.tx, prev) == "" {
+			prev.Kind = KindAnonymousID
+		}
+		if !slices.Contains(ids, prev) {
+			ids = append(ids, prev)
+			s.res.sort(ids)
+		}
+	}
+	if s.tombCount.Load() > 0 {
+		for _, id := range ids {
+			if tomb := s.tombstone(st.tx, id); tomb != nil && tomb.DropLater {
+				return Result{Dropped: true}, nil
+			}
+		}
+	}
+
+	// Which profiles do the identifiers point at, most trusted first?
+	owner := make(map[Identifier]string, len(ids))
+	var owners []string
+	for _, id := range ids {
+		if pid := string(st.identities.Get(identityKey(id))); pid != "" {
+			owner[id] = pid
+			if !slices.Contains(owners, pid) {
+				owners = append(owners, pid)
+			}
+		}
+	}
+
+	res := Result{}
+	var target *Profile
+	if len(owners) == 0 {
+		id, err := s.newProfileID()
+		if err != nil {
+			return Result{}, err
+		}
+		now := s.now().UTC()
+		target = &Profile{ID: id, CreatedAt: now, UpdatedAt: now}
+		st.put(target)
+		st.profileDelta++
+		res.Created = true
+	} else {
+		var err error
+		if target, err = st.get(owners[0]); err != nil {
+			return Result{}, err
+		}
+		for _, other := range owners[1:] {
+			op, err := st.get(other)
+			if errors.Is(err, ErrNotFound) {
+				continue // merged away earlier in this event
+			} else if err != nil {
+				return Result{}, err
+			}
+			linking := linkingIDs(ids, owner, target, op)
+			if kind, ok := s.mergeConflict(target, op); !ok {
+				s.metrics.RefusedMerges.WithLabelValues(kind).Inc()
+				target.addLedger(LedgerEntry{
+					At: s.now().UTC(), Action: LedgerRefusedMerge, Profile: op.ID, Identifiers: linking,
+					MessageID: e.MessageID, EventType: e.Type, Event: e.Event, Source: e.Source,
+					Reason: fmt.Sprintf("merging would give the profile more than %d %s", s.res.limit(kind), kind),
+				})
+				st.logs = append(st.logs, logLine{"merge refused", []any{"profile", target.ID, "other", op.ID, "kind", kind, "message_id", e.MessageID}})
+				continue
+			}
+			survivor, err := s.merge(st, target, op, e, linking)
+			if err != nil {
+				return Result{}, err
+			}
+			loser := op.ID
+			if survivor.ID == op.ID {
+				loser = target.ID
+			}
+			res.Merged = append(res.Merged, loser)
+			target = survivor
+		}
+	}
+
+	// Link the identifiers nobody held yet, within the limits.
+	for _, id := range ids {
+		if owner[id] != "" || target.HasIdentity(id) {
+			continue
+		}
+		if target.countKind(id.Kind) >= s.res.limit(id.Kind) {
+			s.metrics.RefusedIDs.WithLabelValues(id.Kind).Inc()
+			target.addLedger(LedgerEntry{
+				At: s.now().UTC(), Action: LedgerRefusedIdentifier, Identifiers: []Identifier{id},
+				MessageID: e.MessageID, EventType: e.Type, Event: e.Event, Source: e.Source,
+				Reason: fmt.Sprintf("profile already holds %d %s, the limit", s.res.limit(id.Kind), id.Kind),
+			})
+			st.logs = append(st.logs, logLine{"identifier refused", []any{"profile", target.ID, "kind", id.Kind, "message_id", e.MessageID}})
+			continue
+		}
+		if err := st.identities.Put(identityKey(id), []byte(target.ID)); err != nil {
+			return Result{}, err
+		}
+		target.Identities = append(target.Identities, IdentityRecord{Kind: id.Kind, Value: id.Value, FirstSeen: e.Timestamp, Source: e.Source})
+	}
+
+	if err := s.record(st, target, e); err != nil {
+		return Result{}, err
+	}
+	res.ProfileID = target.ID
+	return res, nil
+}
+
+// linkingIDs are the event's identifiers held by either of two profiles.
+func linkingIDs(ids []Identifier, owner map[Identifier]string, a, b *Profile) []Identifier {
+	var out []Identifier
+	for _, id := range ids {
+		if o := owner[id]; o == a.ID || o == b.ID || a.HasIdentity(id) || b.HasIdentity(id) {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// mergeConflict reports whether a and b may merge; if not, the kind whose
+// limit the merge would break.
+func (s *Store) mergeConflict(a, b *Profile) (string, bool) {
+	counts := map[string]int{}
+	for _, r := range a.Identities {
+		counts[r.Kind]++
+	}
+	for _, r := range b.Identities {
+		if !a.HasIdentity(Identifier{Kind: r.Kind, Value: r.Value}) {
+			counts[r.Kind]++
+		}
+	}
+	for _, kind := range slices.Sorted(maps.Keys(counts)) {
+		if counts[kind] > s.res.limit(kind) {
+			return kind, false
+		}
+	}
+	return "", true
+}
+
+// merge folds two profiles into the older one (survivorOf) and returns it.
+func (s *Store) merge(st *txState, a, b *Profile, e *Event, linking []Identifier) (*Profile, error) {
+	survivor, loser := survivorOf(a, b)
+	for _, r := range loser.Identities {
+		if err := st.identities.Put(identityKey(Identifier{Kind: r.Kind, Value: r.Value}), []byte(survivor.ID)); err != nil {
+			return nil, err
+		}
+	}
+	aliases := st.tx.Bucket(bucketAliases)
+	for _, id := range append([]string{loser.ID}, loser.MergedFrom...) {
+		if err := aliases.Put([]byte(id), []byte(survivor.ID)); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.moveEvents(st, loser.ID, survivor.ID); err != nil {
+		return nil, err
+	}
+	survivor.absorb(loser)
+	survivor.addLedger(LedgerEntry{
+		At: s.now().UTC(), Action: LedgerMerge, Profile: loser.ID, Identifiers: linking,
+		MessageID: e.MessageID, EventType: e.Type, Event: e.Event, Source: e.Source,
+		Reason: "one event carried identifiers of both profiles; the older profile survives",
+	})
+	if err := s.trimEvents(st, survivor); err != nil {
+		return nil, err
+	}
+	survivor.UpdatedAt = s.now().UTC()
+	st.put(survivor)
+	st.remove(loser.ID)
+	st.profileDelta--
+	s.metrics.Merges.Inc()
+	st.logs = append(st.logs, logLine{"profiles merged", []any{"profile", survivor.ID, "merged", loser.ID, "message_id", e.MessageID}})
+	return survivor, nil
+}
+
+func (s *Store) moveEvents(st *txState, from, to string) error {
+	c := st.events.Cursor()
+	prefix := []byte(from)
+	type kv struct{ k, v []byte }
+	var moved []kv
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		moved = append(moved, kv{bytes.Clone(k), bytes.Clone(v)})
+	}
+	for _, m := range moved {
+		nk := bytes.Clone(m.k)
+		copy(nk, to)
+		if err := st.events.Put(nk, m.v); err != nil {
+			return err
+		}
+		if err := st.events.Delete(m.k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// trimEvents keeps the MaxEvents most recent events of a profile.
+func (s *Store) trimEvents(st *txState, p *Profile) error {
+	excess := p.EventCount - s.cfg.MaxEvents
+	if excess <= 0 {
+		return nil
+	}
+	c := st.events.Cursor()
+	prefix := []byte(p.ID)
+	var old [][]byte
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && len(old) < excess; k, _ = c.Next() {
+		old = append(old, bytes.Clone(k))
+	}
+	for _, k := range old {
+		if err := st.events.Delete(k); err != nil {
+			return err
+		}
+	}
+	p.EventCount -= len(old)
+	return nil
+}
+
+// record stores the event on the profile and applies its traits and consent.
+func (s *Store) record(st *txState, p *Profile, e *Event) error {
+	if e.Type == TypeIdentify {
+		for k, v := range e.Traits {
+			if k == "consent" {
+				continue
+			}
+			p.setTrait(k, v, e.Timestamp, e.Source)
+		}
+		if c, ok := e.Traits["consent"].(map[string]any); ok {
+			applyConsent(p, c, e)
+		}
+	}
+	if e.Type == TypeTrack && e.Event == EventConsentUpdated {
+		applyConsent(p, e.Properties, e)
+	}
+	seq, err := st.events.NextSequence()
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	if err := st.events.Put(eventKey(p.ID, e.Timestamp, seq), v); err != nil {
+		return err
+	}
+	p.EventCount++
+	if e.Timestamp.After(p.LastSeenAt) {
+		p.LastSeenAt = e.Timestamp
+	}
+	p.UpdatedAt = s.now().UTC()
+	if err := s.trimEvents(st, p); err != nil {
+		return err
+	}
+	st.put(p)
+	return nil
+}
+
+func applyConsent(p *Profile, c map[string]any, e *Event) {
+	for purpose, v := range c {
+		if granted, ok := v.(bool); ok {
+			p.setConsent(purpose, granted, e.Timestamp, e.Source, e.MessageID)
+		}
+	}
+}
+
+// tombstone is what remains of an erased identifier.
+type tombstone struct {
+	At        time.Time `json:"at"`
+	DropLater bool      `json:"drop_later"`
+}
+
+func (s *Store) tombstone(tx *bbolt.Tx, id Identifier) *tombstone {
+	v := tx.Bucket(bucketTombstones).Get(s.tombstoneKey(id))
+	if v == nil {
+		return nil
+	}
+	var t tombstone
+	if err := json.Unmarshal(v, &t); err != nil {
+		return nil
+	}
+	return &t
+}
+

@@ -1,0 +1,66 @@
+package profiles
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the Prometheus collectors of ingestion and profiles. Labels
+// never carry ids, only bounded sets (source, type, reason, kind).
+type Metrics struct {
+	Accepted       *prometheus.CounterVec
+	Rejected       *prometheus.CounterVec
+	Duplicates     *prometheus.CounterVec
+	Dropped        prometheus.Counter
+	PlanViolations *prometheus.CounterVec
+	CommitSeconds  prometheus.Histogram
+	CommitEvents   prometheus.Histogram
+	Merges         prometheus.Counter
+	RefusedMerges  *prometheus.CounterVec
+	RefusedIDs     *prometheus.CounterVec
+	Erasures       prometheus.Counter
+}
+
+// NewMetrics creates the collectors and registers them with reg (nil: not
+// registered, as in tests that only read them).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cartera_events_accepted_total", Help: "Events durably committed, by source and type.",
+		}, []string{"source", "type"}),
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cartera_events_rejected_total", Help: "Events refused at ingestion, by source and reason.",
+		}, []string{"source", "reason"}),
+		Duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cartera_events_duplicate_total", Help: "Events whose messageId was already applied.",
+		}, []string{"source"}),
+		Dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cartera_events_erased_identity_dropped_total", Help: "Events dropped because they carried an identifier erased with suppression.",
+		}),
+		PlanViolations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cartera_tracking_plan_violations_total", Help: "Tracking plan violations, by source and reason.",
+		}, []string{"source", "reason"}),
+		CommitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cartera_commit_duration_seconds", Help: "Duration of one group commit, fsync included.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		CommitEvents: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cartera_commit_events", Help: "Events applied by one group commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 13),
+		}),
+		Merges: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cartera_profile_merges_total", Help: "Profiles merged into another.",
+		}),
+		RefusedMerges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cartera_profile_merges_refused_total", Help: "Merges refused because an identifier limit would break, by kind.",
+		}, []string{"kind"}),
+		RefusedIDs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cartera_identifiers_refused_total", Help: "Identifiers not linked because the profile holds the limit of that kind.",
+		}, []string{"kind"}),
+		Erasures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cartera_profile_erasures_total", Help: "Profiles erased on request.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.Accepted, m.Rejected, m.Duplicates, m.Dropped, m.PlanViolations, m.CommitSeconds,
+			m.CommitEvents, m.Merges, m.RefusedMerges, m.RefusedIDs, m.Erasures)
+	}
+	return m
+}

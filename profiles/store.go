@@ -1,0 +1,375 @@
+package profiles
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+// Buckets of the profile store and the encoding of their keys:
+//
+//	profiles    profile id (24 hex chars) → JSON Profile
+//	identities  kind 0x00 normalized value → profile id
+//	aliases     id of a merged-away profile → id of the profile it became
+//	events      profile id | timestamp (8-byte big-endian unix nanos) | seq (8-byte big-endian) → JSON Event
+//	messages    messageId → 8-byte big-endian unix nanos of first receipt (dedupe)
+//	msgtime     unix nanos (8) | messageId → empty (expiry order for messages)
+//	tombstones  HMAC-SHA256(kind 0x00 value) → JSON tombstone (erased identifiers)
+//	meta        "tombstone_key" → 32 random bytes; "profile_count" → 8-byte big-endian
+var (
+	bucketProfiles   = []byte("profiles")
+	bucketIdentities = []byte("identities")
+	bucketAliases    = []byte("aliases")
+	bucketEvents     = []byte("events")
+	bucketMessages   = []byte("messages")
+	bucketMsgTime    = []byte("msgtime")
+	bucketTombstones = []byte("tombstones")
+	bucketMeta       = []byte("meta")
+)
+
+var (
+	metaTombstoneKey = []byte("tombstone_key")
+	metaProfileCount = []byte("profile_count")
+)
+
+const idLen = 24
+
+// ErrNotFound is returned when no profile holds the identifier.
+var ErrNotFound = errors.New("profile not found")
+
+// ErrUnknownKind is returned for a lookup by an identifier kind that neither
+// the built-ins nor the config declare.
+var ErrUnknownKind = errors.New("unknown identifier kind")
+
+// ErrClosed is returned by Ingest after Close.
+var ErrClosed = errors.New("store closed")
+
+// Options carry the dependencies of a Store.
+type Options struct {
+	Logger  *slog.Logger
+	Metrics *Metrics
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// Rand is the source of profile ids and keys; crypto/rand when nil.
+	Rand io.Reader
+}
+
+// Store is the profile database: a bbolt file and the single writer that
+// group-commits events into it.
+type Store struct {
+	db      *bbolt.DB
+	cfg     Config
+	res     *resolver
+	log     *slog.Logger
+	metrics *Metrics
+	now     func() time.Time
+	rand    io.Reader
+	tombKey []byte
+
+	profileCount atomic.Int64
+	tombCount    atomic.Int64
+
+	reqs      chan *commitReq
+	closeOnce sync.Once
+	stop      chan struct{}
+	done      chan struct{}
+}
+
+// Open opens (creating if needed) the bbolt file at path and starts the
+// committer. The caller must Close the store.
+func Open(ctx context.Context, path string, cfg Config, opts Options) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("open profile store: %w", err)
+		}
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
+		Timeout:        5 * time.Second,
+		FreelistType:   bbolt.FreelistMapType,
+		NoFreelistSync: true,
+		NoSync:         cfg.NoSync,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open profile store %s: %w", path, err)
+	}
+	s := &Store{
+		db:      db,
+		cfg:     cfg,
+		res:     newResolver(cfg.Identity),
+		log:     opts.Logger,
+		metrics: opts.Metrics,
+		now:     opts.Now,
+		rand:    opts.Rand,
+		reqs:    make(chan *commitReq, 1024),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.metrics == nil {
+		s.metrics = NewMetrics(nil)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	if s.rand == nil {
+		s.rand = rand.Reader
+	}
+	if err := s.init(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	go s.commitLoop()
+	return s, nil
+}
+
+func (s *Store) init() error {
+	return s.db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketProfiles, bucketIdentities, bucketAliases, bucketEvents, bucketMessages, bucketMsgTime, bucketTombstones, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return fmt.Errorf("create bucket %s: %w", b, err)
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if k := meta.Get(metaTombstoneKey); k != nil {
+			s.tombKey = bytes.Clone(k)
+		} else {
+			s.tombKey = make([]byte, 32)
+			if _, err := io.ReadFull(s.rand, s.tombKey); err != nil {
+				return fmt.Errorf("make tombstone key: %w", err)
+			}
+			if err := meta.Put(metaTombstoneKey, s.tombKey); err != nil {
+				return err
+			}
+		}
+		if v := meta.Get(metaProfileCount); len(v) == 8 {
+			s.profileCount.Store(int64(binary.BigEndian.Uint64(v)))
+		}
+		s.tombCount.Store(int64(tx.Bucket(bucketTombstones).Stats().KeyN))
+		return nil
+	})
+}
+
+// Close stops the committer after the requests already queued, and closes
+// the file.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() { close(s.stop) })
+	<-s.done
+	return s.db.Close()
+}
+
+// DB exposes the bbolt handle so that packages downstream can keep their own
+// buckets in the same file (and the same backup).
+func (s *Store) DB() *bbolt.DB { return s.db }
+
+// ProfileCount is the number of live profiles.
+func (s *Store) ProfileCount() int64 { return s.profileCount.Load() }
+
+// Normalize returns the canonical value of an identifier, as stored in the
+// graph ("" when invalid for its kind).
+func (s *Store) Normalize(id Identifier) (Identifier, error) {
+	switch {
+	case id.Kind == KindProfileID, s.res.known[id.Kind]:
+	default:
+		return id, fmt.Errorf("%w %q", ErrUnknownKind, id.Kind)
+	}
+	switch id.Kind {
+	case KindUserID, KindAnonymousID, KindProfileID:
+		return id, nil
+	}
+	id.Value = s.res.Normalize(id.Kind, id.Value)
+	return id, nil
+}
+
+func identityKey(id Identifier) []byte {
+	k := make([]byte, 0, len(id.Kind)+1+len(id.Value))
+	k = append(k, id.Kind...)
+	k = append(k, 0)
+	return append(k, id.Value...)
+}
+
+func (s *Store) tombstoneKey(id Identifier) []byte {
+	m := hmac.New(sha256.New, s.tombKey)
+	m.Write(identityKey(id))
+	return m.Sum(nil)
+}
+
+// eventKey orders a profile's events by time. Times before 1970 sort first.
+func eventKey(profileID string, ts time.Time, seq uint64) []byte {
+	k := make([]byte, idLen+16)
+	copy(k, profileID)
+	n := ts.UnixNano()
+	if n < 0 {
+		n = 0
+	}
+	binary.BigEndian.PutUint64(k[idLen:], uint64(n))
+	binary.BigEndian.PutUint64(k[idLen+8:], seq)
+	return k
+}
+
+func (s *Store) newProfileID() (string, error) {
+	var b [12]byte
+	ms := uint64(s.now().UnixMilli())
+	b[0], b[1], b[2], b[3], b[4], b[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
+	if _, err := io.ReadFull(s.rand, b[6:]); err != nil {
+		return "", fmt.Errorf("make profile id: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// resolveTx finds the live profile id an identifier names, or "".
+func (s *Store) resolveTx(tx *bbolt.Tx, id Identifier) string {
+	if id.Kind == KindProfileID {
+		if len(id.Value) != idLen {
+			return ""
+		}
+		if tx.Bucket(bucketProfiles).Get([]byte(id.Value)) != nil {
+			return id.Value
+		}
+		return string(tx.Bucket(bucketAliases).Get([]byte(id.Value)))
+	}
+	return string(tx.Bucket(bucketIdentities).Get(identityKey(id)))
+}
+
+func getProfile(tx *bbolt.Tx, id string) (*Profile, error) {
+	v := tx.Bucket(bucketProfiles).Get([]byte(id))
+	if v == nil {
+		return nil, ErrNotFound
+	}
+	var p Profile
+	if err := json.Unmarshal(v, &p); err != nil {
+		return nil, fmt.Errorf("decode profile %s: %w", id, err)
+	}
+	return &p, nil
+}
+
+// Lookup returns the profile an identifier names. Values are normalized as
+// on ingestion, so "email: Ana@Example.com " finds ana@example.com.
+func (s *Store) Lookup(id Identifier) (*Profile, error) {
+	id, err := s.Normalize(id)
+	if err != nil {
+		return nil, err
+	}
+	var p *Profile
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		pid := s.resolveTx(tx, id)
+		if pid == "" {
+			return ErrNotFound
+		}
+		p, err = getProfile(tx, pid)
+		return err
+	})
+	return p, err
+}
+
+// Events returns up to limit events of a profile, most recent first
+// (limit < 1: all that are kept).
+func (s *Store) Events(profileID string, limit int) ([]Event, error) {
+	var out []Event
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketEvents).Cursor()
+		prefix := []byte(profileID)
+		end := append(bytes.Clone(prefix), 0xff)
+		k, v := c.Seek(end)
+		if k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
+			var e Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("decode event of %s: %w", profileID, err)
+			}
+			out = append(out, e)
+			if limit > 0 && len(out) >= limit {
+				break
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Seen reports whether a messageId has been applied (within the dedupe window).
+func (s *Store) Seen(messageID string) bool {
+	var seen bool
+	_ = s.db.View(func(tx *bbolt.Tx) error {
+		seen = tx.Bucket(bucketMessages).Get([]byte(messageID)) != nil
+		return nil
+	})
+	return seen
+}
+
+// PruneMessages forgets messageIds older than the dedupe window, at most max
+// of them in one transaction; it returns how many it removed.
+func (s *Store) PruneMessages(max int) (int, error) {
+	cutoff := s.now().Add(-s.cfg.DedupeWindow).UnixNano()
+	n := 0
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		n = 0
+		msgs, byTime := tx.Bucket(bucketMessages), tx.Bucket(bucketMsgTime)
+		var keys [][]byte
+		c := byTime.Cursor()
+		for k, _ := c.First(); k != nil && len(keys) < max; k, _ = c.Next() {
+			if int64(binary.BigEndian.Uint64(k[:8])) >= cutoff {
+				break
+			}
+			keys = append(keys, bytes.Clone(k))
+		}
+		for _, k := range keys {
+			if err := msgs.Delete(k[8:]); err != nil {
+				return err
+			}
+			if err := byTime.Delete(k); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// RunPruner prunes expired messageIds every interval until ctx ends.
+func (s *Store) RunPruner(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			for {
+				n, err := s.PruneMessages(10000)
+				if err != nil {
+					s.log.Error("prune message ids", "err", err)
+					break
+				}
+				if n < 10000 {
+					break
+				}
+			}
+		}
+	}
+}
