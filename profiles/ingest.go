@@ -472,8 +472,16 @@ func (s *Store) trimEvents(st *txState, p *Profile) error {
 func (s *Store) record(st *txState, p *Profile, e *Event) error {
 	if e.Type == TypeIdentify {
 		for k, v := range e.Traits {
-			if k == "consent" {
+			switch k {
+			case "consent":
 				continue
+			case KindEmail, KindPhone:
+				// Keep the usable spelling: channels send to this value.
+				if raw, ok := v.(string); ok {
+					if n := s.res.Normalize(k, raw); n != "" {
+						v = n
+					}
+				}
 			}
 			p.setTrait(k, v, e.Timestamp, e.Source)
 		}
