@@ -290,8 +290,8 @@ func (s *Store) Events(profileID string, limit int) ([]Event, error) {
 		c := tx.Bucket(bucketEvents).Cursor()
 		prefix := []byte(profileID)
 		end := append(bytes.Clone(prefix), 0xff)
-		k, v := c.Seek(end)
-		if k == nil {
+		var k, v []byte
+		if k, _ = c.Seek(end); k == nil {
 			k, v = c.Last()
 		} else {
 			k, v = c.Prev()
