@@ -29,6 +29,7 @@ func (s *Store) Erase(id Identifier, dropLater bool) (*Erasure, error) {
 	}
 	var out *Erasure
 	added := 0
+	var procs []TxProcessor
 	err = s.db.Update(func(tx *bbolt.Tx) error {
 		added = 0
 		pid := s.resolveTx(tx, id)
@@ -40,6 +41,13 @@ func (s *Store) Erase(id Identifier, dropLater bool) (*Erasure, error) {
 			return err
 		}
 		out = &Erasure{ProfileID: p.ID, MergedFrom: p.MergedFrom, DropLater: dropLater}
+		for _, proc := range s.procs {
+			tp := proc.Begin(tx)
+			procs = append(procs, tp)
+			if err := tp.Erased(p); err != nil {
+				return fmt.Errorf("erase downstream state: %w", err)
+			}
+		}
 		tomb, err := json.Marshal(tombstone{At: s.now().UTC(), DropLater: dropLater})
 		if err != nil {
 			return err
@@ -84,6 +92,9 @@ func (s *Store) Erase(id Identifier, dropLater bool) (*Erasure, error) {
 		st := &txState{tx: tx, profileDelta: -1}
 		return st.flush()
 	})
+	for _, tp := range procs {
+		tp.Done(err == nil)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("erase %s: %w", id.Kind, err)
 	}

@@ -108,7 +108,7 @@ func (s *Store) commit(batch []*commitReq) {
 	start := time.Now()
 	var st *txState
 	err := s.db.Update(func(tx *bbolt.Tx) error {
-		st = newTxState(tx)
+		st = s.newTxState(tx)
 		for _, r := range batch {
 			for i, e := range r.events {
 				res, err := s.apply(st, e)
@@ -120,6 +120,11 @@ func (s *Store) commit(batch []*commitReq) {
 		}
 		return st.flush()
 	})
+	if st != nil {
+		for _, tp := range st.procs {
+			tp.Done(err == nil)
+		}
+	}
 	s.metrics.CommitSeconds.Observe(time.Since(start).Seconds())
 	if err == nil {
 		s.profileCount.Add(st.profileDelta)
@@ -162,11 +167,20 @@ type txState struct {
 	dirty        map[string]bool
 	profileDelta int64
 	logs         []logLine
+	procs        []TxProcessor
 }
 
 type logLine struct {
 	msg  string
 	args []any
+}
+
+func (s *Store) newTxState(tx *bbolt.Tx) *txState {
+	st := newTxState(tx)
+	for _, p := range s.procs {
+		st.procs = append(st.procs, p.Begin(tx))
+	}
+	return st
 }
 
 func newTxState(tx *bbolt.Tx) *txState {
@@ -409,6 +423,11 @@ func (s *Store) merge(st *txState, a, b *Profile, e *Event, linking []Identifier
 		return nil, err
 	}
 	survivor.absorb(loser)
+	for _, tp := range st.procs {
+		if err := tp.Merged(survivor, loser.ID); err != nil {
+			return nil, fmt.Errorf("merge %s into %s: %w", loser.ID, survivor.ID, err)
+		}
+	}
 	survivor.addLedger(LedgerEntry{
 		At: s.now().UTC(), Action: LedgerMerge, Profile: loser.ID, Identifiers: linking,
 		MessageID: e.MessageID, EventType: e.Type, Event: e.Event, Source: e.Source,
@@ -492,6 +511,14 @@ func (s *Store) record(st *txState, p *Profile, e *Event) error {
 	if e.Type == TypeTrack && e.Event == EventConsentUpdated {
 		applyConsent(p, e.Properties, e)
 	}
+	if err := s.store(st, p, e); err != nil {
+		return err
+	}
+	return s.process(st, p, e, 0)
+}
+
+// store appends an event to the profile's bounded log.
+func (s *Store) store(st *txState, p *Profile, e *Event) error {
 	seq, err := st.events.NextSequence()
 	if err != nil {
 		return err
@@ -512,6 +539,30 @@ func (s *Store) record(st *txState, p *Profile, e *Event) error {
 		return err
 	}
 	st.put(p)
+	return nil
+}
+
+// process hands a stored event to the processors from index from on; the
+// events a processor derives (an audience entered) are stored and handed
+// to the processors after it, never back to itself.
+func (s *Store) process(st *txState, p *Profile, e *Event, from int) error {
+	for i := from; i < len(st.procs); i++ {
+		derived, err := st.procs[i].Event(p, e)
+		if err != nil {
+			return fmt.Errorf("process event: %w", err)
+		}
+		for _, d := range derived {
+			if d.Source == "" {
+				d.Source = SourceCartera
+			}
+			if err := s.store(st, p, d); err != nil {
+				return err
+			}
+			if err := s.process(st, p, d, i+1); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
@@ -540,4 +591,3 @@ func (s *Store) tombstone(tx *bbolt.Tx, id Identifier) *tombstone {
 	}
 	return &t
 }
-

@@ -68,6 +68,38 @@ type Options struct {
 	Now func() time.Time
 	// Rand is the source of profile ids and keys; crypto/rand when nil.
 	Rand io.Reader
+	// Processors extend the write transaction, in order: rules, then journeys.
+	Processors []Processor
+}
+
+// SourceCartera is the source of events Cartera derives itself (an
+// audience entered, a journey step taken).
+const SourceCartera = "cartera"
+
+// A Processor extends ingestion's write transaction: what it derives from
+// an event (a computed trait, an audience entered, a journey started)
+// commits with the event or not at all. Packages downstream implement it;
+// profiles never imports them.
+type Processor interface {
+	// Begin starts work in one write transaction.
+	Begin(tx *bbolt.Tx) TxProcessor
+}
+
+// TxProcessor is a Processor's work within one transaction. Profiles are
+// read-only to it; it keeps its own state in its own buckets of tx.
+type TxProcessor interface {
+	// Event is called after e is stored on p; it returns events to store
+	// on p in turn (they go to later processors only).
+	Event(p *Profile, e *Event) ([]*Event, error)
+	// Merged is called when loserID is merged into survivor, after the
+	// survivor holds the loser's events and before the event that caused
+	// the merge is stored.
+	Merged(survivor *Profile, loserID string) error
+	// Erased is called when a profile is erased.
+	Erased(p *Profile) error
+	// Done is called once the transaction has ended; committed says
+	// whether its effects are durable (publish only then).
+	Done(committed bool)
 }
 
 // Store is the profile database: a bbolt file and the single writer that
@@ -85,6 +117,7 @@ type Store struct {
 	profileCount atomic.Int64
 	tombCount    atomic.Int64
 
+	procs     []Processor
 	reqs      chan *commitReq
 	closeOnce sync.Once
 	stop      chan struct{}
@@ -119,6 +152,7 @@ func Open(ctx context.Context, path string, cfg Config, opts Options) (*Store, e
 		metrics: opts.Metrics,
 		now:     opts.Now,
 		rand:    opts.Rand,
+		procs:   opts.Processors,
 		reqs:    make(chan *commitReq, 1024),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
