@@ -89,7 +89,7 @@ func (s *Store) Erase(id Identifier, dropLater bool) (*Erasure, error) {
 		if err := tx.Bucket(bucketProfiles).Delete([]byte(p.ID)); err != nil {
 			return err
 		}
-		st := &txState{tx: tx, profileDelta: -1}
+		st := &txState{tx: tx, profileDelta: -1, procs: procs}
 		return st.flush()
 	})
 	for _, tp := range procs {

@@ -220,6 +220,11 @@ func (st *txState) remove(id string) {
 }
 
 func (st *txState) flush() error {
+	for _, tp := range st.procs {
+		if err := tp.Flush(); err != nil {
+			return err
+		}
+	}
 	for id := range st.dirty {
 		p := st.cache[id]
 		if p == nil {

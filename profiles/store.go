@@ -97,6 +97,9 @@ type TxProcessor interface {
 	Merged(survivor *Profile, loserID string) error
 	// Erased is called when a profile is erased.
 	Erased(p *Profile) error
+	// Flush is called before the transaction commits: write what is
+	// pending.
+	Flush() error
 	// Done is called once the transaction has ended; committed says
 	// whether its effects are durable (publish only then).
 	Done(committed bool)
@@ -332,7 +335,7 @@ func (s *Store) Events(profileID string, limit int) ([]Event, error) {
 		}
 		for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Prev() {
 			var e Event
-			if err := json.Unmarshal(v, &e); err != nil {
+			if err := decodeEvent(v, &e); err != nil {
 				return fmt.Errorf("decode event of %s: %w", profileID, err)
 			}
 			out = append(out, e)
@@ -406,4 +409,53 @@ func (s *Store) RunPruner(ctx context.Context, interval time.Duration) {
 			}
 		}
 	}
+}
+
+// ReadProfile reads a profile within a transaction of the store's file (for
+// processors and backfills).
+func ReadProfile(tx *bbolt.Tx, id string) (*Profile, error) { return getProfile(tx, id) }
+
+// ForEachEvent calls fn with each stored event of a profile, oldest first,
+// within a transaction of the store's file.
+func ForEachEvent(tx *bbolt.Tx, profileID string, fn func(*Event) error) error {
+	c := tx.Bucket(bucketEvents).Cursor()
+	prefix := []byte(profileID)
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		var e Event
+		if err := decodeEvent(v, &e); err != nil {
+			return fmt.Errorf("decode event of %s: %w", profileID, err)
+		}
+		if err := fn(&e); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// decodeEvent decodes a stored event keeping numbers exact (json.Number),
+// as they were when ingested.
+func decodeEvent(v []byte, e *Event) error {
+	dec := json.NewDecoder(bytes.NewReader(v))
+	dec.UseNumber()
+	return dec.Decode(e)
+}
+
+// ScanIDs returns up to limit profile ids after the given one, in key
+// order ("" starts at the first); for backfills over all profiles.
+func (s *Store) ScanIDs(after string, limit int) ([]string, error) {
+	var ids []string
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketProfiles).Cursor()
+		var k []byte
+		if after == "" {
+			k, _ = c.First()
+		} else if k, _ = c.Seek([]byte(after)); k != nil && string(k) == after {
+			k, _ = c.Next()
+		}
+		for ; k != nil && len(ids) < limit; k, _ = c.Next() {
+			ids = append(ids, string(k))
+		}
+		return nil
+	})
+	return ids, err
 }
