@@ -41,7 +41,7 @@ func (s *Store) Erase(id Identifier, dropLater bool) (*Erasure, error) {
 			return err
 		}
 		out = &Erasure{ProfileID: p.ID, MergedFrom: p.MergedFrom, DropLater: dropLater}
-		for _, proc := range s.procs {
+		for _, proc := range s.processors() {
 			tp := proc.Begin(tx)
 			procs = append(procs, tp)
 			if err := tp.Erased(p); err != nil {

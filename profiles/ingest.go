@@ -177,7 +177,7 @@ type logLine struct {
 
 func (s *Store) newTxState(tx *bbolt.Tx) *txState {
 	st := newTxState(tx)
-	for _, p := range s.procs {
+	for _, p := range s.processors() {
 		st.procs = append(st.procs, p.Begin(tx))
 	}
 	return st

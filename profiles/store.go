@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,7 +121,7 @@ type Store struct {
 	profileCount atomic.Int64
 	tombCount    atomic.Int64
 
-	procs     []Processor
+	procs     atomic.Pointer[[]Processor]
 	reqs      chan *commitReq
 	closeOnce sync.Once
 	stop      chan struct{}
@@ -155,7 +156,6 @@ func Open(ctx context.Context, path string, cfg Config, opts Options) (*Store, e
 		metrics: opts.Metrics,
 		now:     opts.Now,
 		rand:    opts.Rand,
-		procs:   opts.Processors,
 		reqs:    make(chan *commitReq, 1024),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -172,6 +172,7 @@ func Open(ctx context.Context, path string, cfg Config, opts Options) (*Store, e
 	if s.rand == nil {
 		s.rand = rand.Reader
 	}
+	s.Use(opts.Processors...)
 	if err := s.init(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -214,6 +215,19 @@ func (s *Store) Close() error {
 	<-s.done
 	return s.db.Close()
 }
+
+// Use appends processors to the write transaction. Processors that need
+// the store's file (DB) are added after Open, before the first Ingest.
+func (s *Store) Use(procs ...Processor) {
+	var cur []Processor
+	if p := s.procs.Load(); p != nil {
+		cur = *p
+	}
+	next := append(slices.Clone(cur), procs...)
+	s.procs.Store(&next)
+}
+
+func (s *Store) processors() []Processor { return *s.procs.Load() }
 
 // DB exposes the bbolt handle so that packages downstream can keep their own
 // buckets in the same file (and the same backup).
@@ -458,4 +472,20 @@ func (s *Store) ScanIDs(after string, limit int) ([]string, error) {
 		return nil
 	})
 	return ids, err
+}
+
+// AppendDerived stores events Cartera derived outside ingestion (a backfill
+// that moved a profile into an audience) on a profile, within tx. They are
+// not handed to processors.
+func (s *Store) AppendDerived(tx *bbolt.Tx, p *Profile, events []*Event) error {
+	st := newTxState(tx)
+	for _, e := range events {
+		if e.Source == "" {
+			e.Source = SourceCartera
+		}
+		if err := s.store(st, p, e); err != nil {
+			return err
+		}
+	}
+	return st.flush()
 }

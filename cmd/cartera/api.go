@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -22,12 +24,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"cartera/profiles"
+	"cartera/rules"
 )
 
 // api holds what the HTTP handlers need. It is the only place that knows
 // Fiber; the packages below it never see a request.
 type api struct {
 	store   *profiles.Store
+	rules   *rules.Engine
 	sources *profiles.Sources
 	metrics *profiles.Metrics
 	log     *slog.Logger
@@ -66,6 +70,9 @@ func (a *api) routes() *fiber.App {
 	}
 	v1.Post("/batch", a.ingest(""))
 
+	v1.Get("/audiences", a.requireAdmin, a.listAudiences)
+	v1.Get("/audiences/:id/members", a.requireAdmin, a.audienceMembers)
+
 	adm := v1.Group("/profiles", a.requireAdmin)
 	adm.Get("/:ident/export", a.exportProfile)
 	adm.Get("/:ident", a.getProfile)
@@ -93,6 +100,8 @@ func (a *api) errorHandler(c *fiber.Ctx, err error) error {
 		status, msg = fiber.StatusBadRequest, pv.Error()
 	case errors.Is(err, profiles.ErrNotFound):
 		status, msg = fiber.StatusNotFound, "no profile holds that identifier"
+	case errors.Is(err, rules.ErrUnknownAudience):
+		status, msg = fiber.StatusNotFound, err.Error()
 	case errors.Is(err, profiles.ErrUnknownKind):
 		status, msg = fiber.StatusBadRequest, err.Error()
 	case errors.Is(err, profiles.ErrClosed), errors.Is(err, context.Canceled):
@@ -277,22 +286,41 @@ func identParam(c *fiber.Ctx) (profiles.Identifier, error) {
 
 // profileView is the unified profile as the API shows it.
 type profileView struct {
-	ID             string                       `json:"id"`
-	CreatedAt      time.Time                    `json:"created_at"`
-	UpdatedAt      time.Time                    `json:"updated_at"`
-	LastSeenAt     time.Time                    `json:"last_seen_at"`
-	Identities     []profiles.IdentityRecord    `json:"identities"`
-	Traits         map[string]any               `json:"traits"`
-	Computed       map[string]any               `json:"computed"`
-	Consent        map[string]profiles.Consent  `json:"consent"`
-	ConsentHistory []profiles.ConsentChange     `json:"consent_history"`
-	Audiences      []any                        `json:"audiences"`
-	Journeys       []any                        `json:"journeys"`
-	Passes         []any                        `json:"passes"`
-	Merges         []profiles.LedgerEntry       `json:"merges"`
-	MergedFrom     []string                     `json:"merged_from"`
-	EventCount     int                          `json:"event_count"`
-	Events         []profiles.Event             `json:"events"`
+	ID             string                      `json:"id"`
+	CreatedAt      time.Time                   `json:"created_at"`
+	UpdatedAt      time.Time                   `json:"updated_at"`
+	LastSeenAt     time.Time                   `json:"last_seen_at"`
+	Identities     []profiles.IdentityRecord   `json:"identities"`
+	Traits         map[string]any              `json:"traits"`
+	Computed       map[string]any              `json:"computed"`
+	Consent        map[string]profiles.Consent `json:"consent"`
+	ConsentHistory []profiles.ConsentChange    `json:"consent_history"`
+	Audiences      []audienceView              `json:"audiences"`
+	Journeys       []any                       `json:"journeys"`
+	Passes         []any                       `json:"passes"`
+	Merges         []profiles.LedgerEntry      `json:"merges"`
+	MergedFrom     []string                    `json:"merged_from"`
+	EventCount     int                         `json:"event_count"`
+	Events         []profiles.Event            `json:"events"`
+}
+
+// audienceView is one audience the person is or was in.
+type audienceView struct {
+	ID string `json:"id"`
+	rules.Membership
+}
+
+func (a *api) profileView(p *profiles.Profile, events []profiles.Event) (profileView, error) {
+	standing, err := a.rules.Standing(p)
+	if err != nil {
+		return profileView{}, err
+	}
+	v := newProfileView(p, events)
+	v.Computed = standing.Computed
+	for _, id := range slices.Sorted(maps.Keys(standing.Audiences)) {
+		v.Audiences = append(v.Audiences, audienceView{ID: id, Membership: *standing.Audiences[id]})
+	}
+	return v, nil
 }
 
 func newProfileView(p *profiles.Profile, events []profiles.Event) profileView {
@@ -300,7 +328,7 @@ func newProfileView(p *profiles.Profile, events []profiles.Event) profileView {
 		ID: p.ID, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, LastSeenAt: p.LastSeenAt,
 		Identities: p.Identities, Traits: p.TraitValues(), Computed: map[string]any{},
 		Consent: p.Consent, ConsentHistory: p.ConsentHistory,
-		Audiences: []any{}, Journeys: []any{}, Passes: []any{},
+		Audiences: []audienceView{}, Journeys: []any{}, Passes: []any{},
 		Merges: p.Ledger, MergedFrom: p.MergedFrom, EventCount: p.EventCount, Events: events,
 	}
 	if v.Consent == nil {
@@ -344,7 +372,11 @@ func (a *api) getProfile(c *fiber.Ctx) error {
 			return err
 		}
 	}
-	return c.JSON(newProfileView(p, events))
+	v, err := a.profileView(p, events)
+	if err != nil {
+		return err
+	}
+	return c.JSON(v)
 }
 
 func (a *api) exportProfile(c *fiber.Ctx) error {
@@ -357,10 +389,11 @@ func (a *api) exportProfile(c *fiber.Ctx) error {
 		return err
 	}
 	c.Set(fiber.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="profile-%s.json"`, ex.Profile.ID))
-	return c.JSON(fiber.Map{
-		"exported_at": a.now().UTC(),
-		"profile":     newProfileView(ex.Profile, ex.Events),
-	})
+	v, err := a.profileView(ex.Profile, ex.Events)
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"exported_at": a.now().UTC(), "profile": v})
 }
 
 func (a *api) eraseProfile(c *fiber.Ctx) error {
@@ -379,4 +412,36 @@ func (a *api) eraseProfile(c *fiber.Ctx) error {
 		return err
 	}
 	return c.JSON(fiber.Map{"success": true, "erased": er})
+}
+
+func (a *api) listAudiences(c *fiber.Ctx) error {
+	list, err := a.rules.Audiences()
+	if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"audiences": list})
+}
+
+const (
+	defaultPage = 100
+	maxPage     = 1000
+)
+
+func (a *api) audienceMembers(c *fiber.Ctx) error {
+	limit := defaultPage
+	if s := c.Query("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxPage {
+			return &httpError{fiber.StatusBadRequest, fmt.Sprintf("limit: want 1 to %d, got %q", maxPage, s)}
+		}
+		limit = n
+	}
+	members, next, err := a.rules.Members(c.Params("id"), c.Query("after"), limit)
+	if err != nil {
+		return err
+	}
+	if members == nil {
+		members = []rules.Member{}
+	}
+	return c.JSON(fiber.Map{"audience": c.Params("id"), "members": members, "next": next})
 }

@@ -45,6 +45,9 @@ type Config struct {
 
 	Sources  []profiles.SourceConfig `yaml:"sources"`
 	Profiles profiles.Config         `yaml:"profiles"`
+	// Rules are the files of computed traits and audiences, relative to
+	// the config file.
+	Rules []string `yaml:"rules"`
 
 	// path is the file the config came from ("" for none).
 	path string
@@ -164,6 +167,11 @@ func loadConfig(f *serveFlags, getenv func(string) string) (*Config, error) {
 	}
 	if cfg.Journeys != "" && cfg.path != "" && !filepath.IsAbs(cfg.Journeys) && !f.set["journeys"] && getenv("CARTERA_JOURNEYS") == "" {
 		cfg.Journeys = filepath.Join(filepath.Dir(cfg.path), cfg.Journeys)
+	}
+	for i, r := range cfg.Rules {
+		if cfg.path != "" && !filepath.IsAbs(r) {
+			cfg.Rules[i] = filepath.Join(filepath.Dir(cfg.path), r)
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		if cfg.path != "" {

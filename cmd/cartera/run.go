@@ -50,7 +50,9 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "serve":
 		return m.serve(ctx, args[1:])
-	case "validate", "simulate":
+	case "validate":
+		return m.validate(ctx, args[1:])
+	case "simulate":
 		return fmt.Errorf("%s: not implemented yet (arrives with the journey engine)", args[0])
 	case "help", "-h", "--help":
 		fmt.Fprint(m.Stdout, usage)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"cartera/profiles"
+	"cartera/rules"
 )
 
 // serve runs the gateway until ctx ends, then drains in-flight requests and
@@ -42,6 +44,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	rs, err := rules.Load(rules.EnvOptions{}, cfg.Rules...)
+	if err != nil {
+		return fmt.Errorf("load rules:\n%w", err)
+	}
 	store, err := profiles.Open(ctx, cfg.Data, cfg.Profiles, profiles.Options{Logger: log.With("component", "profiles"), Metrics: pm})
 	if err != nil {
 		return err
@@ -51,12 +57,18 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			log.Error("close store", "err", err)
 		}
 	}()
+	engine, err := rules.NewEngine(store.DB(), rs, rules.EngineOptions{Logger: log.With("component", "rules"), Metrics: rules.NewMetrics(reg)})
+	if err != nil {
+		return err
+	}
+	store.Use(engine)
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cartera_profiles", Help: "Live profiles.",
 	}, func() float64 { return float64(store.ProfileCount()) }))
 
 	a := &api{
 		store:   store,
+		rules:   engine,
 		sources: sources,
 		metrics: pm,
 		log:     log.With("component", "http"),
@@ -74,6 +86,14 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	pruneCtx, stopPrune := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPrune()
 	go store.RunPruner(pruneCtx, time.Hour)
+	backfilled := make(chan struct{})
+	go func() {
+		defer close(backfilled)
+		if err := engine.Backfill(pruneCtx, store); err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("backfill rules", "err", err)
+		}
+	}()
+	defer func() { stopPrune(); <-backfilled }()
 
 	served := make(chan error, 1)
 	go func() { served <- app.Listener(ln) }()
