@@ -230,7 +230,14 @@ func (e *Env) Compile(expr string, want *types.Type) (*Program, error) {
 	if est.Max > e.budget {
 		return nil, &CompileError{Line: 1, Col: 1, Msg: fmt.Sprintf("expression too expensive: estimated cost up to %d, budget %d", est.Max, e.budget)}
 	}
-	prg, err := e.env.Program(checked, cel.CostLimit(e.limit), cel.EvalOptions(cel.OptOptimize))
+	// Only expressions whose cost grows with the input (loops, string
+	// scans) pay for runtime cost tracking; the others cost what the
+	// estimate says, whatever the profile.
+	popts := []cel.ProgramOption{cel.EvalOptions(cel.OptOptimize)}
+	if !constantCost(checked.NativeRep()) {
+		popts = append(popts, cel.CostLimit(e.limit))
+	}
+	prg, err := e.env.Program(checked, popts...)
 	if err != nil {
 		return nil, &CompileError{Line: 1, Col: 1, Msg: err.Error()}
 	}
@@ -291,6 +298,37 @@ func literalDuration(e ast.Expr) (time.Duration, bool) {
 	}
 	d, err := time.ParseDuration(s)
 	return d, err == nil
+}
+
+// constantCost reports whether an expression's cost is independent of its
+// input: no comprehension and only calls from a fixed set of cheap ones.
+func constantCost(a *ast.AST) bool {
+	ok := true
+	ast.PostOrderVisit(a.Expr(), ast.NewExprVisitor(func(e ast.Expr) {
+		switch e.Kind() {
+		case ast.ComprehensionKind:
+			ok = false
+		case ast.CallKind:
+			if !isCheapCall(e.AsCall().FunctionName()) {
+				ok = false
+			}
+		}
+	}))
+	return ok
+}
+
+// isCheapCall reports whether a function costs the same whatever its
+// arguments hold (string + is linear, but strings are bounded by the event
+// size limit).
+func isCheapCall(name string) bool {
+	switch name {
+	case "_==_", "_!=_", "_<_", "_<=_", "_>_", "_>=_", "_&&_", "_||_", "!_", "_?_:_", "-_",
+		"_+_", "_-_", "_*_", "_/_", "_%_", "_[_]", "@in",
+		"int", "double", "uint", "bool", "duration", "timestamp", "math.least", "math.greatest",
+		"_has_consent", "_in_audience", "_days_since", "_event_count":
+		return true
+	}
+	return false
 }
 
 // EventCounts lists the event_count(name, window) pairs the program uses.
