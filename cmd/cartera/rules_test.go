@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidateCommand(t *testing.T) {
+	bad := writeFile(t, "bad.yaml", "audiences:\n  - name: big_spenders\n    expression: profile.computed.orders_count > \"five\"\n")
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr bool
+		out     string
+	}{
+		{"examples", []string{"validate", "--config", "../../examples/cartera.yaml"}, false, "ok: 2 file(s), 8 computed trait(s), 4 audience(s)"},
+		{"examples folder", []string{"validate", "--config", "../../examples/cartera.yaml", "../../examples/rules"}, false, "ok: 2 file(s)"},
+		{"type error", []string{"validate", "--config", "../../examples/cartera.yaml", bad}, true,
+			bad + ":3:47: found no matching overload for '_>_' applied to '(int, string)'"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			m := &Main{Stdout: &stdout, Stderr: &stderr, Getenv: envOf(nil)}
+			err := m.Run(context.Background(), tc.args)
+			if tc.wantErr != (err != nil) {
+				t.Fatalf("err = %v, stderr %s", err, stderr.String())
+			}
+			if tc.wantErr && !errors.Is(err, errReported) {
+				t.Errorf("err = %v, want errReported (exit 1 after printing)", err)
+			}
+			got := stdout.String() + stderr.String()
+			if !strings.Contains(got, tc.out) {
+				t.Errorf("output %q lacks %q", got, tc.out)
+			}
+		})
+	}
+}
+
+// startAt runs a server on a given data file; stop ends it and waits.
+func startAt(t *testing.T, data string) (base string, stop func()) {
+	t.Helper()
+	addr := make(chan string, 1)
+	m := &Main{Stdout: io.Discard, Stderr: io.Discard, Getenv: envOf(map[string]string{"CARTERA_ADMIN_TOKEN": testAdminToken}), OnListen: func(a string) { addr <- a }}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- m.Run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--config", "../../examples/cartera.yaml"})
+	}()
+	select {
+	case a := <-addr:
+		return "http://" + a, func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		}
+	case err := <-done:
+		t.Fatalf("serve exited: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not start")
+	}
+	cancel()
+	return "", nil
+}
+
+func TestAudienceMembershipInSameRequestAndAfterRestart(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "cartera.db")
+	base, stop := startAt(t, data)
+	s := &server{base: base}
+
+	mustOK(t, s.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"vip-1","traits":{"email":"vip@example.com"}}`))
+	if r := s.admin(t, "GET", "/v1/audiences/customers/members"); len(r.body["members"].([]any)) != 0 {
+		t.Fatalf("customers before any order: %s", r.raw)
+	}
+	mustOK(t, s.send(t, "pos_dev_write_key", "/v1/track", `{"userId":"vip-1","event":"Order Completed","properties":{"order_id":"o1","revenue":1500}}`))
+	// Right after the 200: the profile is in customers and vip.
+	p := s.admin(t, "GET", "/v1/profiles/user_id:vip-1")
+	got := map[string]bool{}
+	for _, a := range p.body["audiences"].([]any) {
+		am := a.(map[string]any)
+		got[am["id"].(string)] = am["member"].(bool)
+	}
+	if !got["customers"] || !got["vip"] || !got["priority_recovery"] {
+		t.Fatalf("audiences = %v, want customers, vip and priority_recovery", got)
+	}
+	if v := p.body["computed"].(map[string]any)["lifetime_value"]; v != 1500.0 {
+		t.Errorf("lifetime_value = %v, want 1500", v)
+	}
+	// The entry is an event on the profile.
+	entered := 0
+	for _, e := range p.body["events"].([]any) {
+		em := e.(map[string]any)
+		if em["event"] == "Audience Entered" && em["source"] == "cartera" {
+			entered++
+		}
+	}
+	if entered != 3 {
+		t.Errorf("Audience Entered events = %d, want 3", entered)
+	}
+	// Consent to email puts them in email_reachable; withdrawing it takes
+	// them out in the same request.
+	inReachable := func() bool {
+		r := s.admin(t, "GET", "/v1/audiences/email_reachable/members")
+		return len(r.body["members"].([]any)) == 1
+	}
+	mustOK(t, s.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"vip-1","traits":{"consent":{"email":true}}}`))
+	if !inReachable() {
+		t.Fatal("not in email_reachable after consent")
+	}
+	mustOK(t, s.send(t, "web_dev_write_key", "/v1/track", `{"userId":"vip-1","event":"Consent Updated","properties":{"email":false}}`))
+	if inReachable() {
+		t.Fatal("still in email_reachable after consent withdrawn")
+	}
+	exited := false
+	for _, e := range s.admin(t, "GET", "/v1/profiles/user_id:vip-1").body["events"].([]any) {
+		em := e.(map[string]any)
+		if em["event"] == "Audience Exited" && em["properties"].(map[string]any)["audience"] == "email_reachable" {
+			exited = true
+		}
+	}
+	if !exited {
+		t.Error("no Audience Exited event on the profile")
+	}
+	members := func() map[string]int {
+		out := map[string]int{}
+		r := s.admin(t, "GET", "/v1/audiences")
+		for _, a := range r.body["audiences"].([]any) {
+			am := a.(map[string]any)
+			out[am["id"].(string)] = int(am["size"].(float64))
+		}
+		return out
+	}
+	before := members()
+	if before["vip"] != 1 || before["customers"] != 1 {
+		t.Fatalf("sizes = %v", before)
+	}
+	page := s.admin(t, "GET", "/v1/audiences/vip/members?limit=10")
+	stop()
+
+	base, stop = startAt(t, data)
+	defer stop()
+	s.base = base
+	if after := members(); after["vip"] != before["vip"] || after["customers"] != before["customers"] {
+		t.Errorf("sizes after restart = %v, before %v", after, before)
+	}
+	if again := s.admin(t, "GET", "/v1/audiences/vip/members?limit=10"); again.raw != page.raw {
+		t.Errorf("members after restart = %s, before %s", again.raw, page.raw)
+	}
+	if r := s.admin(t, "GET", "/v1/audiences/nope/members"); r.status != 404 {
+		t.Errorf("unknown audience: %d %s", r.status, r.raw)
+	}
+	if r := s.admin(t, "GET", "/v1/audiences/vip/members?limit=0"); r.status != 400 || !strings.Contains(r.raw, "limit") {
+		t.Errorf("bad limit: %d %s", r.status, r.raw)
+	}
+}
