@@ -571,17 +571,47 @@ func (e *Engine) Backfill(ctx context.Context, st *profiles.Store) error {
 	defer e.metrics.BackfillPending.Set(0)
 	start := time.Now()
 	e.log.Info("backfill of rules started", "traits", len(rs.Traits), "audiences", len(rs.Audiences), "profiles", st.ProfileCount())
+	done, err := e.refreshAll(ctx, st, "backfill")
+	if err != nil {
+		return err
+	}
+	err = e.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketDefs)
+		for k := range have {
+			if _, ok := want[k]; !ok {
+				if err := b.Delete([]byte(k)); err != nil {
+					return err
+				}
+			}
+		}
+		for k, v := range want {
+			if err := b.Put([]byte(k), []byte(v)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	e.log.Info("backfill of rules done", "profiles_done", done, "seconds", time.Since(start).Seconds())
+	return nil
+}
+
+// refreshAll brings every profile up to the ruleset in force, 500 to a
+// transaction, and returns how many it saw.
+func (e *Engine) refreshAll(ctx context.Context, st *profiles.Store, what string) (int, error) {
 	after, done := "", 0
 	for {
 		if err := ctx.Err(); err != nil {
-			return err
+			return done, err
 		}
 		ids, err := st.ScanIDs(after, 500)
 		if err != nil {
-			return err
+			return done, err
 		}
 		if len(ids) == 0 {
-			break
+			return done, nil
 		}
 		var w *txWork
 		err = e.db.Update(func(tx *bbolt.Tx) error {
@@ -603,34 +633,38 @@ func (e *Engine) Backfill(ctx context.Context, st *profiles.Store) error {
 		w.Done(err == nil)
 		if err != nil {
 			e.metrics.Backfilled.WithLabelValues("error").Add(float64(len(ids)))
-			return fmt.Errorf("backfill rules: %w", err)
+			return done, fmt.Errorf("%s of rules: %w", what, err)
 		}
 		e.metrics.Backfilled.WithLabelValues("ok").Add(float64(len(ids)))
 		done += len(ids)
 		after = ids[len(ids)-1]
-		e.log.Info("backfill of rules progress", "profiles_done", done, "profiles", st.ProfileCount())
-	}
-	err := e.db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketDefs)
-		for k := range have {
-			if _, ok := want[k]; !ok {
-				if err := b.Delete([]byte(k)); err != nil {
-					return err
-				}
-			}
+		if done%50000 < len(ids) {
+			e.log.Info(what+" of rules progress", "profiles_done", done, "profiles", st.ProfileCount())
 		}
-		for k, v := range want {
-			if err := b.Put([]byte(k), []byte(v)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return err
 	}
-	e.log.Info("backfill of rules done", "profiles_done", done, "seconds", time.Since(start).Seconds())
-	return nil
+}
+
+// RunSweeper re-evaluates every profile every interval until ctx ends, for
+// what changes with time alone: a windowed trait whose events age out, a
+// condition on now or days_since. Event-driven evaluation stays the main
+// path; the sweep only catches a profile that has been quiet.
+func (e *Engine) RunSweeper(ctx context.Context, st *profiles.Store, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			start := time.Now()
+			n, err := e.refreshAll(ctx, st, "sweep")
+			if err != nil && !errors.Is(err, context.Canceled) {
+				e.log.Error("sweep of audiences", "err", err)
+				continue
+			}
+			e.log.Info("sweep of audiences done", "profiles_done", n, "seconds", time.Since(start).Seconds())
+		}
+	}
 }
 
 func definitions(rs *Ruleset) map[string]string {
@@ -655,6 +689,7 @@ func (w *txWork) refresh(p *profiles.Profile) error {
 		return err
 	}
 	now := w.e.now()
+	changed := false
 	for _, t := range w.rs.maintained() {
 		if st := ps.Traits[t.Spec.Name]; st != nil && st.Hash == t.hash {
 			continue
@@ -665,15 +700,21 @@ func (w *txWork) refresh(p *profiles.Profile) error {
 		}
 		t.prune(st, now)
 		ps.Traits[t.Spec.Name] = st
+		changed = true
 	}
 	for name := range ps.Traits {
 		if _, declared := w.rs.byName[name]; !declared {
 			if _, implicit := w.rs.countIndex[name]; !implicit {
 				delete(ps.Traits, name)
+				changed = true
 			}
 		}
 	}
-	w.dirty[p.ID] = true
+	if changed {
+		// A membership change marks the profile dirty by itself; a sweep
+		// that changes nothing writes nothing.
+		w.dirty[p.ID] = true
+	}
 	derived, err := w.evaluate(p, ps, now, now)
 	if err != nil || len(derived) == 0 {
 		return err

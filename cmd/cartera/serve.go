@@ -92,6 +92,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		if err := engine.Backfill(pruneCtx, store); err != nil && !errors.Is(err, context.Canceled) {
 			log.Error("backfill rules", "err", err)
 		}
+		engine.RunSweeper(pruneCtx, store, time.Hour)
 	}()
 	defer func() { stopPrune(); <-backfilled }()
 
