@@ -230,28 +230,45 @@ func (w *txWork) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Eve
 		return nil, err
 	}
 	now := w.e.now()
+	maintained := w.rs.maintained()
+	var stale []*Trait
+	for _, t := range maintained {
+		if st := ps.Traits[t.Spec.Name]; st == nil || st.Hash != t.hash {
+			stale = append(stale, t)
+		}
+	}
+	rebuilt := map[*Trait]bool{}
+	switch {
+	case len(stale) == 0:
+	case p.EventCount <= 1:
+		// A new profile: its only event is this one, folded in below.
+		for _, t := range stale {
+			ps.Traits[t.Spec.Name] = &traitState{Hash: t.hash}
+		}
+	default:
+		// New or changed definitions: rebuild them from the stored
+		// events, this one included, in one pass.
+		if err := w.recompute(p, ps, stale); err != nil {
+			return nil, err
+		}
+		for _, t := range stale {
+			rebuilt[t] = true
+		}
+	}
 	var in *Input
-	for _, t := range w.rs.maintained() {
+	for _, t := range maintained {
 		st := ps.Traits[t.Spec.Name]
-		if st == nil || st.Hash != t.hash {
-			// New or changed definition: rebuild from the stored events,
-			// this one included.
-			if st, err = w.recompute(p, t); err != nil {
-				return nil, err
+		if !rebuilt[t] {
+			if t.where != nil && in == nil {
+				in = &Input{Profile: w.rs.view(p, ps, now), Event: ViewOf(ev), Now: now}
 			}
-			ps.Traits[t.Spec.Name] = st
-			t.prune(st, now)
-			continue
-		}
-		if t.where != nil && in == nil {
-			in = &Input{Profile: w.rs.view(p, ps, now), Event: ViewOf(ev), Now: now}
-		}
-		ok, err := t.matches(ev, in)
-		if err != nil {
-			w.e.metrics.EvalErrors.Inc()
-		}
-		if ok {
-			t.add(st, ev)
+			ok, err := t.matches(ev, in)
+			if err != nil {
+				w.e.metrics.EvalErrors.Inc()
+			}
+			if ok {
+				t.add(st, ev)
+			}
 		}
 		t.prune(st, now)
 	}
@@ -259,25 +276,41 @@ func (w *txWork) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Eve
 	return w.evaluate(p, ps, now, ev.Timestamp)
 }
 
-// recompute rebuilds one trait of a profile from its stored events.
-func (w *txWork) recompute(p *profiles.Profile, t *Trait) (*traitState, error) {
-	st := &traitState{Hash: t.hash}
-	ps := &profileState{Traits: map[string]*traitState{}, Audiences: map[string]*Membership{}}
+// recompute rebuilds traits of a profile from its stored events, in one
+// pass over them, into ps.
+func (w *txWork) recompute(p *profiles.Profile, ps *profileState, traits []*Trait) error {
+	states := make([]*traitState, len(traits))
+	for i, t := range traits {
+		states[i] = &traitState{Hash: t.hash}
+	}
 	var view *ProfileView
 	err := profiles.ForEachEvent(w.tx, p.ID, func(ev *profiles.Event) error {
-		if t.where != nil && view == nil {
-			view = w.rs.view(p, ps, w.e.now())
-		}
-		ok, err := t.matches(ev, &Input{Profile: view, Event: ViewOf(ev), Now: ev.Timestamp})
-		if err != nil {
-			w.e.metrics.EvalErrors.Inc()
-		}
-		if ok {
-			t.add(st, ev)
+		var in *Input
+		for i, t := range traits {
+			if t.where != nil && in == nil {
+				if view == nil {
+					empty := &profileState{Traits: map[string]*traitState{}, Audiences: map[string]*Membership{}}
+					view = w.rs.view(p, empty, w.e.now())
+				}
+				in = &Input{Profile: view, Event: ViewOf(ev), Now: ev.Timestamp}
+			}
+			ok, err := t.matches(ev, in)
+			if err != nil {
+				w.e.metrics.EvalErrors.Inc()
+			}
+			if ok {
+				t.add(states[i], ev)
+			}
 		}
 		return nil
 	})
-	return st, err
+	if err != nil {
+		return err
+	}
+	for i, t := range traits {
+		ps.Traits[t.Spec.Name] = states[i]
+	}
+	return nil
 }
 
 // evaluate re-evaluates every audience for one profile and records the
@@ -411,12 +444,8 @@ func (w *txWork) Merged(survivor *profiles.Profile, loserID string) error {
 	if err != nil {
 		return err
 	}
-	for _, t := range w.rs.maintained() {
-		st, err := w.recompute(survivor, t)
-		if err != nil {
-			return err
-		}
-		ps.Traits[t.Spec.Name] = st
+	if err := w.recompute(survivor, ps, w.rs.maintained()); err != nil {
+		return err
 	}
 	w.dirty[survivor.ID] = true
 	return nil
@@ -689,18 +718,20 @@ func (w *txWork) refresh(p *profiles.Profile) error {
 		return err
 	}
 	now := w.e.now()
-	changed := false
+	var stale []*Trait
 	for _, t := range w.rs.maintained() {
-		if st := ps.Traits[t.Spec.Name]; st != nil && st.Hash == t.hash {
-			continue
+		if st := ps.Traits[t.Spec.Name]; st == nil || st.Hash != t.hash {
+			stale = append(stale, t)
 		}
-		st, err := w.recompute(p, t)
-		if err != nil {
+	}
+	changed := len(stale) > 0
+	if changed {
+		if err := w.recompute(p, ps, stale); err != nil {
 			return err
 		}
-		t.prune(st, now)
-		ps.Traits[t.Spec.Name] = st
-		changed = true
+	}
+	for _, t := range w.rs.maintained() {
+		t.prune(ps.Traits[t.Spec.Name], now)
 	}
 	for name := range ps.Traits {
 		if _, declared := w.rs.byName[name]; !declared {
