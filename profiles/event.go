@@ -189,7 +189,9 @@ func unmarshal(body []byte, v any) error {
 	if err := json.Unmarshal(body, v); err != nil {
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
-			line, col := lineCol(body, se.Offset)
+			// Offset counts the bytes read, the offending one included:
+			// point at that byte, not past it.
+			line, col := lineCol(body, max(se.Offset-1, 0))
 			return invalid("", "invalid JSON at line %d, column %d: %s", line, col, se.Error())
 		}
 		var te *json.UnmarshalTypeError
@@ -312,10 +314,10 @@ func correctSkew(original, sentAt, receivedAt time.Time) time.Time {
 func checkRequired(e *Event) error {
 	switch e.Type {
 	case TypeAlias:
-		if e.UserID == "" {
+		if strings.TrimSpace(e.UserID) == "" {
 			return invalid("userId", "required for alias")
 		}
-		if e.PreviousID == "" {
+		if strings.TrimSpace(e.PreviousID) == "" {
 			return invalid("previousId", "required for alias")
 		}
 		return nil
@@ -328,7 +330,9 @@ func checkRequired(e *Event) error {
 			return invalid("groupId", "required for group")
 		}
 	}
-	if e.UserID == "" && e.AnonymousID == "" {
+	// Ids are trimmed when resolved; a blank one would make a profile no
+	// identifier can find.
+	if strings.TrimSpace(e.UserID) == "" && strings.TrimSpace(e.AnonymousID) == "" {
 		return invalid("userId", "userId or anonymousId is required")
 	}
 	return nil
@@ -360,10 +364,11 @@ func checkSpec(e *Event) error {
 	}
 	if v, ok := e.Traits["consent"]; ok && v != nil {
 		if err := checkConsentShape(v); err != nil {
-			return within("traits", err)
+			return within("traits.consent", err)
 		}
 	}
 	if e.Type == TypeTrack && e.Event == EventConsentUpdated {
+		// The properties are the consent object: purposes are top-level.
 		if err := checkConsentShape(e.Properties); err != nil {
 			return within("properties", err)
 		}
@@ -371,14 +376,16 @@ func checkSpec(e *Event) error {
 	return nil
 }
 
+// checkConsentShape checks a consent object; fields in its errors are
+// relative to the object.
 func checkConsentShape(v any) error {
 	m, ok := v.(map[string]any)
 	if !ok {
-		return invalid("consent", "want object of booleans such as {\"email\": true}, got %s", KindOf(v))
+		return invalid("", "want object of booleans such as {\"email\": true}, got %s", KindOf(v))
 	}
 	for k, b := range m {
 		if _, ok := b.(bool); !ok && !isConsentMeta(k) {
-			return invalid("consent."+k, "want boolean, got %s", KindOf(b))
+			return invalid(k, "want boolean, got %s", KindOf(b))
 		}
 	}
 	return nil
@@ -440,7 +447,12 @@ func parseTime(field string, raw json.RawMessage) (time.Time, error) {
 	}
 	for _, layout := range timeLayouts {
 		if t, err := time.Parse(layout, s); err == nil {
-			return t.UTC(), nil
+			// A time that JSON cannot encode would fail the whole group
+			// commit it lands in.
+			if t = t.UTC(); t.Year() < 0 || t.Year() > 9999 {
+				return time.Time{}, invalid(field, "want a time between years 0000 and 9999 in UTC, got %q", s)
+			}
+			return t, nil
 		}
 	}
 	return time.Time{}, invalid(field, "want ISO-8601 time such as 2026-11-24T10:00:00Z, got %q", s)

@@ -1,0 +1,126 @@
+package profiles
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fuzzSeeds are valid and invalid single messages; the batch seeds wrap them.
+var fuzzSeeds = []string{
+	`{"type":"track","messageId":"m1","userId":"u1","event":"Order Completed","properties":{"revenue":12.5,"products":[{"sku":"a","price":3}]},"timestamp":"2026-03-02T10:00:00Z","sentAt":"2026-03-02T10:00:05Z"}`,
+	`{"type":"identify","anonymousId":"a1","traits":{"email":" Ana@Example.com","phone":"600 11 22 33","consent":{"email":true,"source":"form"}},"context":{"traits":{"email":"x@y.z"}}}`,
+	`{"type":"page","anonymousId":"a1","name":"Home","properties":{"path":"/"},"timestamp":"2026-03-02T13:00:00+01:00"}`,
+	`{"type":"screen","userId":42,"name":"Cart"}`,
+	`{"type":"group","userId":"u1","groupId":7,"traits":{"plan":"team"}}`,
+	`{"type":"alias","userId":"u1","previousId":"a1"}`,
+	`{"type":"track","userId":"u1","event":"Consent Updated","properties":{"email":false,"sms":true}}`,
+	`{"event":"Signed In","userId":"u1","timestamp":"2026-03-01","sentAt":"2026-03-01T00:00:05"}`,
+	`{"type":"track","userId":"u1","event":"x","timestamp":"9999-12-31T23:30:00-01:00"}`,
+	`{"type":"track","userId":"u1","event":"x","timestamp":"0000-01-01T00:30:00+01:00","sentAt":"9999-12-31T23:59:59Z"}`,
+	`{"type":"track","userId":"  ","event":"x"}`,
+	`{"type":"track","userId":"u1","event":"x","properties":{"revenue":"12"}}`,
+	`{"type":"identify","userId":{"a":1}}`,
+	`{"type":"alias","userId":"u1","previousId":" "}`,
+	`{"type":"purchase","userId":"u1"}`,
+	`{"type":"track",` + "\n" + `"event": }`,
+	`[1,2]`,
+	`null`,
+	`"x"`,
+	``,
+}
+
+// fuzzReceived is the receipt time of fuzzed messages.
+var fuzzReceived = time.Date(2026, 3, 2, 12, 0, 0, 0, time.UTC)
+
+// checkDecoded is the property of both decoders: an accepted event is
+// usable (a known type, an identifier to resolve, encodable for storage);
+// a refusal is a ValidationError or ErrTooLarge, never anything else.
+func checkDecoded(t *testing.T, e *Event, err error) {
+	t.Helper()
+	if err != nil {
+		var ve *ValidationError
+		if !errors.As(err, &ve) && !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("error %v (%T) is neither a *ValidationError nor ErrTooLarge", err, err)
+		}
+		if err.Error() == "" {
+			t.Fatal("empty error message")
+		}
+		return
+	}
+	switch e.Type {
+	case TypeTrack, TypeIdentify, TypePage, TypeScreen, TypeGroup, TypeAlias:
+	default:
+		t.Fatalf("accepted type %q", e.Type)
+	}
+	blank := func(s string) bool { return strings.TrimSpace(s) == "" }
+	if e.Type == TypeAlias {
+		if blank(e.UserID) || blank(e.PreviousID) {
+			t.Fatalf("accepted alias without userId or previousId: %+v", e)
+		}
+	} else if blank(e.UserID) && blank(e.AnonymousID) {
+		t.Fatalf("accepted %s without userId or anonymousId: %+v", e.Type, e)
+	}
+	if e.Type == TypeTrack && blank(e.Event) {
+		t.Fatalf("accepted track without event name")
+	}
+	if e.MessageID == "" {
+		t.Fatalf("accepted event without messageId")
+	}
+	if e.Timestamp.IsZero() {
+		t.Fatalf("accepted event without timestamp")
+	}
+	if _, err := json.Marshal(e); err != nil {
+		t.Fatalf("accepted event cannot be stored: %v", err)
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	for _, s := range fuzzSeeds {
+		f.Add([]byte(s), uint8(0))
+		f.Add([]byte(s), uint8(1))
+	}
+	endpoints := []string{"", TypeTrack, TypeIdentify, TypePage, TypeScreen, TypeGroup, TypeAlias}
+	f.Fuzz(func(t *testing.T, body []byte, endpoint uint8) {
+		opts := DecodeOptions{
+			Type:       endpoints[int(endpoint)%len(endpoints)],
+			Source:     "fuzz",
+			ReceivedAt: fuzzReceived,
+			NewID:      func() string { return "generated" },
+		}
+		e, err := Decode(body, opts)
+		if (e == nil) == (err == nil) {
+			t.Fatalf("Decode returned event %v and error %v", e, err)
+		}
+		checkDecoded(t, e, err)
+	})
+}
+
+func FuzzDecodeBatch(f *testing.F) {
+	for i, s := range fuzzSeeds {
+		f.Add([]byte(`{"batch":[` + s + `]}`))
+		f.Add([]byte(`{"sentAt":"2026-03-02T10:00:05Z","context":{"ip":"192.0.2.1"},"batch":[` + fuzzSeeds[0] + `,` + s + `,` + fuzzSeeds[(i+1)%len(fuzzSeeds)] + `]}`))
+	}
+	f.Add([]byte(`{"batch":[]}`))
+	f.Add([]byte(`{"batch":{}}`))
+	f.Add([]byte(`{"batch":[7]}`))
+	f.Add([]byte(`{"sentAt":5,"batch":[{"type":"page","userId":"u1"}]}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		evs, err := DecodeBatch(body, DecodeOptions{Source: "fuzz", ReceivedAt: fuzzReceived, NewID: func() string { return "generated" }})
+		if err != nil {
+			if evs != nil {
+				t.Fatalf("DecodeBatch returned %d events with error %v", len(evs), err)
+			}
+			checkDecoded(t, nil, err)
+			return
+		}
+		if len(evs) == 0 {
+			t.Fatal("DecodeBatch accepted an empty batch")
+		}
+		for _, e := range evs {
+			checkDecoded(t, e, nil)
+		}
+	})
+}
