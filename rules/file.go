@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 )
@@ -76,9 +77,13 @@ func (s *source) errorf(n *yaml.Node, format string, args ...any) {
 }
 
 // exprPos maps a 1-based line and column inside a scalar's value to the
-// file. Plain and quoted scalars start at the node; a literal block (|)
-// starts on the next line at the block's indentation.
+// file (see findPos). Where that fails, it estimates: plain and quoted
+// scalars start at the node; a literal block (|) starts on the next line at
+// the block's indentation.
 func (s *source) exprPos(n *yaml.Node, line, col int) (int, int) {
+	if fl, fc, ok := s.findPos(n, line, col); ok {
+		return fl, fc
+	}
 	switch n.Style {
 	case yaml.LiteralStyle, yaml.FoldedStyle:
 		// The block's indentation is that of its first line; CEL's
@@ -105,6 +110,69 @@ func (s *source) exprPos(n *yaml.Node, line, col int) (int, int) {
 		indent = len(l) - len(strings.TrimLeft(l, " "))
 	}
 	return fl, indent + col
+}
+
+// findPos maps a position in a scalar's value to the file by reading the
+// file from the scalar's start: YAML folds the lines of plain, quoted and
+// folded (>) scalars into one and strips a block's indentation, so only
+// the characters other than white space are the same, in the same order.
+// It fails (for the caller's estimate) where escapes in a quoted scalar
+// make the file and the value differ.
+func (s *source) findPos(n *yaml.Node, line, col int) (int, int, bool) {
+	val := []rune(n.Value)
+	off := 0 // of line:col in val
+	for l := 1; l < line; l++ {
+		i := slices.Index(val[off:], '\n')
+		if i < 0 {
+			return 0, 0, false
+		}
+		off += i + 1
+	}
+	off += col - 1
+	if col < 1 || off > len(val) {
+		return 0, 0, false
+	}
+	fl, fc := n.Line, n.Column-1 // 1-based line, 0-based column of the next character to read
+	switch n.Style {
+	case yaml.LiteralStyle, yaml.FoldedStyle:
+		fl, fc = n.Line+1, 0
+	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
+		fc++
+	}
+	// prevL, prevC: the file position just after the last character matched.
+	prevL, prevC := fl, fc+1
+	var text []rune
+	if fl >= 1 && fl <= len(s.lines) {
+		text = []rune(s.lines[fl-1])
+	}
+	for i, r := range val {
+		if unicode.IsSpace(r) {
+			if i == off {
+				return prevL, prevC, true
+			}
+			continue
+		}
+		for fc >= len(text) || unicode.IsSpace(text[fc]) {
+			if fc < len(text) {
+				fc++
+				continue
+			}
+			if fl >= len(s.lines) {
+				return 0, 0, false
+			}
+			fl, fc = fl+1, 0
+			text = []rune(s.lines[fl-1])
+		}
+		if text[fc] != r {
+			return 0, 0, false
+		}
+		if i == off {
+			return fl, fc + 1, true
+		}
+		fc++
+		prevL, prevC = fl, fc+1
+	}
+	return prevL, prevC, true // just after the value
 }
 
 // TraitSpec is a computed trait as declared in a file.

@@ -260,10 +260,11 @@ func addSeen(vals []seenValue, s string, at int64, limit int) []seenValue {
 		vals = append(vals, seenValue{V: s, At: at})
 	}
 	if len(vals) > limit {
-		// Drop the value seen least recently.
+		// Drop the value seen least recently (of one millisecond, the
+		// smaller: a window bucket does not keep the order within it).
 		oldest := 0
 		for i, sv := range vals {
-			if sv.At < vals[oldest].At {
+			if sv.At < vals[oldest].At || (sv.At == vals[oldest].At && sv.V < vals[oldest].V) {
 				oldest = i
 			}
 		}
@@ -470,7 +471,12 @@ func (t *Trait) restore(v any, ok bool) any {
 
 func distinctList(vals []seenValue) []any {
 	sorted := slices.Clone(vals)
-	slices.SortStableFunc(sorted, func(a, b seenValue) int { return cmpInt(a.At, b.At) })
+	slices.SortFunc(sorted, func(a, b seenValue) int {
+		if c := cmpInt(a.At, b.At); c != 0 {
+			return c
+		}
+		return strings.Compare(a.V, b.V)
+	})
 	out := make([]any, len(sorted))
 	for i, v := range sorted {
 		out[i] = v.V
