@@ -35,6 +35,7 @@ lint:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./profiles
 	$(GO) test -run '^$$' -fuzz FuzzDecodeBatch -fuzztime 30s ./profiles
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./rules
 
 clean:
 	rm -rf bin data

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 )
@@ -345,8 +346,12 @@ var specNumbers = [...]string{"revenue", "total", "subtotal", "value", "price", 
 func checkSpec(e *Event) error {
 	for _, k := range specNumbers {
 		if v, ok := e.Properties[k]; ok && v != nil {
-			if _, isNum := v.(json.Number); !isNum {
+			n, isNum := v.(json.Number)
+			if !isNum {
 				return invalid("properties."+k, "want number, got %s", KindOf(v))
+			}
+			if !finite(n) {
+				return invalid("properties."+k, "number %s is out of range", n)
 			}
 		}
 	}
@@ -378,6 +383,12 @@ func checkSpec(e *Event) error {
 
 // checkConsentShape checks a consent object; fields in its errors are
 // relative to the object.
+// finite reports whether a JSON number fits a float64.
+func finite(n json.Number) bool {
+	f, err := n.Float64()
+	return err == nil && !math.IsInf(f, 0)
+}
+
 func checkConsentShape(v any) error {
 	m, ok := v.(map[string]any)
 	if !ok {

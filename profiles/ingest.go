@@ -63,6 +63,17 @@ func (s *Store) Ingest(ctx context.Context, events []*Event) ([]Result, error) {
 			return nil, err
 		}
 		return req.results, nil
+	case <-s.done:
+		// The writer exited; it may have answered just before.
+		select {
+		case err := <-req.done:
+			if err != nil {
+				return nil, err
+			}
+			return req.results, nil
+		default:
+			return nil, ErrClosed
+		}
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

@@ -147,8 +147,8 @@ func hasType(v any, typ string) bool {
 		_, ok := v.(string)
 		return ok
 	case "number":
-		_, ok := v.(json.Number)
-		return ok
+		n, ok := v.(json.Number)
+		return ok && finite(n)
 	case "integer":
 		n, ok := v.(json.Number)
 		if !ok {

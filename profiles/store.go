@@ -308,7 +308,9 @@ func getProfile(tx *bbolt.Tx, id string) (*Profile, error) {
 		return nil, ErrNotFound
 	}
 	var p Profile
-	if err := json.Unmarshal(v, &p); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(v))
+	dec.UseNumber() // trait numbers stay as ingested (json.Number)
+	if err := dec.Decode(&p); err != nil {
 		return nil, fmt.Errorf("decode profile %s: %w", id, err)
 	}
 	return &p, nil

@@ -273,7 +273,7 @@ func (w *txWork) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Eve
 		t.prune(st, now)
 	}
 	w.dirty[p.ID] = true
-	return w.evaluate(p, ps, now, ev.Timestamp)
+	return w.evaluate(p, ps, now)
 }
 
 // recompute rebuilds traits of a profile from its stored events, in one
@@ -285,6 +285,10 @@ func (w *txWork) recompute(p *profiles.Profile, ps *profileState, traits []*Trai
 	}
 	var view *ProfileView
 	err := profiles.ForEachEvent(w.tx, p.ID, func(ev *profiles.Event) error {
+		if ev.Source == profiles.SourceCartera {
+			// Events Cartera derived are never folded in live either.
+			return nil
+		}
 		var in *Input
 		for i, t := range traits {
 			if t.where != nil && in == nil {
@@ -316,7 +320,7 @@ func (w *txWork) recompute(p *profiles.Profile, ps *profileState, traits []*Trai
 // evaluate re-evaluates every audience for one profile and records the
 // changes: membership keys, sizes, an event on the profile, and a Change to
 // publish after commit.
-func (w *txWork) evaluate(p *profiles.Profile, ps *profileState, now, eventAt time.Time) ([]*profiles.Event, error) {
+func (w *txWork) evaluate(p *profiles.Profile, ps *profileState, now time.Time) ([]*profiles.Event, error) {
 	if len(w.rs.Audiences) == 0 && len(ps.Audiences) == 0 {
 		return nil, nil
 	}
@@ -339,7 +343,7 @@ func (w *txWork) evaluate(p *profiles.Profile, ps *profileState, now, eventAt ti
 		}
 		// Later audiences see this one's new standing.
 		view.Audiences = ps.members()
-		derived = append(derived, audienceEvent(p.ID, a.Name(), member, now, eventAt))
+		derived = append(derived, audienceEvent(p.ID, a.Name(), member, now))
 	}
 	// Audiences no longer declared are left by their members.
 	for name, m := range ps.Audiences {
@@ -347,13 +351,15 @@ func (w *txWork) evaluate(p *profiles.Profile, ps *profileState, now, eventAt ti
 			if err := w.setMember(p.ID, ps, name, false, now, "removed"); err != nil {
 				return nil, err
 			}
-			derived = append(derived, audienceEvent(p.ID, name, false, now, eventAt))
+			derived = append(derived, audienceEvent(p.ID, name, false, now))
 		}
 	}
 	return derived, nil
 }
 
-func audienceEvent(profileID, audience string, entered bool, now, eventAt time.Time) *profiles.Event {
+// audienceEvent records a change at the time it was made (not at the time
+// of the event that caused it, which may be a late arrival).
+func audienceEvent(profileID, audience string, entered bool, now time.Time) *profiles.Event {
 	name, verb := EventAudienceEntered, "entered"
 	if !entered {
 		name, verb = EventAudienceExited, "exited"
@@ -363,8 +369,8 @@ func audienceEvent(profileID, audience string, entered bool, now, eventAt time.T
 		MessageID:  fmt.Sprintf("audience-%s:%s:%s:%d", verb, audience, profileID, now.UnixNano()),
 		Event:      name,
 		Properties: map[string]any{"audience": audience},
-		Timestamp:  eventAt,
-		ReceivedAt: now,
+		Timestamp:  now.UTC(),
+		ReceivedAt: now.UTC(),
 		Source:     profiles.SourceCartera,
 	}
 }
@@ -556,6 +562,7 @@ func (e *Engine) Members(audience, after string, limit int) (members []Member, n
 	if _, ok := e.rs.Load().Audience(audience); !ok {
 		return nil, "", fmt.Errorf("%w %q", ErrUnknownAudience, audience)
 	}
+	limit = max(limit, 1)
 	prefix := memberKey(audience, "")
 	err = e.db.View(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketMembers).Cursor()
@@ -746,7 +753,7 @@ func (w *txWork) refresh(p *profiles.Profile) error {
 		// that changes nothing writes nothing.
 		w.dirty[p.ID] = true
 	}
-	derived, err := w.evaluate(p, ps, now, now)
+	derived, err := w.evaluate(p, ps, now)
 	if err != nil || len(derived) == 0 {
 		return err
 	}

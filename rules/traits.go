@@ -98,15 +98,14 @@ type seenValue struct {
 
 // bucket aggregates the events of one millisecond of a windowed trait.
 type bucket struct {
-	T      int64            `json:"t"`
-	N      int64            `json:"n"`
-	Sum    float64          `json:"s,omitempty"`
-	Min    float64          `json:"mn,omitempty"`
-	Max    float64          `json:"mx,omitempty"`
-	First  any              `json:"f,omitempty"`
-	Last   any              `json:"l,omitempty"`
-	Freq   map[string]int64 `json:"q,omitempty"`
-	hasNum bool
+	T     int64            `json:"t"`
+	N     int64            `json:"n"`
+	Sum   float64          `json:"s,omitempty"`
+	Min   float64          `json:"mn,omitempty"`
+	Max   float64          `json:"mx,omitempty"`
+	First any              `json:"f,omitempty"`
+	Last  any              `json:"l,omitempty"`
+	Freq  map[string]int64 `json:"q,omitempty"`
 }
 
 // matches reports whether an event counts for the trait.

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,13 +52,17 @@ func (e *httpError) Error() string { return e.msg }
 
 func (a *api) routes() *fiber.App {
 	app := fiber.New(fiber.Config{
-		BodyLimit:             profiles.MaxBatchBytes,
+		// Fiber's limit is set well above the batch limit: past it fasthttp
+		// closes the connection unread, and clients often see a reset
+		// instead of the 413. Up to it, the handler answers a clean 413.
+		BodyLimit:             4 * profiles.MaxBatchBytes,
 		DisableStartupMessage: true,
-		UnescapePath:          true,
-		ErrorHandler:          a.errorHandler,
-		ReadTimeout:           30 * time.Second,
-		WriteTimeout:          30 * time.Second,
-		IdleTimeout:           120 * time.Second,
+		// Paths are matched raw and parameters unescaped by the handlers,
+		// so an identifier may hold a '/' (%2F).
+		ErrorHandler: a.errorHandler,
+		ReadTimeout:  30 * time.Second,
+		WriteTimeout: 30 * time.Second,
+		IdleTimeout:  120 * time.Second,
 	})
 	app.Get("/healthz", func(c *fiber.Ctx) error {
 		return c.JSON(fiber.Map{"status": "ok"})
@@ -202,6 +207,9 @@ func (a *api) checkPlan(source string, batch bool, events []*profiles.Event) err
 // the batch limit.
 func requestBody(c *fiber.Ctx) ([]byte, error) {
 	raw := c.Request().Body()
+	if len(raw) > profiles.MaxBatchBytes {
+		return nil, fmt.Errorf("request body is %d bytes, limit %d: %w", len(raw), profiles.MaxBatchBytes, profiles.ErrTooLarge)
+	}
 	enc := strings.ToLower(strings.TrimSpace(c.Get(fiber.HeaderContentEncoding)))
 	switch enc {
 	case "", "identity":
@@ -281,7 +289,16 @@ func (a *api) requireAdmin(c *fiber.Ctx) error {
 }
 
 func identParam(c *fiber.Ctx) (profiles.Identifier, error) {
-	return profiles.ParseIdentifier(c.Params("ident"))
+	return profiles.ParseIdentifier(pathParam(c, "ident"))
+}
+
+// pathParam returns a path parameter, percent-decoded.
+func pathParam(c *fiber.Ctx, name string) string {
+	raw := c.Params(name)
+	if v, err := url.PathUnescape(raw); err == nil {
+		return v
+	}
+	return raw
 }
 
 // profileView is the unified profile as the API shows it.
@@ -436,12 +453,13 @@ func (a *api) audienceMembers(c *fiber.Ctx) error {
 		}
 		limit = n
 	}
-	members, next, err := a.rules.Members(c.Params("id"), c.Query("after"), limit)
+	id := pathParam(c, "id")
+	members, next, err := a.rules.Members(id, c.Query("after"), limit)
 	if err != nil {
 		return err
 	}
 	if members == nil {
 		members = []rules.Member{}
 	}
-	return c.JSON(fiber.Map{"audience": c.Params("id"), "members": members, "next": next})
+	return c.JSON(fiber.Map{"audience": id, "members": members, "next": next})
 }

@@ -333,3 +333,29 @@ func BenchmarkIngestHTTP(b *testing.B) {
 		})
 	}
 }
+
+// An identifier may hold any character: the admin API takes it
+// percent-encoded, so a person with a '/' in their id can still be erased.
+func TestIdentifierWithSlash(t *testing.T) {
+	s := startServer(t, nil)
+	mustOK(t, s.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"crm/42","traits":{"name":"Slash"}}`))
+	if r := s.admin(t, "GET", "/v1/profiles/user_id:crm%2F42"); r.status != 200 || r.body["traits"].(map[string]any)["name"] != "Slash" {
+		t.Fatalf("GET: %d %s", r.status, r.raw)
+	}
+	if r := s.admin(t, "DELETE", "/v1/profiles/user_id:crm%2F42"); r.status != 200 {
+		t.Fatalf("DELETE: %d %s", r.status, r.raw)
+	}
+	if r := s.admin(t, "GET", "/v1/profiles/user_id:crm%2F42"); r.status != 404 {
+		t.Fatalf("after erase: %d %s", r.status, r.raw)
+	}
+}
+
+// A body over the batch limit gets a clean 413 from the handler.
+func TestOversizeBodyGets413(t *testing.T) {
+	s := startServer(t, nil)
+	body := `{"batch":[{"type":"track","userId":"u","event":"x","properties":{"pad":"` + strings.Repeat("a", 600<<10) + `"}}]}`
+	r := s.send(t, "web_dev_write_key", "/v1/batch", body)
+	if r.status != 413 || r.body["success"] != false || !strings.Contains(fmt.Sprint(r.body["error"]), "limit 512000") {
+		t.Fatalf("status %d %s", r.status, r.raw)
+	}
+}
