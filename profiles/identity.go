@@ -163,25 +163,30 @@ func newResolver(c IdentityConfig) *resolver {
 	for k, v := range c.Limits {
 		r.limits[k] = v
 	}
-	for i, k := range c.Priority {
-		r.priority[k] = i
-	}
-	// Kinds missing from the priority list rank after the listed ones,
-	// anonymous ids last, ties broken by name for determinism.
-	next := len(c.Priority)
+	// Kinds missing from the priority list rank just before anonymous
+	// ids (which are the least trusted unless the list says otherwise),
+	// ties broken by name for determinism.
 	var rest []string
 	for k := range r.known {
-		if _, ok := r.priority[k]; !ok && k != KindAnonymousID {
+		if !slices.Contains(c.Priority, k) && k != KindAnonymousID {
 			rest = append(rest, k)
 		}
 	}
 	slices.Sort(rest)
-	for _, k := range rest {
-		r.priority[k] = next
-		next++
+	order := make([]string, 0, len(r.known))
+	for _, k := range c.Priority {
+		if k == KindAnonymousID {
+			order = append(order, rest...)
+			rest = nil
+		}
+		order = append(order, k)
 	}
-	if _, ok := r.priority[KindAnonymousID]; !ok {
-		r.priority[KindAnonymousID] = next
+	order = append(order, rest...)
+	if !slices.Contains(order, KindAnonymousID) {
+		order = append(order, KindAnonymousID)
+	}
+	for i, k := range order {
+		r.priority[k] = i
 	}
 	return r
 }

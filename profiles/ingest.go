@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -284,8 +285,8 @@ func (s *Store) apply(st *txState, e *Event) (Result, error) {
 	}
 
 	ids := s.res.extract(e)
-	if e.Type == TypeAlias && e.PreviousID != "" {
-		prev := Identifier{Kind: KindUserID, Value: e.PreviousID}
+	if e.Type == TypeAlias && strings.TrimSpace(e.PreviousID) != "" {
+		prev := Identifier{Kind: KindUserID, Value: strings.TrimSpace(e.PreviousID)}
 		if s.resolveTx(st.tx, prev) == "" {
 			prev.Kind = KindAnonymousID
 		}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -246,6 +247,7 @@ func (s *Store) Normalize(id Identifier) (Identifier, error) {
 	}
 	switch id.Kind {
 	case KindUserID, KindAnonymousID, KindProfileID:
+		id.Value = strings.TrimSpace(id.Value)
 		return id, nil
 	}
 	id.Value = s.res.Normalize(id.Kind, id.Value)

@@ -51,3 +51,26 @@ func TestIngestAfterCloseReturns(t *testing.T) {
 	}
 	ts.open() // for the cleanup's Close
 }
+
+// A declared kind left out of the priority list still ranks above
+// anonymous ids, which are the least trusted.
+func TestUnlistedKindRanksBeforeAnonymousID(t *testing.T) {
+	cfg := DefaultIdentityConfig()
+	cfg.Kinds = []KindConfig{{Name: "loyalty_card", Paths: []string{"traits.loyalty_card"}}}
+	r := newResolver(cfg)
+	ids := r.extract(&Event{AnonymousID: "a1", Traits: map[string]any{"loyalty_card": "C-1"}})
+	if len(ids) != 2 || ids[0].Kind != "loyalty_card" || ids[1].Kind != KindAnonymousID {
+		t.Fatalf("order = %v, want loyalty_card before anonymous_id", ids)
+	}
+}
+
+// Lookups and alias trim ids as ingestion does.
+func TestIDsAreTrimmedEverywhere(t *testing.T) {
+	ts := openStore(t, DefaultConfig())
+	ts.ingest(track("m1", "Product Viewed", anon("a1")))
+	ts.ingest(alias("m2", "u1", " a1 "))
+	p := ts.lookup(KindUserID, " u1 ")
+	if q := ts.lookup(KindAnonymousID, "a1"); q.ID != p.ID {
+		t.Fatalf("alias with a spaced previousId did not merge: %s vs %s", q.ID, p.ID)
+	}
+}
