@@ -416,3 +416,22 @@ func (s *Server) MustProfile(tb testing.TB, ident string, events int) *Profile {
 	}
 	return p
 }
+
+// Main is a TestMain body for packages that run the binary: it builds it
+// into a temporary folder, sets *bin, runs the tests and cleans up.
+func Main(m *testing.M, bin *string) {
+	dir, err := os.MkdirTemp("", "cartera-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*bin, err = Build(dir)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		_ = os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = os.RemoveAll(dir)
+	os.Exit(code)
+}
