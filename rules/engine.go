@@ -118,6 +118,9 @@ type Engine struct {
 
 	mu   sync.Mutex
 	subs []Subscriber
+	// active maps a write transaction to the engine's work in it, so a
+	// processor after this one sees traits as this transaction left them.
+	active sync.Map
 }
 
 // EngineOptions carry the engine's dependencies.
@@ -185,7 +188,24 @@ func (e *Engine) publish(changes []Change) {
 
 // Begin implements profiles.Processor.
 func (e *Engine) Begin(tx *bbolt.Tx) profiles.TxProcessor {
-	return &txWork{e: e, tx: tx, rs: e.rs.Load(), states: map[string]*profileState{}, dirty: map[string]bool{}}
+	w := &txWork{e: e, tx: tx, rs: e.rs.Load(), states: map[string]*profileState{}, dirty: map[string]bool{}}
+	e.active.Store(tx, w)
+	return w
+}
+
+// ViewIn returns the profile as conditions see it at now, within tx: with
+// the computed traits and audiences this transaction has already changed.
+func (e *Engine) ViewIn(tx *bbolt.Tx, p *profiles.Profile, now time.Time) (*ProfileView, error) {
+	w, _ := e.active.Load(tx)
+	work, ok := w.(*txWork)
+	if !ok {
+		work = &txWork{e: e, tx: tx, rs: e.rs.Load(), states: map[string]*profileState{}, dirty: map[string]bool{}}
+	}
+	ps, err := work.state(p.ID)
+	if err != nil {
+		return nil, err
+	}
+	return work.rs.view(p, ps, now), nil
 }
 
 // txWork is the engine's work in one write transaction.
@@ -202,6 +222,9 @@ type txWork struct {
 
 func (w *txWork) state(id string) (*profileState, error) {
 	if ps, ok := w.states[id]; ok {
+		if ps == nil { // left everything in this transaction
+			return &profileState{Traits: map[string]*traitState{}, Audiences: map[string]*Membership{}}, nil
+		}
 		return ps, nil
 	}
 	ps := &profileState{}
@@ -487,6 +510,7 @@ func (w *txWork) Flush() error {
 
 // Done implements profiles.TxProcessor.
 func (w *txWork) Done(committed bool) {
+	w.e.active.Delete(w.tx)
 	if committed {
 		w.e.publish(w.changes)
 	}

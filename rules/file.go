@@ -281,29 +281,14 @@ func ReadFiles(paths ...string) (*Specs, error) {
 // Parse reads one rule file's bytes. The file may hold computed_traits,
 // audiences, or both.
 func Parse(name string, b []byte) (*Specs, error) {
-	src := &source{name: name, lines: strings.Split(string(b), "\n")}
-	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	if err := dec.Decode(&doc); err != nil {
-		if err.Error() == "EOF" {
-			return &Specs{}, nil
-		}
-		line := 1
-		msg := strings.TrimPrefix(err.Error(), "yaml: ")
-		if rest, ok := strings.CutPrefix(msg, "line "); ok {
-			if n, after, ok := strings.Cut(rest, ": "); ok {
-				if l, err := strconv.Atoi(n); err == nil {
-					line, msg = l, after
-				}
-			}
-		}
-		return nil, FileErrors{{File: name, Line: line, Col: 1, Msg: msg}}
+	src, root, err := openSource(name, b)
+	if err != nil {
+		return nil, err
 	}
 	out := &Specs{}
-	if len(doc.Content) == 0 {
+	if root == nil {
 		return out, nil
 	}
-	root := doc.Content[0]
 	src.mapping(root, "the file", func(key string, k, v *yaml.Node) {
 		switch key {
 		// An item with a mistake is left out, so the rest can still be
@@ -383,6 +368,33 @@ func (s *source) duration(n *yaml.Node, field string) time.Duration {
 		s.errorf(n, "%s: want a duration such as 90d, 24h or 30m, got %q", field, n.Value)
 	}
 	return d
+}
+
+// openSource parses a YAML file into its root node (nil when empty), with
+// a syntax error as FileErrors.
+func openSource(name string, b []byte) (*source, *yaml.Node, error) {
+	src := &source{name: name, lines: strings.Split(string(b), "\n")}
+	var doc yaml.Node
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&doc); err != nil {
+		if err.Error() == "EOF" {
+			return src, nil, nil
+		}
+		line := 1
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if rest, ok := strings.CutPrefix(msg, "line "); ok {
+			if n, after, ok := strings.Cut(rest, ": "); ok {
+				if l, err := strconv.Atoi(n); err == nil {
+					line, msg = l, after
+				}
+			}
+		}
+		return nil, nil, FileErrors{{File: name, Line: line, Col: 1, Msg: msg}}
+	}
+	if len(doc.Content) == 0 {
+		return src, nil, nil
+	}
+	return src, doc.Content[0], nil
 }
 
 // ParseDuration reads a Go duration, or a whole number of days (d) or weeks (w).
