@@ -157,6 +157,10 @@ func NewEngine(db *bbolt.DB, rs *Ruleset, opts EngineOptions) (*Engine, error) {
 	return e, nil
 }
 
+// Replace puts a new ruleset in force. Traits whose definition changed are
+// rebuilt per profile as events arrive (and by Backfill).
+func (e *Engine) Replace(rs *Ruleset) { e.rs.Store(rs) }
+
 // Ruleset is the ruleset in force.
 func (e *Engine) Ruleset() *Ruleset { return e.rs.Load() }
 
@@ -587,23 +591,36 @@ func (e *Engine) Members(audience, after string, limit int) (members []Member, n
 		return nil, "", fmt.Errorf("%w %q", ErrUnknownAudience, audience)
 	}
 	limit = max(limit, 1)
-	prefix := memberKey(audience, "")
 	err = e.db.View(func(tx *bbolt.Tx) error {
-		c := tx.Bucket(bucketMembers).Cursor()
-		k, v := c.Seek(memberKey(audience, after))
-		if after != "" && k != nil && bytes.Equal(k, memberKey(audience, after)) {
-			k, v = c.Next()
-		}
-		for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			if len(members) == limit {
-				next = members[len(members)-1].ProfileID
-				return nil
-			}
-			members = append(members, Member{ProfileID: string(k[len(prefix):]), EnteredAt: time.UnixMilli(int64(binary.BigEndian.Uint64(v))).UTC()})
-		}
+		members, next = membersIn(tx, audience, after, limit)
 		return nil
 	})
 	return members, next, err
+}
+
+// MembersIn is Members within a transaction of the store's file.
+func (e *Engine) MembersIn(tx *bbolt.Tx, audience, after string, limit int) ([]Member, string, error) {
+	if _, ok := e.rs.Load().Audience(audience); !ok {
+		return nil, "", fmt.Errorf("%w %q", ErrUnknownAudience, audience)
+	}
+	m, next := membersIn(tx, audience, after, max(limit, 1))
+	return m, next, nil
+}
+
+func membersIn(tx *bbolt.Tx, audience, after string, limit int) (members []Member, next string) {
+	prefix := memberKey(audience, "")
+	c := tx.Bucket(bucketMembers).Cursor()
+	k, v := c.Seek(memberKey(audience, after))
+	if after != "" && k != nil && bytes.Equal(k, memberKey(audience, after)) {
+		k, v = c.Next()
+	}
+	for ; k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if len(members) == limit {
+			return members, members[len(members)-1].ProfileID
+		}
+		members = append(members, Member{ProfileID: string(k[len(prefix):]), EnteredAt: time.UnixMilli(int64(binary.BigEndian.Uint64(v))).UTC()})
+	}
+	return members, ""
 }
 
 // Backfill brings every profile up to the ruleset in force when its

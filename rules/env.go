@@ -181,6 +181,24 @@ type Program struct {
 	// counts are the (event, window) pairs event_count asks about; the
 	// engine keeps them as implicit windowed traits.
 	counts []EventCount
+	// audiences are the literal names in_audience asks about.
+	audiences []string
+}
+
+// Audiences lists the audiences the program's in_audience calls name.
+func (p *Program) Audiences() []string { return p.audiences }
+
+func audienceNames(a *ast.AST) []string {
+	var out []string
+	ast.PostOrderVisit(a.Expr(), ast.NewExprVisitor(func(e ast.Expr) {
+		if e.Kind() != ast.CallKind || e.AsCall().FunctionName() != "_in_audience" {
+			return
+		}
+		if name, ok := literalString(e.AsCall().Args()[1]); ok && !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}))
+	return out
 }
 
 // EventCount is one event_count(name, window) that a program uses.
@@ -241,7 +259,7 @@ func (e *Env) Compile(expr string, want *types.Type) (*Program, error) {
 	if err != nil {
 		return nil, &CompileError{Line: 1, Col: 1, Msg: err.Error()}
 	}
-	return &Program{Source: expr, prg: prg, out: out, counts: counts}, nil
+	return &Program{Source: expr, prg: prg, out: out, counts: counts, audiences: audienceNames(checked.NativeRep())}, nil
 }
 
 // eventCounts collects the literal arguments of every event_count call;

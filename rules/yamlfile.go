@@ -85,5 +85,8 @@ func (e *Env) CompileExpr(x Expr, want *types.Type) (*Program, *FileError) {
 	return prg, nil
 }
 
+// ErrorAt turns an error about the expression into a file error at it.
+func (x Expr) ErrorAt(err error) *FileError { return x.errorAt(err) }
+
 // Pos is the position of a node, for messages.
 func Pos(f *File, n *yaml.Node) string { return fmt.Sprintf("%s:%d:%d", f.s.name, n.Line, n.Column) }

@@ -33,6 +33,7 @@ import (
 type api struct {
 	store   *profiles.Store
 	rules   *rules.Engine
+	core    *app
 	sources *profiles.Sources
 	metrics *profiles.Metrics
 	log     *slog.Logger

@@ -48,6 +48,8 @@ type Config struct {
 	// Rules are the files of computed traits and audiences, relative to
 	// the config file.
 	Rules []string `yaml:"rules"`
+	// Policies is the file of send-time policies shared by journeys.
+	Policies string `yaml:"policies"`
 
 	// path is the file the config came from ("" for none).
 	path string
@@ -167,6 +169,9 @@ func loadConfig(f *serveFlags, getenv func(string) string) (*Config, error) {
 	}
 	if cfg.Journeys != "" && cfg.path != "" && !filepath.IsAbs(cfg.Journeys) && !f.set["journeys"] && getenv("CARTERA_JOURNEYS") == "" {
 		cfg.Journeys = filepath.Join(filepath.Dir(cfg.path), cfg.Journeys)
+	}
+	if cfg.Policies != "" && cfg.path != "" && !filepath.IsAbs(cfg.Policies) {
+		cfg.Policies = filepath.Join(filepath.Dir(cfg.path), cfg.Policies)
 	}
 	for i, r := range cfg.Rules {
 		if cfg.path != "" && !filepath.IsAbs(r) {

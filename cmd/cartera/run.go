@@ -53,7 +53,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	case "validate":
 		return m.validate(ctx, args[1:])
 	case "simulate":
-		return fmt.Errorf("%s: not implemented yet (arrives with the journey engine)", args[0])
+		return m.simulate(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return nil

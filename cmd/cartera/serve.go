@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"cartera/profiles"
-	"cartera/rules"
 )
 
 // serve runs the gateway until ctx ends, then drains in-flight requests and
@@ -38,30 +37,25 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	pm := profiles.NewMetrics(reg)
 
 	sources, err := profiles.NewSources(cfg.Sources)
 	if err != nil {
 		return err
 	}
-	rs, err := rules.Load(rules.EnvOptions{}, cfg.Rules...)
+	defs, err := compileDefinitions(cfg)
 	if err != nil {
-		return fmt.Errorf("load rules:\n%w", err)
+		return loadErrors("load definitions", err)
 	}
-	store, err := profiles.Open(ctx, cfg.Data, cfg.Profiles, profiles.Options{Logger: log.With("component", "profiles"), Metrics: pm})
+	core, err := openApp(ctx, cfg, defs, appOptions{Logger: log, Registry: reg})
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if err := store.Close(); err != nil {
+		if err := core.close(); err != nil {
 			log.Error("close store", "err", err)
 		}
 	}()
-	engine, err := rules.NewEngine(store.DB(), rs, rules.EngineOptions{Logger: log.With("component", "rules"), Metrics: rules.NewMetrics(reg)})
-	if err != nil {
-		return err
-	}
-	store.Use(engine)
+	store, engine := core.store, core.rules
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cartera_profiles", Help: "Live profiles.",
 	}, func() float64 { return float64(store.ProfileCount()) }))
@@ -69,8 +63,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	a := &api{
 		store:   store,
 		rules:   engine,
+		core:    core,
 		sources: sources,
-		metrics: pm,
+		metrics: core.pm,
 		log:     log.With("component", "http"),
 		admin:   newTokenCheck(cfg.AdminToken),
 		now:     time.Now,
@@ -94,7 +89,17 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		}
 		engine.RunSweeper(pruneCtx, store, time.Hour)
 	}()
-	defer func() { stopPrune(); <-backfilled }()
+	journeysDone := make(chan struct{})
+	go func() {
+		defer close(journeysDone)
+		core.journeys.Run(pruneCtx, store)
+	}()
+	outboxDone := make(chan struct{})
+	go func() {
+		defer close(outboxDone)
+		core.runOutbox(pruneCtx)
+	}()
+	defer func() { stopPrune(); <-backfilled; <-journeysDone; <-outboxDone }()
 
 	served := make(chan error, 1)
 	go func() { served <- app.Listener(ln) }()

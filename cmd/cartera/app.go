@@ -1,0 +1,203 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"cartera/journeys"
+	"cartera/profiles"
+	"cartera/rules"
+)
+
+// definitions is everything marketers write, compiled together: rule
+// files, the policies and the journeys (which compile in the rules'
+// environment and ask the rules to keep their event_count indexes).
+type definitions struct {
+	rules    *rules.Ruleset
+	policy   *journeys.Policy
+	journeys *journeys.Set
+}
+
+// compileDefinitions reads the files a config names. Every mistake of
+// every file comes back as rules.FileErrors.
+func compileDefinitions(cfg *Config) (*definitions, error) {
+	rs, err := rules.Load(rules.EnvOptions{}, cfg.Rules...)
+	if err != nil {
+		return nil, err
+	}
+	pol := journeys.DefaultPolicy()
+	if cfg.Policies != "" {
+		if pol, err = journeys.ReadPolicy(cfg.Policies, rs.Env); err != nil {
+			return nil, err
+		}
+	}
+	js, err := journeys.LoadDir(cfg.Journeys, rs.Env, knownNames(rs, pol, cfg))
+	if err != nil {
+		return nil, err
+	}
+	for _, j := range js {
+		rs.Require(j.EventCounts()...)
+	}
+	for _, s := range pol.Suppress {
+		rs.Require(s.When.EventCounts()...)
+	}
+	set, err := journeys.NewSet(js, pol)
+	if err != nil {
+		return nil, err
+	}
+	return &definitions{rules: rs, policy: pol, journeys: set}, nil
+}
+
+func knownNames(rs *rules.Ruleset, pol *journeys.Policy, cfg *Config) journeys.Known {
+	k := journeys.Known{AdAudiences: pol.AdAudienceNames()}
+	for _, a := range rs.Audiences {
+		k.Audiences = append(k.Audiences, a.Name())
+	}
+	return k
+}
+
+// appOptions are what differs between serve and simulate.
+type appOptions struct {
+	// Now is the clock of every engine (virtual in simulate).
+	Now      func() time.Time
+	Rand     io.Reader
+	NoSync   bool
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+}
+
+// app is the running core: the store with the rules and journey engines in
+// its write transaction, in that order (data flows one way).
+type app struct {
+	cfg      *Config
+	store    *profiles.Store
+	rules    *rules.Engine
+	journeys *journeys.Engine
+	pm       *profiles.Metrics
+	jm       *journeys.Metrics
+	log      *slog.Logger
+
+	mu   sync.Mutex // serializes reloads
+	defs *definitions
+}
+
+func openApp(ctx context.Context, cfg *Config, defs *definitions, opts appOptions) (*app, error) {
+	log := opts.Logger
+	pcfg := cfg.Profiles
+	pcfg.NoSync = opts.NoSync
+	pm := profiles.NewMetrics(opts.Registry)
+	store, err := profiles.Open(ctx, cfg.Data, pcfg, profiles.Options{Logger: log.With("component", "profiles"), Metrics: pm, Now: opts.Now, Rand: opts.Rand})
+	if err != nil {
+		return nil, err
+	}
+	re, err := rules.NewEngine(store.DB(), defs.rules, rules.EngineOptions{Now: opts.Now, Logger: log.With("component", "rules"), Metrics: rules.NewMetrics(opts.Registry)})
+	if err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+	a := &app{cfg: cfg, store: store, rules: re, pm: pm, log: log, defs: defs, jm: journeys.NewMetrics(opts.Registry)}
+	var clock journeys.Clock = journeys.ClockFunc(time.Now)
+	if opts.Now != nil {
+		clock = journeys.ClockFunc(opts.Now)
+	}
+	je, err := journeys.New(store.DB(), defs.journeys, journeys.Options{
+		Clock: clock, Logger: log.With("component", "journeys"), Metrics: a.jm, Rules: re,
+		Env:   func() *rules.Env { return re.Ruleset().Env },
+		Known: func() journeys.Known { return a.known() },
+	})
+	if err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+	a.journeys = je
+	store.Use(re, je)
+	return a, nil
+}
+
+func (a *app) known() journeys.Known {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return knownNames(a.defs.rules, a.defs.policy, a.cfg)
+}
+
+// reload compiles the files again; on any mistake the running versions
+// stay and the errors come back.
+func (a *app) reload() (*definitions, error) {
+	defs, err := compileDefinitions(a.cfg)
+	if err != nil {
+		a.jm.Reloads.WithLabelValues("error").Inc()
+		return nil, err
+	}
+	a.mu.Lock()
+	a.defs = defs
+	a.mu.Unlock()
+	a.rules.Replace(defs.rules)
+	if err := a.journeys.Replace(defs.journeys); err != nil {
+		a.jm.Reloads.WithLabelValues("error").Inc()
+		return nil, err
+	}
+	a.jm.Reloads.WithLabelValues("ok").Inc()
+	a.log.Info("definitions reloaded", "journeys", len(defs.journeys.Journeys), "audiences", len(defs.rules.Audiences), "traits", len(defs.rules.Traits))
+	return defs, nil
+}
+
+func (a *app) close() error { return a.store.Close() }
+
+// deliver is the outbox's delivery until the channels land: set_trait is
+// applied to the profile; every other action is logged (without personal
+// data) and considered delivered.
+func (a *app) deliver(ctx context.Context, act journeys.Action) error {
+	handled, err := journeys.ApplyTraits(ctx, a.store, act, time.Now())
+	if handled || err != nil {
+		return err
+	}
+	a.log.Info("journey action", "journey", act.Journey, "step", act.Step, "action", act.Action, "channel", act.Channel, "profile", act.Profile, "key", act.Key)
+	return nil
+}
+
+// runOutbox drains the outbox whenever actions commit, until ctx ends.
+func (a *app) runOutbox(ctx context.Context) {
+	poke := make(chan struct{}, 1)
+	a.journeys.Observe(func([]journeys.Action) {
+		select {
+		case poke <- struct{}{}:
+		default:
+		}
+	})
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		for {
+			n, err := a.journeys.DrainOutbox(ctx, a.deliver, 500)
+			if err != nil && !errors.Is(err, context.Canceled) {
+				a.log.Error("journey outbox", "err", err)
+				break
+			}
+			if n < 500 {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-poke:
+		case <-t.C:
+		}
+	}
+}
+
+// loadErrors prints FileErrors one per line.
+func loadErrors(what string, err error) error {
+	var fe rules.FileErrors
+	if errors.As(err, &fe) {
+		return fmt.Errorf("%s:\n%w", what, fe)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}

@@ -1,0 +1,1109 @@
+package journeys
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"cartera/profiles"
+	"cartera/rules"
+)
+
+// Buckets of the journey engine, in the profile store's file:
+//
+//	journey_instances  instance id (8-byte big-endian sequence) → JSON Instance
+//	journey_active     profile id 0x00 journey id 0x00 instance key → instance id (one live instance each)
+//	journey_timers     due (8-byte big-endian unix nanos) | instance id (8) → timer kind ("i" step, "s" schedule) and journey id
+//	journey_entries    profile id 0x00 journey id → JSON entry history (re-entry, cooldown)
+//	journey_counts     journey id 0x00 step id 0x00 counter → 8-byte big-endian count
+//	journey_defs       journey id 0x00 version → journey file bytes (instances finish on their version)
+//	journey_outbox     sequence (8) → JSON Action awaiting delivery
+//	journey_outbox_keys idempotency key → sequence: a step's effect is recorded once
+//	journey_sends      profile id 0x00 channel 0x00 unix nanos (8) → journey id (caps, priorities)
+//	journey_ad_members audience 0x00 profile id → journey id that added the person
+var (
+	bucketInstances = []byte("journey_instances")
+	bucketActive    = []byte("journey_active")
+	bucketTimers    = []byte("journey_timers")
+	bucketEntries   = []byte("journey_entries")
+	bucketCounts    = []byte("journey_counts")
+	bucketDefs      = []byte("journey_defs")
+	bucketOutbox    = []byte("journey_outbox")
+	bucketOutboxKey = []byte("journey_outbox_keys")
+	bucketSends     = []byte("journey_sends")
+	bucketAdMembers = []byte("journey_ad_members")
+)
+
+// Actions a journey takes (the simulate output's "action").
+const (
+	ActEnter          = "enter"
+	ActSend           = "send"
+	ActAudienceAdd    = "audience_add"
+	ActAudienceRemove = "audience_remove"
+	ActPassUpdate     = "pass_update"
+	ActSetTrait       = "set_trait"
+	ActGoal           = "goal"
+	ActExit           = "exit"
+	ActSuppressed     = "suppressed"
+)
+
+// Action is one thing a journey did, as simulate prints it and the outbox
+// keeps it.
+type Action struct {
+	At      time.Time      `json:"at"`
+	Profile string         `json:"profile"`
+	Journey string         `json:"journey"`
+	Step    string         `json:"step"`
+	Action  string         `json:"action"`
+	Channel string         `json:"channel"`
+	Detail  map[string]any `json:"detail"`
+	// Key is the idempotency key: journey, version, instance, step.
+	Key string `json:"key,omitempty"`
+}
+
+// Instance is one run of a journey for one profile (and key).
+type Instance struct {
+	ID        uint64         `json:"id"`
+	Journey   string         `json:"journey"`
+	Version   string         `json:"version"`
+	ProfileID string         `json:"profile_id"`
+	Key       string         `json:"key,omitempty"`
+	Step      string         `json:"step"`
+	Done      bool           `json:"done"`
+	Trigger   *TriggerRecord `json:"trigger"`
+	EnteredAt time.Time      `json:"entered_at"`
+	// Timer is the key of the pending timer; a timer whose key differs is
+	// stale and ignored.
+	Timer     []byte   `json:"timer,omitempty"`
+	Audiences []string `json:"audiences,omitempty"`
+	Variant   string   `json:"variant,omitempty"`
+	Converted bool     `json:"converted,omitempty"`
+	// Steps counts executions of each step, so a step run twice by a loop
+	// gets a fresh idempotency key.
+	Steps map[string]int `json:"steps,omitempty"`
+}
+
+// TriggerRecord is the event that started an instance, kept for the
+// trigger variable of later conditions.
+type TriggerRecord struct {
+	Name       string         `json:"name"`
+	Type       string         `json:"type"`
+	Source     string         `json:"source"`
+	MessageID  string         `json:"message_id,omitempty"`
+	Properties map[string]any `json:"properties,omitempty"`
+	Timestamp  time.Time      `json:"timestamp"`
+}
+
+func (t *TriggerRecord) view() *rules.EventView {
+	if t == nil {
+		return nil
+	}
+	return &rules.EventView{Name: t.Name, Type: t.Type, Source: t.Source, MessageID: t.MessageID, Properties: t.Properties, Timestamp: t.Timestamp}
+}
+
+// Clock is the engine's time; simulate drives a virtual one.
+type Clock interface {
+	Now() time.Time
+}
+
+// ClockFunc adapts a function to Clock.
+type ClockFunc func() time.Time
+
+// Now implements Clock.
+func (f ClockFunc) Now() time.Time { return f() }
+
+// Set is a compiled set of journeys with the policy they share.
+type Set struct {
+	Journeys []*Journey
+	Policy   *Policy
+	byID     map[string]*Journey
+}
+
+// NewSet indexes journeys; ids must be unique.
+func NewSet(js []*Journey, pol *Policy) (*Set, error) {
+	s := &Set{Journeys: js, Policy: pol, byID: map[string]*Journey{}}
+	if s.Policy == nil {
+		s.Policy = DefaultPolicy()
+	}
+	var errs rules.FileErrors
+	for _, j := range js {
+		if other, dup := s.byID[j.ID]; dup {
+			errs = append(errs, &rules.FileError{File: j.File, Line: 1, Col: 1, Msg: fmt.Sprintf("journey id %q is also used by %s", j.ID, other.File)})
+			continue
+		}
+		s.byID[j.ID] = j
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return s, nil
+}
+
+// Journey returns the current version of a journey.
+func (s *Set) Journey(id string) *Journey { return s.byID[id] }
+
+// Options carry the engine's dependencies.
+type Options struct {
+	Clock   Clock
+	Logger  *slog.Logger
+	Metrics *Metrics
+	// Rules builds profile views with computed traits inside a transaction.
+	Rules *rules.Engine
+	// Env compiles stored versions of journeys.
+	Env func() *rules.Env
+	// Known names for recompiling stored versions.
+	Known func() Known
+}
+
+// Engine runs journeys durably. It is a profiles.Processor (after the rules
+// engine): triggers, wait_for and exit_when are evaluated in the commit of
+// the event; timers fire from FireDue.
+type Engine struct {
+	db      *bbolt.DB
+	set     atomic.Pointer[Set]
+	clock   Clock
+	log     *slog.Logger
+	metrics *Metrics
+	rules   *rules.Engine
+	opts    Options
+
+	mu        sync.Mutex
+	versions  map[string]*Journey
+	observers []func([]Action)
+	wake      chan struct{}
+}
+
+// New creates the engine's buckets and starts with set.
+func New(db *bbolt.DB, set *Set, opts Options) (*Engine, error) {
+	e := &Engine{db: db, clock: opts.Clock, log: opts.Logger, metrics: opts.Metrics, rules: opts.Rules, opts: opts,
+		versions: map[string]*Journey{}, wake: make(chan struct{}, 1)}
+	if e.clock == nil {
+		e.clock = ClockFunc(time.Now)
+	}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.metrics == nil {
+		e.metrics = NewMetrics(nil)
+	}
+	err := db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketInstances, bucketActive, bucketTimers, bucketEntries, bucketCounts, bucketDefs, bucketOutbox, bucketOutboxKey, bucketSends, bucketAdMembers} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return fmt.Errorf("create bucket %s: %w", b, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Replace(set); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Replace installs a new set of journeys: each version is stored, so
+// running instances finish on the version they started on, and schedules
+// of new cron journeys are armed.
+func (e *Engine) Replace(set *Set) error {
+	err := e.db.Update(func(tx *bbolt.Tx) error {
+		defs := tx.Bucket(bucketDefs)
+		for _, j := range set.Journeys {
+			if err := defs.Put(defKey(j.ID, j.Version), j.Source); err != nil {
+				return err
+			}
+			if j.Trigger.schedule != nil {
+				if err := e.armSchedule(tx, j, e.clock.Now()); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("install journeys: %w", err)
+	}
+	e.mu.Lock()
+	for _, j := range set.Journeys {
+		e.versions[string(defKey(j.ID, j.Version))] = j
+	}
+	e.mu.Unlock()
+	e.set.Store(set)
+	e.poke()
+	return nil
+}
+
+// Set is the journeys in force.
+func (e *Engine) Set() *Set { return e.set.Load() }
+
+// Observe adds a function told of actions after they commit.
+func (e *Engine) Observe(f func([]Action)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.observers = append(e.observers, f)
+}
+
+func (e *Engine) poke() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+func defKey(id, version string) []byte { return []byte(id + "\x00" + version) }
+
+// version returns a journey at a version: the current one, or one compiled
+// from the stored file for instances started before an edit.
+func (e *Engine) version(tx *bbolt.Tx, id, version string) (*Journey, error) {
+	k := defKey(id, version)
+	e.mu.Lock()
+	j := e.versions[string(k)]
+	e.mu.Unlock()
+	if j != nil {
+		return j, nil
+	}
+	src := tx.Bucket(bucketDefs).Get(k)
+	if src == nil {
+		return nil, fmt.Errorf("journey %s version %s: not stored", id, version)
+	}
+	if e.opts.Env == nil {
+		return nil, fmt.Errorf("journey %s version %s: no environment to compile it", id, version)
+	}
+	var known Known
+	if e.opts.Known != nil {
+		known = e.opts.Known()
+	}
+	j, err := Parse(id+"@"+version, bytes.Clone(src), e.opts.Env(), known)
+	if err != nil {
+		return nil, fmt.Errorf("journey %s version %s no longer compiles: %w", id, version, err)
+	}
+	j.Version = version
+	e.mu.Lock()
+	e.versions[string(k)] = j
+	e.mu.Unlock()
+	return j, nil
+}
+
+// run is the engine's work in one write transaction.
+type run struct {
+	e       *Engine
+	tx      *bbolt.Tx
+	set     *Set
+	now     time.Time
+	actions []Action
+	views   map[string]*rules.ProfileView
+}
+
+// Begin implements profiles.Processor.
+func (e *Engine) Begin(tx *bbolt.Tx) profiles.TxProcessor {
+	return &run{e: e, tx: tx, set: e.set.Load(), views: map[string]*rules.ProfileView{}}
+}
+
+// Flush implements profiles.TxProcessor; the engine writes as it goes.
+func (r *run) Flush() error { return nil }
+
+// Done implements profiles.TxProcessor: actions are told after commit.
+func (r *run) Done(committed bool) {
+	if committed && len(r.actions) > 0 {
+		r.e.metrics.observe(r.actions)
+		r.e.mu.Lock()
+		obs := slices.Clone(r.e.observers)
+		r.e.mu.Unlock()
+		for _, f := range obs {
+			f(r.actions)
+		}
+		r.e.poke()
+	}
+	r.actions = nil
+}
+
+// Merged implements profiles.TxProcessor: the merged-away profile's live
+// instances move to the survivor unless it runs the same journey already.
+func (r *run) Merged(survivor *profiles.Profile, loserID string) error {
+	insts, err := r.activeOf(loserID)
+	if err != nil {
+		return err
+	}
+	active := r.tx.Bucket(bucketActive)
+	for _, in := range insts {
+		if err := active.Delete(activeKey(loserID, in.Journey, in.Key)); err != nil {
+			return err
+		}
+		if active.Get(activeKey(survivor.ID, in.Journey, in.Key)) != nil {
+			r.now = r.e.clock.Now()
+			if err := r.finish(in, "merged", false); err != nil {
+				return err
+			}
+			continue
+		}
+		in.ProfileID = survivor.ID
+		if err := active.Put(activeKey(survivor.ID, in.Journey, in.Key), u64(in.ID)); err != nil {
+			return err
+		}
+		if err := r.save(in); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Erased implements profiles.TxProcessor: the person's instances end and
+// the ad audiences journeys added them to are left.
+func (r *run) Erased(p *profiles.Profile) error {
+	r.now = r.e.clock.Now()
+	insts, err := r.activeOf(p.ID)
+	if err != nil {
+		return err
+	}
+	for _, in := range insts {
+		if err := r.finish(in, "erased", true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func activeKey(profileID, journey, key string) []byte {
+	return []byte(profileID + "\x00" + journey + "\x00" + key)
+}
+
+func u64(n uint64) []byte {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], n)
+	return b[:]
+}
+
+func (r *run) activeOf(profileID string) ([]*Instance, error) {
+	var out []*Instance
+	c := r.tx.Bucket(bucketActive).Cursor()
+	prefix := []byte(profileID + "\x00")
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		in, err := r.load(binary.BigEndian.Uint64(v))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, in)
+	}
+	return out, nil
+}
+
+func (r *run) load(id uint64) (*Instance, error) {
+	v := r.tx.Bucket(bucketInstances).Get(u64(id))
+	if v == nil {
+		return nil, fmt.Errorf("journey instance %d: missing", id)
+	}
+	in := &Instance{}
+	dec := json.NewDecoder(bytes.NewReader(v))
+	dec.UseNumber()
+	if err := dec.Decode(in); err != nil {
+		return nil, fmt.Errorf("decode journey instance %d: %w", id, err)
+	}
+	return in, nil
+}
+
+func (r *run) save(in *Instance) error {
+	v, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("encode journey instance %d: %w", in.ID, err)
+	}
+	return r.tx.Bucket(bucketInstances).Put(u64(in.ID), v)
+}
+
+// view is the profile as conditions see it, with computed traits as this
+// transaction left them.
+func (r *run) view(p *profiles.Profile) (*rules.ProfileView, error) {
+	if v, ok := r.views[p.ID]; ok {
+		return v, nil
+	}
+	var v *rules.ProfileView
+	if r.e.rules != nil {
+		var err error
+		if v, err = r.e.rules.ViewIn(r.tx, p, r.now); err != nil {
+			return nil, err
+		}
+	} else {
+		v = &rules.ProfileView{ID: p.ID, Traits: p.TraitValues(), Consent: p.ConsentValues(), CreatedAt: p.CreatedAt, LastSeenAt: p.LastSeenAt}
+	}
+	r.views[p.ID] = v
+	return v, nil
+}
+
+func (r *run) eval(prg *rules.Program, in *rules.Input) bool {
+	if prg == nil {
+		return true
+	}
+	ok, err := prg.Bool(in)
+	if err != nil {
+		r.e.metrics.EvalErrors.Inc()
+		return false
+	}
+	return ok
+}
+
+// Event implements profiles.TxProcessor: live instances of the profile see
+// the event first (exit_when, goal, wait_for), then triggers start new ones.
+func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event, error) {
+	r.now = r.e.clock.Now()
+	delete(r.views, p.ID) // rules may have changed it since
+	pv, err := r.view(p)
+	if err != nil {
+		return nil, err
+	}
+	evView := rules.ViewOf(ev)
+	insts, err := r.activeOf(p.ID)
+	if err != nil {
+		return nil, err
+	}
+	for _, in := range insts {
+		j, err := r.e.version(r.tx, in.Journey, in.Version)
+		if err != nil {
+			r.e.log.Error("journey instance left as is", "instance", in.ID, "err", err)
+			continue
+		}
+		input := &rules.Input{Profile: pv, Event: evView, Trigger: in.Trigger.view(), Now: r.now}
+		name := evView.Name
+		if j.Goal != nil && !in.Converted && j.Goal.Event == name && r.eval(j.Goal.When, input) {
+			in.Converted = true
+			r.count(j.ID, "", "converted", 1)
+			r.act(in, in.Step, ActGoal, "", map[string]any{"event": name})
+			if err := r.save(in); err != nil {
+				return nil, err
+			}
+		}
+		exited := false
+		for _, c := range j.ExitWhen {
+			if c.Event == name && r.eval(c.When, input) {
+				if err := r.finish(in, "exit_when: "+name, !c.KeepAudiences); err != nil {
+					return nil, err
+				}
+				exited = true
+				break
+			}
+		}
+		if exited {
+			continue
+		}
+		s := j.Step(in.Step)
+		if s != nil && s.Kind == StepWaitFor && s.For.Event == name && r.eval(s.For.When, input) {
+			if err := r.clearTimer(in); err != nil {
+				return nil, err
+			}
+			r.count(j.ID, s.ID, "waiting", -1)
+			if err := r.advance(p, j, in, s.OnEvent); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, j := range r.set.Journeys {
+		if !r.triggers(j, ev, evView, pv) {
+			continue
+		}
+		if err := r.enter(p, j, ev); err != nil {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+func (r *run) triggers(j *Journey, ev *profiles.Event, v *rules.EventView, pv *rules.ProfileView) bool {
+	t := j.Trigger
+	switch {
+	case t.Event != "":
+		return t.Event == v.Name && r.eval(t.When, &rules.Input{Profile: pv, Event: v, Now: r.now})
+	case t.AudienceEnter != "":
+		return v.Name == rules.EventAudienceEntered && ev.Properties["audience"] == t.AudienceEnter
+	case t.AudienceExit != "":
+		return v.Name == rules.EventAudienceExited && ev.Properties["audience"] == t.AudienceExit
+	}
+	return false
+}
+
+// entryRecord is a profile's history with one journey.
+type entryRecord struct {
+	LastEntered time.Time `json:"last_entered"`
+	Entries     int       `json:"entries"`
+}
+
+// enter starts an instance if the entry rules allow it.
+func (r *run) enter(p *profiles.Profile, j *Journey, ev *profiles.Event) error {
+	pv, err := r.view(p)
+	if err != nil {
+		return err
+	}
+	trig := &TriggerRecord{Timestamp: r.now}
+	if ev != nil {
+		trig = &TriggerRecord{Name: rules.ViewOf(ev).Name, Type: ev.Type, Source: ev.Source, MessageID: ev.MessageID, Properties: ev.Properties, Timestamp: ev.Timestamp}
+	}
+	key := ""
+	if j.Entry.Key != nil {
+		out, err := j.Entry.Key.Eval(&rules.Input{Profile: pv, Event: trig.view(), Trigger: trig.view(), Now: r.now})
+		if err != nil {
+			r.e.metrics.EvalErrors.Inc()
+			return nil
+		}
+		key, _ = out.Value().(string)
+	}
+	active := r.tx.Bucket(bucketActive)
+	if active.Get(activeKey(p.ID, j.ID, key)) != nil {
+		return nil // at most one live instance per profile (and key)
+	}
+	entries := r.tx.Bucket(bucketEntries)
+	ek := []byte(p.ID + "\x00" + j.ID)
+	var rec entryRecord
+	if v := entries.Get(ek); v != nil {
+		if err := json.Unmarshal(v, &rec); err != nil {
+			return err
+		}
+		if !j.Entry.Reentry {
+			return nil
+		}
+		if j.Entry.Cooldown > 0 && r.now.Before(rec.LastEntered.Add(j.Entry.Cooldown)) {
+			return nil
+		}
+	}
+	rec.LastEntered, rec.Entries = r.now, rec.Entries+1
+	v, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if err := entries.Put(ek, v); err != nil {
+		return err
+	}
+	seq, err := r.tx.Bucket(bucketInstances).NextSequence()
+	if err != nil {
+		return err
+	}
+	in := &Instance{ID: seq, Journey: j.ID, Version: j.Version, ProfileID: p.ID, Key: key, Trigger: trig, EnteredAt: r.now}
+	if err := active.Put(activeKey(p.ID, j.ID, key), u64(seq)); err != nil {
+		return err
+	}
+	r.count(j.ID, "", "entered", 1)
+	r.act(in, "", ActEnter, "", map[string]any{"trigger": trig.Name, "version": j.Version, "key": key})
+	return r.advance(p, j, in, j.Steps[0].ID)
+}
+
+// maxStepsPerRun bounds the steps one run takes without waiting (the
+// validator already refuses loops with no wait).
+const maxStepsPerRun = 100
+
+// advance runs an instance from a step until it waits or ends.
+func (r *run) advance(p *profiles.Profile, j *Journey, in *Instance, stepID string) error {
+	for range maxStepsPerRun {
+		if stepID == "" {
+			return r.finish(in, "completed", false)
+		}
+		s := j.Step(stepID)
+		if s == nil {
+			return r.finish(in, "unknown step "+stepID, false)
+		}
+		in.Step = s.ID
+		if in.Steps == nil {
+			in.Steps = map[string]int{}
+		}
+		in.Steps[s.ID]++
+		r.count(j.ID, s.ID, "entered", 1)
+		next, wait, err := r.step(p, j, in, s)
+		if err != nil {
+			return err
+		}
+		if wait {
+			r.count(j.ID, s.ID, "waiting", 1)
+			return r.save(in)
+		}
+		if s.Kind == StepExit {
+			return r.finish(in, "exit step", false)
+		}
+		stepID = next
+	}
+	return r.finish(in, "too many steps without a wait", false)
+}
+
+// step executes one step; wait says the instance now waits on a timer.
+func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next string, wait bool, err error) {
+	pv, err := r.view(p)
+	if err != nil {
+		return "", false, err
+	}
+	input := &rules.Input{Profile: pv, Trigger: in.Trigger.view(), Now: r.now}
+	switch s.Kind {
+	case StepSend:
+		if reason := r.policy(p, pv, j, s.Channel); reason != "" {
+			r.count(j.ID, s.ID, "suppressed", 1)
+			r.act(in, s.ID, ActSuppressed, s.Channel, map[string]any{"template": s.Template, "reason": reason})
+			return s.Next, false, nil
+		}
+		if err := r.recordSend(p.ID, s.Channel, j.ID); err != nil {
+			return "", false, err
+		}
+		r.count(j.ID, s.ID, "sent", 1)
+		return s.Next, false, r.outbox(in, s.ID, ActSend, s.Channel, map[string]any{"template": s.Template})
+	case StepWait:
+		due := r.now.Add(s.Wait)
+		if s.WaitUntil != "" {
+			due = nextLocal(r.now.Add(s.Wait), s.WaitUntil, r.set.Policy.location(pv.Traits))
+		}
+		return "", true, r.setTimer(in, due)
+	case StepWaitFor:
+		return "", true, r.setTimer(in, r.now.Add(s.Timeout))
+	case StepBranch:
+		for _, c := range s.Cases {
+			if c.When == nil || r.eval(c.When, input) {
+				return c.Next, false, nil
+			}
+		}
+		return "", false, nil
+	case StepSplit:
+		h := sha256.Sum256(fmt.Appendf(nil, "%d/%s", in.ID, s.ID))
+		roll := int(binary.BigEndian.Uint32(h[:4]) % 100)
+		for _, v := range s.Variants {
+			if roll < v.Percent {
+				in.Variant = v.Name
+				r.count(j.ID, s.ID, "variant:"+v.Name, 1)
+				return v.Next, false, nil
+			}
+			roll -= v.Percent
+		}
+		return "", false, nil
+	case StepAudience:
+		if s.Add != "" {
+			if reason := r.consent(pv, "audience"); reason != "" {
+				r.count(j.ID, s.ID, "suppressed", 1)
+				r.act(in, s.ID, ActSuppressed, "audience", map[string]any{"audience": s.Add, "reason": reason})
+				return s.Next, false, nil
+			}
+			if err := r.tx.Bucket(bucketAdMembers).Put([]byte(s.Add+"\x00"+p.ID), []byte(j.ID)); err != nil {
+				return "", false, err
+			}
+			if !slices.Contains(in.Audiences, s.Add) {
+				in.Audiences = append(in.Audiences, s.Add)
+			}
+			r.count(j.ID, s.ID, "sent", 1)
+			return s.Next, false, r.outbox(in, s.ID, ActAudienceAdd, "audience", map[string]any{"audience": s.Add})
+		}
+		if err := r.tx.Bucket(bucketAdMembers).Delete([]byte(s.Remove + "\x00" + p.ID)); err != nil {
+			return "", false, err
+		}
+		in.Audiences = slices.DeleteFunc(in.Audiences, func(a string) bool { return a == s.Remove })
+		r.count(j.ID, s.ID, "sent", 1)
+		return s.Next, false, r.outbox(in, s.ID, ActAudienceRemove, "audience", map[string]any{"audience": s.Remove})
+	case StepSetTrait:
+		var value any
+		if s.Value != nil {
+			out, err := s.Value.Eval(input)
+			if err != nil {
+				r.e.metrics.EvalErrors.Inc()
+				return s.Next, false, nil
+			}
+			value = out.Value()
+		}
+		return s.Next, false, r.outbox(in, s.ID, ActSetTrait, "", map[string]any{"trait": s.Trait, "value": jsonable(value)})
+	case StepPass:
+		fields := map[string]any{}
+		for name, prg := range s.Fields {
+			if out, err := prg.Eval(input); err == nil {
+				fields[name] = jsonable(out.Value())
+			} else {
+				r.e.metrics.EvalErrors.Inc()
+			}
+		}
+		detail := map[string]any{"fields": fields}
+		if s.Push != "" {
+			detail["push"] = s.Push
+			if reason := r.consent(pv, "push"); reason != "" {
+				detail["push_suppressed"] = reason
+				delete(detail, "push")
+			}
+		}
+		r.count(j.ID, s.ID, "sent", 1)
+		return s.Next, false, r.outbox(in, s.ID, ActPassUpdate, "wallet", detail)
+	case StepExit:
+		return "", false, nil
+	}
+	return "", false, fmt.Errorf("step %s: unknown kind %q", s.ID, s.Kind)
+}
+
+// jsonable turns CEL results into plain JSON values.
+func jsonable(v any) any {
+	switch x := v.(type) {
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano)
+	case time.Duration:
+		return x.String()
+	}
+	return v
+}
+
+// consent says why a channel may not be used for the person ("" if it may).
+func (r *run) consent(pv *rules.ProfileView, channel string) string {
+	purpose := purposeOf(channel)
+	if purpose == "" || !slices.Contains(r.set.Policy.ConsentRequired, purpose) {
+		return ""
+	}
+	if !pv.Consent[purpose] {
+		return "consent: no " + purpose + " consent"
+	}
+	return ""
+}
+
+// policy applies consent, quiet hours, suppressions, priorities and caps
+// to a send; it returns why the send is held back, or "".
+func (r *run) policy(p *profiles.Profile, pv *rules.ProfileView, j *Journey, channel string) string {
+	pol := r.set.Policy
+	if reason := r.consent(pv, channel); reason != "" {
+		return reason
+	}
+	if j.Category == "transactional" {
+		return ""
+	}
+	if pol.Quiet.holds(channel, r.now.In(pol.location(pv.Traits))) {
+		return fmt.Sprintf("quiet_hours: %s-%s", pol.Quiet.Start, pol.Quiet.End)
+	}
+	for _, s := range pol.Suppress {
+		if r.eval(s.When, &rules.Input{Profile: pv, Now: r.now}) {
+			return "suppression: " + s.Name
+		}
+	}
+	sends := r.tx.Bucket(bucketSends).Cursor()
+	for _, c := range pol.Caps {
+		if c.Channel != "any" && c.Channel != channel {
+			continue
+		}
+		if n := r.sendsSince(sends, p.ID, c.Channel, r.now.Add(-c.Per), nil); n >= c.Max {
+			return "frequency_cap: " + c.String()
+		}
+	}
+	if pol.PriorityWindow > 0 {
+		higher := func(other string) bool {
+			oj := r.set.Journey(other)
+			return oj != nil && oj.ID != j.ID && oj.Priority > j.Priority
+		}
+		if n := r.sendsSince(sends, p.ID, channel, r.now.Add(-pol.PriorityWindow), higher); n > 0 {
+			return "priority: a journey of higher priority sent on " + channel
+		}
+	}
+	return ""
+}
+
+// sendsSince counts a person's sends on a channel ("any": all) after since,
+// by journeys match accepts (nil: all).
+func (r *run) sendsSince(c *bbolt.Cursor, profileID, channel string, since time.Time, match func(journey string) bool) int {
+	prefix := []byte(profileID + "\x00")
+	if channel != "any" {
+		prefix = []byte(profileID + "\x00" + channel + "\x00")
+	}
+	n := 0
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if len(k) < 8 {
+			continue
+		}
+		at := int64(binary.BigEndian.Uint64(k[len(k)-8:]))
+		if at > since.UnixNano() && (match == nil || match(string(v))) {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *run) recordSend(profileID, channel, journey string) error {
+	k := append([]byte(profileID+"\x00"+channel+"\x00"), u64(uint64(r.now.UnixNano()))...)
+	return r.tx.Bucket(bucketSends).Put(k, []byte(journey))
+}
+
+// outbox records an action that must reach the outside world, once: its
+// idempotency key is (journey, version, instance, step, run of the step).
+func (r *run) outbox(in *Instance, step, action, channel string, detail map[string]any) error {
+	key := fmt.Sprintf("%s/%s/%d/%s/%d", in.Journey, in.Version, in.ID, step, in.Steps[step])
+	keys := r.tx.Bucket(bucketOutboxKey)
+	if keys.Get([]byte(key)) != nil {
+		return nil // already recorded: a replay is a no-op
+	}
+	a := *r.act(in, step, action, channel, detail)
+	a.Key = key
+	r.actions[len(r.actions)-1].Key = key
+	ob := r.tx.Bucket(bucketOutbox)
+	seq, err := ob.NextSequence()
+	if err != nil {
+		return err
+	}
+	v, err := json.Marshal(a)
+	if err != nil {
+		return fmt.Errorf("encode action: %w", err)
+	}
+	if err := ob.Put(u64(seq), v); err != nil {
+		return err
+	}
+	return keys.Put([]byte(key), u64(seq))
+}
+
+func (r *run) act(in *Instance, step, action, channel string, detail map[string]any) *Action {
+	if detail == nil {
+		detail = map[string]any{}
+	}
+	r.actions = append(r.actions, Action{At: r.now.UTC(), Profile: in.ProfileID, Journey: in.Journey, Step: step, Action: action, Channel: channel, Detail: detail})
+	return &r.actions[len(r.actions)-1]
+}
+
+// finish ends an instance; removeAudiences takes the person out of the ad
+// audiences this instance added.
+func (r *run) finish(in *Instance, reason string, removeAudiences bool) error {
+	if in.Done {
+		return nil
+	}
+	if err := r.clearTimer(in); err != nil {
+		return err
+	}
+	if removeAudiences {
+		for _, a := range in.Audiences {
+			if err := r.tx.Bucket(bucketAdMembers).Delete([]byte(a + "\x00" + in.ProfileID)); err != nil {
+				return err
+			}
+			if in.Steps == nil {
+				in.Steps = map[string]int{}
+			}
+			in.Steps["exit:"+a]++
+			if err := r.outbox(in, "exit:"+a, ActAudienceRemove, "audience", map[string]any{"audience": a, "reason": reason}); err != nil {
+				return err
+			}
+			// Shown at the step the instance stood on.
+			r.actions[len(r.actions)-1].Step = in.Step
+		}
+		in.Audiences = nil
+	}
+	if in.Timer != nil {
+		r.count(in.Journey, in.Step, "waiting", -1)
+		in.Timer = nil
+	}
+	in.Done = true
+	r.count(in.Journey, in.Step, "exited", 1)
+	r.act(in, in.Step, ActExit, "", map[string]any{"reason": reason})
+	if err := r.tx.Bucket(bucketActive).Delete(activeKey(in.ProfileID, in.Journey, in.Key)); err != nil {
+		return err
+	}
+	return r.save(in)
+}
+
+func timerKey(due time.Time, id uint64) []byte {
+	k := make([]byte, 16)
+	binary.BigEndian.PutUint64(k, uint64(max(due.UnixNano(), 0)))
+	binary.BigEndian.PutUint64(k[8:], id)
+	return k
+}
+
+func (r *run) setTimer(in *Instance, due time.Time) error {
+	k := timerKey(due, in.ID)
+	if err := r.tx.Bucket(bucketTimers).Put(k, []byte("i")); err != nil {
+		return err
+	}
+	in.Timer = k
+	return nil
+}
+
+func (r *run) clearTimer(in *Instance) error {
+	if in.Timer == nil {
+		return nil
+	}
+	if err := r.tx.Bucket(bucketTimers).Delete(in.Timer); err != nil {
+		return err
+	}
+	in.Timer = nil
+	return nil
+}
+
+// count adds to a per-step counter (step "" is the journey as a whole).
+func (r *run) count(journey, step, what string, delta int64) {
+	b := r.tx.Bucket(bucketCounts)
+	k := []byte(journey + "\x00" + step + "\x00" + what)
+	var n int64
+	if v := b.Get(k); len(v) == 8 {
+		n = int64(binary.BigEndian.Uint64(v))
+	}
+	_ = b.Put(k, u64(uint64(max(n+delta, 0))))
+}
+
+// NextDue returns when the earliest timer is due.
+func (e *Engine) NextDue() (time.Time, bool) {
+	var due time.Time
+	ok := false
+	_ = e.db.View(func(tx *bbolt.Tx) error {
+		if k, _ := tx.Bucket(bucketTimers).Cursor().First(); k != nil {
+			due, ok = time.Unix(0, int64(binary.BigEndian.Uint64(k[:8]))).UTC(), true
+		}
+		return nil
+	})
+	return due, ok
+}
+
+// FireDue runs the timers due at or before now, in due order, up to limit
+// of them in one transaction; it returns how many it fired. A timer fires
+// in the same commit that removes it, so a crash neither loses nor doubles
+// one.
+func (e *Engine) FireDue(ctx context.Context, st *profiles.Store, now time.Time, limit int) (int, error) {
+	var r *run
+	n := 0
+	err := e.db.Update(func(tx *bbolt.Tx) error {
+		n = 0
+		r = e.Begin(tx).(*run)
+		r.now = now
+		timers := tx.Bucket(bucketTimers)
+		for n < limit {
+			k, v := timers.Cursor().First()
+			if k == nil || int64(binary.BigEndian.Uint64(k[:8])) > now.UnixNano() {
+				break
+			}
+			k, v = bytes.Clone(k), bytes.Clone(v)
+			if err := timers.Delete(k); err != nil {
+				return err
+			}
+			n++
+			if len(v) > 0 && v[0] == 's' {
+				if err := r.schedule(st, string(v[1:]), k); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := r.fire(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if r != nil {
+		r.Done(err == nil)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("fire journey timers: %w", err)
+	}
+	return n, nil
+}
+
+// fire moves an instance past the wait its timer ended.
+func (r *run) fire(k []byte) error {
+	in, err := r.load(binary.BigEndian.Uint64(k[8:]))
+	if err != nil {
+		r.e.log.Error("journey timer without instance", "err", err)
+		return nil
+	}
+	if in.Done || !bytes.Equal(in.Timer, k) {
+		return nil // stale: the instance moved on or ended
+	}
+	in.Timer = nil
+	j, err := r.e.version(r.tx, in.Journey, in.Version)
+	if err != nil {
+		r.e.log.Error("journey timer skipped", "instance", in.ID, "err", err)
+		return r.save(in)
+	}
+	p, err := profiles.ReadProfile(r.tx, in.ProfileID)
+	if errors.Is(err, profiles.ErrNotFound) {
+		return r.finish(in, "profile gone", true)
+	} else if err != nil {
+		return err
+	}
+	s := j.Step(in.Step)
+	r.count(j.ID, in.Step, "waiting", -1)
+	next := ""
+	switch {
+	case s == nil:
+	case s.Kind == StepWaitFor:
+		next = s.OnTimeout
+	default:
+		next = s.Next
+	}
+	return r.advance(p, j, in, next)
+}
+
+// armSchedule sets the next tick of a cron journey unless one is pending.
+func (e *Engine) armSchedule(tx *bbolt.Tx, j *Journey, now time.Time) error {
+	timers := tx.Bucket(bucketTimers)
+	c := timers.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if len(v) > 0 && v[0] == 's' && string(v[1:]) == j.ID {
+			return nil
+		}
+	}
+	next := j.Trigger.schedule.Next(now.In(j.Trigger.Location))
+	return timers.Put(timerKey(next, 0), append([]byte("s"), j.ID...))
+}
+
+// schedule runs one cron tick: every member of the journey's audience is
+// entered, and the next tick is armed.
+func (r *run) schedule(st *profiles.Store, journeyID string, k []byte) error {
+	j := r.set.Journey(journeyID)
+	if j == nil || j.Trigger.schedule == nil {
+		return nil // the journey is gone or no longer scheduled
+	}
+	due := time.Unix(0, int64(binary.BigEndian.Uint64(k[:8])))
+	if r.e.rules != nil {
+		after := ""
+		for {
+			members, next, err := r.e.rules.MembersIn(r.tx, j.Trigger.Audience, after, 500)
+			if err != nil {
+				return err
+			}
+			for _, m := range members {
+				p, err := profiles.ReadProfile(r.tx, m.ProfileID)
+				if err != nil {
+					continue
+				}
+				tick := &profiles.Event{Type: profiles.TypeTrack, Event: "Scheduled", Timestamp: due.UTC(), Source: profiles.SourceCartera,
+					Properties: map[string]any{"schedule": j.Trigger.Cron}}
+				if j.Trigger.When != nil {
+					pv, err := r.view(p)
+					if err != nil {
+						return err
+					}
+					if !r.eval(j.Trigger.When, &rules.Input{Profile: pv, Event: rules.ViewOf(tick), Now: r.now}) {
+						continue
+					}
+				}
+				if err := r.enter(p, j, tick); err != nil {
+					return err
+				}
+			}
+			if next == "" {
+				break
+			}
+			after = next
+		}
+	}
+	nextTick := j.Trigger.schedule.Next(due.In(j.Trigger.Location))
+	return r.tx.Bucket(bucketTimers).Put(timerKey(nextTick, 0), append([]byte("s"), j.ID...))
+}
+
+// Run fires timers as they fall due until ctx ends.
+func (e *Engine) Run(ctx context.Context, st *profiles.Store) {
+	for {
+		wait := time.Minute
+		if due, ok := e.NextDue(); ok {
+			wait = max(due.Sub(e.clock.Now()), 0)
+		}
+		if wait == 0 {
+			if _, err := e.FireDue(ctx, st, e.clock.Now(), 500); err != nil {
+				e.log.Error("journey timers", "err", err)
+				wait = time.Second
+			} else {
+				continue
+			}
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-e.wake:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}

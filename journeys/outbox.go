@@ -1,0 +1,86 @@
+package journeys
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"cartera/profiles"
+)
+
+// Deliverer takes one action out of the outbox. An error leaves the action
+// in the outbox for the next try.
+type Deliverer func(ctx context.Context, a Action) error
+
+// DrainOutbox hands pending actions to deliver in the order they were
+// recorded, removing each once delivered; it returns how many it
+// delivered. The action's Key is its idempotency key: a crash after
+// delivery and before removal delivers it again with the same key.
+func (e *Engine) DrainOutbox(ctx context.Context, deliver Deliverer, limit int) (int, error) {
+	type item struct {
+		k []byte
+		a Action
+	}
+	var items []item
+	err := e.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketOutbox).Cursor()
+		for k, v := c.First(); k != nil && len(items) < limit; k, v = c.Next() {
+			var a Action
+			if err := json.Unmarshal(v, &a); err != nil {
+				return fmt.Errorf("decode outbox action: %w", err)
+			}
+			items = append(items, item{k: append([]byte(nil), k...), a: a})
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, it := range items {
+		if err := deliver(ctx, it.a); err != nil {
+			return n, err
+		}
+		if err := e.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketOutbox).Delete(it.k) }); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+// ApplyTraits is the part of delivery that stays inside Cartera: a
+// set_trait action becomes an identify event on the profile, with the
+// action's key as messageId, so a repeat is a no-op. It reports whether it
+// handled the action.
+func ApplyTraits(ctx context.Context, st *profiles.Store, a Action, now time.Time) (bool, error) {
+	if a.Action != ActSetTrait {
+		return false, nil
+	}
+	name, _ := a.Detail["trait"].(string)
+	ev := &profiles.Event{
+		Type: profiles.TypeIdentify, MessageID: "journey:" + a.Key,
+		Traits:    map[string]any{name: a.Detail["value"]},
+		Timestamp: a.At, ReceivedAt: now, Source: profiles.SourceCartera,
+	}
+	p, err := st.Lookup(profiles.Identifier{Kind: profiles.KindProfileID, Value: a.Profile})
+	if err != nil {
+		return true, nil // the person is gone: nothing to set
+	}
+	for _, r := range p.Identities {
+		if r.Kind == profiles.KindUserID {
+			ev.UserID = r.Value
+		}
+		if r.Kind == profiles.KindAnonymousID && ev.AnonymousID == "" {
+			ev.AnonymousID = r.Value
+		}
+	}
+	if ev.UserID == "" && ev.AnonymousID == "" {
+		return true, nil
+	}
+	_, err = st.Ingest(ctx, []*profiles.Event{ev})
+	return true, err
+}
