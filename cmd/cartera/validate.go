@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"cartera/journeys"
 	"cartera/rules"
 )
 
@@ -33,32 +34,96 @@ func (m *Main) validate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	files, err := ruleFiles(cfg.Rules, fset.Args())
+	paths, err := yamlFiles(nil, fset.Args())
 	if err != nil {
 		return err
 	}
-	if len(files) == 0 {
-		return &usageError{"validate: no files: give PATHs or a config that names rule files"}
+	// Sort what PATHs hold by kind; the config's own files are checked
+	// with them, so a journey may use an audience of the config's rules.
+	ruleList, journeyList := slices.Clone(cfg.Rules), []string{}
+	var configs []string
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return fmt.Errorf("validate: %w", err)
+		}
+		switch {
+		case journeys.IsPolicyFile(b):
+			cfg.Policies = p
+		case journeys.IsJourneyFile(b):
+			journeyList = append(journeyList, p)
+		case isConfigFile(b):
+			configs = append(configs, p)
+		default:
+			ruleList = append(ruleList, p)
+		}
 	}
-	rs, err := loadRules(files)
+	ruleList, _ = yamlFiles(ruleList, nil)
+	if cfg.Journeys != "" {
+		dirFiles, err := yamlFiles(nil, []string{cfg.Journeys})
+		if err != nil {
+			return err
+		}
+		journeyList = append(dirFiles, journeyList...)
+	}
+	journeyList, _ = yamlFiles(journeyList, nil)
+	var errs rules.FileErrors
+	for _, c := range configs {
+		check := DefaultConfig()
+		if err := readConfigFile(c, &check); err != nil {
+			errs = append(errs, &rules.FileError{File: c, Line: 1, Col: 1, Msg: err.Error()})
+		}
+	}
+	cfg.Rules, cfg.Journeys = ruleList, ""
+	defs, err := compileDefinitions(cfg)
+	var js []*journeys.Journey
+	if err == nil {
+		js, err = journeys.LoadFiles(journeyList, defs.rules.Env, knownNames(defs.rules, defs.policy, cfg))
+	}
 	var fe rules.FileErrors
 	if errors.As(err, &fe) {
-		for _, e := range fe {
-			fmt.Fprintln(m.Stderr, e.Error())
-		}
-		fmt.Fprintf(m.Stderr, "%d error(s) in %d file(s)\n", len(fe), len(files))
-		return errReported
-	}
-	if err != nil {
+		errs = append(errs, fe...)
+	} else if err != nil {
 		return err
 	}
-	fmt.Fprintf(m.Stdout, "ok: %d file(s), %d computed trait(s), %d audience(s)\n", len(files), len(rs.Traits), len(rs.Audiences))
+	if err == nil {
+		if _, err := journeys.NewSet(js, defs.policy); errors.As(err, &fe) {
+			errs = append(errs, fe...)
+		}
+	}
+	nfiles := len(ruleList) + len(journeyList) + len(configs)
+	if cfg.Policies != "" {
+		nfiles++
+	}
+	if nfiles == 0 {
+		return &usageError{"validate: no files: give PATHs or a config that names rule and journey files"}
+	}
+	if len(errs) > 0 {
+		for _, e := range errs {
+			fmt.Fprintln(m.Stderr, e.Error())
+		}
+		fmt.Fprintf(m.Stderr, "%d error(s) in %d file(s)\n", len(errs), nfiles)
+		return errReported
+	}
+	fmt.Fprintf(m.Stdout, "ok: %d file(s), %d computed trait(s), %d audience(s), %d journey(s)\n", nfiles, len(defs.rules.Traits), len(defs.rules.Audiences), len(js))
 	return nil
 }
 
-// ruleFiles lists the config's rule files and the YAML files under each
-// PATH, each once.
-func ruleFiles(fromConfig, paths []string) ([]string, error) {
+// isConfigFile reports whether YAML bytes are a cartera config.
+func isConfigFile(b []byte) bool {
+	for _, line := range strings.Split(string(b), "\n") {
+		for _, k := range []string{"sources:", "addr:", "rules:", "admin_token:", "profiles:"} {
+			if strings.HasPrefix(line, k) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// yamlFiles lists the given files and the YAML files under each PATH,
+// each once.
+func yamlFiles(fromConfig, paths []string) ([]string, error) {
 	var out []string
 	seen := map[string]bool{}
 	add := func(p string) {
@@ -104,8 +169,3 @@ func ruleFiles(fromConfig, paths []string) ([]string, error) {
 	return out, nil
 }
 
-// loadRules reads and compiles rule files together, so an audience may use
-// a trait declared in another file.
-func loadRules(files []string) (*rules.Ruleset, error) {
-	return rules.Load(rules.EnvOptions{}, files...)
-}
