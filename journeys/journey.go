@@ -370,7 +370,9 @@ func (p *parser) steps(n *yaml.Node, j *Journey) {
 		j.Steps = append(j.Steps, s)
 	})
 	if len(j.Steps) == 0 {
-		f.Errorf(n, "steps: want at least one step")
+		if len(n.Content) == 0 {
+			f.Errorf(n, "steps: want at least one step")
+		}
 		return
 	}
 	// A step without next goes on to the one below it (the last ends).

@@ -12,6 +12,7 @@ import (
 )
 
 func TestValidateCommand(t *testing.T) {
+	badJourney := writeFile(t, "journey.yaml", "id: j\ntrigger:\n  event: Product Added\nsteps:\n  - id: a\n    send: {channel: pigeon, template: t}\n  - id: b\n    branch:\n      - when: in_audience(\"nope\")\n        next: a\n")
 	bad := writeFile(t, "bad.yaml", "audiences:\n  - name: big_spenders\n    expression: profile.computed.orders_count > \"five\"\n")
 	tests := []struct {
 		name    string
@@ -19,8 +20,12 @@ func TestValidateCommand(t *testing.T) {
 		wantErr bool
 		out     string
 	}{
-		{"examples", []string{"validate", "--config", "../../examples/cartera.yaml"}, false, "ok: 2 file(s), 8 computed trait(s), 4 audience(s)"},
-		{"examples folder", []string{"validate", "--config", "../../examples/cartera.yaml", "../../examples/rules"}, false, "ok: 2 file(s)"},
+		{"examples", []string{"validate", "--config", "../../examples/cartera.yaml"}, false, "computed trait(s), 4 audience(s), "},
+		{"examples folder", []string{"validate", "--config", "../../examples/cartera.yaml", "../../examples"}, false, "ok: "},
+		{"journey errors", []string{"validate", "--config", "../../examples/cartera.yaml", badJourney}, true,
+			badJourney + `:6:21: send.channel: unknown channel "pigeon": want one of email, sms, webhook, push`},
+		{"journey audience", []string{"validate", "--config", "../../examples/cartera.yaml", badJourney}, true,
+			badJourney + `:9:15: in_audience: unknown audience "nope"`},
 		{"type error", []string{"validate", "--config", "../../examples/cartera.yaml", bad}, true,
 			bad + ":3:47: found no matching overload for '_>_' applied to '(int, string)'"},
 	}

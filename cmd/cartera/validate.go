@@ -168,4 +168,3 @@ func yamlFiles(fromConfig, paths []string) ([]string, error) {
 	}
 	return out, nil
 }
-
