@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"cartera/journeys"
 	"cartera/profiles"
 	"cartera/rules"
 )
@@ -76,6 +77,9 @@ func (a *api) routes() *fiber.App {
 	}
 	v1.Post("/batch", a.ingest(""))
 
+	v1.Get("/journeys", a.requireAdmin, a.listJourneys)
+	v1.Post("/journeys/reload", a.requireAdmin, a.reloadJourneys)
+	v1.Get("/journeys/:id", a.requireAdmin, a.getJourney)
 	v1.Get("/audiences", a.requireAdmin, a.listAudiences)
 	v1.Get("/audiences/:id/members", a.requireAdmin, a.audienceMembers)
 
@@ -314,7 +318,7 @@ type profileView struct {
 	Consent        map[string]profiles.Consent `json:"consent"`
 	ConsentHistory []profiles.ConsentChange    `json:"consent_history"`
 	Audiences      []audienceView              `json:"audiences"`
-	Journeys       []any                       `json:"journeys"`
+	Journeys       []journeys.InstanceView     `json:"journeys"`
 	Passes         []any                       `json:"passes"`
 	Merges         []profiles.LedgerEntry      `json:"merges"`
 	MergedFrom     []string                    `json:"merged_from"`
@@ -338,6 +342,15 @@ func (a *api) profileView(p *profiles.Profile, events []profiles.Event) (profile
 	for _, id := range slices.Sorted(maps.Keys(standing.Audiences)) {
 		v.Audiences = append(v.Audiences, audienceView{ID: id, Membership: *standing.Audiences[id]})
 	}
+	if a.core != nil {
+		insts, err := a.core.journeys.Instances(p.ID)
+		if err != nil {
+			return profileView{}, err
+		}
+		if insts != nil {
+			v.Journeys = insts
+		}
+	}
 	return v, nil
 }
 
@@ -346,7 +359,7 @@ func newProfileView(p *profiles.Profile, events []profiles.Event) profileView {
 		ID: p.ID, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, LastSeenAt: p.LastSeenAt,
 		Identities: p.Identities, Traits: p.TraitValues(), Computed: map[string]any{},
 		Consent: p.Consent, ConsentHistory: p.ConsentHistory,
-		Audiences: []audienceView{}, Journeys: []any{}, Passes: []any{},
+		Audiences: []audienceView{}, Journeys: []journeys.InstanceView{}, Passes: []any{},
 		Merges: p.Ledger, MergedFrom: p.MergedFrom, EventCount: p.EventCount, Events: events,
 	}
 	if v.Consent == nil {
@@ -463,4 +476,111 @@ func (a *api) audienceMembers(c *fiber.Ctx) error {
 		members = []rules.Member{}
 	}
 	return c.JSON(fiber.Map{"audience": id, "members": members, "next": next})
+}
+
+// journeySummary describes a journey for the list.
+type journeySummary struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Version   string `json:"version"`
+	Category  string `json:"category"`
+	Priority  int    `json:"priority"`
+	Trigger   string `json:"trigger"`
+	File      string `json:"file"`
+	Entered   int64  `json:"entered"`
+	Waiting   int64  `json:"waiting"`
+	Converted int64  `json:"converted"`
+}
+
+func triggerText(t journeys.Trigger) string {
+	switch {
+	case t.Event != "":
+		return "event: " + t.Event
+	case t.AudienceEnter != "":
+		return "audience enter: " + t.AudienceEnter
+	case t.AudienceExit != "":
+		return "audience exit: " + t.AudienceExit
+	case t.Cron != "":
+		return fmt.Sprintf("schedule: %s (%s) over %s", t.Cron, t.Location, t.Audience)
+	}
+	return ""
+}
+
+func (a *api) summary(j *journeys.Journey) (journeySummary, map[string]journeys.StepCounts, error) {
+	counts, err := a.core.journeys.Counts(j.ID)
+	if err != nil {
+		return journeySummary{}, nil, err
+	}
+	s := journeySummary{ID: j.ID, Name: j.Name, Version: j.Version, Category: j.Category, Priority: j.Priority,
+		Trigger: triggerText(j.Trigger), File: j.File, Entered: counts[""]["entered"], Converted: counts[""]["converted"]}
+	for step, c := range counts {
+		if step != "" {
+			s.Waiting += c["waiting"]
+		}
+	}
+	return s, counts, nil
+}
+
+func (a *api) listJourneys(c *fiber.Ctx) error {
+	set := a.core.journeys.Set()
+	out := make([]journeySummary, 0, len(set.Journeys))
+	for _, j := range set.Journeys {
+		s, _, err := a.summary(j)
+		if err != nil {
+			return err
+		}
+		out = append(out, s)
+	}
+	return c.JSON(fiber.Map{"journeys": out})
+}
+
+// stepView is one step with its counters.
+type stepView struct {
+	ID     string              `json:"id"`
+	Kind   string              `json:"kind"`
+	Next   string              `json:"next,omitempty"`
+	Counts journeys.StepCounts `json:"counts"`
+}
+
+func (a *api) getJourney(c *fiber.Ctx) error {
+	id := pathParam(c, "id")
+	j := a.core.journeys.Set().Journey(id)
+	if j == nil {
+		return &httpError{fiber.StatusNotFound, fmt.Sprintf("no journey %q", id)}
+	}
+	s, counts, err := a.summary(j)
+	if err != nil {
+		return err
+	}
+	steps := make([]stepView, 0, len(j.Steps))
+	for _, st := range j.Steps {
+		sc := journeys.StepCounts{"entered": 0, "waiting": 0, "sent": 0, "suppressed": 0, "exited": 0}
+		for k, v := range counts[st.ID] {
+			sc[k] = v
+		}
+		steps = append(steps, stepView{ID: st.ID, Kind: st.Kind, Next: st.Next, Counts: sc})
+	}
+	return c.JSON(fiber.Map{"journey": s, "steps": steps, "definition": string(j.Source)})
+}
+
+// reloadJourneys compiles the files again; a broken file never replaces a
+// working version, and the answer lists every error.
+func (a *api) reloadJourneys(c *fiber.Ctx) error {
+	defs, err := a.core.reload()
+	var fe rules.FileErrors
+	if errors.As(err, &fe) {
+		msgs := make([]string, len(fe))
+		for i, e := range fe {
+			msgs[i] = e.Error()
+		}
+		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"success": false, "error": "reload refused: the running versions stay", "errors": msgs})
+	}
+	if err != nil {
+		return err
+	}
+	list := make([]fiber.Map, 0, len(defs.journeys.Journeys))
+	for _, j := range defs.journeys.Journeys {
+		list = append(list, fiber.Map{"id": j.ID, "version": j.Version})
+	}
+	return c.JSON(fiber.Map{"success": true, "journeys": list})
 }
