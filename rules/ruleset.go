@@ -122,6 +122,25 @@ func Compile(specs *Specs, opts EnvOptions) (*Ruleset, error) {
 		rs.audByName[a.Name] = aud
 		counts = append(counts, prg.counts...)
 	}
+	// in_audience must name an audience the files declare.
+	check := func(prg *Program, x Expr) {
+		for _, name := range prg.Audiences() {
+			if _, ok := rs.audByName[name]; !ok {
+				errs = append(errs, x.errorAt(fmt.Errorf("in_audience: unknown audience %q", name)))
+			}
+		}
+	}
+	for _, a := range rs.Audiences {
+		check(a.prg, a.Spec.Expression)
+	}
+	for _, t := range rs.Traits {
+		if t.expr != nil {
+			check(t.expr, t.Spec.Expression)
+		}
+		if t.where != nil {
+			check(t.where, t.Spec.Where)
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errs
 	}
