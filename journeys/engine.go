@@ -1023,6 +1023,14 @@ func (r *run) fire(k []byte) error {
 	return r.advance(p, j, in, next)
 }
 
+// scheduleID gives a schedule's timers a second key half of their own (top
+// bit set, so never an instance id), so two journeys due at the same
+// instant keep both their ticks.
+func scheduleID(journey string) uint64 {
+	h := sha256.Sum256([]byte(journey))
+	return binary.BigEndian.Uint64(h[:8]) | 1<<63
+}
+
 // armSchedule sets the next tick of a cron journey unless one is pending.
 func (e *Engine) armSchedule(tx *bbolt.Tx, j *Journey, now time.Time) error {
 	timers := tx.Bucket(bucketTimers)
@@ -1033,7 +1041,7 @@ func (e *Engine) armSchedule(tx *bbolt.Tx, j *Journey, now time.Time) error {
 		}
 	}
 	next := j.Trigger.schedule.Next(now.In(j.Trigger.Location))
-	return timers.Put(timerKey(next, 0), append([]byte("s"), j.ID...))
+	return timers.Put(timerKey(next, scheduleID(j.ID)), append([]byte("s"), j.ID...))
 }
 
 // schedule runs one cron tick: every member of the journey's audience is
@@ -1078,7 +1086,7 @@ func (r *run) schedule(st *profiles.Store, journeyID string, k []byte) error {
 		}
 	}
 	nextTick := j.Trigger.schedule.Next(due.In(j.Trigger.Location))
-	return r.tx.Bucket(bucketTimers).Put(timerKey(nextTick, 0), append([]byte("s"), j.ID...))
+	return r.tx.Bucket(bucketTimers).Put(timerKey(nextTick, scheduleID(j.ID)), append([]byte("s"), j.ID...))
 }
 
 // Run fires timers as they fall due until ctx ends.
