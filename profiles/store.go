@@ -478,18 +478,33 @@ func (s *Store) ScanIDs(after string, limit int) ([]string, error) {
 	return ids, err
 }
 
-// AppendDerived stores events Cartera derived outside ingestion (a backfill
-// that moved a profile into an audience) on a profile, within tx. They are
-// not handed to processors.
-func (s *Store) AppendDerived(tx *bbolt.Tx, p *Profile, events []*Event) error {
+// AppendDerived stores events a processor derived outside ingestion (a
+// sweep that moved a profile into an audience) on a profile, within tx, and
+// hands them to the processors after from, as ingestion would. The caller
+// must call done once tx has ended.
+func (s *Store) AppendDerived(tx *bbolt.Tx, p *Profile, events []*Event, from Processor) (done func(committed bool), err error) {
 	st := newTxState(tx)
+	procs := s.processors()
+	if i := slices.Index(procs, from); i >= 0 {
+		for _, proc := range procs[i+1:] {
+			st.procs = append(st.procs, proc.Begin(tx))
+		}
+	}
+	done = func(committed bool) {
+		for _, tp := range st.procs {
+			tp.Done(committed)
+		}
+	}
 	for _, e := range events {
 		if e.Source == "" {
 			e.Source = SourceCartera
 		}
 		if err := s.store(st, p, e); err != nil {
-			return err
+			return done, err
+		}
+		if err := s.process(st, p, e, 0); err != nil {
+			return done, err
 		}
 	}
-	return st.flush()
+	return done, st.flush()
 }

@@ -220,8 +220,10 @@ type txWork struct {
 	states  map[string]*profileState
 	dirty   map[string]bool
 	changes []Change
-	// store records derived events during a backfill.
+	// store records derived events during a backfill or sweep; after are
+	// the processors they went to, told when the transaction ends.
 	store *profiles.Store
+	after []func(committed bool)
 }
 
 func (w *txWork) state(id string) (*profileState, error) {
@@ -515,6 +517,10 @@ func (w *txWork) Flush() error {
 // Done implements profiles.TxProcessor.
 func (w *txWork) Done(committed bool) {
 	w.e.active.Delete(w.tx)
+	for _, done := range w.after {
+		done(committed)
+	}
+	w.after = nil
 	if committed {
 		w.e.publish(w.changes)
 	}
@@ -798,5 +804,7 @@ func (w *txWork) refresh(p *profiles.Profile) error {
 	if err != nil || len(derived) == 0 {
 		return err
 	}
-	return w.store.AppendDerived(w.tx, p, derived)
+	done, err := w.store.AppendDerived(w.tx, p, derived, w.e)
+	w.after = append(w.after, done)
+	return err
 }
