@@ -30,7 +30,7 @@ import (
 //	journey_defs       journey id 0x00 version → journey file bytes (instances finish on their version)
 //	journey_outbox     sequence (8) → JSON Action awaiting delivery
 //	journey_outbox_keys idempotency key → sequence: a step's effect is recorded once
-//	journey_sends      profile id 0x00 channel 0x00 unix nanos (8) → journey id (caps, priorities)
+//	journey_sends      profile id 0x00 channel 0x00 unix nanos (8) | sequence (8) → journey id (caps, priorities)
 //	journey_ad_members audience 0x00 profile id → journey id that added the person
 var (
 	bucketInstances = []byte("journey_instances")
@@ -356,7 +356,79 @@ func (r *run) Merged(survivor *profiles.Profile, loserID string) error {
 			return err
 		}
 	}
+	return r.mergeHistory(survivor.ID, loserID)
+}
+
+// mergeHistory moves what the engine keeps about a merged-away profile to
+// the survivor, so that entry rules (reentry, cooldown), frequency caps and
+// ad audience removals see one person.
+func (r *run) mergeHistory(survivorID, loserID string) error {
+	prefix := []byte(loserID + "\x00")
+	entries := r.tx.Bucket(bucketEntries)
+	for _, kv := range withPrefix(entries, prefix) {
+		var rec entryRecord
+		if err := json.Unmarshal(kv[1], &rec); err != nil {
+			return fmt.Errorf("decode journey entries of %s: %w", loserID, err)
+		}
+		sk := append([]byte(survivorID+"\x00"), kv[0][len(prefix):]...)
+		if v := entries.Get(sk); v != nil {
+			var kept entryRecord
+			if err := json.Unmarshal(v, &kept); err != nil {
+				return fmt.Errorf("decode journey entries of %s: %w", survivorID, err)
+			}
+			rec.Entries += kept.Entries
+			if kept.LastEntered.After(rec.LastEntered) {
+				rec.LastEntered = kept.LastEntered
+			}
+		}
+		v, err := json.Marshal(rec)
+		if err != nil {
+			return err
+		}
+		if err := entries.Put(sk, v); err != nil {
+			return err
+		}
+		if err := entries.Delete(kv[0]); err != nil {
+			return err
+		}
+	}
+	sends := r.tx.Bucket(bucketSends)
+	for _, kv := range withPrefix(sends, prefix) {
+		if err := sends.Put(append([]byte(survivorID+"\x00"), kv[0][len(prefix):]...), kv[1]); err != nil {
+			return err
+		}
+		if err := sends.Delete(kv[0]); err != nil {
+			return err
+		}
+	}
+	ads := r.tx.Bucket(bucketAdMembers)
+	for _, a := range r.set.Policy.AdAudiences {
+		k := []byte(a.Name + "\x00" + loserID)
+		v := ads.Get(k)
+		if v == nil {
+			continue
+		}
+		if sk := []byte(a.Name + "\x00" + survivorID); ads.Get(sk) == nil {
+			if err := ads.Put(sk, bytes.Clone(v)); err != nil {
+				return err
+			}
+		}
+		if err := ads.Delete(k); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// withPrefix copies out the keys and values of b that start with prefix,
+// so the caller may change b while going through them.
+func withPrefix(b *bbolt.Bucket, prefix []byte) [][2][]byte {
+	var out [][2][]byte
+	c := b.Cursor()
+	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		out = append(out, [2][]byte{bytes.Clone(k), bytes.Clone(v)})
+	}
+	return out
 }
 
 // Erased implements profiles.TxProcessor: the person's instances end and
@@ -692,10 +764,16 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 			r.count(j.ID, s.ID, "sent", 1)
 			return s.Next, false, r.outbox(in, s.ID, ActAudienceAdd, "audience", map[string]any{"audience": s.Add})
 		}
-		if err := r.tx.Bucket(bucketAdMembers).Delete([]byte(s.Remove + "\x00" + p.ID)); err != nil {
+		in.Audiences = slices.DeleteFunc(in.Audiences, func(a string) bool { return a == s.Remove })
+		ads, member := r.tx.Bucket(bucketAdMembers), []byte(s.Remove+"\x00"+p.ID)
+		if ads.Get(member) == nil {
+			// Not in the audience (an add held back for consent, or a
+			// removal already made): nothing to tell the ad platforms.
+			return s.Next, false, nil
+		}
+		if err := ads.Delete(member); err != nil {
 			return "", false, err
 		}
-		in.Audiences = slices.DeleteFunc(in.Audiences, func(a string) bool { return a == s.Remove })
 		r.count(j.ID, s.ID, "sent", 1)
 		return s.Next, false, r.outbox(in, s.ID, ActAudienceRemove, "audience", map[string]any{"audience": s.Remove})
 	case StepSetTrait:
@@ -805,10 +883,10 @@ func (r *run) sendsSince(c *bbolt.Cursor, profileID, channel string, since time.
 	}
 	n := 0
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		if len(k) < 8 {
+		if len(k) < 16 {
 			continue
 		}
-		at := int64(binary.BigEndian.Uint64(k[len(k)-8:]))
+		at := int64(binary.BigEndian.Uint64(k[len(k)-16 : len(k)-8]))
 		if at > since.UnixNano() && (match == nil || match(string(v))) {
 			n++
 		}
@@ -816,9 +894,16 @@ func (r *run) sendsSince(c *bbolt.Cursor, profileID, channel string, since time.
 	return n
 }
 
+// recordSend notes a send for caps and priorities. The sequence keeps
+// sends made at the same instant (two journeys answering one event) apart.
 func (r *run) recordSend(profileID, channel, journey string) error {
+	b := r.tx.Bucket(bucketSends)
+	seq, err := b.NextSequence()
+	if err != nil {
+		return err
+	}
 	k := append([]byte(profileID+"\x00"+channel+"\x00"), u64(uint64(r.now.UnixNano()))...)
-	return r.tx.Bucket(bucketSends).Put(k, []byte(journey))
+	return b.Put(append(k, u64(seq)...), []byte(journey))
 }
 
 // outbox records an action that must reach the outside world, once: its
@@ -861,6 +946,7 @@ func (r *run) finish(in *Instance, reason string, removeAudiences bool) error {
 	if in.Done {
 		return nil
 	}
+	waiting := in.Timer != nil
 	if err := r.clearTimer(in); err != nil {
 		return err
 	}
@@ -881,13 +967,22 @@ func (r *run) finish(in *Instance, reason string, removeAudiences bool) error {
 		}
 		in.Audiences = nil
 	}
-	if in.Timer != nil {
+	if waiting {
 		r.count(in.Journey, in.Step, "waiting", -1)
-		in.Timer = nil
 	}
 	in.Done = true
+	// The trigger event is the person's data and no condition reads it
+	// again: an ended instance does not keep it (nor does an erasure
+	// leave it behind).
+	in.Trigger = nil
 	r.count(in.Journey, in.Step, "exited", 1)
-	r.act(in, in.Step, ActExit, "", map[string]any{"reason": reason})
+	detail := map[string]any{"reason": reason}
+	if in.Variant != "" {
+		// The split arm the person took, visible even for a control group
+		// that gets nothing.
+		detail["variant"] = in.Variant
+	}
+	r.act(in, in.Step, ActExit, "", detail)
 	if err := r.tx.Bucket(bucketActive).Delete(activeKey(in.ProfileID, in.Journey, in.Key)); err != nil {
 		return err
 	}
@@ -999,10 +1094,14 @@ func (r *run) fire(k []byte) error {
 		return nil // stale: the instance moved on or ended
 	}
 	in.Timer = nil
+	r.count(in.Journey, in.Step, "waiting", -1)
 	j, err := r.e.version(r.tx, in.Journey, in.Version)
 	if err != nil {
-		r.e.log.Error("journey timer skipped", "instance", in.ID, "err", err)
-		return r.save(in)
+		// The version cannot run any more (it names what the rules or the
+		// policies no longer declare): the instance ends, rather than stay
+		// live with no timer and keep the person out of the journey.
+		r.e.log.Error("journey instance ended: its version cannot run", "instance", in.ID, "err", err)
+		return r.finish(in, "version unavailable", false)
 	}
 	p, err := profiles.ReadProfile(r.tx, in.ProfileID)
 	if errors.Is(err, profiles.ErrNotFound) {
@@ -1011,7 +1110,6 @@ func (r *run) fire(k []byte) error {
 		return err
 	}
 	s := j.Step(in.Step)
-	r.count(j.ID, in.Step, "waiting", -1)
 	next := ""
 	switch {
 	case s == nil:
