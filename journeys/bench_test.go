@@ -1,0 +1,181 @@
+package journeys
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"cartera/profiles"
+)
+
+// benchEvents are what the benchmark shoppers do, in proportion.
+var benchEvents = []string{"Product Viewed", "Product Viewed", "Product Viewed", "Product Added", "Product Added", "Email Opened", "Order Completed", "Signed Up"}
+
+// benchJourneys makes n journeys of the shapes the examples use: triggers
+// on the shop's events (some with a condition on the event), exit on a
+// purchase, waits, wait_fors, branches and sends. Reentry is allowed after
+// an hour, so instances keep starting and ending.
+func benchJourneys(n int) map[string]string {
+	triggers := []string{"Product Viewed", "Product Added", "Signed Up", "Email Opened", "Order Completed", "Page Viewed", "Product Removed", "Checkout Started", "Coupon Applied", "Review Written"}
+	files := map[string]string{}
+	for i := range n {
+		var b strings.Builder
+		fmt.Fprintf(&b, "id: bench_%d\npriority: %d\ntrigger:\n  event: %s\n", i, i%5, triggers[i%len(triggers)])
+		if i%3 == 1 {
+			fmt.Fprintf(&b, "  when: has(event.properties.price) && event.properties.price > %d.0\n", 10*(i%7))
+		}
+		b.WriteString("entry:\n  reentry: true\n  cooldown: 1h\n")
+		if triggers[i%len(triggers)] != "Order Completed" {
+			b.WriteString("exit_when:\n  - event: Order Completed\n")
+		}
+		b.WriteString(`steps:
+  - id: idle
+    wait: 30m
+  - id: pick
+    branch:
+      - when: profile.computed.orders_count > 2
+        next: vip_mail
+      - else: mail
+  - id: vip_mail
+    send: {channel: email, template: vip}
+    next: watch
+  - id: mail
+    send: {channel: email, template: regular}
+  - id: watch
+    wait_for:
+      event: Email Opened
+      timeout: 1d
+      on_event: done
+      on_timeout: nudge
+  - id: nudge
+    send: {channel: push, template: nudge}
+  - id: done
+    exit: true
+`)
+		files[fmt.Sprintf("bench_%04d.yaml", i)] = b.String()
+	}
+	return files
+}
+
+// BenchmarkEventsTenJourneys: events through Store.Ingest (batches of 100,
+// fsync off) with the rules and ten journeys in the commit.
+func BenchmarkEventsTenJourneys(b *testing.B) {
+	h := openHarness(b, openPolicy, benchJourneys(10), true)
+	const batch, people = 100, 2000
+	ctx := context.Background()
+	seq := 0
+	next := func() *profiles.Event {
+		seq++
+		now := h.clock.Now()
+		return &profiles.Event{
+			Type: profiles.TypeTrack, MessageID: fmt.Sprintf("b-%d", seq), UserID: fmt.Sprintf("user-%d", seq*7919%people),
+			Event: benchEvents[seq%len(benchEvents)], Properties: map[string]any{"price": float64(seq % 100), "sku": "sku-1"},
+			Timestamp: now, ReceivedAt: now, Source: "bench",
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for done := 0; done < b.N; {
+		n := min(batch, b.N-done)
+		evs := make([]*profiles.Event, n)
+		for i := range evs {
+			evs[i] = next()
+		}
+		if _, err := h.store.Ingest(ctx, evs); err != nil {
+			b.Fatal(err)
+		}
+		done += n
+		h.clock.Advance(time.Second)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkTriggerEval: the journey engine's own work for one event of a
+// profile with no live instance, against 10 and 1000 journeys: every
+// trigger's event name is compared, and the conditions of the journeys on
+// that event run (all false, so nothing is written).
+func BenchmarkTriggerEval(b *testing.B) {
+	for _, n := range []int{10, 1000} {
+		b.Run(fmt.Sprintf("journeys=%d", n), func(b *testing.B) {
+			files := map[string]string{}
+			for i := range n {
+				files[fmt.Sprintf("j%04d.yaml", i)] = fmt.Sprintf(`id: j_%d
+trigger:
+  event: Event %d
+  when: has(event.properties.amount) && event.properties.amount > 1000.0 && profile.computed.orders_count > %d
+steps:
+  - id: hello
+    send: {channel: email, template: hello}
+`, i, i%10, i%3)
+			}
+			h := openHarness(b, openPolicy, files, true)
+			pid := h.track("ana", "Order Completed", nil)
+			ev := &profiles.Event{Type: profiles.TypeTrack, MessageID: "x", UserID: "ana", Event: "Event 3",
+				Properties: map[string]any{"amount": 5.0}, Timestamp: t0, ReceivedAt: t0, Source: "bench"}
+			tx, err := h.store.DB().Begin(true)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() { _ = tx.Rollback() }()
+			p, err := profiles.ReadProfile(tx, pid)
+			if err != nil {
+				b.Fatal(err)
+			}
+			r := h.engine.Begin(tx)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := r.Event(p, ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			if n := len(r.(*run).actions); n != 0 {
+				b.Fatalf("the event started %d actions; want none", n)
+			}
+		})
+	}
+}
+
+// BenchmarkTimerWakeups: FireDue over many due timers, 500 a commit as
+// Engine.Run does; each moves an instance from its wait through a send to
+// the next wait. One op is one timer.
+func BenchmarkTimerWakeups(b *testing.B) {
+	h := openHarness(b, openPolicy, map[string]string{"reminder.yaml": reminderJourney}, true)
+	ctx := context.Background()
+	now := h.clock.Now()
+	evs := make([]*profiles.Event, 0, 1000)
+	for i := range b.N {
+		evs = append(evs, &profiles.Event{Type: profiles.TypeTrack, MessageID: fmt.Sprintf("m-%d", i), UserID: fmt.Sprintf("user-%d", i),
+			Event: "Product Added", Timestamp: now, ReceivedAt: now, Source: "bench"})
+		if len(evs) == cap(evs) || i == b.N-1 {
+			if _, err := h.store.Ingest(ctx, evs); err != nil {
+				b.Fatal(err)
+			}
+			evs = evs[:0]
+		}
+	}
+	at := now.Add(time.Hour)
+	h.clock.Set(at)
+	b.ReportAllocs()
+	b.ResetTimer()
+	fired := 0
+	for {
+		n, err := h.engine.FireDue(ctx, h.store, at, 500)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		fired += n
+	}
+	b.StopTimer()
+	if fired != b.N {
+		b.Fatalf("fired %d timers, want %d", fired, b.N)
+	}
+	b.ReportMetric(float64(fired)/b.Elapsed().Seconds(), "timers/s")
+}
