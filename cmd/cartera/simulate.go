@@ -69,6 +69,9 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 	if *eventsPath == "" {
 		return &usageError{"simulate: --events is required"}
 	}
+	if fset.NArg() > 0 {
+		return &usageError{fmt.Sprintf("simulate takes no arguments, got %q", fset.Args())}
+	}
 	f := &serveFlags{config: *configPath, journeys: *journeysDir, set: map[string]bool{}}
 	fset.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
 	cfg, err := loadConfig(f, m.Getenv)
@@ -118,6 +121,16 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 		_, err := journeys.ApplyTraits(ctx, core.store, a, clock.Now())
 		return err
 	}
+	// drain delivers everything pending, however many actions a step (a
+	// cron tick over a large audience) left.
+	drain := func() error {
+		for {
+			n, err := core.journeys.DrainOutbox(ctx, deliver, 1000)
+			if err != nil || n < 1000 {
+				return err
+			}
+		}
+	}
 	fireUntil := func(t time.Time) error {
 		for {
 			due, ok := core.journeys.NextDue()
@@ -128,7 +141,7 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 			if _, err := core.journeys.FireDue(ctx, core.store, due, 1); err != nil {
 				return err
 			}
-			if _, err := core.journeys.DrainOutbox(ctx, deliver, 1000); err != nil {
+			if err := drain(); err != nil {
 				return err
 			}
 		}
@@ -143,7 +156,7 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 		if _, err := core.store.Ingest(ctx, []*profiles.Event{e}); err != nil {
 			return fmt.Errorf("simulate: event %s: %w", e.MessageID, err)
 		}
-		if _, err := core.journeys.DrainOutbox(ctx, deliver, 1000); err != nil {
+		if err := drain(); err != nil {
 			return err
 		}
 		last = e.Timestamp

@@ -1,0 +1,528 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+var update = flag.Bool("update", false, "rewrite the .golden files of simulate's scenarios")
+
+// simDir holds simulate's test config (cartera.yaml with its rules,
+// policies and journeys), the scenarios (*.ndjson) and their expected
+// output (*.ndjson.golden).
+const simDir = "testdata/simulate"
+
+// scenario is what a scenario must show beyond its golden file, so that a
+// golden rewritten with -update after an engine change cannot quietly
+// accept a wrong journey. Lines are summaries (see summarize).
+type scenario struct {
+	// until is simulate's --until ("": the default 7 days).
+	until string
+	// want are summaries that must appear, in this order (others may come
+	// between them).
+	want []string
+	// never are substrings no summary may contain.
+	never []string
+}
+
+// scenarios covers every testdata/simulate/*.ndjson.
+var scenarios = map[string]scenario{
+	"cart_not_opened": {
+		until: "240h",
+		want: []string{
+			"2026-11-20T10:05:00Z cart_abandonment - enter key=c1 trigger=Product Added",
+			"2026-11-20T10:35:00Z cart_abandonment reminder send email template=cart_reminder",
+			"2026-11-21T10:35:00Z cart_abandonment retarget audience_add audience audience=retargeting",
+			"2026-11-28T10:35:00Z cart_abandonment leave audience_remove audience audience=retargeting",
+			"2026-11-28T10:35:00Z cart_abandonment done exit reason=exit step",
+		},
+	},
+	"cart_opened": {
+		want: []string{
+			"2026-11-20T15:40:00Z cart_abandonment reminder send email template=cart_reminder",
+			"2026-11-21T08:30:00Z cart_abandonment done exit reason=exit step",
+		},
+		never: []string{"audience_add", "retarget"},
+	},
+	"cart_pos_purchase": {
+		want: []string{
+			"2026-11-20T10:05:00Z cart_abandonment - enter key=k1",
+			"2026-11-20T10:25:00Z cart_abandonment idle goal event=Order Completed",
+			"2026-11-20T10:25:00Z cart_abandonment idle exit reason=exit_when: Order Completed",
+			"2026-11-20T11:35:00Z cart_abandonment reminder send email template=cart_reminder",
+			"2026-11-21T11:35:00Z cart_abandonment retarget audience_add audience audience=retargeting",
+			"2026-11-22T12:00:00Z cart_abandonment hold goal event=Order Completed",
+			"2026-11-22T12:00:00Z cart_abandonment hold audience_remove audience audience=retargeting reason=exit_when: Order Completed",
+			"2026-11-22T12:00:00Z cart_abandonment hold exit reason=exit_when: Order Completed",
+		},
+		// Carla's reminder was due at 10:35, after her purchase.
+		never: []string{"2026-11-20T10:35:00Z", "leave"},
+	},
+	"frequency_cap": {
+		until: "1h",
+		want: []string{
+			"2026-11-20T09:30:00Z cart_abandonment reminder send email",
+			"2026-11-20T10:40:00Z cart_abandonment reminder send email",
+			"2026-11-20T11:50:00Z cart_abandonment reminder suppressed email reason=frequency_cap: 2 email per 24h",
+		},
+	},
+	"quiet_hours": {
+		until: "1h",
+		want: []string{
+			"2026-11-20T13:20:00Z cart_abandonment reminder suppressed email reason=quiet_hours: 21:00-09:00",
+			"2026-11-20T19:55:00Z cart_abandonment reminder send email",
+			"2026-11-20T20:05:00Z cart_abandonment reminder suppressed email reason=quiet_hours: 21:00-09:00",
+		},
+	},
+	"consent": {
+		until: "240h",
+		want: []string{
+			"2026-11-20T10:35:00Z cart_abandonment reminder suppressed email reason=consent: no email consent",
+			"2026-11-20T10:35:00Z cart_abandonment reminder send email",
+			"2026-11-21T10:35:00Z cart_abandonment retarget suppressed audience audience=retargeting reason=consent: no ads consent",
+			"2026-11-21T10:35:00Z cart_abandonment retarget suppressed audience audience=retargeting reason=consent: no ads consent",
+			"2026-11-21T12:05:00Z cart_abandonment - enter key=i2",
+			"2026-11-21T12:35:00Z cart_abandonment reminder send email",
+			"2026-11-22T12:35:00Z cart_abandonment retarget suppressed audience audience=retargeting reason=consent: no ads consent",
+			"2026-11-28T10:35:00Z cart_abandonment done exit reason=exit step",
+			"2026-11-28T10:35:00Z cart_abandonment done exit reason=exit step",
+			"2026-11-29T12:35:00Z cart_abandonment done exit reason=exit step",
+		},
+		// Never added (no ads consent), so never removed either.
+		never: []string{"audience_add", "audience_remove"},
+	},
+	"cart_keys_cooldown": {
+		until: "1h",
+		want: []string{
+			"2026-11-20T10:00:00Z cart_abandonment - enter key=l1",
+			"2026-11-20T10:30:00Z cart_abandonment reminder send email",
+			"2026-11-20T11:05:00Z cart_abandonment - enter key=l3",
+			"2026-11-20T11:35:00Z cart_abandonment reminder send email",
+		},
+		never: []string{"key=l2", "2026-11-20T10:10:00Z"},
+	},
+	"tier_upgrade_once": {
+		want: []string{
+			"2026-11-20T11:00:00Z tier_upgrade - enter trigger=Order Completed",
+			"2026-11-20T11:00:00Z tier_upgrade set_gold set_trait trait=tier value=gold",
+			"2026-11-20T11:00:00Z tier_upgrade pass pass_update wallet fields=map[balance:620 tier:gold] push=You are now Gold",
+			"2026-11-20T11:00:00Z tier_upgrade congratulate send email template=welcome_gold",
+			"2026-11-20T11:00:00Z tier_upgrade congratulate exit reason=completed",
+		},
+		never: []string{"2026-11-23"},
+	},
+	"transactional_at_night": {
+		want: []string{
+			"2026-11-20T21:40:00Z cart_abandonment reminder suppressed email reason=quiet_hours: 21:00-09:00",
+			"2026-11-20T22:30:00Z cart_abandonment opened exit reason=exit_when: Order Completed",
+			"2026-11-20T22:30:00Z tier_upgrade pass pass_update wallet",
+			"2026-11-20T22:30:00Z tier_upgrade congratulate send email template=welcome_gold",
+		},
+		never: []string{"tier_upgrade congratulate suppressed"},
+	},
+	"birthday_cron": {
+		until: "240h",
+		want: []string{
+			"2026-10-24T07:00:00Z birthday - enter trigger=Scheduled",
+			"2026-10-24T07:00:00Z birthday treat send email template=birthday",
+			"2026-10-26T08:00:00Z birthday - enter trigger=Scheduled",
+			"2026-10-26T08:00:00Z birthday treat send email template=birthday",
+			"2026-10-28T08:00:00Z birthday treat suppressed email reason=quiet_hours: 21:00-09:00",
+		},
+		// Pia (22 October) is not a customer; nobody else has a birthday.
+		never: []string{"2026-10-22", "browse_abandonment", "cart_abandonment"},
+	},
+	"branch_split": {
+		want: []string{
+			"2026-11-20T11:10:00Z browse_abandonment vip_offer send email template=vip_early_access",
+			"2026-11-20T11:10:00Z browse_abandonment done exit reason=exit step", // no variant: not split
+			"2026-11-20T11:11:00Z browse_abandonment reminder send email template=browse_reminder",
+			"2026-11-20T11:12:00Z browse_abandonment shoes_best send email template=shoes_bestsellers",
+			"2026-11-20T11:12:00Z browse_abandonment done exit reason=exit step variant=bestsellers",
+			"2026-11-20T11:13:00Z browse_abandonment shoes_new send email template=shoes_new_arrivals",
+			"2026-11-20T11:13:00Z browse_abandonment done exit reason=exit step variant=new_arrivals",
+			// Dani and Eli: the control group.
+			"2026-11-20T11:20:00Z browse_abandonment done exit reason=exit step variant=control",
+			"2026-11-20T11:21:00Z browse_abandonment done exit reason=exit step variant=control",
+		},
+		never: []string{
+			"2026-11-20T11:20:00Z browse_abandonment shoes", "2026-11-20T11:21:00Z browse_abandonment shoes", "suppressed",
+			"11:10:00Z browse_abandonment done exit reason=exit step variant", "11:11:00Z browse_abandonment done exit reason=exit step variant",
+		},
+	},
+	"suppression_after_purchase": {
+		want: []string{
+			"2026-11-20T12:00:00Z browse_abandonment reminder suppressed email reason=suppression: after_purchase",
+			"2026-11-22T12:00:00Z browse_abandonment reminder suppressed email reason=suppression: after_purchase",
+			"2026-11-23T12:00:00Z browse_abandonment reminder send email template=browse_reminder",
+		},
+	},
+	"priority": {
+		until: "3h",
+		want: []string{
+			"2026-11-20T10:30:00Z cart_abandonment reminder send email",
+			"2026-11-20T12:40:00Z browse_abandonment reminder suppressed email reason=priority: a journey of higher priority sent on email",
+		},
+	},
+	"merge_mid_journey": {
+		want: []string{
+			"2026-11-20T10:00:00Z cart_abandonment - enter key=p1",
+			"2026-11-20T10:30:00Z cart_abandonment reminder send email",
+			"2026-11-20T18:00:00Z cart_abandonment opened exit reason=exit_when: Order Completed",
+		},
+		never: []string{"suppressed"},
+	},
+	"merge_keeps_history": {
+		until: "1h",
+		want: []string{
+			"2026-11-20T09:45:00Z cart_abandonment reminder send email",
+			"2026-11-20T10:50:00Z cart_abandonment reminder send email",
+			"2026-11-20T11:25:00Z cart_abandonment - enter key=c4",
+			"2026-11-20T11:55:00Z cart_abandonment reminder suppressed email reason=frequency_cap: 2 email per 24h",
+		},
+		never: []string{"key=c3", "11:55:00Z cart_abandonment reminder send"},
+	},
+}
+
+// simulateRun runs `cartera simulate args...` in-process.
+func simulateRun(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	m := &Main{Stdout: &out, Stderr: &errb, Getenv: func(string) string { return "" }}
+	err = m.Run(context.Background(), append([]string{"simulate"}, args...))
+	return out.String(), errb.String(), err
+}
+
+func TestSimulateGolden(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join(simDir, "*.ndjson"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scenarios in %s: %v", simDir, err)
+	}
+	seen := map[string]bool{}
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".ndjson")
+		seen[name] = true
+		sc, ok := scenarios[name]
+		if !ok {
+			t.Errorf("%s: no entry in scenarios (what must it show?)", file)
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			args := []string{"--config", filepath.Join(simDir, "cartera.yaml"), "--events", file}
+			if sc.until != "" {
+				args = append(args, "--until", sc.until)
+			}
+			out, stderr, err := simulateRun(t, args...)
+			if err != nil {
+				t.Fatalf("simulate: %v\nstderr:\n%s", err, stderr)
+			}
+			// The same events give the same output, profile ids included.
+			if again, _, err := simulateRun(t, args...); err != nil || again != out {
+				t.Fatalf("a second run differs (err %v):\nfirst:\n%s\nsecond:\n%s", err, out, again)
+			}
+			sums := checkActions(t, out)
+			checkScenario(t, sums, sc)
+			golden := file + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(out), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -run TestSimulateGolden -update to create it)", err)
+			}
+			if out != string(want) {
+				t.Errorf("output differs from %s (-update rewrites it):\n%s", golden, lineDiff(string(want), out))
+			}
+		})
+	}
+	for name := range scenarios {
+		if !seen[name] {
+			t.Errorf("scenarios names %s, but %s/%s.ndjson does not exist", name, simDir, name)
+		}
+	}
+	goldens, _ := filepath.Glob(filepath.Join(simDir, "*.golden"))
+	for _, g := range goldens {
+		if !seen[strings.TrimSuffix(strings.TrimSuffix(filepath.Base(g), ".golden"), ".ndjson")] {
+			t.Errorf("%s has no scenario", g)
+		}
+	}
+}
+
+// TestSimulateExamples replays examples/events/*.ndjson through the
+// examples' own config, as the README tells a marketer to.
+func TestSimulateExamples(t *testing.T) {
+	examples := map[string]scenario{
+		"cart_abandonment": {
+			want: []string{
+				"2026-11-20T10:05:00Z cart_abandonment - enter key=c1 trigger=Product Added",
+				"2026-11-20T10:35:00Z cart_abandonment reminder send email template=cart_reminder",
+				"2026-11-20T15:40:00Z cart_abandonment reminder send email template=cart_reminder",
+				"2026-11-21T08:30:00Z cart_abandonment done exit reason=exit step",
+				"2026-11-21T10:35:00Z cart_abandonment retarget audience_add audience audience=retargeting",
+				"2026-11-21T17:00:00Z cart_abandonment hold audience_remove audience audience=retargeting reason=exit_when: Order Completed",
+				"2026-11-21T17:00:00Z cart_abandonment hold exit reason=exit_when: Order Completed",
+			},
+			never: []string{"suppressed"},
+		},
+		"tier_upgrade": {
+			want: []string{
+				"2026-11-24T18:30:00Z tier_upgrade - enter trigger=Order Completed",
+				"2026-11-24T18:30:00Z tier_upgrade set_gold set_trait trait=tier value=gold",
+				"2026-11-24T18:30:00Z tier_upgrade pass pass_update wallet fields=map[balance:215 tier:gold] push=You are now Gold",
+				"2026-11-24T18:30:00Z tier_upgrade congratulate send email template=welcome_gold",
+				"2026-11-25T21:15:00Z tier_upgrade - enter trigger=Order Completed",
+				"2026-11-25T21:15:00Z tier_upgrade pass pass_update wallet fields=map[balance:640 tier:gold] push=You are now Gold",
+				"2026-11-25T21:15:00Z tier_upgrade congratulate send email template=welcome_gold",
+			},
+			never: []string{"suppressed", "2026-11-26"},
+		},
+		"birthday": {
+			want: []string{
+				"2026-11-22T08:00:00Z birthday - enter trigger=Scheduled",
+				"2026-11-22T08:00:00Z birthday treat send email template=birthday",
+				"2026-11-24T08:00:00Z birthday - enter trigger=Scheduled",
+				"2026-11-24T08:00:00Z birthday treat suppressed email reason=suppression: after_purchase",
+			},
+		},
+	}
+	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "events", "*.ndjson"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example scenarios: %v", err)
+	}
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".ndjson")
+		sc, ok := examples[name]
+		if !ok {
+			t.Errorf("%s: not checked by TestSimulateExamples", file)
+			continue
+		}
+		delete(examples, name)
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			out, stderr, err := simulateRun(t, "--config", filepath.Join("..", "..", "examples", "cartera.yaml"), "--events", file)
+			if err != nil {
+				t.Fatalf("simulate: %v\nstderr:\n%s", err, stderr)
+			}
+			checkScenario(t, checkActions(t, out), sc)
+		})
+	}
+	for name := range examples {
+		t.Errorf("examples/events/%s.ndjson is missing", name)
+	}
+}
+
+func TestSimulateErrors(t *testing.T) {
+	config := filepath.Join(simDir, "cartera.yaml")
+	events := filepath.Join(simDir, "cart_opened.ndjson")
+	usage := func(t *testing.T, err error, want string) {
+		t.Helper()
+		var ue *usageError
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %v, want a usage error with %q", err, want)
+		}
+	}
+	t.Run("no events flag", func(t *testing.T) {
+		out, _, err := simulateRun(t, "--config", config)
+		usage(t, err, "--events is required")
+		if out != "" {
+			t.Errorf("stdout = %q", out)
+		}
+	})
+	t.Run("unknown flag", func(t *testing.T) {
+		_, stderr, err := simulateRun(t, "--config", config, "--events", events, "--speed", "2")
+		usage(t, err, "-speed")
+		if !strings.Contains(stderr, "-until duration") {
+			t.Errorf("stderr does not list the flags:\n%s", stderr)
+		}
+	})
+	t.Run("stray argument", func(t *testing.T) {
+		_, _, err := simulateRun(t, "--config", config, "--events", events, "more.ndjson")
+		usage(t, err, `"more.ndjson"`)
+	})
+	t.Run("bad until", func(t *testing.T) {
+		_, _, err := simulateRun(t, "--config", config, "--events", events, "--until", "7d")
+		usage(t, err, "until")
+	})
+	for _, tc := range []struct{ file, want string }{
+		// Line 5: comments and blank lines count.
+		{"bad_field.ndjson", ":5: properties: want object, got string"},
+		{"no_timestamp.ndjson", ":2: timestamp: required (it drives the virtual clock)"},
+		{"bad_timestamp.ndjson", `:2: timestamp: want ISO-8601 time such as 2026-11-24T10:00:00Z, got "yesterday"`},
+		{"bad_json.ndjson", ":3: invalid JSON"},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			file := filepath.Join(simDir, "errors", tc.file)
+			out, _, err := simulateRun(t, "--config", config, "--events", file)
+			if err == nil || !strings.HasPrefix(err.Error(), file+tc.want) {
+				t.Errorf("err = %v, want %s%s", err, file, tc.want)
+			}
+			if out != "" {
+				t.Errorf("nothing should run before the events are read; stdout:\n%s", out)
+			}
+		})
+	}
+	t.Run("missing events file", func(t *testing.T) {
+		_, _, err := simulateRun(t, "--config", config, "--events", filepath.Join(simDir, "errors", "nope.ndjson"))
+		if err == nil || !strings.Contains(err.Error(), "nope.ndjson") {
+			t.Errorf("err = %v, want one naming the file", err)
+		}
+	})
+	t.Run("journey with errors", func(t *testing.T) {
+		dir := filepath.Join(simDir, "broken")
+		out, stderr, err := simulateRun(t, "--config", config, "--journeys", dir, "--events", events)
+		if !errors.Is(err, errReported) {
+			t.Fatalf("err = %v, want errReported", err)
+		}
+		file := filepath.Join(dir, "welcome.yaml")
+		want := []string{
+			file + `:6:39: found no matching overload for '_>_' applied to '(int, string)'`,
+			file + `:9:21: send.channel: unknown channel "fax": want one of email, sms, webhook, push`,
+		}
+		if got := strings.Split(strings.TrimSpace(stderr), "\n"); !slices.Equal(got, want) {
+			t.Errorf("stderr:\n%s\nwant:\n%s", stderr, strings.Join(want, "\n"))
+		}
+		if out != "" {
+			t.Errorf("stdout = %q", out)
+		}
+	})
+}
+
+// Actions and channels of the contract.
+var (
+	simActions  = []string{"enter", "send", "audience_add", "audience_remove", "pass_update", "set_trait", "goal", "exit", "suppressed"}
+	simChannels = []string{"email", "sms", "webhook", "audience", "wallet", ""}
+)
+
+// checkActions checks every line is an action in the contract's shape, in
+// time order, and returns their summaries.
+func checkActions(t *testing.T, out string) []string {
+	t.Helper()
+	if out == "" {
+		t.Fatal("no actions")
+	}
+	var sums []string
+	var last time.Time
+	for i, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		var fields map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(line), &fields); err != nil {
+			t.Fatalf("line %d: %v: %s", i+1, err, line)
+		}
+		keys := make([]string, 0, len(fields))
+		for k := range fields {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		if want := []string{"action", "at", "channel", "detail", "journey", "profile", "step"}; !slices.Equal(keys, want) {
+			t.Fatalf("line %d: fields %v, want %v: %s", i+1, keys, want, line)
+		}
+		var a simAction
+		if err := json.Unmarshal([]byte(line), &a); err != nil {
+			t.Fatalf("line %d: %v: %s", i+1, err, line)
+		}
+		at, err := time.Parse(time.RFC3339, a.At)
+		if err != nil {
+			t.Errorf("line %d: at: %v", i+1, err)
+		}
+		if at.Before(last) {
+			t.Errorf("line %d: at %s is before the line above (%s)", i+1, a.At, last.Format(time.RFC3339))
+		}
+		last = at
+		if !slices.Contains(simActions, a.Action) {
+			t.Errorf("line %d: action %q is not one of %v", i+1, a.Action, simActions)
+		}
+		if !slices.Contains(simChannels, a.Channel) {
+			t.Errorf("line %d: channel %q is not one of %v", i+1, a.Channel, simChannels)
+		}
+		if a.Profile == "" || a.Journey == "" || a.Detail == nil {
+			t.Errorf("line %d: profile, journey and detail are required: %s", i+1, line)
+		}
+		if (a.Action == "enter") != (a.Step == "") {
+			t.Errorf("line %d: step %q with action %s", i+1, a.Step, a.Action)
+		}
+		if (a.Action == "send" || a.Action == "suppressed") && a.Channel == "" || a.Action == "suppressed" && a.Detail["reason"] == nil {
+			t.Errorf("line %d: a send needs a channel, a suppression a reason: %s", i+1, line)
+		}
+		sums = append(sums, summarize(a))
+	}
+	return sums
+}
+
+// summarize writes an action as "at journey step action [channel] k=v..."
+// with the detail's keys in order, leaving out the journey version (a hash
+// of the file) and empty values.
+func summarize(a simAction) string {
+	step := a.Step
+	if step == "" {
+		step = "-"
+	}
+	parts := []string{a.At, a.Journey, step, a.Action}
+	if a.Channel != "" {
+		parts = append(parts, a.Channel)
+	}
+	keys := make([]string, 0, len(a.Detail))
+	for k := range a.Detail {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if v := fmt.Sprint(a.Detail[k]); k != "version" && v != "" {
+			parts = append(parts, k+"="+v)
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// checkScenario checks the summaries hold sc.want in order (each as a
+// prefix of a summary) and nothing of sc.never.
+func checkScenario(t *testing.T, sums []string, sc scenario) {
+	t.Helper()
+	i := 0
+	for _, s := range sums {
+		if i < len(sc.want) && strings.HasPrefix(s, sc.want[i]) {
+			i++
+		}
+	}
+	if i < len(sc.want) {
+		t.Errorf("missing, in this order after the ones before it:\n  %s\nactions:\n  %s", sc.want[i], strings.Join(sums, "\n  "))
+	}
+	for _, s := range sums {
+		for _, bad := range sc.never {
+			if strings.Contains(s, bad) {
+				t.Errorf("unexpected action (matches %q): %s", bad, s)
+			}
+		}
+	}
+}
+
+// lineDiff lists the lines that differ between want and got.
+func lineDiff(want, got string) string {
+	w, g := strings.Split(want, "\n"), strings.Split(got, "\n")
+	var b strings.Builder
+	for i := range max(len(w), len(g)) {
+		var wl, gl string
+		if i < len(w) {
+			wl = w[i]
+		}
+		if i < len(g) {
+			gl = g[i]
+		}
+		if wl != gl {
+			fmt.Fprintf(&b, "line %d:\n  want %s\n  got  %s\n", i+1, wl, gl)
+		}
+	}
+	return b.String()
+}
