@@ -128,11 +128,14 @@ type Set struct {
 	Journeys []*Journey
 	Policy   *Policy
 	byID     map[string]*Journey
+	// byEvent lists, in file order, the journeys an event of a name may
+	// trigger, so an event costs only the journeys that care about it.
+	byEvent map[string][]*Journey
 }
 
 // NewSet indexes journeys; ids must be unique.
 func NewSet(js []*Journey, pol *Policy) (*Set, error) {
-	s := &Set{Journeys: js, Policy: pol, byID: map[string]*Journey{}}
+	s := &Set{Journeys: js, Policy: pol, byID: map[string]*Journey{}, byEvent: map[string][]*Journey{}}
 	if s.Policy == nil {
 		s.Policy = DefaultPolicy()
 	}
@@ -143,6 +146,14 @@ func NewSet(js []*Journey, pol *Policy) (*Set, error) {
 			continue
 		}
 		s.byID[j.ID] = j
+		switch t := j.Trigger; {
+		case t.Event != "":
+			s.byEvent[t.Event] = append(s.byEvent[t.Event], j)
+		case t.AudienceEnter != "":
+			s.byEvent[rules.EventAudienceEntered] = append(s.byEvent[rules.EventAudienceEntered], j)
+		case t.AudienceExit != "":
+			s.byEvent[rules.EventAudienceExited] = append(s.byEvent[rules.EventAudienceExited], j)
+		}
 	}
 	if len(errs) > 0 {
 		return nil, errs
@@ -578,7 +589,7 @@ func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event,
 			}
 		}
 	}
-	for _, j := range r.set.Journeys {
+	for _, j := range r.set.byEvent[evView.Name] {
 		if !r.triggers(j, ev, evView, pv) {
 			continue
 		}
