@@ -70,6 +70,34 @@ type Action struct {
 	Detail  map[string]any `json:"detail"`
 	// Key is the idempotency key: journey, version, instance, step.
 	Key string `json:"key,omitempty"`
+	// Identifiers are the person's emails and phones when an ad audience
+	// changed, captured in the commit: a removal after an erase still
+	// knows whom to remove. Never printed by simulate nor logged.
+	Identifiers *Identifiers `json:"identifiers,omitempty"`
+}
+
+// Identifiers are what ad platforms match people on.
+type Identifiers struct {
+	Emails []string `json:"emails,omitempty"`
+	Phones []string `json:"phones,omitempty"`
+}
+
+// identifiersOf reads a profile's emails and phones within the transaction.
+func (r *run) identifiersOf(profileID string) *Identifiers {
+	p, err := profiles.ReadProfile(r.tx, profileID)
+	if err != nil {
+		return nil
+	}
+	ids := &Identifiers{}
+	for _, id := range p.Identities {
+		switch id.Kind {
+		case profiles.KindEmail:
+			ids.Emails = append(ids.Emails, id.Value)
+		case profiles.KindPhone:
+			ids.Phones = append(ids.Phones, id.Value)
+		}
+	}
+	return ids
 }
 
 // Instance is one run of a journey for one profile (and key).
@@ -927,6 +955,9 @@ func (r *run) outbox(in *Instance, step, action, channel string, detail map[stri
 	}
 	a := *r.act(in, step, action, channel, detail)
 	a.Key = key
+	if action == ActAudienceAdd || action == ActAudienceRemove {
+		a.Identifiers = r.identifiersOf(in.ProfileID)
+	}
 	r.actions[len(r.actions)-1].Key = key
 	ob := r.tx.Bucket(bucketOutbox)
 	seq, err := ob.NextSequence()

@@ -3,6 +3,7 @@ package journeys
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -66,21 +67,9 @@ func ApplyTraits(ctx context.Context, st *profiles.Store, a Action, now time.Tim
 		Traits:    map[string]any{name: a.Detail["value"]},
 		Timestamp: a.At, ReceivedAt: now, Source: profiles.SourceCartera,
 	}
-	p, err := st.Lookup(profiles.Identifier{Kind: profiles.KindProfileID, Value: a.Profile})
-	if err != nil {
+	_, err := st.IngestFor(ctx, a.Profile, ev)
+	if errors.Is(err, profiles.ErrNotFound) {
 		return true, nil // the person is gone: nothing to set
 	}
-	for _, r := range p.Identities {
-		if r.Kind == profiles.KindUserID {
-			ev.UserID = r.Value
-		}
-		if r.Kind == profiles.KindAnonymousID && ev.AnonymousID == "" {
-			ev.AnonymousID = r.Value
-		}
-	}
-	if ev.UserID == "" && ev.AnonymousID == "" {
-		return true, nil
-	}
-	_, err = st.Ingest(ctx, []*profiles.Event{ev})
 	return true, err
 }

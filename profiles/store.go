@@ -508,3 +508,35 @@ func (s *Store) AppendDerived(tx *bbolt.Tx, p *Profile, events []*Event, from Pr
 	}
 	return done, st.flush()
 }
+
+// IngestFor ingests an event Cartera observed about a known profile (an
+// email opened, a delivery outcome): the profile's user id (or an anonymous
+// id) is put on the event so identity resolution lands it there.
+func (s *Store) IngestFor(ctx context.Context, profileID string, e *Event) (Result, error) {
+	p, err := s.Lookup(Identifier{Kind: KindProfileID, Value: profileID})
+	if err != nil {
+		return Result{}, err
+	}
+	for _, r := range p.Identities {
+		switch {
+		case r.Kind == KindUserID:
+			e.UserID = r.Value
+		case r.Kind == KindAnonymousID && e.AnonymousID == "":
+			e.AnonymousID = r.Value
+		}
+	}
+	if e.UserID == "" && e.AnonymousID == "" {
+		return Result{}, fmt.Errorf("profile %s has no user or anonymous id to attach an event to", profileID)
+	}
+	if e.ReceivedAt.IsZero() {
+		e.ReceivedAt = s.now().UTC()
+	}
+	if e.Timestamp.IsZero() {
+		e.Timestamp = e.ReceivedAt
+	}
+	res, err := s.Ingest(ctx, []*Event{e})
+	if err != nil {
+		return Result{}, err
+	}
+	return res[0], nil
+}
