@@ -1,0 +1,309 @@
+package email
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/net/html"
+
+	"cartera/channels"
+)
+
+// ErrInvalidToken is wrapped by every failure to parse a tracking token:
+// malformed, signed with another secret, tampered with, or of the wrong
+// kind for the route. The HTTP layer answers 404 to it.
+var ErrInvalidToken = errors.New("invalid tracking token")
+
+// Token kinds, and the path of each under the tracker's base URL.
+const (
+	KindOpen        = "o" // /t/o/<token>: the 1x1 pixel
+	KindClick       = "c" // /t/c/<token>: a redirect to the signed URL
+	KindUnsubscribe = "u" // /t/u/<token>: GET a page, POST one-click (RFC 8058)
+)
+
+// Paths of the tracking routes, relative to Tracker.BaseURL; the token
+// follows.
+const (
+	OpenPath        = "/t/o/"
+	ClickPath       = "/t/c/"
+	UnsubscribePath = "/t/u/"
+)
+
+// maxTokenLen bounds what Parse reads: a token carries a URL, and URLs in
+// mail stay far below this.
+const maxTokenLen = 8 << 10
+
+// macContext separates these MACs from any other use of the same secret.
+const macContext = "cartera/email/track/v1\x00"
+
+// MessageInfo says which mail a tracking link belongs to.
+type MessageInfo struct {
+	ProfileID string `json:"p"`
+	Journey   string `json:"j,omitempty"`
+	Step      string `json:"s,omitempty"`
+	Template  string `json:"tp,omitempty"`
+	// Key is the outbox message's idempotency key.
+	Key string `json:"k"`
+}
+
+// TokenInfo is what a valid token says.
+type TokenInfo struct {
+	MessageInfo
+	// Kind is KindOpen, KindClick or KindUnsubscribe.
+	Kind string
+	// URL is where a click goes: the one URL signed into the token.
+	URL string
+	// IssuedAt is when the mail was rendered (second precision).
+	IssuedAt time.Time
+}
+
+// payload is the signed JSON of a token.
+type payload struct {
+	MessageInfo
+	Kind string `json:"t"`
+	URL  string `json:"u,omitempty"`
+	At   int64  `json:"at"`
+}
+
+// Tracker signs and checks the links of tracked mail: the open pixel,
+// link clicks and unsubscribe. A token is base64url(JSON payload) "."
+// base64url(HMAC-SHA256), so the HTTP layer needs no storage to serve
+// them, and a click redirects only to the URL signed into its token (no
+// open redirect).
+type Tracker struct {
+	// Secret keys the HMAC; at least 16 bytes. Changing it breaks every
+	// link in mail already sent.
+	Secret []byte
+	// BaseURL is the public base of the tracking routes
+	// ("https://cartera.example.com"); an https base makes the unsubscribe
+	// header one-click (RFC 8058).
+	BaseURL string
+	// Now stamps tokens; nil means time.Now.
+	Now func() time.Time
+}
+
+// Validate reports a tracker that cannot sign links.
+func (t *Tracker) Validate() error {
+	if len(t.Secret) < 16 {
+		return errors.New("tracker: secret: want at least 16 bytes")
+	}
+	u, err := url.Parse(t.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("tracker: base URL: want an absolute http(s) URL, got %q", t.BaseURL)
+	}
+	return nil
+}
+
+// OpenURL is the URL of the open pixel for a message.
+func (t *Tracker) OpenURL(m MessageInfo) string { return t.url(OpenPath, t.sign(m, KindOpen, "")) }
+
+// ClickURL is a tracked link that redirects to target.
+func (t *Tracker) ClickURL(m MessageInfo, target string) string {
+	return t.url(ClickPath, t.sign(m, KindClick, target))
+}
+
+// UnsubscribeURL is the person's unsubscribe link for a message.
+func (t *Tracker) UnsubscribeURL(m MessageInfo) string {
+	return t.url(UnsubscribePath, t.sign(m, KindUnsubscribe, ""))
+}
+
+func (t *Tracker) url(path, token string) string {
+	return strings.TrimRight(t.BaseURL, "/") + path + token
+}
+
+func (t *Tracker) now() time.Time {
+	if t.Now != nil {
+		return t.Now()
+	}
+	return time.Now()
+}
+
+func (t *Tracker) sign(m MessageInfo, kind, target string) string {
+	b, err := json.Marshal(payload{MessageInfo: m, Kind: kind, URL: target, At: t.now().Unix()})
+	if err != nil {
+		panic(err) // only strings and an int: cannot fail
+	}
+	p := base64.RawURLEncoding.EncodeToString(b)
+	return p + "." + base64.RawURLEncoding.EncodeToString(t.mac(p))
+}
+
+func (t *Tracker) mac(encodedPayload string) []byte {
+	h := hmac.New(sha256.New, t.Secret)
+	h.Write([]byte(macContext))
+	h.Write([]byte(encodedPayload))
+	return h.Sum(nil)
+}
+
+// Parse checks a token's signature (in constant time) and returns what it
+// says. Any failure wraps ErrInvalidToken.
+func (t *Tracker) Parse(token string) (*TokenInfo, error) {
+	bad := func(why string) error { return fmt.Errorf("parse token: %w: %s", ErrInvalidToken, why) }
+	if len(t.Secret) == 0 {
+		return nil, errors.New("parse token: tracker has no secret")
+	}
+	if len(token) > maxTokenLen {
+		return nil, bad("too long")
+	}
+	p, sig, ok := strings.Cut(token, ".")
+	if !ok || p == "" || sig == "" || strings.Contains(sig, ".") {
+		return nil, bad("want payload.signature")
+	}
+	// Strict: a signature has one encoding only, so no other string than
+	// the one issued passes.
+	mac, err := base64.RawURLEncoding.Strict().DecodeString(sig)
+	if err != nil || len(mac) != sha256.Size {
+		return nil, bad("malformed signature")
+	}
+	if !hmac.Equal(mac, t.mac(p)) {
+		return nil, bad("signature does not match")
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(p)
+	if err != nil {
+		return nil, bad("malformed payload")
+	}
+	var pl payload
+	if err := json.Unmarshal(b, &pl); err != nil {
+		return nil, bad("malformed payload")
+	}
+	switch pl.Kind {
+	case KindOpen, KindUnsubscribe:
+	case KindClick:
+		if !isHTTPURL(pl.URL) {
+			return nil, bad("click without an http(s) URL")
+		}
+	default:
+		return nil, bad("unknown kind")
+	}
+	if pl.ProfileID == "" || pl.Key == "" {
+		return nil, bad("no profile or message")
+	}
+	return &TokenInfo{MessageInfo: pl.MessageInfo, Kind: pl.Kind, URL: pl.URL, IssuedAt: time.Unix(pl.At, 0).UTC()}, nil
+}
+
+func (t *Tracker) parseKind(token, kind string) (*TokenInfo, error) {
+	ti, err := t.Parse(token)
+	if err != nil {
+		return nil, err
+	}
+	if ti.Kind != kind {
+		return nil, fmt.Errorf("parse token: %w: not a%s token", ErrInvalidToken, map[string]string{KindOpen: "n open", KindClick: " click", KindUnsubscribe: "n unsubscribe"}[kind])
+	}
+	return ti, nil
+}
+
+// Open checks the token of GET /t/o/<token>; the answer is PixelGIF
+// (image/gif, no caching) whatever the outcome, and on success the
+// HTTP layer records ti.Outcome() ("Email Opened").
+func (t *Tracker) Open(token string) (*TokenInfo, error) { return t.parseKind(token, KindOpen) }
+
+// Click checks the token of GET /t/c/<token>; on success the HTTP layer
+// records ti.Outcome() ("Email Link Clicked") and redirects (302) to
+// ti.URL, the URL signed into the token.
+func (t *Tracker) Click(token string) (*TokenInfo, error) { return t.parseKind(token, KindClick) }
+
+// Unsubscribe checks the token of /t/u/<token>: GET shows a page with a
+// button that POSTs back; POST (the button, or a mail client's one-click
+// "List-Unsubscribe=One-Click" body) records ti.Outcome() ("Unsubscribed",
+// email consent withdrawn).
+func (t *Tracker) Unsubscribe(token string) (*TokenInfo, error) {
+	return t.parseKind(token, KindUnsubscribe)
+}
+
+// Outcome is the event to record on the person for a valid token:
+// "Email Opened", "Email Link Clicked" (with url) or "Unsubscribed" (with
+// email consent withdrawn). Properties carry journey, step, template and
+// the message key, so journeys can wait for the open of their own mail.
+func (ti *TokenInfo) Outcome() channels.Outcome {
+	props := map[string]any{"journey": ti.Journey, "step": ti.Step, "template": ti.Template, "message_key": ti.Key, "channel": "email"}
+	switch ti.Kind {
+	case KindClick:
+		props["url"] = ti.URL
+		return channels.Outcome{Event: "Email Link Clicked", Properties: props}
+	case KindUnsubscribe:
+		return channels.Outcome{Event: "Unsubscribed", Properties: props, Consent: map[string]bool{"email": false}}
+	}
+	return channels.Outcome{Event: "Email Opened", Properties: props}
+}
+
+// PixelGIF returns a transparent 1x1 GIF, the body of the open pixel.
+func PixelGIF() []byte {
+	return []byte{
+		'G', 'I', 'F', '8', '9', 'a', 0x01, 0x00, 0x01, 0x00, 0x80, 0x00, 0x00,
+		0x00, 0x00, 0x00, 0xff, 0xff, 0xff,
+		0x21, 0xf9, 0x04, 0x01, 0x00, 0x00, 0x00, 0x00,
+		0x2c, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01, 0x00, 0x00,
+		0x02, 0x02, 0x44, 0x01, 0x00, 0x3b,
+	}
+}
+
+func isHTTPURL(s string) bool {
+	u, err := url.Parse(s)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// Track rewrites a rendered HTML body for tracking: every http(s) link
+// (<a href>, <area href>) becomes a signed click URL, except the
+// unsubscribe link and links already pointing at the tracker; mailto: and
+// other schemes stay as they are. The open pixel goes before </body> (at
+// the end when there is none). The rest of the document is copied byte
+// for byte.
+func (t *Tracker) Track(doc string, m MessageInfo) string {
+	unsub := t.UnsubscribeURL(m)
+	own := strings.TrimRight(t.BaseURL, "/") + "/t/"
+	var out strings.Builder
+	out.Grow(len(doc) + 512)
+	pixel := `<img src="` + html.EscapeString(t.OpenURL(m)) + `" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0">`
+	placed := false
+	z := html.NewTokenizer(strings.NewReader(doc))
+	for {
+		tt := z.Next()
+		if tt == html.ErrorToken {
+			break
+		}
+		switch tt {
+		case html.StartTagToken, html.SelfClosingTagToken:
+			name, hasAttr := z.TagName()
+			if hasAttr && (string(name) == "a" || string(name) == "area") {
+				tok := html.Token{Type: tt, Data: string(name)}
+				for more := true; more; {
+					var k, v []byte
+					k, v, more = z.TagAttr()
+					tok.Attr = append(tok.Attr, html.Attribute{Key: string(k), Val: string(v)})
+				}
+				changed := false
+				for i, a := range tok.Attr {
+					if a.Namespace != "" || a.Key != "href" {
+						continue
+					}
+					href := strings.TrimSpace(a.Val)
+					if !isHTTPURL(href) || strings.HasPrefix(href, own) || href == unsub {
+						continue
+					}
+					tok.Attr[i].Val = t.ClickURL(m, href)
+					changed = true
+				}
+				if changed {
+					out.WriteString(tok.String())
+					continue
+				}
+			}
+		case html.EndTagToken:
+			if name, _ := z.TagName(); string(name) == "body" && !placed {
+				out.WriteString(pixel)
+				placed = true
+			}
+		}
+		out.Write(z.Raw())
+	}
+	if !placed {
+		out.WriteString(pixel)
+	}
+	return out.String()
+}

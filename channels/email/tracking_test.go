@@ -1,0 +1,267 @@
+package email_test
+
+import (
+	"bytes"
+	"errors"
+	"image/gif"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/net/html"
+
+	"cartera/channels/email"
+)
+
+func newTracker() *email.Tracker {
+	return &email.Tracker{
+		Secret:  []byte("0123456789abcdef0123456789abcdef"),
+		BaseURL: "https://cartera.example/",
+		Now:     func() time.Time { return time.Date(2026, 11, 20, 10, 35, 0, 0, time.UTC) },
+	}
+}
+
+var info = email.MessageInfo{ProfileID: "p1", Journey: "cart_abandonment", Step: "reminder", Template: "cart_reminder", Key: "cart_abandonment/v1/7/reminder/1"}
+
+// tokenOf returns the token of a tracking URL, checking its path.
+func tokenOf(t testing.TB, raw, path string) string {
+	t.Helper()
+	tok, ok := strings.CutPrefix(raw, "https://cartera.example"+path)
+	if !ok || tok == "" || strings.ContainsAny(tok, "/?#=+ ") {
+		t.Fatalf("URL %q: want https://cartera.example%s<token>", raw, path)
+	}
+	return tok
+}
+
+func TestTokens(t *testing.T) {
+	tr := newTracker()
+	target := "https://shop.example/cart?id=c1&utm_source=email"
+
+	ti, err := tr.Open(tokenOf(t, tr.OpenURL(info), email.OpenPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ti.Kind != email.KindOpen || ti.MessageInfo != info || !ti.IssuedAt.Equal(tr.Now()) {
+		t.Errorf("open token gave %+v", ti)
+	}
+	if o := ti.Outcome(); o.Event != "Email Opened" || o.Properties["journey"] != "cart_abandonment" || o.Consent != nil {
+		t.Errorf("open outcome %+v", o)
+	}
+
+	ti, err = tr.Click(tokenOf(t, tr.ClickURL(info, target), email.ClickPath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ti.URL != target || ti.MessageInfo != info {
+		t.Errorf("click token gave %+v", ti)
+	}
+	if o := ti.Outcome(); o.Event != "Email Link Clicked" || o.Properties["url"] != target {
+		t.Errorf("click outcome %+v", o)
+	}
+
+	ti, err = tr.Unsubscribe(tokenOf(t, tr.UnsubscribeURL(info), email.UnsubscribePath))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o := ti.Outcome(); o.Event != "Unsubscribed" || o.Consent["email"] || len(o.Consent) != 1 {
+		t.Errorf("unsubscribe outcome %+v", o)
+	}
+}
+
+func TestTokensRejected(t *testing.T) {
+	tr := newTracker()
+	open := tokenOf(t, tr.OpenURL(info), email.OpenPath)
+	click := tokenOf(t, tr.ClickURL(info, "https://shop.example/"), email.ClickPath)
+	other := &email.Tracker{Secret: []byte("another secret, just as long...."), BaseURL: tr.BaseURL}
+	forged := tokenOf(t, other.ClickURL(info, "https://evil.example/"), email.ClickPath)
+	payload, sig, _ := strings.Cut(click, ".")
+	// Swapping the click's payload for one naming another URL keeps the
+	// old signature: rejected.
+	evilPayload, _, _ := strings.Cut(forged, ".")
+
+	for _, tc := range []struct {
+		name, token, want string
+		parse             func(string) (*email.TokenInfo, error)
+	}{
+		{"empty", "", "want payload.signature", tr.Parse},
+		{"no signature", payload, "want payload.signature", tr.Parse},
+		{"two dots", click + ".x", "want payload.signature", tr.Parse},
+		{"other secret", forged, "signature does not match", tr.Parse},
+		{"swapped payload", evilPayload + "." + sig, "signature does not match", tr.Parse},
+		{"short signature", payload + "." + sig[:20], "malformed signature", tr.Parse},
+		{"signature not base64", payload + "." + strings.Repeat("*", 43), "malformed signature", tr.Parse},
+		{"flipped payload byte", flip(click, 3), "", tr.Parse},
+		{"flipped last signature char", flip(click, len(click)-1), "", tr.Parse},
+		{"too long", strings.Repeat("a", 9000) + "." + sig, "too long", tr.Parse},
+		{"open used as click", open, "not a click token", tr.Click},
+		{"click used as unsubscribe", click, "not an unsubscribe token", tr.Unsubscribe},
+		{"click used as open", click, "not an open token", tr.Open},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ti, err := tc.parse(tc.token)
+			if err == nil {
+				t.Fatalf("accepted: %+v", ti)
+			}
+			if !errors.Is(err, email.ErrInvalidToken) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want ErrInvalidToken with %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := (&email.Tracker{}).Parse(click); err == nil {
+		t.Error("a tracker without a secret accepted a token")
+	}
+}
+
+// flip changes one character of s to another base64url character.
+func flip(s string, i int) string {
+	b := []byte(s)
+	if b[i] == 'A' {
+		b[i] = 'B'
+	} else {
+		b[i] = 'A'
+	}
+	return string(b)
+}
+
+func TestTrackerValidate(t *testing.T) {
+	for _, tc := range []struct {
+		tr   email.Tracker
+		want string
+	}{
+		{email.Tracker{Secret: []byte("short"), BaseURL: "https://x.example"}, "secret"},
+		{email.Tracker{Secret: bytes.Repeat([]byte("s"), 16), BaseURL: "/relative"}, "base URL"},
+		{email.Tracker{Secret: bytes.Repeat([]byte("s"), 16), BaseURL: "ftp://x.example"}, "base URL"},
+	} {
+		if err := tc.tr.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%+v) = %v, want an error about %s", tc.tr, err, tc.want)
+		}
+	}
+	if err := newTracker().Validate(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestTrack(t *testing.T) {
+	tr := newTracker()
+	unsub := tr.UnsubscribeURL(info)
+	doc := `<!DOCTYPE html>
+<html><head><title>T</title><style>a{color:red}</style></head>
+<BODY class="x">
+<p>Hi &amp; welcome <a href="https://shop.example/p?a=1&amp;b=2" style="color:#000">Shop</a></p>
+<p><a class="btn" href=" http://shop.example/plain ">Plain</a>
+<a href="mailto:help@shop.example">Mail us</a>
+<a href="#top">Top</a>
+<a name="anchor">no href</a>
+<map><area href="https://shop.example/area" alt="x"></map>
+<a href="` + html.EscapeString(unsub) + `">Unsubscribe</a>
+<a href="https://cartera.example/t/c/already">Already</a></p>
+<!-- <a href="https://shop.example/commented">kept</a> -->
+</BODY>
+</html>`
+	out := tr.Track(doc, info)
+
+	// The rest of the document is untouched.
+	for _, keep := range []string{`<BODY class="x">`, "Hi &amp; welcome ", `<a href="mailto:help@shop.example">`, `<a href="#top">`, `<a name="anchor">`, `<!-- <a href="https://shop.example/commented">kept</a> -->`, `<style>a{color:red}</style>`, `https://cartera.example/t/c/already"`} {
+		if !strings.Contains(out, keep) {
+			t.Errorf("lost %q in\n%s", keep, out)
+		}
+	}
+	// Each http(s) link is a click URL that gives back the original.
+	clicks := map[string]bool{}
+	z := html.NewTokenizer(strings.NewReader(out))
+	var pixels []string
+	for tt := z.Next(); tt != html.ErrorToken; tt = z.Next() {
+		tok := z.Token()
+		for _, a := range tok.Attr {
+			switch {
+			case a.Key == "href" && strings.HasPrefix(a.Val, "https://cartera.example/t/c/") && !strings.HasSuffix(a.Val, "already"):
+				ti, err := tr.Click(tokenOf(t, a.Val, email.ClickPath))
+				if err != nil {
+					t.Fatalf("rewritten link %q: %v", a.Val, err)
+				}
+				clicks[ti.URL] = true
+			case tok.Data == "img" && a.Key == "src":
+				pixels = append(pixels, a.Val)
+			case a.Key == "href" && a.Val == unsub:
+				clicks["unsubscribe kept"] = true
+			}
+		}
+	}
+	for _, want := range []string{"https://shop.example/p?a=1&b=2", "http://shop.example/plain", "https://shop.example/area", "unsubscribe kept"} {
+		if !clicks[want] {
+			t.Errorf("no click link for %s; got %v\n%s", want, clicks, out)
+		}
+	}
+	if len(clicks) != 4 {
+		t.Errorf("got links %v", clicks)
+	}
+	if len(pixels) != 1 {
+		t.Fatalf("want one pixel, got %v", pixels)
+	}
+	if ti, err := tr.Open(tokenOf(t, pixels[0], email.OpenPath)); err != nil || ti.MessageInfo != info {
+		t.Errorf("pixel %q: %+v %v", pixels[0], ti, err)
+	}
+	if !regexp.MustCompile(`<img [^>]*>\s*</BODY>`).MatchString(out) {
+		t.Errorf("pixel not right before </body>:\n%s", out)
+	}
+
+	// A fragment without a body gets the pixel at its end.
+	frag := tr.Track(`<p>Hi</p>`, info)
+	if !strings.HasPrefix(frag, "<p>Hi</p><img ") {
+		t.Errorf("fragment: %s", frag)
+	}
+}
+
+func TestPixelGIF(t *testing.T) {
+	a := email.PixelGIF()
+	img, err := gif.Decode(bytes.NewReader(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := img.Bounds(); b.Dx() != 1 || b.Dy() != 1 {
+		t.Errorf("size %v", b)
+	}
+	if _, _, _, alpha := img.At(0, 0).RGBA(); alpha != 0 {
+		t.Errorf("pixel not transparent: alpha %d", alpha)
+	}
+	a[0] = 'X'
+	if email.PixelGIF()[0] != 'G' {
+		t.Error("PixelGIF shares its bytes between calls")
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	tr := newTracker()
+	f.Add(tokenOf(f, tr.OpenURL(info), email.OpenPath), uint(0), byte(0))
+	f.Add(tokenOf(f, tr.ClickURL(info, "https://shop.example/?q=1"), email.ClickPath), uint(10), byte(1))
+	f.Add(tokenOf(f, tr.UnsubscribeURL(info), email.UnsubscribePath), uint(70), byte(0x20))
+	f.Add("e30.", uint(0), byte(0))
+	f.Add("..", uint(1), byte(0))
+	f.Add("eyJ0IjoiYyJ9.AAAA", uint(5), byte(0xff))
+	valid := tokenOf(f, tr.ClickURL(info, "https://shop.example/x"), email.ClickPath)
+	f.Fuzz(func(t *testing.T, token string, at uint, xor byte) {
+		// Anything at all: no panic, and what passes is well formed.
+		if ti, err := tr.Parse(token); err == nil {
+			if ti.Kind == email.KindClick {
+				if u, perr := url.Parse(ti.URL); perr != nil || (u.Scheme != "http" && u.Scheme != "https") {
+					t.Fatalf("accepted click to %q", ti.URL)
+				}
+			}
+			if ti.ProfileID == "" || ti.Key == "" {
+				t.Fatalf("accepted %+v", ti)
+			}
+		} else if !errors.Is(err, email.ErrInvalidToken) {
+			t.Fatalf("error %v does not wrap ErrInvalidToken", err)
+		}
+		// A valid token with any one byte changed is rejected.
+		if xor != 0 {
+			b := []byte(valid)
+			b[int(at%uint(len(b)))] ^= xor
+			if ti, err := tr.Parse(string(b)); err == nil {
+				t.Fatalf("tampered token %q accepted: %+v", b, ti)
+			}
+		}
+	})
+}
