@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"cartera/channels"
+	"cartera/channels/email"
 	"cartera/journeys"
 	"cartera/profiles"
 	"cartera/rules"
@@ -77,6 +80,15 @@ func (a *api) routes() *fiber.App {
 	}
 	v1.Post("/batch", a.ingest(""))
 
+	app.Get(email.OpenPath+":token", a.trackOpen)
+	app.Get(email.ClickPath+":token", a.trackClick)
+	app.Get(email.UnsubscribePath+":token", a.unsubscribePage)
+	app.Post(email.UnsubscribePath+":token", a.unsubscribe)
+
+	v1.Get("/outbox", a.requireAdmin, a.listOutbox)
+	v1.Post("/outbox/:seq/retry", a.requireAdmin, a.retryOutbox)
+	v1.Delete("/outbox/:seq", a.requireAdmin, a.dropOutbox)
+	v1.Get("/audiences/:id/export.csv", a.requireAdmin, a.exportAudience)
 	v1.Get("/journeys", a.requireAdmin, a.listJourneys)
 	v1.Post("/journeys/reload", a.requireAdmin, a.reloadJourneys)
 	v1.Get("/journeys/:id", a.requireAdmin, a.getJourney)
@@ -442,6 +454,9 @@ func (a *api) eraseProfile(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if a.core != nil {
+		a.core.erased(er)
+	}
 	return c.JSON(fiber.Map{"success": true, "erased": er})
 }
 
@@ -583,4 +598,208 @@ func (a *api) reloadJourneys(c *fiber.Ctx) error {
 		list = append(list, fiber.Map{"id": j.ID, "version": j.Version})
 	}
 	return c.JSON(fiber.Map{"success": true, "journeys": list})
+}
+
+// tracked ingests what a tracking link says happened.
+func (a *api) tracked(c *fiber.Ctx, ti *email.TokenInfo) {
+	o := ti.Outcome()
+	props := map[string]any{"journey": ti.Journey, "step": ti.Step, "template": ti.Template}
+	for k, v := range o.Properties {
+		props[k] = v
+	}
+	ev := &profiles.Event{Type: profiles.TypeTrack, Event: o.Event, Properties: props, Source: "email",
+		MessageID: "track:" + ti.Kind + ":" + ti.Key + ":" + strconv.FormatInt(a.now().UnixNano(), 36)}
+	if _, err := a.store.IngestFor(c.UserContext(), ti.ProfileID, ev); err != nil && !errors.Is(err, profiles.ErrNotFound) {
+		a.log.Error("record tracked event", "event", o.Event, "profile", ti.ProfileID, "err", err)
+	}
+	if len(o.Consent) > 0 {
+		cons := map[string]any{}
+		for k, v := range o.Consent {
+			cons[k] = v
+		}
+		ev := &profiles.Event{Type: profiles.TypeTrack, Event: profiles.EventConsentUpdated, Properties: cons, Source: "email",
+			MessageID: "unsubscribe:" + ti.Key}
+		if _, err := a.store.IngestFor(c.UserContext(), ti.ProfileID, ev); err != nil && !errors.Is(err, profiles.ErrNotFound) {
+			a.log.Error("record unsubscribe", "profile", ti.ProfileID, "err", err)
+		}
+	}
+}
+
+func (a *api) tracker() (*email.Tracker, error) {
+	if a.core == nil || a.core.delivery == nil {
+		return nil, &httpError{fiber.StatusNotFound, "tracking is off"}
+	}
+	return a.core.delivery.tracker, nil
+}
+
+// trackOpen answers the open pixel and records Email Opened.
+func (a *api) trackOpen(c *fiber.Ctx) error {
+	tr, err := a.tracker()
+	if err != nil {
+		return err
+	}
+	if ti, err := tr.Open(c.Params("token")); err == nil {
+		a.tracked(c, ti)
+	}
+	// The pixel is served either way: a mail client shows no broken image.
+	c.Set(fiber.HeaderCacheControl, "no-store, max-age=0")
+	c.Set(fiber.HeaderContentType, "image/gif")
+	return c.Send(email.PixelGIF())
+}
+
+// trackClick records Email Link Clicked and redirects to the URL signed
+// into the link (and only there).
+func (a *api) trackClick(c *fiber.Ctx) error {
+	tr, err := a.tracker()
+	if err != nil {
+		return err
+	}
+	ti, err := tr.Click(c.Params("token"))
+	if err != nil {
+		return &httpError{fiber.StatusNotFound, "unknown link"}
+	}
+	a.tracked(c, ti)
+	return c.Redirect(ti.URL, fiber.StatusFound)
+}
+
+const unsubscribeHTML = `<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>Unsubscribe</title></head>
+<body style="font-family:sans-serif;max-width:32em;margin:4em auto"><h1>%s</h1><p>%s</p>%s</body></html>`
+
+func (a *api) unsubscribePage(c *fiber.Ctx) error {
+	tr, err := a.tracker()
+	if err != nil {
+		return err
+	}
+	if _, err := tr.Parse(c.Params("token")); err != nil {
+		return &httpError{fiber.StatusNotFound, "unknown link"}
+	}
+	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
+	return c.SendString(fmt.Sprintf(unsubscribeHTML, "Unsubscribe", "Stop receiving these emails?",
+		`<form method="post"><button type="submit">Unsubscribe</button></form>`))
+}
+
+// unsubscribe is the one-click (RFC 8058) and the page's button: email
+// consent becomes false, as an event on the profile.
+func (a *api) unsubscribe(c *fiber.Ctx) error {
+	tr, err := a.tracker()
+	if err != nil {
+		return err
+	}
+	ti, err := tr.Unsubscribe(c.Params("token"))
+	if err != nil {
+		return &httpError{fiber.StatusNotFound, "unknown link"}
+	}
+	a.tracked(c, ti)
+	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
+	return c.SendString(fmt.Sprintf(unsubscribeHTML, "Unsubscribed", "You will not get these emails any more.", ""))
+}
+
+func (a *api) outbox() (*channels.Outbox, error) {
+	if a.core == nil || a.core.delivery == nil {
+		return nil, &httpError{fiber.StatusNotFound, "delivery is off"}
+	}
+	return a.core.delivery.outbox, nil
+}
+
+func (a *api) listOutbox(c *fiber.Ctx) error {
+	ob, err := a.outbox()
+	if err != nil {
+		return err
+	}
+	state := c.Query("state", channels.StateQueued)
+	if state != channels.StateQueued && state != channels.StateDead {
+		return &httpError{fiber.StatusBadRequest, fmt.Sprintf("state: want queued or dead, got %q", state)}
+	}
+	msgs, err := ob.List(state, maxPage)
+	if err != nil {
+		return err
+	}
+	if msgs == nil {
+		msgs = []*channels.Message{}
+	}
+	return c.JSON(fiber.Map{"state": state, "messages": msgs})
+}
+
+func seqParam(c *fiber.Ctx) (uint64, error) {
+	seq, err := strconv.ParseUint(c.Params("seq"), 10, 64)
+	if err != nil {
+		return 0, &httpError{fiber.StatusBadRequest, fmt.Sprintf("seq: want a message number, got %q", c.Params("seq"))}
+	}
+	return seq, nil
+}
+
+func (a *api) retryOutbox(c *fiber.Ctx) error {
+	ob, err := a.outbox()
+	if err != nil {
+		return err
+	}
+	seq, err := seqParam(c)
+	if err != nil {
+		return err
+	}
+	if err := ob.Retry(seq); errors.Is(err, channels.ErrNotFound) {
+		return &httpError{fiber.StatusNotFound, "no dead message with that number"}
+	} else if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"success": true})
+}
+
+func (a *api) dropOutbox(c *fiber.Ctx) error {
+	ob, err := a.outbox()
+	if err != nil {
+		return err
+	}
+	seq, err := seqParam(c)
+	if err != nil {
+		return err
+	}
+	if err := ob.Drop(seq); errors.Is(err, channels.ErrNotFound) {
+		return &httpError{fiber.StatusNotFound, "no message with that number"}
+	} else if err != nil {
+		return err
+	}
+	return c.JSON(fiber.Map{"success": true})
+}
+
+// exportAudience writes an audience's members as CSV with hashed
+// identifiers (SHA-256 of the normalized email and E.164 phone), the form
+// ad platforms take in their upload screens.
+func (a *api) exportAudience(c *fiber.Ctx) error {
+	id := pathParam(c, "id")
+	var b strings.Builder
+	b.WriteString("profile_id,entered_at,email_sha256,phone_sha256\n")
+	after := ""
+	for {
+		members, next, err := a.rules.Members(id, after, maxPage)
+		if err != nil {
+			return err
+		}
+		for _, m := range members {
+			var emails, phones []string
+			if p, err := a.store.Lookup(profiles.Identifier{Kind: profiles.KindProfileID, Value: m.ProfileID}); err == nil {
+				for _, r := range p.Identities {
+					switch r.Kind {
+					case profiles.KindEmail:
+						emails = append(emails, sha256Hex(r.Value))
+					case profiles.KindPhone:
+						phones = append(phones, sha256Hex(r.Value))
+					}
+				}
+			}
+			fmt.Fprintf(&b, "%s,%s,%s,%s\n", m.ProfileID, m.EnteredAt.Format(time.RFC3339), strings.Join(emails, ";"), strings.Join(phones, ";"))
+		}
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	c.Set(fiber.HeaderContentType, "text/csv; charset=utf-8")
+	c.Set(fiber.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="audience-%s.csv"`, id))
+	return c.SendString(b.String())
+}
+
+func sha256Hex(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"cartera/channels/sms"
 	"cartera/journeys"
 	"cartera/profiles"
 	"cartera/rules"
@@ -20,9 +21,10 @@ import (
 // files, the policies and the journeys (which compile in the rules'
 // environment and ask the rules to keep their event_count indexes).
 type definitions struct {
-	rules    *rules.Ruleset
-	policy   *journeys.Policy
-	journeys *journeys.Set
+	rules     *rules.Ruleset
+	policy    *journeys.Policy
+	journeys  *journeys.Set
+	templates []string
 }
 
 // compileDefinitions reads the files a config names. Every mistake of
@@ -38,7 +40,21 @@ func compileDefinitions(cfg *Config) (*definitions, error) {
 			return nil, err
 		}
 	}
-	js, err := journeys.LoadDir(cfg.Journeys, rs.Env, knownNames(rs, pol, cfg))
+	var templates []string
+	if tpl, err := loadTemplates(cfg); err != nil {
+		return nil, err
+	} else if tpl != nil {
+		templates = tpl.Names()
+	}
+	if cfg.Channels.SMS.Templates != "" {
+		st, err := sms.LoadTextTemplates(cfg.Channels.SMS.Templates, "en")
+		if err != nil {
+			return nil, err
+		}
+		templates = append(templates, st.Names()...)
+	}
+	known := knownNames(rs, pol, templates)
+	js, err := journeys.LoadDir(cfg.Journeys, rs.Env, known)
 	if err != nil {
 		return nil, err
 	}
@@ -52,11 +68,13 @@ func compileDefinitions(cfg *Config) (*definitions, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &definitions{rules: rs, policy: pol, journeys: set}, nil
+	return &definitions{rules: rs, policy: pol, journeys: set, templates: templates}, nil
 }
 
-func knownNames(rs *rules.Ruleset, pol *journeys.Policy, cfg *Config) journeys.Known {
-	k := journeys.Known{AdAudiences: pol.AdAudienceNames()}
+// knownNames are the names journey files may use; templates nil skips the
+// template check (no template folder configured).
+func knownNames(rs *rules.Ruleset, pol *journeys.Policy, templates []string) journeys.Known {
+	k := journeys.Known{AdAudiences: pol.AdAudienceNames(), Templates: templates}
 	for _, a := range rs.Audiences {
 		k.Audiences = append(k.Audiences, a.Name())
 	}
@@ -71,6 +89,9 @@ type appOptions struct {
 	NoSync   bool
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
+	// Deliver sets up the outbox and destinations (serve; not simulate).
+	Deliver bool
+	Getenv  func(string) string
 }
 
 // app is the running core: the store with the rules and journey engines in
@@ -86,6 +107,9 @@ type app struct {
 
 	mu   sync.Mutex // serializes reloads
 	defs *definitions
+
+	delivery *delivery
+	getenv   func(string) string
 }
 
 func openApp(ctx context.Context, cfg *Config, defs *definitions, opts appOptions) (*app, error) {
@@ -118,13 +142,27 @@ func openApp(ctx context.Context, cfg *Config, defs *definitions, opts appOption
 	}
 	a.journeys = je
 	store.Use(re, je)
+	a.getenv = opts.Getenv
+	if a.getenv == nil {
+		a.getenv = func(string) string { return "" }
+	}
+	if opts.Deliver {
+		now := opts.Now
+		if now == nil {
+			now = time.Now
+		}
+		if err := a.openDelivery(cfg, opts.Registry, now); err != nil {
+			_ = store.Close()
+			return nil, err
+		}
+	}
 	return a, nil
 }
 
 func (a *app) known() journeys.Known {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return knownNames(a.defs.rules, a.defs.policy, a.cfg)
+	return knownNames(a.defs.rules, a.defs.policy, a.defs.templates)
 }
 
 // reload compiles the files again; on any mistake the running versions
@@ -158,7 +196,11 @@ func (a *app) deliver(ctx context.Context, act journeys.Action) error {
 	if handled || err != nil {
 		return err
 	}
-	a.log.Info("journey action", "journey", act.Journey, "step", act.Step, "action", act.Action, "channel", act.Channel, "profile", act.Profile, "key", act.Key)
+	taken, err := a.enqueueAction(act)
+	if err != nil || taken {
+		return err
+	}
+	logAction(a.log, act)
 	return nil
 }
 
@@ -171,6 +213,15 @@ func (a *app) runOutbox(ctx context.Context) {
 		default:
 		}
 	})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if a.delivery != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.delivery.outbox.Run(ctx)
+		}()
+	}
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {

@@ -50,6 +50,8 @@ type Config struct {
 	Rules []string `yaml:"rules"`
 	// Policies is the file of send-time policies shared by journeys.
 	Policies string `yaml:"policies"`
+	// Channels sets up delivery: email, SMS, webhooks, ad audiences.
+	Channels ChannelsConfig `yaml:"channels"`
 
 	// path is the file the config came from ("" for none).
 	path string
@@ -170,8 +172,15 @@ func loadConfig(f *serveFlags, getenv func(string) string) (*Config, error) {
 	if cfg.Journeys != "" && cfg.path != "" && !filepath.IsAbs(cfg.Journeys) && !f.set["journeys"] && getenv("CARTERA_JOURNEYS") == "" {
 		cfg.Journeys = filepath.Join(filepath.Dir(cfg.path), cfg.Journeys)
 	}
-	if cfg.Policies != "" && cfg.path != "" && !filepath.IsAbs(cfg.Policies) {
-		cfg.Policies = filepath.Join(filepath.Dir(cfg.path), cfg.Policies)
+	if cfg.path != "" {
+		for _, p := range []*string{&cfg.Policies, &cfg.Channels.Email.Templates, &cfg.Channels.SMS.Templates} {
+			if *p != "" && !filepath.IsAbs(*p) {
+				*p = filepath.Join(filepath.Dir(cfg.path), *p)
+			}
+		}
+	}
+	if v := getenv("CARTERA_TRACKING_SECRET"); v != "" {
+		cfg.Channels.TrackingSecret = v
 	}
 	for i, r := range cfg.Rules {
 		if cfg.path != "" && !filepath.IsAbs(r) {

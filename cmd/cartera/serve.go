@@ -46,7 +46,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return loadErrors("load definitions", err)
 	}
-	core, err := openApp(ctx, cfg, defs, appOptions{Logger: log, Registry: reg})
+	core, err := openApp(ctx, cfg, defs, appOptions{Logger: log, Registry: reg, Deliver: true, Getenv: m.Getenv})
 	if err != nil {
 		return err
 	}

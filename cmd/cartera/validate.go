@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 
+	"cartera/channels/email"
 	"cartera/journeys"
 	"cartera/rules"
 )
@@ -41,13 +42,17 @@ func (m *Main) validate(ctx context.Context, args []string) error {
 	// Sort what PATHs hold by kind; the config's own files are checked
 	// with them, so a journey may use an audience of the config's rules.
 	ruleList, journeyList := slices.Clone(cfg.Rules), []string{}
-	var configs []string
+	var configs, templateDirs []string
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return fmt.Errorf("validate: %w", err)
 		}
 		switch {
+		case isTemplateFile(b):
+			if dir := filepath.Dir(p); !slices.Contains(templateDirs, dir) {
+				templateDirs = append(templateDirs, dir)
+			}
 		case journeys.IsPolicyFile(b):
 			cfg.Policies = p
 		case journeys.IsJourneyFile(b):
@@ -68,6 +73,18 @@ func (m *Main) validate(ctx context.Context, args []string) error {
 	}
 	journeyList, _ = yamlFiles(journeyList, nil)
 	var errs rules.FileErrors
+	for _, dir := range templateDirs {
+		if abs(dir) == abs(cfg.Channels.Email.Templates) {
+			continue // checked with the config's definitions
+		}
+		if _, err := email.LoadTemplates(dir, "en"); err != nil {
+			var fe rules.FileErrors
+			if !errors.As(err, &fe) {
+				return err
+			}
+			errs = append(errs, fe...)
+		}
+	}
 	for _, c := range configs {
 		check := DefaultConfig()
 		if err := readConfigFile(c, &check); err != nil {
@@ -78,7 +95,7 @@ func (m *Main) validate(ctx context.Context, args []string) error {
 	defs, err := compileDefinitions(cfg)
 	var js []*journeys.Journey
 	if err == nil {
-		js, err = journeys.LoadFiles(journeyList, defs.rules.Env, knownNames(defs.rules, defs.policy, cfg))
+		js, err = journeys.LoadFiles(journeyList, defs.rules.Env, knownNames(defs.rules, defs.policy, defs.templates))
 	}
 	var fe rules.FileErrors
 	if errors.As(err, &fe) {
@@ -107,6 +124,24 @@ func (m *Main) validate(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(m.Stdout, "ok: %d file(s), %d computed trait(s), %d audience(s), %d journey(s)\n", nfiles, len(defs.rules.Traits), len(defs.rules.Audiences), len(js))
 	return nil
+}
+
+// isTemplateFile reports whether YAML bytes are an email template's
+// subject file.
+func isTemplateFile(b []byte) bool {
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "subject:") {
+			return true
+		}
+	}
+	return false
+}
+
+func abs(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }
 
 // isConfigFile reports whether YAML bytes are a cartera config.

@@ -1,0 +1,406 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"cartera/channels"
+	"cartera/channels/email"
+	"cartera/channels/google"
+	"cartera/channels/meta"
+	"cartera/channels/sms"
+	"cartera/channels/webhook"
+	"cartera/journeys"
+	"cartera/profiles"
+	"cartera/rules"
+)
+
+// ChannelsConfig sets up delivery. Secrets can come from the environment
+// (CARTERA_TRACKING_SECRET); outside services' bases from CARTERA_*_URL.
+type ChannelsConfig struct {
+	// TrackingSecret signs open, click and unsubscribe links. Empty: a
+	// random one is made once and kept beside the bbolt file.
+	TrackingSecret string `yaml:"tracking_secret"`
+	Email          struct {
+		From              string            `yaml:"from"`
+		ReplyTo           string            `yaml:"reply_to"`
+		UnsubscribeMailto string            `yaml:"unsubscribe_mailto"`
+		Templates         string            `yaml:"templates"`
+		DefaultLocale     string            `yaml:"default_locale"`
+		Links             map[string]string `yaml:"links"`
+	} `yaml:"email"`
+	SMS struct {
+		AccountSID string `yaml:"account_sid"`
+		AuthToken  string `yaml:"auth_token"`
+		From       string `yaml:"from"`
+		Templates  string `yaml:"templates"`
+	} `yaml:"sms"`
+	Webhook struct {
+		URL    string `yaml:"url"`
+		Secret string `yaml:"secret"`
+	} `yaml:"webhook"`
+	// Audiences maps an audience (a rules audience or an ad audience of
+	// the policies) to the ad platforms that mirror it.
+	Audiences map[string]AudienceDestinations `yaml:"audiences"`
+	// Delivery overrides delivery settings by destination name.
+	Delivery map[string]channels.DestinationConfig `yaml:"delivery"`
+}
+
+// AudienceDestinations are where one audience is mirrored.
+type AudienceDestinations struct {
+	Meta *struct {
+		AudienceID  string `yaml:"audience_id"`
+		AccessToken string `yaml:"access_token"`
+	} `yaml:"meta"`
+	Google *struct {
+		CustomerID      string `yaml:"customer_id"`
+		UserList        string `yaml:"user_list"`
+		DeveloperToken  string `yaml:"developer_token"`
+		AccessToken     string `yaml:"access_token"`
+		LoginCustomerID string `yaml:"login_customer_id"`
+	} `yaml:"google"`
+	Webhook *struct {
+		URL    string `yaml:"url"`
+		Secret string `yaml:"secret"`
+	} `yaml:"webhook"`
+}
+
+// loadTemplates reads the email templates the config names (nil without).
+func loadTemplates(cfg *Config) (*email.Templates, error) {
+	if cfg.Channels.Email.Templates == "" {
+		return nil, nil
+	}
+	loc := cfg.Channels.Email.DefaultLocale
+	if loc == "" {
+		loc = "en"
+	}
+	return email.LoadTemplates(cfg.Channels.Email.Templates, loc)
+}
+
+// trackingSecret is the configured secret, or one kept beside the data.
+func trackingSecret(cfg *Config) ([]byte, error) {
+	if cfg.Channels.TrackingSecret != "" {
+		return []byte(cfg.Channels.TrackingSecret), nil
+	}
+	path := filepath.Join(filepath.Dir(cfg.Data), "tracking.key")
+	if b, err := os.ReadFile(path); err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return nil, fmt.Errorf("keep tracking secret: %w", err)
+	}
+	return b, nil
+}
+
+// delivery sets up the outbox and the destinations the config names.
+type delivery struct {
+	outbox  *channels.Outbox
+	tracker *email.Tracker
+	// audiences maps an audience to its destination names.
+	audiences map[string][]string
+}
+
+func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() time.Time) error {
+	secret, err := trackingSecret(cfg)
+	if err != nil {
+		return err
+	}
+	people := storeProfiles{a.store}
+	ob, err := channels.NewOutbox(a.store.DB(), channels.OutboxOptions{Now: now, Logger: a.log.With("component", "outbox"),
+		Metrics: channels.NewMetrics(reg), Sink: outcomeSink{a.store}})
+	if err != nil {
+		return err
+	}
+	d := &delivery{outbox: ob, tracker: &email.Tracker{Secret: secret, BaseURL: cfg.PublicURL, Now: now}, audiences: map[string][]string{}}
+	register := func(dest channels.Destination, def channels.DestinationConfig) error {
+		if o, ok := cfg.Channels.Delivery[dest.Name()]; ok {
+			def = o
+		}
+		return ob.Register(dest, def)
+	}
+	tpl, err := loadTemplates(cfg)
+	if err != nil {
+		return err
+	}
+	if tpl != nil {
+		ec := email.DefaultConfig()
+		ec.SMTPURL, ec.OutboxDir, ec.Logger = cfg.SMTPURL, filepath.Join(filepath.Dir(cfg.Data), "outbox"), a.log.With("component", "email")
+		if v := cfg.Channels.Email.From; v != "" {
+			ec.From = v
+		}
+		ec.ReplyTo, ec.UnsubscribeMailto, ec.Links = cfg.Channels.Email.ReplyTo, cfg.Channels.Email.UnsubscribeMailto, cfg.Channels.Email.Links
+		sender, err := email.New(ec, tpl, d.tracker, people)
+		if err != nil {
+			return err
+		}
+		if err := register(sender, channels.DefaultDestinationConfig()); err != nil {
+			return err
+		}
+	}
+	if c := cfg.Channels.SMS; c.AccountSID != "" {
+		st, err := sms.LoadTextTemplates(c.Templates, "en")
+		if err != nil {
+			return err
+		}
+		sc := sms.DefaultConfig()
+		sc.AccountSID, sc.AuthToken, sc.From = c.AccountSID, c.AuthToken, c.From
+		if u := a.getenv("CARTERA_SMS_URL"); u != "" {
+			sc.BaseURL = u
+		}
+		dest, err := sms.New(sc, st, people)
+		if err != nil {
+			return err
+		}
+		if err := register(dest, channels.DefaultDestinationConfig()); err != nil {
+			return err
+		}
+	}
+	if c := cfg.Channels.Webhook; c.URL != "" {
+		wc := webhook.DefaultConfig()
+		wc.URL, wc.Secret = c.URL, []byte(c.Secret)
+		dest, err := webhook.New(wc, people)
+		if err != nil {
+			return err
+		}
+		if err := register(dest, channels.DefaultDestinationConfig()); err != nil {
+			return err
+		}
+	}
+	// Ad audiences batch for a second, so a burst of removals after a
+	// sale is one API call that lands within seconds.
+	adDefaults := channels.DefaultDestinationConfig()
+	adDefaults.BatchSize, adDefaults.BatchWindow, adDefaults.Concurrency = 1000, time.Second, 1
+	for _, name := range slices.Sorted(maps.Keys(cfg.Channels.Audiences)) {
+		ad := cfg.Channels.Audiences[name]
+		var dests []channels.Destination
+		if m := ad.Meta; m != nil && m.AccessToken != "" {
+			mc := meta.DefaultConfig()
+			mc.Name, mc.AudienceID, mc.AccessToken, mc.BaseURL = meta.Prefix+name, m.AudienceID, m.AccessToken, cfg.MetaURL
+			dest, err := meta.New(mc)
+			if err != nil {
+				return fmt.Errorf("channels.audiences.%s.meta: %w", name, err)
+			}
+			dests = append(dests, dest)
+		} else if m != nil {
+			a.log.Warn("meta audience disabled: no access token", "audience", name)
+		}
+		if g := ad.Google; g != nil && g.AccessToken != "" {
+			gc := google.DefaultConfig()
+			gc.Name, gc.BaseURL, gc.CustomerID, gc.UserList = google.Prefix+name, cfg.GoogleAdsURL, g.CustomerID, g.UserList
+			gc.DeveloperToken, gc.AccessToken, gc.LoginCustomerID = g.DeveloperToken, g.AccessToken, g.LoginCustomerID
+			dest, err := google.New(gc)
+			if err != nil {
+				return fmt.Errorf("channels.audiences.%s.google: %w", name, err)
+			}
+			dests = append(dests, dest)
+		} else if g != nil {
+			a.log.Warn("google audience disabled: no access token", "audience", name)
+		}
+		if w := ad.Webhook; w != nil && w.URL != "" {
+			wc := webhook.DefaultConfig()
+			wc.Name, wc.URL, wc.Secret, wc.AudienceConsent = webhook.AudiencePrefix+name, w.URL, []byte(w.Secret), "ads"
+			dest, err := webhook.New(wc, people)
+			if err != nil {
+				return fmt.Errorf("channels.audiences.%s.webhook: %w", name, err)
+			}
+			dests = append(dests, dest)
+		}
+		for _, dest := range dests {
+			if err := register(dest, adDefaults); err != nil {
+				return err
+			}
+			d.audiences[name] = append(d.audiences[name], dest.Name())
+		}
+	}
+	a.delivery = d
+	// Rules audiences mirrored on ad platforms follow their members.
+	a.rules.Subscribe(func(changes []rules.Change) {
+		for _, c := range changes {
+			if len(d.audiences[c.Audience]) == 0 || c.Reason == "erased" {
+				continue // an erased person's removal is enqueued by the erase itself
+			}
+			op := "remove"
+			if c.Entered {
+				op = "add"
+			}
+			ids := a.identifiers(c.ProfileID)
+			key := fmt.Sprintf("rules/%s/%s/%s/%d", c.Audience, c.ProfileID, op, c.At.UnixNano())
+			a.enqueueAudience(key, c.ProfileID, c.Audience, op, ids)
+		}
+	})
+	return nil
+}
+
+// identifiers reads a person's emails and phones now.
+func (a *app) identifiers(profileID string) *journeys.Identifiers {
+	p, err := a.store.Lookup(profiles.Identifier{Kind: profiles.KindProfileID, Value: profileID})
+	if err != nil {
+		return nil
+	}
+	ids := &journeys.Identifiers{}
+	for _, r := range p.Identities {
+		switch r.Kind {
+		case profiles.KindEmail:
+			ids.Emails = append(ids.Emails, r.Value)
+		case profiles.KindPhone:
+			ids.Phones = append(ids.Phones, r.Value)
+		}
+	}
+	return ids
+}
+
+// enqueueAudience puts an ad audience change in the outbox for every
+// platform that mirrors the audience.
+func (a *app) enqueueAudience(key, profileID, audience, op string, ids *journeys.Identifiers) {
+	d := a.delivery
+	if d == nil || ids == nil || (len(ids.Emails) == 0 && len(ids.Phones) == 0) {
+		return
+	}
+	payload, _ := json.Marshal(channels.AudiencePayload{Audience: audience, Op: op, Emails: ids.Emails, Phones: ids.Phones})
+	var msgs []*channels.Message
+	for _, dest := range d.audiences[audience] {
+		msgs = append(msgs, &channels.Message{Key: key + "|" + dest, Destination: dest, ProfileID: profileID, Payload: payload})
+	}
+	if len(msgs) == 0 {
+		return
+	}
+	if _, err := d.outbox.Add(msgs...); err != nil {
+		a.log.Error("enqueue audience change", "audience", audience, "err", err)
+	}
+}
+
+// enqueueAction turns a journey action into outbox messages; it reports
+// false when no destination takes it (then it is only logged).
+func (a *app) enqueueAction(act journeys.Action) (bool, error) {
+	d := a.delivery
+	if d == nil {
+		return false, nil
+	}
+	switch act.Action {
+	case journeys.ActSend:
+		if !d.outbox.Has(act.Channel) {
+			return false, nil
+		}
+		tpl, _ := act.Detail["template"].(string)
+		payload, err := json.Marshal(channels.SendPayload{Template: tpl, Data: map[string]any{"journey": act.Journey, "step": act.Step}})
+		if err != nil {
+			return false, err
+		}
+		_, err = d.outbox.Add(&channels.Message{Key: act.Key, Destination: act.Channel, ProfileID: act.Profile, Journey: act.Journey, Step: act.Step, Payload: payload})
+		return true, err
+	case journeys.ActAudienceAdd, journeys.ActAudienceRemove:
+		aud, _ := act.Detail["audience"].(string)
+		if len(d.audiences[aud]) == 0 {
+			return false, nil
+		}
+		op := "add"
+		if act.Action == journeys.ActAudienceRemove {
+			op = "remove"
+		}
+		a.enqueueAudience(act.Key, act.Profile, aud, op, act.Identifiers)
+		return true, nil
+	}
+	return false, nil
+}
+
+// erased enqueues the removal of an erased person from every mirrored
+// audience (removing a non-member is harmless on every platform).
+func (a *app) erased(er *profiles.Erasure) {
+	if a.delivery == nil {
+		return
+	}
+	ids := &journeys.Identifiers{}
+	for _, id := range er.Identifiers {
+		switch id.Kind {
+		case profiles.KindEmail:
+			ids.Emails = append(ids.Emails, id.Value)
+		case profiles.KindPhone:
+			ids.Phones = append(ids.Phones, id.Value)
+		}
+	}
+	for _, aud := range slices.Sorted(maps.Keys(a.delivery.audiences)) {
+		a.enqueueAudience("erase/"+er.ProfileID+"/"+aud, er.ProfileID, aud, "remove", ids)
+	}
+}
+
+// storeProfiles lets destinations look people up at delivery time.
+type storeProfiles struct{ st *profiles.Store }
+
+func (s storeProfiles) Profile(ctx context.Context, id string) (*channels.Profile, error) {
+	p, err := s.st.Lookup(profiles.Identifier{Kind: profiles.KindProfileID, Value: id})
+	if errors.Is(err, profiles.ErrNotFound) {
+		return nil, nil // erased: the destinations drop the message
+	} else if err != nil {
+		return nil, err
+	}
+	out := &channels.Profile{ID: p.ID, Traits: p.TraitValues(), Consent: p.ConsentValues()}
+	for _, r := range p.Identities {
+		switch r.Kind {
+		case profiles.KindEmail:
+			out.Emails = append(out.Emails, r.Value)
+		case profiles.KindPhone:
+			out.Phones = append(out.Phones, r.Value)
+		}
+	}
+	if l, ok := out.Traits["locale"].(string); ok {
+		out.Locale = l
+	}
+	return out, nil
+}
+
+// outcomeSink records delivery outcomes as events on the profile, keyed by
+// the message so a repeated outcome is applied once.
+type outcomeSink struct{ st *profiles.Store }
+
+func (s outcomeSink) Record(ctx context.Context, m *channels.Message, outcomes []channels.Outcome) error {
+	for _, o := range outcomes {
+		props := map[string]any{}
+		for k, v := range o.Properties {
+			props[k] = v
+		}
+		if m.Journey != "" {
+			props["journey"] = m.Journey
+		}
+		if m.Step != "" {
+			props["step"] = m.Step
+		}
+		ev := &profiles.Event{Type: profiles.TypeTrack, MessageID: "outcome:" + m.Key + ":" + o.Event, Event: o.Event, Properties: props, Source: profiles.SourceCartera}
+		if _, err := s.st.IngestFor(ctx, m.ProfileID, ev); err != nil && !errors.Is(err, profiles.ErrNotFound) {
+			return err
+		}
+		if len(o.Consent) > 0 {
+			c := map[string]any{}
+			for k, v := range o.Consent {
+				c[k] = v
+			}
+			ev := &profiles.Event{Type: profiles.TypeTrack, MessageID: "consent:" + m.Key + ":" + o.Event, Event: profiles.EventConsentUpdated, Properties: c, Source: profiles.SourceCartera}
+			if _, err := s.st.IngestFor(ctx, m.ProfileID, ev); err != nil && !errors.Is(err, profiles.ErrNotFound) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// logAction is the delivery of actions no destination takes yet.
+func logAction(log *slog.Logger, act journeys.Action) {
+	log.Info("journey action", "journey", act.Journey, "step", act.Step, "action", act.Action, "channel", act.Channel, "profile", act.Profile, "key", act.Key)
+}
