@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +40,10 @@ type ChannelsConfig struct {
 		Templates         string            `yaml:"templates"`
 		DefaultLocale     string            `yaml:"default_locale"`
 		Links             map[string]string `yaml:"links"`
+		// SMTPCAFile is a PEM file of the CA that signs the relay's
+		// certificate, for a relay on a private CA (CARTERA_SMTP_CA_FILE);
+		// empty: the system roots. Relative to the config file.
+		SMTPCAFile string `yaml:"smtp_ca_file"`
 	} `yaml:"email"`
 	SMS struct {
 		AccountSID string `yaml:"account_sid"`
@@ -132,7 +137,7 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 	d := &delivery{outbox: ob, tracker: &email.Tracker{Secret: secret, BaseURL: cfg.PublicURL, Now: now}, audiences: map[string][]string{}}
 	register := func(dest channels.Destination, def channels.DestinationConfig) error {
 		if o, ok := cfg.Channels.Delivery[dest.Name()]; ok {
-			def = o
+			def = overlayDelivery(def, o)
 		}
 		return ob.Register(dest, def)
 	}
@@ -147,6 +152,9 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 			ec.From = v
 		}
 		ec.ReplyTo, ec.UnsubscribeMailto, ec.Links = cfg.Channels.Email.ReplyTo, cfg.Channels.Email.UnsubscribeMailto, cfg.Channels.Email.Links
+		if ec.RootCAs, err = smtpRoots(cfg, a.getenv("CARTERA_SMTP_CA_FILE")); err != nil {
+			return err
+		}
 		sender, err := email.New(ec, tpl, d.tracker, people)
 		if err != nil {
 			return err
@@ -241,7 +249,10 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 			if c.Entered {
 				op = "add"
 			}
-			ids := a.identifiers(c.ProfileID)
+			ids, adsOK := a.identifiers(c.ProfileID)
+			if c.Entered && !adsOK {
+				continue // no ads consent: never added (removals always go)
+			}
 			key := fmt.Sprintf("rules/%s/%s/%s/%d", c.Audience, c.ProfileID, op, c.At.UnixNano())
 			a.enqueueAudience(key, c.ProfileID, c.Audience, op, ids)
 		}
@@ -249,12 +260,66 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 	return nil
 }
 
-// identifiers reads a person's emails and phones now.
-func (a *app) identifiers(profileID string) *journeys.Identifiers {
+// overlayDelivery applies the settings an override names (non-zero) over a
+// destination's defaults, so `max_attempts: 3` alone keeps the rest.
+func overlayDelivery(def, o channels.DestinationConfig) channels.DestinationConfig {
+	set := func(d *int, v int) {
+		if v != 0 {
+			*d = v
+		}
+	}
+	setD := func(d *time.Duration, v time.Duration) {
+		if v != 0 {
+			*d = v
+		}
+	}
+	set(&def.Concurrency, o.Concurrency)
+	set(&def.BatchSize, o.BatchSize)
+	set(&def.MaxAttempts, o.MaxAttempts)
+	set(&def.BreakAfter, o.BreakAfter)
+	setD(&def.BatchWindow, o.BatchWindow)
+	setD(&def.Backoff, o.Backoff)
+	setD(&def.MaxBackoff, o.MaxBackoff)
+	setD(&def.BreakFor, o.BreakFor)
+	return def
+}
+
+// smtpRoots reads the relay's CA (env first, then the config's
+// smtp_ca_file); nil without one: the system roots.
+func smtpRoots(cfg *Config, env string) (*x509.CertPool, error) {
+	path := env
+	if path == "" {
+		path = cfg.Channels.Email.SMTPCAFile
+		if path != "" && cfg.path != "" && !filepath.IsAbs(path) {
+			path = filepath.Join(filepath.Dir(cfg.path), path)
+		}
+	}
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("channels.email.smtp_ca_file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("channels.email.smtp_ca_file: no PEM certificate in %s", path)
+	}
+	return pool, nil
+}
+
+// identifiers reads a person's emails and phones now, and whether they
+// may be added to an ad audience: with "ads" in the policies'
+// consent_required (as journeys' adds are), only after an explicit yes.
+func (a *app) identifiers(profileID string) (*journeys.Identifiers, bool) {
 	p, err := a.store.Lookup(profiles.Identifier{Kind: profiles.KindProfileID, Value: profileID})
 	if err != nil {
-		return nil
+		return nil, false
 	}
+	a.mu.Lock()
+	needsYes := slices.Contains(a.defs.policy.ConsentRequired, "ads")
+	a.mu.Unlock()
+	adsOK := !needsYes || p.ConsentValues()["ads"]
 	ids := &journeys.Identifiers{}
 	for _, r := range p.Identities {
 		switch r.Kind {
@@ -264,7 +329,7 @@ func (a *app) identifiers(profileID string) *journeys.Identifiers {
 			ids.Phones = append(ids.Phones, r.Value)
 		}
 	}
-	return ids
+	return ids, adsOK
 }
 
 // enqueueAudience puts an ad audience change in the outbox for every
