@@ -330,3 +330,51 @@ func BenchmarkOutboxThroughput(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
+
+// After BreakAfter failed batches in a row the circuit opens: no delivery
+// is tried until BreakFor has passed, then one probe goes through.
+func TestCircuitBreakerOpens(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "o.db"))
+	defer db.Close()
+	var mu sync.Mutex
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	o, _ := NewOutbox(db, OutboxOptions{Now: clock, Jitter: func() float64 { return 0 }})
+	d := newCounting("flaky")
+	d.fail = func(string, int) error { return errors.New("502 bad gateway") }
+	cfg := fastConfig()
+	cfg.BreakAfter, cfg.BreakFor, cfg.MaxAttempts, cfg.Concurrency = 2, time.Hour, 10, 1
+	cfg.Backoff, cfg.MaxBackoff = time.Nanosecond, time.Nanosecond
+	if err := o.Register(d, cfg); err != nil {
+		t.Fatal(err)
+	}
+	l := o.lanes["flaky"]
+	if _, err := o.Add(&Message{Key: "a", Destination: "flaky"}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		batch, _, err := o.claim(l)
+		if err != nil || len(batch) != 1 {
+			t.Fatalf("claim = %v, %v", batch, err)
+		}
+		mu.Lock()
+		now = now.Add(time.Second) // past the (tiny) backoff
+		mu.Unlock()
+		o.deliver(context.Background(), l, batch)
+	}
+	if w := o.breakerWait(l); w <= 0 || w > time.Hour {
+		t.Fatalf("breaker wait = %s, want the circuit open for up to an hour", w)
+	}
+	if got := testutil.ToFloat64(o.metrics.Open.WithLabelValues("flaky")); got != 1 {
+		t.Fatalf("circuit gauge = %v", got)
+	}
+	mu.Lock()
+	now = now.Add(time.Hour + time.Second)
+	mu.Unlock()
+	if w := o.breakerWait(l); w != 0 {
+		t.Fatalf("after BreakFor the circuit should be half open, wait = %s", w)
+	}
+	if got := testutil.ToFloat64(o.metrics.Open.WithLabelValues("flaky")); got != 0 {
+		t.Fatalf("circuit gauge after half-open = %v", got)
+	}
+}
