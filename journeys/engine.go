@@ -74,6 +74,9 @@ type Action struct {
 	// changed, captured in the commit: a removal after an erase still
 	// knows whom to remove. Never printed by simulate nor logged.
 	Identifiers *Identifiers `json:"identifiers,omitempty"`
+	// Trigger is the properties of the event that started the instance,
+	// for a send's template ("the shoes you left in your cart").
+	Trigger map[string]any `json:"trigger,omitempty"`
 }
 
 // Identifiers are what ad platforms match people on.
@@ -957,6 +960,9 @@ func (r *run) outbox(in *Instance, step, action, channel string, detail map[stri
 	a.Key = key
 	if action == ActAudienceAdd || action == ActAudienceRemove {
 		a.Identifiers = r.identifiersOf(in.ProfileID)
+	}
+	if action == ActSend && in.Trigger != nil {
+		a.Trigger = in.Trigger.Properties
 	}
 	r.actions[len(r.actions)-1].Key = key
 	ob := r.tx.Bucket(bucketOutbox)

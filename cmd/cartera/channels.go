@@ -365,7 +365,11 @@ func (a *app) enqueueAction(act journeys.Action) (bool, error) {
 			return false, nil
 		}
 		tpl, _ := act.Detail["template"].(string)
-		payload, err := json.Marshal(channels.SendPayload{Template: tpl, Data: map[string]any{"journey": act.Journey, "step": act.Step}})
+		data := map[string]any{"journey": act.Journey, "step": act.Step}
+		if act.Trigger != nil {
+			data["trigger"] = act.Trigger
+		}
+		payload, err := json.Marshal(channels.SendPayload{Template: tpl, Data: data})
 		if err != nil {
 			return false, err
 		}
