@@ -454,9 +454,6 @@ func (a *api) eraseProfile(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if a.core != nil {
-		a.core.erased(er)
-	}
 	return c.JSON(fiber.Map{"success": true, "erased": er})
 }
 

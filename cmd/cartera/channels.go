@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/bbolt"
 
 	"cartera/channels"
 	"cartera/channels/email"
@@ -240,23 +241,9 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 	}
 	a.delivery = d
 	// Rules audiences mirrored on ad platforms follow their members.
-	a.rules.Subscribe(func(changes []rules.Change) {
-		for _, c := range changes {
-			if len(d.audiences[c.Audience]) == 0 || c.Reason == "erased" {
-				continue // an erased person's removal is enqueued by the erase itself
-			}
-			op := "remove"
-			if c.Entered {
-				op = "add"
-			}
-			ids, adsOK := a.identifiers(c.ProfileID)
-			if c.Entered && !adsOK {
-				continue // no ads consent: never added (removals always go)
-			}
-			key := fmt.Sprintf("rules/%s/%s/%s/%d", c.Audience, c.ProfileID, op, c.At.UnixNano())
-			a.enqueueAudience(key, c.ProfileID, c.Audience, op, ids)
-		}
-	})
+	// Rules audiences mirrored on ad platforms follow their members in
+	// the commit that changes them (a processor after the rules engine).
+	a.store.Use(mirror{a: a})
 	return nil
 }
 
@@ -308,14 +295,10 @@ func smtpRoots(cfg *Config, env string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// identifiers reads a person's emails and phones now, and whether they
+// identifiers reads a person's emails and phones, and whether they
 // may be added to an ad audience: with "ads" in the policies'
 // consent_required (as journeys' adds are), only after an explicit yes.
-func (a *app) identifiers(profileID string) (*journeys.Identifiers, bool) {
-	p, err := a.store.Lookup(profiles.Identifier{Kind: profiles.KindProfileID, Value: profileID})
-	if err != nil {
-		return nil, false
-	}
+func (a *app) identifiers(p *profiles.Profile) (*journeys.Identifiers, bool) {
 	a.mu.Lock()
 	needsYes := slices.Contains(a.defs.policy.ConsentRequired, "ads")
 	a.mu.Unlock()
@@ -333,22 +316,89 @@ func (a *app) identifiers(profileID string) (*journeys.Identifiers, bool) {
 }
 
 // enqueueAudience puts an ad audience change in the outbox for every
-// platform that mirrors the audience.
+// platform that mirrors the audience, in its own transaction.
 func (a *app) enqueueAudience(key, profileID, audience, op string, ids *journeys.Identifiers) {
+	msgs := a.audienceMessages(key, profileID, audience, op, ids)
+	if len(msgs) == 0 {
+		return
+	}
+	if _, err := a.delivery.outbox.Add(msgs...); err != nil {
+		a.log.Error("enqueue audience change", "audience", audience, "err", err)
+	}
+}
+
+// audienceMessages are the outbox messages of one ad audience change.
+func (a *app) audienceMessages(key, profileID, audience, op string, ids *journeys.Identifiers) []*channels.Message {
 	d := a.delivery
 	if d == nil || ids == nil || (len(ids.Emails) == 0 && len(ids.Phones) == 0) {
-		return
+		return nil
 	}
 	payload, _ := json.Marshal(channels.AudiencePayload{Audience: audience, Op: op, Emails: ids.Emails, Phones: ids.Phones})
 	var msgs []*channels.Message
 	for _, dest := range d.audiences[audience] {
 		msgs = append(msgs, &channels.Message{Key: key + "|" + dest, Destination: dest, ProfileID: profileID, Payload: payload})
 	}
+	return msgs
+}
+
+// mirror is a profiles.Processor after the rules engine: an Audience
+// Entered or Exited event of a mirrored rules audience enqueues the change
+// for the ad platforms in the same commit, and an erase enqueues removals
+// from every mirrored audience — nothing is lost in a crash between the
+// two.
+type mirror struct{ a *app }
+
+type mirrorTx struct {
+	a    *app
+	tx   *bbolt.Tx
+	more bool
+}
+
+func (m mirror) Begin(tx *bbolt.Tx) profiles.TxProcessor { return &mirrorTx{a: m.a, tx: tx} }
+
+func (w *mirrorTx) enqueue(msgs []*channels.Message) error {
 	if len(msgs) == 0 {
-		return
+		return nil
 	}
-	if _, err := d.outbox.Add(msgs...); err != nil {
-		a.log.Error("enqueue audience change", "audience", audience, "err", err)
+	n, err := w.a.delivery.outbox.Enqueue(w.tx, msgs...)
+	w.more = w.more || n > 0
+	return err
+}
+
+func (w *mirrorTx) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event, error) {
+	if ev.Source != profiles.SourceCartera || (ev.Event != rules.EventAudienceEntered && ev.Event != rules.EventAudienceExited) {
+		return nil, nil
+	}
+	aud, _ := ev.Properties["audience"].(string)
+	if len(w.a.delivery.audiences[aud]) == 0 {
+		return nil, nil
+	}
+	ids, adsOK := w.a.identifiers(p)
+	op := "remove"
+	if ev.Event == rules.EventAudienceEntered {
+		if !adsOK {
+			return nil, nil // no ads consent: never added (removals always go)
+		}
+		op = "add"
+	}
+	return nil, w.enqueue(w.a.audienceMessages(ev.MessageID, p.ID, aud, op, ids))
+}
+
+func (w *mirrorTx) Erased(p *profiles.Profile) error {
+	ids, _ := w.a.identifiers(p)
+	for _, aud := range slices.Sorted(maps.Keys(w.a.delivery.audiences)) {
+		if err := w.enqueue(w.a.audienceMessages("erase/"+p.ID+"/"+aud, p.ID, aud, "remove", ids)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *mirrorTx) Merged(*profiles.Profile, string) error { return nil }
+func (w *mirrorTx) Flush() error                           { return nil }
+func (w *mirrorTx) Done(committed bool) {
+	if committed && w.more {
+		w.a.delivery.outbox.Wake()
 	}
 }
 
@@ -388,26 +438,6 @@ func (a *app) enqueueAction(act journeys.Action) (bool, error) {
 		return true, nil
 	}
 	return false, nil
-}
-
-// erased enqueues the removal of an erased person from every mirrored
-// audience (removing a non-member is harmless on every platform).
-func (a *app) erased(er *profiles.Erasure) {
-	if a.delivery == nil {
-		return
-	}
-	ids := &journeys.Identifiers{}
-	for _, id := range er.Identifiers {
-		switch id.Kind {
-		case profiles.KindEmail:
-			ids.Emails = append(ids.Emails, id.Value)
-		case profiles.KindPhone:
-			ids.Phones = append(ids.Phones, id.Value)
-		}
-	}
-	for _, aud := range slices.Sorted(maps.Keys(a.delivery.audiences)) {
-		a.enqueueAudience("erase/"+er.ProfileID+"/"+aud, er.ProfileID, aud, "remove", ids)
-	}
 }
 
 // storeProfiles lets destinations look people up at delivery time.
