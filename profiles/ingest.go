@@ -119,12 +119,14 @@ func (s *Store) commitLoop() {
 func (s *Store) commit(batch []*commitReq) {
 	start := time.Now()
 	var st *txState
+	var failed *commitReq
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		st = s.newTxState(tx)
 		for _, r := range batch {
 			for i, e := range r.events {
 				res, err := s.apply(st, e)
 				if err != nil {
+					failed = r
 					return fmt.Errorf("apply event %s: %w", e.MessageID, err)
 				}
 				r.results[i] = res
@@ -162,6 +164,18 @@ func (s *Store) commit(batch []*commitReq) {
 	} else {
 		s.log.Error("commit events", "err", err, "requests", len(batch))
 		err = fmt.Errorf("commit events: %w", err)
+		if failed != nil && len(batch) > 1 {
+			// Nothing of the batch was applied. The request whose event
+			// failed gets the error; the others commit without it, so one
+			// bad request never fails its neighbours.
+			failed.done <- err
+			for _, r := range batch {
+				if r != failed {
+					s.commit([]*commitReq{r})
+				}
+			}
+			return
+		}
 	}
 	for _, r := range batch {
 		r.done <- err

@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"go.etcd.io/bbolt"
 )
 
 // Trait numbers keep their JSON form across a restart, so a condition sees
@@ -72,5 +75,42 @@ func TestIDsAreTrimmedEverywhere(t *testing.T) {
 	p := ts.lookup(KindUserID, " u1 ")
 	if q := ts.lookup(KindAnonymousID, "a1"); q.ID != p.ID {
 		t.Fatalf("alias with a spaced previousId did not merge: %s vs %s", q.ID, p.ID)
+	}
+}
+
+// failOn is a processor that fails on one event name.
+type failOn struct{ name string }
+
+func (f failOn) Begin(*bbolt.Tx) TxProcessor { return f }
+func (f failOn) Event(_ *Profile, e *Event) ([]*Event, error) {
+	if e.Event == f.name {
+		return nil, errors.New("boom")
+	}
+	return nil, nil
+}
+func (failOn) Merged(*Profile, string) error { return nil }
+func (failOn) Erased(*Profile) error         { return nil }
+func (failOn) Flush() error                  { return nil }
+func (failOn) Done(bool)                     {}
+
+// A request whose event fails does not fail the others of its group commit.
+func TestOneBadRequestDoesNotFailItsNeighbours(t *testing.T) {
+	ts := openStore(t, DefaultConfig())
+	ts.Use(failOn{name: "Boom"})
+	good := &commitReq{events: []*Event{track("g1", "Fine", user("u1"))}, done: make(chan error, 1)}
+	good.results = make([]Result, 1)
+	bad := &commitReq{events: []*Event{track("b1", "Boom", user("u2"))}, done: make(chan error, 1)}
+	bad.results = make([]Result, 1)
+	ts.commit([]*commitReq{good, bad})
+	if err := <-good.done; err != nil {
+		t.Fatalf("good request failed with its neighbour: %v", err)
+	}
+	if err := <-bad.done; err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("bad request = %v, want its error", err)
+	}
+	ts.lookup(KindUserID, "u1")
+	ts.notFound(KindUserID, "u2")
+	if !ts.Seen("g1") || ts.Seen("b1") {
+		t.Fatal("dedupe keys: the good one must be kept, the bad one not")
 	}
 }
