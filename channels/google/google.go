@@ -178,35 +178,22 @@ type identifier struct {
 // no request (bad ones, and those a later message for the same person
 // overrides), and returns the rest, adds and removes, in batch order.
 func (d *Destination) plan(msgs []*channels.Message, out []channels.Result) (adds, removes []*person) {
-	people := make([]*person, 0, len(msgs))
-	last := make(map[string]int, len(msgs)) // person key → index in people
-	for i, m := range msgs {
-		p, err := d.decode(m)
+	people := channels.LatestPerPerson(msgs, out, func(i int, m *channels.Message) (string, *person, error) {
+		p, err := channels.DecodeAudience("google", strings.TrimPrefix(d.cfg.Name, Prefix), m)
 		if err != nil {
-			out[i].Err = err
-			continue
+			return "", nil, err
 		}
 		ids := hashIdentifiers(p.Emails, p.Phones)
 		if len(ids) == 0 {
-			out[i].Err = channels.Permanent(errors.New("google: no identifiers"))
-			continue
+			return "", nil, channels.Permanent(errors.New("google: no identifiers"))
 		}
 		if len(ids) > MaxIdentifiersPerRequest {
-			out[i].Err = channels.Permanent(fmt.Errorf("google: %d identifiers for one person, over Google's %d a request", len(ids), MaxIdentifiersPerRequest))
-			continue
+			return "", nil, channels.Permanent(fmt.Errorf("google: %d identifiers for one person, over Google's %d a request", len(ids), MaxIdentifiersPerRequest))
 		}
-		if m.ProfileID != "" {
-			key := p.Audience + "\x00" + m.ProfileID
-			if j, ok := last[key]; ok {
-				people[j] = nil // overridden: delivered, nothing to send
-			}
-			last[key] = len(people)
-		}
-		people = append(people, &person{msg: i, p: p, ids: ids})
-	}
+		return p.Audience, &person{msg: i, p: p, ids: ids}, nil
+	})
 	for _, p := range people {
 		switch {
-		case p == nil:
 		case p.p.Op == "add":
 			adds = append(adds, p)
 		default:
@@ -214,21 +201,6 @@ func (d *Destination) plan(msgs []*channels.Message, out []channels.Result) (add
 		}
 	}
 	return adds, removes
-}
-
-// decode reads an audience payload; what cannot be read never will be.
-func (d *Destination) decode(m *channels.Message) (channels.AudiencePayload, error) {
-	var p channels.AudiencePayload
-	if err := json.Unmarshal(m.Payload, &p); err != nil {
-		return p, channels.Permanent(fmt.Errorf("google: decode audience payload: %w", err))
-	}
-	if p.Op != "add" && p.Op != "remove" {
-		return p, channels.Permanent(fmt.Errorf("google: audience op %q: want add or remove", p.Op))
-	}
-	if p.Audience == "" {
-		p.Audience = strings.TrimPrefix(d.cfg.Name, Prefix)
-	}
-	return p, nil
 }
 
 // job creates, fills and runs one job for people, all with op, and

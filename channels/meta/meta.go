@@ -128,37 +128,25 @@ type request struct {
 // no request (bad ones, and those a later message for the same person
 // overrides), and groups the rest into requests: adds, then removes.
 func (d *Destination) plan(msgs []*channels.Message, out []channels.Result) []*request {
-	people := make([]*person, 0, len(msgs))
-	last := make(map[string]int, len(msgs)) // person key → index in people
-	for i, m := range msgs {
-		p, err := d.decode(m)
+	people := channels.LatestPerPerson(msgs, out, func(i int, m *channels.Message) (string, *person, error) {
+		p, err := channels.DecodeAudience("meta", strings.TrimPrefix(d.cfg.Name, Prefix), m)
 		if err != nil {
-			out[i].Err = err
-			continue
+			return "", nil, err
 		}
 		rows := hashRows(p.Emails, p.Phones)
 		if len(rows) == 0 {
-			out[i].Err = channels.Permanent(errors.New("meta: no identifiers"))
-			continue
+			return "", nil, channels.Permanent(errors.New("meta: no identifiers"))
 		}
 		if len(rows) > MaxRows {
-			out[i].Err = channels.Permanent(fmt.Errorf("meta: %d identifier rows for one person, over Meta's %d a request", len(rows), MaxRows))
-			continue
+			return "", nil, channels.Permanent(fmt.Errorf("meta: %d identifier rows for one person, over Meta's %d a request", len(rows), MaxRows))
 		}
-		if m.ProfileID != "" {
-			key := p.Audience + "\x00" + m.ProfileID
-			if j, ok := last[key]; ok {
-				people[j] = nil // overridden: delivered, nothing to send
-			}
-			last[key] = len(people)
-		}
-		people = append(people, &person{msg: i, p: p, rows: rows})
-	}
+		return p.Audience, &person{msg: i, p: p, rows: rows}, nil
+	})
 	var reqs []*request
 	for _, op := range []struct{ name, method string }{{"add", http.MethodPost}, {"remove", http.MethodDelete}} {
 		var r *request
 		for _, p := range people {
-			if p == nil || p.p.Op != op.name {
+			if p.p.Op != op.name {
 				continue
 			}
 			if r == nil || r.rows+len(p.rows) > MaxRows {
@@ -170,21 +158,6 @@ func (d *Destination) plan(msgs []*channels.Message, out []channels.Result) []*r
 		}
 	}
 	return reqs
-}
-
-// decode reads an audience payload; what cannot be read never will be.
-func (d *Destination) decode(m *channels.Message) (channels.AudiencePayload, error) {
-	var p channels.AudiencePayload
-	if err := json.Unmarshal(m.Payload, &p); err != nil {
-		return p, channels.Permanent(fmt.Errorf("meta: decode audience payload: %w", err))
-	}
-	if p.Op != "add" && p.Op != "remove" {
-		return p, channels.Permanent(fmt.Errorf("meta: audience op %q: want add or remove", p.Op))
-	}
-	if p.Audience == "" {
-		p.Audience = strings.TrimPrefix(d.cfg.Name, Prefix)
-	}
-	return p, nil
 }
 
 // body is the JSON of a users request.
