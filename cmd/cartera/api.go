@@ -726,23 +726,15 @@ func seqParam(c *fiber.Ctx) (uint64, error) {
 }
 
 func (a *api) retryOutbox(c *fiber.Ctx) error {
-	ob, err := a.outbox()
-	if err != nil {
-		return err
-	}
-	seq, err := seqParam(c)
-	if err != nil {
-		return err
-	}
-	if err := ob.Retry(seq); errors.Is(err, channels.ErrNotFound) {
-		return &httpError{fiber.StatusNotFound, "no dead message with that number"}
-	} else if err != nil {
-		return err
-	}
-	return c.JSON(fiber.Map{"success": true})
+	return a.outboxOp(c, (*channels.Outbox).Retry, "no dead message with that number")
 }
 
 func (a *api) dropOutbox(c *fiber.Ctx) error {
+	return a.outboxOp(c, (*channels.Outbox).Drop, "no message with that number")
+}
+
+// outboxOp runs an admin operation on one message by its number.
+func (a *api) outboxOp(c *fiber.Ctx, op func(*channels.Outbox, uint64) error, notFound string) error {
 	ob, err := a.outbox()
 	if err != nil {
 		return err
@@ -751,8 +743,8 @@ func (a *api) dropOutbox(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	if err := ob.Drop(seq); errors.Is(err, channels.ErrNotFound) {
-		return &httpError{fiber.StatusNotFound, "no message with that number"}
+	if err := op(ob, seq); errors.Is(err, channels.ErrNotFound) {
+		return &httpError{fiber.StatusNotFound, notFound}
 	} else if err != nil {
 		return err
 	}
