@@ -1,8 +1,6 @@
 package apple
 
 import (
-	"archive/zip"
-	"bytes"
 	"crypto/sha1"
 	"crypto/x509"
 	"encoding/hex"
@@ -38,68 +36,11 @@ var ErrInvalidPass = errors.New("invalid pass")
 // Both certificates must be valid at now. The signing-time attribute is
 // the wall clock: the PKCS#7 library sets it itself.
 func Build(p Pass, files map[string][]byte, chain *Chain, now time.Time) ([]byte, error) {
-	if chain == nil || chain.Cert == nil || chain.Key == nil || chain.WWDR == nil {
-		return nil, errors.New("build pass: incomplete chain")
-	}
-	if err := checkValidity(chain, now); err != nil {
-		return nil, fmt.Errorf("build pass: %w", err)
-	}
-	passJSON, err := passJSON(p, chain)
+	a, err := NewAssets(files)
 	if err != nil {
 		return nil, fmt.Errorf("build pass: %w", err)
 	}
-
-	names := make([]string, 0, len(files))
-	for name := range files {
-		if err := checkFileName(name); err != nil {
-			return nil, fmt.Errorf("build pass: %w", err)
-		}
-		names = append(names, name)
-	}
-	slices.Sort(names)
-
-	manifest := make(map[string]string, len(files)+1)
-	manifest[PassFile] = sha1Hex(passJSON)
-	for _, name := range names {
-		manifest[name] = sha1Hex(files[name])
-	}
-	manifestJSON, err := json.MarshalIndent(manifest, "", "  ") // keys sorted
-	if err != nil {
-		return nil, fmt.Errorf("build pass: manifest: %w", err)
-	}
-	sig, err := sign(manifestJSON, chain)
-	if err != nil {
-		return nil, fmt.Errorf("build pass: sign: %w", err)
-	}
-
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	add := func(name string, b []byte) error {
-		w, err := zw.CreateHeader(&zip.FileHeader{Name: name, Method: zip.Deflate, Modified: now})
-		if err != nil {
-			return err
-		}
-		_, err = w.Write(b)
-		return err
-	}
-	if err := add(PassFile, passJSON); err != nil {
-		return nil, fmt.Errorf("build pass: zip: %w", err)
-	}
-	if err := add(ManifestFile, manifestJSON); err != nil {
-		return nil, fmt.Errorf("build pass: zip: %w", err)
-	}
-	if err := add(SignatureFile, sig); err != nil {
-		return nil, fmt.Errorf("build pass: zip: %w", err)
-	}
-	for _, name := range names {
-		if err := add(name, files[name]); err != nil {
-			return nil, fmt.Errorf("build pass: zip: %w", err)
-		}
-	}
-	if err := zw.Close(); err != nil {
-		return nil, fmt.Errorf("build pass: zip: %w", err)
-	}
-	return buf.Bytes(), nil
+	return a.Build(p, chain, now)
 }
 
 func checkValidity(chain *Chain, now time.Time) error {
@@ -144,6 +85,15 @@ func passJSON(p Pass, chain *Chain) ([]byte, error) {
 		if f.v == "" {
 			return nil, fmt.Errorf("%w: %s is required", ErrInvalidPass, f.name)
 		}
+	}
+	styles := 0
+	for _, f := range []*Fields{p.StoreCard, p.EventTicket, p.Coupon, p.Generic} {
+		if f != nil {
+			styles++
+		}
+	}
+	if styles != 1 {
+		return nil, fmt.Errorf("%w: want exactly one of storeCard, eventTicket, coupon, generic; have %d", ErrInvalidPass, styles)
 	}
 	if (p.WebServiceURL == "") != (p.AuthenticationToken == "") {
 		return nil, fmt.Errorf("%w: webServiceURL and authenticationToken go together", ErrInvalidPass)

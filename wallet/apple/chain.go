@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"time"
+
+	pkcs12 "software.sslmate.com/src/go-pkcs12"
 )
 
 // Names of the files DevChain keeps in its folder.
@@ -350,4 +352,34 @@ func parseKey(b []byte) (crypto.Signer, error) {
 	default:
 		return nil, fmt.Errorf("unsupported PEM block %q (encrypted keys must be decrypted first)", block.Type)
 	}
+}
+
+// LoadP12 reads the pass type certificate and key from a .p12 (PKCS#12)
+// file, as Keychain Access exports them, with its password. The WWDR
+// intermediate is taken from the file when it holds one, else from
+// wwdrPEM.
+func LoadP12(p12 []byte, password string, wwdrPEM []byte) (*Chain, error) {
+	key, cert, cas, err := pkcs12.DecodeChain(p12, password)
+	if err != nil {
+		return nil, fmt.Errorf("load chain: .p12: %w", err)
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("load chain: .p12 key of type %T cannot sign", key)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(signer)
+	if err != nil {
+		return nil, fmt.Errorf("load chain: .p12 key: %w", err)
+	}
+	if len(wwdrPEM) == 0 {
+		for _, c := range cas {
+			if cert.CheckSignatureFrom(c) == nil {
+				wwdrPEM = pemBlock("CERTIFICATE", c.Raw)
+			}
+		}
+	}
+	if len(wwdrPEM) == 0 {
+		return nil, errors.New("load chain: .p12 holds no WWDR intermediate and none was given")
+	}
+	return LoadChain(pemBlock("CERTIFICATE", cert.Raw), pemBlock("PRIVATE KEY", keyDER), wwdrPEM)
 }

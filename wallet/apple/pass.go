@@ -6,7 +6,8 @@ import (
 	"time"
 )
 
-// Pass is the pass.json of a store card pass. Build fills FormatVersion,
+// Pass is the pass.json of a pass: exactly one of the style fields
+// (StoreCard, EventTicket, Coupon, Generic) holds its fields. Build fills FormatVersion,
 // PassTypeIdentifier and TeamIdentifier (from the chain) and the barcode
 // defaults, so callers set only what varies per pass.
 type Pass struct {
@@ -20,8 +21,13 @@ type Pass struct {
 	WebServiceURL       string `json:"webServiceURL,omitempty"`
 	AuthenticationToken string `json:"authenticationToken,omitempty"`
 
-	StoreCard *Fields   `json:"storeCard,omitempty"`
-	Barcodes  []Barcode `json:"barcodes,omitempty"`
+	StoreCard   *Fields   `json:"storeCard,omitempty"`
+	EventTicket *Fields   `json:"eventTicket,omitempty"`
+	Coupon      *Fields   `json:"coupon,omitempty"`
+	Generic     *Fields   `json:"generic,omitempty"`
+	Barcodes    []Barcode `json:"barcodes,omitempty"`
+	// Voided marks a pass that is no longer valid (the person was erased).
+	Voided bool `json:"voided,omitempty"`
 
 	BackgroundColor *Color `json:"backgroundColor,omitempty"`
 	ForegroundColor *Color `json:"foregroundColor,omitempty"`
@@ -32,7 +38,39 @@ type Pass struct {
 	RelevantDate time.Time `json:"relevantDate,omitzero"`
 }
 
-// Fields are the field groups of a pass style (storeCard here).
+// Pass styles, the pass.json keys of [Pass.SetFields].
+const (
+	StyleStoreCard   = "storeCard"
+	StyleEventTicket = "eventTicket"
+	StyleCoupon      = "coupon"
+	StyleGeneric     = "generic"
+)
+
+// Styles lists the pass styles Cartera issues.
+func Styles() []string {
+	return []string{StyleStoreCard, StyleEventTicket, StyleCoupon, StyleGeneric}
+}
+
+// SetFields puts f under the style's key and clears the others; it
+// reports false for an unknown style.
+func (p *Pass) SetFields(style string, f *Fields) bool {
+	p.StoreCard, p.EventTicket, p.Coupon, p.Generic = nil, nil, nil, nil
+	switch style {
+	case StyleStoreCard:
+		p.StoreCard = f
+	case StyleEventTicket:
+		p.EventTicket = f
+	case StyleCoupon:
+		p.Coupon = f
+	case StyleGeneric:
+		p.Generic = f
+	default:
+		return false
+	}
+	return true
+}
+
+// Fields are the field groups of a pass style.
 type Fields struct {
 	HeaderFields    []Field `json:"headerFields,omitempty"`
 	PrimaryFields   []Field `json:"primaryFields,omitempty"`
