@@ -838,7 +838,10 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 				r.e.metrics.EvalErrors.Inc()
 			}
 		}
-		detail := map[string]any{"fields": fields}
+		detail := map[string]any{}
+		if len(fields) > 0 {
+			detail["fields"] = fields
+		}
 		if s.Push != "" {
 			detail["push"] = s.Push
 			if reason := r.consent(pv, "push"); reason != "" {

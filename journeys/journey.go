@@ -132,7 +132,9 @@ type Variant struct {
 }
 
 // Channels a send can use.
-var channels = []string{"email", "sms", "webhook", "push"}
+// A send on "wallet" issues the template's pass (or keeps the one the
+// person holds).
+var channels = []string{"email", "sms", "webhook", "push", "wallet"}
 
 // Known names a journey file may refer to, for validation.
 type Known struct {
@@ -142,6 +144,9 @@ type Known struct {
 	AdAudiences []string
 	// Templates lists template ids; nil skips the check.
 	Templates []string
+	// PassTemplates lists the pass templates a send on wallet may issue;
+	// nil skips the check.
+	PassTemplates []string
 }
 
 // Parse reads and compiles one journey file.
@@ -482,6 +487,7 @@ func (p *parser) step(n *yaml.Node) *Step {
 			s.Next = f.String(v, "next")
 		case StepSend:
 			p.kind(s, k, StepSend)
+			var tnode *yaml.Node
 			f.Mapping(v, "send", func(key string, k, v *yaml.Node) {
 				switch key {
 				case "channel":
@@ -491,15 +497,19 @@ func (p *parser) step(n *yaml.Node) *Step {
 					}
 				case "template":
 					s.Template = f.String(v, "send.template")
-					if p.known.Templates != nil && !slices.Contains(p.known.Templates, s.Template) {
-						f.Errorf(v, "send.template: unknown template %q", s.Template)
-					}
+					tnode = v
 				default:
 					f.Errorf(k, "send: unknown field %q: want channel or template", key)
 				}
 			})
 			if s.Channel == "" || s.Template == "" {
 				f.Errorf(v, "send: channel and template are required")
+			} else if known := p.known.Templates; s.Channel == "wallet" {
+				if known := p.known.PassTemplates; known != nil && !slices.Contains(known, s.Template) {
+					f.Errorf(tnode, "send.template: unknown pass template %q", s.Template)
+				}
+			} else if known != nil && !slices.Contains(known, s.Template) {
+				f.Errorf(tnode, "send.template: unknown template %q", s.Template)
 			}
 		case StepWait:
 			p.kind(s, k, StepWait)

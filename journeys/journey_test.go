@@ -96,7 +96,7 @@ steps:
   - id: hello
     send: {channel: pigeon, template: hi}
 `,
-			want: `unknown_channel.yaml:5:21: send.channel: unknown channel "pigeon": want one of email, sms, webhook, push`,
+			want: `unknown_channel.yaml:5:21: send.channel: unknown channel "pigeon": want one of email, sms, webhook, push, wallet`,
 			at:   "pigeon",
 		},
 		{

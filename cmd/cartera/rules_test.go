@@ -23,7 +23,7 @@ func TestValidateCommand(t *testing.T) {
 		{"examples", []string{"validate", "--config", "../../examples/cartera.yaml"}, false, "computed trait(s), 4 audience(s), "},
 		{"examples folder", []string{"validate", "--config", "../../examples/cartera.yaml", "../../examples"}, false, "ok: "},
 		{"journey errors", []string{"validate", "--config", "../../examples/cartera.yaml", badJourney}, true,
-			badJourney + `:6:21: send.channel: unknown channel "pigeon": want one of email, sms, webhook, push`},
+			badJourney + `:6:21: send.channel: unknown channel "pigeon": want one of email, sms, webhook, push, wallet`},
 		{"journey audience", []string{"validate", "--config", "../../examples/cartera.yaml", badJourney}, true,
 			badJourney + `:9:15: in_audience: unknown audience "nope"`},
 		{"type error", []string{"validate", "--config", "../../examples/cartera.yaml", bad}, true,

@@ -282,10 +282,10 @@ func TestSimulateExamples(t *testing.T) {
 			want: []string{
 				"2026-11-24T18:30:00Z tier_upgrade - enter trigger=Order Completed",
 				"2026-11-24T18:30:00Z tier_upgrade set_gold set_trait trait=tier value=gold",
-				"2026-11-24T18:30:00Z tier_upgrade pass pass_update wallet fields=map[balance:215 tier:gold] push=You are now Gold",
+				"2026-11-24T18:30:00Z tier_upgrade pass pass_update wallet push=You are now Gold",
 				"2026-11-24T18:30:00Z tier_upgrade congratulate send email template=welcome_gold",
 				"2026-11-25T21:15:00Z tier_upgrade - enter trigger=Order Completed",
-				"2026-11-25T21:15:00Z tier_upgrade pass pass_update wallet fields=map[balance:640 tier:gold] push=You are now Gold",
+				"2026-11-25T21:15:00Z tier_upgrade pass pass_update wallet push=You are now Gold",
 				"2026-11-25T21:15:00Z tier_upgrade congratulate send email template=welcome_gold",
 			},
 			never: []string{"suppressed", "2026-11-26"},
@@ -390,7 +390,7 @@ func TestSimulateErrors(t *testing.T) {
 		file := filepath.Join(dir, "welcome.yaml")
 		want := []string{
 			file + `:6:39: found no matching overload for '_>_' applied to '(int, string)'`,
-			file + `:9:21: send.channel: unknown channel "fax": want one of email, sms, webhook, push`,
+			file + `:9:21: send.channel: unknown channel "fax": want one of email, sms, webhook, push, wallet`,
 		}
 		if got := strings.Split(strings.TrimSpace(stderr), "\n"); !slices.Equal(got, want) {
 			t.Errorf("stderr:\n%s\nwant:\n%s", stderr, strings.Join(want, "\n"))
