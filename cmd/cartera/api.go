@@ -95,6 +95,7 @@ func (a *api) routes() *fiber.App {
 	v1.Get("/audiences", a.requireAdmin, a.listAudiences)
 	v1.Get("/audiences/:id/members", a.requireAdmin, a.audienceMembers)
 
+	a.walletRoutes(app)
 	adm := v1.Group("/profiles", a.requireAdmin)
 	adm.Get("/:ident/export", a.exportProfile)
 	adm.Get("/:ident", a.getProfile)
@@ -331,7 +332,7 @@ type profileView struct {
 	ConsentHistory []profiles.ConsentChange    `json:"consent_history"`
 	Audiences      []audienceView              `json:"audiences"`
 	Journeys       []journeys.InstanceView     `json:"journeys"`
-	Passes         []any                       `json:"passes"`
+	Passes         []passView                  `json:"passes"`
 	Merges         []profiles.LedgerEntry      `json:"merges"`
 	MergedFrom     []string                    `json:"merged_from"`
 	EventCount     int                         `json:"event_count"`
@@ -363,6 +364,9 @@ func (a *api) profileView(p *profiles.Profile, events []profiles.Event) (profile
 			v.Journeys = insts
 		}
 	}
+	if v.Passes, err = a.passViews(p.ID); err != nil {
+		return profileView{}, err
+	}
 	return v, nil
 }
 
@@ -371,7 +375,7 @@ func newProfileView(p *profiles.Profile, events []profiles.Event) profileView {
 		ID: p.ID, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, LastSeenAt: p.LastSeenAt,
 		Identities: p.Identities, Traits: p.TraitValues(), Computed: map[string]any{},
 		Consent: p.Consent, ConsentHistory: p.ConsentHistory,
-		Audiences: []audienceView{}, Journeys: []journeys.InstanceView{}, Passes: []any{},
+		Audiences: []audienceView{}, Journeys: []journeys.InstanceView{}, Passes: []passView{},
 		Merges: p.Ledger, MergedFrom: p.MergedFrom, EventCount: p.EventCount, Events: events,
 	}
 	if v.Consent == nil {

@@ -28,7 +28,12 @@ type server struct {
 // stops it when the test ends.
 func startServer(tb testing.TB, env map[string]string) *server {
 	tb.Helper()
-	data := filepath.Join(tb.TempDir(), "cartera.db")
+	return startServerAt(tb, filepath.Join(tb.TempDir(), "cartera.db"), env)
+}
+
+// startServerAt is startServer with the bbolt file at data.
+func startServerAt(tb testing.TB, data string, env map[string]string) *server {
+	tb.Helper()
 	vars := map[string]string{"CARTERA_ADMIN_TOKEN": testAdminToken, "CARTERA_LOG_LEVEL": "warn"}
 	for k, v := range env {
 		vars[k] = v

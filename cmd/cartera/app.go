@@ -15,6 +15,7 @@ import (
 	"cartera/journeys"
 	"cartera/profiles"
 	"cartera/rules"
+	"cartera/wallet"
 )
 
 // definitions is everything marketers write, compiled together: rule
@@ -25,6 +26,7 @@ type definitions struct {
 	policy    *journeys.Policy
 	journeys  *journeys.Set
 	templates []string
+	passes    map[string]*wallet.Template
 }
 
 // compileDefinitions reads the files a config names. Every mistake of
@@ -53,7 +55,12 @@ func compileDefinitions(cfg *Config) (*definitions, error) {
 		}
 		templates = append(templates, st.Names()...)
 	}
+	passes, err := loadPassTemplates(cfg, rs.Env)
+	if err != nil {
+		return nil, err
+	}
 	known := knownNames(rs, pol, templates)
+	known.PassTemplates = passTemplateNames(passes)
 	js, err := journeys.LoadDir(cfg.Journeys, rs.Env, known)
 	if err != nil {
 		return nil, err
@@ -68,7 +75,7 @@ func compileDefinitions(cfg *Config) (*definitions, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &definitions{rules: rs, policy: pol, journeys: set, templates: templates}, nil
+	return &definitions{rules: rs, policy: pol, journeys: set, templates: templates, passes: passes}, nil
 }
 
 // knownNames are the names journey files may use; templates nil skips the
@@ -109,6 +116,7 @@ type app struct {
 	defs *definitions
 
 	delivery *delivery
+	wallet   *wallet.Service
 	getenv   func(string) string
 }
 
@@ -155,6 +163,10 @@ func openApp(ctx context.Context, cfg *Config, defs *definitions, opts appOption
 			_ = store.Close()
 			return nil, err
 		}
+		if err := a.openWallet(cfg, defs.passes, now); err != nil {
+			_ = store.Close()
+			return nil, err
+		}
 	}
 	return a, nil
 }
@@ -162,7 +174,9 @@ func openApp(ctx context.Context, cfg *Config, defs *definitions, opts appOption
 func (a *app) known() journeys.Known {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return knownNames(a.defs.rules, a.defs.policy, a.defs.templates)
+	k := knownNames(a.defs.rules, a.defs.policy, a.defs.templates)
+	k.PassTemplates = passTemplateNames(a.defs.passes)
+	return k
 }
 
 // reload compiles the files again; on any mistake the running versions
@@ -177,6 +191,12 @@ func (a *app) reload() (*definitions, error) {
 	a.defs = defs
 	a.mu.Unlock()
 	a.rules.Replace(defs.rules)
+	if a.wallet != nil && defs.passes != nil {
+		if err := a.wallet.Replace(defs.passes); err != nil {
+			a.jm.Reloads.WithLabelValues("error").Inc()
+			return nil, err
+		}
+	}
 	if err := a.journeys.Replace(defs.journeys); err != nil {
 		a.jm.Reloads.WithLabelValues("error").Inc()
 		return nil, err
@@ -194,6 +214,9 @@ func (a *app) close() error { return a.store.Close() }
 func (a *app) deliver(ctx context.Context, act journeys.Action) error {
 	handled, err := journeys.ApplyTraits(ctx, a.store, act, time.Now())
 	if handled || err != nil {
+		return err
+	}
+	if taken, err := a.deliverWallet(ctx, act); taken || err != nil {
 		return err
 	}
 	taken, err := a.enqueueAction(act)

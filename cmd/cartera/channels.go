@@ -284,13 +284,9 @@ func smtpRoots(cfg *Config, env string) (*x509.CertPool, error) {
 	if path == "" {
 		return nil, nil
 	}
-	b, err := os.ReadFile(path)
+	pool, err := certPool(path)
 	if err != nil {
 		return nil, fmt.Errorf("channels.email.smtp_ca_file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("channels.email.smtp_ca_file: no PEM certificate in %s", path)
 	}
 	return pool, nil
 }

@@ -52,6 +52,8 @@ type Config struct {
 	Policies string `yaml:"policies"`
 	// Channels sets up delivery: email, SMS, webhooks, ad audiences.
 	Channels ChannelsConfig `yaml:"channels"`
+	// Wallet sets up Apple and Google Wallet passes.
+	Wallet WalletConfig `yaml:"wallet"`
 
 	// path is the file the config came from ("" for none).
 	path string
@@ -179,6 +181,7 @@ func loadConfig(f *serveFlags, getenv func(string) string) (*Config, error) {
 			}
 		}
 	}
+	applyWalletEnv(&cfg, getenv)
 	if v := getenv("CARTERA_TRACKING_SECRET"); v != "" {
 		cfg.Channels.TrackingSecret = v
 	}

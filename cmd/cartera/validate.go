@@ -16,6 +16,7 @@ import (
 	"cartera/channels/email"
 	"cartera/journeys"
 	"cartera/rules"
+	"cartera/wallet"
 )
 
 // validate checks rule files (and, through the config, those production
@@ -42,13 +43,15 @@ func (m *Main) validate(ctx context.Context, args []string) error {
 	// Sort what PATHs hold by kind; the config's own files are checked
 	// with them, so a journey may use an audience of the config's rules.
 	ruleList, journeyList := slices.Clone(cfg.Rules), []string{}
-	var configs, templateDirs []string
+	var configs, templateDirs, passDirs []string
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			return fmt.Errorf("validate: %w", err)
 		}
 		switch {
+		case filepath.Base(p) == wallet.TemplateFile:
+			passDirs = append(passDirs, filepath.Dir(p))
 		case isTemplateFile(b):
 			if dir := filepath.Dir(p); !slices.Contains(templateDirs, dir) {
 				templateDirs = append(templateDirs, dir)
@@ -95,7 +98,21 @@ func (m *Main) validate(ctx context.Context, args []string) error {
 	defs, err := compileDefinitions(cfg)
 	var js []*journeys.Journey
 	if err == nil {
-		js, err = journeys.LoadFiles(journeyList, defs.rules.Env, knownNames(defs.rules, defs.policy, defs.templates))
+		known := knownNames(defs.rules, defs.policy, defs.templates)
+		known.PassTemplates = passTemplateNames(defs.passes)
+		for _, dir := range passDirs {
+			if _, ok := defs.passes[filepath.Base(dir)]; ok && abs(filepath.Dir(dir)) == abs(cfg.Wallet.Templates) {
+				continue // checked with the config's definitions
+			}
+			if _, perr := wallet.LoadTemplate(dir, defs.rules.Env); perr != nil {
+				var fe rules.FileErrors
+				if !errors.As(perr, &fe) {
+					return perr
+				}
+				errs = append(errs, fe...)
+			}
+		}
+		js, err = journeys.LoadFiles(journeyList, defs.rules.Env, known)
 	}
 	var fe rules.FileErrors
 	if errors.As(err, &fe) {
@@ -108,7 +125,7 @@ func (m *Main) validate(ctx context.Context, args []string) error {
 			errs = append(errs, fe...)
 		}
 	}
-	nfiles := len(ruleList) + len(journeyList) + len(configs)
+	nfiles := len(ruleList) + len(journeyList) + len(configs) + len(passDirs)
 	if cfg.Policies != "" {
 		nfiles++
 	}
