@@ -375,9 +375,15 @@ func TestWebService(t *testing.T) {
 		t.Fatalf("register again: created %v err %v", created, err)
 	}
 	for name, call := range map[string]func() error{
-		"bad token":     func() error { _, err := h.svc.Register(ctx, "dev1", ptid, p.Serial, "wrong-token-wrong-token", "aaaa"); return err },
-		"bad pass type": func() error { _, err := h.svc.Register(ctx, "dev1", "pass.other", p.Serial, p.Token, "aaaa"); return err },
-		"bad serial":    func() error { _, err := h.svc.Register(ctx, "dev1", ptid, "nope", p.Token, "aaaa"); return err },
+		"bad token": func() error {
+			_, err := h.svc.Register(ctx, "dev1", ptid, p.Serial, "wrong-token-wrong-token", "aaaa")
+			return err
+		},
+		"bad pass type": func() error {
+			_, err := h.svc.Register(ctx, "dev1", "pass.other", p.Serial, p.Token, "aaaa")
+			return err
+		},
+		"bad serial": func() error { _, err := h.svc.Register(ctx, "dev1", ptid, "nope", p.Token, "aaaa"); return err },
 	} {
 		if err := call(); !errors.Is(err, wallet.ErrUnauthorized) {
 			t.Errorf("%s: err %v, want ErrUnauthorized", name, err)
