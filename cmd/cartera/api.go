@@ -94,6 +94,7 @@ func (a *api) routes() *fiber.App {
 	v1.Get("/journeys/:id", a.requireAdmin, a.getJourney)
 	v1.Get("/audiences", a.requireAdmin, a.listAudiences)
 	v1.Get("/audiences/:id/members", a.requireAdmin, a.audienceMembers)
+	v1.Get("/admin/backup", a.requireAdmin, a.backup)
 
 	a.walletRoutes(app)
 	adm := v1.Group("/profiles", a.requireAdmin)

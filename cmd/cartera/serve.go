@@ -110,6 +110,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if m.OnListen != nil {
 		m.OnListen(ln.Addr().String())
 	}
+	readyHint{addr: ln.Addr().String(), cfg: cfg, tokenFromEnv: m.Getenv("CARTERA_ADMIN_TOKEN") != "", keysFromEnv: m.Getenv("CARTERA_WRITE_KEYS") != ""}.write(m.Stdout)
 
 	select {
 	case err := <-served:
