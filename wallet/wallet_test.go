@@ -115,7 +115,7 @@ func (q *queue) take() []*channels.Message {
 }
 
 type harness struct {
-	t     *testing.T
+	t     testing.TB
 	clock *clock
 	store *profiles.Store
 	svc   *wallet.Service
@@ -147,7 +147,7 @@ func writeTemplate(t testing.TB, root, id, yaml string) string {
 	return dir
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t testing.TB) *harness {
 	t.Helper()
 	h := &harness{t: t, clock: &clock{now: t0}, queue: &queue{keys: map[string]bool{}}, dir: t.TempDir()}
 	specs, err := rules.Parse("rules.yaml", []byte(testRules))
