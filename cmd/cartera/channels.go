@@ -415,6 +415,9 @@ func (a *app) enqueueAction(act journeys.Action) (bool, error) {
 		if act.Trigger != nil {
 			data["trigger"] = act.Trigger
 		}
+		if links := a.passLinks(act.Profile); len(links) > 0 {
+			data["links"] = links
+		}
 		payload, err := json.Marshal(channels.SendPayload{Template: tpl, Data: data})
 		if err != nil {
 			return false, err

@@ -309,3 +309,33 @@ func (a *app) deliverWallet(ctx context.Context, act journeys.Action) (bool, err
 	}
 	return false, nil
 }
+
+// passLinks are the links of the person's pass for a message's templates:
+// "apple_wallet" (the signed download) and "google_wallet" (the save
+// link), or none without a pass.
+func (a *app) passLinks(profileID string) map[string]any {
+	if a.wallet == nil {
+		return nil
+	}
+	passes, err := a.wallet.Passes(profileID)
+	if err != nil {
+		a.log.Error("read passes for a message", "err", err)
+		return nil
+	}
+	for _, p := range passes {
+		if p.Voided {
+			continue
+		}
+		l, err := a.wallet.Links(p)
+		if err != nil {
+			a.log.Error("pass links", "serial", p.Serial, "err", err)
+			return nil
+		}
+		out := map[string]any{"apple_wallet": l.AppleURL}
+		if l.GoogleSaveURL != "" {
+			out["google_wallet"] = l.GoogleSaveURL
+		}
+		return out
+	}
+	return nil
+}
