@@ -297,6 +297,9 @@ func (e *Engine) Observe(f func([]Action)) {
 	e.observers = append(e.observers, f)
 }
 
+// Wake makes Run look at the timers again now (after the clock jumped).
+func (e *Engine) Wake() { e.poke() }
+
 func (e *Engine) poke() {
 	select {
 	case e.wake <- struct{}{}:

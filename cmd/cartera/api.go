@@ -45,6 +45,8 @@ type api struct {
 	now     func() time.Time
 	newID   func() string
 	gather  prometheus.Gatherer
+	// clock is the dev clock, nil unless dev_clock is on.
+	clock *devClock
 }
 
 // httpError is an error with the status the edge answers.
@@ -97,6 +99,8 @@ func (a *api) routes() *fiber.App {
 	v1.Get("/admin/backup", a.requireAdmin, a.backup)
 
 	a.walletRoutes(app)
+	v1.Get("/admin/clock", a.requireAdmin, a.getClock)
+	v1.Post("/admin/clock", a.requireAdmin, a.advanceClock)
 	adm := v1.Group("/profiles", a.requireAdmin)
 	adm.Get("/:ident/export", a.exportProfile)
 	adm.Get("/:ident", a.getProfile)

@@ -52,6 +52,9 @@ type Config struct {
 	Policies string `yaml:"policies"`
 	// Channels sets up delivery: email, SMS, webhooks, ad audiences.
 	Channels ChannelsConfig `yaml:"channels"`
+	// DevClock lets POST /v1/admin/clock move time forward (demos and
+	// tests; CARTERA_DEV_CLOCK=1). Never in production.
+	DevClock bool `yaml:"dev_clock"`
 	// Wallet sets up Apple and Google Wallet passes.
 	Wallet WalletConfig `yaml:"wallet"`
 
@@ -234,6 +237,15 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 		if v := getenv(name); v != "" {
 			*p = v
 		}
+	}
+	switch v := getenv("CARTERA_DEV_CLOCK"); v {
+	case "":
+	case "1", "true":
+		cfg.DevClock = true
+	case "0", "false":
+		cfg.DevClock = false
+	default:
+		return fmt.Errorf("CARTERA_DEV_CLOCK: want 1 or 0, got %q", v)
 	}
 	if v := getenv("CARTERA_WRITE_KEYS"); v != "" {
 		if err := applyWriteKeys(cfg, v); err != nil {

@@ -46,7 +46,14 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return loadErrors("load definitions", err)
 	}
-	core, err := openApp(ctx, cfg, defs, appOptions{Logger: log, Registry: reg, Deliver: true, Getenv: m.Getenv})
+	now := time.Now
+	var clock *devClock
+	if cfg.DevClock {
+		clock = &devClock{}
+		now = clock.Now
+		log.Warn("dev clock on: POST /v1/admin/clock moves time forward for every engine; never run a deployment like this")
+	}
+	core, err := openApp(ctx, cfg, defs, appOptions{Now: now, Logger: log, Registry: reg, Deliver: true, Getenv: m.Getenv})
 	if err != nil {
 		return err
 	}
@@ -68,7 +75,8 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		metrics: core.pm,
 		log:     log.With("component", "http"),
 		admin:   newTokenCheck(cfg.AdminToken),
-		now:     time.Now,
+		now:     now,
+		clock:   clock,
 		newID:   newMessageID,
 		gather:  reg,
 	}

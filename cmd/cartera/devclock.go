@@ -1,0 +1,78 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"cartera/rules"
+)
+
+// devClock is the clock of `serve` with dev_clock on: the wall clock plus
+// an offset that POST /v1/admin/clock moves forward, so a demo or an
+// end-to-end test can let a day pass in a second and watch the journeys'
+// durable timers fire. Every engine reads it. It never goes back, and it
+// is off unless the config or CARTERA_DEV_CLOCK turns it on.
+type devClock struct{ offset atomic.Int64 }
+
+// Now is the wall clock plus the offset.
+func (c *devClock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+
+// Advance moves the clock forward by d and returns the new time.
+func (c *devClock) Advance(d time.Duration) time.Time {
+	c.offset.Add(int64(d))
+	return c.Now()
+}
+
+// maxClockStep bounds one advance, so a typo cannot age the data by years.
+const maxClockStep = 90 * 24 * time.Hour
+
+// clockInfo is the answer of the clock routes.
+type clockInfo struct {
+	Now    time.Time `json:"now"`
+	Offset string    `json:"offset"`
+}
+
+func (a *api) clockInfo() clockInfo {
+	return clockInfo{Now: a.clock.Now().UTC(), Offset: time.Duration(a.clock.offset.Load()).String()}
+}
+
+// getClock is GET /v1/admin/clock.
+func (a *api) getClock(c *fiber.Ctx) error {
+	if a.clock == nil {
+		return &httpError{fiber.StatusNotFound, "dev clock is off: set dev_clock: true or CARTERA_DEV_CLOCK=1 (development only)"}
+	}
+	return c.JSON(a.clockInfo())
+}
+
+// advanceClock is POST /v1/admin/clock {"advance": "24h"}: time moves
+// forward and due timers fire.
+func (a *api) advanceClock(c *fiber.Ctx) error {
+	if a.clock == nil {
+		return a.getClock(c)
+	}
+	var req struct {
+		Advance string `json:"advance"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(c.Body())))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return &httpError{fiber.StatusBadRequest, `body: want {"advance": "<duration>"}: ` + err.Error()}
+	}
+	d, err := rules.ParseDuration(req.Advance)
+	if err != nil || d <= 0 || d > maxClockStep {
+		return &httpError{fiber.StatusBadRequest, "advance: want a duration such as 30m, 24h or 7d, at most 90d"}
+	}
+	a.clock.Advance(d)
+	a.log.Warn("dev clock advanced", "by", d.String(), "now", a.clock.Now().UTC())
+	if a.core != nil {
+		a.core.journeys.Wake()
+		if a.core.delivery != nil {
+			a.core.delivery.outbox.Wake()
+		}
+	}
+	return c.JSON(a.clockInfo())
+}
