@@ -3,13 +3,19 @@ GO      ?= go
 BIN     ?= bin/cartera
 SDKTEST := internal/sdktest
 
-.PHONY: run build test test-go sdk bench lint fuzz clean
+.PHONY: run demo build test test-go sdk bench lint fuzz clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cartera
 
+# run starts the gateway with the examples, on 127.0.0.1:8080 and ./data/.
+# The dev clock is on, so `make demo` can let a day pass in a second.
 run: build
-	./$(BIN) serve --config examples/cartera.yaml
+	CARTERA_DEV_CLOCK=1 ./$(BIN) serve --config examples/cartera.yaml
+
+# demo replays the seed scenario against `make run` (in another terminal).
+demo: build
+	./$(BIN) demo
 
 # test runs every test, the Segment SDK end-to-end test included (it needs
 # Node.js and npm; .ci/run installs them on a bare machine).

@@ -397,7 +397,9 @@ func (s *Sender) writeFile(m *channels.Message, out *outgoing, info MessageInfo)
 		_ = os.Remove(tmp.Name())
 		return channels.Result{Err: fmt.Errorf("send email %s: write file: %w", m.Key, werr)}
 	}
-	return delivered(info, out.messageID)
+	res := delivered(info, out.messageID)
+	res.Events[0].Properties["file"] = name // where to look, in the outbox folder
+	return res
 }
 
 // sanitize keeps a key's letters, digits, '.', '-' and '_' for a file
