@@ -10,27 +10,16 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
-	"log"
 	"maps"
-	"math/big"
 	"mime"
 	"mime/multipart"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/mail"
@@ -43,13 +32,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-sasl"
-	"github.com/emersion/go-smtp"
 	"go.etcd.io/bbolt"
 	"golang.org/x/net/html"
 
 	"cartera/channels"
 	"cartera/channels/webhook"
+	"cartera/internal/smtptest"
 )
 
 // What testdata/delivery/cartera.yaml names.
@@ -310,151 +298,6 @@ const (
 	dlSMTPPass = "relay p@ss/word"
 )
 
-type relayMail struct {
-	From string
-	To   []string
-	Data []byte
-	TLS  bool
-	User string
-}
-
-// smtpRelay is a real SMTP server on a random port: STARTTLS with a
-// certificate of a CA made for the test, AUTH PLAIN only after STARTTLS
-// (go-smtp refuses it in clear), mail only after AUTH.
-type smtpRelay struct {
-	url    string // CARTERA_SMTP_URL
-	caFile string // CARTERA_SMTP_CA_FILE
-	mu     sync.Mutex
-	mails  []relayMail
-}
-
-func startSMTPRelay(t *testing.T) *smtpRelay {
-	t.Helper()
-	cert, caPEM := dlCertificate(t)
-	rl := &smtpRelay{caFile: filepath.Join(t.TempDir(), "relay-ca.pem")}
-	if err := os.WriteFile(rl.caFile, caPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
-		return &relaySession{relay: rl, conn: c}, nil
-	}))
-	srv.Domain = "localhost"
-	srv.ErrorLog = log.New(io.Discard, "", 0)
-	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
-	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	rl.url = (&url.URL{Scheme: "smtp", User: url.UserPassword(dlSMTPUser, dlSMTPPass), Host: ln.Addr().String()}).String()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
-			t.Errorf("smtp relay: %v", err)
-		}
-	}()
-	t.Cleanup(func() {
-		_ = srv.Close()
-		<-done
-	})
-	return rl
-}
-
-func (rl *smtpRelay) Mails() []relayMail {
-	rl.mu.Lock()
-	defer rl.mu.Unlock()
-	return slices.Clone(rl.mails)
-}
-
-type relaySession struct {
-	relay *smtpRelay
-	conn  *smtp.Conn
-	user  string
-	from  string
-	to    []string
-}
-
-func (s *relaySession) AuthMechanisms() []string { return []string{sasl.Plain} }
-
-func (s *relaySession) Auth(string) (sasl.Server, error) {
-	return sasl.NewPlainServer(func(_, username, password string) error {
-		if username != dlSMTPUser || password != dlSMTPPass {
-			return errors.New("bad credentials")
-		}
-		s.user = username
-		return nil
-	}), nil
-}
-
-func (s *relaySession) Mail(from string, _ *smtp.MailOptions) error {
-	if s.user == "" {
-		return smtp.ErrAuthRequired
-	}
-	s.from = from
-	return nil
-}
-
-func (s *relaySession) Rcpt(to string, _ *smtp.RcptOptions) error {
-	s.to = append(s.to, to)
-	return nil
-}
-
-func (s *relaySession) Data(r io.Reader) error {
-	b, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	_, isTLS := s.conn.TLSConnectionState()
-	s.relay.mu.Lock()
-	s.relay.mails = append(s.relay.mails, relayMail{From: s.from, To: slices.Clone(s.to), Data: b, TLS: isTLS, User: s.user})
-	s.relay.mu.Unlock()
-	return nil
-}
-
-func (s *relaySession) Reset()        { s.from, s.to = "", nil }
-func (s *relaySession) Logout() error { return nil }
-
-// dlCertificate makes a CA (returned as PEM) and a certificate for
-// 127.0.0.1 it signs.
-func dlCertificate(t *testing.T) (tls.Certificate, []byte) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cartera delivery test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: key},
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-}
-
 // mailParts reads a multipart/alternative mail's parts by media type,
 // decoded (multipart decodes quoted-printable itself).
 func mailParts(t *testing.T, msg *mail.Message) map[string]string {
@@ -505,12 +348,12 @@ func mailParts(t *testing.T, msg *mail.Message) map[string]string {
 // profile.
 func TestDeliveryEmailSMTPAndTracking(t *testing.T) {
 	t.Parallel()
-	relay := startSMTPRelay(t)
+	relay := smtptest.Start(t, dlSMTPUser, dlSMTPPass)
 	rig := newDeliveryRig(t, "")
 	const public = "https://track.shoes.example"
 	s, _ := rig.serve(t, map[string]string{
-		"CARTERA_SMTP_URL":     relay.url,
-		"CARTERA_SMTP_CA_FILE": relay.caFile,
+		"CARTERA_SMTP_URL":     relay.URL,
+		"CARTERA_SMTP_CA_FILE": relay.CAFile,
 		"CARTERA_PUBLIC_URL":   public,
 	})
 	mustOK(t, s.send(t, dlWebKey, "/v1/identify", `{"userId":"u-ana","traits":{"email":"Ana@Example.com","first_name":"Ana","favourite_shoe":"Oxford brogue","consent":{"email":true,"ads":true}}}`))

@@ -1,0 +1,186 @@
+// Package smtptest runs a real SMTP relay in a test: go-smtp on a random
+// port of 127.0.0.1, with STARTTLS (a certificate of a CA made for the
+// test, written to a file the client can trust) and AUTH PLAIN, which
+// go-smtp allows only after STARTTLS. It keeps every mail it accepts.
+//
+//	relay := smtptest.Start(t, "cartera", "secret")
+//	// CARTERA_SMTP_URL=relay.URL, CARTERA_SMTP_CA_FILE=relay.CAFile
+//	mails := relay.Mails()
+package smtptest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"log"
+	"math/big"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+)
+
+// Mail is one message the relay accepted.
+type Mail struct {
+	From string
+	To   []string
+	Data []byte
+	// TLS says whether the session had switched to TLS; User is who
+	// authenticated.
+	TLS  bool
+	User string
+}
+
+// Relay is a running SMTP relay.
+type Relay struct {
+	// URL is smtp://user:pass@127.0.0.1:port.
+	URL string
+	// CAFile is a PEM file of the CA that signed the relay's certificate.
+	CAFile string
+
+	user, pass string
+	mu         sync.Mutex
+	mails      []Mail
+}
+
+// Start runs a relay until the test ends.
+func Start(tb testing.TB, user, pass string) *Relay {
+	tb.Helper()
+	cert, caPEM := Certificate(tb)
+	rl := &Relay{CAFile: filepath.Join(tb.TempDir(), "relay-ca.pem"), user: user, pass: pass}
+	if err := os.WriteFile(rl.CAFile, caPEM, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		return &session{relay: rl, conn: c}, nil
+	}))
+	srv.Domain = "localhost"
+	srv.ErrorLog = log.New(io.Discard, "", 0)
+	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rl.URL = (&url.URL{Scheme: "smtp", User: url.UserPassword(user, pass), Host: ln.Addr().String()}).String()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, smtp.ErrServerClosed) {
+			tb.Errorf("smtp relay: %v", err)
+		}
+	}()
+	tb.Cleanup(func() {
+		_ = srv.Close()
+		<-done
+	})
+	return rl
+}
+
+// Mails returns the mails accepted so far.
+func (rl *Relay) Mails() []Mail {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	return slices.Clone(rl.mails)
+}
+
+type session struct {
+	relay *Relay
+	conn  *smtp.Conn
+	user  string
+	from  string
+	to    []string
+}
+
+func (s *session) AuthMechanisms() []string { return []string{sasl.Plain} }
+
+func (s *session) Auth(string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(_, username, password string) error {
+		if username != s.relay.user || password != s.relay.pass {
+			return errors.New("bad credentials")
+		}
+		s.user = username
+		return nil
+	}), nil
+}
+
+func (s *session) Mail(from string, _ *smtp.MailOptions) error {
+	if s.user == "" {
+		return smtp.ErrAuthRequired
+	}
+	s.from = from
+	return nil
+}
+
+func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.to = append(s.to, to)
+	return nil
+}
+
+func (s *session) Data(r io.Reader) error {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	_, isTLS := s.conn.TLSConnectionState()
+	s.relay.mu.Lock()
+	s.relay.mails = append(s.relay.mails, Mail{From: s.from, To: slices.Clone(s.to), Data: b, TLS: isTLS, User: s.user})
+	s.relay.mu.Unlock()
+	return nil
+}
+
+func (s *session) Reset()        { s.from, s.to = "", nil }
+func (s *session) Logout() error { return nil }
+
+// Certificate makes a CA (returned as PEM) and a server certificate for
+// 127.0.0.1 that it signs, valid for an hour around now.
+func Certificate(tb testing.TB) (tls.Certificate, []byte) {
+	tb.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "cartera test CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ca, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: key},
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
+}
