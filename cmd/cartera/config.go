@@ -185,6 +185,7 @@ func loadConfig(f *serveFlags, getenv func(string) string) (*Config, error) {
 		}
 	}
 	applyWalletEnv(&cfg, getenv)
+	applyAdTokens(&cfg, getenv)
 	if v := getenv("CARTERA_TRACKING_SECRET"); v != "" {
 		cfg.Channels.TrackingSecret = v
 	}
@@ -284,4 +285,25 @@ func applyWriteKeys(cfg *Config, v string) error {
 		}
 	}
 	return nil
+}
+
+// applyAdTokens reads the ad platforms' secrets from the environment into
+// every audience the config mirrors there, so tokens stay out of the file:
+// CARTERA_META_ACCESS_TOKEN, CARTERA_GOOGLE_ADS_ACCESS_TOKEN and
+// CARTERA_GOOGLE_ADS_DEVELOPER_TOKEN.
+func applyAdTokens(cfg *Config, getenv func(string) string) {
+	meta, gAccess, gDev := getenv("CARTERA_META_ACCESS_TOKEN"), getenv("CARTERA_GOOGLE_ADS_ACCESS_TOKEN"), getenv("CARTERA_GOOGLE_ADS_DEVELOPER_TOKEN")
+	for _, ad := range cfg.Channels.Audiences {
+		if ad.Meta != nil && meta != "" {
+			ad.Meta.AccessToken = meta
+		}
+		if ad.Google != nil {
+			if gAccess != "" {
+				ad.Google.AccessToken = gAccess
+			}
+			if gDev != "" {
+				ad.Google.DeveloperToken = gDev
+			}
+		}
+	}
 }
