@@ -262,69 +262,6 @@ func TestSimulateGolden(t *testing.T) {
 	}
 }
 
-// TestSimulateExamples replays examples/events/*.ndjson through the
-// examples' own config, as the README tells a marketer to.
-func TestSimulateExamples(t *testing.T) {
-	examples := map[string]scenario{
-		"cart_abandonment": {
-			want: []string{
-				"2026-11-20T10:05:00Z cart_abandonment - enter key=c1 trigger=Product Added",
-				"2026-11-20T10:35:00Z cart_abandonment reminder send email template=cart_reminder",
-				"2026-11-20T15:40:00Z cart_abandonment reminder send email template=cart_reminder",
-				"2026-11-21T08:30:00Z cart_abandonment done exit reason=exit step",
-				"2026-11-21T10:35:00Z cart_abandonment retarget audience_add audience audience=retargeting",
-				"2026-11-21T17:00:00Z cart_abandonment hold audience_remove audience audience=retargeting reason=exit_when: Order Completed",
-				"2026-11-21T17:00:00Z cart_abandonment hold exit reason=exit_when: Order Completed",
-			},
-			never: []string{"suppressed"},
-		},
-		"tier_upgrade": {
-			want: []string{
-				"2026-11-24T18:30:00Z tier_upgrade - enter trigger=Order Completed",
-				"2026-11-24T18:30:00Z tier_upgrade set_gold set_trait trait=tier value=gold",
-				"2026-11-24T18:30:00Z tier_upgrade pass pass_update wallet push=You are now Gold",
-				"2026-11-24T18:30:00Z tier_upgrade congratulate send email template=welcome_gold",
-				"2026-11-25T21:15:00Z tier_upgrade - enter trigger=Order Completed",
-				"2026-11-25T21:15:00Z tier_upgrade pass pass_update wallet push=You are now Gold",
-				"2026-11-25T21:15:00Z tier_upgrade congratulate send email template=welcome_gold",
-			},
-			never: []string{"suppressed", "2026-11-26"},
-		},
-		"birthday": {
-			want: []string{
-				"2026-11-22T08:00:00Z birthday - enter trigger=Scheduled",
-				"2026-11-22T08:00:00Z birthday treat send email template=birthday",
-				"2026-11-24T08:00:00Z birthday - enter trigger=Scheduled",
-				"2026-11-24T08:00:00Z birthday treat suppressed email reason=suppression: after_purchase",
-			},
-		},
-	}
-	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "events", "*.ndjson"))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no example scenarios: %v", err)
-	}
-	for _, file := range files {
-		name := strings.TrimSuffix(filepath.Base(file), ".ndjson")
-		sc, ok := examples[name]
-		if !ok {
-			t.Errorf("%s: not checked by TestSimulateExamples", file)
-			continue
-		}
-		delete(examples, name)
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			out, stderr, err := simulateRun(t, "--config", filepath.Join("..", "..", "examples", "cartera.yaml"), "--events", file)
-			if err != nil {
-				t.Fatalf("simulate: %v\nstderr:\n%s", err, stderr)
-			}
-			checkScenario(t, checkActions(t, out), sc)
-		})
-	}
-	for name := range examples {
-		t.Errorf("examples/events/%s.ndjson is missing", name)
-	}
-}
-
 func TestSimulateErrors(t *testing.T) {
 	config := filepath.Join(simDir, "cartera.yaml")
 	events := filepath.Join(simDir, "cart_opened.ndjson")

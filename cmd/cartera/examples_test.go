@@ -1,0 +1,100 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// exampleScenarios is what each examples/events/*.ndjson must show when
+// simulate replays it through the examples' own config (the README tells
+// a marketer to run them). Every file there needs an entry: a new story
+// without one fails the test. Lines are summaries (see summarize); want
+// holds in order, as prefixes, with other actions allowed between them.
+var exampleScenarios = map[string]scenario{
+	"cart_abandonment": {
+		want: []string{
+			"2026-11-20T10:05:00Z cart_abandonment - enter key=c1 trigger=Product Added",
+			"2026-11-20T10:35:00Z cart_abandonment reminder send email template=cart_reminder",
+			"2026-11-20T15:40:00Z cart_abandonment reminder send email template=cart_reminder",
+			"2026-11-21T08:30:00Z cart_abandonment done exit reason=exit step",
+			"2026-11-21T10:35:00Z cart_abandonment retarget audience_add audience audience=retargeting",
+			"2026-11-21T17:00:00Z cart_abandonment hold audience_remove audience audience=retargeting reason=exit_when: Order Completed",
+			"2026-11-21T17:00:00Z cart_abandonment hold exit reason=exit_when: Order Completed",
+		},
+		never: []string{"suppressed"},
+	},
+	"tier_upgrade": {
+		want: []string{
+			"2026-11-24T18:30:00Z tier_upgrade - enter trigger=Order Completed",
+			"2026-11-24T18:30:00Z tier_upgrade set_gold set_trait trait=tier value=gold",
+			"2026-11-24T18:30:00Z tier_upgrade pass pass_update wallet push=You are now Gold",
+			"2026-11-24T18:30:00Z tier_upgrade congratulate send email template=welcome_gold",
+			"2026-11-25T21:15:00Z tier_upgrade - enter trigger=Order Completed",
+			"2026-11-25T21:15:00Z tier_upgrade pass pass_update wallet push=You are now Gold",
+			"2026-11-25T21:15:00Z tier_upgrade congratulate send email template=welcome_gold",
+		},
+		never: []string{"suppressed", "2026-11-26"},
+	},
+	"birthday": {
+		want: []string{
+			"2026-11-22T08:00:00Z birthday - enter trigger=Scheduled",
+			"2026-11-22T08:00:00Z birthday treat send email template=birthday",
+			"2026-11-24T08:00:00Z birthday - enter trigger=Scheduled",
+			"2026-11-24T08:00:00Z birthday treat suppressed email reason=suppression: after_purchase",
+		},
+	},
+	"welcome": {
+		want: []string{
+			// Nora: the card, then the email that carries its links.
+			"2026-11-16T10:00:00Z welcome - enter trigger=Signed Up",
+			"2026-11-16T10:00:00Z welcome issue_pass send wallet template=loyalty",
+			"2026-11-16T10:00:00Z welcome welcome_email send email template=welcome",
+			"2026-11-16T10:00:00Z welcome welcome_email exit reason=completed",
+			// Tomás, at night: transactional, so quiet hours do not apply.
+			"2026-11-16T22:40:00Z welcome issue_pass send wallet template=loyalty",
+			"2026-11-16T22:40:00Z welcome welcome_email send email template=welcome",
+			// Iker: a card, but no email without consent.
+			"2026-11-17T17:30:00Z welcome issue_pass send wallet template=loyalty",
+			"2026-11-17T17:30:00Z welcome welcome_email suppressed email reason=consent: no email consent template=welcome",
+		},
+		// Olga's newsletter sign-up has no card: no pass, no welcome.
+		never: []string{"2026-11-18", "quiet_hours"},
+	},
+}
+
+// TestSimulateExamples replays examples/events/*.ndjson through the
+// examples' own config, as the README tells a marketer to.
+func TestSimulateExamples(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("..", "..", "examples", "events", "*.ndjson"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example scenarios: %v", err)
+	}
+	seen := map[string]bool{}
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".ndjson")
+		seen[name] = true
+		sc, ok := exampleScenarios[name]
+		if !ok {
+			t.Errorf("%s: no entry in exampleScenarios (what must it show?)", file)
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			args := []string{"--config", filepath.Join("..", "..", "examples", "cartera.yaml"), "--events", file}
+			if sc.until != "" {
+				args = append(args, "--until", sc.until)
+			}
+			out, stderr, err := simulateRun(t, args...)
+			if err != nil {
+				t.Fatalf("simulate: %v\nstderr:\n%s", err, stderr)
+			}
+			checkScenario(t, checkActions(t, out), sc)
+		})
+	}
+	for name := range exampleScenarios {
+		if !seen[name] {
+			t.Errorf("exampleScenarios names %s, but examples/events/%s.ndjson does not exist", name, name)
+		}
+	}
+}
