@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -32,6 +33,7 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	webKey := fs.String("web-key", "web_dev_write_key", "write key of the web source")
 	posKey := fs.String("pos-key", "pos_dev_write_key", "write key of the tills (pos source)")
 	wait := fs.Duration("wait", 15*time.Second, "how long to wait for each step")
+	person := fs.String("person", "", "a suffix for the demo person's ids (default random, so the demo can run again)")
 	if err := fs.Parse(args); err != nil {
 		_, _ = io.Copy(m.Stderr, &flagErr)
 		return &usageError{err.Error()}
@@ -43,7 +45,7 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 		*token = "dev-admin-token-change-me"
 	}
 	d := &demoRun{ctx: ctx, out: m.Stdout, base: strings.TrimRight(*base, "/"), token: *token, wait: *wait,
-		keys: map[string]string{"app": *appKey, "web": *webKey, "pos": *posKey}, start: time.Now(), client: &http.Client{Timeout: 10 * time.Second}}
+		keys: map[string]string{"app": *appKey, "web": *webKey, "pos": *posKey}, start: time.Now(), client: &http.Client{Timeout: 10 * time.Second}, person: *person}
 	if err := d.run(); err != nil {
 		fmt.Fprintf(m.Stderr, "demo: %v\n", err)
 		return errReported
@@ -62,6 +64,7 @@ type demoRun struct {
 	client *http.Client
 	now    time.Time // the server's clock
 	madrid *time.Location
+	person string
 }
 
 // say prints one line of the timeline: wall seconds since the start, the
@@ -227,6 +230,10 @@ func (d *demoRun) run() error {
 	var sfx [3]byte
 	_, _ = rand.Read(sfx[:])
 	id := hex.EncodeToString(sfx[:])
+	if d.person != "" {
+		id = d.person
+		copy(sfx[:], id)
+	}
 	user, device, card := "ana-"+id, "phone-"+id, fmt.Sprintf("4000 %04d %04d", int(sfx[0])<<4|int(sfx[1]>>4), int(sfx[1]&15)<<8|int(sfx[2]))
 	email := "ana." + id + "@example.com"
 	fmt.Fprintf(d.out, "Cartera demo: seed 000 (cart recovery) and 001 (smart wallet) against %s\n", d.base)
@@ -259,6 +266,10 @@ func (d *demoRun) run() error {
 		return err
 	}
 	d.say("wallet pass %s issued: tier %s, %v points; download: %s", issued.Serial, issued.Tier, issued.Values["points"], issued.AppleURL)
+	if err := d.installPass(issued, "iphone-"+id); err != nil {
+		return err
+	}
+	d.say("Ana adds it to Apple Wallet: her iPhone registers with the PassKit web service for updates")
 	fmt.Fprintln(d.out)
 
 	// Seed 000: the phone browses and leaves shoes in the cart.
@@ -321,7 +332,16 @@ func (d *demoRun) run() error {
 	}
 	d.say("tier upgrade: 550 EUR in total makes Ana gold (journey tier_upgrade)")
 	pass := p.Passes[0]
-	d.say("pass updated: %s is now tier %s with %v points; registered devices get a push (\"You are now Gold\")", pass.Serial, pass.Tier, pass.Values["points"])
+	d.say("pass updated: %s is now tier %s with %v points and the message %q", pass.Serial, pass.Tier, pass.Values["points"], pass.Values["message"])
+	p, _, err = d.until("user_id:"+user, "the pass push", func(p *demoProfile) bool { return p.event("Pass Updated", "") != nil })
+	if err != nil {
+		return err
+	}
+	if n, _ := p.event("Pass Updated", "")["devices"].(float64); n > 0 {
+		d.say("push: APNs told %v device(s); Wallet fetches the gold pass and shows \"You are now Gold\"", n)
+	} else {
+		d.say("push: none sent (APNs is off with the development certificate; set CARTERA_APNS_URL for a stand-in)")
+	}
 	if p, _, err := d.until("user_id:"+user, "the gold email", func(p *demoProfile) bool { return p.event("Email Delivered", "tier_upgrade") != nil }); err == nil {
 		d.say("email %q in Spanish, her locale: %s", "welcome_gold", where(p.event("Email Delivered", "tier_upgrade")))
 	}
@@ -335,4 +355,51 @@ func where(delivered map[string]any) string {
 		return "written to the outbox folder: data/outbox/" + f
 	}
 	return "sent over SMTP"
+}
+
+// installPass plays Wallet on a phone: it downloads the pass, reads its
+// authenticationToken and registers the device for pushes.
+func (d *demoRun) installPass(p passView, device string) error {
+	u, err := url.Parse(p.AppleURL)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(d.ctx, http.MethodGet, d.base+u.RequestURI(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("download pass: %d %v", resp.StatusCode, err)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		return fmt.Errorf("download pass: %w", err)
+	}
+	var pass struct {
+		AuthenticationToken string `json:"authenticationToken"`
+	}
+	for _, f := range zr.File {
+		if f.Name != "pass.json" {
+			continue
+		}
+		rc, err := f.Open()
+		if err != nil {
+			return err
+		}
+		err = json.NewDecoder(rc).Decode(&pass)
+		rc.Close()
+		if err != nil {
+			return fmt.Errorf("pass.json: %w", err)
+		}
+	}
+	pushToken := hex.EncodeToString([]byte(device))
+	path := "/wallet/v1/devices/" + url.PathEscape(device) + "/registrations/" + url.PathEscape(p.PassTypeIdentifier) + "/" + url.PathEscape(p.Serial)
+	_, err = d.call(http.MethodPost, path, "ApplePass "+pass.AuthenticationToken, map[string]string{"pushToken": pushToken}, nil)
+	return err
 }

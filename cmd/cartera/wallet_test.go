@@ -12,7 +12,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha1"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
@@ -33,6 +32,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/smallstep/pkcs7"
 
+	"cartera/internal/apnstest"
 	"cartera/wallet/apple"
 	"cartera/wallet/google"
 )
@@ -49,7 +49,7 @@ const (
 type walletRig struct {
 	data, devDir string
 	chain        *apple.Chain
-	apns         *apnsStandIn
+	apns         *apnstest.StandIn
 	google       *googleWalletStandIn
 	key          *rsa.PrivateKey
 	s            *server
@@ -65,7 +65,7 @@ func newWalletRig(t *testing.T) *walletRig {
 	if r.chain, err = (apple.Config{PassTypeID: exPassTypeID, TeamID: exTeamID}).DevChain(r.devDir, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	r.apns = newAPNsStandIn(t, filepath.Join(r.devDir, "ca.pem"))
+	r.apns = apnstest.Start(t, exPassTypeID, filepath.Join(r.devDir, "ca.pem"))
 	r.key, err = rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -80,88 +80,14 @@ func newWalletRig(t *testing.T) *walletRig {
 	if err := os.WriteFile(sa, saJSON, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	caFile := filepath.Join(dir, "apns-ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.apns.Certificate().Raw}), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	r.s = startServerAt(t, r.data, map[string]string{
 		"CARTERA_APNS_URL":               r.apns.URL,
-		"CARTERA_APNS_CA_FILE":           caFile,
+		"CARTERA_APNS_CA_FILE":           r.apns.CAFile,
 		"CARTERA_GOOGLE_WALLET_URL":      r.google.URL + "/walletobjects/v1",
 		"CARTERA_GOOGLE_ISSUER_ID":       exIssuerID,
 		"CARTERA_GOOGLE_SERVICE_ACCOUNT": sa,
 	})
 	return r
-}
-
-// apnsStandIn is Apple's push service as far as a pass update goes.
-type apnsStandIn struct {
-	*httptest.Server
-	t      *testing.T
-	mu     sync.Mutex
-	pushes map[string]int
-	bad    []string
-}
-
-func newAPNsStandIn(t *testing.T, caFile string) *apnsStandIn {
-	t.Helper()
-	a := &apnsStandIn{t: t, pushes: map[string]int{}}
-	a.Server = httptest.NewUnstartedServer(http.HandlerFunc(a.serve))
-	pool, err := certPool(caFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a.EnableHTTP2 = true
-	a.TLS = &tls.Config{ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
-	a.StartTLS()
-	t.Cleanup(a.Close)
-	return a
-}
-
-func (a *apnsStandIn) serve(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	token, ok := strings.CutPrefix(r.URL.Path, "/3/device/")
-	var problems []string
-	if r.ProtoMajor != 2 {
-		problems = append(problems, "not HTTP/2: "+r.Proto)
-	}
-	if r.Method != http.MethodPost || !ok || token == "" {
-		problems = append(problems, "request "+r.Method+" "+r.URL.Path)
-	}
-	if got := r.Header.Get("apns-topic"); got != exPassTypeID {
-		problems = append(problems, "apns-topic "+got)
-	}
-	if string(body) != "{}" {
-		problems = append(problems, "payload "+string(body))
-	}
-	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 || !strings.Contains(r.TLS.PeerCertificates[0].Subject.CommonName, exPassTypeID) {
-		problems = append(problems, "client certificate is not the pass certificate")
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if len(problems) > 0 {
-		a.bad = append(a.bad, strings.Join(problems, "; "))
-		w.WriteHeader(http.StatusBadRequest)
-		_, _ = io.WriteString(w, `{"reason":"BadRequest"}`)
-		return
-	}
-	a.pushes[token]++
-	if strings.HasPrefix(token, "dead") {
-		w.WriteHeader(http.StatusGone)
-		_, _ = fmt.Fprintf(w, `{"reason":"Unregistered","timestamp":%d}`, time.Now().UnixMilli())
-		return
-	}
-	w.Header().Set("apns-id", "00000000-0000-0000-0000-000000000001")
-}
-
-func (a *apnsStandIn) counts() (map[string]int, []string) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	out := map[string]int{}
-	for k, v := range a.pushes {
-		out[k] = v
-	}
-	return out, append([]string(nil), a.bad...)
 }
 
 // googleWalletStandIn is Google's OAuth token endpoint and Wallet API.
@@ -491,7 +417,7 @@ func TestWalletTierChangePushes(t *testing.T) {
 	// The four orders changed the points: each device is pushed (once or
 	// more, as the orders fall into the coalescing window).
 	eventually(t, 10*time.Second, "pushes for the points", func() bool {
-		c, _ := r.apns.counts()
+		c, _ := r.apns.Pushes()
 		return c["aa01"] > 0 && c["bb02"] > 0 && c["dead03"] > 0
 	})
 	eventually(t, 10*time.Second, "the Unregistered device to be forgotten", func() bool {
@@ -500,7 +426,7 @@ func TestWalletTierChangePushes(t *testing.T) {
 	latest := r.s.base + "/wallet/v1/passes/" + exPassTypeID + "/" + serial
 	resp, _ = get(t, latest, map[string]string{"Authorization": "ApplePass " + token})
 	lm := resp.Header.Get("Last-Modified")
-	before, _ := r.apns.counts()
+	before, _ := r.apns.Pushes()
 	listed := r.s.do(t, "GET", "/wallet/v1/devices/d1/registrations/"+exPassTypeID, nil, nil)
 	var list struct {
 		LastUpdated string `json:"lastUpdated"`
@@ -509,12 +435,12 @@ func TestWalletTierChangePushes(t *testing.T) {
 
 	order(5) // silver to gold
 	eventually(t, 10*time.Second, "the gold push", func() bool {
-		c, _ := r.apns.counts()
+		c, _ := r.apns.Pushes()
 		return c["aa01"] > before["aa01"] && c["bb02"] > before["bb02"]
 	})
 	// Let a second, wrong push have its chance to arrive.
 	time.Sleep(3 * time.Second)
-	after, bad := r.apns.counts()
+	after, bad := r.apns.Pushes()
 	if len(bad) > 0 {
 		t.Fatalf("APNs stand-in refused: %v", bad)
 	}
