@@ -61,6 +61,27 @@ var exampleScenarios = map[string]scenario{
 		// Olga's newsletter sign-up has no card: no pass, no welcome.
 		never: []string{"2026-11-18", "quiet_hours"},
 	},
+	"order_status": {
+		want: []string{
+			// Carmen's web order, step by step on her card, and
+			// Diego's two orders, each moved by its own events.
+			"2026-11-16T10:20:00Z order_status - enter key=W-1001 trigger=Order Completed",
+			"2026-11-16T10:20:00Z order_status processing pass_update wallet fields=map[order:Order W-1001: processing]",
+			"2026-11-17T08:05:00Z order_status on_its_way pass_update wallet fields=map[order:Order W-1001: shipped] push=Your order is on its way",
+			"2026-11-17T18:00:00Z delivery_window - enter key=W-1001/tomorrow 10–12 trigger=Delivery Scheduled",
+			"2026-11-17T18:00:00Z delivery_window window pass_update wallet fields=map[order:Arriving tomorrow 10–12] push=Your delivery slot is booked",
+			"2026-11-18T09:00:00Z order_status - enter key=A-2002",
+			"2026-11-18T09:30:00Z order_status - enter key=A-2003",
+			"2026-11-18T11:12:00Z order_status done pass_update wallet fields=map[order:Order W-1001: delivered] push=Delivered. Enjoy your new shoes!",
+			"2026-11-18T11:12:00Z order_status done exit reason=completed",
+			"2026-11-19T08:00:00Z order_status on_its_way pass_update wallet fields=map[order:Order A-2003: shipped]",
+			"2026-11-20T08:00:00Z order_status on_its_way pass_update wallet fields=map[order:Order A-2002: shipped]",
+			"2026-11-20T12:40:00Z order_status done pass_update wallet fields=map[order:Order A-2003: delivered]",
+			"2026-11-21T10:05:00Z order_status done pass_update wallet fields=map[order:Order A-2002: delivered]",
+		},
+		// The till order is not followed; nothing waits for a timeout.
+		never: []string{"pos-7731", "2026-11-19T17:00:00Z", "suppressed"},
+	},
 }
 
 // TestSimulateExamples replays examples/events/*.ndjson through the
