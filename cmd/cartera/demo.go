@@ -13,6 +13,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -304,7 +305,15 @@ func (d *demoRun) run() error {
 	}); err != nil {
 		return err
 	}
-	d.say("audience add: Ana joins the retargeting audience (Meta and Google Customer Match, hashed email; off until examples/cartera.yaml has tokens)")
+	synced, err := d.synced("user_id:"+user, p.ID, "add")
+	if err != nil {
+		return err
+	}
+	if len(synced) == 0 {
+		d.say("audience add: Ana joins the retargeting audience (Meta and Google are off until they have tokens: examples/cartera.yaml or CARTERA_META_ACCESS_TOKEN...)")
+	} else {
+		d.say("audience add: Ana joins the retargeting audience, synced to %s with her hashed email", strings.Join(synced, " and "))
+	}
 	fmt.Fprintln(d.out)
 
 	// The next day she buys at the till.
@@ -324,6 +333,11 @@ func (d *demoRun) run() error {
 		return err
 	}
 	d.say("journey exit and audience removal: the cart journey ends (converted) and Ana leaves the retargeting audience, %s after the sale", time.Since(sent).Round(time.Millisecond))
+	if synced, err := d.synced("user_id:"+user, p.ID, "remove"); err != nil {
+		return err
+	} else if len(synced) > 0 {
+		d.say("audience removal synced to %s, %s after the sale (ad platform changes batch for a second)", strings.Join(synced, " and "), time.Since(sent).Round(time.Millisecond))
+	}
 	p, _, err = d.until("user_id:"+user, "the tier upgrade", func(p *demoProfile) bool {
 		return p.Traits["tier"] == "gold" && len(p.Passes) > 0 && p.Passes[0].Tier == "gold"
 	})
@@ -402,4 +416,52 @@ func (d *demoRun) installPass(p passView, device string) error {
 	path := "/wallet/v1/devices/" + url.PathEscape(device) + "/registrations/" + url.PathEscape(p.PassTypeIdentifier) + "/" + url.PathEscape(p.Serial)
 	_, err = d.call(http.MethodPost, path, "ApplePass "+pass.AuthenticationToken, map[string]string{"pushToken": pushToken}, nil)
 	return err
+}
+
+// synced waits until the person's queued ad audience changes are
+// delivered and returns the platforms that confirmed an op ("add",
+// "remove"); none when no platform is configured.
+func (d *demoRun) synced(ident, profileID, op string) ([]string, error) {
+	var queued struct {
+		Messages []struct {
+			Destination string `json:"destination"`
+			ProfileID   string `json:"profile_id"`
+		} `json:"messages"`
+	}
+	want := map[string]bool{}
+	began := time.Now()
+	for {
+		if err := d.admin(http.MethodGet, "/v1/outbox", nil, &queued); err != nil {
+			return nil, err
+		}
+		for _, m := range queued.Messages {
+			if m.ProfileID == profileID && strings.Contains(m.Destination, ":") {
+				platform, _, _ := strings.Cut(m.Destination, ":")
+				want[platform] = true
+			}
+		}
+		if len(want) == 0 && time.Since(began) > 200*time.Millisecond {
+			return nil, nil // nothing queued for an ad platform
+		}
+		p, err := d.profile(ident)
+		if err != nil {
+			return nil, err
+		}
+		var got []string
+		for _, e := range p.Events {
+			if e.Event == "Audience Synced" && e.Properties["op"] == op {
+				if dest, _ := e.Properties["destination"].(string); want[dest] && !slices.Contains(got, dest) {
+					got = append(got, dest)
+				}
+			}
+		}
+		if len(want) > 0 && len(got) == len(want) {
+			slices.Sort(got)
+			return got, nil
+		}
+		if time.Since(began) > d.wait {
+			return nil, fmt.Errorf("waiting for the ad platforms to confirm %s: %v of %v", op, got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
