@@ -34,7 +34,9 @@ var exampleScenarios = map[string]scenario{
 			"2026-11-25T21:15:00Z tier_upgrade pass pass_update wallet push=You are now Gold",
 			"2026-11-25T21:15:00Z tier_upgrade congratulate send email template=welcome_gold",
 		},
-		never: []string{"suppressed", "2026-11-26"},
+		// Transactional at night: nothing is held back to the morning;
+		// Lucia's sixth order (27 November) does not start it again.
+		never: []string{"suppressed", "2026-11-26T08:00:00Z tier_upgrade", "2026-11-27T10:00:00Z tier_upgrade"},
 	},
 	"birthday": {
 		want: []string{
@@ -80,7 +82,39 @@ var exampleScenarios = map[string]scenario{
 			"2026-11-21T10:05:00Z order_status done pass_update wallet fields=map[order:Order A-2002: delivered]",
 		},
 		// The till order is not followed; nothing waits for a timeout.
-		never: []string{"pos-7731", "2026-11-19T17:00:00Z", "suppressed"},
+		// (The survey offer of their second orders follows, as in survey.)
+		never: []string{"pos-7731", "2026-11-19T17:00:00Z order_status", "suppressed"},
+	},
+	"survey": {
+		want: []string{
+			"2026-11-09T11:00:00Z survey_offer - enter trigger=Order Completed",
+			"2026-11-10T12:00:00Z survey_offer - enter trigger=Order Completed",
+			// Marta: the offer three days after her second order, at
+			// 10:00 Madrid; she answers yes and is invited at 19:00.
+			"2026-11-13T09:00:00Z survey_offer offer send email template=survey_offer",
+			"2026-11-13T11:30:00Z survey_offer answer goal event=Survey Answered",
+			"2026-11-13T11:30:00Z event_invitation - enter trigger=Survey Answered",
+			"2026-11-13T18:00:00Z event_invitation invite set_trait trait=invitation value=members_night",
+			"2026-11-13T18:00:00Z event_invitation date set_trait trait=event_at value=2026-11-20T18:00:00Z",
+			"2026-11-13T18:00:00Z event_invitation ticket pass_update wallet fields=map[offer:Members night: you are invited] push=You are invited to our members night",
+			// Pablo bought again on the 12th: held back, sent three days on.
+			"2026-11-14T09:00:00Z survey_offer offer suppressed email reason=suppression: after_purchase template=survey_offer",
+			"2026-11-17T09:00:00Z survey_offer offer send email template=survey_offer",
+			"2026-11-17T20:00:00Z survey_offer answer goal event=Survey Answered",
+			// Marta: the day before the night, then back to a loyalty card.
+			"2026-11-19T18:00:00Z event_invitation reminder send email template=event_reminder",
+			"2026-11-19T18:00:00Z event_invitation reminder_push pass_update wallet push=Tomorrow: members night",
+			"2026-11-21T18:00:00Z event_invitation back_to_loyalty set_trait trait=invitation", // value "": empty values are left out
+			"2026-11-21T18:00:00Z event_invitation clear_offer pass_update wallet fields=map[offer:]",
+			"2026-11-21T18:00:00Z event_invitation clear_offer exit reason=completed",
+		},
+		never: []string{
+			// No survey email while Pablo's after_purchase window holds
+			// (12 November 17:30 to 15 November 17:30).
+			"2026-11-14T09:00:00Z survey_offer offer send", "2026-11-15T09:00:00Z survey_offer offer send",
+			// Pablo will not come: no invitation for him.
+			"2026-11-17T20:00:00Z event_invitation", "2026-11-18T18:00:00Z event_invitation",
+		},
 	},
 }
 
