@@ -35,7 +35,7 @@ func sampleData(traits map[string]any) email.Data {
 
 func TestExampleTemplates(t *testing.T) {
 	tpl := loadExamples(t)
-	if got, want := tpl.Names(), []string{"birthday", "cart_reminder", "welcome_gold"}; !slices.Equal(got, want) {
+	if got, want := tpl.Names(), []string{"birthday", "cart_reminder", "event_reminder", "survey_offer", "welcome", "welcome_gold"}; !slices.Equal(got, want) {
 		t.Fatalf("Names() = %v, want %v", got, want)
 	}
 	for _, id := range tpl.Names() {
