@@ -12,8 +12,8 @@
 // deleted, [Result.Retryable] that the push may be tried again later.
 //
 // It does not know which devices hold which pass, store registrations,
-// deduplicate tokens, retry, log or count: the caller does, from the
-// results. It does not sign passes (wallet/apple does).
+// deduplicate tokens, schedule retries, log or count: the caller does,
+// from the results. It does not sign passes (wallet/apple does).
 //
 // One [Client] keeps one HTTP/2 connection open and carries up to
 // [Config.Concurrency] pushes on it at once, each its own stream; pushes
@@ -41,7 +41,7 @@
 //		switch {
 //		case r.Err == nil:
 //		case r.Unregistered():
-//			// delete the registration of r.Token
+//			// delete the registration of r.Token, unless it came after r.Timestamp
 //		case r.Retryable():
 //			// push r.Token again later
 //		}

@@ -24,8 +24,9 @@ type Result struct {
 	// be kept.
 	Timestamp time.Time
 	// Err is nil when APNs accepted the push (200). It wraps ErrRejected
-	// for any other answer, ErrBadToken for a token not sent, and the
-	// network or context error otherwise.
+	// for any other answer, ErrBadToken for a token not sent,
+	// ErrNoConnection when no connection could be opened, and the
+	// network or context error otherwise. It never quotes the token.
 	Err error
 }
 
@@ -46,12 +47,12 @@ func (r Result) Unregistered() bool {
 // Retryable reports whether the same push may succeed later: APNs did
 // not answer, asked to slow down (429), or failed (5xx).
 //
-// No answer includes a failed TLS handshake, APNs refusing the
-// certificate among them. Retrying does not fix a bad certificate, but
-// nothing says the token is at fault, and the push goes through once the
-// configuration is fixed; callers should alert when every push of a batch
-// fails this way. Other rejections (400 BadTopic, 403 BadCertificate,
-// 413) are neither retryable nor Unregistered.
+// No answer includes ErrNoConnection: a failed dial or TLS handshake,
+// APNs refusing the certificate among them. Retrying does not fix a bad
+// certificate, but nothing says the token is at fault, and the push goes
+// through once the configuration is fixed; callers should alert when
+// every push of a batch fails this way. Other rejections (400 BadTopic,
+// 403 BadCertificate, 413) are neither retryable nor Unregistered.
 func (r Result) Retryable() bool {
 	switch {
 	case r.Err == nil:
