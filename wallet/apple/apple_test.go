@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"crypto/sha1"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/smallstep/pkcs7"
+	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
 	"cartera/wallet/apple"
 )
@@ -449,6 +451,55 @@ func TestLoadChain(t *testing.T) {
 			_, err := apple.LoadChain(tt.cert, tt.key, tt.wwdr)
 			if err == nil || !strings.Contains(err.Error(), tt.errHas) {
 				t.Errorf("LoadChain error = %v, want one containing %q", err, tt.errHas)
+			}
+		})
+	}
+}
+
+// TestLoadP12 reads the chain from a .p12 as Keychain Access exports it,
+// with the WWDR inside the file or given beside it.
+func TestLoadP12(t *testing.T) {
+	chain, dir := devChain(t)
+	wwdrPEM, err := os.ReadFile(filepath.Join(dir, "wwdr.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	with, err := pkcs12.Modern.Encode(chain.Key, chain.Cert, []*x509.Certificate{chain.WWDR}, "s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	without, err := pkcs12.Modern.Encode(chain.Key, chain.Cert, nil, "s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		p12    []byte
+		pass   string
+		wwdr   []byte
+		errHas string
+	}{
+		{"WWDR inside", with, "s3cret", nil, ""},
+		{"WWDR beside", without, "s3cret", wwdrPEM, ""},
+		{"no WWDR", without, "s3cret", nil, "no WWDR"},
+		{"wrong password", with, "nope", nil, ".p12"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := apple.LoadP12(tc.p12, tc.pass, tc.wwdr)
+			if tc.errHas != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.errHas) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.errHas)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.PassTypeID != chain.PassTypeID || !got.WWDR.Equal(chain.WWDR) {
+				t.Errorf("chain for %q, WWDR %s", got.PassTypeID, got.WWDR.Subject)
+			}
+			if _, err := apple.Build(testPass(), testFiles(), got, testNow); err != nil {
+				t.Errorf("build with the .p12 chain: %v", err)
 			}
 		})
 	}
