@@ -495,3 +495,33 @@ func TestWalletTierChangePushes(t *testing.T) {
 		t.Errorf("Google messages = %v", msgs)
 	}
 }
+
+// TestWalletConfiguredCertificate: with a pass certificate configured
+// (here through the environment), passes are signed with it and no
+// development chain is made.
+func TestWalletConfiguredCertificate(t *testing.T) {
+	dir := t.TempDir()
+	certs := filepath.Join(dir, "certs")
+	if _, err := (apple.Config{PassTypeID: exPassTypeID, TeamID: exTeamID}).DevChain(certs, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data", "cartera.db")
+	s := startServerAt(t, data, map[string]string{
+		"CARTERA_APPLE_PASS_CERT": filepath.Join(certs, "pass.pem"),
+		"CARTERA_APPLE_PASS_KEY":  filepath.Join(certs, "pass.key"),
+		"CARTERA_APPLE_WWDR":      filepath.Join(certs, "wwdr.pem"),
+	})
+	mustOK(t, s.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"u1","traits":{"first_name":"Ana"}}`))
+	rep := s.admin(t, "POST", "/v1/profiles/user_id:u1/passes")
+	if rep.status != 201 {
+		t.Fatalf("issue: %d %s", rep.status, rep.raw)
+	}
+	resp, b := get(t, s.base+func() string { u, _ := url.Parse(rep.body["apple_url"].(string)); return u.RequestURI() }(), nil)
+	if resp.StatusCode != 200 {
+		t.Fatal(resp.Status)
+	}
+	checkPKPass(t, b, filepath.Join(certs, "ca.pem"))
+	if _, err := os.Stat(filepath.Join(dir, "data", "wallet-dev")); !os.IsNotExist(err) {
+		t.Errorf("a development chain was made although a certificate is configured (stat: %v)", err)
+	}
+}
