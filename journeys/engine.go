@@ -346,7 +346,21 @@ type run struct {
 	now     time.Time
 	actions []Action
 	views   map[string]*rules.ProfileView
+	// received is when the event being handled (or, for an event Cartera
+	// derived from it, its origin) was received; latencies are what
+	// Done observes once the actions are durable.
+	received  time.Time
+	latencies []latency
 }
+
+// latency is one observation for the engine's latency histograms.
+type latency struct {
+	received time.Time
+	purchase bool // an Order Completed that ended an instance or left an ad audience
+}
+
+// eventOrderCompleted is the purchase event of Segment's e-commerce spec.
+const eventOrderCompleted = "Order Completed"
 
 // Begin implements profiles.Processor.
 func (e *Engine) Begin(tx *bbolt.Tx) profiles.TxProcessor {
@@ -358,6 +372,17 @@ func (r *run) Flush() error { return nil }
 
 // Done implements profiles.TxProcessor: actions are told after commit.
 func (r *run) Done(committed bool) {
+	if committed && len(r.latencies) > 0 {
+		now := r.e.clock.Now()
+		for _, l := range r.latencies {
+			h := r.e.metrics.EventToAction
+			if l.purchase {
+				h = r.e.metrics.PurchaseToSuppression
+			}
+			h.Observe(now.Sub(l.received).Seconds())
+		}
+	}
+	r.latencies = r.latencies[:0]
 	if committed && len(r.actions) > 0 {
 		r.e.metrics.observe(r.actions)
 		r.e.mu.Lock()
@@ -570,6 +595,12 @@ func (r *run) eval(prg *rules.Program, in *rules.Input) bool {
 // the event first (exit_when, goal, wait_for), then triggers start new ones.
 func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event, error) {
 	r.now = r.e.clock.Now()
+	if ev.Source != profiles.SourceCartera {
+		r.received = ev.ReceivedAt
+	}
+	if !r.received.IsZero() {
+		defer r.observeLatency(len(r.actions), ev)
+	}
 	delete(r.views, p.ID) // rules may have changed it since
 	pv, err := r.view(p)
 	if err != nil {
@@ -629,6 +660,23 @@ func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event,
 		}
 	}
 	return nil, nil
+}
+
+// observeLatency notes the latencies of the actions an event caused, the
+// actions from index before on.
+func (r *run) observeLatency(before int, ev *profiles.Event) {
+	if len(r.actions) == before {
+		return
+	}
+	r.latencies = append(r.latencies, latency{received: r.received})
+	if ev.Type == profiles.TypeTrack && ev.Event == eventOrderCompleted {
+		for _, a := range r.actions[before:] {
+			if a.Action == ActExit || a.Action == ActAudienceRemove {
+				r.latencies = append(r.latencies, latency{received: r.received, purchase: true})
+				break
+			}
+		}
+	}
 }
 
 func (r *run) triggers(j *Journey, ev *profiles.Event, v *rules.EventView, pv *rules.ProfileView) bool {

@@ -80,6 +80,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	pruneCtx, stopPrune := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPrune()
+	servePprof(pruneCtx, m.Getenv("CARTERA_PPROF_ADDR"), log)
 	go store.RunPruner(pruneCtx, time.Hour)
 	backfilled := make(chan struct{})
 	go func() {
