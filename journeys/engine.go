@@ -23,7 +23,8 @@ import (
 // Buckets of the journey engine, in the profile store's file:
 //
 //	journey_instances  instance id (8-byte big-endian sequence) → JSON Instance
-//	journey_active     profile id 0x00 journey id 0x00 instance key → instance id (one live instance each)
+//	journey_active     profile id 0x00 journey id 0x00 instance key → instance id (8-byte big-endian), then the
+//	                   version it runs (older entries hold the id only): one live instance each
 //	journey_timers     due (8-byte big-endian unix nanos) | instance id (8) → timer kind ("i" step, "s" schedule) and journey id
 //	journey_entries    profile id 0x00 journey id → JSON entry history (re-entry, cooldown)
 //	journey_counts     journey id 0x00 step id 0x00 counter → 8-byte big-endian count
@@ -351,6 +352,9 @@ type run struct {
 	// Done observes once the actions are durable.
 	received  time.Time
 	latencies []latency
+	// counts are the step counters this transaction changed, written by
+	// Flush.
+	counts map[string]int64
 }
 
 // latency is one observation for the engine's latency histograms.
@@ -367,8 +371,21 @@ func (e *Engine) Begin(tx *bbolt.Tx) profiles.TxProcessor {
 	return &run{e: e, tx: tx, set: e.set.Load(), views: map[string]*rules.ProfileView{}}
 }
 
-// Flush implements profiles.TxProcessor; the engine writes as it goes.
-func (r *run) Flush() error { return nil }
+// Flush implements profiles.TxProcessor: the step counters are written;
+// everything else is written as it goes.
+func (r *run) Flush() error {
+	if len(r.counts) == 0 {
+		return nil
+	}
+	b := r.tx.Bucket(bucketCounts)
+	for k, n := range r.counts {
+		if err := b.Put([]byte(k), u64(uint64(n))); err != nil {
+			return err
+		}
+	}
+	clear(r.counts)
+	return nil
+}
 
 // Done implements profiles.TxProcessor: actions are told after commit.
 func (r *run) Done(committed bool) {
@@ -416,7 +433,7 @@ func (r *run) Merged(survivor *profiles.Profile, loserID string) error {
 			continue
 		}
 		in.ProfileID = survivor.ID
-		if err := active.Put(activeKey(survivor.ID, in.Journey, in.Key), u64(in.ID)); err != nil {
+		if err := active.Put(activeKey(survivor.ID, in.Journey, in.Key), activeValue(in.ID, in.Version)); err != nil {
 			return err
 		}
 		if err := r.save(in); err != nil {
@@ -524,12 +541,33 @@ func u64(n uint64) []byte {
 	return b[:]
 }
 
+// activeValue is the value of an active entry: the instance id, then the
+// version it runs, so that an event no version of the journey reacts to
+// need not load the instance.
+func activeValue(id uint64, version string) []byte {
+	return append(u64(id), version...)
+}
+
 func (r *run) activeOf(profileID string) ([]*Instance, error) {
+	return r.activeFor(profileID, "")
+}
+
+// activeFor returns the live instances of a profile that an event of the
+// name may move (all of them for ""): those whose journey version has a
+// goal, exit_when or wait_for on it, and those whose version the entry
+// does not say.
+func (r *run) activeFor(profileID, event string) ([]*Instance, error) {
 	var out []*Instance
 	c := r.tx.Bucket(bucketActive).Cursor()
 	prefix := []byte(profileID + "\x00")
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		in, err := r.load(binary.BigEndian.Uint64(v))
+		if event != "" && len(v) > 8 {
+			journey, _, _ := bytes.Cut(k[len(prefix):], []byte{0})
+			if j, err := r.e.version(r.tx, string(journey), string(v[8:])); err == nil && !j.reactsTo(event) {
+				continue
+			}
+		}
+		in, err := r.load(binary.BigEndian.Uint64(v[:8]))
 		if err != nil {
 			return nil, err
 		}
@@ -607,7 +645,7 @@ func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event,
 		return nil, err
 	}
 	evView := rules.ViewOf(ev)
-	insts, err := r.activeOf(p.ID)
+	insts, err := r.activeFor(p.ID, evView.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -748,7 +786,7 @@ func (r *run) enter(p *profiles.Profile, j *Journey, ev *profiles.Event) error {
 		return err
 	}
 	in := &Instance{ID: seq, Journey: j.ID, Version: j.Version, ProfileID: p.ID, Key: key, Trigger: trig, EnteredAt: r.now}
-	if err := active.Put(activeKey(p.ID, j.ID, key), u64(seq)); err != nil {
+	if err := active.Put(activeKey(p.ID, j.ID, key), activeValue(seq, j.Version)); err != nil {
 		return err
 	}
 	r.count(j.ID, "", "entered", 1)
@@ -1113,14 +1151,19 @@ func (r *run) clearTimer(in *Instance) error {
 }
 
 // count adds to a per-step counter (step "" is the journey as a whole).
+// Counters are kept in memory for the transaction and written by Flush.
 func (r *run) count(journey, step, what string, delta int64) {
-	b := r.tx.Bucket(bucketCounts)
-	k := []byte(journey + "\x00" + step + "\x00" + what)
-	var n int64
-	if v := b.Get(k); len(v) == 8 {
-		n = int64(binary.BigEndian.Uint64(v))
+	k := journey + "\x00" + step + "\x00" + what
+	n, ok := r.counts[k]
+	if !ok {
+		if v := r.tx.Bucket(bucketCounts).Get([]byte(k)); len(v) == 8 {
+			n = int64(binary.BigEndian.Uint64(v))
+		}
 	}
-	_ = b.Put(k, u64(uint64(max(n+delta, 0))))
+	if r.counts == nil {
+		r.counts = map[string]int64{}
+	}
+	r.counts[k] = max(n+delta, 0)
 }
 
 // NextDue returns when the earliest timer is due.
@@ -1168,7 +1211,7 @@ func (e *Engine) FireDue(ctx context.Context, st *profiles.Store, now time.Time,
 				return err
 			}
 		}
-		return nil
+		return r.Flush()
 	})
 	if r != nil {
 		r.Done(err == nil)

@@ -670,6 +670,25 @@ func validID(s string) bool {
 	return true
 }
 
+// reactsTo reports whether an event of the name may move a live instance
+// of this journey: a goal, an exit_when or a wait_for on it.
+func (j *Journey) reactsTo(event string) bool {
+	if j.Goal != nil && j.Goal.Event == event {
+		return true
+	}
+	for _, c := range j.ExitWhen {
+		if c.Event == event {
+			return true
+		}
+	}
+	for _, s := range j.Steps {
+		if s.Kind == StepWaitFor && s.For != nil && s.For.Event == event {
+			return true
+		}
+	}
+	return false
+}
+
 // Step returns a step by id.
 func (j *Journey) Step(id string) *Step { return j.byID[id] }
 
