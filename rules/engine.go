@@ -192,7 +192,7 @@ func (e *Engine) publish(changes []Change) {
 
 // Begin implements profiles.Processor.
 func (e *Engine) Begin(tx *bbolt.Tx) profiles.TxProcessor {
-	w := &txWork{e: e, tx: tx, rs: e.rs.Load(), states: map[string]*profileState{}, dirty: map[string]bool{}}
+	w := &txWork{e: e, tx: tx, rs: e.rs.Load(), states: map[string]*profileState{}, dirty: map[string]bool{}, views: map[string]cachedView{}}
 	e.active.Store(tx, w)
 	return w
 }
@@ -205,11 +205,25 @@ func (e *Engine) ViewIn(tx *bbolt.Tx, p *profiles.Profile, now time.Time) (*Prof
 	if !ok {
 		work = &txWork{e: e, tx: tx, rs: e.rs.Load(), states: map[string]*profileState{}, dirty: map[string]bool{}}
 	}
+	if c, ok := work.views[p.ID]; ok && c.p == p {
+		// Built by this transaction's evaluation of the profile for the
+		// same event (computed traits read at that instant, microseconds
+		// before now), and nothing the view holds has changed since but
+		// the last event's time (an event the engine derived).
+		c.v.LastSeenAt = p.LastSeenAt
+		return c.v, nil
+	}
 	ps, err := work.state(p.ID)
 	if err != nil {
 		return nil, err
 	}
 	return work.rs.view(p, ps, now), nil
+}
+
+// cachedView is the view the last evaluation of a profile built.
+type cachedView struct {
+	p *profiles.Profile
+	v *ProfileView
 }
 
 // txWork is the engine's work in one write transaction.
@@ -220,6 +234,9 @@ type txWork struct {
 	states  map[string]*profileState
 	dirty   map[string]bool
 	changes []Change
+	// views are the views the audiences were last evaluated with, for
+	// ViewIn; a change of the state outside evaluate forgets them.
+	views map[string]cachedView
 	// store records derived events during a backfill or sweep; after are
 	// the processors they went to, told when the transaction ends.
 	store *profiles.Store
@@ -254,6 +271,7 @@ func (w *txWork) state(id string) (*profileState, error) {
 // Event implements profiles.TxProcessor: it folds the event into the
 // profile's computed traits and re-evaluates the profile's audiences.
 func (w *txWork) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event, error) {
+	delete(w.views, p.ID) // evaluate builds it again
 	ps, err := w.state(p.ID)
 	if err != nil {
 		return nil, err
@@ -308,6 +326,7 @@ func (w *txWork) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Eve
 // recompute rebuilds traits of a profile from its stored events, in one
 // pass over them, into ps.
 func (w *txWork) recompute(p *profiles.Profile, ps *profileState, traits []*Trait) error {
+	delete(w.views, p.ID)
 	states := make([]*traitState, len(traits))
 	for i, t := range traits {
 		states[i] = &traitState{Hash: t.hash}
@@ -355,6 +374,9 @@ func (w *txWork) evaluate(p *profiles.Profile, ps *profileState, now time.Time) 
 	}
 	view := w.rs.view(p, ps, now)
 	in := &Input{Profile: view, Now: now}
+	if w.views != nil {
+		defer func() { w.views[p.ID] = cachedView{p: p, v: view} }()
+	}
 	var derived []*profiles.Event
 	for _, a := range w.rs.Audiences {
 		member, err := a.prg.Bool(in)
@@ -451,6 +473,7 @@ func (w *txWork) setMember(profileID string, ps *profileState, audience string, 
 
 // leaveAll takes a profile out of every audience and forgets its state.
 func (w *txWork) leaveAll(profileID, reason string) error {
+	delete(w.views, profileID)
 	ps, err := w.state(profileID)
 	if err != nil {
 		return err
