@@ -259,7 +259,7 @@ func (st *txState) flush() error {
 			}
 			continue
 		}
-		v, err := json.Marshal(p)
+		v, err := encodeProfile(p, nil)
 		if err != nil {
 			return fmt.Errorf("encode profile %s: %w", id, err)
 		}
