@@ -37,8 +37,8 @@ type Ruleset struct {
 	aggregates []*Trait
 	// maint is aggregates then counts: what every event updates.
 	maint     []*Trait
-	byName     map[string]*Trait
-	audByName  map[string]*Audience
+	byName    map[string]*Trait
+	audByName map[string]*Audience
 }
 
 // Compile compiles what rule files declare. Errors are FileErrors pointing
