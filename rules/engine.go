@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,7 +21,7 @@ import (
 
 // Buckets of the rules engine, in the profile store's file:
 //
-//	rules_state       profile id → JSON profileState (trait states, audience memberships)
+//	rules_state       profile id → profileState (trait states, audience memberships): codec.Format1 binary, JSON from earlier versions
 //	audience_members  audience name 0x00 profile id → 8-byte big-endian unix millis of entry
 //	audience_sizes    audience name → 8-byte big-endian member count
 //	rules_defs        "trait:<name>" or "audience:<name>" → hash of the definition backfilled last
@@ -252,9 +251,7 @@ func (w *txWork) state(id string) (*profileState, error) {
 	}
 	ps := &profileState{}
 	if v := w.tx.Bucket(bucketState).Get([]byte(id)); v != nil {
-		dec := json.NewDecoder(bytes.NewReader(v))
-		dec.UseNumber()
-		if err := dec.Decode(ps); err != nil {
+		if err := decodeState(v, ps); err != nil {
 			return nil, fmt.Errorf("decode rules state of %s: %w", id, err)
 		}
 	}
@@ -525,7 +522,7 @@ func (w *txWork) Flush() error {
 			}
 			continue
 		}
-		v, err := json.Marshal(ps)
+		v, err := encodeState(ps, nil)
 		if err != nil {
 			return fmt.Errorf("encode rules state of %s: %w", id, err)
 		}

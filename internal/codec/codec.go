@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 )
 
@@ -124,6 +125,20 @@ func (w *Writer) Value(v any) error {
 	case json.Number:
 		w.B = append(w.B, tagNumber)
 		w.String(string(x))
+	case int64:
+		w.B = append(w.B, tagNumber)
+		w.Uvarint(uint64(countDigits(x)))
+		w.B = strconv.AppendInt(w.B, x, 10)
+	case int:
+		return w.Value(int64(x))
+	case time.Time:
+		// As JSON has it: an RFC 3339 string.
+		if y := x.Year(); y >= 0 && y <= 9999 {
+			w.B = append(w.B, tagString)
+			w.String(x.Format(time.RFC3339Nano))
+			return nil
+		}
+		return w.json(v)
 	case map[string]any:
 		if x == nil {
 			w.B = append(w.B, tagNil)
@@ -150,14 +165,25 @@ func (w *Writer) Value(v any) error {
 			}
 		}
 	default:
-		j, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		w.B = append(w.B, tagJSON)
-		w.Bytes(j)
+		return w.json(v)
 	}
 	return nil
+}
+
+// json appends a value of any other type as its JSON text.
+func (w *Writer) json(v any) error {
+	j, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w.B = append(w.B, tagJSON)
+	w.Bytes(j)
+	return nil
+}
+
+func countDigits(x int64) int {
+	var buf [20]byte
+	return len(strconv.AppendInt(buf[:0], x, 10))
 }
 
 // Map appends a map[string]any, keeping nil apart from empty.
