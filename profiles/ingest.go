@@ -45,6 +45,15 @@ func (s *Store) Ingest(ctx context.Context, events []*Event) ([]Result, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
+	for _, e := range events {
+		// Encoded here, in parallel with other callers; the committer
+		// only copies the bytes into the page.
+		v, err := json.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("encode event: %w", err)
+		}
+		e.stored = v
+	}
 	req := &commitReq{events: events, results: make([]Result, len(events)), done: make(chan error, 1)}
 	select {
 	case <-s.stop:
@@ -554,9 +563,11 @@ func (s *Store) store(st *txState, p *Profile, e *Event) error {
 	if err != nil {
 		return err
 	}
-	v, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("encode event: %w", err)
+	v := e.stored
+	if v == nil {
+		if v, err = json.Marshal(e); err != nil {
+			return fmt.Errorf("encode event: %w", err)
+		}
 	}
 	if err := st.events.Put(eventKey(p.ID, e.Timestamp, seq), v); err != nil {
 		return err
