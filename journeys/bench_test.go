@@ -96,12 +96,26 @@ func BenchmarkEventsTenJourneys(b *testing.B) {
 // BenchmarkTriggerEval: the journey engine's own work for one event of a
 // profile with no live instance, against 10 and 1000 journeys: every
 // trigger's event name is compared, and the conditions of the journeys on
-// that event run (all false, so nothing is written).
+// that event run (all false, so nothing is written). In the shared cases
+// journeys on one event use three distinct conditions (journeys made from
+// a few templates); in the distinct ones every condition differs.
 func BenchmarkTriggerEval(b *testing.B) {
-	for _, n := range []int{10, 1000} {
-		b.Run(fmt.Sprintf("journeys=%d", n), func(b *testing.B) {
+	for _, c := range []struct {
+		n        int
+		distinct bool
+	}{{10, false}, {1000, false}, {1000, true}} {
+		name := fmt.Sprintf("journeys=%d", c.n)
+		if c.distinct {
+			name += "/distinct_conditions"
+		}
+		n := c.n
+		b.Run(name, func(b *testing.B) {
 			files := map[string]string{}
 			for i := range n {
+				threshold := i % 3
+				if c.distinct {
+					threshold = i
+				}
 				files[fmt.Sprintf("j%04d.yaml", i)] = fmt.Sprintf(`id: j_%d
 trigger:
   event: Event %d
@@ -109,7 +123,7 @@ trigger:
 steps:
   - id: hello
     send: {channel: email, template: hello}
-`, i, i%10, i%3)
+`, i, i%10, threshold)
 			}
 			h := openHarness(b, openPolicy, files, true)
 			pid := h.track("ana", "Order Completed", nil)

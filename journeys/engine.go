@@ -355,6 +355,9 @@ type run struct {
 	// counts are the step counters this transaction changed, written by
 	// Flush.
 	counts map[string]int64
+	// memo holds the trigger conditions evaluated for the current event,
+	// by source.
+	memo map[string]bool
 }
 
 // latency is one observation for the engine's latency histograms.
@@ -689,8 +692,17 @@ func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event,
 			}
 		}
 	}
-	for _, j := range r.set.byEvent[evView.Name] {
-		if !r.triggers(j, ev, evView, pv) {
+	candidates := r.set.byEvent[evView.Name]
+	if len(candidates) == 0 {
+		return nil, nil
+	}
+	// One input for every trigger condition: entering a journey changes
+	// nothing a condition reads (the profile view, the event, now), so
+	// identical conditions of several journeys are evaluated once.
+	in := &rules.Input{Profile: pv, Event: evView, Now: r.now}
+	clear(r.memo)
+	for _, j := range candidates {
+		if !r.triggers(j, ev, evView, in) {
 			continue
 		}
 		if err := r.enter(p, j, ev); err != nil {
@@ -717,11 +729,25 @@ func (r *run) observeLatency(before int, ev *profiles.Event) {
 	}
 }
 
-func (r *run) triggers(j *Journey, ev *profiles.Event, v *rules.EventView, pv *rules.ProfileView) bool {
+func (r *run) triggers(j *Journey, ev *profiles.Event, v *rules.EventView, in *rules.Input) bool {
 	t := j.Trigger
 	switch {
 	case t.Event != "":
-		return t.Event == v.Name && r.eval(t.When, &rules.Input{Profile: pv, Event: v, Now: r.now})
+		if t.Event != v.Name {
+			return false
+		}
+		if t.When == nil {
+			return true
+		}
+		if ok, seen := r.memo[t.When.Source]; seen {
+			return ok
+		}
+		ok := r.eval(t.When, in)
+		if r.memo == nil {
+			r.memo = map[string]bool{}
+		}
+		r.memo[t.When.Source] = ok
+		return ok
 	case t.AudienceEnter != "":
 		return v.Name == rules.EventAudienceEntered && ev.Properties["audience"] == t.AudienceEnter
 	case t.AudienceExit != "":
