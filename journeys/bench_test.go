@@ -98,32 +98,42 @@ func BenchmarkEventsTenJourneys(b *testing.B) {
 // trigger's event name is compared, and the conditions of the journeys on
 // that event run (all false, so nothing is written). In the shared cases
 // journeys on one event use three distinct conditions (journeys made from
-// a few templates); in the distinct ones every condition differs.
+// a few templates); in distinct_conditions every condition differs but
+// they share the part that decides; in distinct_first_part every
+// journey's deciding part differs (the worst case: one CEL evaluation per
+// journey on the event).
 func BenchmarkTriggerEval(b *testing.B) {
 	for _, c := range []struct {
 		n        int
 		distinct bool
-	}{{10, false}, {1000, false}, {1000, true}} {
+		first    bool
+	}{{10, false, false}, {1000, false, false}, {1000, true, false}, {1000, true, true}} {
 		name := fmt.Sprintf("journeys=%d", c.n)
-		if c.distinct {
+		switch {
+		case c.first:
+			name += "/distinct_first_part"
+		case c.distinct:
 			name += "/distinct_conditions"
 		}
 		n := c.n
 		b.Run(name, func(b *testing.B) {
 			files := map[string]string{}
 			for i := range n {
-				threshold := i % 3
+				threshold, amount := i%3, 1000
 				if c.distinct {
 					threshold = i
+				}
+				if c.first {
+					amount += i
 				}
 				files[fmt.Sprintf("j%04d.yaml", i)] = fmt.Sprintf(`id: j_%d
 trigger:
   event: Event %d
-  when: has(event.properties.amount) && event.properties.amount > 1000.0 && profile.computed.orders_count > %d
+  when: has(event.properties.amount) && event.properties.amount > %d.0 && profile.computed.orders_count > %d
 steps:
   - id: hello
     send: {channel: email, template: hello}
-`, i, i%10, threshold)
+`, i, i%10, amount, threshold)
 			}
 			h := openHarness(b, openPolicy, files, true)
 			pid := h.track("ana", "Order Completed", nil)

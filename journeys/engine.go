@@ -739,21 +739,36 @@ func (r *run) triggers(j *Journey, ev *profiles.Event, v *rules.EventView, in *r
 		if t.When == nil {
 			return true
 		}
-		if ok, seen := r.memo[t.When.Source]; seen {
-			return ok
+		if len(t.conjuncts) == 0 {
+			return r.evalOnce(t.When, in)
 		}
-		ok := r.eval(t.When, in)
-		if r.memo == nil {
-			r.memo = map[string]bool{}
+		// Part by part, left to right, as && would: the first false
+		// part decides (an error counts as false, as for the whole).
+		for _, c := range t.conjuncts {
+			if !r.evalOnce(c, in) {
+				return false
+			}
 		}
-		r.memo[t.When.Source] = ok
-		return ok
+		return true
 	case t.AudienceEnter != "":
 		return v.Name == rules.EventAudienceEntered && ev.Properties["audience"] == t.AudienceEnter
 	case t.AudienceExit != "":
 		return v.Name == rules.EventAudienceExited && ev.Properties["audience"] == t.AudienceExit
 	}
 	return false
+}
+
+// evalOnce evaluates a trigger condition, or part of one, once per event.
+func (r *run) evalOnce(prg *rules.Program, in *rules.Input) bool {
+	if ok, seen := r.memo[prg.Source]; seen {
+		return ok
+	}
+	ok := r.eval(prg, in)
+	if r.memo == nil {
+		r.memo = map[string]bool{}
+	}
+	r.memo[prg.Source] = ok
+	return ok
 }
 
 // entryRecord is a profile's history with one journey.

@@ -41,6 +41,10 @@ type Trigger struct {
 	// Event and When: an event of this name for which When holds.
 	Event string
 	When  *rules.Program
+	// conjuncts are the parts of When's top-level && chain, compiled one
+	// by one (nil when When is not such a chain): many journeys' triggers
+	// share parts, which an event evaluates once.
+	conjuncts []*rules.Program
 	// AudienceEnter / AudienceExit: entering or leaving a rules audience.
 	AudienceEnter string
 	AudienceExit  string
@@ -248,6 +252,9 @@ func (p *parser) trigger(n *yaml.Node, t *Trigger) {
 			t.Event = f.String(v, "trigger.event")
 		case "when":
 			t.When = p.compile(f.Expr(v, "trigger.when"), types.BoolType)
+			if t.When != nil {
+				t.conjuncts = p.env.Conjuncts(t.When.Source)
+			}
 		case "audience":
 			f.Mapping(v, "trigger.audience", func(key string, k, v *yaml.Node) {
 				name := f.String(v, "trigger.audience."+key)
