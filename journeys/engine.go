@@ -371,6 +371,13 @@ const eventOrderCompleted = "Order Completed"
 
 // Begin implements profiles.Processor.
 func (e *Engine) Begin(tx *bbolt.Tx) profiles.TxProcessor {
+	if tx.Writable() {
+		// Keys that mostly grow: sequences, due times, and profile ids
+		// (which start with their creation time).
+		for _, b := range [][]byte{bucketInstances, bucketTimers, bucketOutbox, bucketActive, bucketEntries} {
+			tx.Bucket(b).FillPercent = profiles.AppendFillPercent
+		}
+	}
 	return &run{e: e, tx: tx, set: e.set.Load(), views: map[string]*rules.ProfileView{}}
 }
 

@@ -219,7 +219,7 @@ func (s *Store) newTxState(tx *bbolt.Tx) *txState {
 }
 
 func newTxState(tx *bbolt.Tx) *txState {
-	return &txState{
+	st := &txState{
 		tx:         tx,
 		profiles:   tx.Bucket(bucketProfiles),
 		identities: tx.Bucket(bucketIdentities),
@@ -227,7 +227,20 @@ func newTxState(tx *bbolt.Tx) *txState {
 		cache:      map[string]*Profile{},
 		dirty:      map[string]bool{},
 	}
+	// Profile ids start with their creation time and messageIds are
+	// kept in time order too, so new keys of these buckets mostly land
+	// at the end: full pages halve the file and the pages a commit
+	// writes. (bbolt's default, half-full pages, suits random inserts.)
+	st.profiles.FillPercent = AppendFillPercent
+	st.events.FillPercent = AppendFillPercent
+	tx.Bucket(bucketMsgTime).FillPercent = AppendFillPercent
+	return st
 }
+
+// AppendFillPercent is how full bbolt fills the pages of a bucket whose
+// keys mostly grow (time- or sequence-ordered); a little room is left
+// for values that grow in place.
+const AppendFillPercent = 0.9
 
 func (st *txState) get(id string) (*Profile, error) {
 	if p, ok := st.cache[id]; ok {

@@ -192,6 +192,12 @@ func (e *Engine) publish(changes []Change) {
 // Begin implements profiles.Processor.
 func (e *Engine) Begin(tx *bbolt.Tx) profiles.TxProcessor {
 	w := &txWork{e: e, tx: tx, rs: e.rs.Load(), states: map[string]*profileState{}, dirty: map[string]bool{}, views: map[string]cachedView{}}
+	if tx.Writable() {
+		// Keyed by profile id (or audience, then profile id): new
+		// profiles' ids start with their creation time.
+		tx.Bucket(bucketState).FillPercent = profiles.AppendFillPercent
+		tx.Bucket(bucketMembers).FillPercent = profiles.AppendFillPercent
+	}
 	e.active.Store(tx, w)
 	return w
 }
