@@ -141,14 +141,14 @@ func Open(ctx context.Context, path string, cfg Config, opts Options) (*Store, e
 		}
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{
-		Timeout:        5 * time.Second,
+		Timeout:      5 * time.Second,
 		FreelistType: bbolt.FreelistMapType,
 		// The freelist is written with each commit (a few pages) so that
 		// opening a large file reads it instead of walking every page:
 		// without it, start-up read the whole file (79 s for 10 GB from
 		// a cold cache). A file written without it gets one at its first
 		// commit.
-		NoSync:         cfg.NoSync,
+		NoSync: cfg.NoSync,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open profile store %s: %w", path, err)
