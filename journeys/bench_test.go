@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/cel-go/common/types"
+
 	"cartera/profiles"
 )
 
@@ -202,4 +204,19 @@ func BenchmarkTimerWakeups(b *testing.B) {
 		b.Fatalf("fired %d timers, want %d", fired, b.N)
 	}
 	b.ReportMetric(float64(fired)/b.Elapsed().Seconds(), "timers/s")
+}
+
+// BenchmarkCompileExpression is compiling one journey condition in the
+// rules' environment, type check and cost estimate included, as loading
+// a journey file does for each of its expressions.
+func BenchmarkCompileExpression(b *testing.B) {
+	h := openHarness(b, openPolicy, nil, true)
+	rs, _ := h.compile()
+	const expr = `has(event.properties.price) && event.properties.price > 10.0 && profile.computed.orders_count > 2 && !in_audience("vip")`
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := rs.Env.Compile(expr, types.BoolType); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
