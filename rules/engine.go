@@ -309,7 +309,9 @@ func (w *txWork) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Eve
 	for _, t := range maintained {
 		st := ps.Traits[t.Spec.Name]
 		if !rebuilt[t] {
-			if t.where != nil && in == nil {
+			// The view costs the expression traits' evaluation: build it
+			// only for a where whose event this is.
+			if t.where != nil && in == nil && (t.Spec.Event == "" || t.Spec.Event == eventName(ev)) {
 				in = &Input{Profile: w.rs.view(p, ps, now), Event: ViewOf(ev), Now: now}
 			}
 			ok, err := t.matches(ev, in)
