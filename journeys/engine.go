@@ -22,11 +22,11 @@ import (
 
 // Buckets of the journey engine, in the profile store's file:
 //
-//	journey_instances  instance id (8-byte big-endian sequence) → JSON Instance
+//	journey_instances  instance id (8-byte big-endian sequence) → Instance (codec.Format1 binary; JSON from earlier versions)
 //	journey_active     profile id 0x00 journey id 0x00 instance key → instance id (8-byte big-endian), then the
 //	                   version it runs (older entries hold the id only): one live instance each
 //	journey_timers     due (8-byte big-endian unix nanos) | instance id (8) → timer kind ("i" step, "s" schedule) and journey id
-//	journey_entries    profile id 0x00 journey id → JSON entry history (re-entry, cooldown)
+//	journey_entries    profile id 0x00 journey id → entry history (re-entry, cooldown): codec.Format1 binary, JSON from earlier versions
 //	journey_counts     journey id 0x00 step id 0x00 counter → 8-byte big-endian count
 //	journey_defs       journey id 0x00 version → journey file bytes (instances finish on their version)
 //	journey_outbox     sequence (8) → JSON Action awaiting delivery
@@ -461,13 +461,13 @@ func (r *run) mergeHistory(survivorID, loserID string) error {
 	entries := r.tx.Bucket(bucketEntries)
 	for _, kv := range withPrefix(entries, prefix) {
 		var rec entryRecord
-		if err := json.Unmarshal(kv[1], &rec); err != nil {
+		if err := decodeEntry(kv[1], &rec); err != nil {
 			return fmt.Errorf("decode journey entries of %s: %w", loserID, err)
 		}
 		sk := append([]byte(survivorID+"\x00"), kv[0][len(prefix):]...)
 		if v := entries.Get(sk); v != nil {
 			var kept entryRecord
-			if err := json.Unmarshal(v, &kept); err != nil {
+			if err := decodeEntry(v, &kept); err != nil {
 				return fmt.Errorf("decode journey entries of %s: %w", survivorID, err)
 			}
 			rec.Entries += kept.Entries
@@ -475,11 +475,7 @@ func (r *run) mergeHistory(survivorID, loserID string) error {
 				rec.LastEntered = kept.LastEntered
 			}
 		}
-		v, err := json.Marshal(rec)
-		if err != nil {
-			return err
-		}
-		if err := entries.Put(sk, v); err != nil {
+		if err := entries.Put(sk, encodeEntry(rec)); err != nil {
 			return err
 		}
 		if err := entries.Delete(kv[0]); err != nil {
@@ -592,16 +588,14 @@ func (r *run) load(id uint64) (*Instance, error) {
 		return nil, fmt.Errorf("journey instance %d: missing", id)
 	}
 	in := &Instance{}
-	dec := json.NewDecoder(bytes.NewReader(v))
-	dec.UseNumber()
-	if err := dec.Decode(in); err != nil {
+	if err := decodeInstance(v, in); err != nil {
 		return nil, fmt.Errorf("decode journey instance %d: %w", id, err)
 	}
 	return in, nil
 }
 
 func (r *run) save(in *Instance) error {
-	v, err := json.Marshal(in)
+	v, err := encodeInstance(in)
 	if err != nil {
 		return fmt.Errorf("encode journey instance %d: %w", in.ID, err)
 	}
@@ -811,7 +805,7 @@ func (r *run) enter(p *profiles.Profile, j *Journey, ev *profiles.Event) error {
 	ek := []byte(p.ID + "\x00" + j.ID)
 	var rec entryRecord
 	if v := entries.Get(ek); v != nil {
-		if err := json.Unmarshal(v, &rec); err != nil {
+		if err := decodeEntry(v, &rec); err != nil {
 			return err
 		}
 		if !j.Entry.Reentry {
@@ -822,11 +816,7 @@ func (r *run) enter(p *profiles.Profile, j *Journey, ev *profiles.Event) error {
 		}
 	}
 	rec.LastEntered, rec.Entries = r.now, rec.Entries+1
-	v, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	if err := entries.Put(ek, v); err != nil {
+	if err := entries.Put(ek, encodeEntry(rec)); err != nil {
 		return err
 	}
 	seq, err := r.tx.Bucket(bucketInstances).NextSequence()
