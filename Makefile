@@ -42,6 +42,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./profiles
 	$(GO) test -run '^$$' -fuzz FuzzDecodeBatch -fuzztime 30s ./profiles
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./rules
+	$(GO) test -run '^$$' -fuzz FuzzValue -fuzztime 30s ./internal/codec
 
 clean:
 	rm -rf bin data

@@ -300,35 +300,42 @@ func TestBackoffIsBoundedWithJitter(t *testing.T) {
 // BenchmarkOutboxThroughput: messages/s from enqueue to settled through a
 // no-op destination.
 func BenchmarkOutboxThroughput(b *testing.B) {
-	db := openDB(b, filepath.Join(b.TempDir(), "o.db"))
-	defer db.Close()
-	o, _ := NewOutbox(db, OutboxOptions{})
-	d := newCounting("noop")
-	d.done = make(chan string, b.N+1)
-	cfg := DefaultDestinationConfig()
-	cfg.BatchSize = 100
-	if err := o.Register(d, cfg); err != nil {
-		b.Fatal(err)
+	// fsync=on is as serve runs: each claim and each outcome a durable
+	// commit.
+	for _, durable := range []bool{false, true} {
+		b.Run(fmt.Sprintf("fsync=%v", map[bool]string{false: "off", true: "on"}[durable]), func(b *testing.B) {
+			db := openDB(b, filepath.Join(b.TempDir(), "o.db"))
+			db.NoSync = !durable
+			defer db.Close()
+			o, _ := NewOutbox(db, OutboxOptions{})
+			d := newCounting("noop")
+			d.done = make(chan string, b.N+1)
+			cfg := DefaultDestinationConfig()
+			cfg.BatchSize = 100
+			if err := o.Register(d, cfg); err != nil {
+				b.Fatal(err)
+			}
+			msgs := make([]*Message, b.N)
+			for i := range msgs {
+				msgs[i] = &Message{Key: fmt.Sprint("k", i), Destination: "noop"}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			start := time.Now()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go o.Run(ctx)
+			for i := 0; i < len(msgs); i += 1000 {
+				if _, err := o.Add(msgs[i:min(i+1000, len(msgs))]...); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for range b.N {
+				<-d.done
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
+		})
 	}
-	msgs := make([]*Message, b.N)
-	for i := range msgs {
-		msgs[i] = &Message{Key: fmt.Sprint("k", i), Destination: "noop"}
-	}
-	b.ReportAllocs()
-	b.ResetTimer()
-	start := time.Now()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go o.Run(ctx)
-	for i := 0; i < len(msgs); i += 1000 {
-		if _, err := o.Add(msgs[i:min(i+1000, len(msgs))]...); err != nil {
-			b.Fatal(err)
-		}
-	}
-	for range b.N {
-		<-d.done
-	}
-	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
 
 // After BreakAfter failed batches in a row the circuit opens: no delivery

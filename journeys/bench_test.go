@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/cel-go/common/types"
+
 	"cartera/profiles"
 )
 
@@ -96,20 +98,44 @@ func BenchmarkEventsTenJourneys(b *testing.B) {
 // BenchmarkTriggerEval: the journey engine's own work for one event of a
 // profile with no live instance, against 10 and 1000 journeys: every
 // trigger's event name is compared, and the conditions of the journeys on
-// that event run (all false, so nothing is written).
+// that event run (all false, so nothing is written). In the shared cases
+// journeys on one event use three distinct conditions (journeys made from
+// a few templates); in distinct_conditions every condition differs but
+// they share the part that decides; in distinct_first_part every
+// journey's deciding part differs (the worst case: one CEL evaluation per
+// journey on the event).
 func BenchmarkTriggerEval(b *testing.B) {
-	for _, n := range []int{10, 1000} {
-		b.Run(fmt.Sprintf("journeys=%d", n), func(b *testing.B) {
+	for _, c := range []struct {
+		n        int
+		distinct bool
+		first    bool
+	}{{10, false, false}, {1000, false, false}, {1000, true, false}, {1000, true, true}} {
+		name := fmt.Sprintf("journeys=%d", c.n)
+		switch {
+		case c.first:
+			name += "/distinct_first_part"
+		case c.distinct:
+			name += "/distinct_conditions"
+		}
+		n := c.n
+		b.Run(name, func(b *testing.B) {
 			files := map[string]string{}
 			for i := range n {
+				threshold, amount := i%3, 1000
+				if c.distinct {
+					threshold = i
+				}
+				if c.first {
+					amount += i
+				}
 				files[fmt.Sprintf("j%04d.yaml", i)] = fmt.Sprintf(`id: j_%d
 trigger:
   event: Event %d
-  when: has(event.properties.amount) && event.properties.amount > 1000.0 && profile.computed.orders_count > %d
+  when: has(event.properties.amount) && event.properties.amount > %d.0 && profile.computed.orders_count > %d
 steps:
   - id: hello
     send: {channel: email, template: hello}
-`, i, i%10, i%3)
+`, i, i%10, amount, threshold)
 			}
 			h := openHarness(b, openPolicy, files, true)
 			pid := h.track("ana", "Order Completed", nil)
@@ -178,4 +204,19 @@ func BenchmarkTimerWakeups(b *testing.B) {
 		b.Fatalf("fired %d timers, want %d", fired, b.N)
 	}
 	b.ReportMetric(float64(fired)/b.Elapsed().Seconds(), "timers/s")
+}
+
+// BenchmarkCompileExpression is compiling one journey condition in the
+// rules' environment, type check and cost estimate included, as loading
+// a journey file does for each of its expressions.
+func BenchmarkCompileExpression(b *testing.B) {
+	h := openHarness(b, openPolicy, nil, true)
+	rs, _ := h.compile()
+	const expr = `has(event.properties.price) && event.properties.price > 10.0 && profile.computed.orders_count > 2 && !in_audience("vip")`
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := rs.Env.Compile(expr, types.BoolType); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -22,10 +22,11 @@ import (
 
 // Buckets of the journey engine, in the profile store's file:
 //
-//	journey_instances  instance id (8-byte big-endian sequence) → JSON Instance
-//	journey_active     profile id 0x00 journey id 0x00 instance key → instance id (one live instance each)
+//	journey_instances  instance id (8-byte big-endian sequence) → Instance (codec.Format1 binary; JSON from earlier versions)
+//	journey_active     profile id 0x00 journey id 0x00 instance key → instance id (8-byte big-endian), then the
+//	                   version it runs (older entries hold the id only): one live instance each
 //	journey_timers     due (8-byte big-endian unix nanos) | instance id (8) → timer kind ("i" step, "s" schedule) and journey id
-//	journey_entries    profile id 0x00 journey id → JSON entry history (re-entry, cooldown)
+//	journey_entries    profile id 0x00 journey id → entry history (re-entry, cooldown): codec.Format1 binary, JSON from earlier versions
 //	journey_counts     journey id 0x00 step id 0x00 counter → 8-byte big-endian count
 //	journey_defs       journey id 0x00 version → journey file bytes (instances finish on their version)
 //	journey_outbox     sequence (8) → JSON Action awaiting delivery
@@ -349,18 +350,69 @@ type run struct {
 	now     time.Time
 	actions []Action
 	views   map[string]*rules.ProfileView
+	// received is when the event being handled (or, for an event Cartera
+	// derived from it, its origin) was received; latencies are what
+	// Done observes once the actions are durable.
+	received  time.Time
+	latencies []latency
+	// counts are the step counters this transaction changed, written by
+	// Flush.
+	counts map[string]int64
+	// memo holds the trigger conditions evaluated for the current event,
+	// by source.
+	memo map[string]bool
 }
+
+// latency is one observation for the engine's latency histograms.
+type latency struct {
+	received time.Time
+	purchase bool // an Order Completed that ended an instance or left an ad audience
+}
+
+// eventOrderCompleted is the purchase event of Segment's e-commerce spec.
+const eventOrderCompleted = "Order Completed"
 
 // Begin implements profiles.Processor.
 func (e *Engine) Begin(tx *bbolt.Tx) profiles.TxProcessor {
+	if tx.Writable() {
+		// Keys that mostly grow: sequences, due times, and profile ids
+		// (which start with their creation time).
+		for _, b := range [][]byte{bucketInstances, bucketTimers, bucketOutbox, bucketActive, bucketEntries} {
+			tx.Bucket(b).FillPercent = profiles.AppendFillPercent
+		}
+	}
 	return &run{e: e, tx: tx, set: e.set.Load(), views: map[string]*rules.ProfileView{}}
 }
 
-// Flush implements profiles.TxProcessor; the engine writes as it goes.
-func (r *run) Flush() error { return nil }
+// Flush implements profiles.TxProcessor: the step counters are written;
+// everything else is written as it goes.
+func (r *run) Flush() error {
+	if len(r.counts) == 0 {
+		return nil
+	}
+	b := r.tx.Bucket(bucketCounts)
+	for k, n := range r.counts {
+		if err := b.Put([]byte(k), u64(uint64(n))); err != nil {
+			return err
+		}
+	}
+	clear(r.counts)
+	return nil
+}
 
 // Done implements profiles.TxProcessor: actions are told after commit.
 func (r *run) Done(committed bool) {
+	if committed && len(r.latencies) > 0 {
+		now := r.e.clock.Now()
+		for _, l := range r.latencies {
+			h := r.e.metrics.EventToAction
+			if l.purchase {
+				h = r.e.metrics.PurchaseToSuppression
+			}
+			h.Observe(now.Sub(l.received).Seconds())
+		}
+	}
+	r.latencies = r.latencies[:0]
 	if committed && len(r.actions) > 0 {
 		r.e.metrics.observe(r.actions)
 		r.e.mu.Lock()
@@ -394,7 +446,7 @@ func (r *run) Merged(survivor *profiles.Profile, loserID string) error {
 			continue
 		}
 		in.ProfileID = survivor.ID
-		if err := active.Put(activeKey(survivor.ID, in.Journey, in.Key), u64(in.ID)); err != nil {
+		if err := active.Put(activeKey(survivor.ID, in.Journey, in.Key), activeValue(in.ID, in.Version)); err != nil {
 			return err
 		}
 		if err := r.save(in); err != nil {
@@ -412,13 +464,13 @@ func (r *run) mergeHistory(survivorID, loserID string) error {
 	entries := r.tx.Bucket(bucketEntries)
 	for _, kv := range withPrefix(entries, prefix) {
 		var rec entryRecord
-		if err := json.Unmarshal(kv[1], &rec); err != nil {
+		if err := decodeEntry(kv[1], &rec); err != nil {
 			return fmt.Errorf("decode journey entries of %s: %w", loserID, err)
 		}
 		sk := append([]byte(survivorID+"\x00"), kv[0][len(prefix):]...)
 		if v := entries.Get(sk); v != nil {
 			var kept entryRecord
-			if err := json.Unmarshal(v, &kept); err != nil {
+			if err := decodeEntry(v, &kept); err != nil {
 				return fmt.Errorf("decode journey entries of %s: %w", survivorID, err)
 			}
 			rec.Entries += kept.Entries
@@ -426,11 +478,7 @@ func (r *run) mergeHistory(survivorID, loserID string) error {
 				rec.LastEntered = kept.LastEntered
 			}
 		}
-		v, err := json.Marshal(rec)
-		if err != nil {
-			return err
-		}
-		if err := entries.Put(sk, v); err != nil {
+		if err := entries.Put(sk, encodeEntry(rec)); err != nil {
 			return err
 		}
 		if err := entries.Delete(kv[0]); err != nil {
@@ -502,12 +550,33 @@ func u64(n uint64) []byte {
 	return b[:]
 }
 
+// activeValue is the value of an active entry: the instance id, then the
+// version it runs, so that an event no version of the journey reacts to
+// need not load the instance.
+func activeValue(id uint64, version string) []byte {
+	return append(u64(id), version...)
+}
+
 func (r *run) activeOf(profileID string) ([]*Instance, error) {
+	return r.activeFor(profileID, "")
+}
+
+// activeFor returns the live instances of a profile that an event of the
+// name may move (all of them for ""): those whose journey version has a
+// goal, exit_when or wait_for on it, and those whose version the entry
+// does not say.
+func (r *run) activeFor(profileID, event string) ([]*Instance, error) {
 	var out []*Instance
 	c := r.tx.Bucket(bucketActive).Cursor()
 	prefix := []byte(profileID + "\x00")
 	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		in, err := r.load(binary.BigEndian.Uint64(v))
+		if event != "" && len(v) > 8 {
+			journey, _, _ := bytes.Cut(k[len(prefix):], []byte{0})
+			if j, err := r.e.version(r.tx, string(journey), string(v[8:])); err == nil && !j.reactsTo(event) {
+				continue
+			}
+		}
+		in, err := r.load(binary.BigEndian.Uint64(v[:8]))
 		if err != nil {
 			return nil, err
 		}
@@ -522,16 +591,14 @@ func (r *run) load(id uint64) (*Instance, error) {
 		return nil, fmt.Errorf("journey instance %d: missing", id)
 	}
 	in := &Instance{}
-	dec := json.NewDecoder(bytes.NewReader(v))
-	dec.UseNumber()
-	if err := dec.Decode(in); err != nil {
+	if err := decodeInstance(v, in); err != nil {
 		return nil, fmt.Errorf("decode journey instance %d: %w", id, err)
 	}
 	return in, nil
 }
 
 func (r *run) save(in *Instance) error {
-	v, err := json.Marshal(in)
+	v, err := encodeInstance(in)
 	if err != nil {
 		return fmt.Errorf("encode journey instance %d: %w", in.ID, err)
 	}
@@ -573,13 +640,19 @@ func (r *run) eval(prg *rules.Program, in *rules.Input) bool {
 // the event first (exit_when, goal, wait_for), then triggers start new ones.
 func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event, error) {
 	r.now = r.e.clock.Now()
+	if ev.Source != profiles.SourceCartera {
+		r.received = ev.ReceivedAt
+	}
+	if !r.received.IsZero() {
+		defer r.observeLatency(len(r.actions), ev)
+	}
 	delete(r.views, p.ID) // rules may have changed it since
 	pv, err := r.view(p)
 	if err != nil {
 		return nil, err
 	}
 	evView := rules.ViewOf(ev)
-	insts, err := r.activeOf(p.ID)
+	insts, err := r.activeFor(p.ID, evView.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -623,8 +696,17 @@ func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event,
 			}
 		}
 	}
-	for _, j := range r.set.byEvent[evView.Name] {
-		if !r.triggers(j, ev, evView, pv) {
+	candidates := r.set.byEvent[evView.Name]
+	if len(candidates) == 0 {
+		return nil, nil
+	}
+	// One input for every trigger condition: entering a journey changes
+	// nothing a condition reads (the profile view, the event, now), so
+	// identical conditions of several journeys are evaluated once.
+	in := &rules.Input{Profile: pv, Event: evView, Now: r.now}
+	clear(r.memo)
+	for _, j := range candidates {
+		if !r.triggers(j, ev, evView, in) {
 			continue
 		}
 		if err := r.enter(p, j, ev); err != nil {
@@ -634,17 +716,63 @@ func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event,
 	return nil, nil
 }
 
-func (r *run) triggers(j *Journey, ev *profiles.Event, v *rules.EventView, pv *rules.ProfileView) bool {
+// observeLatency notes the latencies of the actions an event caused, the
+// actions from index before on.
+func (r *run) observeLatency(before int, ev *profiles.Event) {
+	if len(r.actions) == before {
+		return
+	}
+	r.latencies = append(r.latencies, latency{received: r.received})
+	if ev.Type == profiles.TypeTrack && ev.Event == eventOrderCompleted {
+		for _, a := range r.actions[before:] {
+			if a.Action == ActExit || a.Action == ActAudienceRemove {
+				r.latencies = append(r.latencies, latency{received: r.received, purchase: true})
+				break
+			}
+		}
+	}
+}
+
+func (r *run) triggers(j *Journey, ev *profiles.Event, v *rules.EventView, in *rules.Input) bool {
 	t := j.Trigger
 	switch {
 	case t.Event != "":
-		return t.Event == v.Name && r.eval(t.When, &rules.Input{Profile: pv, Event: v, Now: r.now})
+		if t.Event != v.Name {
+			return false
+		}
+		if t.When == nil {
+			return true
+		}
+		if len(t.conjuncts) == 0 {
+			return r.evalOnce(t.When, in)
+		}
+		// Part by part, left to right, as && would: the first false
+		// part decides (an error counts as false, as for the whole).
+		for _, c := range t.conjuncts {
+			if !r.evalOnce(c, in) {
+				return false
+			}
+		}
+		return true
 	case t.AudienceEnter != "":
 		return v.Name == rules.EventAudienceEntered && ev.Properties["audience"] == t.AudienceEnter
 	case t.AudienceExit != "":
 		return v.Name == rules.EventAudienceExited && ev.Properties["audience"] == t.AudienceExit
 	}
 	return false
+}
+
+// evalOnce evaluates a trigger condition, or part of one, once per event.
+func (r *run) evalOnce(prg *rules.Program, in *rules.Input) bool {
+	if ok, seen := r.memo[prg.Source]; seen {
+		return ok
+	}
+	ok := r.eval(prg, in)
+	if r.memo == nil {
+		r.memo = map[string]bool{}
+	}
+	r.memo[prg.Source] = ok
+	return ok
 }
 
 // entryRecord is a profile's history with one journey.
@@ -680,7 +808,7 @@ func (r *run) enter(p *profiles.Profile, j *Journey, ev *profiles.Event) error {
 	ek := []byte(p.ID + "\x00" + j.ID)
 	var rec entryRecord
 	if v := entries.Get(ek); v != nil {
-		if err := json.Unmarshal(v, &rec); err != nil {
+		if err := decodeEntry(v, &rec); err != nil {
 			return err
 		}
 		if !j.Entry.Reentry {
@@ -691,11 +819,7 @@ func (r *run) enter(p *profiles.Profile, j *Journey, ev *profiles.Event) error {
 		}
 	}
 	rec.LastEntered, rec.Entries = r.now, rec.Entries+1
-	v, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	if err := entries.Put(ek, v); err != nil {
+	if err := entries.Put(ek, encodeEntry(rec)); err != nil {
 		return err
 	}
 	seq, err := r.tx.Bucket(bucketInstances).NextSequence()
@@ -703,7 +827,7 @@ func (r *run) enter(p *profiles.Profile, j *Journey, ev *profiles.Event) error {
 		return err
 	}
 	in := &Instance{ID: seq, Journey: j.ID, Version: j.Version, ProfileID: p.ID, Key: key, Trigger: trig, EnteredAt: r.now}
-	if err := active.Put(activeKey(p.ID, j.ID, key), u64(seq)); err != nil {
+	if err := active.Put(activeKey(p.ID, j.ID, key), activeValue(seq, j.Version)); err != nil {
 		return err
 	}
 	r.count(j.ID, "", "entered", 1)
@@ -1071,14 +1195,19 @@ func (r *run) clearTimer(in *Instance) error {
 }
 
 // count adds to a per-step counter (step "" is the journey as a whole).
+// Counters are kept in memory for the transaction and written by Flush.
 func (r *run) count(journey, step, what string, delta int64) {
-	b := r.tx.Bucket(bucketCounts)
-	k := []byte(journey + "\x00" + step + "\x00" + what)
-	var n int64
-	if v := b.Get(k); len(v) == 8 {
-		n = int64(binary.BigEndian.Uint64(v))
+	k := journey + "\x00" + step + "\x00" + what
+	n, ok := r.counts[k]
+	if !ok {
+		if v := r.tx.Bucket(bucketCounts).Get([]byte(k)); len(v) == 8 {
+			n = int64(binary.BigEndian.Uint64(v))
+		}
 	}
-	_ = b.Put(k, u64(uint64(max(n+delta, 0))))
+	if r.counts == nil {
+		r.counts = map[string]int64{}
+	}
+	r.counts[k] = max(n+delta, 0)
 }
 
 // NextDue returns when the earliest timer is due.
@@ -1126,7 +1255,7 @@ func (e *Engine) FireDue(ctx context.Context, st *profiles.Store, now time.Time,
 				return err
 			}
 		}
-		return nil
+		return r.Flush()
 	})
 	if r != nil {
 		r.Done(err == nil)

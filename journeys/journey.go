@@ -41,6 +41,10 @@ type Trigger struct {
 	// Event and When: an event of this name for which When holds.
 	Event string
 	When  *rules.Program
+	// conjuncts are the parts of When's top-level && chain, compiled one
+	// by one (nil when When is not such a chain): many journeys' triggers
+	// share parts, which an event evaluates once.
+	conjuncts []*rules.Program
 	// AudienceEnter / AudienceExit: entering or leaving a rules audience.
 	AudienceEnter string
 	AudienceExit  string
@@ -253,6 +257,9 @@ func (p *parser) trigger(n *yaml.Node, t *Trigger) {
 			t.Event = f.String(v, "trigger.event")
 		case "when":
 			t.When = p.compile(f.Expr(v, "trigger.when"), types.BoolType)
+			if t.When != nil {
+				t.conjuncts = p.env.Conjuncts(t.When.Source)
+			}
 		case "audience":
 			f.Mapping(v, "trigger.audience", func(key string, k, v *yaml.Node) {
 				name := f.String(v, "trigger.audience."+key)
@@ -678,6 +685,25 @@ func validID(s string) bool {
 		}
 	}
 	return true
+}
+
+// reactsTo reports whether an event of the name may move a live instance
+// of this journey: a goal, an exit_when or a wait_for on it.
+func (j *Journey) reactsTo(event string) bool {
+	if j.Goal != nil && j.Goal.Event == event {
+		return true
+	}
+	for _, c := range j.ExitWhen {
+		if c.Event == event {
+			return true
+		}
+	}
+	for _, s := range j.Steps {
+		if s.Kind == StepWaitFor && s.For != nil && s.For.Event == event {
+			return true
+		}
+	}
+	return false
 }
 
 // Step returns a step by id.

@@ -8,7 +8,18 @@ type Metrics struct {
 	Actions    *prometheus.CounterVec
 	EvalErrors prometheus.Counter
 	Reloads    *prometheus.CounterVec
+	// EventToAction is the time from the receipt of an event to the commit
+	// of the first journey action it caused (an entry, a send, an exit):
+	// the action is then in the outbox, durably.
+	EventToAction prometheus.Histogram
+	// PurchaseToSuppression is the time from the receipt of an Order
+	// Completed to the commit of the journey exit or ad audience removal
+	// it caused.
+	PurchaseToSuppression prometheus.Histogram
 }
+
+// latencyBuckets span 100 µs to about 3 s.
+var latencyBuckets = prometheus.ExponentialBuckets(0.0001, 1.5, 26)
 
 // NewMetrics makes and registers (when reg is not nil) the collectors.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -22,9 +33,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cartera_journey_reloads_total", Help: "Reloads of journey files, by result.",
 		}, []string{"result"}),
+		EventToAction: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cartera_journey_event_to_action_seconds", Buckets: latencyBuckets,
+			Help: "Time from the receipt of an event to the commit of the first journey action it caused.",
+		}),
+		PurchaseToSuppression: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cartera_journey_purchase_to_suppression_seconds", Buckets: latencyBuckets,
+			Help: "Time from the receipt of an Order Completed to the commit of the journey exit or ad audience removal it caused.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Actions, m.EvalErrors, m.Reloads)
+		reg.MustRegister(m.Actions, m.EvalErrors, m.Reloads, m.EventToAction, m.PurchaseToSuppression)
 	}
 	return m
 }

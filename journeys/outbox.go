@@ -17,9 +17,12 @@ import (
 type Deliverer func(ctx context.Context, a Action) error
 
 // DrainOutbox hands pending actions to deliver in the order they were
-// recorded, removing each once delivered; it returns how many it
-// delivered. The action's Key is its idempotency key: a crash after
-// delivery and before removal delivers it again with the same key.
+// recorded, removing those delivered in one transaction at the end (or at
+// the first failure); it returns how many it delivered. The action's Key
+// is its idempotency key: a crash after delivery and before removal
+// delivers it again with the same key. One removal per action would cost
+// a commit, two fsyncs and the file's single writer lock each, which
+// ingestion waits for.
 func (e *Engine) DrainOutbox(ctx context.Context, deliver Deliverer, limit int) (int, error) {
 	type item struct {
 		k []byte
@@ -41,16 +44,28 @@ func (e *Engine) DrainOutbox(ctx context.Context, deliver Deliverer, limit int) 
 		return 0, err
 	}
 	n := 0
+	var failed error
 	for _, it := range items {
-		if err := deliver(ctx, it.a); err != nil {
-			return n, err
-		}
-		if err := e.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketOutbox).Delete(it.k) }); err != nil {
-			return n, err
+		if failed = deliver(ctx, it.a); failed != nil {
+			break
 		}
 		n++
 	}
-	return n, nil
+	if n > 0 {
+		err := e.db.Update(func(tx *bbolt.Tx) error {
+			b := tx.Bucket(bucketOutbox)
+			for _, it := range items[:n] {
+				if err := b.Delete(it.k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	return n, failed
 }
 
 // ApplyTraits is the part of delivery that stays inside Cartera: a

@@ -46,6 +46,10 @@ type Event struct {
 	SentAt            time.Time      `json:"sentAt,omitzero"`
 	ReceivedAt        time.Time      `json:"receivedAt"`
 	Source            string         `json:"source"`
+
+	// stored is the event's JSON, encoded by the caller of Ingest so that
+	// the single committer does not spend its time on it.
+	stored []byte
 }
 
 // ErrTooLarge is returned for an event over MaxEventBytes or a batch over

@@ -45,6 +45,15 @@ func (s *Store) Ingest(ctx context.Context, events []*Event) ([]Result, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
+	for _, e := range events {
+		// Encoded here, in parallel with other callers; the committer
+		// only copies the bytes into the page.
+		v, err := json.Marshal(e)
+		if err != nil {
+			return nil, fmt.Errorf("encode event: %w", err)
+		}
+		e.stored = v
+	}
 	req := &commitReq{events: events, results: make([]Result, len(events)), done: make(chan error, 1)}
 	select {
 	case <-s.stop:
@@ -210,7 +219,7 @@ func (s *Store) newTxState(tx *bbolt.Tx) *txState {
 }
 
 func newTxState(tx *bbolt.Tx) *txState {
-	return &txState{
+	st := &txState{
 		tx:         tx,
 		profiles:   tx.Bucket(bucketProfiles),
 		identities: tx.Bucket(bucketIdentities),
@@ -218,7 +227,20 @@ func newTxState(tx *bbolt.Tx) *txState {
 		cache:      map[string]*Profile{},
 		dirty:      map[string]bool{},
 	}
+	// Profile ids start with their creation time and messageIds are
+	// kept in time order too, so new keys of these buckets mostly land
+	// at the end: full pages halve the file and the pages a commit
+	// writes. (bbolt's default, half-full pages, suits random inserts.)
+	st.profiles.FillPercent = AppendFillPercent
+	st.events.FillPercent = AppendFillPercent
+	tx.Bucket(bucketMsgTime).FillPercent = AppendFillPercent
+	return st
 }
+
+// AppendFillPercent is how full bbolt fills the pages of a bucket whose
+// keys mostly grow (time- or sequence-ordered); a little room is left
+// for values that grow in place.
+const AppendFillPercent = 0.9
 
 func (st *txState) get(id string) (*Profile, error) {
 	if p, ok := st.cache[id]; ok {
@@ -259,7 +281,7 @@ func (st *txState) flush() error {
 			}
 			continue
 		}
-		v, err := json.Marshal(p)
+		v, err := encodeProfile(p, nil)
 		if err != nil {
 			return fmt.Errorf("encode profile %s: %w", id, err)
 		}
@@ -554,9 +576,11 @@ func (s *Store) store(st *txState, p *Profile, e *Event) error {
 	if err != nil {
 		return err
 	}
-	v, err := json.Marshal(e)
-	if err != nil {
-		return fmt.Errorf("encode event: %w", err)
+	v := e.stored
+	if v == nil {
+		if v, err = json.Marshal(e); err != nil {
+			return fmt.Errorf("encode event: %w", err)
+		}
 	}
 	if err := st.events.Put(eventKey(p.ID, e.Timestamp, seq), v); err != nil {
 		return err

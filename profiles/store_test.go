@@ -201,7 +201,7 @@ func checkGraph(t testing.TB, st *Store) map[string]*Profile {
 	err := st.DB().View(func(tx *bbolt.Tx) error {
 		if err := tx.Bucket(bucketProfiles).ForEach(func(k, v []byte) error {
 			var p Profile
-			if err := json.Unmarshal(v, &p); err != nil {
+			if err := decodeProfile(v, &p); err != nil {
 				return fmt.Errorf("profile %s: %w", k, err)
 			}
 			if p.ID != string(k) {

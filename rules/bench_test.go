@@ -136,3 +136,49 @@ func BenchmarkEngineIngest(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAudienceReevaluation is the re-evaluation of every audience of
+// the examples (4, one of them on another's membership and on the
+// purchase_propensity expression trait) for one profile, as each event
+// does: the profile view with its computed traits, then each condition.
+func BenchmarkAudienceReevaluation(b *testing.B) {
+	cfg := profiles.DefaultConfig()
+	cfg.NoSync = true
+	st, err := profiles.Open(context.Background(), filepath.Join(b.TempDir(), "cartera.db"), cfg, profiles.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = st.Close() }()
+	eng, err := NewEngine(st.DB(), loadExamples(b), EngineOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	st.Use(eng)
+	res, err := st.Ingest(context.Background(), []*profiles.Event{
+		{Type: profiles.TypeTrack, MessageID: "o1", UserID: "ana", Event: "Order Completed", Properties: map[string]any{"revenue": json.Number("59.90")}, Timestamp: now, ReceivedAt: now, Source: "web"},
+		{Type: profiles.TypeTrack, MessageID: "a1", UserID: "ana", Event: "Product Added", Timestamp: now, ReceivedAt: now, Source: "web"},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tx, err := st.DB().Begin(true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	p, err := profiles.ReadProfile(tx, res[0].ProfileID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := eng.Begin(tx).(*txWork)
+	ps, err := w.state(p.ID)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := w.evaluate(p, ps, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

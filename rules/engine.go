@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,7 +21,7 @@ import (
 
 // Buckets of the rules engine, in the profile store's file:
 //
-//	rules_state       profile id → JSON profileState (trait states, audience memberships)
+//	rules_state       profile id → profileState (trait states, audience memberships): codec.Format1 binary, JSON from earlier versions
 //	audience_members  audience name 0x00 profile id → 8-byte big-endian unix millis of entry
 //	audience_sizes    audience name → 8-byte big-endian member count
 //	rules_defs        "trait:<name>" or "audience:<name>" → hash of the definition backfilled last
@@ -192,7 +191,13 @@ func (e *Engine) publish(changes []Change) {
 
 // Begin implements profiles.Processor.
 func (e *Engine) Begin(tx *bbolt.Tx) profiles.TxProcessor {
-	w := &txWork{e: e, tx: tx, rs: e.rs.Load(), states: map[string]*profileState{}, dirty: map[string]bool{}}
+	w := &txWork{e: e, tx: tx, rs: e.rs.Load(), states: map[string]*profileState{}, dirty: map[string]bool{}, views: map[string]cachedView{}}
+	if tx.Writable() {
+		// Keyed by profile id (or audience, then profile id): new
+		// profiles' ids start with their creation time.
+		tx.Bucket(bucketState).FillPercent = profiles.AppendFillPercent
+		tx.Bucket(bucketMembers).FillPercent = profiles.AppendFillPercent
+	}
 	e.active.Store(tx, w)
 	return w
 }
@@ -205,11 +210,25 @@ func (e *Engine) ViewIn(tx *bbolt.Tx, p *profiles.Profile, now time.Time) (*Prof
 	if !ok {
 		work = &txWork{e: e, tx: tx, rs: e.rs.Load(), states: map[string]*profileState{}, dirty: map[string]bool{}}
 	}
+	if c, ok := work.views[p.ID]; ok && c.p == p {
+		// Built by this transaction's evaluation of the profile for the
+		// same event (computed traits read at that instant, microseconds
+		// before now), and nothing the view holds has changed since but
+		// the last event's time (an event the engine derived).
+		c.v.LastSeenAt = p.LastSeenAt
+		return c.v, nil
+	}
 	ps, err := work.state(p.ID)
 	if err != nil {
 		return nil, err
 	}
 	return work.rs.view(p, ps, now), nil
+}
+
+// cachedView is the view the last evaluation of a profile built.
+type cachedView struct {
+	p *profiles.Profile
+	v *ProfileView
 }
 
 // txWork is the engine's work in one write transaction.
@@ -220,6 +239,9 @@ type txWork struct {
 	states  map[string]*profileState
 	dirty   map[string]bool
 	changes []Change
+	// views are the views the audiences were last evaluated with, for
+	// ViewIn; a change of the state outside evaluate forgets them.
+	views map[string]cachedView
 	// store records derived events during a backfill or sweep; after are
 	// the processors they went to, told when the transaction ends.
 	store *profiles.Store
@@ -235,9 +257,7 @@ func (w *txWork) state(id string) (*profileState, error) {
 	}
 	ps := &profileState{}
 	if v := w.tx.Bucket(bucketState).Get([]byte(id)); v != nil {
-		dec := json.NewDecoder(bytes.NewReader(v))
-		dec.UseNumber()
-		if err := dec.Decode(ps); err != nil {
+		if err := decodeState(v, ps); err != nil {
 			return nil, fmt.Errorf("decode rules state of %s: %w", id, err)
 		}
 	}
@@ -254,6 +274,7 @@ func (w *txWork) state(id string) (*profileState, error) {
 // Event implements profiles.TxProcessor: it folds the event into the
 // profile's computed traits and re-evaluates the profile's audiences.
 func (w *txWork) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event, error) {
+	delete(w.views, p.ID) // evaluate builds it again
 	ps, err := w.state(p.ID)
 	if err != nil {
 		return nil, err
@@ -288,7 +309,9 @@ func (w *txWork) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Eve
 	for _, t := range maintained {
 		st := ps.Traits[t.Spec.Name]
 		if !rebuilt[t] {
-			if t.where != nil && in == nil {
+			// The view costs the expression traits' evaluation: build it
+			// only for a where whose event this is.
+			if t.where != nil && in == nil && (t.Spec.Event == "" || t.Spec.Event == eventName(ev)) {
 				in = &Input{Profile: w.rs.view(p, ps, now), Event: ViewOf(ev), Now: now}
 			}
 			ok, err := t.matches(ev, in)
@@ -308,6 +331,7 @@ func (w *txWork) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Eve
 // recompute rebuilds traits of a profile from its stored events, in one
 // pass over them, into ps.
 func (w *txWork) recompute(p *profiles.Profile, ps *profileState, traits []*Trait) error {
+	delete(w.views, p.ID)
 	states := make([]*traitState, len(traits))
 	for i, t := range traits {
 		states[i] = &traitState{Hash: t.hash}
@@ -355,6 +379,9 @@ func (w *txWork) evaluate(p *profiles.Profile, ps *profileState, now time.Time) 
 	}
 	view := w.rs.view(p, ps, now)
 	in := &Input{Profile: view, Now: now}
+	if w.views != nil {
+		defer func() { w.views[p.ID] = cachedView{p: p, v: view} }()
+	}
 	var derived []*profiles.Event
 	for _, a := range w.rs.Audiences {
 		member, err := a.prg.Bool(in)
@@ -451,6 +478,7 @@ func (w *txWork) setMember(profileID string, ps *profileState, audience string, 
 
 // leaveAll takes a profile out of every audience and forgets its state.
 func (w *txWork) leaveAll(profileID, reason string) error {
+	delete(w.views, profileID)
 	ps, err := w.state(profileID)
 	if err != nil {
 		return err
@@ -502,7 +530,7 @@ func (w *txWork) Flush() error {
 			}
 			continue
 		}
-		v, err := json.Marshal(ps)
+		v, err := encodeState(ps, nil)
 		if err != nil {
 			return fmt.Errorf("encode rules state of %s: %w", id, err)
 		}

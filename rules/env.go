@@ -11,10 +11,12 @@ import (
 	"github.com/google/cel-go/cel"
 	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/ast"
+	"github.com/google/cel-go/common/operators"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/ext"
 	"github.com/google/cel-go/interpreter"
+	"github.com/google/cel-go/parser"
 )
 
 // CEL type names of the declared objects.
@@ -729,4 +731,45 @@ func (costEstimator) EstimateSize(n checker.AstNode) *checker.SizeEstimate {
 
 func (costEstimator) EstimateCallCost(function, overloadID string, target *checker.AstNode, args []checker.AstNode) *checker.CallEstimate {
 	return nil
+}
+
+// Conjuncts splits a boolean condition into the parts of its top-level
+// && chain, each compiled on its own, in order: a caller that evaluates
+// the same parts for many conditions (journey triggers on one event) can
+// evaluate each distinct part once. It returns nil when the condition is
+// not such a chain or a part does not compile alone.
+func (e *Env) Conjuncts(expr string) []*Program {
+	parsed, iss := e.env.Parse(expr)
+	if iss != nil && iss.Err() != nil {
+		return nil
+	}
+	native := parsed.NativeRep()
+	var parts []ast.Expr
+	var flatten func(x ast.Expr)
+	flatten = func(x ast.Expr) {
+		if x.Kind() == ast.CallKind && x.AsCall().FunctionName() == operators.LogicalAnd {
+			for _, a := range x.AsCall().Args() {
+				flatten(a)
+			}
+			return
+		}
+		parts = append(parts, x)
+	}
+	flatten(native.Expr())
+	if len(parts) < 2 {
+		return nil
+	}
+	out := make([]*Program, 0, len(parts))
+	for _, x := range parts {
+		src, err := parser.Unparse(x, native.SourceInfo())
+		if err != nil {
+			return nil
+		}
+		prg, err := e.Compile(src, types.BoolType)
+		if err != nil {
+			return nil
+		}
+		out = append(out, prg)
+	}
+	return out
 }

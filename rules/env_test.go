@@ -442,3 +442,28 @@ func TestParseDuration(t *testing.T) {
 		}
 	}
 }
+
+func TestConjuncts(t *testing.T) {
+	env, err := NewEnv([]Field{{Name: "orders_count", Kind: KindInt}}, EnvOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		expr string
+		want int
+	}{
+		{`has(event.properties.amount) && event.properties.amount > 10.0 && profile.computed.orders_count > 2`, 3},
+		{`(event.name == "a" && profile.computed.orders_count > 1) && now > timestamp("2020-01-01T00:00:00Z")`, 3},
+		{`event.name == "a" || profile.computed.orders_count > 1`, 0},
+		{`profile.computed.orders_count > 1`, 0},
+	} {
+		parts := env.Conjuncts(c.expr)
+		if len(parts) != c.want {
+			var srcs []string
+			for _, p := range parts {
+				srcs = append(srcs, p.Source)
+			}
+			t.Errorf("Conjuncts(%q) = %q, want %d parts", c.expr, srcs, c.want)
+		}
+	}
+}

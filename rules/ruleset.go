@@ -35,8 +35,10 @@ type Ruleset struct {
 	counts     []*Trait
 	countIndex map[string]*Trait
 	aggregates []*Trait
-	byName     map[string]*Trait
-	audByName  map[string]*Audience
+	// maint is aggregates then counts: what every event updates.
+	maint     []*Trait
+	byName    map[string]*Trait
+	audByName map[string]*Audience
 }
 
 // Compile compiles what rule files declare. Errors are FileErrors pointing
@@ -145,6 +147,7 @@ func Compile(specs *Specs, opts EnvOptions) (*Ruleset, error) {
 		return nil, errs
 	}
 	rs.Require(counts...)
+	rs.maint = slices.Concat(rs.aggregates, rs.counts)
 	return rs, nil
 }
 
@@ -183,6 +186,7 @@ func (rs *Ruleset) Require(counts ...EventCount) {
 		rs.counts = append(rs.counts, tr)
 		rs.countIndex[name] = tr
 	}
+	rs.maint = slices.Concat(rs.aggregates, rs.counts)
 }
 
 // Trait returns a declared computed trait by name.
@@ -200,7 +204,7 @@ func (rs *Ruleset) Audience(name string) (*Audience, bool) {
 // maintained lists every trait kept incrementally: the declared aggregates
 // and the implicit event counts.
 func (rs *Ruleset) maintained() []*Trait {
-	return slices.Concat(rs.aggregates, rs.counts)
+	return rs.maint
 }
 
 // View builds the profile as conditions see it, at now.

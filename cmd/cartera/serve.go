@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +36,12 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(slog.NewJSONHandler(m.Stderr, &slog.HandlerOptions{Level: lvl}))
 
+	if m.Getenv("GOGC") == "" {
+		// The live heap is small (profiles live in the mapped file) and
+		// the single committer shares two cores with the collector: trade
+		// some memory for less collection.
+		debug.SetGCPercent(400)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -88,6 +95,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	pruneCtx, stopPrune := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPrune()
+	servePprof(pruneCtx, m.Getenv("CARTERA_PPROF_ADDR"), log)
 	go store.RunPruner(pruneCtx, time.Hour)
 	backfilled := make(chan struct{})
 	go func() {
