@@ -551,8 +551,8 @@ func u64(n uint64) []byte {
 }
 
 // activeValue is the value of an active entry: the instance id, then the
-// version it runs, so that an event no version of the journey reacts to
-// need not load the instance.
+// version it runs, so that an event the instance's version does not react
+// to need not load the instance.
 func activeValue(id uint64, version string) []byte {
 	return append(u64(id), version...)
 }
