@@ -2,6 +2,7 @@ package journeys
 
 import (
 	"bytes"
+	"cartera/internal/clocktest"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -23,31 +24,6 @@ import (
 
 // t0 is a Monday, 10:00 UTC: outside the quiet hours of the policy tests.
 var t0 = time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
-
-// fakeClock is the one clock of the store, the rules engine and the journey
-// engine in these tests: it moves only when a test moves it.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 // testRules declare what the journeys of these tests refer to.
 const testRules = `
@@ -78,7 +54,7 @@ policies:
 type harness struct {
 	t      testing.TB
 	path   string
-	clock  *fakeClock
+	clock  *clocktest.Clock
 	rules  string
 	policy string
 	// files are the journey files in force, by name.
@@ -104,7 +80,7 @@ func newHarness(t testing.TB, policy string, files map[string]string) *harness {
 func openHarness(t testing.TB, policy string, files map[string]string, noSync bool) *harness {
 	t.Helper()
 	h := &harness{
-		t: t, path: filepath.Join(t.TempDir(), "cartera.db"), clock: &fakeClock{now: t0},
+		t: t, path: filepath.Join(t.TempDir(), "cartera.db"), clock: clocktest.New(t0),
 		rules: testRules, policy: policy, files: maps.Clone(files), noSync: noSync,
 	}
 	h.open()

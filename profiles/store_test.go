@@ -2,6 +2,7 @@ package profiles
 
 import (
 	"bytes"
+	"cartera/internal/clocktest"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -23,25 +24,6 @@ import (
 // t0 is the start of every fake clock and the default event time.
 var t0 = time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 
-// fakeClock is the store's clock in tests: it moves only when told to, so
-// creation order (and with it the survivor of a merge) is chosen by the test.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // testStore is a Store on a file in t.TempDir() with a fake clock and its
 // own metrics.
 type testStore struct {
@@ -49,7 +31,7 @@ type testStore struct {
 	t       testing.TB
 	path    string
 	cfg     Config
-	clock   *fakeClock
+	clock   *clocktest.Clock
 	metrics *Metrics
 }
 
@@ -60,7 +42,7 @@ func openStore(t testing.TB, cfg Config) *testStore {
 		t:       t,
 		path:    filepath.Join(t.TempDir(), "cartera.db"),
 		cfg:     cfg,
-		clock:   &fakeClock{now: t0},
+		clock:   clocktest.New(t0),
 		metrics: NewMetrics(nil),
 	}
 	ts.open()

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"cartera/internal/clocktest"
 	"context"
 	"encoding/json"
 	"errors"
@@ -76,31 +77,12 @@ func compileRules(t testing.TB, src string) *Ruleset {
 	return rs
 }
 
-// testClock is the clock of the store and the engine; it moves only when
-// the test says.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // rig is a profile store in t.TempDir() with an engine plugged in, and a
 // subscriber that records every audience change.
 type rig struct {
 	t       testing.TB
 	path    string
-	clock   *testClock
+	clock   *clocktest.Clock
 	store   *profiles.Store
 	engine  *Engine
 	metrics *Metrics
@@ -113,7 +95,7 @@ type rig struct {
 
 func newRig(t testing.TB, rs *Ruleset) *rig {
 	t.Helper()
-	r := &rig{t: t, path: filepath.Join(t.TempDir(), "cartera.db"), clock: &testClock{t: now}, notify: make(chan struct{}, 1)}
+	r := &rig{t: t, path: filepath.Join(t.TempDir(), "cartera.db"), clock: clocktest.New(now), notify: make(chan struct{}, 1)}
 	r.open(rs)
 	t.Cleanup(func() {
 		if r.store != nil {

@@ -1,6 +1,7 @@
 package wallet_test
 
 import (
+	"cartera/internal/clocktest"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,23 +24,6 @@ import (
 )
 
 var t0 = time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 const testRules = `
 computed_traits:
@@ -116,7 +100,7 @@ func (q *queue) take() []*channels.Message {
 
 type harness struct {
 	t     testing.TB
-	clock *clock
+	clock *clocktest.Clock
 	store *profiles.Store
 	svc   *wallet.Service
 	queue *queue
@@ -149,7 +133,7 @@ func writeTemplate(t testing.TB, root, id, yaml string) string {
 
 func newHarness(t testing.TB) *harness {
 	t.Helper()
-	h := &harness{t: t, clock: &clock{now: t0}, queue: &queue{keys: map[string]bool{}}, dir: t.TempDir()}
+	h := &harness{t: t, clock: clocktest.New(t0), queue: &queue{keys: map[string]bool{}}, dir: t.TempDir()}
 	specs, err := rules.Parse("rules.yaml", []byte(testRules))
 	if err != nil {
 		t.Fatal(err)

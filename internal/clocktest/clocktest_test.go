@@ -1,0 +1,29 @@
+package clocktest_test
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"cartera/internal/clocktest"
+)
+
+func TestClock(t *testing.T) {
+	t0 := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	c := clocktest.New(t0)
+	if !c.Now().Equal(t0) {
+		t.Fatalf("Now = %s", c.Now())
+	}
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() { c.Advance(time.Minute) })
+	}
+	wg.Wait()
+	if got := c.Now().Sub(t0); got != 10*time.Minute {
+		t.Errorf("after 10 concurrent advances of a minute: +%s", got)
+	}
+	c.Set(t0)
+	if !c.Now().Equal(t0) {
+		t.Errorf("Set: %s", c.Now())
+	}
+}
