@@ -88,4 +88,3 @@ func BenchmarkWalletHTTP(b *testing.B) {
 		run(b, issued)
 	})
 }
-
