@@ -16,6 +16,7 @@ import (
 	"cartera/profiles"
 	"cartera/rules"
 	"cartera/wallet"
+	"cartera/wallet/google"
 )
 
 // definitions is everything marketers write, compiled together: rule
@@ -117,7 +118,9 @@ type app struct {
 
 	delivery *delivery
 	wallet   *wallet.Service
-	getenv   func(string) string
+	// googleWallet updates Google Wallet objects (nil: not configured).
+	googleWallet *google.Client
+	getenv       func(string) string
 }
 
 func openApp(ctx context.Context, cfg *Config, defs *definitions, opts appOptions) (*app, error) {

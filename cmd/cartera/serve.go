@@ -110,6 +110,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		defer close(journeysDone)
 		core.journeys.Run(pruneCtx, store)
 	}()
+	go core.ensureGoogleClasses(pruneCtx)
 	outboxDone := make(chan struct{})
 	go func() {
 		defer close(outboxDone)

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -200,6 +201,7 @@ func (a *app) openWallet(cfg *Config, templates map[string]*wallet.Template, now
 		}
 		wc.Google = wallet.GoogleConfig{IssuerID: g.IssuerID, Account: &sa, Origins: g.Origins}
 		gclient = &google.Client{BaseURL: cfg.GoogleWalletURL, Token: googleToken(sa), Now: now}
+		a.googleWallet = gclient
 	} else if g.IssuerID != "" || g.ServiceAccount != "" {
 		return errors.New("wallet.google: issuer_id and service_account go together")
 	}
@@ -338,4 +340,24 @@ func (a *app) passLinks(profileID string) map[string]any {
 		return out
 	}
 	return nil
+}
+
+// ensureGoogleClasses creates the Google Wallet loyalty class of every
+// template that lacks one (Google reviews a new class before its passes go
+// live); existing classes are left as they are.
+func (a *app) ensureGoogleClasses(ctx context.Context) {
+	if a.googleWallet == nil || a.wallet == nil {
+		return
+	}
+	issuer := a.cfg.Wallet.Google.IssuerID
+	for _, id := range slices.Sorted(maps.Keys(a.wallet.Templates())) {
+		class := a.wallet.Templates()[id].GoogleClass(issuer)
+		created, err := a.googleWallet.EnsureClass(ctx, class)
+		switch {
+		case err != nil:
+			a.log.Error("google wallet class", "class", class.ID, "err", err)
+		case created:
+			a.log.Info("google wallet class created: Google reviews it before its passes go live", "class", class.ID)
+		}
+	}
 }

@@ -95,6 +95,7 @@ type googleWalletStandIn struct {
 	*httptest.Server
 	mu      sync.Mutex
 	patches []google.LoyaltyObject
+	classes []google.LoyaltyClass
 	msgs    []string
 	bad     []string
 }
@@ -133,6 +134,13 @@ func newGoogleWalletStandIn(t *testing.T) *googleWalletStandIn {
 				return
 			}
 			g.patches = append(g.patches, obj)
+			_, _ = w.Write(body)
+		case r.Method == http.MethodPost && r.URL.Path == "/walletobjects/v1/loyaltyClass":
+			var c google.LoyaltyClass
+			if err := json.Unmarshal(body, &c); err != nil {
+				g.bad = append(g.bad, "class "+string(body))
+			}
+			g.classes = append(g.classes, c)
 			_, _ = w.Write(body)
 		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/addMessage"):
 			g.msgs = append(g.msgs, string(body))
@@ -486,8 +494,11 @@ func TestWalletTierChangePushes(t *testing.T) {
 		return false
 	})
 	r.google.mu.Lock()
-	msgs, gbad := r.google.msgs, r.google.bad
+	msgs, gbad, classes := r.google.msgs, r.google.bad, r.google.classes
 	r.google.mu.Unlock()
+	if len(classes) != 1 || classes[0].ID != exIssuerID+".loyalty" || classes[0].ProgramName != "Cartera Rewards" || classes[0].HexBackgroundColor == "" {
+		t.Errorf("Google classes created at start-up: %+v", classes)
+	}
 	if len(gbad) > 0 {
 		t.Errorf("Google stand-in refused: %v", gbad)
 	}

@@ -115,6 +115,25 @@ func (c *Client) PatchObject(ctx context.Context, obj LoyaltyObject) (LoyaltyObj
 	return out, nil
 }
 
+// EnsureClass creates the loyalty class (POST /loyaltyClass) unless it
+// exists already (409), in which case it is left as the console or an
+// earlier start made it: created reports which.
+func (c *Client) EnsureClass(ctx context.Context, class LoyaltyClass) (created bool, err error) {
+	if err := ValidateID(class.ID); err != nil {
+		return false, fmt.Errorf("insert loyalty class: %w", err)
+	}
+	var out LoyaltyClass
+	err = c.do(ctx, http.MethodPost, "/loyaltyClass", class, &out)
+	var api *APIError
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.As(err, &api) && api.StatusCode == http.StatusConflict:
+		return false, nil
+	}
+	return false, fmt.Errorf("insert loyalty class: %w", err)
+}
+
 // AddMessage sends POST /loyaltyObject/{objectID}/addMessage with
 // {"message": msg}. A TEXT_AND_NOTIFY message beyond NotifyLimit in
 // NotifyWindow for the same object is refused with ErrNotifyLimit.

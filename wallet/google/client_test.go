@@ -295,3 +295,39 @@ func TestClassJSON(t *testing.T) {
 		t.Errorf("class JSON:\n%s\nwant:\n%s", b, want)
 	}
 }
+
+// TestEnsureClass: POST /loyaltyClass with the class; a 409 (the class
+// exists) is not an error and leaves it alone; other refusals are.
+func TestEnsureClass(t *testing.T) {
+	class := google.LoyaltyClass{ID: testIssuer + ".loyalty", IssuerName: "Cartera Shoes", ProgramName: "Rewards", ReviewStatus: google.ReviewUnderReview}
+	for _, tc := range []struct {
+		name    string
+		status  int
+		created bool
+		wantErr bool
+	}{
+		{"new", http.StatusOK, true, false},
+		{"exists", http.StatusConflict, false, false},
+		{"refused", http.StatusForbidden, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, c := newFakeWallet(t)
+			f.status = tc.status
+			created, err := c.EnsureClass(context.Background(), class)
+			if created != tc.created || (err != nil) != tc.wantErr {
+				t.Fatalf("created %v, err %v", created, err)
+			}
+			reqs := f.requests()
+			if len(reqs) != 1 || reqs[0].Method != http.MethodPost || reqs[0].Path != "/walletobjects/v1/loyaltyClass" {
+				t.Fatalf("requests = %+v", reqs)
+			}
+			var got google.LoyaltyClass
+			if err := json.Unmarshal(reqs[0].Body, &got); err != nil || got.ID != class.ID || got.ProgramName != "Rewards" {
+				t.Errorf("body %s: %v", reqs[0].Body, err)
+			}
+		})
+	}
+	if _, err := (&google.Client{Token: func(context.Context) (string, error) { return "", nil }}).EnsureClass(context.Background(), google.LoyaltyClass{ID: "bad"}); err == nil {
+		t.Error("an invalid class id was sent")
+	}
+}
