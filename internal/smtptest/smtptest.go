@@ -1,7 +1,13 @@
 // Package smtptest runs a real SMTP relay in a test: go-smtp on a random
-// port of 127.0.0.1, with STARTTLS (a certificate of a CA made for the
-// test, written to a file the client can trust) and AUTH PLAIN, which
-// go-smtp allows only after STARTTLS. It keeps every mail it accepts.
+// port of 127.0.0.1, with STARTTLS (or TLS from the first byte, smtps) on
+// a certificate of a CA made for the test, written to a file the client
+// can trust, and AUTH PLAIN, which go-smtp allows only after TLS. It keeps
+// every mail it accepts, and answers by the recipient's local part:
+//
+//	bounce@…   550 on RCPT (a hard bounce)
+//	busy@…     451 on RCPT (try again later)
+//	reject@…   554 after DATA (refused as spam)
+//	anything else is accepted.
 //
 //	relay := smtptest.Start(t, "cartera", "secret")
 //	// CARTERA_SMTP_URL=relay.URL, CARTERA_SMTP_CA_FILE=relay.CAFile
@@ -25,6 +31,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -46,36 +53,68 @@ type Mail struct {
 
 // Relay is a running SMTP relay.
 type Relay struct {
-	// URL is smtp://user:pass@127.0.0.1:port.
+	// URL is smtp://user:pass@127.0.0.1:port (smtps:// with ImplicitTLS).
 	URL string
-	// CAFile is a PEM file of the CA that signed the relay's certificate.
+	// Addr is the relay's host:port.
+	Addr string
+	// CAFile is a PEM file of the CA that signed the relay's certificate;
+	// CA holds the same certificate.
 	CAFile string
+	CA     *x509.CertPool
 
 	user, pass string
 	mu         sync.Mutex
 	mails      []Mail
+	conns      map[*smtp.Conn]bool
 }
 
-// Start runs a relay until the test ends.
+// Options are the relay's credentials and TLS mode.
+type Options struct {
+	User, Pass string
+	// ImplicitTLS makes it an smtps:// relay (TLS from the first byte)
+	// instead of STARTTLS.
+	ImplicitTLS bool
+}
+
+// Start runs a STARTTLS relay until the test ends.
 func Start(tb testing.TB, user, pass string) *Relay {
 	tb.Helper()
+	return StartWith(tb, Options{User: user, Pass: pass})
+}
+
+// StartWith runs a relay with opts until the test ends.
+func StartWith(tb testing.TB, opts Options) *Relay {
+	tb.Helper()
 	cert, caPEM := Certificate(tb)
-	rl := &Relay{CAFile: filepath.Join(tb.TempDir(), "relay-ca.pem"), user: user, pass: pass}
+	rl := &Relay{CAFile: filepath.Join(tb.TempDir(), "relay-ca.pem"), CA: x509.NewCertPool(), user: opts.User, pass: opts.Pass, conns: map[*smtp.Conn]bool{}}
+	rl.CA.AppendCertsFromPEM(caPEM)
 	if err := os.WriteFile(rl.CAFile, caPEM, 0o600); err != nil {
 		tb.Fatal(err)
 	}
 	srv := smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
+		rl.mu.Lock()
+		rl.conns[c] = true // a session starts again after STARTTLS
+		rl.mu.Unlock()
 		return &session{relay: rl, conn: c}, nil
 	}))
 	srv.Domain = "localhost"
+	// Clients that drop the connection on purpose (a bad certificate)
+	// would fill the test output.
 	srv.ErrorLog = log.New(io.Discard, "", 0)
 	srv.ReadTimeout, srv.WriteTimeout = 10*time.Second, 10*time.Second
-	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	tlsConf := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	rl.URL = (&url.URL{Scheme: "smtp", User: url.UserPassword(user, pass), Host: ln.Addr().String()}).String()
+	scheme := "smtp"
+	if opts.ImplicitTLS {
+		ln, scheme = tls.NewListener(ln, tlsConf), "smtps"
+	} else {
+		srv.TLSConfig = tlsConf
+	}
+	rl.Addr = ln.Addr().String()
+	rl.URL = (&url.URL{Scheme: scheme, User: url.UserPassword(opts.User, opts.Pass), Host: rl.Addr}).String()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -88,6 +127,13 @@ func Start(tb testing.TB, user, pass string) *Relay {
 		<-done
 	})
 	return rl
+}
+
+// Connections counts the clients' connections so far.
+func (rl *Relay) Connections() int {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	return len(rl.conns)
 }
 
 // Mails returns the mails accepted so far.
@@ -126,6 +172,12 @@ func (s *session) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (s *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	switch local, _, _ := strings.Cut(to, "@"); local {
+	case "bounce":
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "<" + to + ">: no such user"}
+	case "busy":
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "try again later"}
+	}
 	s.to = append(s.to, to)
 	return nil
 }
@@ -134,6 +186,11 @@ func (s *session) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
+	}
+	for _, to := range s.to {
+		if strings.HasPrefix(to, "reject@") {
+			return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: "message refused as spam"}
+		}
 	}
 	_, isTLS := s.conn.TLSConnectionState()
 	s.relay.mu.Lock()
