@@ -149,6 +149,9 @@ type demoProfile struct {
 		Audiences []string `json:"audiences"`
 	} `json:"journeys"`
 	Passes []passView `json:"passes"`
+	Merges []struct {
+		Action string `json:"action"`
+	} `json:"merges"`
 	Events []struct {
 		Event      string         `json:"event"`
 		Properties map[string]any `json:"properties"`
@@ -182,6 +185,17 @@ func (d *demoRun) until(ident, what string, cond func(*demoProfile) bool) (*demo
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// merged counts the merges in the profile's ledger.
+func (p *demoProfile) merged() int {
+	n := 0
+	for _, m := range p.Merges {
+		if m.Action == "merge" {
+			n++
+		}
+	}
+	return n
 }
 
 func (p *demoProfile) event(name, journey string) map[string]any {
@@ -240,27 +254,38 @@ func (d *demoRun) run() error {
 	fmt.Fprintf(d.out, "Cartera demo: seed 000 (cart recovery) and 001 (smart wallet) against %s\n", d.base)
 	fmt.Fprintf(d.out, "Ana is %s; her loyalty card is %s; her phone is device %s.\n\n", user, card, device)
 
-	// Ana's history: she signed up online, opted in, and uses the app.
-	if err := d.send("web", "/v1/identify", map[string]any{"userId": user, "traits": map[string]any{
-		"email": email, "first_name": "Ana", "loyalty_card": card, "vip": true, "locale": "es",
-		"consent": map[string]bool{"email": true, "ads": true, "push": true},
-	}}); err != nil {
-		return err
+	// Ana's history. Last month she bought at the till with her loyalty
+	// card (the till knows nothing else of her); last week she browsed the
+	// app on her phone without logging in; then she signed up online with
+	// her card, and logged in on the phone: the phone's anonymous profile
+	// merges into hers.
+	tillID := "pos-card-" + strings.ReplaceAll(card, " ", "")
+	for _, step := range []struct {
+		source, path string
+		body         map[string]any
+	}{
+		{"pos", "/v1/track", map[string]any{"anonymousId": tillID, "event": "Order Completed", "timestamp": d.now.AddDate(0, -1, 0).Format(time.RFC3339),
+			"properties": map[string]any{"order_id": "pos-" + id + "-1", "revenue": 300, "currency": "EUR", "channel": "pos", "store_id": "madrid-gran-via", "loyalty_card": card}}},
+		{"app", "/v1/track", map[string]any{"anonymousId": device, "event": "Product Viewed", "timestamp": d.now.AddDate(0, 0, -7).Format(time.RFC3339),
+			"properties": map[string]any{"product_id": "trail-42", "name": "Trail runner", "category": "running", "price": 89.9}}},
+		{"web", "/v1/identify", map[string]any{"userId": user, "timestamp": d.now.AddDate(0, 0, -6).Format(time.RFC3339), "traits": map[string]any{
+			"email": email, "first_name": "Ana", "loyalty_card": card, "vip": true, "locale": "es",
+			"consent": map[string]bool{"email": true, "ads": true, "push": true}}}},
+		{"app", "/v1/identify", map[string]any{"userId": user, "anonymousId": device, "timestamp": d.now.AddDate(0, 0, -6).Add(time.Hour).Format(time.RFC3339)}},
+	} {
+		if err := d.send(step.source, step.path, step.body); err != nil {
+			return err
+		}
 	}
-	if err := d.send("app", "/v1/identify", map[string]any{"userId": user, "anonymousId": device}); err != nil {
-		return err
-	}
-	lastMonth := d.now.AddDate(0, -1, 0)
-	if err := d.send("pos", "/v1/track", map[string]any{"anonymousId": "till-3", "event": "Order Completed", "timestamp": lastMonth.Format(time.RFC3339),
-		"properties": map[string]any{"order_id": "pos-" + id + "-1", "revenue": 300, "currency": "EUR", "channel": "pos", "store_id": "madrid-gran-via", "loyalty_card": card}}); err != nil {
-		return err
-	}
-	p, _, err := d.until("user_id:"+user, "the store purchase on Ana's profile", func(p *demoProfile) bool { return p.Computed["orders_count"] == float64(1) })
+	p, _, err := d.until("user_id:"+user, "Ana's history on one profile", func(p *demoProfile) bool {
+		return p.Computed["orders_count"] == float64(1) && p.merged() > 0
+	})
 	if err != nil {
 		return err
 	}
-	d.say("history: Ana signed up online (VIP, opted in), logged in on her phone, and last month bought for 300 EUR at the Gran Vía till with her card")
-	d.say("         one profile %s holds her user id, email, card and phone", p.ID)
+	d.say("history: last month Ana bought for 300 EUR at the Gran Vía till with her card; last week she browsed the app, not logged in")
+	d.say("         she signed up online (VIP, opted in): the card finds the till's profile")
+	d.say("profile merged: logging in on the phone merged its anonymous profile into hers (%d merge in her ledger): %s holds her user id, email, card and phone", p.merged(), p.ID)
 
 	var issued passView
 	if err := d.admin(http.MethodPost, "/v1/profiles/user_id:"+user+"/passes", nil, &issued); err != nil {
@@ -288,7 +313,7 @@ func (d *demoRun) run() error {
 	if err != nil {
 		return err
 	}
-	d.say("profile resolved: the anonymous device is Ana; she is VIP, so the cart journey skips the half-hour wait")
+	d.say("profile resolved: the anonymous phone is Ana; she is VIP, so the cart journey skips the half-hour wait")
 	ev := p.event("Email Delivered", "cart_abandonment")
 	d.say("email %q %s, %s after the event", ev["template"], where(ev), took.Round(time.Millisecond))
 	if step, _, ok := p.instance("cart_abandonment"); ok {
@@ -321,7 +346,7 @@ func (d *demoRun) run() error {
 		return err
 	}
 	sent := time.Now()
-	if err := d.send("pos", "/v1/track", map[string]any{"anonymousId": "till-7", "event": "Order Completed",
+	if err := d.send("pos", "/v1/track", map[string]any{"anonymousId": tillID, "event": "Order Completed",
 		"properties": map[string]any{"order_id": "pos-" + id + "-2", "revenue": 250, "currency": "EUR", "channel": "pos", "store_id": "madrid-gran-via", "loyalty_card": card}}); err != nil {
 		return err
 	}
