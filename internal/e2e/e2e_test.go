@@ -176,7 +176,7 @@ func TestSeedScenario(t *testing.T) {
 	}
 	timeline := stdout.String()
 	t.Logf("demo timeline:\n%s", timeline)
-	for _, want := range []string{"event in:", "profile resolved", "email \"cart_reminder\" sent over SMTP", "audience add:", "POS purchase:", "journey exit and audience removal", "tier upgrade:", "pass updated:", "push: APNs told 1 device(s)"} {
+	for _, want := range []string{"profile merged:", "event in:", "profile resolved", "email \"cart_reminder\" sent over SMTP", "audience add:", "POS purchase:", "journey exit and audience removal", "tier upgrade:", "pass updated:", "push: APNs told 1 device(s)"} {
 		if !strings.Contains(timeline, want) {
 			t.Errorf("timeline lacks %q", want)
 		}
