@@ -228,15 +228,10 @@ type parser struct {
 }
 
 func (p *parser) compile(x rules.Expr, want *types.Type) *rules.Program {
-	if x.IsZero() {
-		return nil
+	prg := p.f.Compile(p.env, x, want)
+	if prg != nil {
+		p.checkAudiences(prg, x)
 	}
-	prg, ferr := p.env.CompileExpr(x, want)
-	if ferr != nil {
-		p.f.Add(ferr)
-		return nil
-	}
-	p.checkAudiences(prg, x)
 	return prg
 }
 

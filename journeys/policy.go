@@ -162,12 +162,7 @@ func ParsePolicy(name string, b []byte, env *rules.Env) (*Policy, error) {
 						case "name":
 							s.Name = f.String(v, "name")
 						case "when":
-							x := f.Expr(v, "when")
-							if prg, ferr := env.CompileExpr(x, types.BoolType); ferr != nil {
-								f.Add(ferr)
-							} else {
-								s.When = prg
-							}
+							s.When = f.Compile(env, f.Expr(v, "when"), types.BoolType)
 						case "message":
 							s.Message = f.String(v, "message")
 						default:

@@ -85,6 +85,21 @@ func (e *Env) CompileExpr(x Expr, want *types.Type) (*Program, *FileError) {
 	return prg, nil
 }
 
+// Compile compiles an expression read from f in env. A mistake is
+// recorded as a file:line:col error and gives nil, as an absent (zero)
+// expression does.
+func (f *File) Compile(env *Env, x Expr, want *types.Type) *Program {
+	if x.IsZero() {
+		return nil
+	}
+	prg, ferr := env.CompileExpr(x, want)
+	if ferr != nil {
+		f.Add(ferr)
+		return nil
+	}
+	return prg
+}
+
 // ErrorAt turns an error about the expression into a file error at it.
 func (x Expr) ErrorAt(err error) *FileError { return x.errorAt(err) }
 

@@ -180,16 +180,7 @@ func ParseTemplate(name string, b []byte, env *rules.Env) (*Template, error) {
 	}
 	t := &Template{ID: filepath.Base(filepath.Dir(name)), Style: apple.StyleStoreCard, Tiers: map[string]*Tier{}}
 	compile := func(n *yaml.Node, field string, want *types.Type) *rules.Program {
-		x := f.Expr(n, field)
-		if x.IsZero() {
-			return nil
-		}
-		prg, ferr := env.CompileExpr(x, want)
-		if ferr != nil {
-			f.Add(ferr)
-			return nil
-		}
-		return prg
+		return f.Compile(env, f.Expr(n, field), want)
 	}
 	color := func(n *yaml.Node, field string) *apple.Color {
 		var c apple.Color
