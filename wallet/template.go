@@ -262,27 +262,18 @@ func ParseTemplate(name string, b []byte, env *rules.Env) (*Template, error) {
 		case "relevant_date":
 			t.RelevantDate = compile(v, key, types.TimestampType)
 		case "google":
+			g := &t.Google
+			settings := map[string]*string{
+				"issuer_name": &g.IssuerName, "program_name": &g.ProgramName, "logo_url": &g.LogoURL,
+				"points_field": &g.PointsField, "points_label": &g.PointsLabel, "tier_field": &g.TierField, "name_field": &g.NameField,
+			}
 			f.Mapping(v, key, func(key string, k, v *yaml.Node) {
-				g := &t.Google
-				field := "google." + key
-				switch key {
-				case "issuer_name":
-					g.IssuerName = f.String(v, field)
-				case "program_name":
-					g.ProgramName = f.String(v, field)
-				case "logo_url":
-					g.LogoURL = f.String(v, field)
-				case "points_field":
-					g.PointsField = f.String(v, field)
-				case "points_label":
-					g.PointsLabel = f.String(v, field)
-				case "tier_field":
-					g.TierField = f.String(v, field)
-				case "name_field":
-					g.NameField = f.String(v, field)
-				default:
+				to, ok := settings[key]
+				if !ok {
 					f.Errorf(k, "google: unknown field %q: want issuer_name, program_name, logo_url, points_field, points_label, tier_field or name_field", key)
+					return
 				}
+				*to = f.String(v, "google."+key)
 			})
 		default:
 			f.Errorf(k, "unknown field %q: want name, style, organization, description, logo_text, colors, tier, default_tier, tiers, fields, barcode, locations, relevant_date or google", key)

@@ -564,6 +564,7 @@ func TestParseTemplateErrors(t *testing.T) {
 		{"unknown group", "organization: o\ndescription: d\nfields:\n  middle: []\n", `loyalty/pass.yaml:4:3: fields: unknown group "middle"`},
 		{"google field missing", "organization: o\ndescription: d\ngoogle: {points_field: points}\n", `loyalty/pass.yaml:1:1: google.points_field: no field "points"`},
 		{"unknown key", "organization: o\ndescription: d\nsize: 3\n", `loyalty/pass.yaml:3:1: unknown field "size"`},
+		{"unknown google key", "organization: o\ndescription: d\ngoogle: {colour: red}\n", `loyalty/pass.yaml:3:10: google: unknown field "colour"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := wallet.ParseTemplate(filepath.Join("loyalty", wallet.TemplateFile), []byte(tc.yaml), rs.Env)
