@@ -7,56 +7,87 @@ import (
 	"cartera/rules"
 )
 
-// Begin implements profiles.Processor: within the commit that changes a
-// person, their passes are rendered again and, where what they show
-// changed, their tag advances and the update is put in the outbox.
-func (s *Service) Begin(tx *bbolt.Tx) profiles.TxProcessor { return &txWork{s: s, tx: tx} }
+// Begin implements profiles.Processor: in the commit that changes people,
+// their passes are rendered again, once per person at the end of the
+// commit, and where what a pass shows changed, its tag advances and the
+// update goes into the outbox.
+func (s *Service) Begin(tx *bbolt.Tx) profiles.TxProcessor {
+	return &txWork{s: s, tx: tx, changed: map[string]*profiles.Profile{}}
+}
 
 type txWork struct {
 	s      *Service
 	tx     *bbolt.Tx
 	pushed bool
+	// changed are the people this commit touched, by profile id, in
+	// order (the latest state of each).
+	changed map[string]*profiles.Profile
+	order   []string
 }
 
-// Event renders the person's passes again.
+// Event notes the person; Flush renders their passes.
 func (w *txWork) Event(p *profiles.Profile, _ *profiles.Event) ([]*profiles.Event, error) {
-	serials := serialsOf(w.tx, p.ID)
-	if len(serials) == 0 {
-		return nil, nil
+	w.touch(p)
+	return nil, nil
+}
+
+func (w *txWork) touch(p *profiles.Profile) {
+	if _, ok := w.changed[p.ID]; !ok {
+		w.order = append(w.order, p.ID)
 	}
+	w.changed[p.ID] = p
+}
+
+// Flush renders the passes of the people the commit changed.
+func (w *txWork) Flush() error {
+	for _, id := range w.order {
+		p, ok := w.changed[id]
+		if !ok {
+			continue // merged away or erased
+		}
+		if err := w.render(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// render renders a person's passes and queues the updates of those that
+// changed.
+func (w *txWork) render(p *profiles.Profile) error {
 	var in *rules.Input
-	for _, serial := range serials {
+	for _, serial := range serialsOf(w.tx, p.ID) {
 		pass, err := getPass(w.tx, serial)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		t, ok := w.s.Templates()[pass.Template]
 		if !ok || pass.Voided {
 			continue
 		}
 		if in == nil {
-			v, err := w.s.input(w.tx, p)
-			if err != nil {
-				return nil, err
+			if in, err = w.s.input(w.tx, p); err != nil {
+				return err
 			}
-			in = v
 		}
 		if !pass.apply(t.render(in, pass)) {
 			continue
 		}
 		if err := w.s.save(w.tx, pass, true); err != nil {
-			return nil, err
+			return err
 		}
 		if err := w.s.enqueuePush(w.tx, pass, "", ""); err != nil {
-			return nil, err
+			return err
 		}
 		w.pushed = true
 	}
-	return nil, nil
+	return nil
 }
 
 // Merged gives the survivor the passes of the merged profile.
 func (w *txWork) Merged(survivor *profiles.Profile, loserID string) error {
+	delete(w.changed, loserID)
+	w.touch(survivor)
 	idx := w.tx.Bucket(bucketByProfile)
 	for _, serial := range serialsOf(w.tx, loserID) {
 		pass, err := getPass(w.tx, serial)
@@ -80,6 +111,7 @@ func (w *txWork) Merged(survivor *profiles.Profile, loserID string) error {
 // Erased voids the person's passes: they keep their serial, so devices
 // fetch the voided pass, and nothing about the person.
 func (w *txWork) Erased(p *profiles.Profile) error {
+	delete(w.changed, p.ID)
 	idx := w.tx.Bucket(bucketByProfile)
 	for _, serial := range serialsOf(w.tx, p.ID) {
 		pass, err := getPass(w.tx, serial)
@@ -100,9 +132,6 @@ func (w *txWork) Erased(p *profiles.Profile) error {
 	}
 	return nil
 }
-
-// Flush has nothing pending: every change is written as it is made.
-func (w *txWork) Flush() error { return nil }
 
 // Done wakes the outbox once the pushes are committed.
 func (w *txWork) Done(committed bool) {
