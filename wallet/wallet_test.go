@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -290,6 +291,27 @@ func TestProfileChangeAdvancesTagAndQueuesPush(t *testing.T) {
 	}
 	if pj.WebServiceURL != "https://cartera.example/wallet" || pj.AuthenticationToken != gold.Token {
 		t.Errorf("web service = %s token %s", pj.WebServiceURL, pj.AuthenticationToken)
+	}
+}
+
+// TestOneUpdatePerCommit: three orders of one person in one batch change
+// the pass once: one new tag, one push.
+func TestOneUpdatePerCommit(t *testing.T) {
+	h := newHarness(t)
+	_, p := h.issue("u1")
+	h.queue.take()
+	h.clock.Advance(time.Minute)
+	var batch []*profiles.Event
+	for i := range 3 {
+		batch = append(batch, &profiles.Event{UserID: "u1", Event: "Order Completed", MessageID: fmt.Sprintf("batch-%d", i), Properties: map[string]any{"revenue": 10.0}})
+	}
+	h.ingest(batch...)
+	if msgs := h.queue.take(); len(msgs) != 1 {
+		t.Fatalf("one batch of 3 orders queued %d pushes, want 1", len(msgs))
+	}
+	got, _ := h.svc.Pass(p.Serial)
+	if got.Tag != p.Tag+1 || got.Values["points"] != float64(30) {
+		t.Errorf("tag %d (was %d), points %v", got.Tag, p.Tag, got.Values["points"])
 	}
 }
 
