@@ -1,6 +1,7 @@
 package wallet
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -179,7 +180,7 @@ func (s *Service) registrations(serials []string) (map[string][]deviceReg, error
 		c := tx.Bucket(bucketPassRegs).Cursor()
 		for _, serial := range serials {
 			prefix := []byte(serial + "\x00")
-			for k, v := c.Seek(prefix); k != nil && len(k) > len(prefix) && string(k[:len(prefix)]) == string(prefix); k, v = c.Next() {
+			for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 				var r registration
 				if err := json.Unmarshal(v, &r); err != nil {
 					return err

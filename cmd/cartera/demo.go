@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -118,9 +119,8 @@ func (d *demoRun) admin(method, path string, body, out any) error {
 
 // send posts Segment events as a source's SDK would.
 func (d *demoRun) send(source, path string, body map[string]any) error {
-	req, _ := http.NewRequest(http.MethodGet, "/", nil)
-	req.SetBasicAuth(d.keys[source], "")
-	_, err := d.call(http.MethodPost, path, req.Header.Get("Authorization"), body, nil)
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(d.keys[source]+":"))
+	_, err := d.call(http.MethodPost, path, auth, body, nil)
 	return err
 }
 

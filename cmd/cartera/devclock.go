@@ -1,8 +1,6 @@
 package main
 
 import (
-	"encoding/json"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -57,10 +55,8 @@ func (a *api) advanceClock(c *fiber.Ctx) error {
 	var req struct {
 		Advance string `json:"advance"`
 	}
-	dec := json.NewDecoder(strings.NewReader(string(c.Body())))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return &httpError{fiber.StatusBadRequest, `body: want {"advance": "<duration>"}: ` + err.Error()}
+	if err := decodeStrict(c.Body(), &req, `{"advance": "<duration>"}`); err != nil {
+		return err
 	}
 	d, err := rules.ParseDuration(req.Advance)
 	if err != nil || d <= 0 || d > maxClockStep {

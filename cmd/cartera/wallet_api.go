@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -36,6 +37,17 @@ func (a *api) wallet() (*wallet.Service, error) {
 		return nil, &httpError{fiber.StatusNotFound, "wallet: no pass templates configured (wallet.templates)"}
 	}
 	return a.core.wallet, nil
+}
+
+// decodeStrict reads a small admin request body into v, refusing unknown
+// fields; the 400 shows the body wanted.
+func decodeStrict(body []byte, v any, want string) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &httpError{fiber.StatusBadRequest, "body: want " + want + ": " + err.Error()}
+	}
+	return nil
 }
 
 // passView is a pass as the admin API shows it.
@@ -99,11 +111,9 @@ func (a *api) issuePass(c *fiber.Ctx) error {
 	var req struct {
 		Template string `json:"template"`
 	}
-	if body := c.Body(); len(strings.TrimSpace(string(body))) > 0 {
-		dec := json.NewDecoder(strings.NewReader(string(body)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			return &httpError{fiber.StatusBadRequest, "body: want {\"template\": \"<id>\"}: " + err.Error()}
+	if len(bytes.TrimSpace(c.Body())) > 0 {
+		if err := decodeStrict(c.Body(), &req, `{"template": "<id>"}`); err != nil {
+			return err
 		}
 	}
 	p, err := a.store.Lookup(id)
