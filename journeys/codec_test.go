@@ -1,6 +1,7 @@
 package journeys
 
 import (
+	"cartera/internal/codec/codectest"
 	"encoding/json"
 	"testing"
 	"time"
@@ -19,33 +20,7 @@ func TestInstanceCodec(t *testing.T) {
 		"empty": {},
 	} {
 		t.Run(name, func(t *testing.T) {
-			old, err := json.Marshal(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var fromJSON, fromBin Instance
-			if err := decodeInstance(old, &fromJSON); err != nil {
-				t.Fatalf("decode JSON record: %v", err)
-			}
-			bin, err := encodeInstance(in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := decodeInstance(bin, &fromBin); err != nil {
-				t.Fatalf("decode binary record: %v", err)
-			}
-			a, _ := json.Marshal(&fromJSON)
-			b, _ := json.Marshal(&fromBin)
-			if string(a) != string(b) {
-				t.Errorf("binary round trip differs from JSON's:\n got %s\nwant %s", b, a)
-			}
-			for i := 1; i < len(bin); i++ {
-				var q Instance
-				if err := decodeInstance(bin[:i], &q); err == nil {
-					t.Fatalf("decoding %d of %d bytes did not fail", i, len(bin))
-				}
-			}
-			t.Logf("JSON %d bytes, binary %d bytes", len(old), len(bin))
+			codectest.Migration(t, in, encodeInstance, decodeInstance)
 		})
 	}
 }

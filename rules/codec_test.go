@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"cartera/internal/codec/codectest"
 	"encoding/json"
 	"testing"
 	"time"
@@ -28,31 +29,5 @@ func TestStateCodec(t *testing.T) {
 			"vip":       {EnteredAt: at, ExitedAt: at.Add(time.Minute)},
 		},
 	}
-	old, err := json.Marshal(ps)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var fromJSON, fromBin profileState
-	if err := decodeState(old, &fromJSON); err != nil {
-		t.Fatalf("decode JSON record: %v", err)
-	}
-	bin, err := encodeState(ps, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := decodeState(bin, &fromBin); err != nil {
-		t.Fatalf("decode binary record: %v", err)
-	}
-	a, _ := json.Marshal(&fromJSON)
-	b, _ := json.Marshal(&fromBin)
-	if string(a) != string(b) {
-		t.Errorf("binary round trip differs from JSON's:\n got %s\nwant %s", b, a)
-	}
-	for i := 1; i < len(bin); i++ {
-		var q profileState
-		if err := decodeState(bin[:i], &q); err == nil {
-			t.Fatalf("decoding %d of %d bytes did not fail", i, len(bin))
-		}
-	}
-	t.Logf("JSON %d bytes, binary %d bytes", len(old), len(bin))
+	codectest.Migration(t, ps, func(ps *profileState) ([]byte, error) { return encodeState(ps, nil) }, decodeState)
 }
