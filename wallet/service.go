@@ -16,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -616,6 +617,7 @@ func (s *Service) Update(ctx context.Context, profileID string, fields map[strin
 				s.log.Warn("pass update skipped: template gone", "serial", serial, "template", p.Template)
 				continue
 			}
+			before := p.Clone()
 			if p.Overrides == nil {
 				p.Overrides = map[string]any{}
 			}
@@ -632,10 +634,14 @@ func (s *Service) Update(ctx context.Context, profileID string, fields map[strin
 			if err != nil {
 				return err
 			}
-			changed := p.apply(t.render(in, p))
-			if !changed && message == "" {
-				if err := s.save(tx, p, false); err != nil {
-					return err
+			shown := p.apply(t.render(in, p))
+			if !shown && p.Message == before.Message {
+				// Nothing to show or say (a redelivered action): keep
+				// the overrides, without a new version or a push.
+				if !reflect.DeepEqual(normal(p.Overrides), normal(before.Overrides)) {
+					if err := s.save(tx, p, false); err != nil {
+						return err
+					}
 				}
 				continue
 			}

@@ -358,6 +358,9 @@ func TestUpdateOverridesAndMessage(t *testing.T) {
 	if msgs := h.queue.take(); len(msgs) != 0 {
 		t.Errorf("a repeated action queued %d pushes", len(msgs))
 	}
+	if again, _ := h.svc.Pass(p.Serial); again.Tag != got.Tag {
+		t.Errorf("a repeated action made a new version: tag %d, was %d", again.Tag, got.Tag)
+	}
 	// A later profile change keeps the override.
 	h.order("u1", 1, 10)
 	got, _ = h.svc.Pass(p.Serial)
