@@ -473,7 +473,9 @@ func (s *Store) ScanIDs(after string, limit int) ([]string, error) {
 			k, _ = c.Next()
 		}
 		for ; k != nil && len(ids) < limit; k, _ = c.Next() {
-			ids = append(ids, string(k))
+			if isProfileKey(k) {
+				ids = append(ids, string(k))
+			}
 		}
 		return nil
 	})
