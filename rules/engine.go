@@ -19,18 +19,23 @@ import (
 	"cartera/profiles"
 )
 
-// Buckets of the rules engine, in the profile store's file:
+// Records of the rules engine, in the profile store's file:
 //
-//	rules_state       profile id → profileState (trait states, audience memberships): codec.Format1 binary, JSON from earlier versions
+//	sidecar "r" of a profile (profiles.Sidecars: beside the profile's record)
+//	                  → profileState (trait states, audience memberships): codec.Format1 binary, JSON from earlier versions;
+//	                  earlier versions kept it in a bucket rules_state, moved here at start-up
 //	audience_members  audience name 0x00 profile id → 8-byte big-endian unix millis of entry
 //	audience_sizes    audience name → 8-byte big-endian member count
 //	rules_defs        "trait:<name>" or "audience:<name>" → hash of the definition backfilled last
 var (
-	bucketState   = []byte("rules_state")
-	bucketMembers = []byte("audience_members")
-	bucketSizes   = []byte("audience_sizes")
-	bucketDefs    = []byte("rules_defs")
+	bucketOldState = []byte("rules_state")
+	bucketMembers  = []byte("audience_members")
+	bucketSizes    = []byte("audience_sizes")
+	bucketDefs     = []byte("rules_defs")
 )
+
+// sidecarState names the rules state among a profile's sidecars.
+const sidecarState = "r"
 
 // Events the engine records on a profile.
 const (
@@ -143,7 +148,7 @@ func NewEngine(db *bbolt.DB, rs *Ruleset, opts EngineOptions) (*Engine, error) {
 	}
 	e.rs.Store(rs)
 	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketState, bucketMembers, bucketSizes, bucketDefs} {
+		for _, b := range [][]byte{bucketMembers, bucketSizes, bucketDefs} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}
@@ -152,6 +157,15 @@ func NewEngine(db *bbolt.DB, rs *Ruleset, opts EngineOptions) (*Engine, error) {
 	})
 	if err != nil {
 		return nil, err
+	}
+	moved, err := profiles.MigrateToSidecars(db, bucketOldState, func(k []byte) (string, string, bool) {
+		return string(k), sidecarState, true
+	})
+	if err != nil {
+		return nil, err
+	}
+	if moved > 0 {
+		e.log.Info("rules state moved beside the profiles", "profiles", moved)
 	}
 	return e, nil
 }
@@ -193,9 +207,8 @@ func (e *Engine) publish(changes []Change) {
 func (e *Engine) Begin(tx *bbolt.Tx) profiles.TxProcessor {
 	w := &txWork{e: e, tx: tx, rs: e.rs.Load(), states: map[string]*profileState{}, dirty: map[string]bool{}, views: map[string]cachedView{}}
 	if tx.Writable() {
-		// Keyed by profile id (or audience, then profile id): new
-		// profiles' ids start with their creation time.
-		tx.Bucket(bucketState).FillPercent = profiles.AppendFillPercent
+		// Keyed by audience, then profile id: new profiles' ids start
+		// with their creation time.
 		tx.Bucket(bucketMembers).FillPercent = profiles.AppendFillPercent
 	}
 	e.active.Store(tx, w)
@@ -256,7 +269,11 @@ func (w *txWork) state(id string) (*profileState, error) {
 		return ps, nil
 	}
 	ps := &profileState{}
-	if v := w.tx.Bucket(bucketState).Get([]byte(id)); v != nil {
+	sc, err := profiles.SidecarsIn(w.tx)
+	if err != nil {
+		return nil, err
+	}
+	if v := sc.Get(id, sidecarState); v != nil {
 		if err := decodeState(v, ps); err != nil {
 			return nil, fmt.Errorf("decode rules state of %s: %w", id, err)
 		}
@@ -521,11 +538,14 @@ func (w *txWork) Erased(p *profiles.Profile) error {
 
 // Flush implements profiles.TxProcessor.
 func (w *txWork) Flush() error {
-	b := w.tx.Bucket(bucketState)
+	sc, err := profiles.SidecarsIn(w.tx)
+	if err != nil {
+		return err
+	}
 	for id := range w.dirty {
 		ps := w.states[id]
 		if ps == nil {
-			if err := b.Delete([]byte(id)); err != nil {
+			if err := sc.Delete(id, sidecarState); err != nil {
 				return err
 			}
 			continue
@@ -534,7 +554,7 @@ func (w *txWork) Flush() error {
 		if err != nil {
 			return fmt.Errorf("encode rules state of %s: %w", id, err)
 		}
-		if err := b.Put([]byte(id), v); err != nil {
+		if err := sc.Put(id, sidecarState, v); err != nil {
 			return err
 		}
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.etcd.io/bbolt"
 
+	"cartera/internal/storetest"
 	"cartera/profiles"
 )
 
@@ -481,54 +482,75 @@ func TestEngineDuplicateEvent(t *testing.T) {
 	checkChanges(t, r.takeChanges(), entered(pid, "recent_buyers", now, "evaluated"))
 }
 
+// TestEngineRestart checks that trait states and memberships survive a
+// restart, also from a file an earlier version wrote (the state in a
+// bucket of its own, moved beside the profiles at start-up).
 func TestEngineRestart(t *testing.T) {
-	r := newRig(t, compileRules(t, engineRules))
-	r.ingest(
-		r.order("u1", now.Add(-2*day), 700),
-		r.order("u1", now.Add(-day), 400),
-		r.order("u2", now.Add(-40*day), 20),
-		r.order("u3", now.Add(-time.Hour), 5),
-		r.order("u3", now.Add(-time.Minute), 5),
-	)
-	ids := []string{r.profileID(profiles.KindUserID, "u1"), r.profileID(profiles.KindUserID, "u2"), r.profileID(profiles.KindUserID, "u3")}
-	members := map[string][]string{}
-	for _, a := range []string{"recent_buyers", "big_spenders", "frequent"} {
-		members[a] = r.members(a)
-	}
-	checkStrings(t, "big_spenders", members["big_spenders"], ids[0])
-	checkStrings(t, "frequent", members["frequent"], ids[2])
-	if len(members["recent_buyers"]) != 2 {
-		t.Errorf("recent_buyers = %v, want u1 and u3", members["recent_buyers"])
-	}
-	sizes := r.sizes()
-	var standings []*Standing
-	for _, id := range ids {
-		standings = append(standings, r.standing(id))
-	}
+	for _, oldLayout := range []bool{false, true} {
+		t.Run(fmt.Sprintf("old_layout=%v", oldLayout), func(t *testing.T) {
+			r := newRig(t, compileRules(t, engineRules))
+			r.ingest(
+				r.order("u1", now.Add(-2*day), 700),
+				r.order("u1", now.Add(-day), 400),
+				r.order("u2", now.Add(-40*day), 20),
+				r.order("u3", now.Add(-time.Hour), 5),
+				r.order("u3", now.Add(-time.Minute), 5),
+			)
+			ids := []string{r.profileID(profiles.KindUserID, "u1"), r.profileID(profiles.KindUserID, "u2"), r.profileID(profiles.KindUserID, "u3")}
+			members := map[string][]string{}
+			for _, a := range []string{"recent_buyers", "big_spenders", "frequent"} {
+				members[a] = r.members(a)
+			}
+			checkStrings(t, "big_spenders", members["big_spenders"], ids[0])
+			checkStrings(t, "frequent", members["frequent"], ids[2])
+			if len(members["recent_buyers"]) != 2 {
+				t.Errorf("recent_buyers = %v, want u1 and u3", members["recent_buyers"])
+			}
+			sizes := r.sizes()
+			var standings []*Standing
+			for _, id := range ids {
+				standings = append(standings, r.standing(id))
+			}
 
-	r.restart(compileRules(t, engineRules))
-	for a, want := range members {
-		checkStrings(t, a+" after restart", r.members(a), want...)
-		if got := r.sizes()[a]; got != int64(len(want)) {
-			t.Errorf("size of %s after restart = %d, want %d", a, got, len(want))
-		}
-	}
-	if got := r.sizes(); !reflect.DeepEqual(got, sizes) {
-		t.Errorf("sizes after restart = %v, want %v", got, sizes)
-	}
-	for i, id := range ids {
-		if got := r.standing(id); !reflect.DeepEqual(got, standings[i]) {
-			t.Errorf("standing of %s after restart:\n%+v\nwant\n%+v", id, got, standings[i])
-		}
-	}
+			if oldLayout {
+				// As versions before sidecars left the file: the state in
+				// a bucket of its own, keyed by profile id.
+				n := storetest.UnmoveSidecars(t, r.store.DB(), sidecarState, bucketOldState, func(pid, _ string) []byte { return []byte(pid) })
+				if n != len(ids) {
+					t.Fatalf("%d states moved to the old bucket, want %d", n, len(ids))
+				}
+			}
+			r.restart(compileRules(t, engineRules))
+			_ = r.store.DB().View(func(tx *bbolt.Tx) error {
+				if tx.Bucket(bucketOldState) != nil {
+					t.Error("rules_state bucket still there after start-up")
+				}
+				return nil
+			})
+			for a, want := range members {
+				checkStrings(t, a+" after restart", r.members(a), want...)
+				if got := r.sizes()[a]; got != int64(len(want)) {
+					t.Errorf("size of %s after restart = %d, want %d", a, got, len(want))
+				}
+			}
+			if got := r.sizes(); !reflect.DeepEqual(got, sizes) {
+				t.Errorf("sizes after restart = %v, want %v", got, sizes)
+			}
+			for i, id := range ids {
+				if got := r.standing(id); !reflect.DeepEqual(got, standings[i]) {
+					t.Errorf("standing of %s after restart:\n%+v\nwant\n%+v", id, got, standings[i])
+				}
+			}
 
-	// The kept state goes on from where it was.
-	r.takeChanges()
-	r.ingest(r.order("u2", now.Add(-time.Minute), 1000))
-	checkComputed(t, r.standing(ids[1]), map[string]any{"orders_count": int64(2), "lifetime_value": 1020.0, "orders_30d": int64(1)})
-	checkChanges(t, r.takeChanges(), entered(ids[1], "recent_buyers", now, "evaluated"), entered(ids[1], "big_spenders", now, "evaluated"))
-	if got := r.sizes()["big_spenders"]; got != 2 {
-		t.Errorf("big_spenders size = %d, want 2", got)
+			// The kept state goes on from where it was.
+			r.takeChanges()
+			r.ingest(r.order("u2", now.Add(-time.Minute), 1000))
+			checkComputed(t, r.standing(ids[1]), map[string]any{"orders_count": int64(2), "lifetime_value": 1020.0, "orders_30d": int64(1)})
+			checkChanges(t, r.takeChanges(), entered(ids[1], "recent_buyers", now, "evaluated"), entered(ids[1], "big_spenders", now, "evaluated"))
+			if got := r.sizes()["big_spenders"]; got != 2 {
+				t.Errorf("big_spenders size = %d, want 2", got)
+			}
+		})
 	}
 }
 
@@ -576,7 +598,11 @@ func TestEngineMerge(t *testing.T) {
 		t.Errorf("u1 is profile %s after the merge, want %s", got, anon)
 	}
 	err := r.store.DB().View(func(tx *bbolt.Tx) error {
-		if v := tx.Bucket(bucketState).Get([]byte(user)); v != nil {
+		sc, err := profiles.SidecarsIn(tx)
+		if err != nil {
+			return err
+		}
+		if v := sc.Get(user, sidecarState); v != nil {
 			return fmt.Errorf("state of the merged-away profile kept: %s", v)
 		}
 		return nil
@@ -610,7 +636,11 @@ func TestEngineErase(t *testing.T) {
 		t.Errorf("sizes after erase = %v", got)
 	}
 	err := r.store.DB().View(func(tx *bbolt.Tx) error {
-		if v := tx.Bucket(bucketState).Get([]byte(pid)); v != nil {
+		sc, err := profiles.SidecarsIn(tx)
+		if err != nil {
+			return err
+		}
+		if v := sc.Get(pid, sidecarState); v != nil {
 			return fmt.Errorf("state of the erased profile kept: %s", v)
 		}
 		return nil
