@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,10 +24,12 @@ import (
 // Buckets of the journey engine, in the profile store's file:
 //
 //	journey_instances  instance id (8-byte big-endian sequence) → Instance (codec.Format1 binary; JSON from earlier versions)
-//	journey_active     profile id 0x00 journey id 0x00 instance key → instance id (8-byte big-endian), then the
-//	                   version it runs (older entries hold the id only): one live instance each
+//	sidecar "a" 0x00 journey id 0x00 instance key of a profile (profiles.Sidecars: beside the profile's record)
+//	                   → instance id (8-byte big-endian), then the version it runs (older entries hold the id
+//	                   only): one live instance each; earlier versions kept these in a bucket journey_active
 //	journey_timers     due (8-byte big-endian unix nanos) | instance id (8) → timer kind ("i" step, "s" schedule) and journey id
-//	journey_entries    profile id 0x00 journey id → entry history (re-entry, cooldown): codec.Format1 binary, JSON from earlier versions
+//	sidecar "e" 0x00 journey id of a profile → entry history (re-entry, cooldown): codec.Format1 binary, JSON from
+//	                   earlier versions; earlier versions kept these in a bucket journey_entries
 //	journey_counts     journey id 0x00 step id 0x00 counter → 8-byte big-endian count
 //	journey_defs       journey id 0x00 version → journey file bytes (instances finish on their version)
 //	journey_outbox     sequence (8) → JSON Action awaiting delivery
@@ -35,9 +38,9 @@ import (
 //	journey_ad_members audience 0x00 profile id → journey id that added the person
 var (
 	bucketInstances = []byte("journey_instances")
-	bucketActive    = []byte("journey_active")
+	bucketOldActive = []byte("journey_active")
 	bucketTimers    = []byte("journey_timers")
-	bucketEntries   = []byte("journey_entries")
+	bucketOldEntry  = []byte("journey_entries")
 	bucketCounts    = []byte("journey_counts")
 	bucketDefs      = []byte("journey_defs")
 	bucketOutbox    = []byte("journey_outbox")
@@ -241,7 +244,7 @@ func New(db *bbolt.DB, set *Set, opts Options) (*Engine, error) {
 		e.metrics = NewMetrics(nil)
 	}
 	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketInstances, bucketActive, bucketTimers, bucketEntries, bucketCounts, bucketDefs, bucketOutbox, bucketOutboxKey, bucketSends, bucketAdMembers} {
+		for _, b := range [][]byte{bucketInstances, bucketTimers, bucketCounts, bucketDefs, bucketOutbox, bucketOutboxKey, bucketSends, bucketAdMembers} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}
@@ -251,10 +254,57 @@ func New(db *bbolt.DB, set *Set, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := migrateSidecars(db, e.log); err != nil {
+		return nil, err
+	}
 	if err := e.Replace(set); err != nil {
 		return nil, err
 	}
 	return e, nil
+}
+
+// migrateSidecars moves live-instance and entry records that earlier
+// versions kept in buckets of their own (keyed by profile id 0x00 ...)
+// beside the profiles.
+func migrateSidecars(db *bbolt.DB, log *slog.Logger) error {
+	for _, m := range []struct {
+		bucket []byte
+		tag    string
+	}{{bucketOldActive, sidecarActive}, {bucketOldEntry, sidecarEntry}} {
+		moved, err := profiles.MigrateToSidecars(db, m.bucket, func(k []byte) (string, string, bool) {
+			pid, rest, ok := bytes.Cut(k, []byte{0})
+			return string(pid), m.tag + string(rest), ok
+		})
+		if err != nil {
+			return err
+		}
+		if moved > 0 {
+			log.Info("journey records moved beside the profiles", "bucket", string(m.bucket), "records", moved)
+		}
+	}
+	return nil
+}
+
+// Sidecar names (prefixes) of the engine's records about a profile.
+const (
+	sidecarActive = "a\x00" // + journey id 0x00 instance key
+	sidecarEntry  = "e\x00" // + journey id
+)
+
+func activeName(journey, key string) string { return sidecarActive + journey + "\x00" + key }
+
+func entryName(journey string) string { return sidecarEntry + journey }
+
+// sidecars are the profile records of the run's transaction.
+func (r *run) sidecars() (profiles.Sidecars, error) {
+	if r.sc == nil {
+		sc, err := profiles.SidecarsIn(r.tx)
+		if err != nil {
+			return profiles.Sidecars{}, err
+		}
+		r.sc = &sc
+	}
+	return *r.sc, nil
 }
 
 // Replace installs a new set of journeys: each version is stored, so
@@ -346,6 +396,7 @@ func (e *Engine) version(tx *bbolt.Tx, id, version string) (*Journey, error) {
 type run struct {
 	e       *Engine
 	tx      *bbolt.Tx
+	sc      *profiles.Sidecars
 	set     *Set
 	now     time.Time
 	actions []Action
@@ -375,9 +426,8 @@ const eventOrderCompleted = "Order Completed"
 // Begin implements profiles.Processor.
 func (e *Engine) Begin(tx *bbolt.Tx) profiles.TxProcessor {
 	if tx.Writable() {
-		// Keys that mostly grow: sequences, due times, and profile ids
-		// (which start with their creation time).
-		for _, b := range [][]byte{bucketInstances, bucketTimers, bucketOutbox, bucketActive, bucketEntries} {
+		// Keys that mostly grow: sequences and due times.
+		for _, b := range [][]byte{bucketInstances, bucketTimers, bucketOutbox} {
 			tx.Bucket(b).FillPercent = profiles.AppendFillPercent
 		}
 	}
@@ -433,12 +483,15 @@ func (r *run) Merged(survivor *profiles.Profile, loserID string) error {
 	if err != nil {
 		return err
 	}
-	active := r.tx.Bucket(bucketActive)
+	sc, err := r.sidecars()
+	if err != nil {
+		return err
+	}
 	for _, in := range insts {
-		if err := active.Delete(activeKey(loserID, in.Journey, in.Key)); err != nil {
+		if err := sc.Delete(loserID, activeName(in.Journey, in.Key)); err != nil {
 			return err
 		}
-		if active.Get(activeKey(survivor.ID, in.Journey, in.Key)) != nil {
+		if sc.Get(survivor.ID, activeName(in.Journey, in.Key)) != nil {
 			r.now = r.e.clock.Now()
 			if err := r.finish(in, "merged", false); err != nil {
 				return err
@@ -446,7 +499,7 @@ func (r *run) Merged(survivor *profiles.Profile, loserID string) error {
 			continue
 		}
 		in.ProfileID = survivor.ID
-		if err := active.Put(activeKey(survivor.ID, in.Journey, in.Key), activeValue(in.ID, in.Version)); err != nil {
+		if err := sc.Put(survivor.ID, activeName(in.Journey, in.Key), activeValue(in.ID, in.Version)); err != nil {
 			return err
 		}
 		if err := r.save(in); err != nil {
@@ -460,15 +513,28 @@ func (r *run) Merged(survivor *profiles.Profile, loserID string) error {
 // the survivor, so that entry rules (reentry, cooldown), frequency caps and
 // ad audience removals see one person.
 func (r *run) mergeHistory(survivorID, loserID string) error {
-	prefix := []byte(loserID + "\x00")
-	entries := r.tx.Bucket(bucketEntries)
-	for _, kv := range withPrefix(entries, prefix) {
+	sc, err := r.sidecars()
+	if err != nil {
+		return err
+	}
+	type record struct {
+		name string
+		v    []byte
+	}
+	var moved []record
+	err = sc.Scan(loserID, sidecarEntry, func(name string, v []byte) error {
+		moved = append(moved, record{name, bytes.Clone(v)})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, m := range moved {
 		var rec entryRecord
-		if err := decodeEntry(kv[1], &rec); err != nil {
+		if err := decodeEntry(m.v, &rec); err != nil {
 			return fmt.Errorf("decode journey entries of %s: %w", loserID, err)
 		}
-		sk := append([]byte(survivorID+"\x00"), kv[0][len(prefix):]...)
-		if v := entries.Get(sk); v != nil {
+		if v := sc.Get(survivorID, m.name); v != nil {
 			var kept entryRecord
 			if err := decodeEntry(v, &kept); err != nil {
 				return fmt.Errorf("decode journey entries of %s: %w", survivorID, err)
@@ -478,13 +544,14 @@ func (r *run) mergeHistory(survivorID, loserID string) error {
 				rec.LastEntered = kept.LastEntered
 			}
 		}
-		if err := entries.Put(sk, encodeEntry(rec)); err != nil {
+		if err := sc.Put(survivorID, m.name, encodeEntry(rec)); err != nil {
 			return err
 		}
-		if err := entries.Delete(kv[0]); err != nil {
+		if err := sc.Delete(loserID, m.name); err != nil {
 			return err
 		}
 	}
+	prefix := []byte(loserID + "\x00")
 	sends := r.tx.Bucket(bucketSends)
 	for _, kv := range withPrefix(sends, prefix) {
 		if err := sends.Put(append([]byte(survivorID+"\x00"), kv[0][len(prefix):]...), kv[1]); err != nil {
@@ -540,10 +607,6 @@ func (r *run) Erased(p *profiles.Profile) error {
 	return nil
 }
 
-func activeKey(profileID, journey, key string) []byte {
-	return []byte(profileID + "\x00" + journey + "\x00" + key)
-}
-
 func u64(n uint64) []byte {
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], n)
@@ -566,23 +629,29 @@ func (r *run) activeOf(profileID string) ([]*Instance, error) {
 // goal, exit_when or wait_for on it, and those whose version the entry
 // does not say.
 func (r *run) activeFor(profileID, event string) ([]*Instance, error) {
+	sc, err := r.sidecars()
+	if err != nil {
+		return nil, err
+	}
 	var out []*Instance
-	c := r.tx.Bucket(bucketActive).Cursor()
-	prefix := []byte(profileID + "\x00")
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+	err = sc.Scan(profileID, sidecarActive, func(name string, v []byte) error {
+		if len(v) < 8 {
+			return fmt.Errorf("journey live instance %q of %s: %d-byte record", name, profileID, len(v))
+		}
 		if event != "" && len(v) > 8 {
-			journey, _, _ := bytes.Cut(k[len(prefix):], []byte{0})
-			if j, err := r.e.version(r.tx, string(journey), string(v[8:])); err == nil && !j.reactsTo(event) {
-				continue
+			journey, _, _ := strings.Cut(name[len(sidecarActive):], "\x00")
+			if j, err := r.e.version(r.tx, journey, string(v[8:])); err == nil && !j.reactsTo(event) {
+				return nil
 			}
 		}
 		in, err := r.load(binary.BigEndian.Uint64(v[:8]))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		out = append(out, in)
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 func (r *run) load(id uint64) (*Instance, error) {
@@ -800,14 +869,15 @@ func (r *run) enter(p *profiles.Profile, j *Journey, ev *profiles.Event) error {
 		}
 		key, _ = out.Value().(string)
 	}
-	active := r.tx.Bucket(bucketActive)
-	if active.Get(activeKey(p.ID, j.ID, key)) != nil {
+	sc, err := r.sidecars()
+	if err != nil {
+		return err
+	}
+	if sc.Get(p.ID, activeName(j.ID, key)) != nil {
 		return nil // at most one live instance per profile (and key)
 	}
-	entries := r.tx.Bucket(bucketEntries)
-	ek := []byte(p.ID + "\x00" + j.ID)
 	var rec entryRecord
-	if v := entries.Get(ek); v != nil {
+	if v := sc.Get(p.ID, entryName(j.ID)); v != nil {
 		if err := decodeEntry(v, &rec); err != nil {
 			return err
 		}
@@ -819,7 +889,7 @@ func (r *run) enter(p *profiles.Profile, j *Journey, ev *profiles.Event) error {
 		}
 	}
 	rec.LastEntered, rec.Entries = r.now, rec.Entries+1
-	if err := entries.Put(ek, encodeEntry(rec)); err != nil {
+	if err := sc.Put(p.ID, entryName(j.ID), encodeEntry(rec)); err != nil {
 		return err
 	}
 	seq, err := r.tx.Bucket(bucketInstances).NextSequence()
@@ -827,7 +897,7 @@ func (r *run) enter(p *profiles.Profile, j *Journey, ev *profiles.Event) error {
 		return err
 	}
 	in := &Instance{ID: seq, Journey: j.ID, Version: j.Version, ProfileID: p.ID, Key: key, Trigger: trig, EnteredAt: r.now}
-	if err := active.Put(activeKey(p.ID, j.ID, key), activeValue(seq, j.Version)); err != nil {
+	if err := sc.Put(p.ID, activeName(j.ID, key), activeValue(seq, j.Version)); err != nil {
 		return err
 	}
 	r.count(j.ID, "", "entered", 1)
@@ -1161,7 +1231,11 @@ func (r *run) finish(in *Instance, reason string, removeAudiences bool) error {
 		detail["variant"] = in.Variant
 	}
 	r.act(in, in.Step, ActExit, "", detail)
-	if err := r.tx.Bucket(bucketActive).Delete(activeKey(in.ProfileID, in.Journey, in.Key)); err != nil {
+	sc, err := r.sidecars()
+	if err != nil {
+		return err
+	}
+	if err := sc.Delete(in.ProfileID, activeName(in.Journey, in.Key)); err != nil {
 		return err
 	}
 	return r.save(in)

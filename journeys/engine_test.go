@@ -18,6 +18,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"cartera/internal/storetest"
 	"cartera/profiles"
 	"cartera/rules"
 )
@@ -1621,5 +1622,57 @@ steps:
 	h.track("ana", "Product Added", nil)
 	if v := h.instances(pid); len(v) != 1 || v[0].Version != h.engine.Set().Journey("win_back").Version {
 		t.Errorf("after the end, the person did not enter the new version: %+v", v)
+	}
+}
+
+// TestOldLayoutMigrates: a file written before live instances and entry
+// histories moved beside the profiles (buckets journey_active and
+// journey_entries) opens with both intact: the instances still react,
+// and the entry rules still remember who entered.
+func TestOldLayoutMigrates(t *testing.T) {
+	reminder := reminderJourney + "entry:\n  reentry: true\n  key: 'has(trigger.properties.cart_id) ? string(trigger.properties.cart_id) : \"none\"'\n"
+	h := newHarness(t, openPolicy, map[string]string{"reminder.yaml": reminder, "welcome.yaml": welcomeJourney})
+	pid := h.track("ana", "Signed Up", nil)
+	h.clock.Advance(time.Minute)
+	h.track("ana", "Product Added", map[string]any{"cart_id": "a"})
+	h.track("ana", "Product Added", map[string]any{"cart_id": "b"})
+	h.drain()
+
+	oldKey := func(pid, rest string) []byte { return []byte(pid + "\x00" + rest) }
+	if n := storetest.UnmoveSidecars(t, h.store.DB(), sidecarActive, bucketOldActive, oldKey); n != 2 {
+		t.Fatalf("%d live instances moved to the old bucket, want 2", n)
+	}
+	if n := storetest.UnmoveSidecars(t, h.store.DB(), sidecarEntry, bucketOldEntry, oldKey); n != 2 {
+		t.Fatalf("%d entry histories moved to the old bucket, want 2", n)
+	}
+	h.restart()
+	_ = h.store.DB().View(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketOldActive, bucketOldEntry} {
+			if tx.Bucket(b) != nil {
+				t.Errorf("bucket %s still there after start-up", b)
+			}
+		}
+		return nil
+	})
+
+	var keys []string
+	for _, in := range h.instances(pid) {
+		keys = append(keys, in.Key)
+	}
+	slices.Sort(keys)
+	if !slices.Equal(keys, []string{"a", "b"}) {
+		t.Fatalf("instance keys after migration = %q, want [a b]", keys)
+	}
+	h.clock.Advance(time.Minute)
+	h.track("ana", "Signed Up", nil)
+	if n := len(h.actions(ActEnter, pid)); n != 3 {
+		t.Errorf("%d entries in all, want 3: welcome must not enter again (no reentry)", n)
+	}
+	h.track("ana", "Order Completed", nil)
+	if v := h.instances(pid); len(v) != 0 {
+		t.Errorf("after the purchase: %+v, want the migrated instances ended", v)
+	}
+	if n := len(h.actions(ActExit, pid)); n != 3 {
+		t.Errorf("%d exits, want 3 (welcome completed, both carts on the purchase)", n)
 	}
 }
