@@ -3,6 +3,9 @@ package journeys
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -218,5 +221,33 @@ func BenchmarkCompileExpression(b *testing.B) {
 		if _, err := rs.Env.Compile(expr, types.BoolType); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkLoadJourneys is loading 1000 journey files of the benchmark
+// shapes from a folder, as serve does at start-up and on a reload, on one
+// core and on all of them; µs/expr is the wall time per CEL expression.
+func BenchmarkLoadJourneys(b *testing.B) {
+	h := openHarness(b, openPolicy, nil, true)
+	rs, pol := h.compile()
+	dir := b.TempDir()
+	exprs := 0
+	for name, src := range benchJourneys(1000) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(src), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		exprs += strings.Count(src, "when: ")
+	}
+	for _, procs := range []int{1, runtime.GOMAXPROCS(0)} {
+		b.Run(fmt.Sprintf("procs=%d", procs), func(b *testing.B) {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+			for b.Loop() {
+				js, err := LoadDir(dir, rs.Env, knownOf(rs, pol.Policy))
+				if err != nil || len(js) != 1000 {
+					b.Fatalf("loaded %d journeys: %v", len(js), err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N*exprs), "µs/expr")
+		})
 	}
 }

@@ -2,6 +2,7 @@ package journeys
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -402,4 +403,52 @@ func textAt(src string, line, col int) string {
 func firstLine(s string) string {
 	l, _, _ := strings.Cut(s, "\n")
 	return l
+}
+
+// TestLoadFilesInOrder: files compile several at a time, yet journeys and
+// errors come back in file order, each error naming its own file and line.
+func TestLoadFilesInOrder(t *testing.T) {
+	env, known := parseEnv(t)
+	dir := t.TempDir()
+	var paths, wantIDs, wantErrFiles []string
+	for i := range 40 {
+		cond := "profile.computed.orders_count > 1"
+		if i%7 == 3 {
+			cond = "profile.computed.no_such_trait > 1"
+			wantErrFiles = append(wantErrFiles, fmt.Sprintf("j%02d.yaml", i))
+		} else {
+			wantIDs = append(wantIDs, fmt.Sprintf("j_%d", i))
+		}
+		src := fmt.Sprintf("id: j_%d\ntrigger:\n  event: Signed Up\n  when: %s\nsteps:\n  - id: hello\n    send: {channel: email, template: hello}\n", i, cond)
+		p := filepath.Join(dir, fmt.Sprintf("j%02d.yaml", i))
+		if err := os.WriteFile(p, []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	paths = append(paths, filepath.Join(dir, "missing.yaml"))
+	wantErrFiles = append(wantErrFiles, "missing.yaml")
+
+	js, err := LoadFiles(paths, env, known)
+	var ids []string
+	for _, j := range js {
+		ids = append(ids, j.ID)
+	}
+	if !slices.Equal(ids, wantIDs) {
+		t.Errorf("journeys = %v\nwant %v", ids, wantIDs)
+	}
+	var fe rules.FileErrors
+	if !errors.As(err, &fe) {
+		t.Fatalf("err = %v, want rules.FileErrors", err)
+	}
+	var files []string
+	for _, e := range fe {
+		files = append(files, filepath.Base(e.File))
+		if e.File != "" && filepath.Base(e.File) != "missing.yaml" && e.Line != 4 {
+			t.Errorf("%s: line %d, want 4 (the when)", e.File, e.Line)
+		}
+	}
+	if !slices.Equal(files, wantErrFiles) {
+		t.Errorf("errors in %v\nwant %v", files, wantErrFiles)
+	}
 }

@@ -4,8 +4,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"cartera/rules"
 )
@@ -30,25 +32,46 @@ func LoadDir(dir string, env *rules.Env, known Known) ([]*Journey, error) {
 	return LoadFiles(paths, env, known)
 }
 
-// LoadFiles reads and compiles journey files.
+// LoadFiles reads and compiles journey files, several at a time (one per
+// CPU: compiling CEL is CPU-bound and the environment is shared safely);
+// journeys and errors come back in the order of paths.
 func LoadFiles(paths []string, env *rules.Env, known Known) ([]*Journey, error) {
+	type result struct {
+		j   *Journey
+		err error
+	}
+	results := make([]result, len(paths))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(paths)) {
+		wg.Go(func() {
+			for i := range next {
+				b, err := os.ReadFile(paths[i])
+				if err != nil {
+					results[i].err = rules.FileErrors{{File: paths[i], Line: 1, Col: 1, Msg: err.Error()}}
+					continue
+				}
+				results[i].j, results[i].err = Parse(paths[i], b, env, known)
+			}
+		})
+	}
+	for i := range paths {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+
 	var out []*Journey
 	var errs rules.FileErrors
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			errs = append(errs, &rules.FileError{File: p, Line: 1, Col: 1, Msg: err.Error()})
-			continue
-		}
-		j, err := Parse(p, b, env, known)
+	for _, r := range results {
 		var fe rules.FileErrors
 		switch {
-		case errors.As(err, &fe):
+		case errors.As(r.err, &fe):
 			errs = append(errs, fe...)
-		case err != nil:
-			return nil, err
+		case r.err != nil:
+			return nil, r.err
 		default:
-			out = append(out, j)
+			out = append(out, r.j)
 		}
 	}
 	if len(errs) > 0 {
