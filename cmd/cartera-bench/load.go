@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -48,7 +50,7 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&c.rate, "rate", 0, "events/s to offer in total (0: as fast as the gateway acknowledges)")
 	fs.StringVar(&c.webKey, "web-key", "web_bench_key", "write key of the web source")
 	fs.StringVar(&c.posKey, "pos-key", "pos_bench_key", "write key of the point-of-sale source")
-	fs.Uint64Var(&c.seed, "seed", uint64(time.Now().UnixNano()), "random seed (also makes the messageIds of this run unique)")
+	fs.Uint64Var(&c.seed, "seed", uint64(time.Now().UnixNano()), "random seed (of the people, events and messageIds of this run)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -187,7 +189,7 @@ type client struct {
 	rng       *rand.Rand
 	stats     *clientStats
 	measuring *atomic.Bool
-	prefix    string // of messageIds: unique per run and client
+	prefix    string // of order ids: unique per run and client
 	seq       uint64
 	web, pos  pending
 	webAuth   string
@@ -420,13 +422,34 @@ func (cl *client) event(b []byte) ([]byte, bool) {
 	return b, pos
 }
 
+// appendUUID appends a random version 4 UUID, the messageId Segment's
+// SDKs send (analytics-node uses one): random ids make the gateway's
+// messageId index take a random B-tree page per event, as in production.
+func (cl *client) appendUUID(b []byte) []byte {
+	var u [16]byte
+	binary.LittleEndian.PutUint64(u[:8], cl.rng.Uint64())
+	binary.LittleEndian.PutUint64(u[8:], cl.rng.Uint64())
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	var h [36]byte
+	hex.Encode(h[0:8], u[0:4])
+	h[8] = '-'
+	hex.Encode(h[9:13], u[4:6])
+	h[13] = '-'
+	hex.Encode(h[14:18], u[6:8])
+	h[18] = '-'
+	hex.Encode(h[19:23], u[8:10])
+	h[23] = '-'
+	hex.Encode(h[24:], u[10:])
+	return append(b, h[:]...)
+}
+
 // head starts an event: type, messageId, the person's id and the time.
 func (cl *client) head(b []byte, typ string, p int, anonymous bool) []byte {
 	b = append(b, `{"type":"`...)
 	b = append(b, typ...)
 	b = append(b, `","messageId":"`...)
-	b = append(b, cl.prefix...)
-	b = strconv.AppendUint(b, cl.seq, 10)
+	b = cl.appendUUID(b)
 	if anonymous {
 		b = append(b, `","anonymousId":"a-`...)
 	} else {
