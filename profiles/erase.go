@@ -86,7 +86,13 @@ func (s *Store) Erase(id Identifier, dropLater bool) (*Erasure, error) {
 			}
 		}
 		out.Events = len(keys)
-		if err := tx.Bucket(bucketProfiles).Delete([]byte(p.ID)); err != nil {
+		// A retry of a message applied to the profile must stay a
+		// duplicate: its messageIds go to the global bucket.
+		people := tx.Bucket(bucketProfiles)
+		if err := (&txState{tx: tx, profiles: people}).moveMessages(p.ID, ""); err != nil {
+			return err
+		}
+		if err := people.Delete([]byte(p.ID)); err != nil {
 			return err
 		}
 		st := &txState{tx: tx, profileDelta: -1, procs: procs}

@@ -305,21 +305,6 @@ func (st *txState) flush() error {
 // apply resolves the identity of one event, merges what it links, and
 // stores it on the resulting profile.
 func (s *Store) apply(st *txState, e *Event) (Result, error) {
-	if e.MessageID != "" {
-		msgs := st.tx.Bucket(bucketMessages)
-		if msgs.Get([]byte(e.MessageID)) != nil {
-			return Result{Duplicate: true}, nil
-		}
-		var ts [8]byte
-		binary.BigEndian.PutUint64(ts[:], uint64(s.now().UnixNano()))
-		if err := msgs.Put([]byte(e.MessageID), ts[:]); err != nil {
-			return Result{}, err
-		}
-		if err := st.tx.Bucket(bucketMsgTime).Put(append(ts[:], e.MessageID...), nil); err != nil {
-			return Result{}, err
-		}
-	}
-
 	ids := s.res.extract(e)
 	if e.Type == TypeAlias && strings.TrimSpace(e.PreviousID) != "" {
 		prev := Identifier{Kind: KindUserID, Value: strings.TrimSpace(e.PreviousID)}
@@ -331,14 +316,6 @@ func (s *Store) apply(st *txState, e *Event) (Result, error) {
 			s.res.sort(ids)
 		}
 	}
-	if s.tombCount.Load() > 0 {
-		for _, id := range ids {
-			if tomb := s.tombstone(st.tx, id); tomb != nil && tomb.DropLater {
-				return Result{Dropped: true}, nil
-			}
-		}
-	}
-
 	// Which profiles do the identifiers point at, most trusted first?
 	owner := make(map[Identifier]string, len(ids))
 	var owners []string
@@ -347,6 +324,18 @@ func (s *Store) apply(st *txState, e *Event) (Result, error) {
 			owner[id] = pid
 			if !slices.Contains(owners, pid) {
 				owners = append(owners, pid)
+			}
+		}
+	}
+	// A retry carries the original's identifiers, so its messageId is on
+	// one of these profiles (dedupe.go).
+	if e.MessageID != "" && st.seen(owners, e.MessageID) {
+		return Result{Duplicate: true}, nil
+	}
+	if s.tombCount.Load() > 0 {
+		for _, id := range ids {
+			if tomb := s.tombstone(st.tx, id); tomb != nil && tomb.DropLater {
+				return Result{Dropped: true}, nil
 			}
 		}
 	}
@@ -420,6 +409,11 @@ func (s *Store) apply(st *txState, e *Event) (Result, error) {
 		target.Identities = append(target.Identities, IdentityRecord{Kind: id.Kind, Value: id.Value, FirstSeen: e.Timestamp, Source: e.Source})
 	}
 
+	if e.MessageID != "" {
+		if err := st.remember(target.ID, e.MessageID, s.now().UnixNano()); err != nil {
+			return Result{}, err
+		}
+	}
 	if err := s.record(st, target, e); err != nil {
 		return Result{}, err
 	}
@@ -473,6 +467,9 @@ func (s *Store) merge(st *txState, a, b *Profile, e *Event, linking []Identifier
 		}
 	}
 	if err := s.moveEvents(st, loser.ID, survivor.ID); err != nil {
+		return nil, err
+	}
+	if err := st.moveMessages(loser.ID, survivor.ID); err != nil {
 		return nil, err
 	}
 	survivor.absorb(loser)

@@ -416,8 +416,8 @@ func TestIdentityResolution(t *testing.T) {
 				if got := testutil.ToFloat64(ts.metrics.Duplicates.WithLabelValues("web")); got != 2 {
 					t.Errorf("duplicates metric = %v, want 2", got)
 				}
-				if !ts.Seen("m1") || ts.Seen("m3") {
-					t.Errorf("Seen(m1) %v, Seen(m3) %v", ts.Seen("m1"), ts.Seen("m3"))
+				if !ts.seen("m1") || ts.seen("m3") {
+					t.Errorf("Seen(m1) %v, Seen(m3) %v", ts.seen("m1"), ts.seen("m3"))
 				}
 			},
 		},

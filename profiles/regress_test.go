@@ -110,7 +110,7 @@ func TestOneBadRequestDoesNotFailItsNeighbours(t *testing.T) {
 	}
 	ts.lookup(KindUserID, "u1")
 	ts.notFound(KindUserID, "u2")
-	if !ts.Seen("g1") || ts.Seen("b1") {
+	if !ts.seen("g1") || ts.seen("b1") {
 		t.Fatal("dedupe keys: the good one must be kept, the bad one not")
 	}
 }

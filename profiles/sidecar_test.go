@@ -98,7 +98,7 @@ func TestMigrateToSidecars(t *testing.T) {
 		if len(k) < idLen+1 {
 			return "", "", false
 		}
-		return string(k[:idLen]), "m\x00" + string(k[idLen+1:]), true
+		return string(k[:idLen]), "x\x00" + string(k[idLen+1:]), true
 	}
 	// Chunks of 3: four transactions, the last one dropping the bucket.
 	moved, err := migrateToSidecars(ts.DB(), old, name, 3)
@@ -111,8 +111,8 @@ func TestMigrateToSidecars(t *testing.T) {
 		}
 		sc, _ := SidecarsIn(tx)
 		n := 0
-		_ = sc.Scan(pid, "m\x00", func(name string, v []byte) error {
-			if want := fmt.Sprintf("m\x00k%02d", n); name != want || string(v) != fmt.Sprintf("v%d", n) {
+		_ = sc.Scan(pid, "x\x00", func(name string, v []byte) error {
+			if want := fmt.Sprintf("x\x00k%02d", n); name != want || string(v) != fmt.Sprintf("v%d", n) {
 				t.Errorf("sidecar %d = %q=%q, want %q=v%d", n, name, v, want, n)
 			}
 			n++

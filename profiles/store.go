@@ -26,12 +26,15 @@ import (
 
 // Buckets of the profile store and the encoding of their keys:
 //
-//	profiles    profile id (24 hex chars) → Profile (codec.Format1 binary; JSON from earlier versions)
+//	profiles    profile id (24 hex chars) → Profile (codec.Format1 binary; JSON from earlier versions);
+//	            profile id 0x00 name → sidecar (sidecar.go), among them "m" 0x00 messageId → 8-byte
+//	            big-endian unix nanos of first receipt: the messageIds applied to the profile (dedupe)
 //	identities  kind 0x00 normalized value → profile id
 //	aliases     id of a merged-away profile → id of the profile it became
 //	events      profile id | timestamp (8-byte big-endian unix nanos) | seq (8-byte big-endian) → JSON Event
-//	messages    messageId → 8-byte big-endian unix nanos of first receipt (dedupe)
-//	msgtime     unix nanos (8) | messageId → empty (expiry order for messages)
+//	messages    messageId → 8-byte big-endian unix nanos of first receipt: messageIds of erased profiles
+//	            (and, in files of earlier versions, of every profile)
+//	msgtime     unix nanos (8) | messageId → profile id holding it, or empty for messages (expiry order)
 //	tombstones  HMAC-SHA256(kind 0x00 value) → JSON tombstone (erased identifiers)
 //	meta        "tombstone_key" → 32 random bytes; "profile_count" → 8-byte big-endian
 var (
@@ -368,16 +371,6 @@ func (s *Store) Events(profileID string, limit int) ([]Event, error) {
 	return out, err
 }
 
-// Seen reports whether a messageId has been applied (within the dedupe window).
-func (s *Store) Seen(messageID string) bool {
-	var seen bool
-	_ = s.db.View(func(tx *bbolt.Tx) error {
-		seen = tx.Bucket(bucketMessages).Get([]byte(messageID)) != nil
-		return nil
-	})
-	return seen
-}
-
 // PruneMessages forgets messageIds older than the dedupe window, at most max
 // of them in one transaction; it returns how many it removed.
 func (s *Store) PruneMessages(max int) (int, error) {
@@ -385,20 +378,28 @@ func (s *Store) PruneMessages(max int) (int, error) {
 	n := 0
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		n = 0
-		msgs, byTime := tx.Bucket(bucketMessages), tx.Bucket(bucketMsgTime)
-		var keys [][]byte
+		msgs, byTime, people := tx.Bucket(bucketMessages), tx.Bucket(bucketMsgTime), tx.Bucket(bucketProfiles)
+		type expired struct{ k, owner []byte }
+		var keys []expired
 		c := byTime.Cursor()
-		for k, _ := c.First(); k != nil && len(keys) < max; k, _ = c.Next() {
+		for k, v := c.First(); k != nil && len(keys) < max; k, v = c.Next() {
 			if int64(binary.BigEndian.Uint64(k[:8])) >= cutoff {
 				break
 			}
-			keys = append(keys, bytes.Clone(k))
+			keys = append(keys, expired{bytes.Clone(k), bytes.Clone(v)})
 		}
-		for _, k := range keys {
-			if err := msgs.Delete(k[8:]); err != nil {
+		for _, x := range keys {
+			id := string(x.k[8:])
+			var err error
+			if len(x.owner) == idLen {
+				err = people.Delete(messageKey(string(x.owner), id))
+			} else {
+				err = msgs.Delete([]byte(id))
+			}
+			if err != nil {
 				return err
 			}
-			if err := byTime.Delete(k); err != nil {
+			if err := byTime.Delete(x.k); err != nil {
 				return err
 			}
 			n++

@@ -181,7 +181,12 @@ func checkGraph(t testing.TB, st *Store) map[string]*Profile {
 	t.Helper()
 	profiles := map[string]*Profile{}
 	err := st.DB().View(func(tx *bbolt.Tx) error {
+		sidecarOwners := map[string]string{} // sidecar key → profile id
 		if err := tx.Bucket(bucketProfiles).ForEach(func(k, v []byte) error {
+			if !isProfileKey(k) {
+				sidecarOwners[string(k)] = string(k[:idLen])
+				return nil
+			}
 			var p Profile
 			if err := decodeProfile(v, &p); err != nil {
 				return fmt.Errorf("profile %s: %w", k, err)
@@ -251,6 +256,28 @@ func checkGraph(t testing.TB, st *Store) map[string]*Profile {
 			if counts[pid] != p.EventCount {
 				t.Errorf("profile %s: event_count %d, %d events stored", pid, p.EventCount, counts[pid])
 			}
+		}
+
+		// sidecars belong to live profiles (a merge moves the loser's
+		// messageIds, an erasure forgets them).
+		for k, pid := range sidecarOwners {
+			if profiles[pid] == nil {
+				t.Errorf("sidecar %q of missing profile %s", k[idLen:], pid)
+			}
+		}
+		// msgtime: each entry leads to the messageId it expires.
+		if err := tx.Bucket(bucketMsgTime).ForEach(func(k, v []byte) error {
+			id := string(k[8:])
+			if len(v) == idLen {
+				if tx.Bucket(bucketProfiles).Get(messageKey(string(v), id)) == nil {
+					t.Errorf("msgtime entry of %s: not on profile %s", id, v)
+				}
+			} else if tx.Bucket(bucketMessages).Get([]byte(id)) == nil {
+				t.Errorf("msgtime entry of %s: not in messages", id)
+			}
+			return nil
+		}); err != nil {
+			return err
 		}
 
 		// aliases: a merged-away id leads to a live profile that lists it.
@@ -498,8 +525,8 @@ func TestPruneMessages(t *testing.T) {
 	if n, err := ts.PruneMessages(100); err != nil || n != 1 {
 		t.Fatalf("prune the rest: %d, %v; want 1", n, err)
 	}
-	if ts.Seen("m1") || ts.Seen("m2") || !ts.Seen("m3") {
-		t.Errorf("seen after prune: m1 %v, m2 %v, m3 %v; want false, false, true", ts.Seen("m1"), ts.Seen("m2"), ts.Seen("m3"))
+	if ts.seen("m1") || ts.seen("m2") || !ts.seen("m3") {
+		t.Errorf("seen after prune: m1 %v, m2 %v, m3 %v; want false, false, true", ts.seen("m1"), ts.seen("m2"), ts.seen("m3"))
 	}
 	res := ts.ingest(track("m1", "Signed In", user("u1")), track("m3", "Signed In", user("u1")))
 	if res[0].Duplicate || !res[1].Duplicate {
@@ -690,5 +717,94 @@ func TestConcurrentIngest(t *testing.T) {
 		testutil.ToFloat64(ts.metrics.RefusedIDs.WithLabelValues(KindUserID))
 	if refused != kiosks {
 		t.Errorf("refusals of a second user id: %v, want %d", refused, kiosks)
+	}
+}
+
+// seen reports whether the store remembers a messageId as applied: its
+// expiry entry and the record it points at (on a profile, or global).
+func (ts *testStore) seen(messageID string) bool {
+	var ok bool
+	_ = ts.DB().View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketMsgTime).Cursor()
+		for k, v := c.First(); k != nil; k, v = c.Next() {
+			if string(k[8:]) != messageID {
+				continue
+			}
+			if len(v) == idLen {
+				ok = tx.Bucket(bucketProfiles).Get(messageKey(string(v), messageID)) != nil
+			} else {
+				ok = tx.Bucket(bucketMessages).Get([]byte(messageID)) != nil
+			}
+			return nil
+		}
+		return nil
+	})
+	return ok
+}
+
+// TestDedupeFollowsThePerson: messageIds are remembered on the profile they
+// were applied to, so a retry is still a duplicate after that profile was
+// merged away, after it was erased, and after a restart; and the old
+// global index of earlier versions is still honoured.
+func TestDedupeFollowsThePerson(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DedupeWindow = time.Hour
+	ts := openStore(t, cfg)
+	ts.ingest(track("m1", "Product Viewed", anon("a1")))
+	ts.clock.Advance(time.Second)
+	ts.ingest(track("m2", "Product Viewed", user("u1")))
+	survivor := ts.lookup(KindAnonymousID, "a1").ID // the older profile
+	ts.clock.Advance(time.Second)
+	res := ts.ingest(identify("m3", user("u1"), anon("a1")))
+	if len(res[0].Merged) != 1 {
+		t.Fatalf("identify merged %v, want one profile", res[0].Merged)
+	}
+	checkGraph(t, ts.Store)
+
+	// Retries of both originals, one of them applied to the merged-away
+	// profile, and a repeat within one call.
+	res = ts.ingest(track("m1", "Product Viewed", anon("a1")), track("m2", "Product Viewed", user("u1")),
+		track("m4", "Product Viewed", user("u1")), track("m4", "Product Viewed", user("u1")))
+	if !res[0].Duplicate || !res[1].Duplicate || res[2].Duplicate || !res[3].Duplicate {
+		t.Errorf("duplicates after the merge: %v %v %v %v; want true true false true", res[0].Duplicate, res[1].Duplicate, res[2].Duplicate, res[3].Duplicate)
+	}
+	if p := ts.lookup(KindUserID, "u1"); p.ID != survivor || p.EventCount != 4 {
+		t.Errorf("u1: profile %s with %d events, want %s with 4", p.ID, p.EventCount, survivor)
+	}
+	ts.reopen()
+	if res := ts.ingest(track("m4", "Product Viewed", anon("a1"))); !res[0].Duplicate {
+		t.Error("m4 applied again after a restart")
+	}
+
+	// An erasure forgets the person, not that their messages were applied.
+	if _, err := ts.Erase(Identifier{Kind: KindUserID, Value: "u1"}, false); err != nil {
+		t.Fatal(err)
+	}
+	checkGraph(t, ts.Store)
+	res = ts.ingest(track("m2", "Product Viewed", user("u1")), track("m5", "Product Viewed", user("u1")))
+	if !res[0].Duplicate || res[1].Duplicate || !res[1].Created {
+		t.Errorf("after the erasure: m2 %+v, m5 %+v; want m2 a duplicate and m5 a new profile", res[0], res[1])
+	}
+
+	// A file of an earlier version: messageIds in the global index only.
+	err := ts.DB().Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketMessages).Put([]byte("old-1"), make([]byte, 8))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := ts.ingest(track("old-1", "Product Viewed", user("u9"))); !res[0].Duplicate {
+		t.Error("a messageId of the global index was applied again")
+	}
+
+	// Past the window every entry expires, wherever it lives, and the
+	// messageIds may be applied again.
+	ts.clock.Advance(2 * time.Hour)
+	if n, err := ts.PruneMessages(100); err != nil || n != 5 {
+		t.Fatalf("prune = %d, %v; want 5 (m1, m2, m3 and m4 moved to the global index by the erasure, m5 on its profile)", n, err)
+	}
+	checkGraph(t, ts.Store)
+	if res := ts.ingest(track("m5", "Product Viewed", user("u1"))); res[0].Duplicate {
+		t.Error("m5 still a duplicate after the window")
 	}
 }
