@@ -329,7 +329,7 @@ func constantCost(a *ast.AST) bool {
 		case ast.ComprehensionKind:
 			ok = false
 		case ast.CallKind:
-			if !isCheapCall(e.AsCall().FunctionName()) {
+			if !isCheapCall(e.AsCall()) {
 				ok = false
 			}
 		}
@@ -340,13 +340,19 @@ func constantCost(a *ast.AST) bool {
 // isCheapCall reports whether a function costs the same whatever its
 // arguments hold (string + is linear, but strings are bounded by the event
 // size limit).
-func isCheapCall(name string) bool {
-	switch name {
+func isCheapCall(call ast.CallExpr) bool {
+	switch call.FunctionName() {
 	case "_==_", "_!=_", "_<_", "_<=_", "_>_", "_>=_", "_&&_", "_||_", "!_", "_?_:_", "-_",
 		"_+_", "_-_", "_*_", "_/_", "_%_", "_[_]", "@in",
-		"int", "double", "uint", "bool", "duration", "timestamp", "math.least", "math.greatest",
+		"int", "double", "uint", "bool", "duration", "timestamp",
 		"_has_consent", "_in_audience", "_days_since", "_event_count":
 		return true
+	case "math.@min", "math.@max":
+		// math.least(a, b, ...) and math.greatest: as many steps as the
+		// expression has arguments (from three on, given as a list
+		// literal); given a list from the input, as long as that list.
+		args := call.Args()
+		return len(args) > 1 || (len(args) == 1 && args[0].Kind() == ast.ListKind)
 	}
 	return false
 }

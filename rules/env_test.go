@@ -467,3 +467,28 @@ func TestConjuncts(t *testing.T) {
 		}
 	}
 }
+
+// TestConstantCost: only expressions whose cost grows with the input are
+// compiled with runtime cost tracking (it costs every evaluation).
+func TestConstantCost(t *testing.T) {
+	env := newTestEnv(t, EnvOptions{})
+	for _, c := range []struct {
+		expr string
+		want bool
+	}{
+		{`profile.computed.orders_count > 2 && !in_audience("vip")`, true},
+		{`math.least(0.3, 0.1 * double(profile.computed.orders_count))`, true},
+		{`math.greatest(1, 2, profile.computed.orders_count) > 1`, true},
+		{`math.least([1, 2, profile.computed.orders_count]) > 0`, true},
+		{`profile.traits.exists(k, k == "vip")`, false},
+		{`size(event.properties) > 2`, false},
+	} {
+		checked, iss := env.env.Compile(c.expr)
+		if iss != nil && iss.Err() != nil {
+			t.Fatalf("compile %q: %v", c.expr, iss.Err())
+		}
+		if got := constantCost(checked.NativeRep()); got != c.want {
+			t.Errorf("constantCost(%q) = %v, want %v", c.expr, got, c.want)
+		}
+	}
+}
