@@ -257,6 +257,15 @@ func (st *txState) get(id string) (*Profile, error) {
 	return p, nil
 }
 
+// placeNew writes the record of a profile created in this transaction.
+func (st *txState) placeNew(p *Profile) error {
+	v, err := encodeProfile(p, nil)
+	if err != nil {
+		return fmt.Errorf("encode profile %s: %w", p.ID, err)
+	}
+	return st.profiles.Put([]byte(p.ID), v)
+}
+
 func (st *txState) put(p *Profile) {
 	st.cache[p.ID] = p
 	st.dirty[p.ID] = true
@@ -349,6 +358,15 @@ func (s *Store) apply(st *txState, e *Event) (Result, error) {
 		}
 		now := s.now().UTC()
 		target = &Profile{ID: id, CreatedAt: now, UpdatedAt: now}
+		// Written now and again at flush: the record is then in the
+		// page before its sidecars and before the next new profiles'
+		// records, so the flush overwrites it in place. Inserted at
+		// flush, each new profile's key would land in the middle of a
+		// page grown by the whole commit's new profiles, and bbolt
+		// shifts the rest of that page's keys for each.
+		if err := st.placeNew(target); err != nil {
+			return Result{}, err
+		}
 		st.put(target)
 		st.profileDelta++
 		res.Created = true

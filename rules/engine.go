@@ -277,6 +277,17 @@ func (w *txWork) state(id string) (*profileState, error) {
 		if err := decodeState(v, ps); err != nil {
 			return nil, fmt.Errorf("decode rules state of %s: %w", id, err)
 		}
+	} else if w.tx.Writable() {
+		// A new profile's state: its key is placed now, next to the
+		// profile's other records, and overwritten in place by Flush
+		// (profiles.txState.placeNew says why).
+		v, err := encodeState(ps, nil)
+		if err != nil {
+			return nil, fmt.Errorf("encode rules state of %s: %w", id, err)
+		}
+		if err := sc.Put(id, sidecarState, v); err != nil {
+			return nil, err
+		}
 	}
 	if ps.Traits == nil {
 		ps.Traits = map[string]*traitState{}
