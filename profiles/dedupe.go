@@ -16,7 +16,12 @@ import (
 // global bucket messages, so a retry after an erasure is still recognized;
 // that bucket also holds the messageIds of files written by earlier
 // versions. msgtime orders all of them for expiry.
-const sidecarMessage = "m\x00"
+//
+// The name starts with '~', after every other sidecar's: a person who sends
+// many events within the dedupe window has many of these, and they must not
+// push the small records read and written for every event (the profile,
+// rules state, journey entries) onto different pages.
+const sidecarMessage = "~m\x00"
 
 func messageKey(profileID, messageID string) []byte {
 	return SidecarKey(profileID, sidecarMessage+messageID)
