@@ -604,6 +604,14 @@ func (r *run) Erased(p *profiles.Profile) error {
 			return err
 		}
 	}
+	// The person's send history (caps) goes too; the entry histories are
+	// sidecars of the profile, which the erasure removes with it.
+	sends := r.tx.Bucket(bucketSends)
+	for _, kv := range withPrefix(sends, []byte(p.ID+"\x00")) {
+		if err := sends.Delete(kv[0]); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

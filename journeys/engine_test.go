@@ -1284,6 +1284,9 @@ func TestErase(t *testing.T) {
 	keep := h.track("bea", "Product Added", nil)
 	h.drain()
 
+	if n := h.keysOf(pid); n["profiles"] < 4 {
+		t.Fatalf("before the erase ana has %v keys, want her profile with its sidecars", n)
+	}
 	h.clock.Advance(time.Minute)
 	er, err := h.store.Erase(profiles.Identifier{Kind: profiles.KindUserID, Value: "ana"}, false)
 	if err != nil {
@@ -1304,6 +1307,11 @@ func TestErase(t *testing.T) {
 	rm := only(t, "audience remove", h.drain())
 	if rm.Action != ActAudienceRemove || rm.Detail["audience"] != "retargeting" || rm.Profile != pid {
 		t.Errorf("erase delivered %+v", rm)
+	}
+	// Nothing keyed by the person is left: not the profile, its sidecars
+	// (rules state, journey entries and instances), nor the send history.
+	if n := h.keysOf(pid); len(n) != 0 {
+		t.Errorf("after the erase, keys of ana: %v", n)
 	}
 	if v := h.instances(pid); len(v) != 0 {
 		t.Errorf("instances after erase: %+v", v)
@@ -1674,5 +1682,41 @@ func TestOldLayoutMigrates(t *testing.T) {
 	}
 	if n := len(h.actions(ActExit, pid)); n != 3 {
 		t.Errorf("%d exits, want 3 (welcome completed, both carts on the purchase)", n)
+	}
+}
+
+// keysOf counts, per bucket, the keys that start with a profile id.
+func (h *harness) keysOf(profileID string) map[string]int {
+	h.t.Helper()
+	out := map[string]int{}
+	err := h.store.DB().View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			c := b.Cursor()
+			for k, _ := c.Seek([]byte(profileID)); k != nil && bytes.HasPrefix(k, []byte(profileID)); k, _ = c.Next() {
+				out[string(name)]++
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return out
+}
+
+// TestEraseForgetsSends: the send history kept for frequency caps goes
+// with the person.
+func TestEraseForgetsSends(t *testing.T) {
+	h := newHarness(t, openPolicy, map[string]string{"promo.yaml": policyJourney})
+	pid := h.track("ana", "Product Added", nil)
+	h.drain()
+	if n := h.keysOf(pid); n["journey_sends"] != 1 {
+		t.Fatalf("before the erase ana has %v keys, want one send recorded", n)
+	}
+	if _, err := h.store.Erase(profiles.Identifier{Kind: profiles.KindUserID, Value: "ana"}, false); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.keysOf(pid); len(n) != 0 {
+		t.Errorf("after the erase, keys of ana: %v", n)
 	}
 }

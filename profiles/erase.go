@@ -92,6 +92,10 @@ func (s *Store) Erase(id Identifier, dropLater bool) (*Erasure, error) {
 		if err := (&txState{tx: tx, profiles: people}).moveMessages(p.ID, ""); err != nil {
 			return err
 		}
+		// Whatever processors keep beside the profile goes with it.
+		if err := deleteSidecars(people, p.ID); err != nil {
+			return err
+		}
 		if err := people.Delete([]byte(p.ID)); err != nil {
 			return err
 		}

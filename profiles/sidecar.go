@@ -16,9 +16,9 @@ import (
 // a commit writes are what bounds ingestion.
 //
 // Names are the processor's to choose; a processor prefixes them with its
-// own tag ("r", "ja\x00…") so they never collide. The profile record and
-// its sidecars are deleted separately: a processor removes its sidecars
-// when it forgets a profile (merged away, erased).
+// own tag ("r", "a\x00…") so they never collide. A processor removes its
+// sidecars when it forgets a profile (merged away); erasing a profile
+// removes whatever sidecars are left.
 
 // SidecarKey is the key of a sidecar in the profiles bucket.
 func SidecarKey(profileID, name string) []byte {
@@ -74,6 +74,22 @@ func (s Sidecars) Scan(profileID, prefix string, fn func(name string, v []byte) 
 	for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, start); k, v = c.Next() {
 		if err := fn(string(k[skip:]), v); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// deleteSidecars removes every sidecar of a profile.
+func deleteSidecars(b *bbolt.Bucket, profileID string) error {
+	prefix := SidecarKey(profileID, "")
+	var keys [][]byte
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return fmt.Errorf("delete sidecars of %s: %w", profileID, err)
 		}
 	}
 	return nil
