@@ -1146,6 +1146,11 @@ func TestMerge(t *testing.T) {
 	if v := h.instances(known); len(v) != 0 {
 		t.Errorf("the merged-away profile still has instances %+v", v)
 	}
+	// Its record and sidecars (rules state, journey entries and live
+	// instances, messageIds) are gone or moved to the survivor.
+	if n := h.keysOf(known); n["profiles"] != 0 || n["journey_sends"] != 0 {
+		t.Errorf("the merged-away profile keeps keys %v", n)
+	}
 	var journeys []string
 	for _, in := range h.instances(anon) {
 		journeys = append(journeys, in.Journey)
