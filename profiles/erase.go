@@ -1,7 +1,6 @@
 package profiles
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 
@@ -73,19 +72,9 @@ func (s *Store) Erase(id Identifier, dropLater bool) (*Erasure, error) {
 				return err
 			}
 		}
-		events := tx.Bucket(bucketEvents)
-		prefix := []byte(p.ID)
-		var keys [][]byte
-		c := events.Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			keys = append(keys, bytes.Clone(k))
+		if out.Events, err = deletePrefix(tx.Bucket(bucketEvents), []byte(p.ID)); err != nil {
+			return fmt.Errorf("delete events: %w", err)
 		}
-		for _, k := range keys {
-			if err := events.Delete(k); err != nil {
-				return err
-			}
-		}
-		out.Events = len(keys)
 		// A retry of a message applied to the profile must stay a
 		// duplicate: its messageIds go to the global bucket.
 		people := tx.Bucket(bucketProfiles)

@@ -81,7 +81,15 @@ func (s Sidecars) Scan(profileID, prefix string, fn func(name string, v []byte) 
 
 // deleteSidecars removes every sidecar of a profile.
 func deleteSidecars(b *bbolt.Bucket, profileID string) error {
-	prefix := SidecarKey(profileID, "")
+	if _, err := deletePrefix(b, SidecarKey(profileID, "")); err != nil {
+		return fmt.Errorf("delete sidecars of %s: %w", profileID, err)
+	}
+	return nil
+}
+
+// deletePrefix removes the keys of b that start with prefix and returns
+// how many there were.
+func deletePrefix(b *bbolt.Bucket, prefix []byte) (int, error) {
 	var keys [][]byte
 	c := b.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
@@ -89,10 +97,10 @@ func deleteSidecars(b *bbolt.Bucket, profileID string) error {
 	}
 	for _, k := range keys {
 		if err := b.Delete(k); err != nil {
-			return fmt.Errorf("delete sidecars of %s: %w", profileID, err)
+			return 0, err
 		}
 	}
-	return nil
+	return len(keys), nil
 }
 
 // isProfileKey tells a profile's own record from its sidecars.
@@ -101,9 +109,11 @@ func isProfileKey(k []byte) bool { return len(k) == idLen }
 // MigrateToSidecars moves every record of a bucket written by an earlier
 // version into sidecars, in transactions of a bounded size, then deletes
 // the bucket. name maps an old key to the profile id and sidecar name it
-// moves to; ok false leaves the record behind (dropped with the bucket).
-// It returns how many records moved; a missing bucket moves none. An
-// interrupted migration resumes where it stopped at the next call.
+// moves to; ok false leaves the record behind (dropped with the bucket),
+// and so does a record of a profile that no longer exists (earlier
+// versions left some behind an erasure). It returns how many records
+// moved; a missing bucket moves none. An interrupted migration resumes
+// where it stopped at the next call.
 func MigrateToSidecars(db *bbolt.DB, bucket []byte, name func(k []byte) (profileID, sidecar string, ok bool)) (int, error) {
 	return migrateToSidecars(db, bucket, name, 20000)
 }
@@ -126,7 +136,7 @@ func migrateToSidecars(db *bbolt.DB, bucket []byte, name func(k []byte) (string,
 			c := old.Cursor()
 			for k, v := c.First(); k != nil && len(keys) < chunk; k, v = c.Next() {
 				keys = append(keys, bytes.Clone(k))
-				if pid, n, ok := name(k); ok {
+				if pid, n, ok := name(k); ok && sc.b.Get([]byte(pid)) != nil {
 					if err := sc.Put(pid, n, bytes.Clone(v)); err != nil {
 						return err
 					}

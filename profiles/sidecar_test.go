@@ -89,6 +89,11 @@ func TestMigrateToSidecars(t *testing.T) {
 				return err
 			}
 		}
+		// A record of a profile that is gone (earlier versions left
+		// journey entries behind an erasure) is dropped, not moved.
+		if err := b.Put([]byte("0123456789abcdef01234567\x00k99"), []byte("orphan")); err != nil {
+			return err
+		}
 		return b.Put([]byte("stray"), []byte("left behind"))
 	})
 	if err != nil {
@@ -120,6 +125,9 @@ func TestMigrateToSidecars(t *testing.T) {
 		})
 		if n != 10 {
 			t.Errorf("%d sidecars after migration, want 10", n)
+		}
+		if v := sc.Get("0123456789abcdef01234567", "x\x00k99"); v != nil {
+			t.Errorf("the record of a missing profile was moved: %q", v)
 		}
 		return nil
 	})
