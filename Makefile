@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin/cartera
 SDKTEST := internal/sdktest
 
-.PHONY: run demo build test test-go sdk bench lint fuzz clean
+.PHONY: run demo build test test-go test-clock sdk bench lint fuzz clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cartera
@@ -22,6 +22,22 @@ demo: build
 test: sdk
 	$(GO) vet ./...
 	CARTERA_SDK_TEST=1 $(GO) test -race -count=1 ./...
+
+# test-clock runs the suite with the gateway's clock started at instants
+# that once broke it (CARTERA_TEST_CLOCK; serve takes it as
+# CARTERA_DEV_CLOCK) and in several time zones: 23:30 on a Sunday night
+# and 03:00 in Madrid (quiet hours), 29 February, and 30 s before the hour
+# Madrid's spring-forward skips. `make test` runs at the wall clock.
+CLOCK_INSTANTS := \
+	2026-12-06T23:30:00+01:00@Europe/Madrid \
+	2026-12-07T03:00:00+01:00@America/Los_Angeles \
+	2028-02-29T12:00:00+01:00@Pacific/Kiritimati \
+	2027-03-28T01:59:30+01:00@UTC
+test-clock: sdk
+	@set -e; for at in $(CLOCK_INSTANTS); do \
+		echo "== suite at $${at%@*} (TZ=$${at#*@})"; \
+		CARTERA_TEST_CLOCK=$${at%@*} TZ=$${at#*@} CARTERA_SDK_TEST=1 $(GO) test -count=1 ./...; \
+	done
 
 # test-go runs the Go tests only (the SDK test skips without node_modules).
 test-go:

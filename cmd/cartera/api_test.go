@@ -14,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"cartera/internal/clocktest"
 )
 
 const testAdminToken = "test-admin-token-0123456789"
@@ -22,6 +24,41 @@ const testAdminToken = "test-admin-token-0123456789"
 type server struct {
 	base string
 	data string
+	// clock is the gateway's dev clock as the test sees it (nil when the
+	// test turned the dev clock off).
+	clock *clocktest.Running
+}
+
+// testClock returns the clock a test's gateway starts on: the instant of
+// CARTERA_TEST_CLOCK (make test-clock) or the wall clock. Tests never
+// depend on the hour it is.
+func testClock(tb testing.TB) *clocktest.Running {
+	tb.Helper()
+	start, err := clocktest.Start()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return clocktest.NewRunning(start)
+}
+
+// withTestClock sets CARTERA_DEV_CLOCK in vars to the test clock unless the
+// test turned the dev clock off ("0"), and returns that clock.
+func withTestClock(tb testing.TB, vars map[string]string) *clocktest.Running {
+	tb.Helper()
+	switch vars["CARTERA_DEV_CLOCK"] {
+	case "0", "false":
+		return nil
+	case "", "1", "true":
+		c := testClock(tb)
+		vars["CARTERA_DEV_CLOCK"] = c.DevClockEnv()
+		return c
+	default:
+		start, err := time.Parse(time.RFC3339, vars["CARTERA_DEV_CLOCK"])
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return clocktest.NewRunning(start)
+	}
 }
 
 // startServer runs `cartera serve` in-process with the example config and
@@ -38,6 +75,7 @@ func startServerAt(tb testing.TB, data string, env map[string]string) *server {
 	for k, v := range env {
 		vars[k] = v
 	}
+	clock := withTestClock(tb, vars)
 	addr := make(chan string, 1)
 	m := &Main{Stdout: io.Discard, Stderr: io.Discard, Getenv: envOf(vars), OnListen: func(a string) { addr <- a }}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -53,7 +91,7 @@ func startServerAt(tb testing.TB, data string, env map[string]string) *server {
 				tb.Errorf("serve: %v", err)
 			}
 		})
-		return &server{base: "http://" + a, data: data}
+		return &server{base: "http://" + a, data: data, clock: clock}
 	case err := <-done:
 		cancel()
 		tb.Fatalf("serve exited: %v", err)

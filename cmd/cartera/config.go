@@ -55,6 +55,11 @@ type Config struct {
 	// DevClock lets POST /v1/admin/clock move time forward (demos and
 	// tests; CARTERA_DEV_CLOCK=1). Never in production.
 	DevClock bool `yaml:"dev_clock"`
+	// DevClockStart, when set, is the instant the dev clock starts at
+	// (CARTERA_DEV_CLOCK=2026-12-06T23:30:00+01:00): a demo can run at
+	// 09:00 in Madrid whatever the hour, and tests run the gateway at any
+	// instant they choose. Setting it turns the dev clock on.
+	DevClockStart time.Time `yaml:"dev_clock_start"`
 	// Wallet sets up Apple and Google Wallet passes.
 	Wallet WalletConfig `yaml:"wallet"`
 
@@ -246,7 +251,11 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 	case "0", "false":
 		cfg.DevClock = false
 	default:
-		return fmt.Errorf("CARTERA_DEV_CLOCK: want 1 or 0, got %q", v)
+		start, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			return fmt.Errorf("CARTERA_DEV_CLOCK: want 1, 0 or an RFC 3339 start instant such as 2026-12-06T23:30:00+01:00, got %q", v)
+		}
+		cfg.DevClock, cfg.DevClockStart = true, start
 	}
 	if v := getenv("CARTERA_WRITE_KEYS"); v != "" {
 		if err := applyWriteKeys(cfg, v); err != nil {

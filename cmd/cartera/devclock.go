@@ -13,11 +13,29 @@ import (
 // an offset that POST /v1/admin/clock moves forward, so a demo or an
 // end-to-end test can let a day pass in a second and watch the journeys'
 // durable timers fire. Every engine reads it. It never goes back, and it
-// is off unless the config or CARTERA_DEV_CLOCK turns it on.
-type devClock struct{ offset atomic.Int64 }
+// is off unless the config or CARTERA_DEV_CLOCK turns it on. It may start
+// at a chosen instant (CARTERA_DEV_CLOCK=2026-12-06T23:30:00+01:00), from
+// which it runs at the wall clock's pace.
+type devClock struct {
+	wall func() time.Time
+	// base is where the clock started against the wall clock.
+	base time.Duration
+	// offset is how far POST /v1/admin/clock moved it since.
+	offset atomic.Int64
+}
+
+// newDevClock returns a dev clock reading wall, moved to start unless
+// start is zero.
+func newDevClock(start time.Time, wall func() time.Time) *devClock {
+	c := &devClock{wall: wall}
+	if !start.IsZero() {
+		c.base = start.Sub(wall())
+	}
+	return c
+}
 
 // Now is the wall clock plus the offset.
-func (c *devClock) Now() time.Time { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *devClock) Now() time.Time { return c.wall().Add(c.base + time.Duration(c.offset.Load())) }
 
 // Advance moves the clock forward by d and returns the new time.
 func (c *devClock) Advance(d time.Duration) time.Time {

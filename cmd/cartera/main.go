@@ -15,6 +15,11 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	// Policies and people name IANA time zones (Europe/Madrid, a
+	// `timezone` trait); a container image without /usr/share/zoneinfo
+	// must read them the same.
+	_ "time/tzdata"
 )
 
 func main() {

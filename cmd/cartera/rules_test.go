@@ -52,7 +52,9 @@ func TestValidateCommand(t *testing.T) {
 func startAt(t *testing.T, data string) (base string, stop func()) {
 	t.Helper()
 	addr := make(chan string, 1)
-	m := &Main{Stdout: io.Discard, Stderr: io.Discard, Getenv: envOf(map[string]string{"CARTERA_ADMIN_TOKEN": testAdminToken}), OnListen: func(a string) { addr <- a }}
+	vars := map[string]string{"CARTERA_ADMIN_TOKEN": testAdminToken}
+	withTestClock(t, vars)
+	m := &Main{Stdout: io.Discard, Stderr: io.Discard, Getenv: envOf(vars), OnListen: func(a string) { addr <- a }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

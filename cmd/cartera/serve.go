@@ -55,10 +55,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	now := time.Now
 	var clock *devClock
-	if cfg.DevClock {
-		clock = &devClock{}
+	if cfg.DevClock || !cfg.DevClockStart.IsZero() {
+		clock = newDevClock(cfg.DevClockStart, time.Now)
 		now = clock.Now
-		log.Warn("dev clock on: POST /v1/admin/clock moves time forward for every engine; never run a deployment like this")
+		log.Warn("dev clock on: POST /v1/admin/clock moves time forward for every engine; never run a deployment like this", "now", clock.Now().Format(time.RFC3339))
 	}
 	core, err := openApp(ctx, cfg, defs, appOptions{Now: now, Logger: log, Registry: reg, Deliver: true, Getenv: m.Getenv})
 	if err != nil {

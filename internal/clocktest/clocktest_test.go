@@ -27,3 +27,18 @@ func TestClock(t *testing.T) {
 		t.Errorf("Set: %s", c.Now())
 	}
 }
+func TestNoonZone(t *testing.T) {
+	for h := range 24 {
+		for _, m := range []int{0, 59} {
+			at := time.Date(2028, 2, 29, h, m, 0, 0, time.UTC)
+			name := clocktest.NoonZone(at)
+			loc, err := time.LoadLocation(name)
+			if err != nil {
+				t.Fatalf("%s: %v", at, err)
+			}
+			if got := at.In(loc).Hour(); got != 12 {
+				t.Errorf("%s in %s is %s, want 12:xx", at, name, at.In(loc).Format("15:04"))
+			}
+		}
+	}
+}

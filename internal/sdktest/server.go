@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"cartera/internal/clocktest"
 )
 
 // AdminToken is the admin token every server started by Start gets
@@ -98,6 +100,11 @@ type Server struct {
 	opts Options
 	dir  string
 
+	// clock is the gateway's dev clock as the test sees it: it starts at
+	// clocktest.Start (CARTERA_TEST_CLOCK or the wall clock) and goes on
+	// across restarts. Nil when Env turns the dev clock off ("0").
+	clock *clocktest.Running
+
 	mu   sync.Mutex
 	url  string
 	proc *process
@@ -111,6 +118,10 @@ type process struct {
 	exited chan struct{}
 	err    error // the result of Wait, set before exited closes
 }
+
+// Clock is the gateway's dev clock as the test sees it (nil when the test
+// turned it off): the gateway's time, less what POST /v1/admin/clock moved.
+func (s *Server) Clock() *clocktest.Running { return s.clock }
 
 // Start runs `bin serve --addr 127.0.0.1:0` and returns once the server
 // logged that it listens. The process is killed when the test ends, if it
@@ -129,6 +140,21 @@ func Start(tb testing.TB, bin string, opts Options) *Server {
 		opts.Config = filepath.Join(root, "examples", "cartera.yaml")
 	}
 	s := &Server{tb: tb, bin: bin, opts: opts, dir: dir}
+	switch v := opts.Env["CARTERA_DEV_CLOCK"]; v {
+	case "0", "false":
+	case "", "1", "true":
+		start, err := clocktest.Start()
+		if err != nil {
+			tb.Fatal(err)
+		}
+		s.clock = clocktest.NewRunning(start)
+	default:
+		start, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			tb.Fatalf("CARTERA_DEV_CLOCK: %v", err)
+		}
+		s.clock = clocktest.NewRunning(start)
+	}
 	tb.Cleanup(func() {
 		s.mu.Lock()
 		p, runs := s.proc, s.runs
@@ -163,7 +189,15 @@ func (s *Server) start() {
 	}
 	env = append(env, "CARTERA_ADMIN_TOKEN="+AdminToken)
 	for k, v := range s.opts.Env {
-		env = append(env, k+"="+v)
+		if k != "CARTERA_DEV_CLOCK" {
+			env = append(env, k+"="+v)
+		}
+	}
+	if s.clock != nil {
+		// A restart goes on from where the clock is, never back to its start.
+		env = append(env, "CARTERA_DEV_CLOCK="+s.clock.DevClockEnv())
+	} else if v, ok := s.opts.Env["CARTERA_DEV_CLOCK"]; ok {
+		env = append(env, "CARTERA_DEV_CLOCK="+v)
 	}
 	lw := &logWriter{listening: make(chan string, 1)}
 	cmd := exec.Command(s.bin, "serve", "--addr", "127.0.0.1:0", "--data", s.opts.Data, "--config", s.opts.Config)
