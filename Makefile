@@ -9,9 +9,12 @@ build:
 	$(GO) build -o $(BIN) ./cmd/cartera
 
 # run starts the gateway with the examples, on 127.0.0.1:8080 and ./data/.
-# The dev clock is on, so `make demo` can let a day pass in a second.
+# The dev clock is on, so `make demo` can let a day pass in a second;
+# `make run CARTERA_DEV_CLOCK=2026-12-07T09:30:00+01:00` starts it at a
+# chosen instant (morning in Madrid, whatever the hour here).
+CARTERA_DEV_CLOCK ?= 1
 run: build
-	CARTERA_DEV_CLOCK=1 ./$(BIN) serve --config examples/cartera.yaml
+	CARTERA_DEV_CLOCK=$(CARTERA_DEV_CLOCK) ./$(BIN) serve --config examples/cartera.yaml
 
 # demo replays the seed scenario against `make run` (in another terminal).
 demo: build

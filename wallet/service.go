@@ -462,15 +462,36 @@ func validID(s string) bool {
 	return true
 }
 
+// maxPushToken bounds an APNs device token: 32 bytes today, and Apple says
+// their size may grow, so up to 100 bytes are taken.
+const maxPushToken = 200
+
+// checkPushToken accepts an APNs device token as devices send it: hex
+// digits, a whole number of bytes. Anything else would be refused by
+// APNs as BadDeviceToken at the first update.
+func checkPushToken(t string) error {
+	if t == "" || len(t) > maxPushToken || len(t)%2 != 0 {
+		return fmt.Errorf("%w: pushToken: want an APNs device token in hex (64 digits), got %d characters", ErrInvalid, len(t))
+	}
+	if _, err := hex.DecodeString(t); err != nil {
+		return fmt.Errorf("%w: pushToken: want an APNs device token in hex digits only", ErrInvalid)
+	}
+	return nil
+}
+
 // Register records that a device follows a pass; created is false when it
 // already did (Apple's 200) and true for a new registration (201). The
 // person gets a Pass Installed event.
 func (s *Service) Register(ctx context.Context, device, passTypeID, serial, token, pushToken string) (bool, error) {
-	if !validID(device) || !validID(pushToken) {
+	if !validID(device) {
 		return false, ErrInvalid
 	}
 	p, err := s.Authorize(passTypeID, serial, token)
 	if err != nil {
+		return false, err
+	}
+	// Checked once the pass is authorised: a stranger learns nothing.
+	if err := checkPushToken(pushToken); err != nil {
 		return false, err
 	}
 	var created bool

@@ -1,11 +1,12 @@
 package wallet_test
 
 import (
-	"cartera/internal/clocktest"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +18,7 @@ import (
 	"go.etcd.io/bbolt"
 
 	"cartera/channels"
+	"cartera/internal/clocktest"
 	"cartera/profiles"
 	"cartera/rules"
 	"cartera/wallet"
@@ -107,6 +109,25 @@ type harness struct {
 	queue *queue
 	chain *apple.Chain
 	dir   string
+	logs  *syncBuffer
+}
+
+// syncBuffer is a log sink safe for the service's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
 
 func writeTemplate(t testing.TB, root, id, yaml string) string {
@@ -134,7 +155,7 @@ func writeTemplate(t testing.TB, root, id, yaml string) string {
 
 func newHarness(t testing.TB) *harness {
 	t.Helper()
-	h := &harness{t: t, clock: clocktest.New(t0), queue: &queue{keys: map[string]bool{}}, dir: t.TempDir()}
+	h := &harness{t: t, clock: clocktest.New(t0), queue: &queue{keys: map[string]bool{}}, dir: t.TempDir(), logs: &syncBuffer{}}
 	specs, err := rules.Parse("rules.yaml", []byte(testRules))
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +186,7 @@ func newHarness(t testing.TB) *harness {
 	}
 	h.svc, err = wallet.New(st.DB(), h.chain, ts,
 		wallet.Config{PublicURL: "https://cartera.example", DefaultTemplate: "loyalty", LinkSecret: []byte("0123456789abcdef0123")},
-		wallet.Deps{Viewer: re, Queue: h.queue, Recorder: st}, wallet.Options{Now: h.clock.Now})
+		wallet.Deps{Viewer: re, Queue: h.queue, Recorder: st}, wallet.Options{Now: h.clock.Now, Logger: slog.New(slog.NewJSONHandler(h.logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,10 +414,31 @@ func TestWebService(t *testing.T) {
 			return err
 		},
 		"bad serial": func() error { _, err := h.svc.Register(ctx, "dev1", ptid, "nope", p.Token, "aaaa"); return err },
+		// The token is checked after the pass: a stranger learns nothing.
+		"bad token, bad push token": func() error {
+			_, err := h.svc.Register(ctx, "dev1", ptid, p.Serial, "wrong-token-wrong-token", "not-hex")
+			return err
+		},
 	} {
 		if err := call(); !errors.Is(err, wallet.ErrUnauthorized) {
 			t.Errorf("%s: err %v, want ErrUnauthorized", name, err)
 		}
+	}
+	// APNs device tokens are hex: anything else is refused at
+	// registration, not accepted and then dropped at the first push.
+	for _, tc := range []struct{ token, want string }{
+		{"not-hex", "pushToken: want an APNs device token in hex (64 digits), got 7 characters"},
+		{"zz" + strings.Repeat("a", 62), "pushToken: want an APNs device token in hex digits only"},
+		{strings.Repeat("a", 202), "got 202 characters"},
+		{"", "got 0 characters"},
+	} {
+		_, err := h.svc.Register(ctx, "dev2", ptid, p.Serial, p.Token, tc.token)
+		if !errors.Is(err, wallet.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("push token %q: %v, want ErrInvalid with %q", tc.token, err, tc.want)
+		}
+	}
+	if serials, _, _ := h.svc.Updated("dev2", ptid, ""); len(serials) != 0 {
+		t.Errorf("a refused push token was registered")
 	}
 	if _, err := h.svc.Register(ctx, "dev/1", ptid, p.Serial, p.Token, "aaaa"); !errors.Is(err, wallet.ErrInvalid) {
 		t.Errorf("device id with a slash: err %v", err)
@@ -537,7 +579,7 @@ func TestUpdatesCoalesceAndForget(t *testing.T) {
 	_, p := h.issue("u1")
 	ctx := context.Background()
 	ptid := h.chain.PassTypeID
-	for dev, tok := range map[string]string{"d1": "t1", "d2": "t2", "d3": "t3"} {
+	for dev, tok := range map[string]string{"d1": "a1", "d2": "a2", "d3": "a3"} {
 		if _, err := h.svc.Register(ctx, dev, ptid, p.Serial, p.Token, tok); err != nil {
 			t.Fatal(err)
 		}
@@ -549,7 +591,7 @@ func TestUpdatesCoalesceAndForget(t *testing.T) {
 		t.Fatalf("queued %d", len(msgs))
 	}
 	fake := &pusher{answer: map[string]apns.Result{
-		"t2": {Status: 410, Reason: "Unregistered", Err: errors.New("410 Unregistered")},
+		"a2": {Status: 410, Reason: "Unregistered", Err: errors.New("410 Unregistered")},
 	}}
 	res := h.svc.NewUpdates(fake, nil).Deliver(ctx, msgs)
 	for i, r := range res {
@@ -558,15 +600,18 @@ func TestUpdatesCoalesceAndForget(t *testing.T) {
 		}
 	}
 	slices.Sort(fake.pushed)
-	if !slices.Equal(fake.pushed, []string{"t1", "t2", "t3"}) {
+	if !slices.Equal(fake.pushed, []string{"a1", "a2", "a3"}) {
 		t.Errorf("pushed %v, want each device once", fake.pushed)
 	}
 	if serials, _, _ := h.svc.Updated("d2", ptid, ""); len(serials) != 0 {
 		t.Errorf("an Unregistered device still follows the pass")
 	}
+	if logs := h.logs.String(); !strings.Contains(logs, `"msg":"wallet registration removed","serial":"`+p.Serial+`","device":"d2","status":410,"reason":"Unregistered"`) || strings.Contains(logs, `"a2"`) {
+		t.Errorf("the removal is not logged with its reason, or the log holds the push token:\n%s", logs)
+	}
 
 	// A retryable failure fails the message, so the outbox retries it.
-	fake = &pusher{answer: map[string]apns.Result{"t1": {Status: 503, Reason: "ServiceUnavailable", Err: errors.New("503")}}}
+	fake = &pusher{answer: map[string]apns.Result{"a1": {Status: 503, Reason: "ServiceUnavailable", Err: errors.New("503")}}}
 	h.order("u1", 1, 5)
 	res = h.svc.NewUpdates(fake, nil).Deliver(ctx, h.queue.take())
 	if len(res) != 1 || res[0].Err == nil || channels.IsPermanent(res[0].Err) {

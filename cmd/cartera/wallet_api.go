@@ -185,7 +185,13 @@ func (a *api) walletStatus(c *fiber.Ctx, err error) error {
 	case errors.Is(err, wallet.ErrUnauthorized):
 		return c.SendStatus(fiber.StatusUnauthorized)
 	case errors.Is(err, wallet.ErrInvalid):
-		return c.Status(fiber.StatusBadRequest).SendString("invalid device library identifier or push token")
+		// The wrapped message names the field and what is wanted; it
+		// never echoes the value.
+		msg := strings.TrimPrefix(err.Error(), wallet.ErrInvalid.Error()+": ")
+		if msg == wallet.ErrInvalid.Error() {
+			msg = "invalid device library identifier"
+		}
+		return c.Status(fiber.StatusBadRequest).SendString(msg)
 	}
 	return err
 }

@@ -321,6 +321,14 @@ func TestWalletIssueAndDevice(t *testing.T) {
 	if rep := r.s.do(t, "POST", dev+"/"+serial, bad, reg); rep.status != 401 {
 		t.Errorf("register with a bad token: %d", rep.status)
 	}
+	// A push token that is not hex is refused with the field named, and
+	// nothing is registered.
+	if rep := r.s.do(t, "POST", "/wallet/v1/devices/d9/registrations/"+exPassTypeID+"/"+serial, auth, []byte(`{"pushToken":"not-hex"}`)); rep.status != 400 || !strings.Contains(rep.raw, "pushToken: want an APNs device token in hex") {
+		t.Errorf("register with a push token that is not hex: %d %q, want 400 naming pushToken", rep.status, rep.raw)
+	}
+	if rep := r.s.do(t, "GET", "/wallet/v1/devices/d9/registrations/"+exPassTypeID, nil, nil); rep.status != 204 {
+		t.Errorf("the refused registration is listed: %d %s", rep.status, rep.raw)
+	}
 	rep := r.s.do(t, "GET", dev, nil, nil)
 	var list struct {
 		SerialNumbers []string `json:"serialNumbers"`
