@@ -173,16 +173,30 @@ func (s *Store) commit(batch []*commitReq) {
 	} else {
 		s.log.Error("commit events", "err", err, "requests", len(batch))
 		err = fmt.Errorf("commit events: %w", err)
-		if failed != nil && len(batch) > 1 {
+		var fe *flushError
+		switch {
+		case failed != nil && len(batch) > 1:
 			// Nothing of the batch was applied. The request whose event
-			// failed gets the error; the others commit without it, so one
-			// bad request never fails its neighbours.
+			// failed gets the error; the others commit together without
+			// it, so one bad request never fails its neighbours.
 			failed.done <- err
+			rest := make([]*commitReq, 0, len(batch)-1)
 			for _, r := range batch {
 				if r != failed {
-					s.commit([]*commitReq{r})
+					rest = append(rest, r)
 				}
 			}
+			s.commit(rest)
+			return
+		case errors.As(err, &fe) && len(batch) > 1:
+			// A processor could not write what the batch left it (a pass
+			// that fails to render, say) and cannot tell whose event it
+			// was: halve the batch until the request is found, so it
+			// alone gets the error and the others commit in batches.
+			half := len(batch) / 2
+			first, second := slices.Clone(batch[:half]), slices.Clone(batch[half:])
+			s.commit(first)
+			s.commit(second)
 			return
 		}
 	}
@@ -276,10 +290,17 @@ func (st *txState) remove(id string) {
 	st.dirty[id] = true
 }
 
+// flushError is a processor's failure to flush, as opposed to one of
+// bbolt's: which request caused it is not known.
+type flushError struct{ err error }
+
+func (e *flushError) Error() string { return e.err.Error() }
+func (e *flushError) Unwrap() error { return e.err }
+
 func (st *txState) flush() error {
 	for _, tp := range st.procs {
 		if err := tp.Flush(); err != nil {
-			return err
+			return &flushError{err}
 		}
 	}
 	for id := range st.dirty {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -112,5 +113,106 @@ func TestOneBadRequestDoesNotFailItsNeighbours(t *testing.T) {
 	ts.notFound(KindUserID, "u2")
 	if !ts.seen("g1") || ts.seen("b1") {
 		t.Fatal("dedupe keys: the good one must be kept, the bad one not")
+	}
+}
+
+// flushFailOn is a processor whose Flush fails when the transaction saw
+// an event of one name (a pass that fails to render, say); it counts the
+// transactions it took part in.
+type flushFailOn struct {
+	name string
+	txs  *int
+}
+
+type flushFailTx struct {
+	name string
+	bad  bool
+}
+
+func (f flushFailOn) Begin(*bbolt.Tx) TxProcessor { *f.txs++; return &flushFailTx{name: f.name} }
+func (f *flushFailTx) Event(_ *Profile, e *Event) ([]*Event, error) {
+	f.bad = f.bad || e.Event == f.name
+	return nil, nil
+}
+func (*flushFailTx) Merged(*Profile, string) error { return nil }
+func (*flushFailTx) Erased(*Profile) error         { return nil }
+func (f *flushFailTx) Flush() error {
+	if f.bad {
+		return errors.New("render pass: boom")
+	}
+	return nil
+}
+func (*flushFailTx) Done(bool) {}
+
+// An error that a processor's Flush returns fails only the request that
+// caused it; the others of the group commit go in batches, not one
+// transaction (and fsync) each.
+func TestFlushErrorFailsOnlyItsRequest(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		requests int
+		bad      int // index of the bad request
+		maxTxs   int
+	}{
+		{"bad first of 8", 8, 0, 7},
+		{"bad last of 8", 8, 7, 7},
+		{"bad in the middle of 16", 16, 9, 9},
+		{"bad alone", 1, 0, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := openStore(t, DefaultConfig())
+			var txs int
+			ts.Use(flushFailOn{name: "Render Fails", txs: &txs})
+			batch := make([]*commitReq, tc.requests)
+			for i := range batch {
+				name := "Fine"
+				if i == tc.bad {
+					name = "Render Fails"
+				}
+				batch[i] = &commitReq{events: []*Event{track(fmt.Sprintf("m%d", i), name, user(fmt.Sprintf("u%d", i)))}, results: make([]Result, 1), done: make(chan error, 1)}
+			}
+			ts.commit(batch)
+			for i, r := range batch {
+				err := <-r.done
+				switch {
+				case i == tc.bad && (err == nil || !strings.Contains(err.Error(), "render pass: boom")):
+					t.Errorf("the bad request answered %v, want its flush error", err)
+				case i != tc.bad && err != nil:
+					t.Errorf("request %d failed with its neighbour: %v", i, err)
+				}
+				if i == tc.bad {
+					ts.notFound(KindUserID, fmt.Sprintf("u%d", i))
+				} else {
+					ts.lookup(KindUserID, fmt.Sprintf("u%d", i))
+				}
+			}
+			if txs > tc.maxTxs {
+				t.Errorf("%d transactions for %d requests, want at most %d (halving, not one each)", txs, tc.requests, tc.maxTxs)
+			}
+		})
+	}
+}
+
+// An event that fails to apply leaves its neighbours to commit together.
+func TestApplyErrorLeavesOthersInOneBatch(t *testing.T) {
+	ts := openStore(t, DefaultConfig())
+	var txs int
+	ts.Use(failOn{name: "Boom"}, flushFailOn{name: "never", txs: &txs})
+	batch := make([]*commitReq, 6)
+	for i := range batch {
+		name := "Fine"
+		if i == 2 {
+			name = "Boom"
+		}
+		batch[i] = &commitReq{events: []*Event{track(fmt.Sprintf("m%d", i), name, user(fmt.Sprintf("u%d", i)))}, results: make([]Result, 1), done: make(chan error, 1)}
+	}
+	ts.commit(batch)
+	for i, r := range batch {
+		if err := <-r.done; (err != nil) != (i == 2) {
+			t.Errorf("request %d: %v", i, err)
+		}
+	}
+	if txs != 2 {
+		t.Errorf("%d transactions, want 2: the failed one, then the five good requests together", txs)
 	}
 }
