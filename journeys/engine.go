@@ -307,37 +307,6 @@ func (r *run) sidecars() (profiles.Sidecars, error) {
 	return *r.sc, nil
 }
 
-// Replace installs a new set of journeys: each version is stored, so
-// running instances finish on the version they started on, and schedules
-// of new cron journeys are armed.
-func (e *Engine) Replace(set *Set) error {
-	err := e.db.Update(func(tx *bbolt.Tx) error {
-		defs := tx.Bucket(bucketDefs)
-		for _, j := range set.Journeys {
-			if err := defs.Put(defKey(j.ID, j.Version), j.Source); err != nil {
-				return err
-			}
-			if j.Trigger.schedule != nil {
-				if err := e.armSchedule(tx, j, e.clock.Now()); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("install journeys: %w", err)
-	}
-	e.mu.Lock()
-	for _, j := range set.Journeys {
-		e.versions[string(defKey(j.ID, j.Version))] = j
-	}
-	e.mu.Unlock()
-	e.set.Store(set)
-	e.poke()
-	return nil
-}
-
 // Set is the journeys in force.
 func (e *Engine) Set() *Set { return e.set.Load() }
 

@@ -34,6 +34,9 @@ type commitReq struct {
 	events  []*Event
 	results []Result
 	done    chan error
+	// between, when set, is run by the writer between two commits
+	// instead of applying events (see Between).
+	between func()
 }
 
 // Ingest applies events in order and returns once they are durably
@@ -55,37 +58,48 @@ func (s *Store) Ingest(ctx context.Context, events []*Event) ([]Result, error) {
 		e.stored = v
 	}
 	req := &commitReq{events: events, results: make([]Result, len(events)), done: make(chan error, 1)}
+	if err := s.submit(ctx, req); err != nil {
+		return nil, err
+	}
+	return req.results, nil
+}
+
+// Between runs fn on the single writer between two commits, when no event
+// is being applied: whatever fn swaps (the definitions of the engines that
+// run in the write transaction, say) is seen whole by every event
+// committed after it and by none before. fn must not call the Store. If
+// ctx ends first, Between returns its error, but fn may still run.
+func (s *Store) Between(ctx context.Context, fn func()) error {
+	return s.submit(ctx, &commitReq{between: fn, done: make(chan error, 1)})
+}
+
+// submit hands req to the writer and waits for its answer.
+func (s *Store) submit(ctx context.Context, req *commitReq) error {
 	select {
 	case <-s.stop:
-		return nil, ErrClosed
+		return ErrClosed
 	default:
 	}
 	select {
 	case s.reqs <- req:
 	case <-s.stop:
-		return nil, ErrClosed
+		return ErrClosed
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 	select {
 	case err := <-req.done:
-		if err != nil {
-			return nil, err
-		}
-		return req.results, nil
+		return err
 	case <-s.done:
 		// The writer exited; it may have answered just before.
 		select {
 		case err := <-req.done:
-			if err != nil {
-				return nil, err
-			}
-			return req.results, nil
+			return err
 		default:
-			return nil, ErrClosed
+			return ErrClosed
 		}
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 }
 
@@ -103,7 +117,7 @@ func (s *Store) commitLoop() {
 			for {
 				select {
 				case r := <-s.reqs:
-					s.commit([]*commitReq{r})
+					s.run([]*commitReq{r})
 				default:
 					return
 				}
@@ -112,17 +126,35 @@ func (s *Store) commitLoop() {
 		batch = append(batch[:0], first)
 		n := len(first.events)
 	gather:
-		for n < s.cfg.MaxBatchEvents {
+		for n < s.cfg.MaxBatchEvents && first.between == nil {
 			select {
 			case r := <-s.reqs:
 				batch = append(batch, r)
 				n += len(r.events)
+				if r.between != nil {
+					break gather
+				}
 			default:
 				break gather
 			}
 		}
-		s.commit(batch)
+		s.run(batch)
 	}
+}
+
+// run commits the events of batch; a request to run a function between
+// commits can only come last, and runs after the commit of the others.
+func (s *Store) run(batch []*commitReq) {
+	last := batch[len(batch)-1]
+	if last.between == nil {
+		s.commit(batch)
+		return
+	}
+	if len(batch) > 1 {
+		s.commit(batch[:len(batch)-1])
+	}
+	last.between()
+	last.done <- nil
 }
 
 func (s *Store) commit(batch []*commitReq) {

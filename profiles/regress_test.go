@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -214,5 +216,49 @@ func TestApplyErrorLeavesOthersInOneBatch(t *testing.T) {
 	}
 	if txs != 2 {
 		t.Errorf("%d transactions, want 2: the failed one, then the five good requests together", txs)
+	}
+}
+
+// inTx counts the write transactions in progress.
+type inTx struct{ n *atomic.Int64 }
+
+func (c inTx) Begin(*bbolt.Tx) TxProcessor            { c.n.Add(1); return c }
+func (inTx) Event(*Profile, *Event) ([]*Event, error) { return nil, nil }
+func (inTx) Merged(*Profile, string) error            { return nil }
+func (inTx) Erased(*Profile) error                    { return nil }
+func (inTx) Flush() error                             { return nil }
+func (c inTx) Done(bool)                              { c.n.Add(-1) }
+
+// Between runs its function on the writer with no transaction in progress,
+// after everything acknowledged before it was called.
+func TestBetweenRunsBetweenCommits(t *testing.T) {
+	ts := openStore(t, DefaultConfig())
+	var n atomic.Int64
+	ts.Use(inTx{&n})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var during atomic.Int64
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 50 {
+				ts.ingest(track(fmt.Sprintf("m%d-%d", w, i), "Fine", user(fmt.Sprintf("u%d", w))))
+			}
+		})
+	}
+	for range 20 {
+		wg.Go(func() {
+			if err := ts.Between(ctx, func() { during.Add(n.Load()) }); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if during.Load() != 0 {
+		t.Errorf("Between ran while a transaction was in progress")
+	}
+	ts.ingest(track("last", "Fine", user("z")))
+	var seen bool
+	if err := ts.Between(ctx, func() { seen = ts.seen("last") }); err != nil || !seen {
+		t.Errorf("Between did not run after what was acknowledged before it: %v", err)
 	}
 }

@@ -182,14 +182,27 @@ func New(db *bbolt.DB, chain *apple.Chain, templates map[string]*Template, cfg C
 // Replace swaps the templates (a reload). Passes of a template that is
 // gone keep their last signed form until it comes back.
 func (s *Service) Replace(templates map[string]*Template) error {
+	if err := s.CheckTemplates(templates); err != nil {
+		return err
+	}
+	s.UseTemplates(templates)
+	return nil
+}
+
+// CheckTemplates says whether templates could replace the running ones.
+func (s *Service) CheckTemplates(templates map[string]*Template) error {
 	if s.cfg.DefaultTemplate != "" {
 		if _, ok := templates[s.cfg.DefaultTemplate]; !ok {
 			return fmt.Errorf("wallet: default template %q is not among the templates", s.cfg.DefaultTemplate)
 		}
 	}
+	return nil
+}
+
+// UseTemplates puts templates that passed CheckTemplates in force.
+func (s *Service) UseTemplates(templates map[string]*Template) {
 	s.templates.Store(&templates)
 	s.cache.clear()
-	return nil
 }
 
 // Templates returns the loaded templates by id.

@@ -587,7 +587,7 @@ func (a *api) getJourney(c *fiber.Ctx) error {
 // reloadJourneys compiles the files again; a broken file never replaces a
 // working version, and the answer lists every error.
 func (a *api) reloadJourneys(c *fiber.Ctx) error {
-	defs, err := a.core.reload()
+	defs, err := a.core.reload(c.UserContext())
 	var fe rules.FileErrors
 	if errors.As(err, &fe) {
 		msgs := make([]string, len(fe))

@@ -113,8 +113,10 @@ type app struct {
 	jm       *journeys.Metrics
 	log      *slog.Logger
 
-	mu   sync.Mutex // serializes reloads
-	defs *definitions
+	// reloading serialises reloads, from compiling to the swap.
+	reloading sync.Mutex
+	mu        sync.Mutex // guards defs
+	defs      *definitions
 
 	delivery *delivery
 	wallet   *wallet.Service
@@ -183,29 +185,52 @@ func (a *app) known() journeys.Known {
 }
 
 // reload compiles the files again; on any mistake the running versions
-// stay and the errors come back.
-func (a *app) reload() (*definitions, error) {
-	defs, err := compileDefinitions(a.cfg)
+// stay and the errors come back. Reloads run one at a time, and the new
+// rules, pass templates and journeys come into force together, between
+// two commits of the store: no event sees new rules with old journeys.
+func (a *app) reload(ctx context.Context) (*definitions, error) {
+	a.reloading.Lock()
+	defer a.reloading.Unlock()
+	defs, err := a.prepareReload()
 	if err != nil {
 		a.jm.Reloads.WithLabelValues("error").Inc()
 		return nil, err
 	}
-	a.mu.Lock()
-	a.defs = defs
-	a.mu.Unlock()
-	a.rules.Replace(defs.rules)
-	if a.wallet != nil && defs.passes != nil {
-		if err := a.wallet.Replace(defs.passes); err != nil {
-			a.jm.Reloads.WithLabelValues("error").Inc()
-			return nil, err
+	// Without cancel: once queued, the swap happens, and the answer says so.
+	err = a.store.Between(context.WithoutCancel(ctx), func() {
+		a.rules.Replace(defs.rules)
+		if a.wallet != nil && defs.passes != nil {
+			a.wallet.UseTemplates(defs.passes)
 		}
-	}
-	if err := a.journeys.Replace(defs.journeys); err != nil {
+		a.journeys.Use(defs.journeys)
+		a.mu.Lock()
+		a.defs = defs
+		a.mu.Unlock()
+	})
+	if err != nil {
 		a.jm.Reloads.WithLabelValues("error").Inc()
-		return nil, err
+		return nil, fmt.Errorf("reload: %w", err)
 	}
 	a.jm.Reloads.WithLabelValues("ok").Inc()
 	a.log.Info("definitions reloaded", "journeys", len(defs.journeys.Journeys), "audiences", len(defs.rules.Audiences), "traits", len(defs.rules.Traits))
+	return defs, nil
+}
+
+// prepareReload does everything of a reload that can fail, and nothing
+// that changes what is in force.
+func (a *app) prepareReload() (*definitions, error) {
+	defs, err := compileDefinitions(a.cfg)
+	if err != nil {
+		return nil, err
+	}
+	if a.wallet != nil && defs.passes != nil {
+		if err := a.wallet.CheckTemplates(defs.passes); err != nil {
+			return nil, err
+		}
+	}
+	if err := a.journeys.Install(defs.journeys); err != nil {
+		return nil, err
+	}
 	return defs, nil
 }
 

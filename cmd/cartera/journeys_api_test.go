@@ -36,7 +36,9 @@ func TestJourneysAPIAndReload(t *testing.T) {
 	dir := t.TempDir()
 	copyDir(t, "../../examples", dir)
 	addr := make(chan string, 1)
-	m := &Main{Stdout: io.Discard, Stderr: io.Discard, Getenv: envOf(map[string]string{"CARTERA_ADMIN_TOKEN": testAdminToken}), OnListen: func(a string) { addr <- a }}
+	vars := map[string]string{"CARTERA_ADMIN_TOKEN": testAdminToken}
+	withTestClock(t, vars)
+	m := &Main{Stdout: io.Discard, Stderr: io.Discard, Getenv: envOf(vars), OnListen: func(a string) { addr <- a }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
