@@ -345,7 +345,7 @@ func (s *Sender) prepare(ctx context.Context, m *channels.Message) (*outgoing, M
 		// the plain header only.
 		msg.SetListUnsubscribePost()
 	}
-	msg.SetBodyString(mail.TypeTextPlain, r.Text)
+	msg.SetBodyString(mail.TypeTextPlain, s.tr.TrackText(r.Text, info))
 	msg.AddAlternativeString(mail.TypeTextHTML, s.tr.Track(r.HTML, info))
 	return &outgoing{msg: msg, to: to, messageID: id}, info, nil
 }

@@ -46,6 +46,7 @@ func testPeople() people {
 		"silent":  {ID: "silent", Emails: []string{"silent@example.com"}},
 		"refused": {ID: "refused", Emails: []string{"refused@example.com"}, Consent: map[string]bool{"email": false}},
 		"nomail":  {ID: "nomail", Phones: []string{"+34600000000"}, Consent: yes},
+		"spoof":   {ID: "spoof", Emails: []string{"spoof@example.com"}, Traits: map[string]any{"first_name": "=?utf-8?b?WW91ciBhY2NvdW50IGlzIGxvY2tlZA==?="}, Consent: yes},
 	}
 }
 
@@ -152,9 +153,15 @@ func TestDeliverSMTP(t *testing.T) {
 	}
 
 	text, htmlBody := parts(t, m)
-	for _, want := range []string{"Hola, Lucía:", "Zapatillas trail", "Vuelve a tu carrito: https://shop.example/cart/c1?src=mail&x=1", lu[1]} {
+	for _, want := range []string{"Hola, Lucía:", "Zapatillas trail", "Vuelve a tu carrito: https://cartera.example/t/c/", lu[1]} {
 		if !strings.Contains(text, want) {
 			t.Errorf("text part lacks %q:\n%s", want, text)
+		}
+	}
+	// The text part's link is tracked too, for text-only mail clients.
+	if m := regexp.MustCompile(`Vuelve a tu carrito: https://cartera\.example/t/c/(\S+)`).FindStringSubmatch(text); m != nil {
+		if ti, err := tr.Click(m[1]); err != nil || ti.URL != "https://shop.example/cart/c1?src=mail&x=1" || ti.Key != msg.Key {
+			t.Errorf("text part click token: %+v %v", ti, err)
 		}
 	}
 	for _, want := range []string{`<html lang="es">`, "Hola, Lucía:", "<strong>Zapatillas trail</strong>", "Hemos guardado tus artículos"} {
@@ -513,5 +520,38 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if _, err := email.New(email.DefaultConfig(), loadExamples(t), &email.Tracker{}, testPeople()); err == nil {
 		t.Error("New with an unusable tracker")
+	}
+}
+
+// A value that looks like an RFC 2047 encoded word reaches the subject as
+// the characters it is, never decoded by the reader's mail client into
+// other text.
+func TestSubjectEncodedWordsNeutralised(t *testing.T) {
+	dir := t.TempDir()
+	s := newSender(t, func(c *email.Config) { c.OutboxDir = dir })
+	if res := s.Deliver(context.Background(), []*channels.Message{message("spoof", "cart_reminder", cartData)}); res[0].Err != nil {
+		t.Fatal(res[0].Err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*.eml"))
+	if len(files) != 1 {
+		t.Fatalf("outbox holds %v", files)
+	}
+	b, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := mail.ReadMessage(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject, err := new(mime.WordDecoder).DecodeHeader(m.Header.Get("Subject"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(subject, "Your account is locked") {
+		t.Errorf("the mail client reads the first name as other text: Subject %q", subject)
+	}
+	if want := "=\u200b?utf-8?b?WW91ciBhY2NvdW50IGlzIGxvY2tlZA==\u200b?=, your cart is waiting"; subject != want {
+		t.Errorf("Subject decodes to %q, want %q", subject, want)
 	}
 }

@@ -551,7 +551,7 @@ func (t *Templates) Render(id, locale string, data Data) (*Rendered, error) {
 	if r.Subject, err = exec("subject", v.subject.Execute); err != nil {
 		return nil, err
 	}
-	r.Subject = oneLine(r.Subject)
+	r.Subject = neutralizeEncodedWords(oneLine(r.Subject))
 	if v.preheader != nil {
 		if r.Preheader, err = exec("preheader", v.preheader.Execute); err != nil {
 			return nil, err
@@ -573,6 +573,15 @@ func (t *Templates) Render(id, locale string, data Data) (*Rendered, error) {
 // oneLine folds white space runs, new lines included, into single spaces:
 // a subject is one header line.
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// neutralizeEncodedWords keeps text that looks like an RFC 2047 encoded
+// word ("=?utf-8?b?...?=", from a first_name, say) from being decoded by
+// mail clients into other text: a zero-width space after each "=" of "=?"
+// breaks the syntax, and, being non-ASCII, makes the header be encoded as
+// a whole, so the reader sees the characters that were sent.
+func neutralizeEncodedWords(s string) string {
+	return strings.ReplaceAll(s, "=?", "=\u200b?")
+}
 
 // insertPreheader puts the preview text, hidden, right after <body>
 // (at the start when the document has no body tag).

@@ -1,13 +1,18 @@
 package email
 
 import (
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,6 +25,22 @@ import (
 // malformed, signed with another secret, tampered with, or of the wrong
 // kind for the route. The HTTP layer answers 404 to it.
 var ErrInvalidToken = errors.New("invalid tracking token")
+
+// ErrExpiredToken is wrapped when a valid open or click token is older
+// than the tracker's LinkTTL: it records nothing and redirects nowhere.
+var ErrExpiredToken = errors.New("expired tracking link")
+
+// ErrHostNotAllowed is wrapped when a click token's URL is on a host the
+// tracker no longer allows (LinkHosts changed since the mail was sent).
+var ErrHostNotAllowed = errors.New("link host not allowed")
+
+// DefaultLinkTTL is how long open and click links work after the mail
+// is rendered; unsubscribe links never expire.
+const DefaultLinkTTL = 180 * 24 * time.Hour
+
+// RemovedLink replaces, in mail, a link to a host the tracker does not
+// allow (a URL an event carried, say).
+const RemovedLink = "[link removed]"
 
 // Token kinds, and the path of each under the tracker's base URL.
 const (
@@ -42,6 +63,9 @@ const maxTokenLen = 8 << 10
 
 // macContext separates these MACs from any other use of the same secret.
 const macContext = "cartera/email/track/v1\x00"
+
+// sealContext derives the key that encrypts tokens (v2) from the secret.
+const sealContext = "cartera/email/track/v2/seal\x00"
 
 // MessageInfo says which mail a tracking link belongs to.
 type MessageInfo struct {
@@ -73,18 +97,29 @@ type payload struct {
 }
 
 // Tracker signs and checks the links of tracked mail: the open pixel,
-// link clicks and unsubscribe. A token is base64url(JSON payload) "."
-// base64url(HMAC-SHA256), so the HTTP layer needs no storage to serve
-// them, and a click redirects only to the URL signed into its token (no
-// open redirect).
+// link clicks and unsubscribe. A token is the payload sealed with
+// AES-256-GCM under a key derived from Secret, base64url-encoded: opaque
+// (it shows no profile id or message key) and tamper-proof, so the HTTP
+// layer needs no storage to serve it. A click redirects only to the URL
+// sealed into its token, and only to an allowed host (no open redirect,
+// no phishing through a URL an event carried). Tokens of the earlier
+// signed form (payload.signature) are still read.
 type Tracker struct {
-	// Secret keys the HMAC; at least 16 bytes. Changing it breaks every
+	// Secret keys the tokens; at least 16 bytes. Changing it breaks every
 	// link in mail already sent.
 	Secret []byte
 	// BaseURL is the public base of the tracking routes
 	// ("https://cartera.example.com"); an https base makes the unsubscribe
 	// header one-click (RFC 8058).
 	BaseURL string
+	// LinkHosts are the hosts mail may link to and clicks may redirect
+	// to: "shop.example" (that host) or "*.shop.example" (its subdomains
+	// too). BaseURL's host is always allowed. A link to any other host is
+	// replaced by RemovedLink in both parts of the mail.
+	LinkHosts []string
+	// LinkTTL is how long open and click links work; 0 means
+	// DefaultLinkTTL. Unsubscribe links never expire.
+	LinkTTL time.Duration
 	// Now stamps tokens; nil means time.Now.
 	Now func() time.Time
 }
@@ -98,7 +133,41 @@ func (t *Tracker) Validate() error {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("tracker: base URL: want an absolute http(s) URL, got %q", t.BaseURL)
 	}
+	for i, h := range t.LinkHosts {
+		if bare := strings.TrimPrefix(h, "*."); bare == "" || strings.ContainsAny(bare, "/:*@ ") || bare != strings.ToLower(bare) {
+			return fmt.Errorf("tracker: link_hosts[%d]: want a lower-case host name such as shop.example or *.shop.example, got %q", i, h)
+		}
+	}
+	if t.LinkTTL < 0 {
+		return fmt.Errorf("tracker: link_ttl: want a positive duration, got %s", t.LinkTTL)
+	}
 	return nil
+}
+
+// Allowed reports whether mail may link to u: an http(s) URL on BaseURL's
+// host or one of LinkHosts.
+func (t *Tracker) Allowed(u string) bool {
+	p, err := url.Parse(u)
+	if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || p.User != nil {
+		return false
+	}
+	host := strings.ToLower(p.Hostname())
+	if b, err := url.Parse(t.BaseURL); err == nil && strings.EqualFold(b.Hostname(), host) {
+		return true
+	}
+	return slices.ContainsFunc(t.LinkHosts, func(h string) bool {
+		if sub, ok := strings.CutPrefix(h, "*."); ok {
+			return host == sub || strings.HasSuffix(host, "."+sub)
+		}
+		return host == h
+	})
+}
+
+func (t *Tracker) ttl() time.Duration {
+	if t.LinkTTL > 0 {
+		return t.LinkTTL
+	}
+	return DefaultLinkTTL
 }
 
 // OpenURL is the URL of the open pixel for a message.
@@ -130,8 +199,27 @@ func (t *Tracker) sign(m MessageInfo, kind, target string) string {
 	if err != nil {
 		panic(err) // only strings and an int: cannot fail
 	}
-	p := base64.RawURLEncoding.EncodeToString(b)
-	return p + "." + base64.RawURLEncoding.EncodeToString(t.mac(p))
+	aead := t.aead()
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(b)+aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return base64.RawURLEncoding.EncodeToString(aead.Seal(nonce, nonce, b, []byte(macContext)))
+}
+
+// aead is AES-256-GCM under a key derived from the secret.
+func (t *Tracker) aead() cipher.AEAD {
+	h := hmac.New(sha256.New, t.Secret)
+	h.Write([]byte(sealContext))
+	block, err := aes.NewCipher(h.Sum(nil))
+	if err != nil {
+		panic(err) // a 32-byte key: cannot fail
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		panic(err)
+	}
+	return aead
 }
 
 func (t *Tracker) mac(encodedPayload string) []byte {
@@ -141,8 +229,9 @@ func (t *Tracker) mac(encodedPayload string) []byte {
 	return h.Sum(nil)
 }
 
-// Parse checks a token's signature (in constant time) and returns what it
-// says. Any failure wraps ErrInvalidToken.
+// Parse checks a token (in constant time) and returns what it says. Any
+// failure wraps ErrInvalidToken. Parse does not look at the token's age or
+// its URL's host: Open, Click and Unsubscribe do.
 func (t *Tracker) Parse(token string) (*TokenInfo, error) {
 	bad := func(why string) error { return fmt.Errorf("parse token: %w: %s", ErrInvalidToken, why) }
 	if len(t.Secret) == 0 {
@@ -151,22 +240,34 @@ func (t *Tracker) Parse(token string) (*TokenInfo, error) {
 	if len(token) > maxTokenLen {
 		return nil, bad("too long")
 	}
-	p, sig, ok := strings.Cut(token, ".")
-	if !ok || p == "" || sig == "" || strings.Contains(sig, ".") {
-		return nil, bad("want payload.signature")
-	}
-	// Strict: a signature has one encoding only, so no other string than
-	// the one issued passes.
-	mac, err := base64.RawURLEncoding.Strict().DecodeString(sig)
-	if err != nil || len(mac) != sha256.Size {
-		return nil, bad("malformed signature")
-	}
-	if !hmac.Equal(mac, t.mac(p)) {
-		return nil, bad("signature does not match")
-	}
-	b, err := base64.RawURLEncoding.Strict().DecodeString(p)
-	if err != nil {
-		return nil, bad("malformed payload")
+	var b []byte
+	if p, sig, ok := strings.Cut(token, "."); ok {
+		// The signed form of earlier versions, still in mail sent then.
+		if p == "" || sig == "" || strings.Contains(sig, ".") {
+			return nil, bad("want payload.signature")
+		}
+		// Strict: a signature has one encoding only, so no other string
+		// than the one issued passes.
+		mac, err := base64.RawURLEncoding.Strict().DecodeString(sig)
+		if err != nil || len(mac) != sha256.Size {
+			return nil, bad("malformed signature")
+		}
+		if !hmac.Equal(mac, t.mac(p)) {
+			return nil, bad("signature does not match")
+		}
+		if b, err = base64.RawURLEncoding.Strict().DecodeString(p); err != nil {
+			return nil, bad("malformed payload")
+		}
+	} else {
+		sealed, err := base64.RawURLEncoding.Strict().DecodeString(token)
+		aead := t.aead()
+		if err != nil || len(sealed) < aead.NonceSize()+aead.Overhead() {
+			return nil, bad("malformed token")
+		}
+		n := aead.NonceSize()
+		if b, err = aead.Open(nil, sealed[:n], sealed[n:], []byte(macContext)); err != nil {
+			return nil, bad("does not open")
+		}
 	}
 	var pl payload
 	if err := json.Unmarshal(b, &pl); err != nil {
@@ -200,13 +301,42 @@ func (t *Tracker) parseKind(token, kind string) (*TokenInfo, error) {
 
 // Open checks the token of GET /t/o/<token>; the answer is PixelGIF
 // (image/gif, no caching) whatever the outcome, and on success the
-// HTTP layer records ti.Outcome() ("Email Opened").
-func (t *Tracker) Open(token string) (*TokenInfo, error) { return t.parseKind(token, KindOpen) }
+// HTTP layer records ti.Outcome() ("Email Opened"). A token older than
+// LinkTTL wraps ErrExpiredToken.
+func (t *Tracker) Open(token string) (*TokenInfo, error) {
+	ti, err := t.parseKind(token, KindOpen)
+	if err != nil {
+		return nil, err
+	}
+	return ti, t.fresh(ti)
+}
 
 // Click checks the token of GET /t/c/<token>; on success the HTTP layer
 // records ti.Outcome() ("Email Link Clicked") and redirects (302) to
-// ti.URL, the URL signed into the token.
-func (t *Tracker) Click(token string) (*TokenInfo, error) { return t.parseKind(token, KindClick) }
+// ti.URL, the URL sealed into the token. A token older than LinkTTL wraps
+// ErrExpiredToken, and one whose URL's host is no longer allowed wraps
+// ErrHostNotAllowed: neither records or redirects.
+func (t *Tracker) Click(token string) (*TokenInfo, error) {
+	ti, err := t.parseKind(token, KindClick)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.fresh(ti); err != nil {
+		return nil, err
+	}
+	if !t.Allowed(ti.URL) {
+		return nil, fmt.Errorf("click: %w", ErrHostNotAllowed)
+	}
+	return ti, nil
+}
+
+// fresh refuses a token older than the link lifetime.
+func (t *Tracker) fresh(ti *TokenInfo) error {
+	if t.now().Sub(ti.IssuedAt) > t.ttl() {
+		return fmt.Errorf("token issued %s: %w", ti.IssuedAt.Format(time.DateOnly), ErrExpiredToken)
+	}
+	return nil
+}
 
 // Unsubscribe checks the token of /t/u/<token>: GET shows a page with a
 // button that POSTs back; POST (the button, or a mail client's one-click
@@ -286,6 +416,12 @@ func (t *Tracker) Track(doc string, m MessageInfo) string {
 					if !isHTTPURL(href) || strings.HasPrefix(href, own) || href == unsub {
 						continue
 					}
+					if !t.Allowed(href) {
+						// Not a link of the shop's: it goes, the text stays.
+						tok.Attr = slices.Delete(tok.Attr, i, i+1)
+						changed = true
+						break
+					}
 					tok.Attr[i].Val = t.ClickURL(m, href)
 					changed = true
 				}
@@ -306,4 +442,28 @@ func (t *Tracker) Track(doc string, m MessageInfo) string {
 		out.WriteString(pixel)
 	}
 	return out.String()
+}
+
+// textURL finds the http(s) URLs of a plain-text part.
+var textURL = regexp.MustCompile(`https?://[^\s<>"']+`)
+
+// TrackText rewrites a rendered plain-text body as Track does the HTML:
+// each http(s) URL on an allowed host becomes a click URL (so a click from
+// a text-only mail client is seen too), the unsubscribe URL and the
+// tracker's own links stay, and a URL on any other host is replaced by
+// RemovedLink. Punctuation that ends a sentence stays outside the URL.
+func (t *Tracker) TrackText(text string, m MessageInfo) string {
+	unsub := t.UnsubscribeURL(m)
+	own := strings.TrimRight(t.BaseURL, "/") + "/t/"
+	return textURL.ReplaceAllStringFunc(text, func(u string) string {
+		trimmed := strings.TrimRight(u, ".,;:!?)]}")
+		tail := u[len(trimmed):]
+		switch {
+		case trimmed == unsub || strings.HasPrefix(trimmed, own):
+			return u
+		case !isHTTPURL(trimmed) || !t.Allowed(trimmed):
+			return RemovedLink + tail
+		}
+		return t.ClickURL(m, trimmed) + tail
+	})
 }

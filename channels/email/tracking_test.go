@@ -2,6 +2,9 @@ package email_test
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"image/gif"
 	"net/url"
@@ -18,9 +21,20 @@ import (
 func newTracker() *email.Tracker {
 	return &email.Tracker{
 		Secret:  []byte("0123456789abcdef0123456789abcdef"),
-		BaseURL: "https://cartera.example/",
-		Now:     func() time.Time { return time.Date(2026, 11, 20, 10, 35, 0, 0, time.UTC) },
+		BaseURL:   "https://cartera.example/",
+		LinkHosts: []string{"shop.example"},
+		Now:       func() time.Time { return time.Date(2026, 11, 20, 10, 35, 0, 0, time.UTC) },
 	}
+}
+
+// legacyToken is a token of the signed form earlier versions put in mail:
+// base64url(JSON) "." base64url(HMAC-SHA256).
+func legacyToken(secret []byte, payload string) string {
+	p := base64.RawURLEncoding.EncodeToString([]byte(payload))
+	h := hmac.New(sha256.New, secret)
+	h.Write([]byte("cartera/email/track/v1\x00"))
+	h.Write([]byte(p))
+	return p + "." + base64.RawURLEncoding.EncodeToString(h.Sum(nil))
 }
 
 var info = email.MessageInfo{ProfileID: "p1", Journey: "cart_abandonment", Step: "reminder", Template: "cart_reminder", Key: "cart_abandonment/v1/7/reminder/1"}
@@ -74,27 +88,31 @@ func TestTokensRejected(t *testing.T) {
 	tr := newTracker()
 	open := tokenOf(t, tr.OpenURL(info), email.OpenPath)
 	click := tokenOf(t, tr.ClickURL(info, "https://shop.example/"), email.ClickPath)
-	other := &email.Tracker{Secret: []byte("another secret, just as long...."), BaseURL: tr.BaseURL}
+	other := &email.Tracker{Secret: []byte("another secret, just as long...."), BaseURL: tr.BaseURL, LinkHosts: []string{"evil.example"}}
 	forged := tokenOf(t, other.ClickURL(info, "https://evil.example/"), email.ClickPath)
-	payload, sig, _ := strings.Cut(click, ".")
-	// Swapping the click's payload for one naming another URL keeps the
-	// old signature: rejected.
-	evilPayload, _, _ := strings.Cut(forged, ".")
+	// Tokens of the signed form earlier versions sent are still read,
+	// and checked as strictly.
+	legacy := legacyToken(tr.Secret, `{"p":"p1","k":"k1","t":"c","u":"https://shop.example/","at":1795000000}`)
+	payload, sig, _ := strings.Cut(legacy, ".")
+	evilPayload, _, _ := strings.Cut(legacyToken(other.Secret, `{"p":"p1","k":"k1","t":"c","u":"https://evil.example/","at":1795000000}`), ".")
 
 	for _, tc := range []struct {
 		name, token, want string
 		parse             func(string) (*email.TokenInfo, error)
 	}{
-		{"empty", "", "want payload.signature", tr.Parse},
-		{"no signature", payload, "want payload.signature", tr.Parse},
-		{"two dots", click + ".x", "want payload.signature", tr.Parse},
-		{"other secret", forged, "signature does not match", tr.Parse},
-		{"swapped payload", evilPayload + "." + sig, "signature does not match", tr.Parse},
-		{"short signature", payload + "." + sig[:20], "malformed signature", tr.Parse},
-		{"signature not base64", payload + "." + strings.Repeat("*", 43), "malformed signature", tr.Parse},
-		{"flipped payload byte", flip(click, 3), "", tr.Parse},
-		{"flipped last signature char", flip(click, len(click)-1), "", tr.Parse},
-		{"too long", strings.Repeat("a", 9000) + "." + sig, "too long", tr.Parse},
+		{"empty", "", "malformed token", tr.Parse},
+		{"other secret", forged, "does not open", tr.Parse},
+		{"truncated", click[:len(click)-10], "", tr.Parse},
+		{"one character", "A", "malformed token", tr.Parse},
+		{"not base64", strings.Repeat("*", 60), "malformed token", tr.Parse},
+		{"flipped first char", flip(click, 3), "", tr.Parse},
+		{"flipped last char", flip(click, len(click)-1), "", tr.Parse},
+		{"too long", strings.Repeat("a", 9000), "too long", tr.Parse},
+		{"legacy: no signature", payload + ".", "want payload.signature", tr.Parse},
+		{"legacy: two dots", legacy + ".x", "want payload.signature", tr.Parse},
+		{"legacy: swapped payload", evilPayload + "." + sig, "signature does not match", tr.Parse},
+		{"legacy: short signature", payload + "." + sig[:20], "malformed signature", tr.Parse},
+		{"legacy: signature not base64", payload + "." + strings.Repeat("*", 43), "malformed signature", tr.Parse},
 		{"open used as click", open, "not a click token", tr.Click},
 		{"click used as unsubscribe", click, "not an unsubscribe token", tr.Unsubscribe},
 		{"click used as open", click, "not an open token", tr.Open},
@@ -109,8 +127,154 @@ func TestTokensRejected(t *testing.T) {
 			}
 		})
 	}
+	if ti, err := tr.Parse(legacy); err != nil || ti.URL != "https://shop.example/" || ti.ProfileID != "p1" {
+		t.Errorf("a legacy token from mail already sent: %+v %v", ti, err)
+	}
 	if _, err := (&email.Tracker{}).Parse(click); err == nil {
 		t.Error("a tracker without a secret accepted a token")
+	}
+}
+
+// Tokens say nothing to whoever reads them: no profile id, message key or
+// URL in any encoding, and two tokens for the same link differ.
+func TestTokensAreOpaque(t *testing.T) {
+	tr := newTracker()
+	target := "https://shop.example/cart?id=c1"
+	a := tokenOf(t, tr.ClickURL(info, target), email.ClickPath)
+	b := tokenOf(t, tr.ClickURL(info, target), email.ClickPath)
+	if a == b {
+		t.Error("two tokens of one link are equal: they are not sealed with a fresh nonce")
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{info.ProfileID, info.Key, "shop.example", info.Journey, `"p":`} {
+		for _, form := range []string{secret, base64.RawURLEncoding.EncodeToString([]byte(secret)), base64.StdEncoding.EncodeToString([]byte(secret))} {
+			if len(form) > 3 && (strings.Contains(a, form) || bytes.Contains(raw, []byte(form))) {
+				t.Errorf("the token shows %q (as %q)", secret, form)
+			}
+		}
+	}
+}
+
+// Open and click links expire; unsubscribe links never do.
+func TestLinksExpire(t *testing.T) {
+	now := time.Date(2026, 11, 20, 10, 35, 0, 0, time.UTC)
+	tr := newTracker()
+	tr.LinkTTL = 30 * 24 * time.Hour
+	tr.Now = func() time.Time { return now }
+	open := tokenOf(t, tr.OpenURL(info), email.OpenPath)
+	click := tokenOf(t, tr.ClickURL(info, "https://shop.example/"), email.ClickPath)
+	unsub := tokenOf(t, tr.UnsubscribeURL(info), email.UnsubscribePath)
+
+	now = now.Add(30 * 24 * time.Hour)
+	if _, err := tr.Open(open); err != nil {
+		t.Errorf("open on its last day: %v", err)
+	}
+	if _, err := tr.Click(click); err != nil {
+		t.Errorf("click on its last day: %v", err)
+	}
+	now = now.Add(time.Second)
+	if _, err := tr.Open(open); !errors.Is(err, email.ErrExpiredToken) {
+		t.Errorf("open after its lifetime: %v, want ErrExpiredToken", err)
+	}
+	if _, err := tr.Click(click); !errors.Is(err, email.ErrExpiredToken) {
+		t.Errorf("click after its lifetime: %v, want ErrExpiredToken", err)
+	}
+	now = now.Add(10 * 365 * 24 * time.Hour)
+	if _, err := tr.Unsubscribe(unsub); err != nil {
+		t.Errorf("unsubscribe ten years on: %v", err)
+	}
+	// The default lifetime applies when none is set.
+	tr.LinkTTL = 0
+	tr.Now = func() time.Time { return time.Date(2026, 11, 20, 10, 35, 0, 0, time.UTC).Add(email.DefaultLinkTTL + time.Hour) }
+	if _, err := tr.Click(click); !errors.Is(err, email.ErrExpiredToken) {
+		t.Errorf("click past the default lifetime: %v", err)
+	}
+}
+
+// Mail links to, and clicks redirect to, the shop's hosts only.
+func TestLinkHosts(t *testing.T) {
+	tr := newTracker()
+	tr.LinkHosts = []string{"shop.example", "*.shoes.example"}
+	for u, want := range map[string]bool{
+		"https://shop.example/p/1":          true,
+		"http://SHOP.example/p/1":           true,
+		"https://www.shop.example/":         false,
+		"https://shoes.example/":            true,
+		"https://m.shoes.example/x":         true,
+		"https://evil.example/login":        false,
+		"https://shop.example.evil.example": false,
+		"https://evilshoes.example/":        false,
+		"https://user@shop.example/":        false,
+		"https://cartera.example/wallet/x":  true, // the tracker's own host
+		"javascript:alert(1)":               false,
+		"ftp://shop.example/":               false,
+	} {
+		if got := tr.Allowed(u); got != want {
+			t.Errorf("Allowed(%q) = %v, want %v", u, got, want)
+		}
+	}
+	// A token sealed when a host was allowed redirects nowhere once it is
+	// not (the allow-list is checked at the click too).
+	click := tokenOf(t, tr.ClickURL(info, "https://m.shoes.example/x"), email.ClickPath)
+	tr.LinkHosts = []string{"shop.example"}
+	if _, err := tr.Click(click); !errors.Is(err, email.ErrHostNotAllowed) {
+		t.Errorf("click to a host no longer allowed: %v", err)
+	}
+	for _, tc := range []struct {
+		tr   email.Tracker
+		want string
+	}{
+		{email.Tracker{Secret: bytes.Repeat([]byte("s"), 16), BaseURL: "https://x.example", LinkHosts: []string{"https://shop.example"}}, "link_hosts[0]"},
+		{email.Tracker{Secret: bytes.Repeat([]byte("s"), 16), BaseURL: "https://x.example", LinkHosts: []string{"shop.example", "*."}}, "link_hosts[1]"},
+		{email.Tracker{Secret: bytes.Repeat([]byte("s"), 16), BaseURL: "https://x.example", LinkHosts: []string{"Shop.Example"}}, "lower-case"},
+	} {
+		if err := tc.tr.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%v) = %v, want %q", tc.tr.LinkHosts, err, tc.want)
+		}
+	}
+}
+
+// A link to a host that is not the shop's leaves the mail, in the HTML
+// and in the text part; the text part's allowed links are tracked too.
+func TestLinksOutsideTheShopAreRemoved(t *testing.T) {
+	tr := newTracker()
+	doc := `<p><a href="https://evil.example/login" style="x">Your account is locked - verify now</a> <a href="https://shop.example/p/1">Shop</a></p>`
+	out := tr.Track(doc, info)
+	if strings.Contains(out, "evil.example") {
+		t.Errorf("the HTML still links to evil.example:\n%s", out)
+	}
+	if !strings.Contains(out, `<a style="x">Your account is locked - verify now</a>`) {
+		t.Errorf("the text of the removed link is gone too:\n%s", out)
+	}
+	if strings.Count(out, "https://cartera.example/t/c/") != 1 {
+		t.Errorf("want one tracked shop link:\n%s", out)
+	}
+
+	unsub := tr.UnsubscribeURL(info)
+	text := "Back to your cart: https://shop.example/cart?id=c1.\nVerify: https://evil.example/login, now!\n(see https://shop.example/help)\nUnsubscribe: " + unsub + "\nAlready: https://cartera.example/t/c/x\n"
+	got := tr.TrackText(text, info)
+	if strings.Contains(got, "evil.example") || !strings.Contains(got, "Verify: [link removed], now!") {
+		t.Errorf("the text part keeps a link outside the shop:\n%s", got)
+	}
+	if !strings.Contains(got, "Unsubscribe: "+unsub+"\n") || !strings.Contains(got, "Already: https://cartera.example/t/c/x\n") {
+		t.Errorf("the unsubscribe or tracker link changed:\n%s", got)
+	}
+	var urls []string
+	for _, m := range regexp.MustCompile(`https://cartera\.example/t/c/([A-Za-z0-9_-]{20,})`).FindAllStringSubmatch(got, -1) {
+		ti, err := tr.Click(m[1])
+		if err != nil {
+			t.Fatalf("text link %s: %v", m[0], err)
+		}
+		urls = append(urls, ti.URL)
+	}
+	if strings.Join(urls, " ") != "https://shop.example/cart?id=c1 https://shop.example/help" {
+		t.Errorf("text links go to %v, want the cart and help pages (punctuation outside)", urls)
+	}
+	if !strings.Contains(got, "(see https://cartera.example/t/c/") || !strings.Contains(got, ")\nUnsubscribe") {
+		t.Errorf("punctuation around a link moved:\n%s", got)
 	}
 }
 
@@ -240,6 +404,7 @@ func FuzzParse(f *testing.F) {
 	f.Add("e30.", uint(0), byte(0))
 	f.Add("..", uint(1), byte(0))
 	f.Add("eyJ0IjoiYyJ9.AAAA", uint(5), byte(0xff))
+	f.Add(legacyToken(tr.Secret, `{"p":"p1","k":"k1","t":"c","u":"https://shop.example/","at":1}`), uint(3), byte(0))
 	valid := tokenOf(f, tr.ClickURL(info, "https://shop.example/x"), email.ClickPath)
 	f.Fuzz(func(t *testing.T, token string, at uint, xor byte) {
 		// Anything at all: no panic, and what passes is well formed.

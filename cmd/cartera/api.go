@@ -662,6 +662,9 @@ func (a *api) trackClick(c *fiber.Ctx) error {
 		return err
 	}
 	ti, err := tr.Click(c.Params("token"))
+	if errors.Is(err, email.ErrExpiredToken) {
+		return &httpError{fiber.StatusGone, "this link has expired"}
+	}
 	if err != nil {
 		return &httpError{fiber.StatusNotFound, "unknown link"}
 	}

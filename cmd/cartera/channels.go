@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +28,7 @@ import (
 	"cartera/journeys"
 	"cartera/profiles"
 	"cartera/rules"
+	walletgoogle "cartera/wallet/google"
 )
 
 // ChannelsConfig sets up delivery. Secrets can come from the environment
@@ -41,6 +44,14 @@ type ChannelsConfig struct {
 		Templates         string            `yaml:"templates"`
 		DefaultLocale     string            `yaml:"default_locale"`
 		Links             map[string]string `yaml:"links"`
+		// LinkHosts are the hosts mail may link to and clicks redirect to
+		// ("shoes.example", "*.shoes.example"), beside the public URL's, the
+		// hosts of Links and, with Google Wallet, pay.google.com. A link to
+		// any other host (a URL an event carried, say) leaves the mail.
+		LinkHosts []string `yaml:"link_hosts"`
+		// LinkTTL is how long open and click links work (default 180 days);
+		// unsubscribe links never expire.
+		LinkTTL time.Duration `yaml:"link_ttl"`
 		// SMTPCAFile is a PEM file of the CA that signs the relay's
 		// certificate, for a relay on a private CA (CARTERA_SMTP_CA_FILE);
 		// empty: the system roots. Relative to the config file.
@@ -135,7 +146,11 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 	if err != nil {
 		return err
 	}
-	d := &delivery{outbox: ob, tracker: &email.Tracker{Secret: secret, BaseURL: cfg.PublicURL, Now: now}, audiences: map[string][]string{}}
+	tracker := &email.Tracker{Secret: secret, BaseURL: cfg.PublicURL, LinkHosts: linkHosts(cfg), LinkTTL: cfg.Channels.Email.LinkTTL, Now: now}
+	if err := tracker.Validate(); err != nil {
+		return fmt.Errorf("channels.email: %w", err)
+	}
+	d := &delivery{outbox: ob, tracker: tracker, audiences: map[string][]string{}}
 	register := func(dest channels.Destination, def channels.DestinationConfig) error {
 		if o, ok := cfg.Channels.Delivery[dest.Name()]; ok {
 			def = overlayDelivery(def, o)
@@ -501,4 +516,23 @@ func (s outcomeSink) Record(ctx context.Context, m *channels.Message, outcomes [
 // logAction is the delivery of actions no destination takes yet.
 func logAction(log *slog.Logger, act journeys.Action) {
 	log.Info("journey action", "journey", act.Journey, "step", act.Step, "action", act.Action, "channel", act.Channel, "profile", act.Profile, "key", act.Key)
+}
+
+// linkHosts are the hosts mail may link to: those the config names, the
+// hosts of its named links, and Google Wallet's save links when passes
+// go to Google Wallet.
+func linkHosts(cfg *Config) []string {
+	hosts := slices.Clone(cfg.Channels.Email.LinkHosts)
+	for _, l := range cfg.Channels.Email.Links {
+		if u, err := url.Parse(l); err == nil && u.Hostname() != "" {
+			hosts = append(hosts, strings.ToLower(u.Hostname()))
+		}
+	}
+	if cfg.Wallet.Google.IssuerID != "" {
+		if u, err := url.Parse(walletgoogle.SaveURLPrefix); err == nil {
+			hosts = append(hosts, u.Hostname())
+		}
+	}
+	slices.Sort(hosts)
+	return slices.Compact(hosts)
 }
