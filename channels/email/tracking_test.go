@@ -20,7 +20,7 @@ import (
 
 func newTracker() *email.Tracker {
 	return &email.Tracker{
-		Secret:  []byte("0123456789abcdef0123456789abcdef"),
+		Secret:    []byte("0123456789abcdef0123456789abcdef"),
 		BaseURL:   "https://cartera.example/",
 		LinkHosts: []string{"shop.example"},
 		Now:       func() time.Time { return time.Date(2026, 11, 20, 10, 35, 0, 0, time.UTC) },
@@ -188,7 +188,9 @@ func TestLinksExpire(t *testing.T) {
 	}
 	// The default lifetime applies when none is set.
 	tr.LinkTTL = 0
-	tr.Now = func() time.Time { return time.Date(2026, 11, 20, 10, 35, 0, 0, time.UTC).Add(email.DefaultLinkTTL + time.Hour) }
+	tr.Now = func() time.Time {
+		return time.Date(2026, 11, 20, 10, 35, 0, 0, time.UTC).Add(email.DefaultLinkTTL + time.Hour)
+	}
 	if _, err := tr.Click(click); !errors.Is(err, email.ErrExpiredToken) {
 		t.Errorf("click past the default lifetime: %v", err)
 	}
