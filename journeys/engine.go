@@ -27,7 +27,9 @@ import (
 //	sidecar "a" 0x00 journey id 0x00 instance key of a profile (profiles.Sidecars: beside the profile's record)
 //	                   → instance id (8-byte big-endian), then the version it runs (older entries hold the id
 //	                   only): one live instance each; earlier versions kept these in a bucket journey_active
-//	journey_timers     due (8-byte big-endian unix nanos) | instance id (8) → timer kind ("i" step, "s" schedule) and journey id
+//	journey_timers     due (8-byte big-endian unix nanos) | instance id (8) → timer kind ("i" step, "s" schedule, "d" delayed
+//	                   send) and, for "s", the journey id; for "d", when the send was first held (8-byte unix nanos)
+//	                   and whether the instance had converted then (1 byte)
 //	sidecar "e" 0x00 journey id of a profile → entry history (re-entry, cooldown): codec.Format1 binary, JSON from
 //	                   earlier versions; earlier versions kept these in a bucket journey_entries
 //	journey_counts     journey id 0x00 step id 0x00 counter → 8-byte big-endian count
@@ -60,6 +62,9 @@ const (
 	ActGoal           = "goal"
 	ActExit           = "exit"
 	ActSuppressed     = "suppressed"
+	// ActDelayed is a send that quiet hours or a frequency cap hold back
+	// until detail "until"; then it is a send or suppressed.
+	ActDelayed = "delayed"
 )
 
 // Action is one thing a journey did, as simulate prints it and the outbox
@@ -958,16 +963,7 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 	input := &rules.Input{Profile: pv, Trigger: in.Trigger.view(), Now: r.now}
 	switch s.Kind {
 	case StepSend:
-		if reason := r.policy(p, pv, j, s.Channel); reason != "" {
-			r.count(j.ID, s.ID, "suppressed", 1)
-			r.act(in, s.ID, ActSuppressed, s.Channel, map[string]any{"template": s.Template, "reason": reason})
-			return s.Next, false, nil
-		}
-		if err := r.recordSend(p.ID, s.Channel, j.ID); err != nil {
-			return "", false, err
-		}
-		r.count(j.ID, s.ID, "sent", 1)
-		return s.Next, false, r.outbox(in, s.ID, ActSend, s.Channel, map[string]any{"template": s.Template})
+		return r.send(p, pv, j, in, s, time.Time{})
 	case StepWait:
 		due := r.now.Add(s.Wait)
 		if s.WaitUntil != "" {
@@ -1086,21 +1082,22 @@ func (r *run) consent(pv *rules.ProfileView, channel string) string {
 }
 
 // policy applies consent, quiet hours, suppressions, priorities and caps
-// to a send; it returns why the send is held back, or "".
-func (r *run) policy(p *profiles.Profile, pv *rules.ProfileView, j *Journey, channel string) string {
+// to a send; it returns why the send is held back (a zero hold: it may go).
+func (r *run) policy(p *profiles.Profile, pv *rules.ProfileView, j *Journey, channel string) hold {
 	pol := r.set.Policy
 	if reason := r.consent(pv, channel); reason != "" {
-		return reason
+		return hold{reason: reason}
 	}
 	if j.Category == "transactional" {
-		return ""
+		return hold{}
 	}
-	if pol.Quiet.holds(channel, r.now.In(pol.location(pv.Traits))) {
-		return fmt.Sprintf("quiet_hours: %s-%s", pol.Quiet.Start, pol.Quiet.End)
+	if loc := pol.location(pv.Traits); pol.Quiet.holds(channel, r.now.In(loc)) {
+		return hold{reason: fmt.Sprintf("quiet_hours: %s-%s", pol.Quiet.Start, pol.Quiet.End), kind: holdQuiet,
+			until: pol.Quiet.release(r.now, loc, p.ID)}
 	}
 	for _, s := range pol.Suppress {
 		if r.eval(s.When, &rules.Input{Profile: pv, Now: r.now}) {
-			return "suppression: " + s.Name
+			return hold{reason: "suppression: " + s.Name}
 		}
 	}
 	sends := r.tx.Bucket(bucketSends).Cursor()
@@ -1109,7 +1106,7 @@ func (r *run) policy(p *profiles.Profile, pv *rules.ProfileView, j *Journey, cha
 			continue
 		}
 		if n := r.sendsSince(sends, p.ID, c.Channel, r.now.Add(-c.Per), nil); n >= c.Max {
-			return "frequency_cap: " + c.String()
+			return hold{reason: "frequency_cap: " + c.String(), kind: holdCap, until: r.capRelease(sends, p.ID, c)}
 		}
 	}
 	if pol.PriorityWindow > 0 {
@@ -1118,10 +1115,10 @@ func (r *run) policy(p *profiles.Profile, pv *rules.ProfileView, j *Journey, cha
 			return oj != nil && oj.ID != j.ID && oj.Priority > j.Priority
 		}
 		if n := r.sendsSince(sends, p.ID, channel, r.now.Add(-pol.PriorityWindow), higher); n > 0 {
-			return "priority: a journey of higher priority sent on " + channel
+			return hold{reason: "priority: a journey of higher priority sent on " + channel}
 		}
 	}
-	return ""
+	return hold{}
 }
 
 // sendsSince counts a person's sends on a channel ("any": all) after since,
@@ -1333,7 +1330,7 @@ func (e *Engine) FireDue(ctx context.Context, st *profiles.Store, now time.Time,
 				}
 				continue
 			}
-			if err := r.fire(k); err != nil {
+			if err := r.fire(k, v); err != nil {
 				return err
 			}
 		}
@@ -1348,8 +1345,9 @@ func (e *Engine) FireDue(ctx context.Context, st *profiles.Store, now time.Time,
 	return n, nil
 }
 
-// fire moves an instance past the wait its timer ended.
-func (r *run) fire(k []byte) error {
+// fire moves an instance past the wait its timer ended, or releases the
+// send it delayed (v, the timer's value, says which).
+func (r *run) fire(k, v []byte) error {
 	in, err := r.load(binary.BigEndian.Uint64(k[8:]))
 	if err != nil {
 		r.e.log.Error("journey timer without instance", "err", err)
@@ -1377,6 +1375,8 @@ func (r *run) fire(k []byte) error {
 	s := j.Step(in.Step)
 	next := ""
 	switch {
+	case s != nil && s.Kind == StepSend && isDelay(v):
+		return r.release(p, j, in, s, v)
 	case s == nil:
 	case s.Kind == StepWaitFor:
 		next = s.OnTimeout

@@ -1033,11 +1033,13 @@ func TestPolicy(t *testing.T) {
 		}
 	})
 	t.Run("quiet hours in the profile's timezone", func(t *testing.T) {
+		// Skipped, not delayed (delay_test.go delays them).
 		pol := `
 policies:
   timezone: UTC
   consent_required: []
   quiet_hours: {start: "21:00", end: "09:00", channels: [email]}
+  on_quiet_hours: skip
 `
 		trans := strings.Replace(strings.Replace(policyJourney, "id: promo", "id: receipt\ncategory: transactional", 1), "Product Added", "Order Completed", 1)
 		h := newHarness(t, pol, map[string]string{"promo.yaml": policyJourney, "receipt.yaml": trans})
