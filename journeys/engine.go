@@ -88,30 +88,6 @@ type Action struct {
 	Trigger map[string]any `json:"trigger,omitempty"`
 }
 
-// Identifiers are what ad platforms match people on.
-type Identifiers struct {
-	Emails []string `json:"emails,omitempty"`
-	Phones []string `json:"phones,omitempty"`
-}
-
-// identifiersOf reads a profile's emails and phones within the transaction.
-func (r *run) identifiersOf(profileID string) *Identifiers {
-	p, err := profiles.ReadProfile(r.tx, profileID)
-	if err != nil {
-		return nil
-	}
-	ids := &Identifiers{}
-	for _, id := range p.Identities {
-		switch id.Kind {
-		case profiles.KindEmail:
-			ids.Emails = append(ids.Emails, id.Value)
-		case profiles.KindPhone:
-			ids.Phones = append(ids.Phones, id.Value)
-		}
-	}
-	return ids
-}
-
 // Instance is one run of a journey for one profile (and key).
 type Instance struct {
 	ID        uint64         `json:"id"`
@@ -417,6 +393,9 @@ type run struct {
 	// memo holds the trigger conditions evaluated for the current event,
 	// by source.
 	memo map[string]bool
+	// people are the profiles this run was handed, as the commit holds
+	// them (see identifiersOf).
+	people map[string]*profiles.Profile
 }
 
 // latency is one observation for the engine's latency histograms.
@@ -484,6 +463,7 @@ func (r *run) Done(committed bool) {
 // Merged implements profiles.TxProcessor: the merged-away profile's live
 // instances move to the survivor unless it runs the same journey already.
 func (r *run) Merged(survivor *profiles.Profile, loserID string) error {
+	r.hold(survivor)
 	insts, err := r.activeOf(loserID)
 	if err != nil {
 		return err
@@ -600,6 +580,7 @@ func withPrefix(b *bbolt.Bucket, prefix []byte) [][2][]byte {
 // the ad audiences journeys added them to are left.
 func (r *run) Erased(p *profiles.Profile) error {
 	r.now = r.e.clock.Now()
+	r.hold(p)
 	insts, err := r.activeOf(p.ID)
 	if err != nil {
 		return err
@@ -722,6 +703,7 @@ func (r *run) eval(prg *rules.Program, in *rules.Input) bool {
 // the event first (exit_when, goal, wait_for), then triggers start new ones.
 func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event, error) {
 	r.now = r.e.clock.Now()
+	r.hold(p)
 	if ev.Source != profiles.SourceCartera {
 		r.received = ev.ReceivedAt
 	}
@@ -924,6 +906,7 @@ const maxStepsPerRun = 100
 
 // advance runs an instance from a step until it waits or ends.
 func (r *run) advance(p *profiles.Profile, j *Journey, in *Instance, stepID string) error {
+	r.hold(p)
 	for range maxStepsPerRun {
 		if stepID == "" {
 			return r.finish(in, "completed", false)
@@ -998,6 +981,11 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 				r.act(in, s.ID, ActSuppressed, "audience", map[string]any{"audience": s.Add, "reason": reason})
 				return s.Next, false, nil
 			}
+			if r.identifiersOf(p.ID) == nil {
+				r.count(j.ID, s.ID, "suppressed", 1)
+				r.act(in, s.ID, ActSuppressed, "audience", map[string]any{"audience": s.Add, "reason": ReasonNoIdentifiers})
+				return s.Next, false, nil
+			}
 			if err := r.tx.Bucket(bucketAdMembers).Put([]byte(s.Add+"\x00"+p.ID), []byte(j.ID)); err != nil {
 				return "", false, err
 			}
@@ -1016,6 +1004,11 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 		}
 		if err := ads.Delete(member); err != nil {
 			return "", false, err
+		}
+		if r.identifiersOf(p.ID) == nil {
+			r.count(j.ID, s.ID, "suppressed", 1)
+			r.act(in, s.ID, ActSuppressed, "audience", map[string]any{"audience": s.Remove, "reason": ReasonNoIdentifiers})
+			return s.Next, false, nil
 		}
 		r.count(j.ID, s.ID, "sent", 1)
 		return s.Next, false, r.outbox(in, s.ID, ActAudienceRemove, "audience", map[string]any{"audience": s.Remove})
@@ -1212,6 +1205,10 @@ func (r *run) finish(in *Instance, reason string, removeAudiences bool) error {
 				in.Steps = map[string]int{}
 			}
 			in.Steps["exit:"+a]++
+			if r.identifiersOf(in.ProfileID) == nil {
+				r.act(in, in.Step, ActSuppressed, "audience", map[string]any{"audience": a, "reason": ReasonNoIdentifiers})
+				continue
+			}
 			if err := r.outbox(in, "exit:"+a, ActAudienceRemove, "audience", map[string]any{"audience": a, "reason": reason}); err != nil {
 				return err
 			}

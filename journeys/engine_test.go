@@ -209,6 +209,13 @@ func (h *harness) ingest(e *profiles.Event) profiles.Result {
 	return res[0]
 }
 
+// withEmail gives userId who an email (who@example.com), which ad
+// audiences match on, and returns the profile id.
+func (h *harness) withEmail(who string) string {
+	h.t.Helper()
+	return h.identify(who, map[string]any{"email": who + "@example.com"})
+}
+
 // track sends a track event of userId who and returns the profile id.
 func (h *harness) track(who, event string, props map[string]any) string {
 	h.t.Helper()
@@ -600,6 +607,7 @@ func TestExitWhenRemovesAudiences(t *testing.T) {
 	} {
 		t.Run(tc.step, func(t *testing.T) {
 			h := newHarness(t, openPolicy, map[string]string{"retarget.yaml": retargetJourney})
+			h.withEmail("ana")
 			pid := h.track("ana", "Product Added", map[string]any{"cart_id": "c1"})
 			add := only(t, "audience add", h.drain())
 			if add.Action != ActAudienceAdd || add.Detail["audience"] != "retargeting" || add.Channel != "audience" {
@@ -1132,6 +1140,7 @@ func TestMerge(t *testing.T) {
 
 	anon := h.ingest(&profiles.Event{Type: profiles.TypeTrack, AnonymousID: "anon-1", Event: "Product Added"}).ProfileID
 	h.clock.Advance(time.Minute)
+	h.withEmail("ana")
 	known := h.track("ana", "Product Added", nil)
 	h.track("ana", "Product Viewed", nil)
 	h.track("ana", "Signed Up", nil)
@@ -1205,6 +1214,7 @@ func TestMergeMovesAdAudience(t *testing.T) {
 	h := newHarness(t, openPolicy, map[string]string{"retarget.yaml": retargetJourney})
 	anon := h.ingest(&profiles.Event{Type: profiles.TypeTrack, AnonymousID: "anon-1", Event: "Product Viewed"}).ProfileID
 	h.clock.Advance(time.Minute)
+	h.withEmail("ana")
 	known := h.track("ana", "Product Added", nil)
 	if a := only(t, "audience add", h.drain()); a.Profile != known || a.Action != ActAudienceAdd {
 		t.Fatalf("add = %+v", a)
@@ -1249,6 +1259,7 @@ steps:
 	h := newHarness(t, openPolicy, map[string]string{"window.yaml": src})
 	anon := h.ingest(&profiles.Event{Type: profiles.TypeTrack, AnonymousID: "anon-1", Event: "Product Viewed"}).ProfileID
 	h.clock.Advance(time.Minute)
+	h.withEmail("ana")
 	h.track("ana", "Product Added", nil)
 	h.drain()
 	h.clock.Advance(time.Minute)
@@ -1287,6 +1298,9 @@ func TestMergeKeepsFrequencyCap(t *testing.T) {
 // ad audiences journeys added them to, and no timer of theirs fires later.
 func TestErase(t *testing.T) {
 	h := newHarness(t, openPolicy, map[string]string{"retarget.yaml": retargetJourney, "reminder.yaml": reminderJourney})
+	// Emails, so that the ad audiences can match them.
+	h.withEmail("ana")
+	h.withEmail("bea")
 	pid := h.track("ana", "Product Added", map[string]any{"cart_id": "c1"})
 	keep := h.track("bea", "Product Added", nil)
 	h.drain()
@@ -1312,8 +1326,9 @@ func TestErase(t *testing.T) {
 		}
 	}
 	rm := only(t, "audience remove", h.drain())
-	if rm.Action != ActAudienceRemove || rm.Detail["audience"] != "retargeting" || rm.Profile != pid {
-		t.Errorf("erase delivered %+v", rm)
+	if rm.Action != ActAudienceRemove || rm.Detail["audience"] != "retargeting" || rm.Profile != pid ||
+		rm.Identifiers == nil || len(rm.Identifiers.Emails) != 1 || rm.Identifiers.Emails[0] != "ana@example.com" {
+		t.Errorf("erase delivered %+v (identifiers %+v), want the removal of the erased person's email", rm, rm.Identifiers)
 	}
 	// Nothing keyed by the person is left: not the profile, its sidecars
 	// (rules state, journey entries and instances), nor the send history.

@@ -326,7 +326,13 @@ func (a *app) enqueueAudience(key, profileID, audience, op string, ids *journeys
 // audienceMessages are the outbox messages of one ad audience change.
 func (a *app) audienceMessages(key, profileID, audience, op string, ids *journeys.Identifiers) []*channels.Message {
 	d := a.delivery
-	if d == nil || ids == nil || (len(ids.Emails) == 0 && len(ids.Phones) == 0) {
+	if d == nil || len(d.audiences[audience]) == 0 {
+		return nil
+	}
+	if ids == nil || (len(ids.Emails) == 0 && len(ids.Phones) == 0) {
+		// Journeys record these as suppressed (no_identifiers); a rules
+		// audience's member without an email or phone lands here.
+		a.log.Info("ad audience change not sent: no email or phone to match on", "audience", audience, "op", op, "profile", profileID)
 		return nil
 	}
 	payload, _ := json.Marshal(channels.AudiencePayload{Audience: audience, Op: op, Emails: ids.Emails, Phones: ids.Phones})
