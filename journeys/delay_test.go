@@ -404,7 +404,7 @@ func TestDelayParseErrors(t *testing.T) {
   max_delay: 0s
 `
 		_, err := ParsePolicy("policies.yaml", []byte(src), env)
-		want := `policies.yaml:2:63: quiet_hours.release_spread: want a duration from 0 to less than the 12h0m0s between the end and the start of quiet hours, got "13h"
+		want := `policies.yaml:2:63: quiet_hours.release_spread: want a duration from 0 to less than the 12h between the end and the start of quiet hours, got "13h"
 policies.yaml:3:19: on_quiet_hours: want delay or skip, got "later"
 policies.yaml:4:11: on_cap: want delay or skip, got "drop"
 policies.yaml:5:14: max_delay: want a positive duration, got "0s"`

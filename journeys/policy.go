@@ -158,7 +158,7 @@ func ParsePolicy(name string, b []byte, env *rules.Env) (*Policy, error) {
 					}
 				})
 				if spreadNode != nil && (q.ReleaseSpread < 0 || q.ReleaseSpread >= q.open()) {
-					f.Errorf(spreadNode, "quiet_hours.release_spread: want a duration from 0 to less than the %s between the end and the start of quiet hours, got %q", q.open(), spreadNode.Value)
+					f.Errorf(spreadNode, "quiet_hours.release_spread: want a duration from 0 to less than the %s between the end and the start of quiet hours, got %q", fmtDuration(q.open()), spreadNode.Value)
 				}
 				pol.Quiet = q
 			case "frequency_caps":
