@@ -71,7 +71,7 @@ func (r *run) send(p *profiles.Profile, pv *rules.ProfileView, j *Journey, in *I
 			return "", false, err
 		}
 		r.count(j.ID, s.ID, "sent", 1)
-		return s.Next, false, r.outbox(in, s.ID, ActSend, s.Channel, map[string]any{"template": s.Template})
+		return s.Next, false, r.outbox(in, s.ID, ActSend, s.Channel, SendDetail{Template: s.Template})
 	}
 	reason := h.reason
 	if mode, maxDelay := r.set.Policy.onHold(s, h.kind); mode == DelayMode {
@@ -79,20 +79,23 @@ func (r *run) send(p *profiles.Profile, pv *rules.ProfileView, j *Journey, in *I
 			since = r.now
 		}
 		// A release is always later than now, so that a timer cannot fire
-		// again within the run that armed it.
+		// again within the run that armed it, and on a whole second, as
+		// simulate prints it.
+		if up := h.until.Truncate(time.Second); up.Before(h.until) {
+			h.until = up.Add(time.Second)
+		}
 		if earliest := r.now.Add(time.Second); h.until.Before(earliest) {
-			h.until = earliest
+			h.until = earliest.Truncate(time.Second).Add(time.Second)
 		}
 		if maxDelay == 0 || h.until.Sub(since) <= maxDelay {
 			r.count(j.ID, s.ID, "delayed", 1)
-			r.act(in, s.ID, ActDelayed, s.Channel, map[string]any{"template": s.Template, "reason": reason,
-				"until": h.until.UTC().Format(time.RFC3339)})
+			r.act(in, s.ID, ActDelayed, s.Channel, DelayedDetail{Reason: reason, Template: s.Template, Until: h.until.UTC()})
 			return "", true, r.setDelay(in, h.until, since)
 		}
 		reason = fmt.Sprintf("max_delay: %s would wait past %s", reason, fmtDuration(maxDelay))
 	}
 	r.count(j.ID, s.ID, "suppressed", 1)
-	r.act(in, s.ID, ActSuppressed, s.Channel, map[string]any{"template": s.Template, "reason": reason})
+	r.act(in, s.ID, ActSuppressed, s.Channel, SuppressedDetail{Reason: reason, Template: s.Template})
 	return s.Next, false, nil
 }
 
@@ -104,7 +107,7 @@ func (r *run) release(p *profiles.Profile, j *Journey, in *Instance, s *Step, v 
 	since, converted := decodeDelay(v)
 	if in.Converted && !converted {
 		r.count(j.ID, s.ID, "suppressed", 1)
-		r.act(in, s.ID, ActSuppressed, s.Channel, map[string]any{"template": s.Template, "reason": "goal: reached while the send was delayed"})
+		r.act(in, s.ID, ActSuppressed, s.Channel, SuppressedDetail{Reason: "goal: reached while the send was delayed", Template: s.Template})
 		return r.advance(p, j, in, s.Next)
 	}
 	pv, err := r.view(p)

@@ -176,11 +176,11 @@ func TestQuietHoursDelay(t *testing.T) {
 				}
 			} else {
 				d := only(t, "delayed", delayed)
-				if d.Step != "remind" || d.Channel != "email" || !d.At.Equal(due) || d.Detail["reason"] != "quiet_hours: 21:00-09:00" || d.Detail["template"] != "cart_reminder" {
+				if d.Step != "remind" || d.Channel != "email" || !d.At.Equal(due) || dm(d)["reason"] != "quiet_hours: 21:00-09:00" || dm(d)["template"] != "cart_reminder" {
 					t.Errorf("delayed = %+v", d)
 				}
 				var err error
-				if until, err = time.Parse(time.RFC3339, fmt.Sprint(d.Detail["until"])); err != nil {
+				if until, err = time.Parse(time.RFC3339, fmt.Sprint(dm(d)["until"])); err != nil {
 					t.Fatalf("until: %v", err)
 				}
 				// 09:00 to 09:10 local time, whatever the offset from UTC.
@@ -216,7 +216,7 @@ func TestQuietHoursDelay(t *testing.T) {
 				if len(final) != 0 || len(sent) != 0 {
 					t.Errorf("the reminder was not cancelled: %s %s", describe(final), describe(sent))
 				}
-				if exit := h.actions(ActExit, pid); len(exit) != 1 || exit[0].Detail["reason"] != "exit_when: Order Completed" {
+				if exit := h.actions(ActExit, pid); len(exit) != 1 || dm(exit[0])["reason"] != "exit_when: Order Completed" {
 					t.Errorf("exit = %s", describe(exit))
 				}
 			case ActSend:
@@ -232,7 +232,7 @@ func TestQuietHoursDelay(t *testing.T) {
 				}
 			case ActSuppressed:
 				a := only(t, "suppressed", final)
-				if a.Action != ActSuppressed || !strings.HasPrefix(fmt.Sprint(a.Detail["reason"]), tc.want.reason) {
+				if a.Action != ActSuppressed || !strings.HasPrefix(fmt.Sprint(dm(a)["reason"]), tc.want.reason) {
 					t.Errorf("final = %+v, want suppressed with %q", a, tc.want.reason)
 				}
 				if len(sent) != 0 {
@@ -297,7 +297,7 @@ policies:
 		}
 		d := only(t, "delayed", h.actions(ActDelayed, pid))
 		want := t0.Add(24 * time.Hour) // the first send, a day on
-		if d.Detail["until"] != want.Format(time.RFC3339) || d.Detail["reason"] != "frequency_cap: 2 email per 24h0m0s" {
+		if dm(d)["until"] != want.Format(time.RFC3339) || dm(d)["reason"] != "frequency_cap: 2 email per 24h0m0s" {
 			t.Errorf("delayed = %+v, want until %s", d, want)
 		}
 		h.fireUntil(want.Add(-time.Second))
@@ -313,7 +313,7 @@ policies:
 		h.clock.Set(want.Add(time.Minute))
 		h.track("ana", "Product Added", nil)
 		ds := h.actions(ActDelayed, pid)
-		if len(ds) != 2 || ds[1].Detail["until"] != t0.Add(25*time.Hour).Format(time.RFC3339) {
+		if len(ds) != 2 || dm(ds[1])["until"] != t0.Add(25*time.Hour).Format(time.RFC3339) {
 			t.Errorf("second delay: %s", describe(ds))
 		}
 	})
@@ -327,7 +327,7 @@ policies:
 		if n := len(h.actions(ActDelayed, pid)); n != 0 {
 			t.Errorf("%d delayed", n)
 		}
-		if s := only(t, "suppressed", h.actions(ActSuppressed, pid)); s.Detail["reason"] != "frequency_cap: 2 email per 24h0m0s" {
+		if s := only(t, "suppressed", h.actions(ActSuppressed, pid)); dm(s)["reason"] != "frequency_cap: 2 email per 24h0m0s" {
 			t.Errorf("suppressed = %+v", s)
 		}
 	})
@@ -338,7 +338,7 @@ policies:
 			h.clock.Set(t0.Add(time.Duration(i) * time.Minute))
 			pid = h.track("ana", "Product Added", nil)
 		}
-		if s := only(t, "suppressed", h.actions(ActSuppressed, pid)); s.Detail["reason"] != "max_delay: frequency_cap: 2 email per 24h0m0s would wait past 12h" {
+		if s := only(t, "suppressed", h.actions(ActSuppressed, pid)); dm(s)["reason"] != "max_delay: frequency_cap: 2 email per 24h0m0s would wait past 12h" {
 			t.Errorf("suppressed = %+v", s)
 		}
 		h.noTimers()
@@ -354,8 +354,8 @@ policies:
 		h.fireUntil(t0.Add(48 * time.Hour))
 		ds := h.actions(ActDelayed, pid)
 		// 12h after the first send is 22:00: quiet, so the next 09:00.
-		if len(ds) != 2 || ds[0].Detail["until"] != "2026-03-02T22:00:00Z" || ds[1].Detail["until"] != "2026-03-03T09:00:00Z" ||
-			ds[1].Detail["reason"] != "quiet_hours: 21:00-09:00" {
+		if len(ds) != 2 || dm(ds[0])["until"] != "2026-03-02T22:00:00Z" || dm(ds[1])["until"] != "2026-03-03T09:00:00Z" ||
+			dm(ds[1])["reason"] != "quiet_hours: 21:00-09:00" {
 			t.Errorf("delays: %s", describe(ds))
 		}
 		if a := h.actions(ActSend, pid); len(a) != 3 || !a[2].At.Equal(time.Date(2026, 3, 3, 9, 0, 0, 0, time.UTC)) {

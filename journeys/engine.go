@@ -70,13 +70,13 @@ const (
 // Action is one thing a journey did, as simulate prints it and the outbox
 // keeps it.
 type Action struct {
-	At      time.Time      `json:"at"`
-	Profile string         `json:"profile"`
-	Journey string         `json:"journey"`
-	Step    string         `json:"step"`
-	Action  string         `json:"action"`
-	Channel string         `json:"channel"`
-	Detail  map[string]any `json:"detail"`
+	At      time.Time `json:"at"`
+	Profile string    `json:"profile"`
+	Journey string    `json:"journey"`
+	Step    string    `json:"step"`
+	Action  string    `json:"action"`
+	Channel string    `json:"channel"`
+	Detail  Detail    `json:"detail"`
 	// Key is the idempotency key: journey, version, instance, step.
 	Key string `json:"key,omitempty"`
 	// Identifiers are the person's emails and phones when an ad audience
@@ -731,7 +731,7 @@ func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event,
 		if j.Goal != nil && !in.Converted && j.Goal.Event == name && r.eval(j.Goal.When, input) {
 			in.Converted = true
 			r.count(j.ID, "", "converted", 1)
-			r.act(in, in.Step, ActGoal, "", map[string]any{"event": name})
+			r.act(in, in.Step, ActGoal, "", GoalDetail{Event: name})
 			if err := r.save(in); err != nil {
 				return nil, err
 			}
@@ -896,7 +896,7 @@ func (r *run) enter(p *profiles.Profile, j *Journey, ev *profiles.Event) error {
 		return err
 	}
 	r.count(j.ID, "", "entered", 1)
-	r.act(in, "", ActEnter, "", map[string]any{"trigger": trig.Name, "version": j.Version, "key": key})
+	r.act(in, "", ActEnter, "", EnterDetail{Key: key, Trigger: trig.Name, Version: j.Version})
 	return r.advance(p, j, in, j.Steps[0].ID)
 }
 
@@ -978,12 +978,12 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 		if s.Add != "" {
 			if reason := r.consent(pv, "audience"); reason != "" {
 				r.count(j.ID, s.ID, "suppressed", 1)
-				r.act(in, s.ID, ActSuppressed, "audience", map[string]any{"audience": s.Add, "reason": reason})
+				r.act(in, s.ID, ActSuppressed, "audience", SuppressedDetail{Audience: s.Add, Reason: reason})
 				return s.Next, false, nil
 			}
 			if r.identifiersOf(p.ID) == nil {
 				r.count(j.ID, s.ID, "suppressed", 1)
-				r.act(in, s.ID, ActSuppressed, "audience", map[string]any{"audience": s.Add, "reason": ReasonNoIdentifiers})
+				r.act(in, s.ID, ActSuppressed, "audience", SuppressedDetail{Audience: s.Add, Reason: ReasonNoIdentifiers})
 				return s.Next, false, nil
 			}
 			if err := r.tx.Bucket(bucketAdMembers).Put([]byte(s.Add+"\x00"+p.ID), []byte(j.ID)); err != nil {
@@ -993,7 +993,7 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 				in.Audiences = append(in.Audiences, s.Add)
 			}
 			r.count(j.ID, s.ID, "sent", 1)
-			return s.Next, false, r.outbox(in, s.ID, ActAudienceAdd, "audience", map[string]any{"audience": s.Add})
+			return s.Next, false, r.outbox(in, s.ID, ActAudienceAdd, "audience", AudienceDetail{Audience: s.Add})
 		}
 		in.Audiences = slices.DeleteFunc(in.Audiences, func(a string) bool { return a == s.Remove })
 		ads, member := r.tx.Bucket(bucketAdMembers), []byte(s.Remove+"\x00"+p.ID)
@@ -1007,11 +1007,11 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 		}
 		if r.identifiersOf(p.ID) == nil {
 			r.count(j.ID, s.ID, "suppressed", 1)
-			r.act(in, s.ID, ActSuppressed, "audience", map[string]any{"audience": s.Remove, "reason": ReasonNoIdentifiers})
+			r.act(in, s.ID, ActSuppressed, "audience", SuppressedDetail{Audience: s.Remove, Reason: ReasonNoIdentifiers})
 			return s.Next, false, nil
 		}
 		r.count(j.ID, s.ID, "sent", 1)
-		return s.Next, false, r.outbox(in, s.ID, ActAudienceRemove, "audience", map[string]any{"audience": s.Remove})
+		return s.Next, false, r.outbox(in, s.ID, ActAudienceRemove, "audience", AudienceDetail{Audience: s.Remove})
 	case StepSetTrait:
 		var value any
 		if s.Value != nil {
@@ -1022,7 +1022,7 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 			}
 			value = out.Value()
 		}
-		return s.Next, false, r.outbox(in, s.ID, ActSetTrait, "", map[string]any{"trait": s.Trait, "value": jsonable(value)})
+		return s.Next, false, r.outbox(in, s.ID, ActSetTrait, "", TraitDetail{Trait: s.Trait, Value: jsonable(value)})
 	case StepPass:
 		fields := map[string]any{}
 		for name, prg := range s.Fields {
@@ -1032,15 +1032,13 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 				r.e.metrics.EvalErrors.Inc()
 			}
 		}
-		detail := map[string]any{}
+		detail := PassDetail{Push: s.Push}
 		if len(fields) > 0 {
-			detail["fields"] = fields
+			detail.Fields = fields
 		}
 		if s.Push != "" {
-			detail["push"] = s.Push
 			if reason := r.consent(pv, "push"); reason != "" {
-				detail["push_suppressed"] = reason
-				delete(detail, "push")
+				detail.Push, detail.PushSuppressed = "", reason
 			}
 		}
 		r.count(j.ID, s.ID, "sent", 1)
@@ -1148,7 +1146,7 @@ func (r *run) recordSend(profileID, channel, journey string) error {
 
 // outbox records an action that must reach the outside world, once: its
 // idempotency key is (journey, version, instance, step, run of the step).
-func (r *run) outbox(in *Instance, step, action, channel string, detail map[string]any) error {
+func (r *run) outbox(in *Instance, step, action, channel string, detail Detail) error {
 	key := fmt.Sprintf("%s/%s/%d/%s/%d", in.Journey, in.Version, in.ID, step, in.Steps[step])
 	keys := r.tx.Bucket(bucketOutboxKey)
 	if keys.Get([]byte(key)) != nil {
@@ -1178,10 +1176,7 @@ func (r *run) outbox(in *Instance, step, action, channel string, detail map[stri
 	return keys.Put([]byte(key), u64(seq))
 }
 
-func (r *run) act(in *Instance, step, action, channel string, detail map[string]any) *Action {
-	if detail == nil {
-		detail = map[string]any{}
-	}
+func (r *run) act(in *Instance, step, action, channel string, detail Detail) *Action {
 	r.actions = append(r.actions, Action{At: r.now.UTC(), Profile: in.ProfileID, Journey: in.Journey, Step: step, Action: action, Channel: channel, Detail: detail})
 	return &r.actions[len(r.actions)-1]
 }
@@ -1206,10 +1201,10 @@ func (r *run) finish(in *Instance, reason string, removeAudiences bool) error {
 			}
 			in.Steps["exit:"+a]++
 			if r.identifiersOf(in.ProfileID) == nil {
-				r.act(in, in.Step, ActSuppressed, "audience", map[string]any{"audience": a, "reason": ReasonNoIdentifiers})
+				r.act(in, in.Step, ActSuppressed, "audience", SuppressedDetail{Audience: a, Reason: ReasonNoIdentifiers})
 				continue
 			}
-			if err := r.outbox(in, "exit:"+a, ActAudienceRemove, "audience", map[string]any{"audience": a, "reason": reason}); err != nil {
+			if err := r.outbox(in, "exit:"+a, ActAudienceRemove, "audience", AudienceDetail{Audience: a, Reason: reason}); err != nil {
 				return err
 			}
 			// Shown at the step the instance stood on.
@@ -1226,13 +1221,9 @@ func (r *run) finish(in *Instance, reason string, removeAudiences bool) error {
 	// leave it behind).
 	in.Trigger = nil
 	r.count(in.Journey, in.Step, "exited", 1)
-	detail := map[string]any{"reason": reason}
-	if in.Variant != "" {
-		// The split arm the person took, visible even for a control group
-		// that gets nothing.
-		detail["variant"] = in.Variant
-	}
-	r.act(in, in.Step, ActExit, "", detail)
+	// The split arm the person took is visible even for a control group
+	// that gets nothing.
+	r.act(in, in.Step, ActExit, "", ExitDetail{Reason: reason, Variant: in.Variant})
 	sc, err := r.sidecars()
 	if err != nil {
 		return err

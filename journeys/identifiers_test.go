@@ -66,7 +66,7 @@ func TestAudienceChangeWithoutIdentifiers(t *testing.T) {
 	h := newHarness(t, openPolicy, map[string]string{"vip.yaml": journey})
 	pid := h.identify("ana", map[string]any{"vip": true})
 	s := only(t, "suppressed", h.actions(ActSuppressed, pid))
-	if s.Step != "add" || s.Channel != "audience" || s.Detail["reason"] != ReasonNoIdentifiers || s.Detail["audience"] != "retargeting" {
+	if s.Step != "add" || s.Channel != "audience" || dm(s)["reason"] != ReasonNoIdentifiers || dm(s)["audience"] != "retargeting" {
 		t.Errorf("suppressed = %+v", s)
 	}
 	if got := h.drain(); len(got) != 0 {

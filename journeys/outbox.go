@@ -144,13 +144,13 @@ func (e *Engine) commitDrained(ds []drained) (int, error) {
 // action's key as messageId, so a repeat is a no-op. It reports whether it
 // handled the action.
 func ApplyTraits(ctx context.Context, st *profiles.Store, a Action, now time.Time) (bool, error) {
-	if a.Action != ActSetTrait {
+	d, ok := a.Detail.(TraitDetail)
+	if !ok {
 		return false, nil
 	}
-	name, _ := a.Detail["trait"].(string)
 	ev := &profiles.Event{
 		Type: profiles.TypeIdentify, MessageID: "journey:" + a.Key,
-		Traits:    map[string]any{name: a.Detail["value"]},
+		Traits:    map[string]any{d.Trait: d.Value},
 		Timestamp: a.At, ReceivedAt: now, Source: profiles.SourceCartera,
 	}
 	_, err := st.IngestFor(ctx, a.Profile, ev)

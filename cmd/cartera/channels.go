@@ -403,12 +403,11 @@ func (a *app) enqueue(_ context.Context, act journeys.Action) (func(*bbolt.Tx) e
 		return nil, nil
 	}
 	var msgs []*channels.Message
-	switch act.Action {
-	case journeys.ActSend:
+	switch detail := act.Detail.(type) {
+	case journeys.SendDetail:
 		if !d.outbox.Has(act.Channel) || act.Channel == "wallet" && a.wallet != nil {
 			return nil, nil
 		}
-		tpl, _ := act.Detail["template"].(string)
 		data := map[string]any{"journey": act.Journey, "step": act.Step}
 		if act.Trigger != nil {
 			data["trigger"] = act.Trigger
@@ -416,21 +415,20 @@ func (a *app) enqueue(_ context.Context, act journeys.Action) (func(*bbolt.Tx) e
 		if links := a.passLinks(act.Profile); len(links) > 0 {
 			data["links"] = links
 		}
-		payload, err := json.Marshal(channels.SendPayload{Template: tpl, Data: data})
+		payload, err := json.Marshal(channels.SendPayload{Template: detail.Template, Data: data})
 		if err != nil {
 			return nil, fmt.Errorf("encode send: %w", err)
 		}
 		msgs = append(msgs, &channels.Message{Key: act.Key, Destination: act.Channel, ProfileID: act.Profile, Journey: act.Journey, Step: act.Step, Payload: payload})
-	case journeys.ActAudienceAdd, journeys.ActAudienceRemove:
-		aud, _ := act.Detail["audience"].(string)
-		if len(d.audiences[aud]) == 0 {
+	case journeys.AudienceDetail:
+		if len(d.audiences[detail.Audience]) == 0 {
 			return nil, nil
 		}
 		op := "add"
 		if act.Action == journeys.ActAudienceRemove {
 			op = "remove"
 		}
-		msgs = a.audienceMessages(act.Key, act.Profile, aud, op, act.Identifiers)
+		msgs = a.audienceMessages(act.Key, act.Profile, detail.Audience, op, act.Identifiers)
 	default:
 		return nil, nil
 	}

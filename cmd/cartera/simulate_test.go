@@ -362,6 +362,17 @@ func TestSimulateErrors(t *testing.T) {
 	})
 }
 
+// simAction is one line of simulate's output as a reader decodes it.
+type simAction struct {
+	At      string         `json:"at"`
+	Profile string         `json:"profile"`
+	Journey string         `json:"journey"`
+	Step    string         `json:"step"`
+	Action  string         `json:"action"`
+	Channel string         `json:"channel"`
+	Detail  map[string]any `json:"detail"`
+}
+
 // Actions and channels of the contract.
 var (
 	simActions  = []string{"enter", "send", "delayed", "audience_add", "audience_remove", "pass_update", "set_trait", "goal", "exit", "suppressed"}
