@@ -27,7 +27,9 @@ import (
 //	sidecar "a" 0x00 journey id 0x00 instance key of a profile (profiles.Sidecars: beside the profile's record)
 //	                   → instance id (8-byte big-endian), then the version it runs (older entries hold the id
 //	                   only): one live instance each; earlier versions kept these in a bucket journey_active
-//	journey_timers     due (8-byte big-endian unix nanos) | instance id (8) → timer kind ("i" step, "s" schedule) and journey id
+//	journey_timers     due (8-byte big-endian unix nanos) | instance id (8) → timer kind ("i" step, "s" schedule, "d" delayed
+//	                   send) and, for "s", the journey id; for "d", when the send was first held (8-byte unix nanos)
+//	                   and whether the instance had converted then (1 byte)
 //	sidecar "e" 0x00 journey id of a profile → entry history (re-entry, cooldown): codec.Format1 binary, JSON from
 //	                   earlier versions; earlier versions kept these in a bucket journey_entries
 //	journey_counts     journey id 0x00 step id 0x00 counter → 8-byte big-endian count
@@ -60,18 +62,21 @@ const (
 	ActGoal           = "goal"
 	ActExit           = "exit"
 	ActSuppressed     = "suppressed"
+	// ActDelayed is a send that quiet hours or a frequency cap hold back
+	// until detail "until"; then it is a send or suppressed.
+	ActDelayed = "delayed"
 )
 
 // Action is one thing a journey did, as simulate prints it and the outbox
 // keeps it.
 type Action struct {
-	At      time.Time      `json:"at"`
-	Profile string         `json:"profile"`
-	Journey string         `json:"journey"`
-	Step    string         `json:"step"`
-	Action  string         `json:"action"`
-	Channel string         `json:"channel"`
-	Detail  map[string]any `json:"detail"`
+	At      time.Time `json:"at"`
+	Profile string    `json:"profile"`
+	Journey string    `json:"journey"`
+	Step    string    `json:"step"`
+	Action  string    `json:"action"`
+	Channel string    `json:"channel"`
+	Detail  Detail    `json:"detail"`
 	// Key is the idempotency key: journey, version, instance, step.
 	Key string `json:"key,omitempty"`
 	// Identifiers are the person's emails and phones when an ad audience
@@ -81,30 +86,6 @@ type Action struct {
 	// Trigger is the properties of the event that started the instance,
 	// for a send's template ("the shoes you left in your cart").
 	Trigger map[string]any `json:"trigger,omitempty"`
-}
-
-// Identifiers are what ad platforms match people on.
-type Identifiers struct {
-	Emails []string `json:"emails,omitempty"`
-	Phones []string `json:"phones,omitempty"`
-}
-
-// identifiersOf reads a profile's emails and phones within the transaction.
-func (r *run) identifiersOf(profileID string) *Identifiers {
-	p, err := profiles.ReadProfile(r.tx, profileID)
-	if err != nil {
-		return nil
-	}
-	ids := &Identifiers{}
-	for _, id := range p.Identities {
-		switch id.Kind {
-		case profiles.KindEmail:
-			ids.Emails = append(ids.Emails, id.Value)
-		case profiles.KindPhone:
-			ids.Phones = append(ids.Phones, id.Value)
-		}
-	}
-	return ids
 }
 
 // Instance is one run of a journey for one profile (and key).
@@ -381,6 +362,9 @@ type run struct {
 	// memo holds the trigger conditions evaluated for the current event,
 	// by source.
 	memo map[string]bool
+	// people are the profiles this run was handed, as the commit holds
+	// them (see identifiersOf).
+	people map[string]*profiles.Profile
 }
 
 // latency is one observation for the engine's latency histograms.
@@ -448,6 +432,7 @@ func (r *run) Done(committed bool) {
 // Merged implements profiles.TxProcessor: the merged-away profile's live
 // instances move to the survivor unless it runs the same journey already.
 func (r *run) Merged(survivor *profiles.Profile, loserID string) error {
+	r.hold(survivor)
 	insts, err := r.activeOf(loserID)
 	if err != nil {
 		return err
@@ -564,6 +549,7 @@ func withPrefix(b *bbolt.Bucket, prefix []byte) [][2][]byte {
 // the ad audiences journeys added them to are left.
 func (r *run) Erased(p *profiles.Profile) error {
 	r.now = r.e.clock.Now()
+	r.hold(p)
 	insts, err := r.activeOf(p.ID)
 	if err != nil {
 		return err
@@ -686,6 +672,7 @@ func (r *run) eval(prg *rules.Program, in *rules.Input) bool {
 // the event first (exit_when, goal, wait_for), then triggers start new ones.
 func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event, error) {
 	r.now = r.e.clock.Now()
+	r.hold(p)
 	if ev.Source != profiles.SourceCartera {
 		r.received = ev.ReceivedAt
 	}
@@ -713,7 +700,7 @@ func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event,
 		if j.Goal != nil && !in.Converted && j.Goal.Event == name && r.eval(j.Goal.When, input) {
 			in.Converted = true
 			r.count(j.ID, "", "converted", 1)
-			r.act(in, in.Step, ActGoal, "", map[string]any{"event": name})
+			r.act(in, in.Step, ActGoal, "", GoalDetail{Event: name})
 			if err := r.save(in); err != nil {
 				return nil, err
 			}
@@ -878,7 +865,7 @@ func (r *run) enter(p *profiles.Profile, j *Journey, ev *profiles.Event) error {
 		return err
 	}
 	r.count(j.ID, "", "entered", 1)
-	r.act(in, "", ActEnter, "", map[string]any{"trigger": trig.Name, "version": j.Version, "key": key})
+	r.act(in, "", ActEnter, "", EnterDetail{Key: key, Trigger: trig.Name, Version: j.Version})
 	return r.advance(p, j, in, j.Steps[0].ID)
 }
 
@@ -888,6 +875,7 @@ const maxStepsPerRun = 100
 
 // advance runs an instance from a step until it waits or ends.
 func (r *run) advance(p *profiles.Profile, j *Journey, in *Instance, stepID string) error {
+	r.hold(p)
 	for range maxStepsPerRun {
 		if stepID == "" {
 			return r.finish(in, "completed", false)
@@ -927,16 +915,7 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 	input := &rules.Input{Profile: pv, Trigger: in.Trigger.view(), Now: r.now}
 	switch s.Kind {
 	case StepSend:
-		if reason := r.policy(p, pv, j, s.Channel); reason != "" {
-			r.count(j.ID, s.ID, "suppressed", 1)
-			r.act(in, s.ID, ActSuppressed, s.Channel, map[string]any{"template": s.Template, "reason": reason})
-			return s.Next, false, nil
-		}
-		if err := r.recordSend(p.ID, s.Channel, j.ID); err != nil {
-			return "", false, err
-		}
-		r.count(j.ID, s.ID, "sent", 1)
-		return s.Next, false, r.outbox(in, s.ID, ActSend, s.Channel, map[string]any{"template": s.Template})
+		return r.send(p, pv, j, in, s, time.Time{})
 	case StepWait:
 		due := r.now.Add(s.Wait)
 		if s.WaitUntil != "" {
@@ -968,7 +947,12 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 		if s.Add != "" {
 			if reason := r.consent(pv, "audience"); reason != "" {
 				r.count(j.ID, s.ID, "suppressed", 1)
-				r.act(in, s.ID, ActSuppressed, "audience", map[string]any{"audience": s.Add, "reason": reason})
+				r.act(in, s.ID, ActSuppressed, "audience", SuppressedDetail{Audience: s.Add, Reason: reason})
+				return s.Next, false, nil
+			}
+			if r.identifiersOf(p.ID) == nil {
+				r.count(j.ID, s.ID, "suppressed", 1)
+				r.act(in, s.ID, ActSuppressed, "audience", SuppressedDetail{Audience: s.Add, Reason: ReasonNoIdentifiers})
 				return s.Next, false, nil
 			}
 			if err := r.tx.Bucket(bucketAdMembers).Put([]byte(s.Add+"\x00"+p.ID), []byte(j.ID)); err != nil {
@@ -978,7 +962,7 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 				in.Audiences = append(in.Audiences, s.Add)
 			}
 			r.count(j.ID, s.ID, "sent", 1)
-			return s.Next, false, r.outbox(in, s.ID, ActAudienceAdd, "audience", map[string]any{"audience": s.Add})
+			return s.Next, false, r.outbox(in, s.ID, ActAudienceAdd, "audience", AudienceDetail{Audience: s.Add})
 		}
 		in.Audiences = slices.DeleteFunc(in.Audiences, func(a string) bool { return a == s.Remove })
 		ads, member := r.tx.Bucket(bucketAdMembers), []byte(s.Remove+"\x00"+p.ID)
@@ -990,8 +974,13 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 		if err := ads.Delete(member); err != nil {
 			return "", false, err
 		}
+		if r.identifiersOf(p.ID) == nil {
+			r.count(j.ID, s.ID, "suppressed", 1)
+			r.act(in, s.ID, ActSuppressed, "audience", SuppressedDetail{Audience: s.Remove, Reason: ReasonNoIdentifiers})
+			return s.Next, false, nil
+		}
 		r.count(j.ID, s.ID, "sent", 1)
-		return s.Next, false, r.outbox(in, s.ID, ActAudienceRemove, "audience", map[string]any{"audience": s.Remove})
+		return s.Next, false, r.outbox(in, s.ID, ActAudienceRemove, "audience", AudienceDetail{Audience: s.Remove})
 	case StepSetTrait:
 		var value any
 		if s.Value != nil {
@@ -1002,7 +991,7 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 			}
 			value = out.Value()
 		}
-		return s.Next, false, r.outbox(in, s.ID, ActSetTrait, "", map[string]any{"trait": s.Trait, "value": jsonable(value)})
+		return s.Next, false, r.outbox(in, s.ID, ActSetTrait, "", TraitDetail{Trait: s.Trait, Value: jsonable(value)})
 	case StepPass:
 		fields := map[string]any{}
 		for name, prg := range s.Fields {
@@ -1012,15 +1001,13 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 				r.e.metrics.EvalErrors.Inc()
 			}
 		}
-		detail := map[string]any{}
+		detail := PassDetail{Push: s.Push}
 		if len(fields) > 0 {
-			detail["fields"] = fields
+			detail.Fields = fields
 		}
 		if s.Push != "" {
-			detail["push"] = s.Push
 			if reason := r.consent(pv, "push"); reason != "" {
-				detail["push_suppressed"] = reason
-				delete(detail, "push")
+				detail.Push, detail.PushSuppressed = "", reason
 			}
 		}
 		r.count(j.ID, s.ID, "sent", 1)
@@ -1055,21 +1042,22 @@ func (r *run) consent(pv *rules.ProfileView, channel string) string {
 }
 
 // policy applies consent, quiet hours, suppressions, priorities and caps
-// to a send; it returns why the send is held back, or "".
-func (r *run) policy(p *profiles.Profile, pv *rules.ProfileView, j *Journey, channel string) string {
+// to a send; it returns why the send is held back (a zero hold: it may go).
+func (r *run) policy(p *profiles.Profile, pv *rules.ProfileView, j *Journey, channel string) hold {
 	pol := r.set.Policy
 	if reason := r.consent(pv, channel); reason != "" {
-		return reason
+		return hold{reason: reason}
 	}
 	if j.Category == "transactional" {
-		return ""
+		return hold{}
 	}
-	if pol.Quiet.holds(channel, r.now.In(pol.location(pv.Traits))) {
-		return fmt.Sprintf("quiet_hours: %s-%s", pol.Quiet.Start, pol.Quiet.End)
+	if loc := pol.location(pv.Traits); pol.Quiet.holds(channel, r.now.In(loc)) {
+		return hold{reason: fmt.Sprintf("quiet_hours: %s-%s", pol.Quiet.Start, pol.Quiet.End), kind: holdQuiet,
+			until: pol.Quiet.release(r.now, loc, p.ID)}
 	}
 	for _, s := range pol.Suppress {
 		if r.eval(s.When, &rules.Input{Profile: pv, Now: r.now}) {
-			return "suppression: " + s.Name
+			return hold{reason: "suppression: " + s.Name}
 		}
 	}
 	sends := r.tx.Bucket(bucketSends).Cursor()
@@ -1078,7 +1066,7 @@ func (r *run) policy(p *profiles.Profile, pv *rules.ProfileView, j *Journey, cha
 			continue
 		}
 		if n := r.sendsSince(sends, p.ID, c.Channel, r.now.Add(-c.Per), nil); n >= c.Max {
-			return "frequency_cap: " + c.String()
+			return hold{reason: "frequency_cap: " + c.String(), kind: holdCap, until: r.capRelease(sends, p.ID, c)}
 		}
 	}
 	if pol.PriorityWindow > 0 {
@@ -1087,10 +1075,10 @@ func (r *run) policy(p *profiles.Profile, pv *rules.ProfileView, j *Journey, cha
 			return oj != nil && oj.ID != j.ID && oj.Priority > j.Priority
 		}
 		if n := r.sendsSince(sends, p.ID, channel, r.now.Add(-pol.PriorityWindow), higher); n > 0 {
-			return "priority: a journey of higher priority sent on " + channel
+			return hold{reason: "priority: a journey of higher priority sent on " + channel}
 		}
 	}
-	return ""
+	return hold{}
 }
 
 // sendsSince counts a person's sends on a channel ("any": all) after since,
@@ -1127,7 +1115,7 @@ func (r *run) recordSend(profileID, channel, journey string) error {
 
 // outbox records an action that must reach the outside world, once: its
 // idempotency key is (journey, version, instance, step, run of the step).
-func (r *run) outbox(in *Instance, step, action, channel string, detail map[string]any) error {
+func (r *run) outbox(in *Instance, step, action, channel string, detail Detail) error {
 	key := fmt.Sprintf("%s/%s/%d/%s/%d", in.Journey, in.Version, in.ID, step, in.Steps[step])
 	keys := r.tx.Bucket(bucketOutboxKey)
 	if keys.Get([]byte(key)) != nil {
@@ -1157,10 +1145,7 @@ func (r *run) outbox(in *Instance, step, action, channel string, detail map[stri
 	return keys.Put([]byte(key), u64(seq))
 }
 
-func (r *run) act(in *Instance, step, action, channel string, detail map[string]any) *Action {
-	if detail == nil {
-		detail = map[string]any{}
-	}
+func (r *run) act(in *Instance, step, action, channel string, detail Detail) *Action {
 	r.actions = append(r.actions, Action{At: r.now.UTC(), Profile: in.ProfileID, Journey: in.Journey, Step: step, Action: action, Channel: channel, Detail: detail})
 	return &r.actions[len(r.actions)-1]
 }
@@ -1184,7 +1169,11 @@ func (r *run) finish(in *Instance, reason string, removeAudiences bool) error {
 				in.Steps = map[string]int{}
 			}
 			in.Steps["exit:"+a]++
-			if err := r.outbox(in, "exit:"+a, ActAudienceRemove, "audience", map[string]any{"audience": a, "reason": reason}); err != nil {
+			if r.identifiersOf(in.ProfileID) == nil {
+				r.act(in, in.Step, ActSuppressed, "audience", SuppressedDetail{Audience: a, Reason: ReasonNoIdentifiers})
+				continue
+			}
+			if err := r.outbox(in, "exit:"+a, ActAudienceRemove, "audience", AudienceDetail{Audience: a, Reason: reason}); err != nil {
 				return err
 			}
 			// Shown at the step the instance stood on.
@@ -1201,13 +1190,9 @@ func (r *run) finish(in *Instance, reason string, removeAudiences bool) error {
 	// leave it behind).
 	in.Trigger = nil
 	r.count(in.Journey, in.Step, "exited", 1)
-	detail := map[string]any{"reason": reason}
-	if in.Variant != "" {
-		// The split arm the person took, visible even for a control group
-		// that gets nothing.
-		detail["variant"] = in.Variant
-	}
-	r.act(in, in.Step, ActExit, "", detail)
+	// The split arm the person took is visible even for a control group
+	// that gets nothing.
+	r.act(in, in.Step, ActExit, "", ExitDetail{Reason: reason, Variant: in.Variant})
 	sc, err := r.sidecars()
 	if err != nil {
 		return err
@@ -1302,7 +1287,7 @@ func (e *Engine) FireDue(ctx context.Context, st *profiles.Store, now time.Time,
 				}
 				continue
 			}
-			if err := r.fire(k); err != nil {
+			if err := r.fire(k, v); err != nil {
 				return err
 			}
 		}
@@ -1317,8 +1302,9 @@ func (e *Engine) FireDue(ctx context.Context, st *profiles.Store, now time.Time,
 	return n, nil
 }
 
-// fire moves an instance past the wait its timer ended.
-func (r *run) fire(k []byte) error {
+// fire moves an instance past the wait its timer ended, or releases the
+// send it delayed (v, the timer's value, says which).
+func (r *run) fire(k, v []byte) error {
 	in, err := r.load(binary.BigEndian.Uint64(k[8:]))
 	if err != nil {
 		r.e.log.Error("journey timer without instance", "err", err)
@@ -1346,6 +1332,8 @@ func (r *run) fire(k []byte) error {
 	s := j.Step(in.Step)
 	next := ""
 	switch {
+	case s != nil && s.Kind == StepSend && isDelay(v):
+		return r.release(p, j, in, s, v)
 	case s == nil:
 	case s.Kind == StepWaitFor:
 		next = s.OnTimeout

@@ -209,6 +209,13 @@ func (h *harness) ingest(e *profiles.Event) profiles.Result {
 	return res[0]
 }
 
+// withEmail gives userId who an email (who@example.com), which ad
+// audiences match on, and returns the profile id.
+func (h *harness) withEmail(who string) string {
+	h.t.Helper()
+	return h.identify(who, map[string]any{"email": who + "@example.com"})
+}
+
 // track sends a track event of userId who and returns the profile id.
 func (h *harness) track(who, event string, props map[string]any) string {
 	h.t.Helper()
@@ -371,20 +378,20 @@ func TestSendOnTrigger(t *testing.T) {
 	pid := h.track("ana", "Signed Up", nil)
 
 	enter := only(t, "enter", h.actions(ActEnter, pid))
-	if enter.Journey != "welcome" || enter.Detail["trigger"] != "Signed Up" {
+	if enter.Journey != "welcome" || dm(enter)["trigger"] != "Signed Up" {
 		t.Errorf("enter = %+v", enter)
 	}
 	send := only(t, "send", h.actions(ActSend, pid))
-	if send.Step != "hello" || send.Channel != "email" || send.Detail["template"] != "welcome" || !send.At.Equal(t0) {
+	if send.Step != "hello" || send.Channel != "email" || dm(send)["template"] != "welcome" || !send.At.Equal(t0) {
 		t.Errorf("send = %+v", send)
 	}
-	if exit := only(t, "exit", h.actions(ActExit, pid)); exit.Detail["reason"] != "completed" {
-		t.Errorf("exit reason = %v, want completed", exit.Detail["reason"])
+	if exit := only(t, "exit", h.actions(ActExit, pid)); dm(exit)["reason"] != "completed" {
+		t.Errorf("exit reason = %v, want completed", dm(exit)["reason"])
 	}
 
 	got := h.drain()
 	a := only(t, "first drain", got)
-	if a.Action != ActSend || a.Profile != pid || a.Key != send.Key || a.Detail["template"] != "welcome" {
+	if a.Action != ActSend || a.Profile != pid || a.Key != send.Key || dm(a)["template"] != "welcome" {
 		t.Errorf("delivered %+v, want the send %+v", a, send)
 	}
 	wantKey := fmt.Sprintf("welcome/%s/", h.engine.Set().Journey("welcome").Version)
@@ -474,7 +481,7 @@ func TestWaitFiresOnce(t *testing.T) {
 	if n := h.fire(end); n != 1 {
 		t.Fatalf("FireDue at the end of hold fired %d, want 1", n)
 	}
-	if exit := only(t, "exit", h.actions(ActExit, pid)); exit.Detail["reason"] != "completed" || exit.Step != "hold" {
+	if exit := only(t, "exit", h.actions(ActExit, pid)); dm(exit)["reason"] != "completed" || exit.Step != "hold" {
 		t.Errorf("exit = %+v", exit)
 	}
 	h.noTimers()
@@ -522,7 +529,7 @@ func TestWaitFor(t *testing.T) {
 		}
 		h.clock.Advance(time.Hour)
 		h.track("ana", "Email Opened", map[string]any{"template": "first"})
-		if a := only(t, "on_event", h.drain()); a.Step != "thanks" || a.Detail["template"] != "thanks" || !a.At.Equal(t0.Add(2*time.Hour)) {
+		if a := only(t, "on_event", h.drain()); a.Step != "thanks" || dm(a)["template"] != "thanks" || !a.At.Equal(t0.Add(2*time.Hour)) {
 			t.Errorf("on_event action = %+v", a)
 		}
 		h.noTimers()
@@ -535,7 +542,7 @@ func TestWaitFor(t *testing.T) {
 		if n := h.count("opened", "watch", "waiting"); n != 0 {
 			t.Errorf("waiting at watch = %d, want 0", n)
 		}
-		if exit := only(t, "exit", h.actions(ActExit, pid)); exit.Detail["reason"] != "completed" {
+		if exit := only(t, "exit", h.actions(ActExit, pid)); dm(exit)["reason"] != "completed" {
 			t.Errorf("exit = %+v", exit)
 		}
 	})
@@ -552,7 +559,7 @@ func TestWaitFor(t *testing.T) {
 		if a := only(t, "on_timeout", h.drain()); a.Step != "nudge" || a.Channel != "sms" {
 			t.Errorf("on_timeout action = %+v", a)
 		}
-		if exit := only(t, "exit", h.actions(ActExit, pid)); exit.Step != "done" || exit.Detail["reason"] != "exit step" {
+		if exit := only(t, "exit", h.actions(ActExit, pid)); exit.Step != "done" || dm(exit)["reason"] != "exit step" {
 			t.Errorf("exit = %+v", exit)
 		}
 		// The event after the timeout no longer matters.
@@ -600,9 +607,10 @@ func TestExitWhenRemovesAudiences(t *testing.T) {
 	} {
 		t.Run(tc.step, func(t *testing.T) {
 			h := newHarness(t, openPolicy, map[string]string{"retarget.yaml": retargetJourney})
+			h.withEmail("ana")
 			pid := h.track("ana", "Product Added", map[string]any{"cart_id": "c1"})
 			add := only(t, "audience add", h.drain())
-			if add.Action != ActAudienceAdd || add.Detail["audience"] != "retargeting" || add.Channel != "audience" {
+			if add.Action != ActAudienceAdd || dm(add)["audience"] != "retargeting" || add.Channel != "audience" {
 				t.Fatalf("first action = %+v", add)
 			}
 			h.fireUntil(t0.Add(tc.after))
@@ -613,11 +621,11 @@ func TestExitWhenRemovesAudiences(t *testing.T) {
 			h.track("ana", "Order Completed", map[string]any{"revenue": 10.0})
 
 			exit := only(t, "exit", h.actions(ActExit, pid))
-			if exit.Step != tc.step || exit.Detail["reason"] != "exit_when: Order Completed" {
+			if exit.Step != tc.step || dm(exit)["reason"] != "exit_when: Order Completed" {
 				t.Errorf("exit = %+v", exit)
 			}
 			rm := only(t, "audience remove", h.drain())
-			if rm.Action != ActAudienceRemove || rm.Detail["audience"] != "retargeting" || rm.Profile != pid || rm.Key == "" || rm.Key == add.Key {
+			if rm.Action != ActAudienceRemove || dm(rm)["audience"] != "retargeting" || rm.Profile != pid || rm.Key == "" || rm.Key == add.Key {
 				t.Errorf("remove = %+v (add key %s)", rm, add.Key)
 			}
 			if v := h.instances(pid); len(v) != 0 {
@@ -767,7 +775,7 @@ func TestExitBoundary(t *testing.T) {
 		if send.Step != "remind" || !send.At.Equal(due) {
 			t.Errorf("send = %+v", send)
 		}
-		if exit := only(t, "exit", h.actions(ActExit, pid)); exit.Step != "hold" || exit.Detail["reason"] != "exit_when: Order Completed" {
+		if exit := only(t, "exit", h.actions(ActExit, pid)); exit.Step != "hold" || dm(exit)["reason"] != "exit_when: Order Completed" {
 			t.Errorf("exit = %+v", exit)
 		}
 		if n := h.fire(due.Add(48 * time.Hour)); n != 0 {
@@ -837,7 +845,7 @@ func TestEditKeepsRunningVersion(t *testing.T) {
 				t.Fatalf("at +1h fired %d, want the old instance's 1h wait", n)
 			}
 			a := only(t, "old version's send", h.drain())
-			if a.Profile != old || a.Step != "old_offer" || a.Detail["template"] != "offer_v1" || !strings.HasPrefix(a.Key, "offer/"+v1+"/") {
+			if a.Profile != old || a.Step != "old_offer" || dm(a)["template"] != "offer_v1" || !strings.HasPrefix(a.Key, "offer/"+v1+"/") {
 				t.Errorf("old instance did %+v", a)
 			}
 			if n := h.fire(t0.Add(3 * time.Hour)); n != 1 {
@@ -966,7 +974,7 @@ func TestPolicy(t *testing.T) {
 		h := newHarness(t, "policies:\n  consent_required: [email]\n", map[string]string{"promo.yaml": policyJourney})
 		pid := h.track("ana", "Product Added", nil)
 		s := only(t, "suppressed", h.actions(ActSuppressed, pid))
-		if s.Step != "mail" || s.Detail["reason"] != "consent: no email consent" {
+		if s.Step != "mail" || dm(s)["reason"] != "consent: no email consent" {
 			t.Errorf("suppressed = %+v", s)
 		}
 		if got := h.drain(); len(got) != 0 {
@@ -1000,8 +1008,8 @@ func TestPolicy(t *testing.T) {
 			t.Errorf("3 triggers in a day sent %d, want 2", n)
 		}
 		s := only(t, "suppressed", h.actions(ActSuppressed, pid))
-		if s.Detail["reason"] != "frequency_cap: 2 email per 24h0m0s" {
-			t.Errorf("reason = %v", s.Detail["reason"])
+		if dm(s)["reason"] != "frequency_cap: 2 email per 24h0m0s" {
+			t.Errorf("reason = %v", dm(s)["reason"])
 		}
 		// The window slides: 24h after the first send, one more may go.
 		h.clock.Set(t0.Add(24*time.Hour + time.Second))
@@ -1033,11 +1041,13 @@ func TestPolicy(t *testing.T) {
 		}
 	})
 	t.Run("quiet hours in the profile's timezone", func(t *testing.T) {
+		// Skipped, not delayed (delay_test.go delays them).
 		pol := `
 policies:
   timezone: UTC
   consent_required: []
   quiet_hours: {start: "21:00", end: "09:00", channels: [email]}
+  on_quiet_hours: skip
 `
 		trans := strings.Replace(strings.Replace(policyJourney, "id: promo", "id: receipt\ncategory: transactional", 1), "Product Added", "Order Completed", 1)
 		h := newHarness(t, pol, map[string]string{"promo.yaml": policyJourney, "receipt.yaml": trans})
@@ -1057,8 +1067,8 @@ policies:
 		if !sent[ny] || sent[utc] || sent[bad] {
 			t.Errorf("at 23:00 UTC sent to ny=%v utc=%v bad-timezone=%v; want only ny", sent[ny], sent[utc], sent[bad])
 		}
-		if s := only(t, "suppressed utc", h.actions(ActSuppressed, utc)); s.Detail["reason"] != "quiet_hours: 21:00-09:00" {
-			t.Errorf("reason = %v", s.Detail["reason"])
+		if s := only(t, "suppressed utc", h.actions(ActSuppressed, utc)); dm(s)["reason"] != "quiet_hours: 21:00-09:00" {
+			t.Errorf("reason = %v", dm(s)["reason"])
 		}
 		// 03:00 UTC is 22:00 in New York (quiet there); 10:00 UTC is not.
 		h.clock.Set(time.Date(2026, 3, 3, 3, 0, 0, 0, time.UTC))
@@ -1092,8 +1102,8 @@ policies:
 		if got := h.drain(); len(got) != 0 {
 			t.Errorf("an hour after a purchase: sent %s", describe(got))
 		}
-		if s := only(t, "suppressed", h.actions(ActSuppressed, pid)); s.Detail["reason"] != "suppression: after_purchase" {
-			t.Errorf("reason = %v", s.Detail["reason"])
+		if s := only(t, "suppressed", h.actions(ActSuppressed, pid)); dm(s)["reason"] != "suppression: after_purchase" {
+			t.Errorf("reason = %v", dm(s)["reason"])
 		}
 		// Someone who never bought is not suppressed.
 		h.track("bea", "Product Added", nil)
@@ -1115,7 +1125,7 @@ policies:
 		if a := only(t, "send", h.drain()); a.Journey != "high" {
 			t.Errorf("sent %+v, want the high priority journey's", a)
 		}
-		if s := only(t, "suppressed", h.actions(ActSuppressed, pid)); s.Journey != "low" || !strings.HasPrefix(s.Detail["reason"].(string), "priority:") {
+		if s := only(t, "suppressed", h.actions(ActSuppressed, pid)); s.Journey != "low" || !strings.HasPrefix(dm(s)["reason"].(string), "priority:") {
 			t.Errorf("suppressed = %+v", s)
 		}
 	})
@@ -1130,6 +1140,7 @@ func TestMerge(t *testing.T) {
 
 	anon := h.ingest(&profiles.Event{Type: profiles.TypeTrack, AnonymousID: "anon-1", Event: "Product Added"}).ProfileID
 	h.clock.Advance(time.Minute)
+	h.withEmail("ana")
 	known := h.track("ana", "Product Added", nil)
 	h.track("ana", "Product Viewed", nil)
 	h.track("ana", "Signed Up", nil)
@@ -1161,7 +1172,7 @@ func TestMerge(t *testing.T) {
 	}
 	var merged []Action
 	for _, a := range h.actions(ActExit, known) {
-		if a.Detail["reason"] == "merged" {
+		if dm(a)["reason"] == "merged" {
 			merged = append(merged, a)
 		}
 	}
@@ -1203,6 +1214,7 @@ func TestMergeMovesAdAudience(t *testing.T) {
 	h := newHarness(t, openPolicy, map[string]string{"retarget.yaml": retargetJourney})
 	anon := h.ingest(&profiles.Event{Type: profiles.TypeTrack, AnonymousID: "anon-1", Event: "Product Viewed"}).ProfileID
 	h.clock.Advance(time.Minute)
+	h.withEmail("ana")
 	known := h.track("ana", "Product Added", nil)
 	if a := only(t, "audience add", h.drain()); a.Profile != known || a.Action != ActAudienceAdd {
 		t.Fatalf("add = %+v", a)
@@ -1247,6 +1259,7 @@ steps:
 	h := newHarness(t, openPolicy, map[string]string{"window.yaml": src})
 	anon := h.ingest(&profiles.Event{Type: profiles.TypeTrack, AnonymousID: "anon-1", Event: "Product Viewed"}).ProfileID
 	h.clock.Advance(time.Minute)
+	h.withEmail("ana")
 	h.track("ana", "Product Added", nil)
 	h.drain()
 	h.clock.Advance(time.Minute)
@@ -1285,6 +1298,9 @@ func TestMergeKeepsFrequencyCap(t *testing.T) {
 // ad audiences journeys added them to, and no timer of theirs fires later.
 func TestErase(t *testing.T) {
 	h := newHarness(t, openPolicy, map[string]string{"retarget.yaml": retargetJourney, "reminder.yaml": reminderJourney})
+	// Emails, so that the ad audiences can match them.
+	h.withEmail("ana")
+	h.withEmail("bea")
 	pid := h.track("ana", "Product Added", map[string]any{"cart_id": "c1"})
 	keep := h.track("bea", "Product Added", nil)
 	h.drain()
@@ -1305,13 +1321,14 @@ func TestErase(t *testing.T) {
 		t.Fatalf("erase ended %d instances, want 2: %s", len(exits), describe(exits))
 	}
 	for _, e := range exits {
-		if e.Detail["reason"] != "erased" {
+		if dm(e)["reason"] != "erased" {
 			t.Errorf("exit = %+v", e)
 		}
 	}
 	rm := only(t, "audience remove", h.drain())
-	if rm.Action != ActAudienceRemove || rm.Detail["audience"] != "retargeting" || rm.Profile != pid {
-		t.Errorf("erase delivered %+v", rm)
+	if rm.Action != ActAudienceRemove || dm(rm)["audience"] != "retargeting" || rm.Profile != pid ||
+		rm.Identifiers == nil || len(rm.Identifiers.Emails) != 1 || rm.Identifiers.Emails[0] != "ana@example.com" {
+		t.Errorf("erase delivered %+v (identifiers %+v), want the removal of the erased person's email", rm, rm.Identifiers)
 	}
 	// Nothing keyed by the person is left: not the profile, its sidecars
 	// (rules state, journey entries and instances), nor the send history.
@@ -1625,7 +1642,7 @@ steps:
 	if v := h.instances(pid); len(v) != 0 {
 		t.Fatalf("the instance of the lost version is still live: %+v", v)
 	}
-	if e := only(t, "exit", h.actions(ActExit, pid)); e.Step != "idle" || e.Detail["reason"] != "version unavailable" {
+	if e := only(t, "exit", h.actions(ActExit, pid)); e.Step != "idle" || dm(e)["reason"] != "version unavailable" {
 		t.Errorf("exit = %+v", e)
 	}
 	if n := h.count("win_back", "idle", "waiting"); n != 0 {
@@ -1724,4 +1741,17 @@ func TestEraseForgetsSends(t *testing.T) {
 	if n := h.keysOf(pid); len(n) != 0 {
 		t.Errorf("after the erase, keys of ana: %v", n)
 	}
+}
+
+// dm is an action's detail as simulate prints it: a JSON object.
+func dm(a Action) map[string]any {
+	b, err := json.Marshal(a.Detail)
+	if err != nil {
+		panic(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		panic(err)
+	}
+	return m
 }

@@ -97,6 +97,10 @@ type Step struct {
 	// send
 	Channel  string
 	Template string
+	// OnQuietHours, OnCap and MaxDelay override the policies' for this
+	// send ("" and 0: the policies').
+	OnQuietHours, OnCap string
+	MaxDelay            time.Duration
 	// wait
 	Wait      time.Duration
 	WaitUntil string // "HH:MM" local time of day in the profile's timezone
@@ -500,8 +504,14 @@ func (p *parser) step(n *yaml.Node) *Step {
 				case "template":
 					s.Template = f.String(v, "send.template")
 					tnode = v
+				case "on_quiet_hours":
+					s.OnQuietHours = delayMode(f, v, "send.on_quiet_hours")
+				case "on_cap":
+					s.OnCap = delayMode(f, v, "send.on_cap")
+				case "max_delay":
+					s.MaxDelay = maxDelay(f, v, "send.max_delay")
 				default:
-					f.Errorf(k, "send: unknown field %q: want channel or template", key)
+					f.Errorf(k, "send: unknown field %q: want channel, template, on_quiet_hours, on_cap or max_delay", key)
 				}
 			})
 			if s.Channel == "" || s.Template == "" {

@@ -27,13 +27,37 @@ type Policy struct {
 	// priority sent on the same channel to the person within the window.
 	PriorityWindow time.Duration
 	AdAudiences    []AdAudience
+	// OnQuietHours and OnCap say what happens to a send that quiet hours
+	// or a frequency cap hold back: DelayMode (it goes when they allow
+	// it) or SkipMode (recorded as suppressed). A send step may say
+	// otherwise. Defaults: delay for quiet hours, skip for caps.
+	OnQuietHours, OnCap string
+	// MaxDelay bounds how long a send may be delayed, counted from when it
+	// was first held; a send that would wait longer is suppressed. Zero:
+	// no bound.
+	MaxDelay time.Duration
 }
+
+// What happens to a send that quiet hours or a frequency cap hold back.
+const (
+	// DelayMode delays the send to when the policies allow it.
+	DelayMode = "delay"
+	// SkipMode records the send as suppressed; the journey goes on.
+	SkipMode = "skip"
+)
 
 // QuietHours hold back sends between Start and End local time.
 type QuietHours struct {
 	Start, End string
 	Channels   []string
+	// ReleaseSpread spreads delayed sends over the first minutes after End,
+	// each person at an offset of their own, so that the morning's sends
+	// do not all leave at End (default 10m).
+	ReleaseSpread time.Duration
 }
+
+// DefaultReleaseSpread is the quiet hours' release_spread when unset.
+const DefaultReleaseSpread = 10 * time.Minute
 
 // Cap is a frequency cap: at most Max sends on Channel ("any" for all) per
 // Per to one person. Transactional journeys are not capped.
@@ -58,7 +82,7 @@ type AdAudience struct {
 
 // DefaultPolicy asks consent for email, sms and ads, in UTC.
 func DefaultPolicy() *Policy {
-	return &Policy{Location: time.UTC, ConsentRequired: []string{"email", "sms", "ads"}}
+	return &Policy{Location: time.UTC, ConsentRequired: []string{"email", "sms", "ads"}, OnQuietHours: DelayMode, OnCap: SkipMode}
 }
 
 // AdAudienceNames lists the declared ad audiences.
@@ -109,7 +133,8 @@ func ParsePolicy(name string, b []byte, env *rules.Env) (*Policy, error) {
 					pol.ConsentRequired = append(pol.ConsentRequired, f.String(item, key))
 				})
 			case "quiet_hours":
-				q := &QuietHours{}
+				q := &QuietHours{ReleaseSpread: DefaultReleaseSpread}
+				var spreadNode *yaml.Node
 				f.Mapping(v, key, func(key string, k, v *yaml.Node) {
 					switch key {
 					case "start", "end":
@@ -126,10 +151,15 @@ func ParsePolicy(name string, b []byte, env *rules.Env) (*Policy, error) {
 						f.Sequence(v, "quiet_hours.channels", func(item *yaml.Node) {
 							q.Channels = append(q.Channels, f.String(item, "quiet_hours.channels"))
 						})
+					case "release_spread":
+						q.ReleaseSpread, spreadNode = f.Duration(v, "quiet_hours.release_spread"), v
 					default:
-						f.Errorf(k, "quiet_hours: unknown field %q: want start, end or channels", key)
+						f.Errorf(k, "quiet_hours: unknown field %q: want start, end, channels or release_spread", key)
 					}
 				})
+				if spreadNode != nil && (q.ReleaseSpread < 0 || q.ReleaseSpread >= q.open()) {
+					f.Errorf(spreadNode, "quiet_hours.release_spread: want a duration from 0 to less than the %s between the end and the start of quiet hours, got %q", fmtDuration(q.open()), spreadNode.Value)
+				}
 				pol.Quiet = q
 			case "frequency_caps":
 				f.Sequence(v, key, func(item *yaml.Node) {
@@ -176,6 +206,12 @@ func ParsePolicy(name string, b []byte, env *rules.Env) (*Policy, error) {
 				})
 			case "priority_window":
 				pol.PriorityWindow = f.Duration(v, key)
+			case "on_quiet_hours":
+				pol.OnQuietHours = delayMode(f, v, key)
+			case "on_cap":
+				pol.OnCap = delayMode(f, v, key)
+			case "max_delay":
+				pol.MaxDelay = maxDelay(f, v, key)
 			case "ad_audiences":
 				f.Sequence(v, key, func(item *yaml.Node) {
 					var a AdAudience
@@ -256,6 +292,34 @@ func nextLocal(now time.Time, hhmm string, loc *time.Location) time.Time {
 		at = at.AddDate(0, 0, 1)
 	}
 	return at.UTC()
+}
+
+// open is how long the window between the end and the start of quiet
+// hours lasts each day.
+func (q *QuietHours) open() time.Duration {
+	start, end := minutes(q.Start), minutes(q.End)
+	if start <= end {
+		start += 24 * 60
+	}
+	return time.Duration(start-end) * time.Minute
+}
+
+// delayMode reads on_quiet_hours or on_cap.
+func delayMode(f *rules.File, v *yaml.Node, field string) string {
+	s := f.String(v, field)
+	if s != DelayMode && s != SkipMode {
+		f.Errorf(v, "%s: want delay or skip, got %q", field, s)
+	}
+	return s
+}
+
+// maxDelay reads max_delay: a positive duration.
+func maxDelay(f *rules.File, v *yaml.Node, field string) time.Duration {
+	d := f.Duration(v, field) // reports what does not parse
+	if _, err := rules.ParseDuration(v.Value); err == nil && d <= 0 {
+		f.Errorf(v, "%s: want a positive duration, got %q", field, v.Value)
+	}
+	return d
 }
 
 func (c Cap) String() string { return fmt.Sprintf("%d %s per %s", c.Max, c.Channel, c.Per) }

@@ -236,9 +236,10 @@ func (a *app) prepareReload() (*definitions, error) {
 
 func (a *app) close() error { return a.store.Close() }
 
-// deliver is the outbox's delivery until the channels land: set_trait is
-// applied to the profile; every other action is logged (without personal
-// data) and considered delivered.
+// deliver is the delivery of the journey actions enqueue does not take:
+// set_trait is applied to the profile, passes are issued and updated;
+// every other action is logged (without personal data) and considered
+// delivered.
 func (a *app) deliver(ctx context.Context, act journeys.Action) error {
 	handled, err := journeys.ApplyTraits(ctx, a.store, act, time.Now())
 	if handled || err != nil {
@@ -247,12 +248,18 @@ func (a *app) deliver(ctx context.Context, act journeys.Action) error {
 	if taken, err := a.deliverWallet(ctx, act); taken || err != nil {
 		return err
 	}
-	taken, err := a.enqueueAction(act)
-	if err != nil || taken {
-		return err
-	}
 	logAction(a.log, act)
 	return nil
+}
+
+// drainJourneys moves up to limit journey actions on: enqueued in the
+// channels' outbox, or delivered.
+func (a *app) drainJourneys(ctx context.Context, limit int) (int, error) {
+	n, err := a.journeys.DrainOutboxTo(ctx, a.enqueue, a.deliver, limit)
+	if n > 0 && a.delivery != nil {
+		a.delivery.outbox.Wake()
+	}
+	return n, err
 }
 
 // runOutbox drains the outbox whenever actions commit, until ctx ends.
@@ -277,7 +284,7 @@ func (a *app) runOutbox(ctx context.Context) {
 	defer t.Stop()
 	for {
 		for {
-			n, err := a.journeys.DrainOutbox(ctx, a.deliver, 500)
+			n, err := a.drainJourneys(ctx, 500)
 			if err != nil && !errors.Is(err, context.Canceled) {
 				a.log.Error("journey outbox", "err", err)
 				break

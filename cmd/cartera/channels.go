@@ -326,22 +326,16 @@ func (a *app) identifiers(p *profiles.Profile) (*journeys.Identifiers, bool) {
 	return ids, adsOK
 }
 
-// enqueueAudience puts an ad audience change in the outbox for every
-// platform that mirrors the audience, in its own transaction.
-func (a *app) enqueueAudience(key, profileID, audience, op string, ids *journeys.Identifiers) {
-	msgs := a.audienceMessages(key, profileID, audience, op, ids)
-	if len(msgs) == 0 {
-		return
-	}
-	if _, err := a.delivery.outbox.Add(msgs...); err != nil {
-		a.log.Error("enqueue audience change", "audience", audience, "err", err)
-	}
-}
-
 // audienceMessages are the outbox messages of one ad audience change.
 func (a *app) audienceMessages(key, profileID, audience, op string, ids *journeys.Identifiers) []*channels.Message {
 	d := a.delivery
-	if d == nil || ids == nil || (len(ids.Emails) == 0 && len(ids.Phones) == 0) {
+	if d == nil || len(d.audiences[audience]) == 0 {
+		return nil
+	}
+	if ids == nil || (len(ids.Emails) == 0 && len(ids.Phones) == 0) {
+		// Journeys record these as suppressed (no_identifiers); a rules
+		// audience's member without an email or phone lands here.
+		a.log.Info("ad audience change not sent: no email or phone to match on", "audience", audience, "op", op, "profile", profileID)
 		return nil
 	}
 	payload, _ := json.Marshal(channels.AudiencePayload{Audience: audience, Op: op, Emails: ids.Emails, Phones: ids.Phones})
@@ -413,19 +407,22 @@ func (w *mirrorTx) Done(committed bool) {
 	}
 }
 
-// enqueueAction turns a journey action into outbox messages; it reports
-// false when no destination takes it (then it is only logged).
-func (a *app) enqueueAction(act journeys.Action) (bool, error) {
+// enqueue is the journeys' Enqueuer: a send on a channel the outbox
+// delivers, and an ad audience change of an audience mirrored on ad
+// platforms, become outbox messages, enqueued in the transaction that
+// removes the action from the journeys' outbox (nothing is lost between
+// the two). Anything else (nil write) goes to deliver.
+func (a *app) enqueue(_ context.Context, act journeys.Action) (func(*bbolt.Tx) error, error) {
 	d := a.delivery
 	if d == nil {
-		return false, nil
+		return nil, nil
 	}
-	switch act.Action {
-	case journeys.ActSend:
-		if !d.outbox.Has(act.Channel) {
-			return false, nil
+	var msgs []*channels.Message
+	switch detail := act.Detail.(type) {
+	case journeys.SendDetail:
+		if !d.outbox.Has(act.Channel) || act.Channel == "wallet" && a.wallet != nil {
+			return nil, nil
 		}
-		tpl, _ := act.Detail["template"].(string)
 		data := map[string]any{"journey": act.Journey, "step": act.Step}
 		if act.Trigger != nil {
 			data["trigger"] = act.Trigger
@@ -433,25 +430,27 @@ func (a *app) enqueueAction(act journeys.Action) (bool, error) {
 		if links := a.passLinks(act.Profile); len(links) > 0 {
 			data["links"] = links
 		}
-		payload, err := json.Marshal(channels.SendPayload{Template: tpl, Data: data})
+		payload, err := json.Marshal(channels.SendPayload{Template: detail.Template, Data: data})
 		if err != nil {
-			return false, err
+			return nil, fmt.Errorf("encode send: %w", err)
 		}
-		_, err = d.outbox.Add(&channels.Message{Key: act.Key, Destination: act.Channel, ProfileID: act.Profile, Journey: act.Journey, Step: act.Step, Payload: payload})
-		return true, err
-	case journeys.ActAudienceAdd, journeys.ActAudienceRemove:
-		aud, _ := act.Detail["audience"].(string)
-		if len(d.audiences[aud]) == 0 {
-			return false, nil
+		msgs = append(msgs, &channels.Message{Key: act.Key, Destination: act.Channel, ProfileID: act.Profile, Journey: act.Journey, Step: act.Step, Payload: payload})
+	case journeys.AudienceDetail:
+		if len(d.audiences[detail.Audience]) == 0 {
+			return nil, nil
 		}
 		op := "add"
 		if act.Action == journeys.ActAudienceRemove {
 			op = "remove"
 		}
-		a.enqueueAudience(act.Key, act.Profile, aud, op, act.Identifiers)
-		return true, nil
+		msgs = a.audienceMessages(act.Key, act.Profile, detail.Audience, op, act.Identifiers)
+	default:
+		return nil, nil
 	}
-	return false, nil
+	return func(tx *bbolt.Tx) error {
+		_, err := d.outbox.Enqueue(tx, msgs...)
+		return err
+	}, nil
 }
 
 // storeProfiles lets destinations look people up at delivery time.

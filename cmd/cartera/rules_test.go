@@ -14,6 +14,8 @@ import (
 func TestValidateCommand(t *testing.T) {
 	badJourney := writeFile(t, "journey.yaml", "id: j\ntrigger:\n  event: Product Added\nsteps:\n  - id: a\n    send: {channel: pigeon, template: t}\n  - id: b\n    branch:\n      - when: in_audience(\"nope\")\n        next: a\n")
 	bad := writeFile(t, "bad.yaml", "audiences:\n  - name: big_spenders\n    expression: profile.computed.orders_count > \"five\"\n")
+	badPolicy := writeFile(t, "policies.yaml", "policies:\n  timezone: Europe/Madrid\n  on_quiet_hours: later\n  max_delay: 0s\n")
+	badDelay := writeFile(t, "delay.yaml", "id: j\ntrigger:\n  event: Product Added\nsteps:\n  - id: a\n    send: {channel: email, template: cart_reminder, on_cap: wait}\n")
 	tests := []struct {
 		name    string
 		args    []string
@@ -26,6 +28,12 @@ func TestValidateCommand(t *testing.T) {
 			badJourney + `:6:21: send.channel: unknown channel "pigeon": want one of email, sms, webhook, push, wallet`},
 		{"journey audience", []string{"validate", "--config", "../../examples/cartera.yaml", badJourney}, true,
 			badJourney + `:9:15: in_audience: unknown audience "nope"`},
+		{"policy delay mode", []string{"validate", "--config", "../../examples/cartera.yaml", badPolicy}, true,
+			badPolicy + `:3:19: on_quiet_hours: want delay or skip, got "later"`},
+		{"policy max_delay", []string{"validate", "--config", "../../examples/cartera.yaml", badPolicy}, true,
+			badPolicy + `:4:14: max_delay: want a positive duration, got "0s"`},
+		{"send on_cap", []string{"validate", "--config", "../../examples/cartera.yaml", badDelay}, true,
+			badDelay + `:6:61: send.on_cap: want delay or skip, got "wait"`},
 		{"type error", []string{"validate", "--config", "../../examples/cartera.yaml", bad}, true,
 			bad + ":3:47: found no matching overload for '_>_' applied to '(int, string)'"},
 	}

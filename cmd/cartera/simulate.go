@@ -21,15 +21,15 @@ import (
 	"cartera/profiles"
 )
 
-// simAction is one line of simulate's output, in the contract's shape.
-type simAction struct {
-	At      string         `json:"at"`
-	Profile string         `json:"profile"`
-	Journey string         `json:"journey"`
-	Step    string         `json:"step"`
-	Action  string         `json:"action"`
-	Channel string         `json:"channel"`
-	Detail  map[string]any `json:"detail"`
+// simLine is one line of simulate's output, in the contract's shape.
+type simLine struct {
+	At      string          `json:"at"`
+	Profile string          `json:"profile"`
+	Journey string          `json:"journey"`
+	Step    string          `json:"step"`
+	Action  string          `json:"action"`
+	Channel string          `json:"channel"`
+	Detail  journeys.Detail `json:"detail"`
 }
 
 // virtualClock is simulate's time, moved by the events and the timers.
@@ -111,7 +111,7 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 	core.journeys.Observe(func(actions []journeys.Action) {
 		for _, a := range actions {
 			if werr == nil {
-				werr = out.Encode(simAction{At: a.At.UTC().Format(time.RFC3339), Profile: a.Profile, Journey: a.Journey, Step: a.Step, Action: a.Action, Channel: a.Channel, Detail: a.Detail})
+				werr = out.Encode(simLine{At: a.At.UTC().Format(time.RFC3339), Profile: a.Profile, Journey: a.Journey, Step: a.Step, Action: a.Action, Channel: a.Channel, Detail: a.Detail})
 			}
 		}
 	})

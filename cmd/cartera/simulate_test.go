@@ -77,12 +77,34 @@ var scenarios = map[string]scenario{
 		},
 	},
 	"quiet_hours": {
-		until: "1h",
+		until: "24h",
 		want: []string{
-			"2026-11-20T13:20:00Z cart_abandonment reminder suppressed email reason=quiet_hours: 21:00-09:00",
+			"2026-11-20T13:20:00Z cart_abandonment reminder delayed email reason=quiet_hours: 21:00-09:00 template=cart_reminder until=2026-11-20T14:0",
+			"2026-11-20T14:0?:??Z cart_abandonment reminder send email", // Hana's, 09:0x in New York
 			"2026-11-20T19:55:00Z cart_abandonment reminder send email",
-			"2026-11-20T20:05:00Z cart_abandonment reminder suppressed email reason=quiet_hours: 21:00-09:00",
+			"2026-11-20T20:05:00Z cart_abandonment reminder delayed email reason=quiet_hours: 21:00-09:00 template=cart_reminder until=2026-11-21T08:0",
+			"2026-11-21T08:0?:??Z cart_abandonment reminder send email", // Gael's, 09:0x in Madrid
 		},
+		never: []string{"suppressed"},
+	},
+	"quiet_hours_delay": {
+		until: "30h",
+		want: []string{
+			"2026-11-20T20:30:00Z cart_abandonment - enter key=n1",
+			"2026-11-20T21:00:00Z cart_abandonment reminder delayed email reason=quiet_hours: 21:00-09:00 template=cart_reminder until=2026-11-21T08:0",
+			"2026-11-21T08:0?:??Z cart_abandonment reminder send email template=cart_reminder",
+		},
+		never: []string{"suppressed", "2026-11-20T21:00:00Z cart_abandonment reminder send"},
+	},
+	"quiet_hours_purchase": {
+		until: "30h",
+		want: []string{
+			"2026-11-20T20:30:00Z cart_abandonment - enter key=p9",
+			"2026-11-20T21:00:00Z cart_abandonment reminder delayed email reason=quiet_hours: 21:00-09:00 template=cart_reminder until=2026-11-21T08:0",
+			"2026-11-21T07:00:00Z cart_abandonment reminder goal event=Order Completed",
+			"2026-11-21T07:00:00Z cart_abandonment reminder exit reason=exit_when: Order Completed",
+		},
+		never: []string{"send", "suppressed", "retarget"},
 	},
 	"consent": {
 		until: "240h",
@@ -123,12 +145,12 @@ var scenarios = map[string]scenario{
 	},
 	"transactional_at_night": {
 		want: []string{
-			"2026-11-20T21:40:00Z cart_abandonment reminder suppressed email reason=quiet_hours: 21:00-09:00",
-			"2026-11-20T22:30:00Z cart_abandonment opened exit reason=exit_when: Order Completed",
+			"2026-11-20T21:40:00Z cart_abandonment reminder delayed email reason=quiet_hours: 21:00-09:00",
+			"2026-11-20T22:30:00Z cart_abandonment reminder exit reason=exit_when: Order Completed",
 			"2026-11-20T22:30:00Z tier_upgrade pass pass_update wallet",
 			"2026-11-20T22:30:00Z tier_upgrade congratulate send email template=welcome_gold",
 		},
-		never: []string{"tier_upgrade congratulate suppressed"},
+		never: []string{"tier_upgrade congratulate suppressed", "tier_upgrade congratulate delayed", "cart_abandonment reminder send"},
 	},
 	"birthday_cron": {
 		until: "240h",
@@ -137,7 +159,9 @@ var scenarios = map[string]scenario{
 			"2026-10-24T07:00:00Z birthday treat send email template=birthday",
 			"2026-10-26T08:00:00Z birthday - enter trigger=Scheduled",
 			"2026-10-26T08:00:00Z birthday treat send email template=birthday",
-			"2026-10-28T08:00:00Z birthday treat suppressed email reason=quiet_hours: 21:00-09:00",
+			// Quinn, in New York: 04:00 there, delayed to 09:0x his time.
+			"2026-10-28T08:00:00Z birthday treat delayed email reason=quiet_hours: 21:00-09:00 template=birthday until=2026-10-28T13:0",
+			"2026-10-28T13:0?:??Z birthday treat send email template=birthday",
 		},
 		// Pia (22 October) is not a customer; nobody else has a birthday.
 		never: []string{"2026-10-22", "browse_abandonment", "cart_abandonment"},
@@ -338,9 +362,20 @@ func TestSimulateErrors(t *testing.T) {
 	})
 }
 
+// simAction is one line of simulate's output as a reader decodes it.
+type simAction struct {
+	At      string         `json:"at"`
+	Profile string         `json:"profile"`
+	Journey string         `json:"journey"`
+	Step    string         `json:"step"`
+	Action  string         `json:"action"`
+	Channel string         `json:"channel"`
+	Detail  map[string]any `json:"detail"`
+}
+
 // Actions and channels of the contract.
 var (
-	simActions  = []string{"enter", "send", "audience_add", "audience_remove", "pass_update", "set_trait", "goal", "exit", "suppressed"}
+	simActions  = []string{"enter", "send", "delayed", "audience_add", "audience_remove", "pass_update", "set_trait", "goal", "exit", "suppressed"}
 	simChannels = []string{"email", "sms", "webhook", "audience", "wallet", ""}
 )
 
@@ -390,8 +425,13 @@ func checkActions(t *testing.T, out string) []string {
 		if (a.Action == "enter") != (a.Step == "") {
 			t.Errorf("line %d: step %q with action %s", i+1, a.Step, a.Action)
 		}
-		if (a.Action == "send" || a.Action == "suppressed") && a.Channel == "" || a.Action == "suppressed" && a.Detail["reason"] == nil {
-			t.Errorf("line %d: a send needs a channel, a suppression a reason: %s", i+1, line)
+		if (a.Action == "send" || a.Action == "suppressed" || a.Action == "delayed") && a.Channel == "" || (a.Action == "suppressed" || a.Action == "delayed") && a.Detail["reason"] == nil {
+			t.Errorf("line %d: a send needs a channel, a suppression or a delay a reason: %s", i+1, line)
+		}
+		if a.Action == "delayed" {
+			if until, err := time.Parse(time.RFC3339, fmt.Sprint(a.Detail["until"])); err != nil || !until.After(at) {
+				t.Errorf("line %d: a delay needs an until after its time: %s", i+1, line)
+			}
 		}
 		sums = append(sums, summarize(a))
 	}
@@ -424,12 +464,13 @@ func summarize(a simAction) string {
 }
 
 // checkScenario checks the summaries hold sc.want in order (each as a
-// prefix of a summary) and nothing of sc.never.
+// prefix of a summary, where ? stands for any one character: a release
+// time within the spread) and nothing of sc.never.
 func checkScenario(t *testing.T, sums []string, sc scenario) {
 	t.Helper()
 	i := 0
 	for _, s := range sums {
-		if i < len(sc.want) && strings.HasPrefix(s, sc.want[i]) {
+		if i < len(sc.want) && hasPattern(s, sc.want[i]) {
 			i++
 		}
 	}
@@ -443,6 +484,19 @@ func checkScenario(t *testing.T, sums []string, sc scenario) {
 			}
 		}
 	}
+}
+
+// hasPattern reports whether s starts with pattern, ? matching any byte.
+func hasPattern(s, pattern string) bool {
+	if len(s) < len(pattern) {
+		return false
+	}
+	for i := range len(pattern) {
+		if pattern[i] != '?' && pattern[i] != s[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // lineDiff lists the lines that differ between want and got.

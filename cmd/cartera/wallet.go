@@ -296,18 +296,18 @@ func (a *app) deliverWallet(ctx context.Context, act journeys.Action) (bool, err
 	if a.wallet == nil {
 		return false, nil
 	}
-	switch {
-	case act.Action == journeys.ActSend && act.Channel == "wallet":
-		tpl, _ := act.Detail["template"].(string)
-		_, _, err := a.wallet.Issue(ctx, act.Profile, tpl)
+	switch d := act.Detail.(type) {
+	case journeys.SendDetail:
+		if act.Channel != "wallet" {
+			return false, nil
+		}
+		_, _, err := a.wallet.Issue(ctx, act.Profile, d.Template)
 		if errors.Is(err, wallet.ErrNotFound) {
 			return true, nil // erased since
 		}
 		return true, err
-	case act.Action == journeys.ActPassUpdate:
-		fields, _ := act.Detail["fields"].(map[string]any)
-		push, _ := act.Detail["push"].(string)
-		return true, a.wallet.Update(ctx, act.Profile, fields, push, act.Key)
+	case journeys.PassDetail:
+		return true, a.wallet.Update(ctx, act.Profile, d.Fields, d.Push, act.Key)
 	}
 	return false, nil
 }
