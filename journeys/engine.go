@@ -38,6 +38,8 @@ import (
 //	journey_outbox_keys idempotency key → sequence: a step's effect is recorded once
 //	journey_sends      profile id 0x00 channel 0x00 unix nanos (8) | sequence (8) → journey id (caps, priorities)
 //	journey_ad_members audience 0x00 profile id → journey id that added the person
+//	journey_schedules  journey id → JSON schedule record: the cron spec armed, the due of its one
+//	                   timer, and the progress of a tick being enrolled page by page (schedule.go)
 var (
 	bucketInstances = []byte("journey_instances")
 	bucketOldActive = []byte("journey_active")
@@ -49,6 +51,7 @@ var (
 	bucketOutboxKey = []byte("journey_outbox_keys")
 	bucketSends     = []byte("journey_sends")
 	bucketAdMembers = []byte("journey_ad_members")
+	bucketSchedules = []byte("journey_schedules")
 )
 
 // Actions a journey takes (the simulate output's "action").
@@ -225,7 +228,7 @@ func New(db *bbolt.DB, set *Set, opts Options) (*Engine, error) {
 		e.metrics = NewMetrics(nil)
 	}
 	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketInstances, bucketTimers, bucketCounts, bucketDefs, bucketOutbox, bucketOutboxKey, bucketSends, bucketAdMembers} {
+		for _, b := range [][]byte{bucketInstances, bucketTimers, bucketCounts, bucketDefs, bucketOutbox, bucketOutboxKey, bucketSends, bucketAdMembers, bucketSchedules} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}
@@ -1282,8 +1285,15 @@ func (e *Engine) FireDue(ctx context.Context, st *profiles.Store, now time.Time,
 			}
 			n++
 			if len(v) > 0 && v[0] == 's' {
-				if err := r.schedule(st, string(v[1:]), k); err != nil {
+				more, err := r.schedule(string(v[1:]), k)
+				if err != nil {
 					return err
+				}
+				if more {
+					// A page of a cron tick's audience is a transaction
+					// of its own: commit it, and let ingestion in, before
+					// the next.
+					break
 				}
 				continue
 			}
@@ -1341,72 +1351,6 @@ func (r *run) fire(k, v []byte) error {
 		next = s.Next
 	}
 	return r.advance(p, j, in, next)
-}
-
-// scheduleID gives a schedule's timers a second key half of their own (top
-// bit set, so never an instance id), so two journeys due at the same
-// instant keep both their ticks.
-func scheduleID(journey string) uint64 {
-	h := sha256.Sum256([]byte(journey))
-	return binary.BigEndian.Uint64(h[:8]) | 1<<63
-}
-
-// armSchedule sets the next tick of a cron journey unless one is pending.
-func (e *Engine) armSchedule(tx *bbolt.Tx, j *Journey, now time.Time) error {
-	timers := tx.Bucket(bucketTimers)
-	c := timers.Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if len(v) > 0 && v[0] == 's' && string(v[1:]) == j.ID {
-			return nil
-		}
-	}
-	next := j.Trigger.schedule.Next(now.In(j.Trigger.Location))
-	return timers.Put(timerKey(next, scheduleID(j.ID)), append([]byte("s"), j.ID...))
-}
-
-// schedule runs one cron tick: every member of the journey's audience is
-// entered, and the next tick is armed.
-func (r *run) schedule(st *profiles.Store, journeyID string, k []byte) error {
-	j := r.set.Journey(journeyID)
-	if j == nil || j.Trigger.schedule == nil {
-		return nil // the journey is gone or no longer scheduled
-	}
-	due := time.Unix(0, int64(binary.BigEndian.Uint64(k[:8])))
-	if r.e.rules != nil {
-		after := ""
-		for {
-			members, next, err := r.e.rules.MembersIn(r.tx, j.Trigger.Audience, after, 500)
-			if err != nil {
-				return err
-			}
-			for _, m := range members {
-				p, err := profiles.ReadProfile(r.tx, m.ProfileID)
-				if err != nil {
-					continue
-				}
-				tick := &profiles.Event{Type: profiles.TypeTrack, Event: "Scheduled", Timestamp: due.UTC(), Source: profiles.SourceCartera,
-					Properties: map[string]any{"schedule": j.Trigger.Cron}}
-				if j.Trigger.When != nil {
-					pv, err := r.view(p)
-					if err != nil {
-						return err
-					}
-					if !r.eval(j.Trigger.When, &rules.Input{Profile: pv, Event: rules.ViewOf(tick), Now: r.now}) {
-						continue
-					}
-				}
-				if err := r.enter(p, j, tick); err != nil {
-					return err
-				}
-			}
-			if next == "" {
-				break
-			}
-			after = next
-		}
-	}
-	nextTick := j.Trigger.schedule.Next(due.In(j.Trigger.Location))
-	return r.tx.Bucket(bucketTimers).Put(timerKey(nextTick, scheduleID(j.ID)), append([]byte("s"), j.ID...))
 }
 
 // Run fires timers as they fall due until ctx ends.
