@@ -1087,17 +1087,36 @@ func (r *run) policy(p *profiles.Profile, pv *rules.ProfileView, j *Journey, cha
 // sendsSince counts a person's sends on a channel ("any": all) after since,
 // by journeys match accepts (nil: all).
 func (r *run) sendsSince(c *bbolt.Cursor, profileID, channel string, since time.Time, match func(journey string) bool) int {
-	prefix := []byte(profileID + "\x00")
 	if channel != "any" {
-		prefix = []byte(profileID + "\x00" + channel + "\x00")
+		return countSince(c, []byte(profileID+"\x00"+channel+"\x00"), since, match)
 	}
+	// Every channel of the person: seek into each channel's records at
+	// since, then on to the next channel, so a person's old sends are
+	// never read.
+	person := []byte(profileID + "\x00")
 	n := 0
-	for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-		if len(k) < 16 {
+	for k, _ := c.Seek(person); k != nil && bytes.HasPrefix(k, person); {
+		ch, _, ok := bytes.Cut(k[len(person):], []byte{0})
+		if !ok {
+			k, _ = c.Next()
 			continue
 		}
-		at := int64(binary.BigEndian.Uint64(k[len(k)-16 : len(k)-8]))
-		if at > since.UnixNano() && (match == nil || match(string(v))) {
+		prefix := append(bytes.Clone(person), ch...)
+		prefix = append(prefix, 0)
+		n += countSince(c, prefix, since, match)
+		// Past the last possible key of this channel.
+		k, _ = c.Seek(append(prefix[:len(prefix)-1:len(prefix)-1], 1))
+	}
+	return n
+}
+
+// countSince counts the send records under prefix made after since that
+// match, reading only those.
+func countSince(c *bbolt.Cursor, prefix []byte, since time.Time, match func(journey string) bool) int {
+	from := append(bytes.Clone(prefix), u64(uint64(max(since.UnixNano()+1, 0)))...)
+	n := 0
+	for k, v := c.Seek(from); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+		if len(k) == len(prefix)+16 && (match == nil || match(string(v))) {
 			n++
 		}
 	}

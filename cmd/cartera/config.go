@@ -62,6 +62,8 @@ type Config struct {
 	DevClockStart time.Time `yaml:"dev_clock_start"`
 	// Wallet sets up Apple and Google Wallet passes.
 	Wallet WalletConfig `yaml:"wallet"`
+	// Retention bounds what would otherwise only grow.
+	Retention RetentionConfig `yaml:"retention"`
 
 	// path is the file the config came from ("" for none).
 	path string
@@ -90,6 +92,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Data == "" {
 		return errors.New("data: required")
+	}
+	if c.Retention.Journeys < 0 || (c.Retention.Journeys > 0 && c.Retention.Journeys < 24*time.Hour) {
+		return fmt.Errorf("retention.journeys: want at least 24h, got %s", c.Retention.Journeys)
 	}
 	for name, u := range map[string]string{"public_url": c.PublicURL, "apns_url": c.APNsURL, "meta_url": c.MetaURL, "google_ads_url": c.GoogleAdsURL, "google_wallet_url": c.GoogleWalletURL} {
 		if p, err := url.Parse(u); err != nil || p.Scheme == "" || p.Host == "" {
@@ -315,4 +320,13 @@ func applyAdTokens(cfg *Config, getenv func(string) string) {
 			}
 		}
 	}
+}
+
+// RetentionConfig says how long records that only grow are kept.
+type RetentionConfig struct {
+	// Journeys is how long a finished journey instance (and the
+	// idempotency keys of its actions) is kept after it was entered;
+	// 0 means journeys.DefaultRetention (90 days). Send records go once no
+	// frequency cap or priority window can count them.
+	Journeys time.Duration `yaml:"journeys"`
 }

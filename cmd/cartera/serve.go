@@ -110,13 +110,18 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		defer close(journeysDone)
 		core.journeys.Run(pruneCtx, store)
 	}()
+	journeysPruned := make(chan struct{})
+	go func() {
+		defer close(journeysPruned)
+		core.journeys.RunPruner(pruneCtx, time.Hour, cfg.Retention.Journeys)
+	}()
 	go core.ensureGoogleClasses(pruneCtx)
 	outboxDone := make(chan struct{})
 	go func() {
 		defer close(outboxDone)
 		core.runOutbox(pruneCtx)
 	}()
-	defer func() { stopPrune(); <-backfilled; <-journeysDone; <-outboxDone }()
+	defer func() { stopPrune(); <-backfilled; <-journeysDone; <-journeysPruned; <-outboxDone }()
 
 	served := make(chan error, 1)
 	go func() { served <- app.Listener(ln) }()
