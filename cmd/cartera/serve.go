@@ -69,6 +69,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			log.Error("close store", "err", err)
 		}
 	}()
+	if err := removeStaleSnapshots(cfg.Data); err != nil {
+		log.Warn("remove backup snapshots left by a crash", "err", err)
+	}
 	store, engine := core.store, core.rules
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cartera_profiles", Help: "Live profiles.",
