@@ -344,11 +344,13 @@ func (o *Outbox) breakerWait(l *lane) time.Duration {
 }
 
 // claim takes up to BatchSize due messages nobody is delivering; next is
-// when the earliest message not yet due falls due.
+// when the earliest message not yet due falls due. A record that cannot be
+// read moves to the dead letters, so it never holds back the queue.
 func (o *Outbox) claim(l *lane) (batch []*Message, next time.Time, err error) {
 	now := o.now().UnixNano()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	var bad []unreadable
 	err = o.db.View(func(tx *bbolt.Tx) error {
 		lq := tx.Bucket(bucketQueue).Bucket([]byte(l.d.Name()))
 		if lq == nil {
@@ -367,16 +369,68 @@ func (o *Outbox) claim(l *lane) (batch []*Message, next time.Time, err error) {
 			}
 			m := &Message{}
 			if err := json.Unmarshal(v, m); err != nil {
-				return fmt.Errorf("decode message %d: %w", seq, err)
+				bad = append(bad, unreadable{key: bytes.Clone(k), raw: bytes.Clone(v), err: err})
+				continue
 			}
 			batch = append(batch, m)
 		}
 		return nil
 	})
+	if err == nil && len(bad) > 0 {
+		err = o.bury(l.d.Name(), bad)
+	}
 	for _, m := range batch {
 		l.claimed[m.Seq] = true
 	}
 	return batch, next, err
+}
+
+// unreadable is a queued record that does not decode as a Message.
+type unreadable struct {
+	key, raw []byte
+	err      error
+}
+
+// bury moves unreadable records of a destination's queue to the dead
+// letters, as messages that keep the record (base64) for an admin to
+// inspect: it can be dropped, and a retry fails again at once.
+func (o *Outbox) bury(dest string, bad []unreadable) error {
+	now := o.now().UTC()
+	err := o.db.Update(func(tx *bbolt.Tx) error {
+		lq := tx.Bucket(bucketQueue).Bucket([]byte(dest))
+		where, dead := tx.Bucket(bucketWhere), tx.Bucket(bucketDead)
+		for _, u := range bad {
+			if lq == nil || lq.Get(u.key) == nil {
+				continue
+			}
+			seq := binary.BigEndian.Uint64(u.key[8:])
+			raw, err := json.Marshal(map[string][]byte{"unreadable": u.raw})
+			if err != nil {
+				return err
+			}
+			m := &Message{Seq: seq, Destination: dest, Payload: raw, NextAt: now, DeadAt: now, LastError: fmt.Sprintf("decode message %d: %v", seq, u.err)}
+			v, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			if err := lq.Delete(u.key); err != nil {
+				return err
+			}
+			if err := where.Delete(u64(seq)); err != nil {
+				return err
+			}
+			if err := dead.Put(u64(seq), v); err != nil {
+				return err
+			}
+			o.metrics.Dead.WithLabelValues(dest).Inc()
+			o.log.Error("outbox: unreadable message moved to the dead letters", "destination", dest, "seq", seq, "err", u.err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("move unreadable messages to the dead letters: %w", err)
+	}
+	return nil
 }
 
 func (o *Outbox) unclaim(l *lane, batch []*Message) {
@@ -436,6 +490,7 @@ func (o *Outbox) deliver(ctx context.Context, l *lane, batch []*Message) {
 			m.LastError = res.Err.Error()
 			if IsPermanent(res.Err) || m.Attempts >= l.cfg.MaxAttempts {
 				o.metrics.Dead.WithLabelValues(name).Inc()
+				m.DeadAt = now.UTC()
 				if err := where.Delete(u64(m.Seq)); err != nil {
 					return err
 				}
@@ -577,7 +632,7 @@ func (o *Outbox) Retry(seq uint64) error {
 		if err := dead.Delete(u64(seq)); err != nil {
 			return err
 		}
-		m.Attempts, m.NextAt = 0, o.now().UTC()
+		m.Attempts, m.NextAt, m.DeadAt = 0, o.now().UTC(), time.Time{}
 		lq, err := tx.Bucket(bucketQueue).CreateBucketIfNotExists([]byte(m.Destination))
 		if err != nil {
 			return err
