@@ -458,14 +458,20 @@ func (o *Outbox) deliver(ctx context.Context, l *lane, batch []*Message) {
 		}
 	}
 	now := o.now()
+	// A shutdown cut the delivery short: what failed for it stays queued
+	// as it was (no attempt counted, no backoff, no breaker). A permanent
+	// failure is a real answer (a bounce) and is settled.
+	shutdown := ctx.Err() != nil
+	interrupted := func(res Result) bool { return shutdown && res.Err != nil && !IsPermanent(res.Err) }
 	failed, ok := 0, 0
 	err := o.db.Update(func(tx *bbolt.Tx) error {
+		failed, ok = 0, 0
 		lq := tx.Bucket(bucketQueue).Bucket([]byte(name))
 		where, dead := tx.Bucket(bucketWhere), tx.Bucket(bucketDead)
 		for i, m := range batch {
 			old := queueKey(m.NextAt, m.Seq)
-			if lq.Get(old) == nil {
-				continue // dropped or retried by an admin meanwhile
+			if lq.Get(old) == nil || interrupted(results[i]) {
+				continue // dropped or retried by an admin meanwhile; or left for the restart
 			}
 			if err := lq.Delete(old); err != nil {
 				return err
@@ -532,16 +538,24 @@ func (o *Outbox) deliver(ctx context.Context, l *lane, batch []*Message) {
 	default:
 	}
 	if o.sink != nil {
+		// Outcomes of settled deliveries are recorded even during a
+		// shutdown (the store closes after the outbox stops), within a
+		// bound.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
+		defer cancel()
 		for i, m := range batch {
-			if len(results[i].Events) == 0 {
+			if len(results[i].Events) == 0 || interrupted(results[i]) {
 				continue
 			}
-			if err := o.sink.Record(ctx, m, results[i].Events); err != nil {
+			if err := o.sink.Record(rctx, m, results[i].Events); err != nil {
 				o.log.Error("record delivery outcome", "destination", name, "key", m.Key, "err", err)
 			}
 		}
 	}
 }
+
+// outcomeTimeout bounds recording one batch's outcomes on profiles.
+const outcomeTimeout = 10 * time.Second
 
 // trip counts consecutive failed batches and opens the circuit.
 func (o *Outbox) trip(l *lane, ok, failed int, now time.Time) {
