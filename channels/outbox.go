@@ -19,9 +19,10 @@ import (
 // Buckets of the outbox, in the profile store's file:
 //
 //	channels_queue   one nested bucket per destination: next attempt (8-byte big-endian unix nanos) | seq (8) → JSON Message
-//	channels_keys    idempotency key → seq: a key is enqueued once, ever
+//	channels_keys    idempotency key → seq (8) | enqueued at (8-byte big-endian unix nanos; absent in files
+//	                 of earlier versions): a key is enqueued once while kept (RetentionConfig.Keys)
 //	channels_where   seq → destination 0x00 queue key (to find a queued message by seq)
-//	channels_dead    seq → JSON Message that failed for good
+//	channels_dead    seq → JSON Message that failed for good (kept RetentionConfig.DeadLetters)
 var (
 	bucketQueue = []byte("channels_queue")
 	bucketKeys  = []byte("channels_keys")
@@ -196,7 +197,7 @@ func (o *Outbox) Enqueue(tx *bbolt.Tx, msgs ...*Message) (int, error) {
 		if err := lq.Put(qk, v); err != nil {
 			return n, err
 		}
-		if err := keys.Put([]byte(m.Key), u64(seq)); err != nil {
+		if err := keys.Put([]byte(m.Key), keyValue(seq, m.CreatedAt)); err != nil {
 			return n, err
 		}
 		if err := where.Put(u64(seq), append([]byte(m.Destination+"\x00"), qk...)); err != nil {

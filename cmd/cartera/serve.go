@@ -117,6 +117,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	work.Go(func() { core.journeys.Run(workCtx, store) })
 	work.Go(func() { core.ensureGoogleClasses(workCtx) })
 	work.Go(func() { core.runOutbox(workCtx) })
+	if core.delivery != nil {
+		work.Go(func() { core.delivery.outbox.RunPruner(workCtx, cfg.Channels.Retention, time.Hour) })
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- app.Listener(ln) }()
