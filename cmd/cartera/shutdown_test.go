@@ -63,8 +63,10 @@ func TestShutdownUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(queued) != n {
-		t.Errorf("queued after the stop = %d, want all %d (none was answered)", len(queued), n)
+	// None was answered: the 4 in flight, and whatever the journeys had
+	// handed over, are queued (the rest wait in the journeys' own queue).
+	if len(queued) < 4 || len(queued) > n {
+		t.Errorf("queued after the stop = %d, want the 4 in flight and at most %d", len(queued), n)
 	}
 	for _, m := range queued {
 		if m.Attempts != 0 || m.LastError != "" {
