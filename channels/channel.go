@@ -30,6 +30,9 @@ type Message struct {
 	Attempts  int             `json:"attempts"`
 	NextAt    time.Time       `json:"next_at"`
 	LastError string          `json:"last_error,omitempty"`
+	// DeadAt is when the message moved to the dead letters (zero while
+	// queued, and in dead letters of earlier versions).
+	DeadAt time.Time `json:"dead_at,omitzero"`
 }
 
 // SendPayload is the payload of a journey's send (email, sms, push, webhook).

@@ -19,9 +19,10 @@ import (
 // Buckets of the outbox, in the profile store's file:
 //
 //	channels_queue   one nested bucket per destination: next attempt (8-byte big-endian unix nanos) | seq (8) → JSON Message
-//	channels_keys    idempotency key → seq: a key is enqueued once, ever
+//	channels_keys    idempotency key → seq (8) | enqueued at (8-byte big-endian unix nanos; absent in files
+//	                 of earlier versions): a key is enqueued once while kept (RetentionConfig.Keys)
 //	channels_where   seq → destination 0x00 queue key (to find a queued message by seq)
-//	channels_dead    seq → JSON Message that failed for good
+//	channels_dead    seq → JSON Message that failed for good (kept RetentionConfig.DeadLetters)
 var (
 	bucketQueue = []byte("channels_queue")
 	bucketKeys  = []byte("channels_keys")
@@ -196,7 +197,7 @@ func (o *Outbox) Enqueue(tx *bbolt.Tx, msgs ...*Message) (int, error) {
 		if err := lq.Put(qk, v); err != nil {
 			return n, err
 		}
-		if err := keys.Put([]byte(m.Key), u64(seq)); err != nil {
+		if err := keys.Put([]byte(m.Key), keyValue(seq, m.CreatedAt)); err != nil {
 			return n, err
 		}
 		if err := where.Put(u64(seq), append([]byte(m.Destination+"\x00"), qk...)); err != nil {
@@ -344,11 +345,13 @@ func (o *Outbox) breakerWait(l *lane) time.Duration {
 }
 
 // claim takes up to BatchSize due messages nobody is delivering; next is
-// when the earliest message not yet due falls due.
+// when the earliest message not yet due falls due. A record that cannot be
+// read moves to the dead letters, so it never holds back the queue.
 func (o *Outbox) claim(l *lane) (batch []*Message, next time.Time, err error) {
 	now := o.now().UnixNano()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	var bad []unreadable
 	err = o.db.View(func(tx *bbolt.Tx) error {
 		lq := tx.Bucket(bucketQueue).Bucket([]byte(l.d.Name()))
 		if lq == nil {
@@ -367,16 +370,68 @@ func (o *Outbox) claim(l *lane) (batch []*Message, next time.Time, err error) {
 			}
 			m := &Message{}
 			if err := json.Unmarshal(v, m); err != nil {
-				return fmt.Errorf("decode message %d: %w", seq, err)
+				bad = append(bad, unreadable{key: bytes.Clone(k), raw: bytes.Clone(v), err: err})
+				continue
 			}
 			batch = append(batch, m)
 		}
 		return nil
 	})
+	if err == nil && len(bad) > 0 {
+		err = o.bury(l.d.Name(), bad)
+	}
 	for _, m := range batch {
 		l.claimed[m.Seq] = true
 	}
 	return batch, next, err
+}
+
+// unreadable is a queued record that does not decode as a Message.
+type unreadable struct {
+	key, raw []byte
+	err      error
+}
+
+// bury moves unreadable records of a destination's queue to the dead
+// letters, as messages that keep the record (base64) for an admin to
+// inspect: it can be dropped, and a retry fails again at once.
+func (o *Outbox) bury(dest string, bad []unreadable) error {
+	now := o.now().UTC()
+	err := o.db.Update(func(tx *bbolt.Tx) error {
+		lq := tx.Bucket(bucketQueue).Bucket([]byte(dest))
+		where, dead := tx.Bucket(bucketWhere), tx.Bucket(bucketDead)
+		for _, u := range bad {
+			if lq == nil || lq.Get(u.key) == nil {
+				continue
+			}
+			seq := binary.BigEndian.Uint64(u.key[8:])
+			raw, err := json.Marshal(map[string][]byte{"unreadable": u.raw})
+			if err != nil {
+				return err
+			}
+			m := &Message{Seq: seq, Destination: dest, Payload: raw, NextAt: now, DeadAt: now, LastError: fmt.Sprintf("decode message %d: %v", seq, u.err)}
+			v, err := json.Marshal(m)
+			if err != nil {
+				return err
+			}
+			if err := lq.Delete(u.key); err != nil {
+				return err
+			}
+			if err := where.Delete(u64(seq)); err != nil {
+				return err
+			}
+			if err := dead.Put(u64(seq), v); err != nil {
+				return err
+			}
+			o.metrics.Dead.WithLabelValues(dest).Inc()
+			o.log.Error("outbox: unreadable message moved to the dead letters", "destination", dest, "seq", seq, "err", u.err)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("move unreadable messages to the dead letters: %w", err)
+	}
+	return nil
 }
 
 func (o *Outbox) unclaim(l *lane, batch []*Message) {
@@ -404,14 +459,20 @@ func (o *Outbox) deliver(ctx context.Context, l *lane, batch []*Message) {
 		}
 	}
 	now := o.now()
+	// A shutdown cut the delivery short: what failed for it stays queued
+	// as it was (no attempt counted, no backoff, no breaker). A permanent
+	// failure is a real answer (a bounce) and is settled.
+	shutdown := ctx.Err() != nil
+	interrupted := func(res Result) bool { return shutdown && res.Err != nil && !IsPermanent(res.Err) }
 	failed, ok := 0, 0
 	err := o.db.Update(func(tx *bbolt.Tx) error {
+		failed, ok = 0, 0
 		lq := tx.Bucket(bucketQueue).Bucket([]byte(name))
 		where, dead := tx.Bucket(bucketWhere), tx.Bucket(bucketDead)
 		for i, m := range batch {
 			old := queueKey(m.NextAt, m.Seq)
-			if lq.Get(old) == nil {
-				continue // dropped or retried by an admin meanwhile
+			if lq.Get(old) == nil || interrupted(results[i]) {
+				continue // dropped or retried by an admin meanwhile; or left for the restart
 			}
 			if err := lq.Delete(old); err != nil {
 				return err
@@ -436,6 +497,7 @@ func (o *Outbox) deliver(ctx context.Context, l *lane, batch []*Message) {
 			m.LastError = res.Err.Error()
 			if IsPermanent(res.Err) || m.Attempts >= l.cfg.MaxAttempts {
 				o.metrics.Dead.WithLabelValues(name).Inc()
+				m.DeadAt = now.UTC()
 				if err := where.Delete(u64(m.Seq)); err != nil {
 					return err
 				}
@@ -477,16 +539,24 @@ func (o *Outbox) deliver(ctx context.Context, l *lane, batch []*Message) {
 	default:
 	}
 	if o.sink != nil {
+		// Outcomes of settled deliveries are recorded even during a
+		// shutdown (the store closes after the outbox stops), within a
+		// bound.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), outcomeTimeout)
+		defer cancel()
 		for i, m := range batch {
-			if len(results[i].Events) == 0 {
+			if len(results[i].Events) == 0 || interrupted(results[i]) {
 				continue
 			}
-			if err := o.sink.Record(ctx, m, results[i].Events); err != nil {
+			if err := o.sink.Record(rctx, m, results[i].Events); err != nil {
 				o.log.Error("record delivery outcome", "destination", name, "key", m.Key, "err", err)
 			}
 		}
 	}
 }
+
+// outcomeTimeout bounds recording one batch's outcomes on profiles.
+const outcomeTimeout = 10 * time.Second
 
 // trip counts consecutive failed batches and opens the circuit.
 func (o *Outbox) trip(l *lane, ok, failed int, now time.Time) {
@@ -577,7 +647,7 @@ func (o *Outbox) Retry(seq uint64) error {
 		if err := dead.Delete(u64(seq)); err != nil {
 			return err
 		}
-		m.Attempts, m.NextAt = 0, o.now().UTC()
+		m.Attempts, m.NextAt, m.DeadAt = 0, o.now().UTC(), time.Time{}
 		lq, err := tx.Bucket(bucketQueue).CreateBucketIfNotExists([]byte(m.Destination))
 		if err != nil {
 			return err

@@ -1286,6 +1286,9 @@ func (e *Engine) NextDue() (time.Time, bool) {
 // in the same commit that removes it, so a crash neither loses nor doubles
 // one.
 func (e *Engine) FireDue(ctx context.Context, st *profiles.Store, now time.Time, limit int) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err // a shutdown: the timers stay for the restart
+	}
 	var r *run
 	n := 0
 	err := e.db.Update(func(tx *bbolt.Tx) error {
@@ -1374,7 +1377,7 @@ func (r *run) fire(k, v []byte) error {
 
 // Run fires timers as they fall due until ctx ends.
 func (e *Engine) Run(ctx context.Context, st *profiles.Store) {
-	for {
+	for ctx.Err() == nil {
 		wait := time.Minute
 		if due, ok := e.NextDue(); ok {
 			wait = max(due.Sub(e.clock.Now()), 0)

@@ -413,7 +413,8 @@ func TestSendOnTrigger(t *testing.T) {
 }
 
 // TestDrainRetriesFailedDelivery: a deliverer's error leaves the action in
-// the outbox; the next drain delivers it with the same key.
+// the outbox; the first drain after its backoff delivers it with the same
+// key.
 func TestDrainRetriesFailedDelivery(t *testing.T) {
 	h := newHarness(t, openPolicy, map[string]string{"welcome.yaml": welcomeJourney})
 	h.track("ana", "Signed Up", nil)
@@ -431,6 +432,10 @@ func TestDrainRetriesFailedDelivery(t *testing.T) {
 	if !errors.Is(err, boom) || n != 1 {
 		t.Fatalf("DrainOutbox = %d, %v; want 1, %v", n, err, boom)
 	}
+	if got := h.drain(); len(got) != 0 {
+		t.Fatalf("retried before its backoff: %+v", got)
+	}
+	h.clock.Advance(outboxBackoff(1))
 	got := h.drain()
 	if a := only(t, "retry", got); a.Key != tried[1] {
 		t.Errorf("retry delivered %s, want the failed %s", a.Key, tried[1])

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"testing"
+	"time"
 
 	"go.etcd.io/bbolt"
 )
@@ -44,8 +45,8 @@ func outboxLen(t *testing.T, h *harness) int {
 }
 
 // TestDrainEnqueueFailureKeepsAction: an action whose enqueue fails stays
-// in the journeys' outbox (with those after it) and the next drain
-// enqueues it; those before it are enqueued and removed once.
+// in the journeys' outbox and a drain after its backoff enqueues it; the
+// others, before and after it, are enqueued and removed once.
 func TestDrainEnqueueFailureKeepsAction(t *testing.T) {
 	queue := []byte("test_channel_queue")
 	boom := errors.New("channel queue full")
@@ -88,19 +89,23 @@ func TestDrainEnqueueFailureKeepsAction(t *testing.T) {
 			deliver := func(context.Context, Action) error { delivered++; return nil }
 
 			n, err := h.engine.DrainOutboxTo(context.Background(), enq, deliver, 100)
-			if !errors.Is(err, boom) || n != 1 {
-				t.Fatalf("first drain = %d, %v; want 1, %v", n, err, boom)
+			if !errors.Is(err, boom) || n != 2 {
+				t.Fatalf("first drain = %d, %v; want 2, %v", n, err, boom)
 			}
-			if got := queued(t, h, queue); !slices.Equal(got, keys[:1]) {
-				t.Errorf("enqueued %v, want only %v", got, keys[:1])
+			if got, want := queued(t, h, queue), []string{keys[0], keys[2]}; !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+				t.Errorf("enqueued %v, want %v (the failed one held back alone)", got, want)
 			}
-			if n := outboxLen(t, h); n != 2 {
-				t.Errorf("%d actions left in the journeys' outbox, want the failed one and the one after it", n)
+			if n := outboxLen(t, h); n != 1 {
+				t.Errorf("%d actions left in the journeys' outbox, want the failed one", n)
 			}
 			failing = false
+			if n, err := h.engine.DrainOutboxTo(context.Background(), enq, deliver, 100); n != 0 || err != nil {
+				t.Fatalf("a drain within the failed action's backoff = %d, %v; want 0, nil", n, err)
+			}
+			h.clock.Advance(2 * time.Second)
 			n, err = h.engine.DrainOutboxTo(context.Background(), enq, deliver, 100)
-			if err != nil || n != 2 {
-				t.Fatalf("second drain = %d, %v; want 2, nil", n, err)
+			if err != nil || n != 1 {
+				t.Fatalf("second drain = %d, %v; want 1, nil", n, err)
 			}
 			want := slices.Sorted(slices.Values(keys))
 			if got := queued(t, h, queue); !slices.Equal(got, want) {

@@ -241,8 +241,12 @@ func (s *Sender) Deliver(ctx context.Context, msgs []*channels.Message) []channe
 				}
 				return results
 			}
+			conn.interruptOn(ctx)
 		}
 		results[i] = s.send(conn, msg, out, info)
+		if results[i].Err != nil && !conn.usable && ctx.Err() != nil {
+			results[i] = channels.Result{Err: fmt.Errorf("send email %s: interrupted: %w", msg.Key, ctx.Err())}
+		}
 		if results[i].Err != nil && !conn.usable {
 			conn.close()
 			conn = nil
@@ -430,10 +434,25 @@ type connection struct {
 	// usable is false once a failure other than an SMTP reply leaves the
 	// session in an unknown state.
 	usable bool
+	// stopInterrupt unregisters the shutdown hook that drops the
+	// connection.
+	stopInterrupt func() bool
+}
+
+// interruptOn drops the connection when ctx ends, so a shutdown does not
+// wait for a slow relay's reply: the mail in flight fails with ctx ended,
+// which the outbox does not count as an attempt, and is sent again (same
+// Message-ID) after the restart. go-mail holds its lock while it waits for
+// a reply, so the socket is closed under it (safe from any goroutine).
+func (c *connection) interruptOn(ctx context.Context) {
+	c.stopInterrupt = context.AfterFunc(ctx, func() { _ = c.smtp.Text.Close() })
 }
 
 // close says QUIT, or just drops a session in an unknown state.
 func (c *connection) close() {
+	if c.stopInterrupt != nil && !c.stopInterrupt() {
+		c.usable = false // dropped by the interrupt
+	}
 	if !c.usable {
 		_ = c.smtp.Close()
 		return

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -17,47 +19,68 @@ import (
 // to reach the client.
 const backupChunkTimeout = 30 * time.Second
 
-// backup streams a consistent copy of the whole bbolt file (profiles,
-// rules, journeys and outbox share it) with bbolt's Tx.WriteTo inside one
-// read transaction: writers go on while it is read, and the copy is the
-// file as of the moment the transaction began. Nothing is buffered beyond
-// a pipe's chunk.
+// backupPattern names the snapshots a download streams from, in the data
+// folder (os.CreateTemp adds a random part at the '*').
+const backupPattern = ".backup-*.db"
+
+// backup sends a consistent copy of the whole bbolt file (profiles, rules,
+// journeys and outbox share it). bbolt's Tx.WriteTo copies the file as of
+// one read transaction to a snapshot beside it, at disk speed; the
+// transaction ends before the first byte goes out, and the snapshot is
+// streamed and then removed. A slow or stalled client holds only its
+// snapshot: a write that must grow the file waits for every reader, so a
+// read transaction held for a download would stall ingestion.
 func (a *api) backup(c *fiber.Ctx) error {
-	tx, err := a.store.DB().Begin(false)
-	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
-		return profiles.ErrClosed
-	} else if err != nil {
-		return fmt.Errorf("backup: %w", err)
-	}
-	size := tx.Size()
-	pr, pw := io.Pipe()
 	started := a.now()
-	go func() {
-		n, err := tx.WriteTo(pw)
-		_ = tx.Rollback()
-		// A client that goes away closes the pipe: not worth a warning.
-		switch {
-		case err == nil:
-			a.log.Info("backup streamed", "bytes", n, "duration", a.now().Sub(started).String())
-		case !errors.Is(err, io.ErrClosedPipe):
-			a.log.Warn("backup failed", "bytes", n, "err", err)
-		}
-		pw.CloseWithError(err)
-	}()
+	f, size, err := a.snapshot()
+	if err != nil {
+		return err
+	}
+	a.log.Info("backup snapshot taken", "bytes", size, "duration", a.now().Sub(started).String())
 	c.Set(fiber.HeaderContentType, fiber.MIMEOctetStream)
 	c.Set(fiber.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="cartera-%s.db"`, started.UTC().Format("20060102T150405Z")))
 	c.Set(fiber.HeaderCacheControl, "no-store")
 	// fasthttp closes the body stream once written, or when the response
-	// is dropped: either way the read transaction ends.
-	return c.SendStream(&backupStream{r: pr, conn: c.Context().Conn()}, int(size))
+	// is dropped (HEAD, a client gone): either way the snapshot goes.
+	return c.SendStream(&backupStream{f: f, conn: c.Context().Conn()}, int(size))
 }
 
-// backupStream is the body of a backup download. The server's
-// WriteTimeout bounds writing a whole response, and a large file over a
-// slow link takes longer; so each chunk pushes the connection's write
-// deadline on: a stalled client is still cut off, a steady one is not.
+// snapshot writes the database to a new file in the data folder and
+// returns it open at its start.
+func (a *api) snapshot() (*os.File, int64, error) {
+	tx, err := a.store.DB().Begin(false)
+	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+		return nil, 0, profiles.ErrClosed
+	} else if err != nil {
+		return nil, 0, fmt.Errorf("backup: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	f, err := os.CreateTemp(filepath.Dir(a.store.DB().Path()), backupPattern)
+	if err != nil {
+		return nil, 0, fmt.Errorf("backup: create snapshot: %w", err)
+	}
+	fail := func(err error) (*os.File, int64, error) {
+		_ = f.Close()
+		_ = os.Remove(f.Name())
+		return nil, 0, fmt.Errorf("backup: write snapshot: %w", err)
+	}
+	n, err := tx.WriteTo(f)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fail(err)
+	}
+	return f, n, nil
+}
+
+// backupStream is the body of a backup download: the snapshot, removed on
+// Close. The server's WriteTimeout bounds writing a whole response, and a
+// large file over a slow link takes longer; so each chunk pushes the
+// connection's write deadline on: a stalled client is still cut off, a
+// steady one is not.
 type backupStream struct {
-	r    *io.PipeReader
+	f    *os.File
 	conn net.Conn
 }
 
@@ -65,7 +88,29 @@ func (s *backupStream) Read(p []byte) (int, error) {
 	if s.conn != nil {
 		_ = s.conn.SetWriteDeadline(time.Now().Add(backupChunkTimeout))
 	}
-	return s.r.Read(p)
+	return s.f.Read(p)
 }
 
-func (s *backupStream) Close() error { return s.r.Close() }
+func (s *backupStream) Close() error {
+	err := s.f.Close()
+	if rerr := os.Remove(s.f.Name()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		err = errors.Join(err, rerr)
+	}
+	return err
+}
+
+// removeStaleSnapshots deletes snapshots a crash left in the data folder
+// (a download in progress removes its own).
+func removeStaleSnapshots(data string) error {
+	stale, err := filepath.Glob(filepath.Join(filepath.Dir(data), backupPattern))
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range stale {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -28,6 +28,7 @@ import (
 	"cartera/journeys"
 	"cartera/profiles"
 	"cartera/rules"
+	"cartera/wallet"
 	walletgoogle "cartera/wallet/google"
 )
 
@@ -72,6 +73,9 @@ type ChannelsConfig struct {
 	Audiences map[string]AudienceDestinations `yaml:"audiences"`
 	// Delivery overrides delivery settings by destination name.
 	Delivery map[string]channels.DestinationConfig `yaml:"delivery"`
+	// Retention says how long the outbox keeps idempotency keys and dead
+	// letters (settings left out keep their defaults).
+	Retention channels.RetentionConfig `yaml:"retention"`
 }
 
 // AudienceDestinations are where one audience is mirrored.
@@ -255,11 +259,57 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 		}
 	}
 	a.delivery = d
-	// Rules audiences mirrored on ad platforms follow their members.
 	// Rules audiences mirrored on ad platforms follow their members in
 	// the commit that changes them (a processor after the rules engine).
-	a.store.Use(mirror{a: a})
+	// An erasure then removes what the outbox holds about the person,
+	// after the mirror enqueued the removals it keeps.
+	a.store.Use(mirror{a: a}, outboxEraser{a: a})
 	return nil
+}
+
+// outboxEraser is a profiles.Processor: an erasure removes the person's
+// dead letters and queued messages from the outbox in the same commit,
+// except the removals from ad audiences and the pass updates (voids)
+// the erasure itself needs delivered.
+type outboxEraser struct{ a *app }
+
+type outboxEraserTx struct {
+	a  *app
+	tx *bbolt.Tx
+}
+
+func (e outboxEraser) Begin(tx *bbolt.Tx) profiles.TxProcessor {
+	return &outboxEraserTx{a: e.a, tx: tx}
+}
+
+func (w *outboxEraserTx) Erased(p *profiles.Profile) error {
+	n, err := w.a.delivery.outbox.ErasePerson(w.tx, p.ID, w.a.delivery.stillDue)
+	if n > 0 {
+		w.a.log.Info("outbox messages of an erased profile removed", "profile", p.ID, "messages", n)
+	}
+	return err
+}
+
+func (w *outboxEraserTx) Event(*profiles.Profile, *profiles.Event) ([]*profiles.Event, error) {
+	return nil, nil
+}
+func (w *outboxEraserTx) Merged(*profiles.Profile, string) error { return nil }
+func (w *outboxEraserTx) Flush() error                           { return nil }
+func (w *outboxEraserTx) Done(bool)                              {}
+
+// stillDue says which messages of an erased person must still go: pass
+// updates (the void) and removals from ad audiences.
+func (d *delivery) stillDue(m *channels.Message) bool {
+	if m.Destination == wallet.Destination {
+		return true
+	}
+	for _, dests := range d.audiences {
+		if slices.Contains(dests, m.Destination) {
+			p, err := channels.DecodeAudience(m.Destination, "", m)
+			return err == nil && p.Op == "remove"
+		}
+	}
+	return false
 }
 
 // overlayDelivery applies the settings an override names (non-zero) over a

@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"cartera/channels"
 	"cartera/profiles"
 )
 
@@ -82,6 +83,7 @@ func DefaultConfig() Config {
 		GoogleAdsURL:    "https://googleads.googleapis.com/v18",
 		GoogleWalletURL: "https://walletobjects.googleapis.com/walletobjects/v1",
 		Profiles:        profiles.DefaultConfig(),
+		Channels:        ChannelsConfig{Retention: channels.DefaultRetentionConfig()},
 	}
 }
 
@@ -117,6 +119,9 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("shutdown_timeout: want a positive duration, got %s", c.ShutdownTimeout)
 	}
 	if _, err := profiles.NewSources(c.Sources); err != nil {
+		return err
+	}
+	if err := c.Channels.Retention.Validate("channels.retention"); err != nil {
 		return err
 	}
 	return c.Profiles.Validate()

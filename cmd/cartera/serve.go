@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -69,6 +70,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			log.Error("close store", "err", err)
 		}
 	}()
+	if err := removeStaleSnapshots(cfg.Data); err != nil {
+		log.Warn("remove backup snapshots left by a crash", "err", err)
+	}
 	store, engine := core.store, core.rules
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cartera_profiles", Help: "Live profiles.",
@@ -93,35 +97,30 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
-	pruneCtx, stopPrune := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopPrune()
-	servePprof(pruneCtx, m.Getenv("CARTERA_PPROF_ADDR"), log)
-	go store.RunPruner(pruneCtx, time.Hour)
-	backfilled := make(chan struct{})
-	go func() {
-		defer close(backfilled)
-		if err := engine.Backfill(pruneCtx, store); err != nil && !errors.Is(err, context.Canceled) {
+	// Background work runs on its own context: the shutdown stops it at
+	// once, while requests drain, and joins every goroutine before the
+	// store closes.
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	var work sync.WaitGroup
+	defer func() {
+		stopWork()
+		joinWithin(&work, cfg.ShutdownTimeout, log)
+	}()
+	servePprof(workCtx, m.Getenv("CARTERA_PPROF_ADDR"), log)
+	work.Go(func() { store.RunPruner(workCtx, time.Hour) })
+	work.Go(func() {
+		if err := engine.Backfill(workCtx, store); err != nil && !errors.Is(err, context.Canceled) {
 			log.Error("backfill rules", "err", err)
 		}
-		engine.RunSweeper(pruneCtx, store, time.Hour)
-	}()
-	journeysDone := make(chan struct{})
-	go func() {
-		defer close(journeysDone)
-		core.journeys.Run(pruneCtx, store)
-	}()
-	journeysPruned := make(chan struct{})
-	go func() {
-		defer close(journeysPruned)
-		core.journeys.RunPruner(pruneCtx, time.Hour, cfg.Retention.Journeys)
-	}()
-	go core.ensureGoogleClasses(pruneCtx)
-	outboxDone := make(chan struct{})
-	go func() {
-		defer close(outboxDone)
-		core.runOutbox(pruneCtx)
-	}()
-	defer func() { stopPrune(); <-backfilled; <-journeysDone; <-journeysPruned; <-outboxDone }()
+		engine.RunSweeper(workCtx, store, time.Hour)
+	})
+	work.Go(func() { core.journeys.Run(workCtx, store) })
+	work.Go(func() { core.journeys.RunPruner(workCtx, time.Hour, cfg.Retention.Journeys) })
+	work.Go(func() { core.ensureGoogleClasses(workCtx) })
+	work.Go(func() { core.runOutbox(workCtx) })
+	if core.delivery != nil {
+		work.Go(func() { core.delivery.outbox.RunPruner(workCtx, cfg.Channels.Retention, time.Hour) })
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- app.Listener(ln) }()
@@ -139,6 +138,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	// Deliveries in flight are cut short and stay queued untouched for
+	// the restart; timers and journey actions not yet taken stay too.
+	stopWork()
 	log.Info("shutting down: draining requests", "timeout", cfg.ShutdownTimeout.String())
 	if err := app.ShutdownWithTimeout(cfg.ShutdownTimeout); err != nil {
 		log.Error("shutdown", "err", err)
@@ -146,6 +148,24 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	<-served
 	log.Info("stopped")
 	return nil
+}
+
+// joinWithin waits for the background work to stop, at most d; past it,
+// it says so and goes on (the store's Close then waits for transactions
+// still open).
+func joinWithin(wg *sync.WaitGroup, d time.Duration, log *slog.Logger) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		log.Error("shutdown: background work did not stop in time", "timeout", d.String())
+	}
 }
 
 // newMessageID makes a messageId for a message that came without one.

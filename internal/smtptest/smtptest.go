@@ -66,6 +66,9 @@ type Relay struct {
 	mu         sync.Mutex
 	mails      []Mail
 	conns      map[*smtp.Conn]bool
+	delay      time.Duration
+	receiving  int
+	closed     chan struct{}
 }
 
 // Options are the relay's credentials and TLS mode.
@@ -74,6 +77,9 @@ type Options struct {
 	// ImplicitTLS makes it an smtps:// relay (TLS from the first byte)
 	// instead of STARTTLS.
 	ImplicitTLS bool
+	// Delay is how long the relay takes over each mail's data before it
+	// answers (a slow relay); SetDelay changes it.
+	Delay time.Duration
 }
 
 // Start runs a STARTTLS relay until the test ends.
@@ -86,7 +92,7 @@ func Start(tb testing.TB, user, pass string) *Relay {
 func StartWith(tb testing.TB, opts Options) *Relay {
 	tb.Helper()
 	cert, caPEM := Certificate(tb)
-	rl := &Relay{CAFile: filepath.Join(tb.TempDir(), "relay-ca.pem"), CA: x509.NewCertPool(), user: opts.User, pass: opts.Pass, conns: map[*smtp.Conn]bool{}}
+	rl := &Relay{CAFile: filepath.Join(tb.TempDir(), "relay-ca.pem"), CA: x509.NewCertPool(), user: opts.User, pass: opts.Pass, conns: map[*smtp.Conn]bool{}, delay: opts.Delay, closed: make(chan struct{})}
 	rl.CA.AppendCertsFromPEM(caPEM)
 	if err := os.WriteFile(rl.CAFile, caPEM, 0o600); err != nil {
 		tb.Fatal(err)
@@ -123,10 +129,26 @@ func StartWith(tb testing.TB, opts Options) *Relay {
 		}
 	}()
 	tb.Cleanup(func() {
+		close(rl.closed)
 		_ = srv.Close()
 		<-done
 	})
 	return rl
+}
+
+// SetDelay changes how long the relay takes over each mail from now on.
+func (rl *Relay) SetDelay(d time.Duration) {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	rl.delay = d
+}
+
+// Receiving counts the mails whose data the relay is taking in now (held
+// by the delay).
+func (rl *Relay) Receiving() int {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	return rl.receiving
 }
 
 // Connections counts the clients' connections so far.
@@ -186,6 +208,24 @@ func (s *session) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
+	}
+	s.relay.mu.Lock()
+	delay := s.relay.delay
+	s.relay.receiving++
+	s.relay.mu.Unlock()
+	defer func() {
+		s.relay.mu.Lock()
+		s.relay.receiving--
+		s.relay.mu.Unlock()
+	}()
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-s.relay.closed:
+			return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "shutting down"}
+		}
 	}
 	for _, to := range s.to {
 		if strings.HasPrefix(to, "reject@") {
