@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"slices"
 	"testing"
 	"time"
 
@@ -185,10 +186,18 @@ func TestRetriesThenDeadLetterThenRetry(t *testing.T) {
 	if d.count("good") != 1 || d.count("bad") != 4 {
 		t.Errorf("deliveries good=%d bad=%d, want 1 and 4", d.count("good"), d.count("bad"))
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(recorded) != 2 {
-		t.Errorf("outcomes recorded = %v, want good and bad", recorded)
+	// The outcome of the retried message is recorded after its delivery
+	// is settled, by the worker: wait for it.
+	outcomes := func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(recorded)
+	}
+	for time.Now().Before(deadline) && len(outcomes()) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	if got := outcomes(); len(got) != 2 {
+		t.Errorf("outcomes recorded = %v, want good and bad", got)
 	}
 	if err := o.Drop(999); !errors.Is(err, ErrNotFound) {
 		t.Errorf("drop of nothing = %v", err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"cartera/channels"
+	"cartera/internal/clocktest"
 	"cartera/profiles"
 )
 
@@ -82,7 +83,8 @@ func TestJourneyAudienceEnqueueFailureKeepsAction(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)
-	a, err := openApp(ctx, cfg, defs, appOptions{Now: func() time.Time { return now }, Deliver: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Getenv: envOf(rig.env)})
+	clock := clocktest.New(now)
+	a, err := openApp(ctx, cfg, defs, appOptions{Now: clock.Now, Deliver: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Getenv: envOf(rig.env)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,6 +111,10 @@ func TestJourneyAudienceEnqueueFailureKeepsAction(t *testing.T) {
 		t.Fatalf("a failed enqueue left %d messages", len(msgs))
 	}
 	a.delivery.audiences["retargeting"] = dests
+	if n, err := a.drainJourneys(ctx, 100); err != nil || n != 0 {
+		t.Fatalf("a drain within the failed action's backoff = %d, %v; want 0, nil", n, err)
+	}
+	clock.Advance(2 * time.Second)
 	if n, err := a.drainJourneys(ctx, 100); err != nil || n != 1 {
 		t.Fatalf("drain after the failure = %d, %v; want the kept action", n, err)
 	}
