@@ -47,6 +47,8 @@ type api struct {
 	gather  prometheus.Gatherer
 	// clock is the dev clock, nil unless dev_clock is on.
 	clock *devClock
+	// maxSkew is profiles.max_clock_skew.
+	maxSkew time.Duration
 }
 
 // httpError is an error with the status the edge answers.
@@ -173,7 +175,7 @@ func (a *api) ingest(typ string) fiber.Handler {
 			a.metrics.Rejected.WithLabelValues("unknown", "unauthorized").Inc()
 			return err
 		}
-		opts := profiles.DecodeOptions{Type: typ, Source: source, ReceivedAt: received, NewID: a.newID}
+		opts := profiles.DecodeOptions{Type: typ, Source: source, ReceivedAt: received, NewID: a.newID, MaxSkew: a.maxSkew}
 		var events []*profiles.Event
 		if typ == "" {
 			events, err = profiles.DecodeBatch(body, opts)

@@ -86,6 +86,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		clock:   clock,
 		newID:   newMessageID,
 		gather:  reg,
+		maxSkew: cfg.Profiles.MaxClockSkew,
 	}
 	app := a.routes()
 
