@@ -258,6 +258,9 @@ func decodeWire(w *wireEvent, opts DecodeOptions, batchSentAt time.Time, batchCt
 	if e.MessageID, err = parseString("messageId", w.MessageID, true); err != nil {
 		return nil, err
 	}
+	if err := checkClientMessageID(e.MessageID); err != nil {
+		return nil, err
+	}
 	if e.UserID, err = parseString("userId", w.UserID, true); err != nil {
 		return nil, err
 	}

@@ -248,6 +248,8 @@ func TestDecodeErrors(t *testing.T) {
 			`sentAt: want a time from 2000-01-01 to before 2100-01-01, got "1900-01-01T00:00:00Z"`},
 		{"sentAt far in the future", TypeTrack, `{"userId":"u1","event":"x","sentAt":"2200-01-01T00:00:00Z"}`,
 			`sentAt: want a time from 2000-01-01 to before 2100-01-01, got "2200-01-01T00:00:00Z"`},
+		{"messageId in the internal namespace", TypeTrack, `{"userId":"u1","event":"x","messageId":"cartera:abc"}`,
+			`messageId: the prefix "cartera:" is reserved for events Cartera records itself`},
 		{"sentAt as a boolean", TypeTrack, `{"userId":"u1","event":"x","sentAt":false}`,
 			`sentAt: want ISO-8601 time string, got boolean`},
 		{"body as an array", TypeTrack, `[{"userId":"u1"}]`,

@@ -573,11 +573,11 @@ func (s *Store) record(st *txState, p *Profile, e *Event) error {
 			p.setTrait(k, v, e.Timestamp, e.Source)
 		}
 		if c, ok := e.Traits["consent"].(map[string]any); ok {
-			applyConsent(p, c, e)
+			s.applyConsent(p, c, e)
 		}
 	}
 	if e.Type == TypeTrack && e.Event == EventConsentUpdated {
-		applyConsent(p, e.Properties, e)
+		s.applyConsent(p, e.Properties, e)
 	}
 	if err := s.store(st, p, e); err != nil {
 		return err
@@ -636,10 +636,17 @@ func (s *Store) process(st *txState, p *Profile, e *Event, from int) error {
 	return nil
 }
 
-func applyConsent(p *Profile, c map[string]any, e *Event) {
+// applyConsent orders consent by the server's receipt time (see
+// Consent.overrides); an event made without one takes the store's clock.
+func (s *Store) applyConsent(p *Profile, c map[string]any, e *Event) {
+	at := e.ReceivedAt
+	if at.IsZero() {
+		at = s.now()
+	}
+	at = at.UTC()
 	for purpose, v := range c {
 		if granted, ok := v.(bool); ok {
-			p.setConsent(purpose, granted, e.Timestamp, e.Source, e.MessageID)
+			p.setConsent(purpose, granted, at, e.Source, e.MessageID)
 		}
 	}
 }

@@ -36,7 +36,8 @@ import (
 //	            (and, in files of earlier versions, of every profile)
 //	msgtime     unix nanos (8) | messageId → profile id holding it, or empty for messages (expiry order)
 //	tombstones  HMAC-SHA256(kind 0x00 value) → JSON tombstone (erased identifiers)
-//	meta        "tombstone_key" → 32 random bytes; "profile_count" → 8-byte big-endian
+//	meta        "tombstone_key" → 32 random bytes (also the root of the message-id key, internal.go);
+//	            "profile_count" → 8-byte big-endian
 var (
 	bucketProfiles   = []byte("profiles")
 	bucketIdentities = []byte("identities")
@@ -121,6 +122,7 @@ type Store struct {
 	now     func() time.Time
 	rand    io.Reader
 	tombKey []byte
+	msgKey  []byte
 
 	profileCount atomic.Int64
 	tombCount    atomic.Int64
@@ -208,6 +210,7 @@ func (s *Store) init() error {
 				return err
 			}
 		}
+		s.msgKey = internalIDKey(s.tombKey)
 		if v := meta.Get(metaProfileCount); len(v) == 8 {
 			s.profileCount.Store(int64(binary.BigEndian.Uint64(v)))
 		}
@@ -516,8 +519,17 @@ func (s *Store) AppendDerived(tx *bbolt.Tx, p *Profile, events []*Event, from Pr
 
 // IngestFor ingests an event Cartera observed about a known profile (an
 // email opened, a delivery outcome): the profile's user id (or an anonymous
-// id) is put on the event so identity resolution lands it there.
+// id) is put on the event so identity resolution lands it there. Its
+// messageId is the natural key of what happened ("unsubscribe:<key>"); it
+// is stored keyed with the store's secret in the internal namespace
+// (internal.go), so a repeat is still a duplicate and no client can
+// forestall it.
 func (s *Store) IngestFor(ctx context.Context, profileID string, e *Event) (Result, error) {
+	if e.MessageID != "" {
+		keyed := *e
+		keyed.MessageID = s.internalID(e.MessageID)
+		e = &keyed
+	}
 	p, err := s.Lookup(Identifier{Kind: KindProfileID, Value: profileID})
 	if err != nil {
 		return Result{}, err

@@ -698,8 +698,7 @@ func (a *api) unsubscribe(c *fiber.Ctx) error {
 		return &httpError{fiber.StatusNotFound, "unknown link"}
 	}
 	a.tracked(c, ti)
-	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
-	return c.SendString(fmt.Sprintf(unsubscribeHTML, "Unsubscribed", "You will not get these emails any more.", ""))
+	return a.confirmUnsubscribe(c, ti)
 }
 
 func (a *api) outbox() (*channels.Outbox, error) {

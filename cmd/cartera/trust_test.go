@@ -1,8 +1,22 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"cartera/channels/email"
+	"cartera/internal/clocktest"
+	"cartera/profiles"
 )
 
 // TestEventTimesOverHTTP: a time outside 2000..2100 is refused with the
@@ -50,6 +64,159 @@ func TestEventTimesOverHTTP(t *testing.T) {
 		at, err := time.Parse(time.RFC3339Nano, ev["timestamp"].(string))
 		if err != nil || at.Year() >= 2099 {
 			t.Errorf("%s: timestamp %v (%v) still in the far future", tt.event, ev["timestamp"], err)
+		}
+	}
+}
+
+// consentOf reads a person's consent for a purpose through the admin API.
+func (s *server) consentOf(t *testing.T, ident, purpose string) (granted, said bool) {
+	t.Helper()
+	c, _ := s.profile(t, ident)["consent"].(map[string]any)
+	v, ok := c[purpose].(map[string]any)
+	if !ok {
+		return false, false
+	}
+	return v["granted"] == true, true
+}
+
+// unsubscribeToken signs an unsubscribe link as the gateway's mail does,
+// with the tracking secret it keeps beside its data file.
+func unsubscribeToken(t *testing.T, s *server, profileID, key string) string {
+	t.Helper()
+	secret, err := os.ReadFile(filepath.Join(filepath.Dir(s.data), "tracking.key"))
+	if err != nil {
+		t.Fatalf("read tracking secret: %v", err)
+	}
+	tr := &email.Tracker{Secret: secret, BaseURL: "http://cartera.test"}
+	u := tr.UnsubscribeURL(email.MessageInfo{ProfileID: profileID, Journey: "cart_abandonment", Step: "reminder", Key: key})
+	return strings.TrimPrefix(u, "http://cartera.test")
+}
+
+// TestConsentCannotBePinnedOpen reproduces issue 23 item 1 with only the
+// public web key: a grant dated far in the future (or with a sentAt far in
+// the past) must not outlive the person's own withdrawal, and a messageId
+// that predicts the unsubscribe's must not make it a dropped duplicate.
+func TestConsentCannotBePinnedOpen(t *testing.T) {
+	s := startServer(t, nil)
+	const web = "web_dev_write_key"
+	mustOK(t, s.send(t, web, "/v1/identify", `{"userId":"victim","traits":{"email":"victim@example.com","consent":{"email":true}}}`))
+	p := s.profile(t, "user_id:victim")
+	pid, _ := p["id"].(string)
+	evs, _ := p["events"].([]any)
+	received, err := time.Parse(time.RFC3339Nano, fmt.Sprint(evs[0].(map[string]any)["receivedAt"]))
+	if err != nil {
+		t.Fatalf("receivedAt of the first event: %v", err)
+	}
+	// Within the clock skew allowed, a time ahead is kept as the event
+	// time; it must still not order consent.
+	ahead := received.Add(20 * time.Hour).Format(time.RFC3339)
+
+	// The attacker grants with a time in the future: within the skew, far
+	// ahead, and through a sentAt far in the past (the correction moves it
+	// forward).
+	mustOK(t, s.send(t, web, "/v1/identify", `{"userId":"victim","timestamp":"`+ahead+`","traits":{"consent":{"email":true}}}`))
+	mustOK(t, s.send(t, web, "/v1/identify", `{"userId":"victim","timestamp":"2099-12-31T23:59:59Z","traits":{"consent":{"email":true}}}`))
+	mustOK(t, s.send(t, web, "/v1/track", `{"userId":"victim","event":"Consent Updated","timestamp":"2026-03-02T10:00:00Z","sentAt":"2000-01-01T00:00:00Z","properties":{"email":true}}`))
+	// The victim withdraws from the preference centre: it holds.
+	mustOK(t, s.send(t, web, "/v1/identify", `{"userId":"victim","traits":{"consent":{"email":false}}}`))
+	if granted, _ := s.consentOf(t, "user_id:victim", "email"); granted {
+		t.Fatal("a future-dated grant outlived the person's later withdrawal")
+	}
+
+	// The attacker grants again and plants the messageId an unsubscribe
+	// of a predictable message key would have had.
+	const key = "cart_abandonment/1/1/reminder/1"
+	mustOK(t, s.send(t, web, "/v1/identify", `{"userId":"victim","timestamp":"`+ahead+`","traits":{"consent":{"email":true}}}`))
+	mustOK(t, s.send(t, web, "/v1/track", `{"userId":"victim","event":"Page Viewed","messageId":"unsubscribe:`+key+`"}`))
+	// A client messageId in the internal namespace is refused outright.
+	if r := s.send(t, web, "/v1/track", `{"userId":"victim","event":"x","messageId":"cartera:abc"}`); r.status != 400 ||
+		!strings.HasPrefix(fmt.Sprint(r.body["error"]), `messageId: the prefix "cartera:" is reserved`) {
+		t.Errorf("client messageId in the internal namespace: %d %s, want 400 naming messageId", r.status, r.raw)
+	}
+	if granted, _ := s.consentOf(t, "user_id:victim", "email"); !granted {
+		t.Fatal("setup: the attacker's newer grant should stand until the person withdraws again")
+	}
+
+	// The one-click unsubscribe works and says so only once it is true.
+	path := unsubscribeToken(t, s, pid, key)
+	r := s.do(t, "POST", path, map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, []byte("List-Unsubscribe=One-Click"))
+	if r.status != 200 || !strings.Contains(r.raw, "<h1>Unsubscribed</h1>") {
+		t.Errorf("unsubscribe: %d %s, want 200 Unsubscribed", r.status, r.raw)
+	}
+	if granted, said := s.consentOf(t, "user_id:victim", "email"); granted || !said {
+		t.Fatal("email consent still granted after the unsubscribe link")
+	}
+	// The withdrawal was recorded once, under an id in the internal
+	// namespace; a second click is a duplicate of the first.
+	withdrawals := func() []map[string]any {
+		var out []map[string]any
+		for _, ev := range eventsNamed(s.profile(t, "user_id:victim"), "Consent Updated") {
+			if ev["source"] == "email" {
+				out = append(out, ev)
+			}
+		}
+		return out
+	}
+	w := withdrawals()
+	if len(w) != 1 {
+		t.Fatalf("%d withdrawals from the unsubscribe link, want 1: the planted messageId made it a duplicate", len(w))
+	}
+	if id := fmt.Sprint(w[0]["messageId"]); !strings.HasPrefix(id, "cartera:") || strings.Contains(id, key) {
+		t.Errorf("withdrawal recorded with messageId %q, want an opaque id in the internal namespace", id)
+	}
+	r = s.do(t, "POST", path, nil, nil)
+	if r.status != 200 || !strings.Contains(r.raw, "<h1>Unsubscribed</h1>") {
+		t.Errorf("second unsubscribe: %d %s", r.status, r.raw)
+	}
+	if n := len(withdrawals()); n != 1 {
+		t.Errorf("%d withdrawals after a second click, want 1", n)
+	}
+}
+
+// TestUnsubscribePageOnlyWhenTrue: the page says "Unsubscribed" only when
+// the person's email consent is withdrawn (or they are gone), and answers
+// a 500 asking to try again otherwise.
+func TestUnsubscribePageOnlyWhenTrue(t *testing.T) {
+	ctx := context.Background()
+	st, err := profiles.Open(ctx, filepath.Join(t.TempDir(), "cartera.db"), profiles.DefaultConfig(), profiles.Options{Now: clocktest.New(time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	identify := func(user string, consent map[string]any) string {
+		e := &profiles.Event{Type: profiles.TypeIdentify, UserID: user, Traits: map[string]any{"consent": consent}, Source: "web"}
+		res, err := st.Ingest(ctx, []*profiles.Event{e})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[0].ProfileID
+	}
+	granted := identify("g", map[string]any{"email": true})
+	withdrawn := identify("w", map[string]any{"email": false})
+	silent := identify("s", map[string]any{"sms": true})
+
+	a := &api{store: st, log: slog.New(slog.DiscardHandler)}
+	app := fiber.New()
+	app.Post("/u/:pid", func(c *fiber.Ctx) error {
+		return a.confirmUnsubscribe(c, &email.TokenInfo{MessageInfo: email.MessageInfo{ProfileID: c.Params("pid")}})
+	})
+	for _, tt := range []struct {
+		name, pid string
+		status    int
+		heading   string
+	}{
+		{"consent withdrawn", withdrawn, 200, "<h1>Unsubscribed</h1>"},
+		{"consent still granted", granted, 500, "<h1>Not unsubscribed yet</h1>"},
+		{"no email consent recorded", silent, 500, "<h1>Not unsubscribed yet</h1>"},
+		{"person erased or unknown", "0123456789abcdef01234567", 200, "<h1>Unsubscribed</h1>"},
+	} {
+		resp, err := app.Test(httptest.NewRequest("POST", "/u/"+tt.pid, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != tt.status || !strings.Contains(string(body), tt.heading) {
+			t.Errorf("%s: %d %s, want %d %s", tt.name, resp.StatusCode, body, tt.status, tt.heading)
 		}
 	}
 }
