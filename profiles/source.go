@@ -10,11 +10,19 @@ import (
 )
 
 // SourceConfig declares one source of events (web, app, pos, ...): its write
-// keys and, optionally, its tracking plan.
+// keys, how far it is trusted and, optionally, its tracking plan.
 type SourceConfig struct {
 	Name      string   `yaml:"name"`
 	WriteKeys []string `yaml:"write_keys"`
-	Plan      *Plan    `yaml:"tracking_plan"`
+	// Trust is TrustClient (the default: the write key ships in a web
+	// page or an app, so anyone can send with it) or TrustServer (the
+	// key stays on machines the business runs: the tills, the shop's
+	// backend).
+	Trust string `yaml:"trust"`
+	// AllowEvents lets a client source send events that are otherwise
+	// accepted only from server sources (ServerOnlyEvents).
+	AllowEvents []string `yaml:"allow_events"`
+	Plan        *Plan    `yaml:"tracking_plan"`
 }
 
 // Plan is a tracking plan: the events a source may send and the types of
@@ -169,11 +177,13 @@ func hasType(v any, typ string) bool {
 	return true
 }
 
-// Sources authenticates write keys and finds each source's plan.
+// Sources authenticates write keys and finds each source's plan and trust.
 type Sources struct {
 	keys    []sourceKey
 	plans   map[string]*Plan
 	sources []string
+	trust   map[string]string
+	allowed map[string][]string
 }
 
 type sourceKey struct {
@@ -183,7 +193,7 @@ type sourceKey struct {
 
 // NewSources validates the source configs and indexes their keys.
 func NewSources(cfgs []SourceConfig) (*Sources, error) {
-	s := &Sources{plans: map[string]*Plan{}}
+	s := &Sources{plans: map[string]*Plan{}, trust: map[string]string{}, allowed: map[string][]string{}}
 	seenKey := map[string]string{}
 	for i, c := range cfgs {
 		field := fmt.Sprintf("sources[%d]", i)
@@ -194,6 +204,20 @@ func NewSources(cfgs []SourceConfig) (*Sources, error) {
 			return nil, fmt.Errorf("%s.name: source %q declared twice", field, c.Name)
 		}
 		s.sources = append(s.sources, c.Name)
+		switch c.Trust {
+		case "", TrustClient:
+			s.trust[c.Name] = TrustClient
+		case TrustServer:
+			s.trust[c.Name] = TrustServer
+		default:
+			return nil, fmt.Errorf("%s.trust: want client or server, got %q", field, c.Trust)
+		}
+		for j, name := range c.AllowEvents {
+			if strings.TrimSpace(name) == "" {
+				return nil, fmt.Errorf("%s.allow_events[%d]: want an event name", field, j)
+			}
+			s.allowed[c.Name] = append(s.allowed[c.Name], strings.TrimSpace(name))
+		}
 		for j, k := range c.WriteKeys {
 			if len(k) < 8 {
 				return nil, fmt.Errorf("%s.write_keys[%d]: want at least 8 characters", field, j)

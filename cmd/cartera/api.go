@@ -193,6 +193,10 @@ func (a *api) ingest(typ string) fiber.Handler {
 			a.metrics.Rejected.WithLabelValues(source, reason).Inc()
 			return err
 		}
+		if err := a.sources.CheckTrust(source, typ == "", events); err != nil {
+			a.metrics.Rejected.WithLabelValues(source, "source_trust").Inc()
+			return err
+		}
 		if err := a.checkPlan(source, typ == "", events); err != nil {
 			a.metrics.Rejected.WithLabelValues(source, "tracking_plan").Inc()
 			return err

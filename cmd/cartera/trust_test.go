@@ -220,3 +220,46 @@ func TestUnsubscribePageOnlyWhenTrue(t *testing.T) {
 		}
 	}
 }
+
+// TestOrdersOnlyFromServerSources reproduces issue 23 item 3: with the
+// public web key, an Order Completed claiming the till raised the points
+// and store_orders. Orders are now refused from client sources, and the
+// example rules read the source from the write key, not properties.channel.
+func TestOrdersOnlyFromServerSources(t *testing.T) {
+	s := startServer(t, nil)
+	mustOK(t, s.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"shopper","traits":{"email":"shopper@example.com"}}`))
+
+	const want = `event: "Order Completed" is accepted only from server sources; source "web" is a client source (sources[].allow_events to allow it)`
+	r := s.send(t, "web_dev_write_key", "/v1/track", `{"userId":"shopper","event":"Order Completed","properties":{"order_id":"x1","revenue":99999,"channel":"pos"}}`)
+	if r.status != 400 || r.body["error"] != want {
+		t.Errorf("web key, Order Completed: %d %s, want 400 %q", r.status, r.raw, want)
+	}
+	r = s.send(t, "app_dev_write_key", "/v1/batch", `{"batch":[{"type":"track","userId":"shopper","event":"Product Viewed"},{"type":"track","userId":"shopper","event":"Order Refunded","properties":{"order_id":"x1"}}]}`)
+	if r.status != 400 || !strings.HasPrefix(fmt.Sprint(r.body["error"]), `batch[1].event: "Order Refunded" is accepted only from server sources; source "app"`) {
+		t.Errorf("app key, batch with Order Refunded: %d %s, want 400 naming batch[1].event", r.status, r.raw)
+	}
+	p := s.profile(t, "user_id:shopper")
+	if n := len(eventsNamed(p, "Order Completed")) + len(eventsNamed(p, "Order Refunded")) + len(eventsNamed(p, "Product Viewed")); n != 0 {
+		t.Errorf("%d events of refused requests stored", n)
+	}
+	computed, _ := p["computed"].(map[string]any)
+	if v, _ := computed["lifetime_value"].(float64); v != 0 {
+		t.Errorf("lifetime_value = %v after refused orders, want 0", computed["lifetime_value"])
+	}
+
+	// The shop's backend (a server source) sends online orders; one that
+	// says channel pos is still not a till order.
+	mustOK(t, s.send(t, "shop_dev_write_key", "/v1/track", `{"userId":"shopper","event":"Order Completed","properties":{"order_id":"w1","revenue":50,"channel":"pos"}}`))
+	mustOK(t, s.send(t, "pos_dev_write_key", "/v1/track", `{"userId":"shopper","event":"Order Completed","properties":{"order_id":"p1","revenue":20,"channel":"pos"}}`))
+	computed, _ = s.profile(t, "user_id:shopper")["computed"].(map[string]any)
+	if computed["orders_count"] != 2.0 || computed["store_orders"] != 1.0 || computed["lifetime_value"] != 70.0 {
+		t.Errorf("computed orders_count %v, store_orders %v, lifetime_value %v; want 2, 1 (the till's only), 70",
+			computed["orders_count"], computed["store_orders"], computed["lifetime_value"])
+	}
+	m := s.do(t, "GET", "/metrics", nil, nil)
+	for _, w := range []string{`cartera_events_rejected_total{reason="source_trust",source="web"} 1`, `cartera_events_rejected_total{reason="source_trust",source="app"} 1`} {
+		if !strings.Contains(m.raw, w) {
+			t.Errorf("metrics lack %q", w)
+		}
+	}
+}
