@@ -46,6 +46,10 @@ type Event struct {
 	SentAt            time.Time      `json:"sentAt,omitzero"`
 	ReceivedAt        time.Time      `json:"receivedAt"`
 	Source            string         `json:"source"`
+	// Verified is set at the edge when the message carried a valid
+	// identity verification (context.user_hash) for its source; a client
+	// cannot set it.
+	Verified bool `json:"verified,omitempty"`
 
 	// stored is the event's JSON, encoded by the caller of Ingest so that
 	// the single committer does not spend its time on it.

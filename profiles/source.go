@@ -22,7 +22,13 @@ type SourceConfig struct {
 	// AllowEvents lets a client source send events that are otherwise
 	// accepted only from server sources (ServerOnlyEvents).
 	AllowEvents []string `yaml:"allow_events"`
-	Plan        *Plan    `yaml:"tracking_plan"`
+	// IdentitySecret keys identity verification: a message whose
+	// context.user_hash is the hex HMAC-SHA256 of its userId (or, without
+	// one, of its traits.email, trimmed and lower-cased) under this secret
+	// is verified (trust.go). The shop's backend computes the hash; the
+	// secret never ships to a page or an app.
+	IdentitySecret string `yaml:"identity_secret"`
+	Plan           *Plan  `yaml:"tracking_plan"`
 }
 
 // Plan is a tracking plan: the events a source may send and the types of
@@ -184,6 +190,7 @@ type Sources struct {
 	sources []string
 	trust   map[string]string
 	allowed map[string][]string
+	secrets map[string][]byte
 }
 
 type sourceKey struct {
@@ -193,7 +200,7 @@ type sourceKey struct {
 
 // NewSources validates the source configs and indexes their keys.
 func NewSources(cfgs []SourceConfig) (*Sources, error) {
-	s := &Sources{plans: map[string]*Plan{}, trust: map[string]string{}, allowed: map[string][]string{}}
+	s := &Sources{plans: map[string]*Plan{}, trust: map[string]string{}, allowed: map[string][]string{}, secrets: map[string][]byte{}}
 	seenKey := map[string]string{}
 	for i, c := range cfgs {
 		field := fmt.Sprintf("sources[%d]", i)
@@ -211,6 +218,12 @@ func NewSources(cfgs []SourceConfig) (*Sources, error) {
 			s.trust[c.Name] = TrustServer
 		default:
 			return nil, fmt.Errorf("%s.trust: want client or server, got %q", field, c.Trust)
+		}
+		if c.IdentitySecret != "" {
+			if len(c.IdentitySecret) < 16 {
+				return nil, fmt.Errorf("%s.identity_secret: want at least 16 characters", field)
+			}
+			s.secrets[c.Name] = []byte(c.IdentitySecret)
 		}
 		for j, name := range c.AllowEvents {
 			if strings.TrimSpace(name) == "" {

@@ -76,6 +76,9 @@ type Options struct {
 	Rand io.Reader
 	// Processors extend the write transaction, in order: rules, then journeys.
 	Processors []Processor
+	// Trust says which sources are client sources (guard.go); nil trusts
+	// every source, as before source trust existed.
+	Trust SourceTrust
 }
 
 // SourceCartera is the source of events Cartera derives itself (an
@@ -123,6 +126,7 @@ type Store struct {
 	rand    io.Reader
 	tombKey []byte
 	msgKey  []byte
+	trust   SourceTrust
 
 	profileCount atomic.Int64
 	tombCount    atomic.Int64
@@ -166,6 +170,7 @@ func Open(ctx context.Context, path string, cfg Config, opts Options) (*Store, e
 		metrics: opts.Metrics,
 		now:     opts.Now,
 		rand:    opts.Rand,
+		trust:   opts.Trust,
 		reqs:    make(chan *commitReq, 1024),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),

@@ -60,7 +60,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		now = clock.Now
 		log.Warn("dev clock on: POST /v1/admin/clock moves time forward for every engine; never run a deployment like this")
 	}
-	core, err := openApp(ctx, cfg, defs, appOptions{Now: now, Logger: log, Registry: reg, Deliver: true, Getenv: m.Getenv})
+	core, err := openApp(ctx, cfg, defs, appOptions{Now: now, Logger: log, Registry: reg, Deliver: true, Getenv: m.Getenv, Trust: sources})
 	if err != nil {
 		return err
 	}

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -260,6 +262,140 @@ func TestOrdersOnlyFromServerSources(t *testing.T) {
 	for _, w := range []string{`cartera_events_rejected_total{reason="source_trust",source="web"} 1`, `cartera_events_rejected_total{reason="source_trust",source="app"} 1`} {
 		if !strings.Contains(m.raw, w) {
 			t.Errorf("metrics lack %q", w)
+		}
+	}
+}
+
+// ledgerActions lists a profile's ledger entries ("merges" in the API) of
+// an action.
+func ledgerActions(p map[string]any, action string) []map[string]any {
+	var out []map[string]any
+	entries, _ := p["merges"].([]any)
+	for _, e := range entries {
+		if m, ok := e.(map[string]any); ok && m["action"] == action {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// TestProfileTakeoverNeedsVerification reproduces issue 23 item 2 with
+// the public web key: knowing a loyalty card number or an email must not
+// let a client source take over the profile a till linked them to, while a
+// login the shop's backend signed (identity verification) still finds it.
+func TestProfileTakeoverNeedsVerification(t *testing.T) {
+	s := startServer(t, nil)
+	const web, card = "web_dev_write_key", "4000 7777 6666"
+	userHash := func(subject string) string {
+		return profiles.IdentityHash([]byte("web_dev_identity_secret_change_me"), subject)
+	}
+	// The till knows the card; the shop's signed-in page links her.
+	mustOK(t, s.send(t, "pos_dev_write_key", "/v1/track", `{"anonymousId":"till-1","event":"Order Completed","properties":{"order_id":"p1","revenue":100,"loyalty_card":"`+card+`"}}`))
+	till := s.profile(t, "loyalty_card:"+card)
+	mustOK(t, s.send(t, web, "/v1/identify", `{"userId":"victim","context":{"user_hash":"`+userHash("victim")+`"},
+		"traits":{"email":"victim@example.com","first_name":"Vera","loyalty_card":"`+card+`","consent":{"email":true}}}`))
+	victim := s.profile(t, "user_id:victim")
+	if victim["id"] != till["id"] || s.profile(t, "email:victim@example.com")["id"] != till["id"] {
+		t.Fatalf("a verified login with the card: profile %v, want the till's %v", victim["id"], till["id"])
+	}
+
+	// A wrong or unusable hash is refused, naming the field.
+	for body, want := range map[string]string{
+		`{"userId":"victim","context":{"user_hash":"` + userHash("someone-else") + `"},"traits":{"first_name":"X"}}`: "context.user_hash: does not match the userId",
+		`{"anonymousId":"x","context":{"user_hash":"00"}}`:                                                           "context.user_hash: needs a userId or traits.email to verify",
+	} {
+		if r := s.send(t, web, "/v1/identify", body); r.status != 400 || r.body["error"] != want {
+			t.Errorf("identify %s: %d %s, want 400 %q", body, r.status, r.raw, want)
+		}
+	}
+	if r := s.send(t, "pos_dev_write_key", "/v1/identify", `{"userId":"victim","context":{"user_hash":"00"}}`); r.status != 400 ||
+		r.body["error"] != `context.user_hash: source "pos" has no identity_secret to check it with` {
+		t.Errorf("user_hash from a source without a secret: %d %s", r.status, r.raw)
+	}
+
+	// Mallory knows the card: her identify stays on her own profile, as a
+	// claim support can see, and her address never reaches Vera's.
+	mustOK(t, s.send(t, web, "/v1/identify", `{"anonymousId":"e2","traits":{"loyalty_card":"`+card+`","email":"mallory@evil.example","consent":{"email":true}}}`))
+	mallory := s.profile(t, "email:mallory@evil.example")
+	if mallory["id"] == till["id"] {
+		t.Fatal("an unverified identify with a known card linked the attacker's email to the card holder's profile")
+	}
+	if claims := ledgerActions(mallory, "unverified_claim"); len(claims) != 1 || claims[0]["profile"] != till["id"] {
+		t.Errorf("attacker's ledger %v, want one unverified_claim naming %v", mallory["merges"], till["id"])
+	}
+	if tr, _ := mallory["traits"].(map[string]any); tr["loyalty_card"] != nil {
+		t.Errorf("the claimed card was kept as the attacker's trait: %v", tr)
+	}
+	// She knows the email: a user id of her own with it stays apart too.
+	mustOK(t, s.send(t, web, "/v1/identify", `{"userId":"attacker","traits":{"email":"victim@example.com","first_name":"X"}}`))
+	if s.profile(t, "user_id:attacker")["id"] == till["id"] {
+		t.Error("an unverified identify with a known email merged into its owner's profile")
+	}
+	// She sends Vera's user id with an address of hers: the address stays
+	// on a profile of its own, claiming the user id.
+	mustOK(t, s.send(t, web, "/v1/identify", `{"userId":"victim","traits":{"email":"mallory2@evil.example","first_name":"X"}}`))
+	if m2 := s.profile(t, "email:mallory2@evil.example"); m2["id"] == till["id"] || len(ledgerActions(m2, "unverified_claim")) != 1 {
+		t.Errorf("attacker's second address on %v (ledger %v), want a profile of its own with a claim", m2["id"], m2["merges"])
+	}
+	// Vera's user id alone: stored on her profile, but no traits or
+	// consent grants change.
+	mustOK(t, s.send(t, web, "/v1/identify", `{"userId":"victim","traits":{"first_name":"X","consent":{"sms":true}}}`))
+	victim = s.profile(t, "user_id:victim")
+	if tr, _ := victim["traits"].(map[string]any); tr["first_name"] != "Vera" || tr["email"] != "victim@example.com" {
+		t.Errorf("victim's traits %v, want first_name Vera and her own email", tr)
+	}
+	if granted, said := s.consentOf(t, "user_id:victim", "sms"); granted || said {
+		t.Error("an unverified client grant of sms consent reached the protected profile")
+	}
+	if len(ledgerActions(victim, "refused_change")) != 1 {
+		t.Errorf("victim's ledger %v, want one refused_change", victim["merges"])
+	}
+	// A withdrawal is honoured from anyone.
+	mustOK(t, s.send(t, web, "/v1/identify", `{"userId":"victim","traits":{"consent":{"email":false}}}`))
+	if granted, _ := s.consentOf(t, "user_id:victim", "email"); granted {
+		t.Error("an unverified withdrawal was not applied")
+	}
+	m := s.do(t, "GET", "/metrics", nil, nil)
+	for _, w := range []string{`cartera_unverified_events_guarded_total{outcome="claim",source="web"} 3`, `cartera_unverified_events_guarded_total{outcome="limited",source="web"} 1`} {
+		if !strings.Contains(m.raw, w) {
+			t.Errorf("metrics lack %q", w)
+		}
+	}
+}
+
+func TestIdentitySecretsFromEnv(t *testing.T) {
+	path := writeFile(t, "c.yaml", `
+sources:
+  - name: web
+    identity_secret: file_web_identity_secret
+  - name: app
+    identity_secret: file_app_identity_secret
+  - name: pos
+    trust: server
+`)
+	var stderr bytes.Buffer
+	f, err := parseServeFlags([]string{"--config", path}, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(f, envOf(map[string]string{"CARTERA_IDENTITY_SECRETS": "web=env_web_identity_secret"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, s := range cfg.Sources {
+		got[s.Name] = s.IdentitySecret
+	}
+	if want := map[string]string{"web": "env_web_identity_secret", "app": "", "pos": ""}; !maps.Equal(got, want) {
+		t.Errorf("identity secrets %v, want %v (the environment replaces the file's)", got, want)
+	}
+	for env, want := range map[string]string{
+		"web":                    "CARTERA_IDENTITY_SECRETS: entry 1: want source=secret",
+		"kiosk=some_long_secret": `CARTERA_IDENTITY_SECRETS: entry 1: no source "kiosk"`,
+		"web=short":              "sources[0].identity_secret: want at least 16 characters",
+	} {
+		if _, err := loadConfig(f, envOf(map[string]string{"CARTERA_IDENTITY_SECRETS": env})); err == nil || !strings.HasSuffix(err.Error(), want) {
+			t.Errorf("CARTERA_IDENTITY_SECRETS=%s: %v, want %q", env, err, want)
 		}
 	}
 }
