@@ -15,6 +15,10 @@ type Config struct {
 	DedupeWindow time.Duration `yaml:"dedupe_window"`
 	// MaxBatchEvents bounds how many events one group commit applies.
 	MaxBatchEvents int `yaml:"max_batch_events"`
+	// MaxClockSkew is how far in the future of its receipt an event's
+	// (corrected) timestamp is believed; a later one is clamped to the
+	// receipt time and kept as sent in originalTimestamp.
+	MaxClockSkew time.Duration `yaml:"max_clock_skew"`
 	// NoSync turns off fsync. Only for benchmarks that measure everything
 	// but the disk; a 200 then no longer means durable.
 	NoSync bool `yaml:"-"`
@@ -27,6 +31,7 @@ func DefaultConfig() Config {
 		MaxEvents:      1000,
 		DedupeWindow:   7 * 24 * time.Hour,
 		MaxBatchEvents: 4000,
+		MaxClockSkew:   DefaultMaxSkew,
 	}
 }
 
@@ -40,6 +45,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBatchEvents < 1 {
 		return fmt.Errorf("profiles.max_batch_events: want at least 1, got %d", c.MaxBatchEvents)
+	}
+	if c.MaxClockSkew < time.Minute {
+		return fmt.Errorf("profiles.max_clock_skew: want at least 1m, got %s", c.MaxClockSkew)
 	}
 	return c.Identity.Validate()
 }

@@ -46,6 +46,10 @@ type Event struct {
 	SentAt            time.Time      `json:"sentAt,omitzero"`
 	ReceivedAt        time.Time      `json:"receivedAt"`
 	Source            string         `json:"source"`
+	// Verified is set at the edge when the message carried a valid
+	// identity verification (context.user_hash) for its source; a client
+	// cannot set it.
+	Verified bool `json:"verified,omitempty"`
 
 	// stored is the event's JSON, encoded by the caller of Ingest so that
 	// the single committer does not spend its time on it.
@@ -102,7 +106,22 @@ type DecodeOptions struct {
 	ReceivedAt time.Time
 	// NewID makes a messageId for a message that has none.
 	NewID func() string
+	// MaxSkew is how far past ReceivedAt a corrected timestamp may lie;
+	// later ones are clamped to ReceivedAt. Zero means DefaultMaxSkew.
+	MaxSkew time.Duration
 }
+
+// DefaultMaxSkew is how far in the future of its receipt an event time is
+// believed when the config says nothing.
+const DefaultMaxSkew = 24 * time.Hour
+
+// Event times outside [minEventTime, maxEventTime) are refused: no real
+// event happened before 2000, and a time past 2100 is a typo or an attack
+// that would keep an event inside every sliding window.
+var (
+	minEventTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxEventTime = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
+)
 
 // wireEvent is a message as sent; fields stay raw so that each can be checked
 // with a message that names it.
@@ -243,6 +262,9 @@ func decodeWire(w *wireEvent, opts DecodeOptions, batchSentAt time.Time, batchCt
 	if e.MessageID, err = parseString("messageId", w.MessageID, true); err != nil {
 		return nil, err
 	}
+	if err := checkClientMessageID(e.MessageID); err != nil {
+		return nil, err
+	}
 	if e.UserID, err = parseString("userId", w.UserID, true); err != nil {
 		return nil, err
 	}
@@ -287,7 +309,11 @@ func decodeWire(w *wireEvent, opts DecodeOptions, batchSentAt time.Time, batchCt
 	if e.SentAt.IsZero() {
 		e.SentAt = batchSentAt
 	}
-	e.Timestamp = correctSkew(e.OriginalTimestamp, e.SentAt, e.ReceivedAt)
+	maxSkew := opts.MaxSkew
+	if maxSkew <= 0 {
+		maxSkew = DefaultMaxSkew
+	}
+	e.Timestamp = correctSkew(e.OriginalTimestamp, e.SentAt, e.ReceivedAt, maxSkew)
 
 	if err := checkRequired(e); err != nil {
 		return nil, err
@@ -304,16 +330,25 @@ func decodeWire(w *wireEvent, opts DecodeOptions, batchSentAt time.Time, batchCt
 // correctSkew computes the event time as Segment does: when the client says
 // both when the event happened and when it sent it, the difference is applied
 // to the server's receipt time, so a device with a wrong clock still produces
-// the right order of events.
-func correctSkew(original, sentAt, receivedAt time.Time) time.Time {
+// the right order of events. What still lies more than maxSkew after the
+// receipt is clamped to the receipt: a clock (or a client) that claims the
+// far future would otherwise keep the event inside every sliding window. The
+// caller keeps the time as sent in OriginalTimestamp.
+func correctSkew(original, sentAt, receivedAt time.Time, maxSkew time.Duration) time.Time {
 	switch {
 	case original.IsZero():
 		return receivedAt
-	case sentAt.IsZero() || receivedAt.IsZero():
+	case receivedAt.IsZero():
 		return original
-	default:
-		return receivedAt.Add(-sentAt.Sub(original))
 	}
+	t := original
+	if !sentAt.IsZero() {
+		t = receivedAt.Add(-sentAt.Sub(original))
+	}
+	if t.Sub(receivedAt) > maxSkew {
+		return receivedAt
+	}
+	return t
 }
 
 func checkRequired(e *Event) error {
@@ -462,10 +497,9 @@ func parseTime(field string, raw json.RawMessage) (time.Time, error) {
 	}
 	for _, layout := range timeLayouts {
 		if t, err := time.Parse(layout, s); err == nil {
-			// A time that JSON cannot encode would fail the whole group
-			// commit it lands in.
-			if t = t.UTC(); t.Year() < 0 || t.Year() > 9999 {
-				return time.Time{}, invalid(field, "want a time between years 0000 and 9999 in UTC, got %q", s)
+			if t = t.UTC(); t.Before(minEventTime) || !t.Before(maxEventTime) {
+				return time.Time{}, invalid(field, "want a time from %s to before %s, got %q",
+					minEventTime.Format(time.DateOnly), maxEventTime.Format(time.DateOnly), s)
 			}
 			return t, nil
 		}

@@ -231,9 +231,25 @@ func TestDecodeErrors(t *testing.T) {
 		{"timestamp in words", TypeTrack, `{"userId":"u1","event":"x","timestamp":"yesterday"}`,
 			`timestamp: want ISO-8601 time such as 2026-11-24T10:00:00Z, got "yesterday"`},
 		{"timestamp past year 9999 in UTC", TypeTrack, `{"userId":"u1","event":"x","timestamp":"9999-12-31T23:30:00-01:00"}`,
-			`timestamp: want a time between years 0000 and 9999 in UTC, got "9999-12-31T23:30:00-01:00"`},
+			`timestamp: want a time from 2000-01-01 to before 2100-01-01, got "9999-12-31T23:30:00-01:00"`},
+		{"timestamp in year 9999", TypeTrack, `{"userId":"u1","event":"x","timestamp":"9999-01-01T00:00:00Z"}`,
+			`timestamp: want a time from 2000-01-01 to before 2100-01-01, got "9999-01-01T00:00:00Z"`},
+		{"timestamp at 2100 exactly", TypeTrack, `{"userId":"u1","event":"x","timestamp":"2100-01-01T00:00:00Z"}`,
+			`timestamp: want a time from 2000-01-01 to before 2100-01-01, got "2100-01-01T00:00:00Z"`},
+		{"timestamp in 1999", TypeTrack, `{"userId":"u1","event":"x","timestamp":"1999-12-31T23:59:59Z"}`,
+			`timestamp: want a time from 2000-01-01 to before 2100-01-01, got "1999-12-31T23:59:59Z"`},
+		{"timestamp at the Unix epoch", TypeTrack, `{"userId":"u1","event":"x","timestamp":"1970-01-01T00:00:00Z"}`,
+			`timestamp: want a time from 2000-01-01 to before 2100-01-01, got "1970-01-01T00:00:00Z"`},
+		{"timestamp in 2000 by local time, 1999 in UTC", TypeTrack, `{"userId":"u1","event":"x","timestamp":"2000-01-01T00:30:00+01:00"}`,
+			`timestamp: want a time from 2000-01-01 to before 2100-01-01, got "2000-01-01T00:30:00+01:00"`},
 		{"sentAt before year 0000 in UTC", TypeTrack, `{"userId":"u1","event":"x","sentAt":"0000-01-01T00:00:00+01:00"}`,
-			`sentAt: want a time between years 0000 and 9999 in UTC, got "0000-01-01T00:00:00+01:00"`},
+			`sentAt: want a time from 2000-01-01 to before 2100-01-01, got "0000-01-01T00:00:00+01:00"`},
+		{"sentAt far in the past", TypeTrack, `{"userId":"u1","event":"x","timestamp":"2026-03-02T10:00:00Z","sentAt":"1900-01-01T00:00:00Z"}`,
+			`sentAt: want a time from 2000-01-01 to before 2100-01-01, got "1900-01-01T00:00:00Z"`},
+		{"sentAt far in the future", TypeTrack, `{"userId":"u1","event":"x","sentAt":"2200-01-01T00:00:00Z"}`,
+			`sentAt: want a time from 2000-01-01 to before 2100-01-01, got "2200-01-01T00:00:00Z"`},
+		{"messageId in the internal namespace", TypeTrack, `{"userId":"u1","event":"x","messageId":"cartera:abc"}`,
+			`messageId: the prefix "cartera:" is reserved for events Cartera records itself`},
 		{"sentAt as a boolean", TypeTrack, `{"userId":"u1","event":"x","sentAt":false}`,
 			`sentAt: want ISO-8601 time string, got boolean`},
 		{"body as an array", TypeTrack, `[{"userId":"u1"}]`,
@@ -377,6 +393,12 @@ func TestDecodeBatchErrors(t *testing.T) {
 			`batch[2].properties.revenue: want number, got string`},
 		{"member with a syntax error of its own", `{"batch":[{"type":"page","userId":"u1","timestamp":"soon"}]}`,
 			`batch[0].timestamp: want ISO-8601 time such as 2026-11-24T10:00:00Z, got "soon"`},
+		{"member timestamp in year 9999", `{"batch":[{"type":"page","userId":"u1"},{"type":"page","userId":"u1"},{"type":"page","userId":"u1"},{"type":"page","userId":"u1","timestamp":"9999-01-01T00:00:00Z"}]}`,
+			`batch[3].timestamp: want a time from 2000-01-01 to before 2100-01-01, got "9999-01-01T00:00:00Z"`},
+		{"member sentAt in 1990", `{"batch":[{"type":"page","userId":"u1","sentAt":"1990-01-01T00:00:00Z"}]}`,
+			`batch[0].sentAt: want a time from 2000-01-01 to before 2100-01-01, got "1990-01-01T00:00:00Z"`},
+		{"batch sentAt in 2150", `{"batch":[{"type":"page","userId":"u1"}],"sentAt":"2150-01-01T00:00:00Z"}`,
+			`sentAt: want a time from 2000-01-01 to before 2100-01-01, got "2150-01-01T00:00:00Z"`},
 		{"batch sentAt as a number", `{"batch":[{"type":"page","userId":"u1"}],"sentAt":5}`, `sentAt: want ISO-8601 time string, got number`},
 		{"batch context as an array", `{"batch":[{"type":"page","userId":"u1"}],"context":[]}`, `context: want object, got array`},
 		{"broken JSON", "{\"batch\":[\n{\"type\":\"page\" \"userId\":\"u1\"}]}", `invalid JSON at line 2, column 16: invalid character '"' after object key:value pair`},
@@ -418,6 +440,15 @@ func TestDecodeClockSkew(t *testing.T) {
 		{"sent before it happened", "2026-03-02T10:00:05Z", "2026-03-02T10:00:00Z", received.Add(5 * time.Second)},
 		{"no sentAt: timestamp as sent", "2026-03-01T08:00:00+01:00", "", time.Date(2026, 3, 1, 7, 0, 0, 0, time.UTC)},
 		{"no timestamp: receivedAt", "", "2026-03-02T10:00:05Z", received},
+		// What is still ahead of the receipt by more than the skew is
+		// clamped to the receipt; originalTimestamp keeps it as sent.
+		{"no sentAt, a year ahead: clamped", "2027-03-02T12:00:00Z", "", received},
+		{"no sentAt, 2099: clamped", "2099-12-31T23:59:59Z", "", received},
+		{"no sentAt, just inside the skew", "2026-03-03T12:00:00Z", "", time.Date(2026, 3, 3, 12, 0, 0, 0, time.UTC)},
+		{"no sentAt, just past the skew", "2026-03-03T12:00:11Z", "", received},
+		{"sentAt far in the past shifts into the future: clamped", "2026-03-02T10:00:00Z", "2000-01-01T00:00:00Z", received},
+		{"sent two hours before it happened: kept", "2026-03-02T12:00:00Z", "2026-03-02T10:00:00Z", received.Add(2 * time.Hour)},
+		{"sent two days before it happened: clamped", "2026-03-04T10:00:00Z", "2026-03-02T10:00:00Z", received},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -436,14 +467,41 @@ func TestDecodeClockSkew(t *testing.T) {
 			if !e.Timestamp.Equal(tt.want) {
 				t.Errorf("timestamp %s, want %s", e.Timestamp, tt.want)
 			}
-			if tt.timestamp != "" && e.OriginalTimestamp.IsZero() {
-				t.Errorf("originalTimestamp not kept")
+			if tt.timestamp != "" {
+				want, _ := time.Parse(time.RFC3339, tt.timestamp)
+				if !e.OriginalTimestamp.Equal(want) {
+					t.Errorf("originalTimestamp %s, want %s as sent", e.OriginalTimestamp, want)
+				}
 			}
 		})
 	}
 
+	// The skew is configurable.
+	opts := decodeOpts(TypeTrack)
+	opts.MaxSkew = time.Hour
+	e, err := Decode([]byte(`{"userId":"u1","event":"x","timestamp":"2026-03-02T13:30:00Z"}`), opts)
+	if err != nil || !e.Timestamp.Equal(received) {
+		t.Errorf("skew 1h, 90 minutes ahead: timestamp %v, err %v; want the receipt time", e, err)
+	}
+	opts.MaxSkew = 2 * time.Hour
+	e, err = Decode([]byte(`{"userId":"u1","event":"x","timestamp":"2026-03-02T13:30:00Z"}`), opts)
+	if err != nil || !e.Timestamp.Equal(time.Date(2026, 3, 2, 13, 30, 0, 0, time.UTC)) {
+		t.Errorf("skew 2h, 90 minutes ahead: timestamp %v, err %v; want it as sent", e, err)
+	}
+
+	// A batch's sentAt shifts its members, and the clamp applies to each.
+	evs, err := DecodeBatch([]byte(`{"sentAt":"2026-03-02T12:00:00Z","batch":[
+		{"type":"track","userId":"u1","event":"a","timestamp":"2026-03-02T11:59:00Z"},
+		{"type":"track","userId":"u1","event":"b","timestamp":"2099-01-01T00:00:00Z"}]}`), decodeOpts(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !evs[0].Timestamp.Equal(received.Add(-time.Minute)) || !evs[1].Timestamp.Equal(received) {
+		t.Errorf("batch timestamps %s, %s; want %s, %s", evs[0].Timestamp, evs[1].Timestamp, received.Add(-time.Minute), received)
+	}
+
 	// Without a receipt time there is nothing to correct against.
-	e, err := Decode([]byte(`{"userId":"u1","event":"x","timestamp":"2026-03-02T10:00:00Z","sentAt":"2026-03-02T10:00:05Z"}`), DecodeOptions{Type: TypeTrack})
+	e, err = Decode([]byte(`{"userId":"u1","event":"x","timestamp":"2026-03-02T10:00:00Z","sentAt":"2026-03-02T10:00:05Z"}`), DecodeOptions{Type: TypeTrack})
 	if err != nil || !e.Timestamp.Equal(time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)) {
 		t.Errorf("no receivedAt: timestamp %v, err %v; want the timestamp as sent", e, err)
 	}

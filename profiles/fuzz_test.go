@@ -72,6 +72,9 @@ func checkDecoded(t *testing.T, e *Event, err error) {
 	if e.Timestamp.IsZero() {
 		t.Fatalf("accepted event without timestamp")
 	}
+	if e.Timestamp.Sub(e.ReceivedAt) > DefaultMaxSkew {
+		t.Fatalf("accepted timestamp %s more than %s after the receipt %s", e.Timestamp, DefaultMaxSkew, e.ReceivedAt)
+	}
 	if _, err := json.Marshal(e); err != nil {
 		t.Fatalf("accepted event cannot be stored: %v", err)
 	}

@@ -402,6 +402,12 @@ func (s *Store) apply(st *txState, e *Event) (Result, error) {
 		}
 	}
 
+	g, err := s.guard(st, e, ids, owner, owners)
+	if err != nil {
+		return Result{}, err
+	}
+	ids, owners = g.ids, g.owners
+
 	res := Result{}
 	var target *Profile
 	if len(owners) == 0 {
@@ -459,21 +465,30 @@ func (s *Store) apply(st *txState, e *Event) (Result, error) {
 		}
 	}
 
-	// Link the identifiers nobody held yet, within the limits.
+	s.noteGuard(st, target, e, g)
+
+	// Link the identifiers nobody held yet, all or none: when one would
+	// break a limit, the event's whole identity change is refused, and
+	// its traits and consent grants with it (they were said of someone
+	// this profile cannot be).
+	var link []Identifier
 	for _, id := range ids {
-		if owner[id] != "" || target.HasIdentity(id) {
-			continue
+		if owner[id] == "" && !target.HasIdentity(id) {
+			link = append(link, id)
 		}
-		if target.countKind(id.Kind) >= s.res.limit(id.Kind) {
-			s.metrics.RefusedIDs.WithLabelValues(id.Kind).Inc()
-			target.addLedger(LedgerEntry{
-				At: s.now().UTC(), Action: LedgerRefusedIdentifier, Identifiers: []Identifier{id},
-				MessageID: e.MessageID, EventType: e.Type, Event: e.Event, Source: e.Source,
-				Reason: fmt.Sprintf("profile already holds %d %s, the limit", s.res.limit(id.Kind), id.Kind),
-			})
-			st.logs = append(st.logs, logLine{"identifier refused", []any{"profile", target.ID, "kind", id.Kind, "message_id", e.MessageID}})
-			continue
-		}
+	}
+	limited := g.limited
+	if kind, over := s.overLimit(target, link); over {
+		s.metrics.RefusedIDs.WithLabelValues(kind).Inc()
+		target.addLedger(LedgerEntry{
+			At: s.now().UTC(), Action: LedgerRefusedIdentifier, Identifiers: link,
+			MessageID: e.MessageID, EventType: e.Type, Event: e.Event, Source: e.Source,
+			Reason: fmt.Sprintf("profile already holds %d %s, the limit: none of the event's new identifiers were linked, and its traits and consent grants were not applied", s.res.limit(kind), kind),
+		})
+		st.logs = append(st.logs, logLine{"identifiers refused", []any{"profile", target.ID, "kind", kind, "message_id", e.MessageID}})
+		link, limited = nil, true
+	}
+	for _, id := range link {
 		if err := st.identities.Put(identityKey(id), []byte(target.ID)); err != nil {
 			return Result{}, err
 		}
@@ -485,7 +500,7 @@ func (s *Store) apply(st *txState, e *Event) (Result, error) {
 			return Result{}, err
 		}
 	}
-	if err := s.record(st, target, e); err != nil {
+	if err := s.record(st, target, e, limited, s.res.claimedTraits(g.claimed)); err != nil {
 		return Result{}, err
 	}
 	res.ProfileID = target.ID
@@ -608,10 +623,15 @@ func (s *Store) trimEvents(st *txState, p *Profile) error {
 	return nil
 }
 
-// record stores the event on the profile and applies its traits and consent.
-func (s *Store) record(st *txState, p *Profile, e *Event) error {
+// record stores the event on the profile and applies its traits and
+// consent. A limited event applies only withdrawals of consent; the trait
+// keys in skip are not applied.
+func (s *Store) record(st *txState, p *Profile, e *Event, limited bool, skip []string) error {
 	if e.Type == TypeIdentify {
 		for k, v := range e.Traits {
+			if limited || slices.Contains(skip, k) {
+				continue
+			}
 			switch k {
 			case "consent":
 				continue
@@ -626,11 +646,11 @@ func (s *Store) record(st *txState, p *Profile, e *Event) error {
 			p.setTrait(k, v, e.Timestamp, e.Source)
 		}
 		if c, ok := e.Traits["consent"].(map[string]any); ok {
-			applyConsent(p, c, e)
+			s.applyConsent(p, c, e, limited)
 		}
 	}
 	if e.Type == TypeTrack && e.Event == EventConsentUpdated {
-		applyConsent(p, e.Properties, e)
+		s.applyConsent(p, e.Properties, e, limited)
 	}
 	if err := s.store(st, p, e); err != nil {
 		return err
@@ -689,10 +709,18 @@ func (s *Store) process(st *txState, p *Profile, e *Event, from int) error {
 	return nil
 }
 
-func applyConsent(p *Profile, c map[string]any, e *Event) {
+// applyConsent orders consent by the server's receipt time (see
+// Consent.overrides); an event made without one takes the store's clock.
+// withdrawalsOnly drops the grants.
+func (s *Store) applyConsent(p *Profile, c map[string]any, e *Event, withdrawalsOnly bool) {
+	at := e.ReceivedAt
+	if at.IsZero() {
+		at = s.now()
+	}
+	at = at.UTC()
 	for purpose, v := range c {
-		if granted, ok := v.(bool); ok {
-			p.setConsent(purpose, granted, e.Timestamp, e.Source, e.MessageID)
+		if granted, ok := v.(bool); ok && !(granted && withdrawalsOnly) {
+			p.setConsent(purpose, granted, at, e.Source, e.MessageID)
 		}
 	}
 }

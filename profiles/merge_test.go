@@ -355,19 +355,22 @@ func TestIdentityResolution(t *testing.T) {
 			},
 		},
 		{
+			// Consent is ordered by receipt, not by the event time a
+			// client claims: m3, dated before the others but received
+			// after them, changes sms.
 			name: "consent from traits and Consent Updated, with history",
 			steps: each(
-				identify("m1", user("u1"), traits("consent", map[string]any{"email": true, "sms": false}), at(1*time.Minute)),
-				track("m2", EventConsentUpdated, user("u1"), props("email", false, "source", "preference_center"), at(2*time.Minute)),
-				track("m3", EventConsentUpdated, user("u1"), props("sms", true), at(0)),
-				identify("m4", user("u1"), traits("consent", map[string]any{"email": false}), at(3*time.Minute)),
+				identify("m1", user("u1"), traits("consent", map[string]any{"email": true, "sms": false}), at(1*time.Minute), recv(1*time.Minute)),
+				track("m2", EventConsentUpdated, user("u1"), props("email", false, "source", "preference_center"), at(2*time.Minute), recv(2*time.Minute)),
+				track("m3", EventConsentUpdated, user("u1"), props("sms", true), at(0), recv(3*time.Minute)),
+				identify("m4", user("u1"), traits("consent", map[string]any{"email": false}), at(3*time.Minute), recv(4*time.Minute)),
 			),
 			check: func(t *testing.T, ts *testStore, res [][]Result) {
 				p := ts.lookup(KindUserID, "u1")
-				if got := p.ConsentValues(); len(got) != 2 || got["email"] || got["sms"] {
-					t.Errorf("consent %v, want email false, sms false", got)
+				if got := p.ConsentValues(); len(got) != 2 || got["email"] || !got["sms"] {
+					t.Errorf("consent %v, want email false, sms true", got)
 				}
-				if c := p.Consent["email"]; !c.At.Equal(t0.Add(3*time.Minute)) || c.Source != "web" {
+				if c := p.Consent["email"]; !c.At.Equal(t0.Add(4*time.Minute)) || c.Source != "web" {
 					t.Errorf("email consent %+v, want set by the newest event", c)
 				}
 				hist := slices.Clone(p.ConsentHistory)
@@ -381,6 +384,7 @@ func TestIdentityResolution(t *testing.T) {
 					{Purpose: "email", Granted: true, At: t0.Add(time.Minute), Source: "web", MessageID: "m1"},
 					{Purpose: "sms", Granted: false, At: t0.Add(time.Minute), Source: "web", MessageID: "m1"},
 					{Purpose: "email", Granted: false, At: t0.Add(2 * time.Minute), Source: "web", MessageID: "m2"},
+					{Purpose: "sms", Granted: true, At: t0.Add(3 * time.Minute), Source: "web", MessageID: "m3"},
 				}
 				if !slices.EqualFunc(hist, want, func(a, b ConsentChange) bool {
 					return a.At.Equal(b.At) && a.Purpose == b.Purpose && a.Granted == b.Granted && a.MessageID == b.MessageID

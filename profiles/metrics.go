@@ -15,7 +15,11 @@ type Metrics struct {
 	Merges         prometheus.Counter
 	RefusedMerges  *prometheus.CounterVec
 	RefusedIDs     *prometheus.CounterVec
-	Erasures       prometheus.Counter
+	// Guarded counts unverified client events kept off protected
+	// profiles, by outcome: claim (kept apart) or limited (stored without
+	// its traits and consent grants).
+	Guarded  *prometheus.CounterVec
+	Erasures prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -54,13 +58,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		RefusedIDs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cartera_identifiers_refused_total", Help: "Identifiers not linked because the profile holds the limit of that kind.",
 		}, []string{"kind"}),
+		Guarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cartera_unverified_events_guarded_total", Help: "Unverified client events kept off profiles that hold identifiers from a server source, by source and outcome (claim, limited).",
+		}, []string{"source", "outcome"}),
 		Erasures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cartera_profile_erasures_total", Help: "Profiles erased on request.",
 		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Accepted, m.Rejected, m.Duplicates, m.Dropped, m.PlanViolations, m.CommitSeconds,
-			m.CommitEvents, m.Merges, m.RefusedMerges, m.RefusedIDs, m.Erasures)
+			m.CommitEvents, m.Merges, m.RefusedMerges, m.RefusedIDs, m.Guarded, m.Erasures)
 	}
 	return m
 }

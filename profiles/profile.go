@@ -45,14 +45,28 @@ type Trait struct {
 }
 
 // Consent is the current state of one purpose or channel ("email", "sms",
-// "ads", "push").
+// "ads", "push"). At is the server's receipt time of the event that set it,
+// never the client's clock: a client cannot date a grant into the future
+// and pin it there.
 type Consent struct {
 	Granted bool      `json:"granted"`
 	At      time.Time `json:"at"`
 	Source  string    `json:"source,omitempty"`
 }
 
-// ConsentChange is one entry of a person's consent history.
+// overrides reports whether a change received at at may replace c. Changes
+// are ordered by receipt time; a withdrawal replaces anything not received
+// after it, and a grant replaces a withdrawal only when received strictly
+// later: at a tie (one request, one batch) the withdrawal wins.
+func (c Consent) overrides(granted bool, at time.Time) bool {
+	if granted && !c.Granted {
+		return at.After(c.At)
+	}
+	return !at.Before(c.At)
+}
+
+// ConsentChange is one entry of a person's consent history; At is the
+// server's receipt time.
 type ConsentChange struct {
 	Purpose   string    `json:"purpose"`
 	Granted   bool      `json:"granted"`
@@ -140,7 +154,7 @@ func (p *Profile) setConsent(purpose string, granted bool, at time.Time, source,
 		p.Consent = map[string]Consent{}
 	}
 	old, ok := p.Consent[purpose]
-	if ok && old.At.After(at) {
+	if ok && !old.overrides(granted, at) {
 		return
 	}
 	p.Consent[purpose] = Consent{Granted: granted, At: at, Source: source}
@@ -192,7 +206,7 @@ func (p *Profile) absorb(o *Profile) {
 		p.setTrait(k, t.Value, t.At, t.Source)
 	}
 	for k, c := range o.Consent {
-		if cur, ok := p.Consent[k]; !ok || !cur.At.After(c.At) {
+		if cur, ok := p.Consent[k]; !ok || cur.overrides(c.Granted, c.At) {
 			if p.Consent == nil {
 				p.Consent = map[string]Consent{}
 			}

@@ -10,11 +10,25 @@ import (
 )
 
 // SourceConfig declares one source of events (web, app, pos, ...): its write
-// keys and, optionally, its tracking plan.
+// keys, how far it is trusted and, optionally, its tracking plan.
 type SourceConfig struct {
 	Name      string   `yaml:"name"`
 	WriteKeys []string `yaml:"write_keys"`
-	Plan      *Plan    `yaml:"tracking_plan"`
+	// Trust is TrustClient (the default: the write key ships in a web
+	// page or an app, so anyone can send with it) or TrustServer (the
+	// key stays on machines the business runs: the tills, the shop's
+	// backend).
+	Trust string `yaml:"trust"`
+	// AllowEvents lets a client source send events that are otherwise
+	// accepted only from server sources (ServerOnlyEvents).
+	AllowEvents []string `yaml:"allow_events"`
+	// IdentitySecret keys identity verification: a message whose
+	// context.user_hash is the hex HMAC-SHA256 of its userId (or, without
+	// one, of its traits.email, trimmed and lower-cased) under this secret
+	// is verified (trust.go). The shop's backend computes the hash; the
+	// secret never ships to a page or an app.
+	IdentitySecret string `yaml:"identity_secret"`
+	Plan           *Plan  `yaml:"tracking_plan"`
 }
 
 // Plan is a tracking plan: the events a source may send and the types of
@@ -169,11 +183,14 @@ func hasType(v any, typ string) bool {
 	return true
 }
 
-// Sources authenticates write keys and finds each source's plan.
+// Sources authenticates write keys and finds each source's plan and trust.
 type Sources struct {
 	keys    []sourceKey
 	plans   map[string]*Plan
 	sources []string
+	trust   map[string]string
+	allowed map[string][]string
+	secrets map[string][]byte
 }
 
 type sourceKey struct {
@@ -183,7 +200,7 @@ type sourceKey struct {
 
 // NewSources validates the source configs and indexes their keys.
 func NewSources(cfgs []SourceConfig) (*Sources, error) {
-	s := &Sources{plans: map[string]*Plan{}}
+	s := &Sources{plans: map[string]*Plan{}, trust: map[string]string{}, allowed: map[string][]string{}, secrets: map[string][]byte{}}
 	seenKey := map[string]string{}
 	for i, c := range cfgs {
 		field := fmt.Sprintf("sources[%d]", i)
@@ -194,6 +211,26 @@ func NewSources(cfgs []SourceConfig) (*Sources, error) {
 			return nil, fmt.Errorf("%s.name: source %q declared twice", field, c.Name)
 		}
 		s.sources = append(s.sources, c.Name)
+		switch c.Trust {
+		case "", TrustClient:
+			s.trust[c.Name] = TrustClient
+		case TrustServer:
+			s.trust[c.Name] = TrustServer
+		default:
+			return nil, fmt.Errorf("%s.trust: want client or server, got %q", field, c.Trust)
+		}
+		if c.IdentitySecret != "" {
+			if len(c.IdentitySecret) < 16 {
+				return nil, fmt.Errorf("%s.identity_secret: want at least 16 characters", field)
+			}
+			s.secrets[c.Name] = []byte(c.IdentitySecret)
+		}
+		for j, name := range c.AllowEvents {
+			if strings.TrimSpace(name) == "" {
+				return nil, fmt.Errorf("%s.allow_events[%d]: want an event name", field, j)
+			}
+			s.allowed[c.Name] = append(s.allowed[c.Name], strings.TrimSpace(name))
+		}
 		for j, k := range c.WriteKeys {
 			if len(k) < 8 {
 				return nil, fmt.Errorf("%s.write_keys[%d]: want at least 8 characters", field, j)

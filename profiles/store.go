@@ -36,7 +36,8 @@ import (
 //	            (and, in files of earlier versions, of every profile)
 //	msgtime     unix nanos (8) | messageId → profile id holding it, or empty for messages (expiry order)
 //	tombstones  HMAC-SHA256(kind 0x00 value) → JSON tombstone (erased identifiers)
-//	meta        "tombstone_key" → 32 random bytes; "profile_count" → 8-byte big-endian
+//	meta        "tombstone_key" → 32 random bytes (also the root of the message-id key, internal.go);
+//	            "profile_count" → 8-byte big-endian
 var (
 	bucketProfiles   = []byte("profiles")
 	bucketIdentities = []byte("identities")
@@ -75,6 +76,9 @@ type Options struct {
 	Rand io.Reader
 	// Processors extend the write transaction, in order: rules, then journeys.
 	Processors []Processor
+	// Trust says which sources are client sources (guard.go); nil trusts
+	// every source, as before source trust existed.
+	Trust SourceTrust
 }
 
 // SourceCartera is the source of events Cartera derives itself (an
@@ -121,6 +125,8 @@ type Store struct {
 	now     func() time.Time
 	rand    io.Reader
 	tombKey []byte
+	msgKey  []byte
+	trust   SourceTrust
 
 	profileCount atomic.Int64
 	tombCount    atomic.Int64
@@ -164,6 +170,7 @@ func Open(ctx context.Context, path string, cfg Config, opts Options) (*Store, e
 		metrics: opts.Metrics,
 		now:     opts.Now,
 		rand:    opts.Rand,
+		trust:   opts.Trust,
 		reqs:    make(chan *commitReq, 1024),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -208,6 +215,7 @@ func (s *Store) init() error {
 				return err
 			}
 		}
+		s.msgKey = internalIDKey(s.tombKey)
 		if v := meta.Get(metaProfileCount); len(v) == 8 {
 			s.profileCount.Store(int64(binary.BigEndian.Uint64(v)))
 		}
@@ -516,8 +524,17 @@ func (s *Store) AppendDerived(tx *bbolt.Tx, p *Profile, events []*Event, from Pr
 
 // IngestFor ingests an event Cartera observed about a known profile (an
 // email opened, a delivery outcome): the profile's user id (or an anonymous
-// id) is put on the event so identity resolution lands it there.
+// id) is put on the event so identity resolution lands it there. Its
+// messageId is the natural key of what happened ("unsubscribe:<key>"); it
+// is stored keyed with the store's secret in the internal namespace
+// (internal.go), so a repeat is still a duplicate and no client can
+// forestall it.
 func (s *Store) IngestFor(ctx context.Context, profileID string, e *Event) (Result, error) {
+	if e.MessageID != "" {
+		keyed := *e
+		keyed.MessageID = s.internalID(e.MessageID)
+		e = &keyed
+	}
 	p, err := s.Lookup(Identifier{Kind: KindProfileID, Value: profileID})
 	if err != nil {
 		return Result{}, err

@@ -154,6 +154,9 @@ func source(s string) eventOpt    { return func(e *Event) { e.Source = s } }
 // at sets the event time to t0+d.
 func at(d time.Duration) eventOpt { return func(e *Event) { e.Timestamp = t0.Add(d) } }
 
+// recv sets the server's receipt time to t0+d.
+func recv(d time.Duration) eventOpt { return func(e *Event) { e.ReceivedAt = t0.Add(d) } }
+
 func traits(kv ...any) eventOpt {
 	return func(e *Event) { e.Traits = pairs(e.Traits, kv) }
 }

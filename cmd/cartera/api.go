@@ -47,6 +47,8 @@ type api struct {
 	gather  prometheus.Gatherer
 	// clock is the dev clock, nil unless dev_clock is on.
 	clock *devClock
+	// maxSkew is profiles.max_clock_skew.
+	maxSkew time.Duration
 }
 
 // httpError is an error with the status the edge answers.
@@ -174,7 +176,7 @@ func (a *api) ingest(typ string) fiber.Handler {
 			a.metrics.Rejected.WithLabelValues("unknown", "unauthorized").Inc()
 			return err
 		}
-		opts := profiles.DecodeOptions{Type: typ, Source: source, ReceivedAt: received, NewID: a.newID}
+		opts := profiles.DecodeOptions{Type: typ, Source: source, ReceivedAt: received, NewID: a.newID, MaxSkew: a.maxSkew}
 		var events []*profiles.Event
 		if typ == "" {
 			events, err = profiles.DecodeBatch(body, opts)
@@ -190,6 +192,10 @@ func (a *api) ingest(typ string) fiber.Handler {
 				reason = "too_large"
 			}
 			a.metrics.Rejected.WithLabelValues(source, reason).Inc()
+			return err
+		}
+		if err := a.sources.CheckTrust(source, typ == "", events); err != nil {
+			a.metrics.Rejected.WithLabelValues(source, "source_trust").Inc()
 			return err
 		}
 		if err := a.checkPlan(source, typ == "", events); err != nil {
@@ -700,8 +706,7 @@ func (a *api) unsubscribe(c *fiber.Ctx) error {
 		return &httpError{fiber.StatusNotFound, "unknown link"}
 	}
 	a.tracked(c, ti)
-	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
-	return c.SendString(fmt.Sprintf(unsubscribeHTML, "Unsubscribed", "You will not get these emails any more.", ""))
+	return a.confirmUnsubscribe(c, ti)
 }
 
 func (a *api) outbox() (*channels.Outbox, error) {

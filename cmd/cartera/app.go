@@ -100,6 +100,10 @@ type appOptions struct {
 	// Deliver sets up the outbox and destinations (serve; not simulate).
 	Deliver bool
 	Getenv  func(string) string
+	// Trust keeps unverified client events off profiles that hold
+	// identifiers from a server source (serve; simulate takes every
+	// event's source as written).
+	Trust profiles.SourceTrust
 }
 
 // app is the running core: the store with the rules and journey engines in
@@ -130,7 +134,7 @@ func openApp(ctx context.Context, cfg *Config, defs *definitions, opts appOption
 	pcfg := cfg.Profiles
 	pcfg.NoSync = opts.NoSync
 	pm := profiles.NewMetrics(opts.Registry)
-	store, err := profiles.Open(ctx, cfg.Data, pcfg, profiles.Options{Logger: log.With("component", "profiles"), Metrics: pm, Now: opts.Now, Rand: opts.Rand})
+	store, err := profiles.Open(ctx, cfg.Data, pcfg, profiles.Options{Logger: log.With("component", "profiles"), Metrics: pm, Now: opts.Now, Rand: opts.Rand, Trust: opts.Trust})
 	if err != nil {
 		return nil, err
 	}

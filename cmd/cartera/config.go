@@ -272,6 +272,9 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 			return err
 		}
 	}
+	if v := getenv("CARTERA_IDENTITY_SECRETS"); v != "" {
+		return applyIdentitySecrets(cfg, v)
+	}
 	return nil
 }
 

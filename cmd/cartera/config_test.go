@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"cartera/profiles"
 )
 
 func writeFile(t *testing.T, name, body string) string {
@@ -99,7 +102,14 @@ func TestExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Sources) != 3 {
-		t.Errorf("sources = %d, want web, app and pos", len(cfg.Sources))
+	// The web page and the app hold public keys; the shop's backend and
+	// the tills are trusted with orders.
+	trust := map[string]string{}
+	for _, s := range cfg.Sources {
+		trust[s.Name] = s.Trust
+	}
+	want := map[string]string{"web": profiles.TrustClient, "app": profiles.TrustClient, "shop": profiles.TrustServer, "pos": profiles.TrustServer}
+	if !maps.Equal(trust, want) {
+		t.Errorf("sources and trust = %v, want %v", trust, want)
 	}
 }

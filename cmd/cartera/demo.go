@@ -17,6 +17,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"cartera/profiles"
 )
 
 // demo replays seed 000 (and 001) against a running gateway with the
@@ -34,6 +36,8 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 	appKey := fs.String("app-key", "app_dev_write_key", "write key of the app source")
 	webKey := fs.String("web-key", "web_dev_write_key", "write key of the web source")
 	posKey := fs.String("pos-key", "pos_dev_write_key", "write key of the tills (pos source)")
+	webSecret := fs.String("web-identity-secret", "web_dev_identity_secret_change_me", "identity_secret of the web source (signs the logged-in user id, as the shop's backend does)")
+	appSecret := fs.String("app-identity-secret", "app_dev_identity_secret_change_me", "identity_secret of the app source")
 	wait := fs.Duration("wait", 15*time.Second, "how long to wait for each step")
 	person := fs.String("person", "", "a suffix for the demo person's ids (default random, so the demo can run again)")
 	if err := fs.Parse(args); err != nil {
@@ -47,7 +51,8 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 		*token = "dev-admin-token-change-me"
 	}
 	d := &demoRun{ctx: ctx, out: m.Stdout, base: strings.TrimRight(*base, "/"), token: *token, wait: *wait,
-		keys: map[string]string{"app": *appKey, "web": *webKey, "pos": *posKey}, start: time.Now(), client: &http.Client{Timeout: 10 * time.Second}, person: *person}
+		keys:    map[string]string{"app": *appKey, "web": *webKey, "pos": *posKey},
+		secrets: map[string]string{"app": *appSecret, "web": *webSecret}, start: time.Now(), client: &http.Client{Timeout: 10 * time.Second}, person: *person}
 	if err := d.run(); err != nil {
 		fmt.Fprintf(m.Stderr, "demo: %v\n", err)
 		return errReported
@@ -56,17 +61,19 @@ func (m *Main) demo(ctx context.Context, args []string) error {
 }
 
 type demoRun struct {
-	ctx    context.Context
-	out    io.Writer
-	base   string
-	token  string
-	keys   map[string]string
-	wait   time.Duration
-	start  time.Time
-	client *http.Client
-	now    time.Time // the server's clock
-	madrid *time.Location
-	person string
+	ctx   context.Context
+	out   io.Writer
+	base  string
+	token string
+	keys  map[string]string
+	// secrets are the client sources' identity secrets, for verified logins.
+	secrets map[string]string
+	wait    time.Duration
+	start   time.Time
+	client  *http.Client
+	now     time.Time // the server's clock
+	madrid  *time.Location
+	person  string
 }
 
 // say prints one line of the timeline: wall seconds since the start, the
@@ -115,6 +122,12 @@ func (d *demoRun) call(method, path, auth string, body any, out any) (int, error
 func (d *demoRun) admin(method, path string, body, out any) error {
 	_, err := d.call(method, path, "Bearer "+d.token, body, out)
 	return err
+}
+
+// verified is the context of a logged-in user's message: the identity
+// verification the shop's backend computes with the source's secret.
+func (d *demoRun) verified(source, userID string) map[string]any {
+	return map[string]any{"user_hash": profiles.IdentityHash([]byte(d.secrets[source]), userID)}
 }
 
 // send posts Segment events as a source's SDK would.
@@ -268,10 +281,13 @@ func (d *demoRun) run() error {
 			"properties": map[string]any{"order_id": "pos-" + id + "-1", "revenue": 300, "currency": "EUR", "channel": "pos", "store_id": "madrid-gran-via", "loyalty_card": card}}},
 		{"app", "/v1/track", map[string]any{"anonymousId": device, "event": "Product Viewed", "timestamp": d.now.AddDate(0, 0, -7).Format(time.RFC3339),
 			"properties": map[string]any{"product_id": "trail-42", "name": "Trail runner", "category": "running", "price": 89.9}}},
+		// Signed up and logged in: the shop's backend signs her user id
+		// (identity verification), so the card may find the till's profile.
 		{"web", "/v1/identify", map[string]any{"userId": user, "timestamp": d.now.AddDate(0, 0, -6).Format(time.RFC3339), "traits": map[string]any{
 			"email": email, "first_name": "Ana", "loyalty_card": card, "vip": true, "locale": "es",
-			"consent": map[string]bool{"email": true, "ads": true, "push": true}}}},
-		{"app", "/v1/identify", map[string]any{"userId": user, "anonymousId": device, "timestamp": d.now.AddDate(0, 0, -6).Add(time.Hour).Format(time.RFC3339)}},
+			"consent": map[string]bool{"email": true, "ads": true, "push": true}}, "context": d.verified("web", user)}},
+		{"app", "/v1/identify", map[string]any{"userId": user, "anonymousId": device, "timestamp": d.now.AddDate(0, 0, -6).Add(time.Hour).Format(time.RFC3339),
+			"context": d.verified("app", user)}},
 	} {
 		if err := d.send(step.source, step.path, step.body); err != nil {
 			return err

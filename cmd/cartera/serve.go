@@ -61,7 +61,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		now = clock.Now
 		log.Warn("dev clock on: POST /v1/admin/clock moves time forward for every engine; never run a deployment like this", "now", clock.Now().Format(time.RFC3339))
 	}
-	core, err := openApp(ctx, cfg, defs, appOptions{Now: now, Logger: log, Registry: reg, Deliver: true, Getenv: m.Getenv})
+	core, err := openApp(ctx, cfg, defs, appOptions{Now: now, Logger: log, Registry: reg, Deliver: true, Getenv: m.Getenv, Trust: sources})
 	if err != nil {
 		return err
 	}
@@ -90,6 +90,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		clock:   clock,
 		newID:   newMessageID,
 		gather:  reg,
+		maxSkew: cfg.Profiles.MaxClockSkew,
 	}
 	app := a.routes()
 
