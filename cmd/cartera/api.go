@@ -49,6 +49,8 @@ type api struct {
 	clock *devClock
 	// maxSkew is profiles.max_clock_skew.
 	maxSkew time.Duration
+	// opens counts open pixels, first and repeat (nil: not counted).
+	opens *prometheus.CounterVec
 }
 
 // httpError is an error with the status the edge answers.
@@ -611,71 +613,6 @@ func (a *api) reloadJourneys(c *fiber.Ctx) error {
 		list = append(list, fiber.Map{"id": j.ID, "version": j.Version})
 	}
 	return c.JSON(fiber.Map{"success": true, "journeys": list})
-}
-
-// tracked ingests what a tracking link says happened.
-func (a *api) tracked(c *fiber.Ctx, ti *email.TokenInfo) {
-	o := ti.Outcome()
-	props := map[string]any{"journey": ti.Journey, "step": ti.Step, "template": ti.Template}
-	for k, v := range o.Properties {
-		props[k] = v
-	}
-	ev := &profiles.Event{Type: profiles.TypeTrack, Event: o.Event, Properties: props, Source: "email",
-		MessageID: "track:" + ti.Kind + ":" + ti.Key + ":" + strconv.FormatInt(a.now().UnixNano(), 36)}
-	if _, err := a.store.IngestFor(c.UserContext(), ti.ProfileID, ev); err != nil && !errors.Is(err, profiles.ErrNotFound) {
-		a.log.Error("record tracked event", "event", o.Event, "profile", ti.ProfileID, "err", err)
-	}
-	if len(o.Consent) > 0 {
-		cons := map[string]any{}
-		for k, v := range o.Consent {
-			cons[k] = v
-		}
-		ev := &profiles.Event{Type: profiles.TypeTrack, Event: profiles.EventConsentUpdated, Properties: cons, Source: "email",
-			MessageID: "unsubscribe:" + ti.Key}
-		if _, err := a.store.IngestFor(c.UserContext(), ti.ProfileID, ev); err != nil && !errors.Is(err, profiles.ErrNotFound) {
-			a.log.Error("record unsubscribe", "profile", ti.ProfileID, "err", err)
-		}
-	}
-}
-
-func (a *api) tracker() (*email.Tracker, error) {
-	if a.core == nil || a.core.delivery == nil {
-		return nil, &httpError{fiber.StatusNotFound, "tracking is off"}
-	}
-	return a.core.delivery.tracker, nil
-}
-
-// trackOpen answers the open pixel and records Email Opened.
-func (a *api) trackOpen(c *fiber.Ctx) error {
-	tr, err := a.tracker()
-	if err != nil {
-		return err
-	}
-	if ti, err := tr.Open(c.Params("token")); err == nil {
-		a.tracked(c, ti)
-	}
-	// The pixel is served either way: a mail client shows no broken image.
-	c.Set(fiber.HeaderCacheControl, "no-store, max-age=0")
-	c.Set(fiber.HeaderContentType, "image/gif")
-	return c.Send(email.PixelGIF())
-}
-
-// trackClick records Email Link Clicked and redirects to the URL signed
-// into the link (and only there).
-func (a *api) trackClick(c *fiber.Ctx) error {
-	tr, err := a.tracker()
-	if err != nil {
-		return err
-	}
-	ti, err := tr.Click(c.Params("token"))
-	if errors.Is(err, email.ErrExpiredToken) {
-		return &httpError{fiber.StatusGone, "this link has expired"}
-	}
-	if err != nil {
-		return &httpError{fiber.StatusNotFound, "unknown link"}
-	}
-	a.tracked(c, ti)
-	return c.Redirect(ti.URL, fiber.StatusFound)
 }
 
 const unsubscribeHTML = `<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>Unsubscribe</title></head>

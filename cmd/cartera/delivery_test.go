@@ -483,6 +483,24 @@ func TestDeliveryEmailSMTPAndTracking(t *testing.T) {
 	if len(opened) != 1 || props(opened[0])["journey"] != "welcome" || props(opened[0])["template"] != "welcome" || props(opened[0])["message_key"] != key {
 		t.Fatalf("Email Opened events = %v", opened)
 	}
+	// Replays of the pixel (a mail client loading it again, or anyone who
+	// has the URL) are counted, not added to the person's events.
+	for range 4 {
+		resp, err := noRedirect.Get(local(pixel))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	if opened := eventsNamed(s.profile(t, "user_id:u-ana"), "Email Opened"); len(opened) != 1 {
+		t.Errorf("after 4 replays of the pixel: %d Email Opened events, want 1", len(opened))
+	}
+	m := s.do(t, "GET", "/metrics", map[string]string{"Authorization": "Bearer " + testAdminToken}, nil)
+	for _, want := range []string{`cartera_email_opens_total{open="first"} 1`, `cartera_email_opens_total{open="repeat"} 4`} {
+		if !strings.Contains(m.raw, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
 	// The wait_for took its event path: engaged is set, the instance
 	// ended, nothing went to retargeting.
 	eventually(t, 5*time.Second, "the engaged trait of the on_event path", func() bool {
@@ -532,6 +550,21 @@ func TestDeliveryEmailSMTPAndTracking(t *testing.T) {
 	}
 	if len(eventsNamed(p, "Unsubscribed")) != 1 {
 		t.Errorf("Unsubscribed events = %v", eventsNamed(p, "Unsubscribed"))
+	}
+	// Ana says yes again, then unsubscribes again from the same mail: the
+	// second unsubscribe is not taken for a repeat of the first.
+	mustOK(t, s.send(t, dlWebKey, "/v1/track", `{"userId":"u-ana","event":"Consent Updated","properties":{"email":true}}`))
+	if c := s.profile(t, "user_id:u-ana")["consent"].(map[string]any)["email"].(map[string]any); c["granted"] != true {
+		t.Fatalf("email consent after saying yes again = %v", c)
+	}
+	req, _ = http.NewRequest("POST", local(unsub), strings.NewReader("List-Unsubscribe=One-Click"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if resp, err = noRedirect.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if c := s.profile(t, "user_id:u-ana")["consent"].(map[string]any)["email"].(map[string]any); resp.StatusCode != 200 || c["granted"] != false {
+		t.Errorf("a second unsubscribe from the same mail: %d, consent %v; want 200 and withdrawn", resp.StatusCode, c)
 	}
 
 	eventually(t, 5*time.Second, "Email Delivered on the profile", func() bool {

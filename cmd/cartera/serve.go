@@ -91,6 +91,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		newID:   newMessageID,
 		gather:  reg,
 		maxSkew: cfg.Profiles.MaxClockSkew,
+		opens:   newOpenCounter(reg),
 	}
 	app := a.routes()
 
