@@ -1,0 +1,174 @@
+package journeys
+
+// Steps: moving an instance through its journey's steps.
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"time"
+
+	"cartera/profiles"
+	"cartera/rules"
+)
+
+// maxStepsPerRun bounds the steps one run takes without waiting (the
+// validator already refuses loops with no wait).
+const maxStepsPerRun = 100
+
+// advance runs an instance from a step until it waits or ends.
+func (r *run) advance(p *profiles.Profile, j *Journey, in *Instance, stepID string) error {
+	r.hold(p)
+	for range maxStepsPerRun {
+		if stepID == "" {
+			return r.finish(in, "completed", false)
+		}
+		s := j.Step(stepID)
+		if s == nil {
+			return r.finish(in, "unknown step "+stepID, false)
+		}
+		in.Step = s.ID
+		if in.Steps == nil {
+			in.Steps = map[string]int{}
+		}
+		in.Steps[s.ID]++
+		r.count(j.ID, s.ID, "entered", 1)
+		next, wait, err := r.step(p, j, in, s)
+		if err != nil {
+			return err
+		}
+		if wait {
+			r.count(j.ID, s.ID, "waiting", 1)
+			return r.save(in)
+		}
+		if s.Kind == StepExit {
+			return r.finish(in, "exit step", false)
+		}
+		stepID = next
+	}
+	return r.finish(in, "too many steps without a wait", false)
+}
+
+// step executes one step; wait says the instance now waits on a timer.
+func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next string, wait bool, err error) {
+	pv, err := r.view(p)
+	if err != nil {
+		return "", false, err
+	}
+	input := &rules.Input{Profile: pv, Trigger: in.Trigger.view(), Now: r.now}
+	switch s.Kind {
+	case StepSend:
+		return r.send(p, pv, j, in, s, time.Time{})
+	case StepWait:
+		due := r.now.Add(s.Wait)
+		if s.WaitUntil != "" {
+			due = nextLocal(r.now.Add(s.Wait), s.WaitUntil, r.set.Policy.location(pv.Traits))
+		}
+		return "", true, r.setTimer(in, due)
+	case StepWaitFor:
+		return "", true, r.setTimer(in, r.now.Add(s.Timeout))
+	case StepBranch:
+		for _, c := range s.Cases {
+			if c.When == nil || r.eval(c.When, input) {
+				return c.Next, false, nil
+			}
+		}
+		return "", false, nil
+	case StepSplit:
+		h := sha256.Sum256(fmt.Appendf(nil, "%d/%s", in.ID, s.ID))
+		roll := int(binary.BigEndian.Uint32(h[:4]) % 100)
+		for _, v := range s.Variants {
+			if roll < v.Percent {
+				in.Variant = v.Name
+				r.count(j.ID, s.ID, "variant:"+v.Name, 1)
+				return v.Next, false, nil
+			}
+			roll -= v.Percent
+		}
+		return "", false, nil
+	case StepAudience:
+		if s.Add != "" {
+			if reason := r.consent(pv, "audience"); reason != "" {
+				r.count(j.ID, s.ID, "suppressed", 1)
+				r.act(in, s.ID, ActSuppressed, "audience", SuppressedDetail{Audience: s.Add, Reason: reason})
+				return s.Next, false, nil
+			}
+			if r.identifiersOf(p.ID) == nil {
+				r.count(j.ID, s.ID, "suppressed", 1)
+				r.act(in, s.ID, ActSuppressed, "audience", SuppressedDetail{Audience: s.Add, Reason: ReasonNoIdentifiers})
+				return s.Next, false, nil
+			}
+			if err := r.tx.Bucket(bucketAdMembers).Put([]byte(s.Add+"\x00"+p.ID), []byte(j.ID)); err != nil {
+				return "", false, err
+			}
+			if !slices.Contains(in.Audiences, s.Add) {
+				in.Audiences = append(in.Audiences, s.Add)
+			}
+			r.count(j.ID, s.ID, "sent", 1)
+			return s.Next, false, r.outbox(in, s.ID, ActAudienceAdd, "audience", AudienceDetail{Audience: s.Add})
+		}
+		in.Audiences = slices.DeleteFunc(in.Audiences, func(a string) bool { return a == s.Remove })
+		ads, member := r.tx.Bucket(bucketAdMembers), []byte(s.Remove+"\x00"+p.ID)
+		if ads.Get(member) == nil {
+			// Not in the audience (an add held back for consent, or a
+			// removal already made): nothing to tell the ad platforms.
+			return s.Next, false, nil
+		}
+		if err := ads.Delete(member); err != nil {
+			return "", false, err
+		}
+		if r.identifiersOf(p.ID) == nil {
+			r.count(j.ID, s.ID, "suppressed", 1)
+			r.act(in, s.ID, ActSuppressed, "audience", SuppressedDetail{Audience: s.Remove, Reason: ReasonNoIdentifiers})
+			return s.Next, false, nil
+		}
+		r.count(j.ID, s.ID, "sent", 1)
+		return s.Next, false, r.outbox(in, s.ID, ActAudienceRemove, "audience", AudienceDetail{Audience: s.Remove})
+	case StepSetTrait:
+		var value any
+		if s.Value != nil {
+			out, err := s.Value.Eval(input)
+			if err != nil {
+				r.e.metrics.EvalErrors.Inc()
+				return s.Next, false, nil
+			}
+			value = out.Value()
+		}
+		return s.Next, false, r.outbox(in, s.ID, ActSetTrait, "", TraitDetail{Trait: s.Trait, Value: jsonable(value)})
+	case StepPass:
+		fields := map[string]any{}
+		for name, prg := range s.Fields {
+			if out, err := prg.Eval(input); err == nil {
+				fields[name] = jsonable(out.Value())
+			} else {
+				r.e.metrics.EvalErrors.Inc()
+			}
+		}
+		detail := PassDetail{Push: s.Push}
+		if len(fields) > 0 {
+			detail.Fields = fields
+		}
+		if s.Push != "" {
+			if reason := r.consent(pv, "push"); reason != "" {
+				detail.Push, detail.PushSuppressed = "", reason
+			}
+		}
+		r.count(j.ID, s.ID, "sent", 1)
+		return s.Next, false, r.outbox(in, s.ID, ActPassUpdate, "wallet", detail)
+	case StepExit:
+		return "", false, nil
+	}
+	return "", false, fmt.Errorf("step %s: unknown kind %q", s.ID, s.Kind)
+}
+
+// jsonable turns CEL results into plain JSON values.
+func jsonable(v any) any {
+	switch x := v.(type) {
+	case time.Time:
+		return x.UTC().Format(time.RFC3339Nano)
+	case time.Duration:
+		return x.String()
+	}
+	return v
+}
