@@ -39,6 +39,9 @@ type SuppressedDetail struct {
 	Audience string `json:"audience,omitempty"`
 	Reason   string `json:"reason"`
 	Template string `json:"template,omitempty"`
+	// HeldBy names the journeys that still hold the person in the
+	// audience a removal was held back from.
+	HeldBy []string `json:"held_by,omitempty"`
 }
 
 // AudienceDetail is an audience_add's or audience_remove's: the ad
@@ -46,6 +49,9 @@ type SuppressedDetail struct {
 type AudienceDetail struct {
 	Audience string `json:"audience"`
 	Reason   string `json:"reason,omitempty"`
+	// HeldBy names the other journeys that hold the person in the
+	// audience (an add that found them in it already).
+	HeldBy []string `json:"held_by,omitempty"`
 }
 
 // PassDetail is a pass_update's: field values, the lock-screen message,

@@ -432,6 +432,12 @@ func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event,
 	if err != nil {
 		return nil, err
 	}
+	if speaksOfConsent(ev) && r.consent(pv, "audience") != "" {
+		// Ads consent withdrawn: out of every ad audience at once.
+		if err := r.dropAudiences(p, "ads consent withdrawn"); err != nil {
+			return nil, err
+		}
+	}
 	evView := rules.ViewOf(ev)
 	insts, err := r.activeFor(p.ID, evView.Name)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -230,27 +231,24 @@ func (r *run) finish(in *Instance, reason string, removeAudiences bool) error {
 	if err := r.clearTimer(in); err != nil {
 		return err
 	}
-	if removeAudiences {
-		for _, a := range in.Audiences {
-			if err := r.tx.Bucket(bucketAdMembers).Delete([]byte(a + "\x00" + in.ProfileID)); err != nil {
+	for _, a := range slices.Clone(in.Audiences) {
+		if !removeAudiences {
+			// keep_audiences: the person stays in, held for no live
+			// instance, until a removal lets them go.
+			if err := r.orphanHold(a, in); err != nil {
 				return err
 			}
-			if in.Steps == nil {
-				in.Steps = map[string]int{}
-			}
-			in.Steps["exit:"+a]++
-			if r.identifiersOf(in.ProfileID) == nil {
-				r.act(in, in.Step, ActSuppressed, "audience", SuppressedDetail{Audience: a, Reason: ReasonNoIdentifiers})
-				continue
-			}
-			if err := r.outbox(in, "exit:"+a, ActAudienceRemove, "audience", AudienceDetail{Audience: a, Reason: reason}); err != nil {
-				return err
-			}
-			// Shown at the step the instance stood on.
-			r.actions[len(r.actions)-1].Step = in.Step
+			continue
 		}
-		in.Audiences = nil
+		if in.Steps == nil {
+			in.Steps = map[string]int{}
+		}
+		in.Steps["exit:"+a]++
+		if err := r.audienceRelease(in, in.Step, "exit:"+a, a, reason); err != nil {
+			return err
+		}
 	}
+	in.Audiences = nil
 	if waiting {
 		r.count(in.Journey, in.Step, "waiting", -1)
 	}

@@ -98,23 +98,7 @@ func (r *run) mergeHistory(survivorID, loserID string) error {
 			return err
 		}
 	}
-	ads := r.tx.Bucket(bucketAdMembers)
-	for _, a := range r.set.Policy.AdAudiences {
-		k := []byte(a.Name + "\x00" + loserID)
-		v := ads.Get(k)
-		if v == nil {
-			continue
-		}
-		if sk := []byte(a.Name + "\x00" + survivorID); ads.Get(sk) == nil {
-			if err := ads.Put(sk, bytes.Clone(v)); err != nil {
-				return err
-			}
-		}
-		if err := ads.Delete(k); err != nil {
-			return err
-		}
-	}
-	return nil
+	return r.mergeHolds(survivorID, loserID)
 }
 
 // withPrefix copies out the keys and values of b that start with prefix,
@@ -133,6 +117,10 @@ func withPrefix(b *bbolt.Bucket, prefix []byte) [][2][]byte {
 func (r *run) Erased(p *profiles.Profile) error {
 	r.now = r.e.clock.Now()
 	r.hold(p)
+	// Out of every ad audience at once, whoever holds the person in.
+	if err := r.dropAudiences(p, "erased"); err != nil {
+		return err
+	}
 	insts, err := r.activeOf(p.ID)
 	if err != nil {
 		return err

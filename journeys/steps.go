@@ -89,42 +89,13 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 		return "", false, nil
 	case StepAudience:
 		if s.Add != "" {
-			if reason := r.consent(pv, "audience"); reason != "" {
-				r.count(j.ID, s.ID, "suppressed", 1)
-				r.act(in, s.ID, ActSuppressed, "audience", SuppressedDetail{Audience: s.Add, Reason: reason})
-				return s.Next, false, nil
-			}
-			if r.identifiersOf(p.ID) == nil {
-				r.count(j.ID, s.ID, "suppressed", 1)
-				r.act(in, s.ID, ActSuppressed, "audience", SuppressedDetail{Audience: s.Add, Reason: ReasonNoIdentifiers})
-				return s.Next, false, nil
-			}
-			if err := r.tx.Bucket(bucketAdMembers).Put([]byte(s.Add+"\x00"+p.ID), []byte(j.ID)); err != nil {
-				return "", false, err
-			}
-			if !slices.Contains(in.Audiences, s.Add) {
-				in.Audiences = append(in.Audiences, s.Add)
-			}
-			r.count(j.ID, s.ID, "sent", 1)
-			return s.Next, false, r.outbox(in, s.ID, ActAudienceAdd, "audience", AudienceDetail{Audience: s.Add})
+			return s.Next, false, r.audienceAdd(j, in, s, s.Add, pv)
 		}
-		in.Audiences = slices.DeleteFunc(in.Audiences, func(a string) bool { return a == s.Remove })
-		ads, member := r.tx.Bucket(bucketAdMembers), []byte(s.Remove+"\x00"+p.ID)
-		if ads.Get(member) == nil {
-			// Not in the audience (an add held back for consent, or a
-			// removal already made): nothing to tell the ad platforms.
-			return s.Next, false, nil
-		}
-		if err := ads.Delete(member); err != nil {
-			return "", false, err
-		}
-		if r.identifiersOf(p.ID) == nil {
-			r.count(j.ID, s.ID, "suppressed", 1)
-			r.act(in, s.ID, ActSuppressed, "audience", SuppressedDetail{Audience: s.Remove, Reason: ReasonNoIdentifiers})
+		if !slices.Contains(in.Audiences, s.Remove) && !r.heldBy(s.Remove, p.ID, in) {
 			return s.Next, false, nil
 		}
 		r.count(j.ID, s.ID, "sent", 1)
-		return s.Next, false, r.outbox(in, s.ID, ActAudienceRemove, "audience", AudienceDetail{Audience: s.Remove})
+		return s.Next, false, r.audienceRelease(in, s.ID, s.ID, s.Remove, "")
 	case StepSetTrait:
 		var value any
 		if s.Value != nil {

@@ -47,6 +47,15 @@ var scenarios = map[string]scenario{
 			"2026-11-28T10:35:00Z cart_abandonment done exit reason=exit step",
 		},
 	},
+	"shared_audience": {
+		until: "720h",
+		want: []string{
+			"2026-11-20T10:01:00Z vip_winback retarget audience_add audience audience=retargeting",
+			"2026-11-24T10:35:00Z cart_abandonment retarget audience_add audience audience=retargeting held_by=[vip_winback] reason=already in: held by vip_winback",
+			"2026-12-01T10:35:00Z cart_abandonment leave suppressed audience audience=retargeting held_by=[vip_winback] reason=held: still in retargeting for vip_winback",
+			"2026-12-20T10:01:00Z vip_winback leave audience_remove audience audience=retargeting",
+		},
+	},
 	"cart_opened": {
 		want: []string{
 			"2026-11-20T15:40:00Z cart_abandonment reminder send email template=cart_reminder",
