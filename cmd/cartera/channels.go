@@ -38,12 +38,14 @@ type ChannelsConfig struct {
 	// random one is made once and kept beside the bbolt file.
 	TrackingSecret string `yaml:"tracking_secret"`
 	Email          struct {
-		From              string            `yaml:"from"`
-		ReplyTo           string            `yaml:"reply_to"`
-		UnsubscribeMailto string            `yaml:"unsubscribe_mailto"`
-		Templates         string            `yaml:"templates"`
-		DefaultLocale     string            `yaml:"default_locale"`
-		Links             map[string]string `yaml:"links"`
+		From              string `yaml:"from"`
+		ReplyTo           string `yaml:"reply_to"`
+		UnsubscribeMailto string `yaml:"unsubscribe_mailto"`
+		// Templates are the folders of email templates, relative to the
+		// config file: one or a list. A template id is in one folder only.
+		Templates     Folders           `yaml:"templates"`
+		DefaultLocale string            `yaml:"default_locale"`
+		Links         map[string]string `yaml:"links"`
 		// LinkHosts are the hosts mail may link to and clicks redirect to
 		// ("shoes.example", "*.shoes.example"), beside the public URL's, the
 		// hosts of Links and, with Google Wallet, pay.google.com. A link to
@@ -95,14 +97,14 @@ type AudienceDestinations struct {
 
 // loadTemplates reads the email templates the config names (nil without).
 func loadTemplates(cfg *Config) (*email.Templates, error) {
-	if cfg.Channels.Email.Templates == "" {
+	if len(cfg.Channels.Email.Templates) == 0 {
 		return nil, nil
 	}
 	loc := cfg.Channels.Email.DefaultLocale
 	if loc == "" {
 		loc = "en"
 	}
-	return email.LoadTemplates(cfg.Channels.Email.Templates, loc)
+	return email.LoadTemplateDirs(cfg.Channels.Email.Templates, loc)
 }
 
 // trackingSecret is the configured secret, or one kept beside the data.

@@ -23,11 +23,11 @@ func TestValidateCommand(t *testing.T) {
 		{"examples", []string{"validate", "--config", "../../examples/cartera.yaml"}, false, "computed trait(s), 4 audience(s), "},
 		{"examples folder", []string{"validate", "--config", "../../examples/cartera.yaml", "../../examples"}, false, "ok: "},
 		{"journey errors", []string{"validate", "--config", "../../examples/cartera.yaml", badJourney}, true,
-			badJourney + `:6:21: send.channel: unknown channel "pigeon": want one of email, sms, webhook, push, wallet`},
+			badJourney + `:6:21: journey: send.channel: unknown channel "pigeon": want one of email, sms, webhook, push, wallet`},
 		{"journey audience", []string{"validate", "--config", "../../examples/cartera.yaml", badJourney}, true,
-			badJourney + `:9:15: in_audience: unknown audience "nope"`},
+			badJourney + `:9:15: journey: in_audience: unknown audience "nope"`},
 		{"type error", []string{"validate", "--config", "../../examples/cartera.yaml", bad}, true,
-			bad + ":3:47: found no matching overload for '_>_' applied to '(int, string)'"},
+			bad + ":3:47: rules: found no matching overload for '_>_' applied to '(int, string)'"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
