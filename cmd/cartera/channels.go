@@ -133,6 +133,8 @@ func trackingSecret(cfg *Config) ([]byte, error) {
 type delivery struct {
 	outbox  *channels.Outbox
 	tracker *email.Tracker
+	// email sends test mails directly (nil: no email templates).
+	email *email.Sender
 	// audiences maps an audience to its destination names.
 	audiences map[string][]string
 }
@@ -180,6 +182,7 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 		if err := register(sender, channels.DefaultDestinationConfig()); err != nil {
 			return err
 		}
+		d.email = sender
 	}
 	if c := cfg.Channels.SMS; c.AccountSID != "" {
 		st, err := sms.LoadTextTemplates(c.Templates, "en")
@@ -466,6 +469,11 @@ func (s storeProfiles) Profile(ctx context.Context, id string) (*channels.Profil
 	} else if err != nil {
 		return nil, err
 	}
+	return channelProfile(p), nil
+}
+
+// channelProfile is a profile as destinations see it.
+func channelProfile(p *profiles.Profile) *channels.Profile {
 	out := &channels.Profile{ID: p.ID, Traits: p.TraitValues(), Consent: p.ConsentValues()}
 	for _, r := range p.Identities {
 		switch r.Kind {
@@ -478,7 +486,7 @@ func (s storeProfiles) Profile(ctx context.Context, id string) (*channels.Profil
 	if l, ok := out.Traits["locale"].(string); ok {
 		out.Locale = l
 	}
-	return out, nil
+	return out
 }
 
 // outcomeSink records delivery outcomes as events on the profile, keyed by
