@@ -18,18 +18,56 @@ func LoadDir(dir string, env *rules.Env, known Known) ([]*Journey, error) {
 	if dir == "" {
 		return nil, nil
 	}
-	entries, err := os.ReadDir(dir)
+	return LoadDirs([]string{dir}, env, known)
+}
+
+// LoadDirs reads and compiles the journey files of several folders, in
+// the order given; a folder given twice is read once. A journey id used
+// in two files is reported by NewSet, naming both.
+func LoadDirs(dirs []string, env *rules.Env, known Known) ([]*Journey, error) {
+	paths, err := Files(dirs)
 	if err != nil {
-		return nil, rules.FileErrors{{File: dir, Line: 1, Col: 1, Msg: err.Error()}}
+		return nil, err
 	}
-	var paths []string
-	for _, e := range entries {
-		if !e.IsDir() && (strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml")) {
-			paths = append(paths, filepath.Join(dir, e.Name()))
-		}
-	}
-	slices.Sort(paths)
 	return LoadFiles(paths, env, known)
+}
+
+// Files lists the journey files (*.yaml, *.yml) of folders, sorted within
+// each folder; a folder that cannot be read is a rules.FileErrors naming it.
+func Files(dirs []string) ([]string, error) {
+	var paths []string
+	var errs rules.FileErrors
+	seen := map[string]bool{}
+	for _, dir := range dirs {
+		if dir == "" {
+			continue
+		}
+		key := dir
+		if a, err := filepath.Abs(dir); err == nil {
+			key = a
+		}
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			errs = append(errs, &rules.FileError{File: dir, Line: 1, Col: 1, Msg: err.Error()})
+			continue
+		}
+		var found []string
+		for _, e := range entries {
+			if !e.IsDir() && (strings.HasSuffix(e.Name(), ".yaml") || strings.HasSuffix(e.Name(), ".yml")) {
+				found = append(found, filepath.Join(dir, e.Name()))
+			}
+		}
+		slices.Sort(found)
+		paths = append(paths, found...)
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return paths, nil
 }
 
 // LoadFiles reads and compiles journey files, several at a time (one per

@@ -294,34 +294,8 @@ func (s *Sender) prepare(ctx context.Context, m *channels.Message) (*outgoing, M
 	}
 
 	unsub := s.tr.UnsubscribeURL(info)
-	data := Data{
-		Profile: Recipient{ID: person.ID, Email: to, Traits: person.Traits},
-		Journey: m.Journey,
-		Step:    m.Step,
-		Trigger: map[string]any{},
-		Links:   map[string]string{},
-		Vars:    map[string]any{},
-	}
-	maps.Copy(data.Links, s.cfg.Links)
-	for k, v := range p.Data {
-		switch k {
-		case "trigger":
-			if t, ok := v.(map[string]any); ok {
-				data.Trigger = t
-				continue
-			}
-		case "links":
-			if ls, ok := v.(map[string]any); ok {
-				for name, l := range ls {
-					if u, ok := l.(string); ok && isHTTPURL(u) {
-						data.Links[name] = u
-					}
-				}
-				continue
-			}
-		}
-		data.Vars[k] = v
-	}
+	data := NewData(Recipient{ID: person.ID, Email: to, Traits: person.Traits}, s.cfg.Links, p.Data)
+	data.Journey, data.Step = m.Journey, m.Step
 	data.Links["unsubscribe"] = unsub
 	r, err := s.tpl.Render(p.Template, person.Locale, data)
 	if err != nil {
@@ -352,6 +326,38 @@ func (s *Sender) prepare(ctx context.Context, m *channels.Message) (*outgoing, M
 	msg.SetBodyString(mail.TypeTextPlain, s.tr.TrackText(r.Text, info))
 	msg.AddAlternativeString(mail.TypeTextHTML, s.tr.Track(r.HTML, info))
 	return &outgoing{msg: msg, to: to, messageID: id}, info, nil
+}
+
+// NewData is what a template sees for a person, the sender's named links
+// and a send payload's data: its "trigger" map becomes .Trigger, its
+// "links" (absolute http(s) URLs only) join .Links, every other key goes
+// to .Vars. The caller sets Journey, Step and the "unsubscribe" link.
+func NewData(r Recipient, links map[string]string, payload map[string]any) Data {
+	if r.Traits == nil {
+		r.Traits = map[string]any{}
+	}
+	data := Data{Profile: r, Trigger: map[string]any{}, Links: map[string]string{}, Vars: map[string]any{}}
+	maps.Copy(data.Links, links)
+	for k, v := range payload {
+		switch k {
+		case "trigger":
+			if t, ok := v.(map[string]any); ok {
+				data.Trigger = t
+				continue
+			}
+		case "links":
+			if ls, ok := v.(map[string]any); ok {
+				for name, l := range ls {
+					if u, ok := l.(string); ok && isHTTPURL(u) {
+						data.Links[name] = u
+					}
+				}
+				continue
+			}
+		}
+		data.Vars[k] = v
+	}
+	return data
 }
 
 // messageID is stable per message key: a retry carries the same one.

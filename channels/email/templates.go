@@ -100,7 +100,9 @@ type Templates struct {
 
 // version is one locale of one template.
 type version struct {
-	locale    string
+	locale string
+	// file is the subject file, to name the template in errors.
+	file      string
 	subject   *texttemplate.Template
 	preheader *texttemplate.Template
 	html      *htmltemplate.Template
@@ -249,7 +251,7 @@ func LoadTemplates(dir string, defaultLocale string) (*Templates, error) {
 			if v == nil {
 				continue
 			}
-			v.locale = locale
+			v.locale, v.file = locale, ps[partYAML]
 			if locale == "" {
 				v.locale = def
 			}
@@ -272,6 +274,49 @@ func LoadTemplates(dir string, defaultLocale string) (*Templates, error) {
 		return nil, errs
 	}
 	return t, nil
+}
+
+// LoadTemplateDirs reads the templates of several folders as one set, so
+// a team can keep its own beside the examples'. A template id is in one
+// folder only: the same id in two folders is an error naming both files.
+// Every mistake of every folder comes back at once as rules.FileErrors.
+func LoadTemplateDirs(dirs []string, defaultLocale string) (*Templates, error) {
+	if len(dirs) == 1 {
+		return LoadTemplates(dirs[0], defaultLocale)
+	}
+	out := &Templates{defaultLocale: NormalizeLocale(defaultLocale), byID: map[string]map[string]*version{}}
+	var errs rules.FileErrors
+	seen := map[string]bool{}
+	for _, dir := range dirs {
+		key := dir
+		if a, err := filepath.Abs(dir); err == nil {
+			key = a
+		}
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		t, err := LoadTemplates(dir, defaultLocale)
+		var fe rules.FileErrors
+		if errors.As(err, &fe) {
+			errs = append(errs, fe...)
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		for _, id := range t.Names() {
+			if other, dup := out.byID[id]; dup {
+				errs = append(errs, &rules.FileError{File: t.byID[id][""].file, Line: 1, Col: 1,
+					Msg: fmt.Sprintf("template %s is also in %s: a template id is in one folder only", id, other[""].file)})
+				continue
+			}
+			out.byID[id] = t.byID[id]
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return out, nil
 }
 
 // anyPart returns the first existing part's path, in a fixed order.

@@ -384,12 +384,26 @@ func isHTTPURL(s string) bool {
 // other schemes stay as they are. The open pixel goes before </body> (at
 // the end when there is none). The rest of the document is copied byte
 // for byte.
-func (t *Tracker) Track(doc string, m MessageInfo) string {
-	unsub := t.UnsubscribeURL(m)
+func (t *Tracker) Track(doc string, m MessageInfo) string { return t.rewriteHTML(doc, &m) }
+
+// Filter takes links to hosts that are not allowed out of a rendered HTML
+// body as Track does, and leaves the rest as they are: no click URLs, no
+// open pixel (test sends, which must add nothing to anyone's statistics).
+func (t *Tracker) Filter(doc string) string { return t.rewriteHTML(doc, nil) }
+
+// rewriteHTML tracks links for m, or with m nil only filters them.
+func (t *Tracker) rewriteHTML(doc string, m *MessageInfo) string {
+	unsub := ""
+	if m != nil {
+		unsub = t.UnsubscribeURL(*m)
+	}
 	own := strings.TrimRight(t.BaseURL, "/") + "/t/"
 	var out strings.Builder
 	out.Grow(len(doc) + 512)
-	pixel := `<img src="` + html.EscapeString(t.OpenURL(m)) + `" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0">`
+	pixel := ""
+	if m != nil {
+		pixel = `<img src="` + html.EscapeString(t.OpenURL(*m)) + `" width="1" height="1" alt="" style="display:block;width:1px;height:1px;border:0">`
+	}
 	placed := false
 	z := html.NewTokenizer(strings.NewReader(doc))
 	for {
@@ -422,7 +436,10 @@ func (t *Tracker) Track(doc string, m MessageInfo) string {
 						changed = true
 						break
 					}
-					tok.Attr[i].Val = t.ClickURL(m, href)
+					if m == nil {
+						continue
+					}
+					tok.Attr[i].Val = t.ClickURL(*m, href)
 					changed = true
 				}
 				if changed {
@@ -452,8 +469,16 @@ var textURL = regexp.MustCompile(`https?://[^\s<>"']+`)
 // a text-only mail client is seen too), the unsubscribe URL and the
 // tracker's own links stay, and a URL on any other host is replaced by
 // RemovedLink. Punctuation that ends a sentence stays outside the URL.
-func (t *Tracker) TrackText(text string, m MessageInfo) string {
-	unsub := t.UnsubscribeURL(m)
+func (t *Tracker) TrackText(text string, m MessageInfo) string { return t.rewriteText(text, &m) }
+
+// FilterText is Filter for the plain-text part.
+func (t *Tracker) FilterText(text string) string { return t.rewriteText(text, nil) }
+
+func (t *Tracker) rewriteText(text string, m *MessageInfo) string {
+	unsub := ""
+	if m != nil {
+		unsub = t.UnsubscribeURL(*m)
+	}
 	own := strings.TrimRight(t.BaseURL, "/") + "/t/"
 	return textURL.ReplaceAllStringFunc(text, func(u string) string {
 		trimmed := strings.TrimRight(u, ".,;:!?)]}")
@@ -463,7 +488,9 @@ func (t *Tracker) TrackText(text string, m MessageInfo) string {
 			return u
 		case !isHTTPURL(trimmed) || !t.Allowed(trimmed):
 			return RemovedLink + tail
+		case m == nil:
+			return u
 		}
-		return t.ClickURL(m, trimmed) + tail
+		return t.ClickURL(*m, trimmed) + tail
 	})
 }

@@ -102,6 +102,7 @@ func (a *api) routes() *fiber.App {
 	v1.Get("/audiences", a.requireAdmin, a.listAudiences)
 	v1.Get("/audiences/:id/members", a.requireAdmin, a.audienceMembers)
 	v1.Get("/admin/backup", a.requireAdmin, a.backup)
+	v1.Post("/templates/:name/test", a.requireAdmin, a.testTemplate)
 
 	a.walletRoutes(app)
 	v1.Get("/admin/clock", a.requireAdmin, a.getClock)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -31,8 +32,22 @@ type definitions struct {
 }
 
 // compileDefinitions reads the files a config names. Every mistake of
-// every file comes back as rules.FileErrors.
+// every file comes back as rules.FileErrors. serve, simulate and validate
+// all load through it.
 func compileDefinitions(cfg *Config) (*definitions, error) {
+	return compileWith(cfg, extraFiles{})
+}
+
+// extraFiles are files validate was given that the config does not name,
+// checked together with the config's.
+type extraFiles struct {
+	// journeys are journey files, after those of the config's folders.
+	journeys []string
+	// templates are template ids of other folders, which journeys may use.
+	templates []string
+}
+
+func compileWith(cfg *Config, extra extraFiles) (*definitions, error) {
 	rs, err := rules.Load(rules.EnvOptions{}, cfg.Rules...)
 	if err != nil {
 		return nil, err
@@ -61,8 +76,15 @@ func compileDefinitions(cfg *Config) (*definitions, error) {
 		return nil, err
 	}
 	known := knownNames(rs, pol, templates)
+	if extra.templates != nil {
+		known.Templates = append(slices.Clone(known.Templates), extra.templates...)
+	}
 	known.PassTemplates = passTemplateNames(passes)
-	js, err := journeys.LoadDir(cfg.Journeys, rs.Env, known)
+	paths, err := journeys.Files(cfg.Journeys)
+	if err != nil {
+		return nil, err
+	}
+	js, err := journeys.LoadFiles(dedupe(append(paths, extra.journeys...)), rs.Env, known)
 	if err != nil {
 		return nil, err
 	}
@@ -77,6 +99,19 @@ func compileDefinitions(cfg *Config) (*definitions, error) {
 		return nil, err
 	}
 	return &definitions{rules: rs, policy: pol, journeys: set, templates: templates, passes: passes}, nil
+}
+
+// dedupe keeps the first of paths naming the same file.
+func dedupe(paths []string) []string {
+	seen := map[string]bool{}
+	out := paths[:0:0]
+	for _, p := range paths {
+		if k := abs(p); !seen[k] {
+			seen[k] = true
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // knownNames are the names journey files may use; templates nil skips the

@@ -39,12 +39,14 @@ type ChannelsConfig struct {
 	// random one is made once and kept beside the bbolt file.
 	TrackingSecret string `yaml:"tracking_secret"`
 	Email          struct {
-		From              string            `yaml:"from"`
-		ReplyTo           string            `yaml:"reply_to"`
-		UnsubscribeMailto string            `yaml:"unsubscribe_mailto"`
-		Templates         string            `yaml:"templates"`
-		DefaultLocale     string            `yaml:"default_locale"`
-		Links             map[string]string `yaml:"links"`
+		From              string `yaml:"from"`
+		ReplyTo           string `yaml:"reply_to"`
+		UnsubscribeMailto string `yaml:"unsubscribe_mailto"`
+		// Templates are the folders of email templates, relative to the
+		// config file: one or a list. A template id is in one folder only.
+		Templates     Folders           `yaml:"templates"`
+		DefaultLocale string            `yaml:"default_locale"`
+		Links         map[string]string `yaml:"links"`
 		// LinkHosts are the hosts mail may link to and clicks redirect to
 		// ("shoes.example", "*.shoes.example"), beside the public URL's, the
 		// hosts of Links and, with Google Wallet, pay.google.com. A link to
@@ -99,14 +101,14 @@ type AudienceDestinations struct {
 
 // loadTemplates reads the email templates the config names (nil without).
 func loadTemplates(cfg *Config) (*email.Templates, error) {
-	if cfg.Channels.Email.Templates == "" {
+	if len(cfg.Channels.Email.Templates) == 0 {
 		return nil, nil
 	}
 	loc := cfg.Channels.Email.DefaultLocale
 	if loc == "" {
 		loc = "en"
 	}
-	return email.LoadTemplates(cfg.Channels.Email.Templates, loc)
+	return email.LoadTemplateDirs(cfg.Channels.Email.Templates, loc)
 }
 
 // trackingSecret is the configured secret, or one kept beside the data.
@@ -135,6 +137,8 @@ func trackingSecret(cfg *Config) ([]byte, error) {
 type delivery struct {
 	outbox  *channels.Outbox
 	tracker *email.Tracker
+	// email sends test mails directly (nil: no email templates).
+	email *email.Sender
 	// audiences maps an audience to its destination names.
 	audiences map[string][]string
 }
@@ -182,6 +186,7 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 		if err := register(sender, channels.DefaultDestinationConfig()); err != nil {
 			return err
 		}
+		d.email = sender
 	}
 	if c := cfg.Channels.SMS; c.AccountSID != "" {
 		st, err := sms.LoadTextTemplates(c.Templates, "en")
@@ -513,6 +518,11 @@ func (s storeProfiles) Profile(ctx context.Context, id string) (*channels.Profil
 	} else if err != nil {
 		return nil, err
 	}
+	return channelProfile(p), nil
+}
+
+// channelProfile is a profile as destinations see it.
+func channelProfile(p *profiles.Profile) *channels.Profile {
 	out := &channels.Profile{ID: p.ID, Traits: p.TraitValues(), Consent: p.ConsentValues()}
 	for _, r := range p.Identities {
 		switch r.Kind {
@@ -525,7 +535,7 @@ func (s storeProfiles) Profile(ctx context.Context, id string) (*channels.Profil
 	if l, ok := out.Traits["locale"].(string); ok {
 		out.Locale = l
 	}
-	return out, nil
+	return out
 }
 
 // outcomeSink records delivery outcomes as events on the profile, keyed by

@@ -26,9 +26,11 @@ const defaultConfigPath = "examples/cartera.yaml"
 // Config is everything a deployment sets. It is read from the YAML file,
 // then the environment (CARTERA_*), then flags, each overriding the last.
 type Config struct {
-	Addr     string `yaml:"addr"`
-	Data     string `yaml:"data"`
-	Journeys string `yaml:"journeys"`
+	Addr string `yaml:"addr"`
+	Data string `yaml:"data"`
+	// Journeys are the folders of journey files, relative to the config
+	// file: one (`journeys: journeys`) or a list.
+	Journeys Folders `yaml:"journeys"`
 	// PublicURL is the base of the pass web service and tracking links.
 	PublicURL string `yaml:"public_url"`
 	// AdminToken guards the administration API (Bearer). Empty: the admin
@@ -148,7 +150,7 @@ func parseServeFlags(args []string, stderr *bytes.Buffer) (*serveFlags, error) {
 	fs.StringVar(&f.addr, "addr", "", "listen address (env CARTERA_ADDR, default 127.0.0.1:8080)")
 	fs.StringVar(&f.data, "data", "", "bbolt file (env CARTERA_DATA, default ./data/cartera.db)")
 	fs.StringVar(&f.config, "config", "", "YAML config (env CARTERA_CONFIG, default examples/cartera.yaml when present)")
-	fs.StringVar(&f.journeys, "journeys", "", "folder of journey files (env CARTERA_JOURNEYS)")
+	fs.StringVar(&f.journeys, "journeys", "", "folder of journey files, or several separated by commas (env CARTERA_JOURNEYS)")
 	if err := fs.Parse(args); err != nil {
 		return nil, &usageError{err.Error()}
 	}
@@ -176,6 +178,10 @@ func loadConfig(f *serveFlags, getenv func(string) string) (*Config, error) {
 			return nil, err
 		}
 		cfg.path = path
+		// Folders the file names are relative to it; those of flags and
+		// the environment to the working directory.
+		cfg.Journeys = cfg.Journeys.relativeTo(filepath.Dir(path))
+		cfg.Channels.Email.Templates = cfg.Channels.Email.Templates.relativeTo(filepath.Dir(path))
 	}
 	if err := applyEnv(&cfg, getenv); err != nil {
 		return nil, err
@@ -187,13 +193,10 @@ func loadConfig(f *serveFlags, getenv func(string) string) (*Config, error) {
 		cfg.Data = f.data
 	}
 	if f.set["journeys"] {
-		cfg.Journeys = f.journeys
-	}
-	if cfg.Journeys != "" && cfg.path != "" && !filepath.IsAbs(cfg.Journeys) && !f.set["journeys"] && getenv("CARTERA_JOURNEYS") == "" {
-		cfg.Journeys = filepath.Join(filepath.Dir(cfg.path), cfg.Journeys)
+		cfg.Journeys = parseFolders(f.journeys)
 	}
 	if cfg.path != "" {
-		for _, p := range []*string{&cfg.Policies, &cfg.Channels.Email.Templates, &cfg.Channels.SMS.Templates} {
+		for _, p := range []*string{&cfg.Policies, &cfg.Channels.SMS.Templates} {
 			if *p != "" && !filepath.IsAbs(*p) {
 				*p = filepath.Join(filepath.Dir(cfg.path), *p)
 			}
@@ -239,7 +242,6 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 	str := map[string]*string{
 		"CARTERA_ADDR":              &cfg.Addr,
 		"CARTERA_DATA":              &cfg.Data,
-		"CARTERA_JOURNEYS":          &cfg.Journeys,
 		"CARTERA_PUBLIC_URL":        &cfg.PublicURL,
 		"CARTERA_ADMIN_TOKEN":       &cfg.AdminToken,
 		"CARTERA_LOG_LEVEL":         &cfg.LogLevel,
@@ -253,6 +255,9 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 		if v := getenv(name); v != "" {
 			*p = v
 		}
+	}
+	if v := getenv("CARTERA_JOURNEYS"); v != "" {
+		cfg.Journeys = parseFolders(v)
 	}
 	switch v := getenv("CARTERA_DEV_CLOCK"); v {
 	case "":

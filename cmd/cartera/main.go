@@ -6,6 +6,7 @@
 //	cartera serve    [--addr ADDR] [--data FILE] [--config FILE] [--journeys DIR]
 //	cartera validate PATH...
 //	cartera simulate --journeys DIR --events FILE [--until DURATION]
+//	cartera preview  --template ID [--locale L] [--profile KIND:VALUE] [--event FILE]
 package main
 
 import (

@@ -25,17 +25,17 @@ func TestValidateCommand(t *testing.T) {
 		{"examples", []string{"validate", "--config", "../../examples/cartera.yaml"}, false, "computed trait(s), 4 audience(s), "},
 		{"examples folder", []string{"validate", "--config", "../../examples/cartera.yaml", "../../examples"}, false, "ok: "},
 		{"journey errors", []string{"validate", "--config", "../../examples/cartera.yaml", badJourney}, true,
-			badJourney + `:6:21: send.channel: unknown channel "pigeon": want one of email, sms, webhook, push, wallet`},
+			badJourney + `:6:21: journey: send.channel: unknown channel "pigeon": want one of email, sms, webhook, push, wallet`},
 		{"journey audience", []string{"validate", "--config", "../../examples/cartera.yaml", badJourney}, true,
-			badJourney + `:9:15: in_audience: unknown audience "nope"`},
+			badJourney + `:9:15: journey: in_audience: unknown audience "nope"`},
 		{"policy delay mode", []string{"validate", "--config", "../../examples/cartera.yaml", badPolicy}, true,
-			badPolicy + `:3:19: on_quiet_hours: want delay or skip, got "later"`},
+			badPolicy + `:3:19: policies: on_quiet_hours: want delay or skip, got "later"`},
 		{"policy max_delay", []string{"validate", "--config", "../../examples/cartera.yaml", badPolicy}, true,
-			badPolicy + `:4:14: max_delay: want a positive duration, got "0s"`},
+			badPolicy + `:4:14: policies: max_delay: want a positive duration, got "0s"`},
 		{"send on_cap", []string{"validate", "--config", "../../examples/cartera.yaml", badDelay}, true,
-			badDelay + `:6:61: send.on_cap: want delay or skip, got "wait"`},
+			badDelay + `:6:61: journey: send.on_cap: want delay or skip, got "wait"`},
 		{"type error", []string{"validate", "--config", "../../examples/cartera.yaml", bad}, true,
-			bad + ":3:47: found no matching overload for '_>_' applied to '(int, string)'"},
+			bad + ":3:47: rules: found no matching overload for '_>_' applied to '(int, string)'"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

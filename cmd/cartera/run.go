@@ -39,6 +39,7 @@ commands:
   serve      run the gateway
   validate   check journey, trait, audience and template files
   simulate   replay events through the journey engine
+  preview    render an email template for a person (or a sample one)
   demo       replay the seed scenario against a running gateway (make demo)
 `
 
@@ -55,6 +56,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.validate(ctx, args[1:])
 	case "simulate":
 		return m.simulate(ctx, args[1:])
+	case "preview":
+		return m.preview(ctx, args[1:])
 	case "demo":
 		return m.demo(ctx, args[1:])
 	case "help", "-h", "--help":
