@@ -61,9 +61,10 @@ func (a *api) trackClick(c *fiber.Ctx) error {
 
 // tracked ingests what a tracking link says happened. An open is keyed by
 // its message alone, so the store keeps the first and drops repeats; each
-// click and each unsubscribe is an event of its own (a person who
-// subscribed again and unsubscribes again from the same mail must be
-// unsubscribed again).
+// click is an event of its own, and so is an unsubscribe that changes
+// something (a person who subscribed again and unsubscribes again from the
+// same mail must be unsubscribed again; a second click while unsubscribed
+// records nothing more).
 func (a *api) tracked(c *fiber.Ctx, ti *email.TokenInfo) {
 	o := ti.Outcome()
 	props := map[string]any{"journey": ti.Journey, "step": ti.Step, "template": ti.Template}
@@ -87,7 +88,7 @@ func (a *api) tracked(c *fiber.Ctx, ti *email.TokenInfo) {
 			a.opens.WithLabelValues("first").Inc()
 		}
 	}
-	if len(o.Consent) > 0 {
+	if len(o.Consent) > 0 && !a.alreadyWithdrawn(ti.ProfileID, o.Consent) {
 		cons := map[string]any{}
 		for k, v := range o.Consent {
 			cons[k] = v
@@ -98,6 +99,23 @@ func (a *api) tracked(c *fiber.Ctx, ti *email.TokenInfo) {
 			a.log.Error("record unsubscribe", "profile", ti.ProfileID, "err", err)
 		}
 	}
+}
+
+// alreadyWithdrawn reports whether every consent an outcome withdraws is
+// withdrawn already (a second click on the same unsubscribe link): then
+// nothing more is recorded.
+func (a *api) alreadyWithdrawn(profileID string, consent map[string]bool) bool {
+	p, err := a.store.Lookup(profiles.Identifier{Kind: profiles.KindProfileID, Value: profileID})
+	if err != nil {
+		return false
+	}
+	for purpose, granted := range consent {
+		cur, said := p.Consent[purpose]
+		if granted || !said || cur.Granted {
+			return false
+		}
+	}
+	return true
 }
 
 func (a *api) tracker() (*email.Tracker, error) {

@@ -149,7 +149,7 @@ func TestConsentCannotBePinnedOpen(t *testing.T) {
 		t.Fatal("email consent still granted after the unsubscribe link")
 	}
 	// The withdrawal was recorded once, under an id in the internal
-	// namespace; a second click is a duplicate of the first.
+	// namespace; a second click while unsubscribed records nothing more.
 	withdrawals := func() []map[string]any {
 		var out []map[string]any
 		for _, ev := range eventsNamed(s.profile(t, "user_id:victim"), "Consent Updated") {
