@@ -110,6 +110,8 @@ func newDetail(action string) (Detail, error) {
 		return &GoalDetail{}, nil
 	case ActExit:
 		return &ExitDetail{}, nil
+	case ActError:
+		return &ErrorDetail{}, nil
 	}
 	return nil, fmt.Errorf("action %q: unknown kind", action)
 }
@@ -160,6 +162,8 @@ func deref(d Detail) Detail {
 	case *GoalDetail:
 		return *x
 	case *ExitDetail:
+		return *x
+	case *ErrorDetail:
 		return *x
 	}
 	return d

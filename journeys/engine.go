@@ -198,6 +198,7 @@ type Engine struct {
 	set     atomic.Pointer[Set]
 	clock   Clock
 	log     *slog.Logger
+	evalLog evalLog
 	metrics *Metrics
 	rules   *rules.Engine
 	opts    Options
@@ -336,7 +337,7 @@ type run struct {
 	counts map[string]int64
 	// memo holds the trigger conditions evaluated for the current event,
 	// by source.
-	memo map[string]bool
+	memo map[string]memoResult
 	// people are the profiles this run was handed, as the commit holds
 	// them (see identifiersOf).
 	people map[string]*profiles.Profile
@@ -404,17 +405,6 @@ func (r *run) Done(committed bool) {
 	r.actions = nil
 }
 
-func (r *run) eval(prg *rules.Program, in *rules.Input) bool {
-	if prg == nil {
-		return true
-	}
-	ok, err := prg.Bool(in)
-	if err != nil {
-		r.e.metrics.EvalErrors.Inc()
-		return false
-	}
-	return ok
-}
 
 // Event implements profiles.TxProcessor: live instances of the profile see
 // the event first (exit_when, goal, wait_for), then triggers start new ones.
@@ -451,7 +441,7 @@ func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event,
 		}
 		input := &rules.Input{Profile: pv, Event: evView, Trigger: in.Trigger.view(), Now: r.now}
 		name := evView.Name
-		if j.Goal != nil && !in.Converted && j.Goal.Event == name && r.eval(j.Goal.When, input) {
+		if j.Goal != nil && !in.Converted && j.Goal.Event == name && r.eval(j.Goal.When, input, j, in.Step, "goal.when") {
 			in.Converted = true
 			r.count(j.ID, "", "converted", 1)
 			r.act(in, in.Step, ActGoal, "", GoalDetail{Event: name})
@@ -461,7 +451,7 @@ func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event,
 		}
 		exited := false
 		for _, c := range j.ExitWhen {
-			if c.Event == name && r.eval(c.When, input) {
+			if c.Event == name && r.eval(c.When, input, j, in.Step, "exit_when.when") {
 				if err := r.finish(in, "exit_when: "+name, !c.KeepAudiences); err != nil {
 					return nil, err
 				}
@@ -473,7 +463,7 @@ func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event,
 			continue
 		}
 		s := j.Step(in.Step)
-		if s != nil && s.Kind == StepWaitFor && s.For.Event == name && r.eval(s.For.When, input) {
+		if s != nil && s.Kind == StepWaitFor && s.For.Event == name && r.eval(s.For.When, input, j, s.ID, "steps."+s.ID+".wait_for.when") {
 			if err := r.clearTimer(in); err != nil {
 				return nil, err
 			}
@@ -531,12 +521,12 @@ func (r *run) triggers(j *Journey, ev *profiles.Event, v *rules.EventView, in *r
 			return true
 		}
 		if len(t.conjuncts) == 0 {
-			return r.evalOnce(t.When, in)
+			return r.evalOnce(t.When, in, j)
 		}
 		// Part by part, left to right, as && would: the first false
 		// part decides (an error counts as false, as for the whole).
 		for _, c := range t.conjuncts {
-			if !r.evalOnce(c, in) {
+			if !r.evalOnce(c, in, j) {
 				return false
 			}
 		}
@@ -550,14 +540,28 @@ func (r *run) triggers(j *Journey, ev *profiles.Event, v *rules.EventView, in *r
 }
 
 // evalOnce evaluates a trigger condition, or part of one, once per event.
-func (r *run) evalOnce(prg *rules.Program, in *rules.Input) bool {
-	if ok, seen := r.memo[prg.Source]; seen {
-		return ok
+func (r *run) evalOnce(prg *rules.Program, in *rules.Input, j *Journey) bool {
+	if res, seen := r.memo[prg.Source]; seen {
+		if res.err != nil {
+			// The same failing condition in another journey: reported
+			// for that journey too.
+			r.evalError(prg, in, res.err, j, "", "trigger.when")
+		}
+		return res.ok
 	}
-	ok := r.eval(prg, in)
+	ok, err := prg.Bool(in)
+	if err != nil {
+		r.evalError(prg, in, err, j, "", "trigger.when")
+	}
 	if r.memo == nil {
-		r.memo = map[string]bool{}
+		r.memo = map[string]memoResult{}
 	}
-	r.memo[prg.Source] = ok
-	return ok
+	r.memo[prg.Source] = memoResult{ok: ok && err == nil, err: err}
+	return ok && err == nil
+}
+
+// memoResult is a trigger condition's outcome for one event.
+type memoResult struct {
+	ok  bool
+	err error
 }

@@ -141,9 +141,10 @@ func (r *run) enter(p *profiles.Profile, j *Journey, ev *profiles.Event) error {
 	}
 	key := ""
 	if j.Entry.Key != nil {
-		out, err := j.Entry.Key.Eval(&rules.Input{Profile: pv, Event: trig.view(), Trigger: trig.view(), Now: r.now})
+		kin := &rules.Input{Profile: pv, Event: trig.view(), Trigger: trig.view(), Now: r.now}
+		out, err := j.Entry.Key.Eval(kin)
 		if err != nil {
-			r.e.metrics.EvalErrors.Inc()
+			r.evalError(j.Entry.Key, kin, err, j, "", "entry.key")
 			return nil
 		}
 		key, _ = out.Value().(string)

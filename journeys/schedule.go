@@ -139,7 +139,7 @@ func (r *run) schedule(journeyID string, k []byte) (more bool, err error) {
 				if err != nil {
 					return false, err
 				}
-				if !r.eval(j.Trigger.When, &rules.Input{Profile: pv, Event: rules.ViewOf(tick), Now: r.now}) {
+				if !r.eval(j.Trigger.When, &rules.Input{Profile: pv, Event: rules.ViewOf(tick), Now: r.now}, j, "", "trigger.when") {
 					continue
 				}
 			}

@@ -42,7 +42,7 @@ func (r *run) policy(p *profiles.Profile, pv *rules.ProfileView, j *Journey, cha
 			until: pol.Quiet.release(r.now, loc, p.ID)}
 	}
 	for _, s := range pol.Suppress {
-		if r.eval(s.When, &rules.Input{Profile: pv, Now: r.now}) {
+		if r.eval(s.When, &rules.Input{Profile: pv, Now: r.now}, j, "", "policies.suppress."+s.Name+".when") {
 			return hold{reason: "suppression: " + s.Name}
 		}
 	}

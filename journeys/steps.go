@@ -70,7 +70,7 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 		return "", true, r.setTimer(in, r.now.Add(s.Timeout))
 	case StepBranch:
 		for _, c := range s.Cases {
-			if c.When == nil || r.eval(c.When, input) {
+			if c.When == nil || r.eval(c.When, input, j, s.ID, "steps."+s.ID+".branch.when") {
 				return c.Next, false, nil
 			}
 		}
@@ -101,7 +101,7 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 		if s.Value != nil {
 			out, err := s.Value.Eval(input)
 			if err != nil {
-				r.e.metrics.EvalErrors.Inc()
+				r.evalError(s.Value, input, err, j, s.ID, "steps."+s.ID+".set_trait.value")
 				return s.Next, false, nil
 			}
 			value = out.Value()
@@ -113,7 +113,7 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 			if out, err := prg.Eval(input); err == nil {
 				fields[name] = jsonable(out.Value())
 			} else {
-				r.e.metrics.EvalErrors.Inc()
+				r.evalError(prg, input, err, j, s.ID, "steps."+s.ID+".pass.fields."+name)
 			}
 		}
 		detail := PassDetail{Push: s.Push}

@@ -521,6 +521,8 @@ type journeySummary struct {
 	Entered   int64  `json:"entered"`
 	Waiting   int64  `json:"waiting"`
 	Converted int64  `json:"converted"`
+	// EvalErrors counts conditions and values that failed to evaluate.
+	EvalErrors int64 `json:"eval_errors"`
 }
 
 func triggerText(t journeys.Trigger) string {
@@ -543,7 +545,8 @@ func (a *api) summary(j *journeys.Journey) (journeySummary, map[string]journeys.
 		return journeySummary{}, nil, err
 	}
 	s := journeySummary{ID: j.ID, Name: j.Name, Version: j.Version, Category: j.Category, Priority: j.Priority,
-		Trigger: triggerText(j.Trigger), File: j.File, Entered: counts[""]["entered"], Converted: counts[""]["converted"]}
+		Trigger: triggerText(j.Trigger), File: j.File, Entered: counts[""]["entered"], Converted: counts[""]["converted"],
+		EvalErrors: counts[""]["eval_errors"]}
 	for step, c := range counts {
 		if step != "" {
 			s.Waiting += c["waiting"]

@@ -62,6 +62,7 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 	journeysDir := fset.String("journeys", "", "folder of journey files (default: the config's)")
 	eventsPath := fset.String("events", "", "NDJSON file of Segment events, one a line (- for stdin)")
 	until := fset.Duration("until", 7*24*time.Hour, "how long after the last event timers still fire")
+	strict := fset.Bool("strict", false, "exit 1 when a journey condition or value failed to evaluate (an error action)")
 	if err := fset.Parse(args); err != nil {
 		_, _ = io.Copy(m.Stderr, &flagErr)
 		return &usageError{err.Error()}
@@ -108,8 +109,12 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 
 	out := json.NewEncoder(m.Stdout)
 	var werr error
+	evalErrors := 0
 	core.journeys.Observe(func(actions []journeys.Action) {
 		for _, a := range actions {
+			if a.Action == journeys.ActError {
+				evalErrors++
+			}
 			if werr == nil {
 				werr = out.Encode(simLine{At: a.At.UTC().Format(time.RFC3339), Profile: a.Profile, Journey: a.Journey, Step: a.Step, Action: a.Action, Channel: a.Channel, Detail: a.Detail})
 			}
@@ -164,7 +169,13 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 	if err := fireUntil(last.Add(*until)); err != nil {
 		return err
 	}
-	return werr
+	if werr != nil {
+		return werr
+	}
+	if *strict && evalErrors > 0 {
+		return fmt.Errorf("simulate --strict: %d journey condition(s) failed to evaluate (the error actions above)", evalErrors)
+	}
+	return nil
 }
 
 // readEvents decodes NDJSON events (Segment's format, each with a type; an

@@ -47,6 +47,13 @@ var scenarios = map[string]scenario{
 			"2026-11-28T10:35:00Z cart_abandonment done exit reason=exit step",
 		},
 	},
+	"eval_error": {
+		want: []string{
+			"2026-11-20T10:05:00Z review_request - error",
+			"2026-11-20T11:05:00Z review_request - enter key=o-9",
+			"2026-11-20T11:05:00Z review_request ask send email",
+		},
+	},
 	"shared_audience": {
 		until: "720h",
 		want: []string{
@@ -384,7 +391,7 @@ type simAction struct {
 
 // Actions and channels of the contract.
 var (
-	simActions  = []string{"enter", "send", "delayed", "audience_add", "audience_remove", "pass_update", "set_trait", "goal", "exit", "suppressed"}
+	simActions  = []string{"enter", "send", "delayed", "audience_add", "audience_remove", "pass_update", "set_trait", "goal", "exit", "suppressed", "error"}
 	simChannels = []string{"email", "sms", "webhook", "audience", "wallet", ""}
 )
 
@@ -431,7 +438,8 @@ func checkActions(t *testing.T, out string) []string {
 		if a.Profile == "" || a.Journey == "" || a.Detail == nil {
 			t.Errorf("line %d: profile, journey and detail are required: %s", i+1, line)
 		}
-		if (a.Action == "enter") != (a.Step == "") {
+		// An error of a trigger or entry key belongs to no step yet.
+		if a.Action != "error" && (a.Action == "enter") != (a.Step == "") {
 			t.Errorf("line %d: step %q with action %s", i+1, a.Step, a.Action)
 		}
 		if (a.Action == "send" || a.Action == "suppressed" || a.Action == "delayed") && a.Channel == "" || (a.Action == "suppressed" || a.Action == "delayed") && a.Detail["reason"] == nil {
@@ -525,4 +533,24 @@ func lineDiff(want, got string) string {
 		}
 	}
 	return b.String()
+}
+
+// simulate --strict fails when a journey condition or value failed to
+// evaluate; without it the error actions are printed and it exits 0.
+func TestSimulateStrict(t *testing.T) {
+	run := func(extra ...string) (string, error) {
+		var out, errb bytes.Buffer
+		m := &Main{Stdout: &out, Stderr: &errb, Getenv: envOf(nil)}
+		args := append([]string{"simulate", "--config", filepath.Join(simDir, "cartera.yaml"), "--events", filepath.Join(simDir, "eval_error.ndjson")}, extra...)
+		err := m.Run(context.Background(), args)
+		return out.String(), err
+	}
+	out, err := run()
+	if err != nil || !strings.Contains(out, `"action":"error"`) {
+		t.Fatalf("without --strict: %v\n%s", err, out)
+	}
+	out, err = run("--strict")
+	if err == nil || !strings.Contains(err.Error(), "1 journey condition(s) failed to evaluate") || !strings.Contains(out, `"action":"error"`) {
+		t.Errorf("with --strict: %v\n%s", err, out)
+	}
 }
