@@ -405,7 +405,6 @@ func (r *run) Done(committed bool) {
 	r.actions = nil
 }
 
-
 // Event implements profiles.TxProcessor: live instances of the profile see
 // the event first (exit_when, goal, wait_for), then triggers start new ones.
 func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event, error) {
