@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -440,9 +441,15 @@ func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event,
 		}
 		input := &rules.Input{Profile: pv, Event: evView, Trigger: in.Trigger.view(), Now: r.now}
 		name := evView.Name
-		if j.Goal != nil && !in.Converted && j.Goal.Event == name && r.eval(j.Goal.When, input, j, in.Step, "goal.when") {
+		if j.Goal != nil && !in.Converted && j.Goal.Event == name && (j.Goal.Within == 0 || !r.now.After(in.EnteredAt.Add(j.Goal.Within))) &&
+			r.eval(j.Goal.When, input, j, in.Step, "goal.when") {
 			in.Converted = true
 			r.count(j.ID, "", "converted", 1)
+			// Revenue attributed to the journey: the goal event's, in
+			// cents (counters are integers).
+			if rev, ok := revenueOf(ev); ok {
+				r.count(j.ID, "", "revenue_cents", int64(math.Round(rev*100)))
+			}
 			r.act(in, in.Step, ActGoal, "", GoalDetail{Event: name})
 			if err := r.save(in); err != nil {
 				return nil, err

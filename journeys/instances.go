@@ -287,3 +287,20 @@ func (r *run) count(journey, step, what string, delta int64) {
 	}
 	r.counts[k] = max(n+delta, 0)
 }
+
+// revenueOf is an event's revenue property (Segment's e-commerce spec), as
+// a number.
+func revenueOf(ev *profiles.Event) (float64, bool) {
+	switch v := ev.Properties["revenue"].(type) {
+	case float64:
+		return v, true
+	case json.Number:
+		f, err := v.Float64()
+		return f, err == nil
+	case int:
+		return float64(v), true
+	case int64:
+		return float64(v), true
+	}
+	return 0, false
+}

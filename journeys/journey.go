@@ -72,6 +72,9 @@ type Condition struct {
 	// KeepAudiences keeps the audiences this journey added when an exit
 	// condition ends an instance (they are removed by default).
 	KeepAudiences bool
+	// Within is a goal's conversion window, counted from the entry (0:
+	// any time while the instance lives).
+	Within time.Duration
 }
 
 // Step kinds.
@@ -353,8 +356,15 @@ func (p *parser) condition(n *yaml.Node, field string, exit bool) *Condition {
 				f.Errorf(k, "%s: keep_audiences is for exit_when", field)
 			}
 			c.KeepAudiences = f.Bool(v, field+".keep_audiences")
+		case "within":
+			if field != "goal" {
+				f.Errorf(k, "%s: within is for goal", field)
+			}
+			if c.Within = f.Duration(v, field+".within"); c.Within <= 0 {
+				f.Errorf(v, "%s.within: want a positive duration such as 14d", field)
+			}
 		default:
-			f.Errorf(k, "%s: unknown field %q: want event, when or keep_audiences", field, key)
+			f.Errorf(k, "%s: unknown field %q: want event, when, within (goal) or keep_audiences (exit_when)", field, key)
 		}
 	})
 	if !ok {

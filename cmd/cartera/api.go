@@ -523,6 +523,9 @@ type journeySummary struct {
 	Converted int64  `json:"converted"`
 	// EvalErrors counts conditions and values that failed to evaluate.
 	EvalErrors int64 `json:"eval_errors"`
+	// Revenue is the sum of the goal events' revenue (Segment's revenue
+	// property), attributed to the journey at conversion.
+	Revenue float64 `json:"revenue"`
 }
 
 func triggerText(t journeys.Trigger) string {
@@ -546,7 +549,7 @@ func (a *api) summary(j *journeys.Journey) (journeySummary, map[string]journeys.
 	}
 	s := journeySummary{ID: j.ID, Name: j.Name, Version: j.Version, Category: j.Category, Priority: j.Priority,
 		Trigger: triggerText(j.Trigger), File: j.File, Entered: counts[""]["entered"], Converted: counts[""]["converted"],
-		EvalErrors: counts[""]["eval_errors"]}
+		EvalErrors: counts[""]["eval_errors"], Revenue: float64(counts[""]["revenue_cents"]) / 100}
 	for step, c := range counts {
 		if step != "" {
 			s.Waiting += c["waiting"]
