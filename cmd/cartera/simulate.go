@@ -23,8 +23,11 @@ import (
 
 // simLine is one line of simulate's output, in the contract's shape.
 type simLine struct {
-	At      string          `json:"at"`
-	Profile string          `json:"profile"`
+	At      string `json:"at"`
+	Profile string `json:"profile"`
+	// Person is the profile's main identifier when the action was taken
+	// (user id, else email, else anonymous id), for a reader.
+	Person  string          `json:"person,omitempty"`
 	Journey string          `json:"journey"`
 	Step    string          `json:"step"`
 	Action  string          `json:"action"`
@@ -63,6 +66,7 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 	eventsPath := fset.String("events", "", "NDJSON file of Segment events, one a line (- for stdin)")
 	until := fset.Duration("until", 7*24*time.Hour, "how long after the last event timers still fire")
 	strict := fset.Bool("strict", false, "exit 1 when a journey condition or value failed to evaluate (an error action)")
+	people := fset.Bool("people", false, "print one line per person (the journeys they went through) instead of one per action")
 	if err := fset.Parse(args); err != nil {
 		_, _ = io.Copy(m.Stderr, &flagErr)
 		return &usageError{err.Error()}
@@ -110,13 +114,20 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 	out := json.NewEncoder(m.Stdout)
 	var werr error
 	evalErrors := 0
+	byPerson := &peopleReport{}
 	core.journeys.Observe(func(actions []journeys.Action) {
 		for _, a := range actions {
 			if a.Action == journeys.ActError {
 				evalErrors++
 			}
+			line := simLine{At: a.At.UTC().Format(time.RFC3339), Profile: a.Profile, Person: mainIdentifier(core.store, a.Profile),
+				Journey: a.Journey, Step: a.Step, Action: a.Action, Channel: a.Channel, Detail: a.Detail}
+			if *people {
+				byPerson.add(line)
+				continue
+			}
 			if werr == nil {
-				werr = out.Encode(simLine{At: a.At.UTC().Format(time.RFC3339), Profile: a.Profile, Journey: a.Journey, Step: a.Step, Action: a.Action, Channel: a.Channel, Detail: a.Detail})
+				werr = out.Encode(line)
 			}
 		}
 	})
@@ -171,6 +182,11 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 	}
 	if werr != nil {
 		return werr
+	}
+	if *people {
+		if err := byPerson.write(out); err != nil {
+			return err
+		}
 	}
 	if *strict && evalErrors > 0 {
 		return fmt.Errorf("simulate --strict: %d journey condition(s) failed to evaluate (the error actions above)", evalErrors)

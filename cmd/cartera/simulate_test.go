@@ -411,7 +411,11 @@ func checkActions(t *testing.T, out string) []string {
 		}
 		keys := make([]string, 0, len(fields))
 		for k := range fields {
-			keys = append(keys, k)
+			// person (the main identifier) is added beside the contract's
+			// keys, and only while the profile has an identifier.
+			if k != "person" {
+				keys = append(keys, k)
+			}
 		}
 		slices.Sort(keys)
 		if want := []string{"action", "at", "channel", "detail", "journey", "profile", "step"}; !slices.Equal(keys, want) {
@@ -552,5 +556,40 @@ func TestSimulateStrict(t *testing.T) {
 	out, err = run("--strict")
 	if err == nil || !strings.Contains(err.Error(), "1 journey condition(s) failed to evaluate") || !strings.Contains(out, `"action":"error"`) {
 		t.Errorf("with --strict: %v\n%s", err, out)
+	}
+}
+
+// simulate names people: each line carries the person's main identifier
+// beside the profile id, and --people prints one line per person with the
+// journeys they went through.
+func TestSimulatePeople(t *testing.T) {
+	file := filepath.Join(simDir, "shared_audience.ndjson")
+	out, _, err := simulateRun(t, "--config", filepath.Join(simDir, "cartera.yaml"), "--events", file, "--until", "720h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !strings.Contains(line, `"person":"lena"`) {
+			t.Errorf("line %d does not name Lena: %s", i+1, line)
+		}
+	}
+	out, _, err = simulateRun(t, "--config", filepath.Join(simDir, "cartera.yaml"), "--events", file, "--until", "720h", "--people")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("--people printed %d lines, want one for Lena:\n%s", len(lines), out)
+	}
+	var p personLine
+	if err := json.Unmarshal([]byte(lines[0]), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Person != "lena" || len(p.Journeys) != 2 || p.Journeys[0].Journey != "vip_winback" || p.Journeys[1].Journey != "cart_abandonment" {
+		t.Fatalf("--people: %+v", p)
+	}
+	cart := p.Journeys[1]
+	if cart.Actions["send"] != 1 || cart.Exit != "exit step" || !slices.Contains(cart.Steps, "retarget") {
+		t.Errorf("cart trail: %+v", cart)
 	}
 }
