@@ -187,6 +187,7 @@ func (a *api) ingest(typ string) fiber.Handler {
 			a.metrics.Rejected.WithLabelValues(source, reason).Inc()
 			return err
 		}
+		liftContextTraits(events)
 		if err := a.checkPlan(source, typ == "", events); err != nil {
 			a.metrics.Rejected.WithLabelValues(source, "tracking_plan").Inc()
 			return err
