@@ -100,6 +100,28 @@ func browserAndSDKs(t *testing.T) string {
 	return chromium
 }
 
+// readmeGateway is the gateway URL the README's snippets hold; the test
+// puts the gateway's real URL in its place.
+const readmeGateway = "https://cartera.shoes.example"
+
+// readmeSnippet returns the page snippet of an SDK as the README gives it:
+// the html block after the line "<!-- snippet: NAME -->".
+func readmeSnippet(sdk string) (string, error) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		return "", err
+	}
+	_, after, ok := strings.Cut(string(b), "<!-- snippet: "+sdk+" -->\n```html\n")
+	if !ok {
+		return "", fmt.Errorf("README.md has no snippet %q (a line <!-- snippet: %s --> followed by an html block)", sdk, sdk)
+	}
+	snippet, _, ok := strings.Cut(after, "\n```\n")
+	if !ok || !strings.Contains(snippet, readmeGateway) {
+		return "", fmt.Errorf("README.md: the %s snippet is not closed or does not hold the gateway URL %s", sdk, readmeGateway)
+	}
+	return snippet, nil
+}
+
 // pageServer serves the shop's pages, config.js (the gateway's address
 // and the write key, as a shop would paste them) and the SDKs' files from
 // node_modules, on an origin of its own.
@@ -129,6 +151,17 @@ func pageServer(t *testing.T, gateway func() string) *httptest.Server {
   if (q.has('beacon')) CARTERA.rudderOptions = { useBeacon: true, beaconQueueOptions: { maxItems: 100, flushQueueInterval: 600000 } };
 })(new URLSearchParams(location.search));
 `, cfg)
+	})
+	mux.HandleFunc("/readme/", func(w http.ResponseWriter, r *http.Request) {
+		sdk := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/readme/"), ".html")
+		snippet, err := readmeSnippet(sdk)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, "<!doctype html>\n<html lang=\"es\">\n<head>\n<meta charset=\"utf-8\">\n<title>Cartera Shoes</title>\n%s\n</head>\n<body>\n<h1>Running shoes</h1>\n<script src=\"/hooks-%s.js\"></script>\n</body>\n</html>\n",
+			strings.ReplaceAll(snippet, readmeGateway, gateway()), sdk)
 	})
 	mux.Handle("/", http.FileServer(http.Dir("pages")))
 	srv := httptest.NewServer(mux)
@@ -453,13 +486,18 @@ func TestBrowserSDKs(t *testing.T) {
 	br := newBrowser(t, chromium)
 
 	sdks := []struct {
-		name, page string
+		name string
 		// reportsDelivery: the SDK's calls answer with the delivery's
 		// outcome and messageId (analytics-next).
 		reportsDelivery bool
 	}{
-		{name: "segment", page: "segment.html", reportsDelivery: true},
-		{name: "rudderstack", page: "rudder.html"},
+		{name: "segment", reportsDelivery: true},
+		{name: "rudderstack"},
+	}
+	for _, sdk := range sdks {
+		if _, err := readmeSnippet(sdk.name); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, sdk := range sdks {
 		t.Run(sdk.name, func(t *testing.T) {
@@ -467,7 +505,11 @@ func TestBrowserSDKs(t *testing.T) {
 			knownID := knownCustomer(t, srv, userID, email)
 
 			tab := br.tab(t)
-			br.navigate(t, tab, shop.URL+"/"+sdk.page+"?utm_source=newsletter&utm_medium=email&utm_campaign=spring_sale")
+			page := shop.URL + "/readme/" + sdk.name + ".html"
+			br.navigate(t, tab, page+"?utm_source=newsletter&utm_medium=email&utm_campaign=spring_sale")
+			// The banner: analytics and ads accepted, nothing said of email.
+			var out any
+			br.eval(t, tab, "window.cartera.consent({analytics: true, ads: true})", &out)
 			var anon string
 			br.eval(t, tab, "window.cartera.anonymousId()", &anon)
 			if anon == "" {
@@ -491,8 +533,8 @@ func TestBrowserSDKs(t *testing.T) {
 				if anonProfile == nil {
 					return "no profile for anonymous_id:" + anon
 				}
-				if got := anonProfile.names("web"); !slices.Equal(got, []string{"page Home", "track Product Viewed"}) {
-					return fmt.Sprintf("events %v, want page Home and track Product Viewed", got)
+				if got := anonProfile.names("web"); !slices.Equal(got, []string{"page Home", "track Consent Updated", "track Product Viewed"}) {
+					return fmt.Sprintf("events %v, want page Home, track Consent Updated and track Product Viewed", got)
 				}
 				return ""
 			})
@@ -510,9 +552,9 @@ func TestBrowserSDKs(t *testing.T) {
 				t.Errorf("no page event among %v", anonProfile.names("web"))
 			} else {
 				ctx, _ := e["context"].(map[string]any)
-				page, _ := ctx["page"].(map[string]any)
+				pg, _ := ctx["page"].(map[string]any)
 				campaign, _ := ctx["campaign"].(map[string]any)
-				if u, _ := page["url"].(string); !strings.HasPrefix(u, shop.URL+"/"+sdk.page) {
+				if u, _ := pg["url"].(string); !strings.HasPrefix(u, page) {
 					t.Errorf("context.page.url %q, want the shop's page", u)
 				}
 				if ua, _ := ctx["userAgent"].(string); !strings.Contains(ua, "Chrome") {
@@ -531,7 +573,6 @@ func TestBrowserSDKs(t *testing.T) {
 
 			// 2. Signing in merges the visitor into the known customer; 3.
 			// the cart starts the journey.
-			var out any
 			br.eval(t, tab, fmt.Sprintf("window.cartera.signIn(%q, {email: %q})", userID, email), &out)
 			br.eval(t, tab, `window.cartera.addToCart({cart_id: "cart-`+sdk.name+`", product_id: "shoe-42", price: 89.9, quantity: 1})`, &out)
 			eventually(t, br, "sign-in and cart", func() string {
@@ -543,8 +584,8 @@ func TestBrowserSDKs(t *testing.T) {
 					return "a profile is missing"
 				case byAnon.ID != byUser.ID || byUser.ID != byEmail.ID:
 					return fmt.Sprintf("by anonymous_id %s, by user_id %s, by email %s: want one profile", byAnon.ID, byUser.ID, byEmail.ID)
-				case !slices.Equal(byUser.names("web"), []string{"identify", "page Home", "track Product Added", "track Product Viewed"}):
-					return fmt.Sprintf("web events %v, want the visit's four", byUser.names("web"))
+				case !slices.Equal(byUser.names("web"), []string{"identify", "page Home", "track Consent Updated", "track Product Added", "track Product Viewed"}):
+					return fmt.Sprintf("web events %v, want the visit's five", byUser.names("web"))
 				case !slices.Equal(byUser.names("app"), []string{"identify"}):
 					return fmt.Sprintf("app events %v, want the known customer's identify", byUser.names("app"))
 				case !byUser.inJourney("cart_abandonment"):
@@ -552,6 +593,11 @@ func TestBrowserSDKs(t *testing.T) {
 				}
 				if byUser.Traits["first_name"] != "Ana" || byUser.Computed["first_touch_source"] != "newsletter" {
 					return fmt.Sprintf("traits %v computed %v: want the known customer's and the visit's", byUser.Traits, byUser.Computed)
+				}
+				consent, _ := byUser.Fields["consent"].(map[string]any)
+				ads, _ := consent["ads"].(map[string]any)
+				if ads["granted"] != true || consent["email"] != nil {
+					return fmt.Sprintf("consent %v: want ads granted from the banner and email untouched", consent)
 				}
 				return ""
 			})
@@ -562,6 +608,29 @@ func TestBrowserSDKs(t *testing.T) {
 				if r.corsFailed {
 					t.Errorf("%s %s failed CORS: %s", r.method, r.url, r.failed)
 				}
+			}
+		})
+	}
+
+	// A visitor who declines: the README's snippet never loads the SDK, and
+	// nothing leaves the page, not even on leaving it.
+	for _, sdk := range sdks {
+		t.Run(sdk.name+" declined", func(t *testing.T) {
+			// Through the proxy, which sees the requests of a page that unloads.
+			before := len(proxied())
+			tab := br.tab(t)
+			br.navigate(t, tab, shopViaProxy.URL+"/readme/"+sdk.name+".html?utm_source=newsletter")
+			var out any
+			br.eval(t, tab, "window.cartera.consent({analytics: false, ads: true, email: true})", &out)
+			br.eval(t, tab, "window.cartera.tryTrack()", &out)
+			var loaded bool
+			br.eval(t, tab, "window.cartera.loaded()", &loaded)
+			br.navigate(t, tab, shopViaProxy.URL+"/leave.html")
+			if loaded {
+				t.Errorf("the SDK loaded although the visitor declined")
+			}
+			if paths := proxied(); len(paths) != before {
+				t.Errorf("requests to the gateway after declining: %v", paths[before:])
 			}
 		})
 	}
