@@ -30,9 +30,9 @@ const corsMaxAge = 7200
 const corsAllowHeaders = "Content-Type, Authorization, Content-Encoding, X-Retry-Count, AnonymousId, SentAt, " +
 	"Rsa-Recovered, Rsa-Retry-Attempt, Rsa-Retry-Reason, Rsa-Since-First-Attempt, Rsa-Since-Last-Attempt"
 
-// segmentShortPaths are the one-letter paths analytics-next posts to
-// (`${apiHost}/${type[0]}`), as aliases of the long ones.
-var segmentShortPaths = [...]string{
+// ingestTypes are the message types with a path of their own: /v1/<type>,
+// and /v1/<first letter> where analytics-next posts (`${apiHost}/${type[0]}`).
+var ingestTypes = [...]string{
 	profiles.TypeTrack, profiles.TypeIdentify, profiles.TypePage,
 	profiles.TypeScreen, profiles.TypeGroup, profiles.TypeAlias,
 }
@@ -41,7 +41,7 @@ var segmentShortPaths = [...]string{
 // use for it, and RudderStack's source configuration, each with CORS.
 func (a *api) ingestRoutes(app *fiber.App) {
 	post := a.corsHandler(fiber.MethodPost)
-	for _, t := range segmentShortPaths {
+	for _, t := range ingestTypes {
 		h := a.ingest(t)
 		a.ingestRoute(app, post, "/v1/"+t, h)
 		a.ingestRoute(app, post, "/v1/"+t[:1], h)
@@ -65,9 +65,10 @@ func (a *api) ingestRoute(app *fiber.App, mw fiber.Handler, path string, h fiber
 }
 
 // corsHandler answers preflights and sets Access-Control-Allow-Origin for
-// an origin some source allows (the origin itself is echoed, never "*", so
-// the answer is valid for credentialed requests too). An origin no source
-// allows gets no CORS header at all, and its preflight a 403.
+// an origin some source allows: the origin itself, with Vary: Origin, also
+// for a source that allows "*". Credentials are not allowed: the write key
+// authenticates, never a cookie. An origin no source allows gets no CORS
+// header at all, and its preflight a 403.
 func (a *api) corsHandler(methods string) fiber.Handler {
 	allowed := cors.New(cors.Config{
 		AllowOriginsFunc: func(origin string) bool { return a.sources.AnyAllowsOrigin(origin) },
