@@ -149,6 +149,8 @@ func pageServer(t *testing.T, gateway func() string) *httptest.Server {
   if (q.has('batching')) CARTERA.segmentDelivery = { deliveryStrategy: { strategy: 'batching', config: { size: 100, timeout: 600000 } } };
   // ?beacon: analytics-js's beacon transport, flushed when the page is left.
   if (q.has('beacon')) CARTERA.rudderOptions = { useBeacon: true, beaconQueueOptions: { maxItems: 100, flushQueueInterval: 600000 } };
+  // ?batch: analytics-js's batching of its XHR queue, two events a batch.
+  if (q.has('batch')) CARTERA.rudderOptions = { queueOptions: { batch: { enabled: true, maxItems: 2, flushInterval: 600000 } } };
 })(new URLSearchParams(location.search));
 `, cfg)
 	})
@@ -465,10 +467,12 @@ func knownCustomer(t *testing.T, srv *sdktest.Server, userID, email string) stri
 // TestBrowserSDKs is seed 000 from a shop's website: an anonymous visitor
 // arrives from a newsletter, browses, signs in (and becomes the customer
 // the shop already knows) and adds to the cart, with each SDK as a shop
-// would paste it, in Chromium, on an origin the web source allows. One
-// profile holds it all, the campaign feeds the first-touch traits, and the
-// cart abandonment journey starts. A page on an origin the source does not
-// allow gets nothing stored.
+// would paste it (the README's snippets themselves), in Chromium, on an
+// origin the web source allows. One profile holds it all, the campaign
+// feeds the first-touch traits, the banner's consent lands, and the cart
+// abandonment journey starts. A visitor who declines sends nothing; the
+// SDKs' batching and page-leave transports arrive; a page on an origin the
+// source does not allow gets nothing stored.
 func TestBrowserSDKs(t *testing.T) {
 	chromium := browserAndSDKs(t)
 	var srv *sdktest.Server
@@ -634,6 +638,28 @@ func TestBrowserSDKs(t *testing.T) {
 			}
 		})
 	}
+
+	// analytics-js's batching mode: two events, one POST to /v1/batch.
+	t.Run("rudderstack batch", func(t *testing.T) {
+		tab := br.tab(t)
+		before := len(proxied())
+		br.navigate(t, tab, shopViaProxy.URL+"/rudder.html?batch")
+		var anon string
+		br.eval(t, tab, "window.cartera.anonymousId()", &anon)
+		var out any
+		br.eval(t, tab, `window.cartera.track("Cart Viewed", {cart_id: "c-batch"})`, &out)
+		br.eval(t, tab, `window.cartera.track("Checkout Started", {cart_id: "c-batch"})`, &out)
+		eventually(t, br, "batch delivery", func() string {
+			p := getProfile(t, srv, "anonymous_id:"+anon)
+			if p == nil || !slices.Equal(p.names("web"), []string{"track Cart Viewed", "track Checkout Started"}) {
+				return "no Cart Viewed and Checkout Started on anonymous_id:" + anon
+			}
+			return ""
+		})
+		if paths := proxied()[before:]; !slices.Contains(paths, "POST /v1/batch") || slices.Contains(paths, "POST /v1/track") {
+			t.Errorf("requests through the proxy %v, want the events in a POST to /v1/batch", paths)
+		}
+	})
 
 	// Unload delivery: analytics-next's batching mode flushes with a
 	// keepalive fetch to /v1/b when the page is left, analytics-js's beacon
