@@ -2,6 +2,7 @@
 GO      ?= go
 BIN     ?= bin/cartera
 SDKTEST := internal/sdktest
+BROWSERTEST := internal/browsertest
 
 .PHONY: run demo build test test-go test-clock sdk bench lint fuzz clean
 
@@ -20,11 +21,13 @@ run: build
 demo: build
 	./$(BIN) demo
 
-# test runs every test, the Segment SDK end-to-end test included (it needs
-# Node.js and npm; .ci/run installs them on a bare machine).
+# test runs every test, the SDK end-to-end tests included: Segment's Node
+# SDK (needs Node.js and npm) and Segment's and RudderStack's browser SDKs
+# in Chromium (needs Debian's chromium). .ci/run installs them on a bare
+# machine.
 test: sdk
 	$(GO) vet ./...
-	CARTERA_SDK_TEST=1 $(GO) test -race -count=1 ./...
+	CARTERA_SDK_TEST=1 CARTERA_BROWSER_TEST=1 $(GO) test -race -count=1 ./...
 
 # test-clock runs the suite with the gateway's clock started at instants
 # that once broke it (CARTERA_TEST_CLOCK; serve takes it as
@@ -39,15 +42,17 @@ CLOCK_INSTANTS := \
 test-clock: sdk
 	@set -e; for at in $(CLOCK_INSTANTS); do \
 		echo "== suite at $${at%@*} (TZ=$${at#*@})"; \
-		CARTERA_TEST_CLOCK=$${at%@*} TZ=$${at#*@} CARTERA_SDK_TEST=1 $(GO) test -count=1 ./...; \
+		CARTERA_TEST_CLOCK=$${at%@*} TZ=$${at#*@} CARTERA_SDK_TEST=1 CARTERA_BROWSER_TEST=1 $(GO) test -count=1 ./...; \
 	done
 
-# test-go runs the Go tests only (the SDK test skips without node_modules).
+# test-go runs the Go tests only (the SDK tests skip without node_modules
+# or chromium).
 test-go:
 	$(GO) test -race -count=1 ./...
 
 sdk:
 	cd $(SDKTEST) && npm ci --no-audit --no-fund --loglevel=error
+	cd $(BROWSERTEST) && npm ci --no-audit --no-fund --loglevel=error
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

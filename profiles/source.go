@@ -29,6 +29,10 @@ type SourceConfig struct {
 	// secret never ships to a page or an app.
 	IdentitySecret string `yaml:"identity_secret"`
 	Plan           *Plan  `yaml:"tracking_plan"`
+	// AllowedOrigins are the web origins ("https://shop.example") whose
+	// pages may send with the source's keys, from a browser SDK; "*" is any
+	// origin. Empty: no page may (servers and apps send no Origin).
+	AllowedOrigins []string `yaml:"allowed_origins"`
 }
 
 // Plan is a tracking plan: the events a source may send and the types of
@@ -187,6 +191,7 @@ func hasType(v any, typ string) bool {
 type Sources struct {
 	keys    []sourceKey
 	plans   map[string]*Plan
+	origins map[string][]string
 	sources []string
 	trust   map[string]string
 	allowed map[string][]string
@@ -198,9 +203,10 @@ type sourceKey struct {
 	source string
 }
 
-// NewSources validates the source configs and indexes their keys.
+// NewSources validates the source configs and indexes their keys and
+// allowed origins.
 func NewSources(cfgs []SourceConfig) (*Sources, error) {
-	s := &Sources{plans: map[string]*Plan{}, trust: map[string]string{}, allowed: map[string][]string{}, secrets: map[string][]byte{}}
+	s := &Sources{plans: map[string]*Plan{}, origins: map[string][]string{}, trust: map[string]string{}, allowed: map[string][]string{}, secrets: map[string][]byte{}}
 	seenKey := map[string]string{}
 	for i, c := range cfgs {
 		field := fmt.Sprintf("sources[%d]", i)
@@ -240,6 +246,13 @@ func NewSources(cfgs []SourceConfig) (*Sources, error) {
 			}
 			seenKey[k] = c.Name
 			s.keys = append(s.keys, sourceKey{hash: sha256.Sum256([]byte(k)), source: c.Name})
+		}
+		origins, err := parseOrigins(field, c.AllowedOrigins)
+		if err != nil {
+			return nil, err
+		}
+		if len(origins) > 0 {
+			s.origins[c.Name] = origins
 		}
 		if c.Plan != nil {
 			if err := c.Plan.Validate(field + ".tracking_plan"); err != nil {

@@ -188,8 +188,9 @@ type TraitSpec struct {
 	// Where filters events further (CEL over event and profile).
 	Where Expr
 	// Property is the path of the value under event.properties
-	// ("revenue", "product.category"); first and last without it take the
-	// event's timestamp.
+	// ("revenue", "product.category"), or under event.context when it
+	// starts with "context." ("context.campaign.source"); first and last
+	// without it take the event's timestamp.
 	Property string
 	// Window keeps only events of the last Window (0: all time).
 	Window time.Duration

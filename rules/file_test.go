@@ -181,14 +181,18 @@ func loadExamples(t testing.TB) *Ruleset {
 func TestLoadExamples(t *testing.T) {
 	rs := loadExamples(t)
 	traits := map[string]ValueKind{
-		"orders_count":        KindInt,
-		"lifetime_value":      KindDouble,
-		"last_order_at":       KindTimestamp,
-		"orders_90d":          KindInt,
-		"carts_7d":            KindInt,
-		"favourite_category":  KindString,
-		"store_orders":        KindInt,
-		"purchase_propensity": KindDouble,
+		"orders_count":         KindInt,
+		"lifetime_value":       KindDouble,
+		"last_order_at":        KindTimestamp,
+		"orders_90d":           KindInt,
+		"carts_7d":             KindInt,
+		"favourite_category":   KindString,
+		"store_orders":         KindInt,
+		"purchase_propensity":  KindDouble,
+		"first_touch_source":   KindDyn,
+		"first_touch_campaign": KindDyn,
+		"last_touch_source":    KindDyn,
+		"last_touch_campaign":  KindDyn,
 	}
 	if len(rs.Traits) != len(traits) {
 		t.Errorf("%d traits, want %d", len(rs.Traits), len(traits))

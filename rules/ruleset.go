@@ -70,7 +70,8 @@ func Compile(specs *Specs, opts EnvOptions) (*Ruleset, error) {
 	rs := &Ruleset{countIndex: map[string]*Trait{}, byName: map[string]*Trait{}, audByName: map[string]*Audience{}}
 	var fields []Field
 	for _, t := range aggs {
-		tr := &Trait{Spec: t, Index: len(fields), Kind: kindOf(t), path: splitPath(t.Property), hash: traitHash(t)}
+		tr := &Trait{Spec: t, Index: len(fields), Kind: kindOf(t), hash: traitHash(t)}
+		tr.path, tr.inContext = propertyPath(t.Property)
 		fields = append(fields, Field{Name: t.Name, Kind: tr.Kind})
 		rs.Traits = append(rs.Traits, tr)
 		rs.aggregates = append(rs.aggregates, tr)

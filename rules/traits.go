@@ -23,6 +23,9 @@ type Trait struct {
 	where *Program
 	expr  *Program
 	path  []string
+	// inContext: path is under event.context (a property written
+	// "context.campaign.source"), not event.properties.
+	inContext bool
 	// hash changes when the definition does; state of another hash is
 	// recomputed from the profile's stored events.
 	hash string
@@ -135,6 +138,9 @@ func (t *Trait) value(e *profiles.Event) (any, bool) {
 		return e.Timestamp.UTC(), true
 	}
 	var cur any = e.Properties
+	if t.inContext {
+		cur = e.Context
+	}
 	for _, seg := range t.path {
 		m, ok := cur.(map[string]any)
 		if !ok {
@@ -497,6 +503,16 @@ func mostFrequent(f map[string]int64) any {
 		}
 	}
 	return best
+}
+
+// propertyPath splits a trait's property into the path under
+// event.properties or, for "context.<path>", under event.context (where
+// browser SDKs put the page, campaign, locale and user agent).
+func propertyPath(p string) (path []string, inContext bool) {
+	if rest, ok := strings.CutPrefix(p, "context."); ok && rest != "" {
+		return splitPath(rest), true
+	}
+	return splitPath(p), false
 }
 
 // splitPath turns "product.category" into its segments.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -439,5 +440,49 @@ func TestDistinctWithinOneMillisecond(t *testing.T) {
 		if got := tr.read(st, now); !reflect.DeepEqual(got, first) {
 			t.Fatalf("distinct = %v, then %v: order depends on map iteration", first, got)
 		}
+	}
+}
+
+// TestContextProperty reads a trait's value from event.context, where
+// browser SDKs put the campaign (UTM parameters) of a visit: first-touch and
+// last-touch campaign.
+func TestContextProperty(t *testing.T) {
+	visit := func(d time.Duration, campaign map[string]any, props map[string]any) *profiles.Event {
+		e := &profiles.Event{Type: profiles.TypePage, Name: "Home", Properties: props, Timestamp: now.Add(-d)}
+		if campaign != nil {
+			e.Context = map[string]any{"campaign": campaign}
+		}
+		return e
+	}
+	events := []*profiles.Event{
+		visit(3*day, map[string]any{"source": "newsletter", "name": "spring"}, nil),
+		visit(2*day, nil, map[string]any{"campaign": map[string]any{"source": "not-the-context"}}),
+		visit(day, map[string]any{"source": "google", "medium": "cpc"}, nil),
+	}
+	tests := []struct {
+		agg, prop string
+		want      any
+	}{
+		{"first", "context.campaign.source", "newsletter"},
+		{"last", "context.campaign.source", "google"},
+		{"first", "context.campaign.name", "spring"},
+		{"last", "context.campaign.name", "spring"},
+		{"distinct", "context.campaign.source", []any{"newsletter", "google"}},
+		// Without the prefix the path stays under properties.
+		{"last", "campaign.source", "not-the-context"},
+		{"last", "properties.campaign.source", "not-the-context"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.agg+" "+tt.prop, func(t *testing.T) {
+			spec := TraitSpec{Name: "x", Aggregate: tt.agg, Property: tt.prop}
+			// As a rule file would spell it: "properties." is dropped.
+			spec.Property, _ = strings.CutPrefix(spec.Property, "properties.")
+			tr := compileTrait(t, spec)
+			st := &traitState{}
+			feed(t, tr, st, now, events...)
+			if got := tr.read(roundTrip(t, st), now); !sameValue(got, tt.want) {
+				t.Errorf("read = %#v, want %#v", got, tt.want)
+			}
+		})
 	}
 }

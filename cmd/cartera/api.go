@@ -1,17 +1,12 @@
 package main
 
 import (
-	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"net/url"
@@ -81,11 +76,8 @@ func (a *api) routes() *fiber.App {
 	})
 	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(a.gather, promhttp.HandlerOpts{})))
 
+	a.ingestRoutes(app)
 	v1 := app.Group("/v1")
-	for _, t := range []string{profiles.TypeTrack, profiles.TypeIdentify, profiles.TypePage, profiles.TypeScreen, profiles.TypeGroup, profiles.TypeAlias} {
-		v1.Post("/"+t, a.ingest(t))
-	}
-	v1.Post("/batch", a.ingest(""))
 
 	app.Get(email.OpenPath+":token", a.trackOpen)
 	app.Get(email.ClickPath+":token", a.trackClick)
@@ -179,6 +171,10 @@ func (a *api) ingest(typ string) fiber.Handler {
 			a.metrics.Rejected.WithLabelValues("unknown", "unauthorized").Inc()
 			return err
 		}
+		if err := a.checkOrigin(c, source); err != nil {
+			a.metrics.Rejected.WithLabelValues(source, "origin").Inc()
+			return err
+		}
 		opts := profiles.DecodeOptions{Type: typ, Source: source, ReceivedAt: received, NewID: a.newID, MaxSkew: a.maxSkew}
 		var events []*profiles.Event
 		if typ == "" {
@@ -197,6 +193,7 @@ func (a *api) ingest(typ string) fiber.Handler {
 			a.metrics.Rejected.WithLabelValues(source, reason).Inc()
 			return err
 		}
+		liftContextTraits(events)
 		if err := a.sources.CheckTrust(source, typ == "", events); err != nil {
 			a.metrics.Rejected.WithLabelValues(source, "source_trust").Inc()
 			return err
@@ -234,67 +231,6 @@ func (a *api) checkPlan(source string, batch bool, events []*profiles.Event) err
 		}
 	}
 	return nil
-}
-
-// requestBody returns the body, inflating gzip (as SDKs may send) within
-// the batch limit.
-func requestBody(c *fiber.Ctx) ([]byte, error) {
-	raw := c.Request().Body()
-	if len(raw) > profiles.MaxBatchBytes {
-		return nil, fmt.Errorf("request body is %d bytes, limit %d: %w", len(raw), profiles.MaxBatchBytes, profiles.ErrTooLarge)
-	}
-	enc := strings.ToLower(strings.TrimSpace(c.Get(fiber.HeaderContentEncoding)))
-	switch enc {
-	case "", "identity":
-		return raw, nil
-	case "gzip":
-		zr, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			return nil, &httpError{fiber.StatusBadRequest, "body: invalid gzip: " + err.Error()}
-		}
-		b, err := io.ReadAll(io.LimitReader(zr, profiles.MaxBatchBytes+1))
-		if err != nil {
-			return nil, &httpError{fiber.StatusBadRequest, "body: invalid gzip: " + err.Error()}
-		}
-		if len(b) > profiles.MaxBatchBytes {
-			return nil, fmt.Errorf("inflated body over %d bytes: %w", profiles.MaxBatchBytes, profiles.ErrTooLarge)
-		}
-		return b, nil
-	default:
-		return nil, &httpError{fiber.StatusUnsupportedMediaType, fmt.Sprintf("Content-Encoding %q: want gzip or none", enc)}
-	}
-}
-
-// authenticate finds the source by write key: HTTP Basic user name as
-// Segment does, or a writeKey field in the body.
-func (a *api) authenticate(c *fiber.Ctx, body []byte) (string, error) {
-	key := ""
-	if h := c.Get(fiber.HeaderAuthorization); h != "" {
-		scheme, cred, _ := strings.Cut(h, " ")
-		if !strings.EqualFold(scheme, "Basic") {
-			return "", &httpError{fiber.StatusUnauthorized, "Authorization: want Basic with the write key as user name"}
-		}
-		dec, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
-		if err != nil {
-			return "", &httpError{fiber.StatusUnauthorized, "Authorization: invalid base64"}
-		}
-		key, _, _ = strings.Cut(string(dec), ":")
-	}
-	if key == "" {
-		var w struct {
-			WriteKey string `json:"writeKey"`
-		}
-		_ = json.Unmarshal(body, &w)
-		key = w.WriteKey
-	}
-	if key == "" {
-		return "", &httpError{fiber.StatusUnauthorized, "missing write key: send it as the HTTP Basic user name or in writeKey"}
-	}
-	source, ok := a.sources.Authenticate(key)
-	if !ok {
-		return "", &httpError{fiber.StatusUnauthorized, "unknown write key"}
-	}
-	return source, nil
 }
 
 // tokenCheck compares a bearer token with the admin token in constant time.

@@ -278,7 +278,45 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 		}
 	}
 	if v := getenv("CARTERA_IDENTITY_SECRETS"); v != "" {
-		return applyIdentitySecrets(cfg, v)
+		if err := applyIdentitySecrets(cfg, v); err != nil {
+			return err
+		}
+	}
+	if v := getenv("CARTERA_ALLOWED_ORIGINS"); v != "" {
+		if err := applyAllowedOrigins(cfg, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyAllowedOrigins sets the origins given as
+// "source=https://shop.example,source=https://www.shop.example". They
+// replace every allowed_origins of the file, as the shop's domains are a
+// deployment's, not the examples'.
+func applyAllowedOrigins(cfg *Config, v string) error {
+	for j := range cfg.Sources {
+		cfg.Sources[j].AllowedOrigins = nil
+	}
+	for i, pair := range strings.Split(v, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		source, origin, ok := strings.Cut(pair, "=")
+		if !ok || source == "" || origin == "" {
+			return fmt.Errorf("CARTERA_ALLOWED_ORIGINS: entry %d: want source=origin", i+1)
+		}
+		found := false
+		for j := range cfg.Sources {
+			if cfg.Sources[j].Name == source {
+				cfg.Sources[j].AllowedOrigins = append(cfg.Sources[j].AllowedOrigins, origin)
+				found = true
+			}
+		}
+		if !found {
+			return fmt.Errorf("CARTERA_ALLOWED_ORIGINS: entry %d: no source %q in the config or CARTERA_WRITE_KEYS", i+1, source)
+		}
 	}
 	return nil
 }

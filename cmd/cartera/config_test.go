@@ -42,6 +42,8 @@ sources:
 		"CARTERA_ADDR":        "127.0.0.1:9050",
 		"CARTERA_ADMIN_TOKEN": "env-token-0123456789",
 		"CARTERA_WRITE_KEYS":  "env_web_key=web,env_app_key=app",
+		// app exists only through CARTERA_WRITE_KEYS.
+		"CARTERA_ALLOWED_ORIGINS": "web=https://shop.example, web=https://www.shop.example,app=*",
 	}))
 	if err != nil {
 		t.Fatal(err)
@@ -59,6 +61,10 @@ sources:
 		cfg.Sources[1].Name != "app" || strings.Join(cfg.Sources[1].WriteKeys, ",") != "env_app_key" {
 		t.Errorf("sources = %+v, want env keys replacing the file's", cfg.Sources)
 	}
+	if len(cfg.Sources) == 2 && (strings.Join(cfg.Sources[0].AllowedOrigins, " ") != "https://shop.example https://www.shop.example" ||
+		strings.Join(cfg.Sources[1].AllowedOrigins, " ") != "*") {
+		t.Errorf("allowed origins %q and %q, want the environment's", cfg.Sources[0].AllowedOrigins, cfg.Sources[1].AllowedOrigins)
+	}
 }
 
 func TestLoadConfigErrors(t *testing.T) {
@@ -71,6 +77,9 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"bad addr", "addr: nowhere\n", nil, `addr: want host:port, got "nowhere"`},
 		{"short admin token", "admin_token: short\n", nil, "admin_token: want at least 16 characters"},
 		{"bad write keys env", "", map[string]string{"CARTERA_WRITE_KEYS": "novalue"}, "CARTERA_WRITE_KEYS: entry 1: want key=source"},
+		{"bad allowed origins env", "", map[string]string{"CARTERA_ALLOWED_ORIGINS": "https://shop.example"}, "CARTERA_ALLOWED_ORIGINS: entry 1: want source=origin"},
+		{"allowed origins of no source", "", map[string]string{"CARTERA_ALLOWED_ORIGINS": "shop=https://shop.example"}, `CARTERA_ALLOWED_ORIGINS: entry 1: no source "shop"`},
+		{"allowed origin with a path", "sources:\n  - name: web\n    allowed_origins: [https://shop.example/home]\n", nil, `sources[0].allowed_origins[0]: want scheme://host[:port] with no path`},
 		{"short write key", "sources:\n  - name: web\n    write_keys: [abc]\n", nil, "sources[0].write_keys[0]: want at least 8 characters"},
 		{"bad plan mode", "sources:\n  - name: web\n    tracking_plan: {mode: loose}\n", nil, `sources[0].tracking_plan.mode: want strict or warn, got "loose"`},
 		{"bad identity kind", "profiles:\n  identity:\n    kinds: [{name: card, paths: [foo.card]}]\n", nil, `identity.kinds[0].paths[0]: want a path under traits, properties or context, got "foo.card"`},
