@@ -274,7 +274,7 @@ type createRequest struct {
 	Job struct {
 		Type     string `json:"type"`
 		Metadata struct {
-			UserList string   `json:"userList"`
+			UserList string           `json:"userList"`
 			Consent  *adsConsentBlock `json:"consent,omitempty"`
 		} `json:"customerMatchUserListMetadata"`
 	} `json:"job"`
