@@ -1,6 +1,66 @@
-// Package google keeps a Google Ads Customer Match user list in step with
-// a Cartera audience, through the Google Ads API's OfflineUserDataJobService
-// (REST): each batch of outbox messages becomes one job for its adds and
+// Package google keeps a Google Ads Customer Match list in step with a
+// Cartera audience, and sends store purchases to a Google Ads conversion
+// action as offline conversions.
+//
+// # Data Manager API (the default)
+//
+// Since 1 April 2026 the Google Ads API refuses Customer Match uploads
+// from developer tokens that had not used it before
+// (CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE); Google's answer is the Data
+// Manager API, https://datamanager.googleapis.com/v1. DataManager sends a
+// batch's adds and removes as
+//
+//	POST <base>/audienceMembers:ingest
+//	POST <base>/audienceMembers:remove
+//	Authorization: Bearer <OAuth token, scope https://www.googleapis.com/auth/datamanager>
+//
+//	{"destinations":[{"loginAccount":{"accountId":"1112223333","accountType":"GOOGLE_ADS"},
+//	                  "operatingAccount":{"accountId":"1234567890","accountType":"GOOGLE_ADS"},
+//	                  "productDestinationId":"<user list id>"}],
+//	 "audienceMembers":[{"userData":{"userIdentifiers":[{"emailAddress":"<hex sha256>"},
+//	                                                    {"phoneNumber":"<hex sha256>"}]},
+//	                     "consent":{"adUserData":"CONSENT_GRANTED","adPersonalization":"CONSENT_GRANTED"}}],
+//	 "encoding":"HEX"}
+//	→ {"requestId":"…"}
+//
+// The field names are those of the v1 REST reference (Destination,
+// ProductAccount, AudienceMember, UserData, UserIdentifier, Consent,
+// Encoding). Values are hashed as its "Format user data" guide says:
+// email_address lower-cased, whitespace removed, and for gmail.com and
+// googlemail.com the dots before the @ removed; phone_number in E.164
+// with its "+"; SHA-256, hex ("encoding": "HEX"). A request holds at most
+// 10,000 members and a member at most 10 identifiers ("Limits and
+// quotas"); a person with more is several members, never split over two
+// requests. Consent is per member, from the person's "ads" consent at
+// delivery (granted for a yes; a no since the add was queued holds it
+// back); RemoveAudienceMembersRequest has no consent field. The requestId
+// is kept in the "Audience Synced" outcome; with StatusPolls,
+// requestStatus:retrieve?requestId= is asked until the request is no
+// longer PROCESSING, and FAILED dead-letters the messages with the error
+// reasons and counts.
+//
+// Errors are google.rpc.Status bodies ({"error":{"code","message",
+// "status","details":[ErrorInfo, BadRequest, RequestInfo]}}): 429
+// RESOURCE_EXHAUSTED (the project's 300 requests a minute), 408, 409 and
+// 5xx are retried; 400 INVALID_ARGUMENT, 401, 403 and other 4xx are dead
+// letters. When every BadRequest field violation names a member
+// ("audience_members[3]…"), only those members' messages are dead; the
+// others are retried without them.
+//
+// OAuth (Credentials.Client): a service account key (JWT bearer grant) or
+// a refresh token with its OAuth client, at Google's token endpoint or
+// another (tests); the token is renewed before it expires.
+//
+// Conversions sends store purchases through events:ingest to a conversion
+// action (productDestinationId), one Event per sale: transactionId the
+// order id (Google drops a second conversion with the same one),
+// eventTimestamp, userData, consent, currency, conversionValue,
+// eventSource IN_STORE; at most 2,000 events a request.
+//
+// # Google Ads API (legacy, api: google_ads)
+//
+// Destination keeps the list through the Google Ads API's
+// OfflineUserDataJobService (REST), for accounts still allowlisted for it: each batch of outbox messages becomes one job for its adds and
 // one for its removes, each created, filled and run.
 //
 // It owns the wire format, the normalizing and hashing of identifiers, and
@@ -20,7 +80,7 @@
 //	login-customer-id: <LoginCustomerID>      (when set: a manager account)
 //	Content-Type: application/json
 //
-// and a job is three calls (https://developers.google.com/google-ads/api/rest/reference/rest/v18/customers.offlineUserDataJobs):
+// and a job is three calls (https://developers.google.com/google-ads/api/rest/reference/rest/v23/customers.offlineUserDataJobs):
 //
 //	POST <BaseURL>/customers/<CustomerID>/offlineUserDataJobs:create
 //	{"job":{"type":"CUSTOMER_MATCH_USER_LIST",

@@ -33,9 +33,13 @@ const (
 	MaxIdentifiersPerRequest = 100000
 )
 
-// DefaultBaseURL is the Google Ads API version the requests were written
-// for.
-const DefaultBaseURL = "https://googleads.googleapis.com/v18"
+// DefaultBaseURL is the Google Ads API root of the legacy path
+// (api: google_ads). v18 was sunset in August 2025 ("v18 | October 16,
+// 2024 | June 2025 | August 2025", Deprecation and sunset,
+// https://developers.google.com/google-ads/api/docs/sunset-dates); v23 is
+// the newest version the references we read name (v23.1 announced for
+// February 2026) and OfflineUserDataJobService is unchanged in it.
+const DefaultBaseURL = "https://googleads.googleapis.com/v23"
 
 // Config is one Customer Match user list.
 type Config struct {
@@ -261,7 +265,7 @@ func chunks(people []*person) [][]*person {
 	return out
 }
 
-type consent struct {
+type adsConsentBlock struct {
 	AdUserData        string `json:"adUserData"`
 	AdPersonalization string `json:"adPersonalization"`
 }
@@ -270,8 +274,8 @@ type createRequest struct {
 	Job struct {
 		Type     string `json:"type"`
 		Metadata struct {
-			UserList string   `json:"userList"`
-			Consent  *consent `json:"consent,omitempty"`
+			UserList string           `json:"userList"`
+			Consent  *adsConsentBlock `json:"consent,omitempty"`
 		} `json:"customerMatchUserListMetadata"`
 	} `json:"job"`
 }
@@ -282,7 +286,7 @@ func (d *Destination) create(ctx context.Context, granted bool) (string, error) 
 	req.Job.Type = "CUSTOMER_MATCH_USER_LIST"
 	req.Job.Metadata.UserList = d.cfg.UserList
 	if granted {
-		req.Job.Metadata.Consent = &consent{AdUserData: "GRANTED", AdPersonalization: "GRANTED"}
+		req.Job.Metadata.Consent = &adsConsentBlock{AdUserData: "GRANTED", AdPersonalization: "GRANTED"}
 	}
 	var resp struct {
 		ResourceName string `json:"resourceName"`
@@ -298,13 +302,13 @@ func (d *Destination) create(ctx context.Context, granted bool) (string, error) 
 	return resp.ResourceName, nil
 }
 
-type userData struct {
+type adsUserData struct {
 	UserIdentifiers []identifier `json:"userIdentifiers"`
 }
 
 type operation struct {
-	Create *userData `json:"create,omitempty"`
-	Remove *userData `json:"remove,omitempty"`
+	Create *adsUserData `json:"create,omitempty"`
+	Remove *adsUserData `json:"remove,omitempty"`
 }
 
 type addRequest struct {
@@ -318,7 +322,7 @@ func addBody(op string, people []*person) (*addRequest, []int) {
 	for i, p := range people {
 		for ids := p.ids; len(ids) > 0; {
 			n := min(len(ids), MaxIdentifiersPerOperation)
-			u := &userData{UserIdentifiers: ids[:n]}
+			u := &adsUserData{UserIdentifiers: ids[:n]}
 			ids = ids[n:]
 			if op == "add" {
 				req.Operations = append(req.Operations, operation{Create: u})

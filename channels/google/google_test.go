@@ -500,10 +500,15 @@ func TestNew(t *testing.T) {
 			}
 		})
 	}
-	if c := google.DefaultConfig(); c.BaseURL != "https://googleads.googleapis.com/v18" {
+	if c := google.DefaultConfig(); c.BaseURL != "https://googleads.googleapis.com/v23" {
 		t.Fatalf("default base %q", c.BaseURL)
 	}
 }
 
 // Destination must satisfy the outbox's interface.
 var _ channels.Destination = (*google.Destination)(nil)
+
+var (
+	_ channels.Destination = (*google.DataManager)(nil)
+	_ channels.Destination = (*google.Conversions)(nil)
+)

@@ -1,6 +1,7 @@
 package meta
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -25,7 +26,7 @@ func BenchmarkPlan1000(b *testing.B) {
 	out := make([]channels.Result, len(msgs))
 	b.ReportAllocs()
 	for b.Loop() {
-		reqs := d.plan(msgs, out)
+		reqs := d.plan(context.Background(), msgs, out)
 		if len(reqs) != 1 {
 			b.Fatalf("%d requests", len(reqs))
 		}
@@ -41,8 +42,8 @@ func TestNormalize(t *testing.T) {
 		"no-at-sign":          "",
 		"   ":                 "",
 	} {
-		if got := normEmail(in); got != want {
-			t.Errorf("normEmail(%q) = %q, want %q", in, got, want)
+		if got := NormEmail(in); got != want {
+			t.Errorf("NormEmail(%q) = %q, want %q", in, got, want)
 		}
 	}
 	for in, want := range map[string]string{
@@ -53,8 +54,8 @@ func TestNormalize(t *testing.T) {
 		"+":                  "",
 		"ext":                "",
 	} {
-		if got := normPhone(in); got != want {
-			t.Errorf("normPhone(%q) = %q, want %q", in, got, want)
+		if got := NormPhone(in); got != want {
+			t.Errorf("NormPhone(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -11,17 +11,32 @@
 //
 // # Request
 //
-//	POST   <BaseURL>/<AudienceID>/users     (adds)
-//	DELETE <BaseURL>/<AudienceID>/users     (removes)
+//	POST   <BaseURL>/<Version>/<AudienceID>/users     (adds)
+//	DELETE <BaseURL>/<Version>/<AudienceID>/users     (removes)
 //	Authorization: Bearer <AccessToken>
 //	Content-Type: application/json
 //
-//	{"payload":{"schema":["EMAIL","PHONE"],
-//	            "data":[["<email sha256>","<phone sha256>"],["<email sha256>",""]]}}
+//	{"session":{"session_id":N,"batch_seq":1,"last_batch_flag":true,"estimated_num_total":2},
+//	 "payload":{"schema":["EMAIL","PHONE","FN","LN","COUNTRY","EXTERN_ID"],
+//	            "data":[["<email>","<phone>","<fn>","<ln>","<country>","<extern id>"],
+//	                    ["<email>","","<fn>","<ln>","<country>","<extern id>"]]}}
 //
-// Each row is one person; a person with two addresses and one number is two
-// rows (["e1","p1"], ["e2",""]), and a missing value is "". Values are the
-// lower-case hex SHA-256 of the normalized identifier:
+// Version is v26.0 unless configured. The session object is the one the
+// Customer File Custom Audiences guide marks required: the requests of one
+// operation in a batch are one session (batch_seq from 1, last_batch_flag
+// on the last, estimated_num_total the rows of all), and the same messages
+// make the same session_id when retried.
+//
+// Each row is one address or number of a person; a person with two
+// addresses and one number is two rows (["e1","p1",…], ["e2","",…]), and a
+// missing value is "". FN, LN and COUNTRY come from the person's traits
+// first_name, last_name and country at delivery (Config.Profiles):
+// lower-cased, letters only, hashed; COUNTRY the lower-case ISO 3166-1
+// alpha-2 code, hashed. EXTERN_ID is the SHA-256 of the profile id (the
+// users reference does not require hashing it; the Conversions API
+// recommends hashing external_id, and the same value in both lets Meta
+// match them). Values are the lower-case hex SHA-256 of the normalized
+// identifier:
 //
 //   - EMAIL: trimmed and lower-cased ("test@example.com" →
 //     973dfe463ec85785f5f95af5ba3906eedb2d931c24e69824a89ea65dba4e813b);
@@ -34,6 +49,14 @@
 // EMAIL "trim leading and trailing white space and convert all characters
 // to lowercase"; PHONE "remove symbols, letters, and any leading zeroes"
 // with the country code as prefix.
+//
+// Conversions sends store purchases to a dataset through the Conversions
+// API: POST <BaseURL>/<Version>/<pixel id>/events with
+// {"data":[{"event_name":"Purchase","event_time":<unix>,
+// "action_source":"physical_store","event_id":"<order id>","user_data":
+// {"em":[…],"ph":[…],"fn":[…],"ln":[…],"country":[…],"external_id":[…]},
+// "custom_data":{"value":…,"currency":"EUR","order_id":"<order id>"}}]},
+// at most 1,000 events a request; event_id deduplicates the sale.
 //
 // The schema names are "EMAIL" and "PHONE", not "EMAIL_SHA256" and
 // "PHONE_SHA256": the users reference
@@ -59,6 +82,9 @@
 //     "Audience Synced" {audience, destination: "meta", op}.
 //   - 5xx, 408, 429, a network error or a timeout: a plain error for every
 //     message of the request; the outbox retries them.
+//   - Code 190 (an invalid or expired token) is a dead letter whose error
+//     says to generate a new system user token; 10 and 200-299 say which
+//     permission is missing.
 //   - A 4xx that Graph API's error handling guide
 //     (https://developers.facebook.com/docs/graph-api/guides/error-handling)
 //     calls temporary — "is_transient": true, codes 1 and 2 (service), 4,

@@ -2,6 +2,8 @@ package meta_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -89,11 +91,35 @@ func msg(profile, op string, emails, phones []string) *channels.Message {
 	return &channels.Message{Key: profile + "/" + op, Destination: "meta:vip", ProfileID: profile, Payload: p}
 }
 
+// wantBody is the payload of a users request of rows.
 func wantBody(rows ...string) string {
-	return `{"payload":{"schema":["EMAIL","PHONE"],"data":[` + strings.Join(rows, ",") + `]}}`
+	return `{"schema":["EMAIL","PHONE","FN","LN","COUNTRY","EXTERN_ID"],"data":[` + strings.Join(rows, ",") + `]}`
 }
 
-func row(email, phone string) string { return `["` + email + `","` + phone + `"]` }
+// row is a row of a person without names or country: their email and
+// phone hashes and the hash of their profile id (EXTERN_ID).
+func row(email, phone, profile string) string {
+	ext := ""
+	if profile != "" {
+		ext = hexSHA(profile)
+	}
+	return `["` + email + `","` + phone + `","","","","` + ext + `"]`
+}
+
+func hexSHA(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// payload is the payload of a users request body.
+func payload(t *testing.T, body string) string {
+	t.Helper()
+	var b struct{ Payload json.RawMessage }
+	if err := json.Unmarshal([]byte(body), &b); err != nil {
+		t.Fatalf("body %s: %v", body, err)
+	}
+	return string(b.Payload)
+}
 
 func checkSynced(t *testing.T, i int, r channels.Result, op string) {
 	t.Helper()
@@ -127,9 +153,9 @@ func TestDeliverAddsOneRequest(t *testing.T) {
 	if c.Auth != "Bearer s3cr3t" || c.ContentType != "application/json" || c.Query != "" {
 		t.Errorf("auth %q, content type %q, query %q; want Bearer s3cr3t, application/json, no query", c.Auth, c.ContentType, c.Query)
 	}
-	want := wantBody(row(hTestEmail, hUSPhone), row(hAnaEmail, hUKPhone), row(hBobEmail, ""), row("", hESPhone))
-	if c.Body != want {
-		t.Errorf("body\n got %s\nwant %s", c.Body, want)
+	want := wantBody(row(hTestEmail, hUSPhone, "p1"), row(hAnaEmail, hUKPhone, "p2"), row(hBobEmail, "", "p2"), row("", hESPhone, "p3"))
+	if got := payload(t, c.Body); got != want {
+		t.Errorf("body\n got %s\nwant %s", got, want)
 	}
 	if len(res) != len(msgs) {
 		t.Fatalf("got %d results for %d messages", len(res), len(msgs))
@@ -163,10 +189,10 @@ func TestDeliverAddThenRemove(t *testing.T) {
 			t.Errorf("%s %s auth %q", c.Method, c.Path, c.Auth)
 		}
 	}
-	if want := wantBody(row(hBobWork, ""), row(hAnaEmail, "")); calls[0].Body != want {
+	if want := wantBody(row(hBobWork, "", ""), row(hAnaEmail, "", "p2")); payload(t, calls[0].Body) != want {
 		t.Errorf("POST body\n got %s\nwant %s", calls[0].Body, want)
 	}
-	if want := wantBody(row(hTestEmail, ""), row(hBobEmail, hESPhone)); calls[1].Body != want {
+	if want := wantBody(row(hTestEmail, "", "p1"), row(hBobEmail, hESPhone, "p3")); payload(t, calls[1].Body) != want {
 		t.Errorf("DELETE body\n got %s\nwant %s", calls[1].Body, want)
 	}
 	// Overridden messages are delivered without an outcome.
@@ -218,7 +244,7 @@ func TestDeliverSplitsAtMaxRows(t *testing.T) {
 				if err := json.Unmarshal([]byte(c.Body), &b); err != nil {
 					t.Fatal(err)
 				}
-				if c.Method != http.MethodPost || len(b.Payload.Schema) != 2 {
+				if c.Method != http.MethodPost || len(b.Payload.Schema) != 6 {
 					t.Fatalf("%s with schema %v", c.Method, b.Payload.Schema)
 				}
 				got = append(got, len(b.Payload.Data))
@@ -348,7 +374,7 @@ func TestDeliverBadMessages(t *testing.T) {
 	}
 	checkSynced(t, 4, res[4], "add")
 	calls := f.Calls()
-	if len(calls) != 1 || calls[0].Body != wantBody(row(hTestEmail, "")) {
+	if len(calls) != 1 || payload(t, calls[0].Body) != wantBody(row(hTestEmail, "", "p4")) {
 		t.Fatalf("requests %+v, want one POST with test@example.com only", calls)
 	}
 }
@@ -404,7 +430,7 @@ func TestNew(t *testing.T) {
 			}
 		})
 	}
-	if c := meta.DefaultConfig(); c.BaseURL != "https://graph.facebook.com/v21.0" {
+	if c := meta.DefaultConfig(); c.BaseURL != "https://graph.facebook.com" || c.Version != "v26.0" {
 		t.Fatalf("default base %q", c.BaseURL)
 	}
 }

@@ -21,7 +21,6 @@ import (
 
 	"cartera/channels"
 	"cartera/channels/email"
-	"cartera/channels/google"
 	"cartera/channels/meta"
 	"cartera/channels/sms"
 	"cartera/channels/webhook"
@@ -73,6 +72,8 @@ type ChannelsConfig struct {
 	// Audiences maps an audience (a rules audience or an ad audience of
 	// the policies) to the ad platforms that mirror it.
 	Audiences map[string]AudienceDestinations `yaml:"audiences"`
+	// Conversions sends store purchases to the ad platforms.
+	Conversions ConversionsConfig `yaml:"conversions"`
 	// Delivery overrides delivery settings by destination name.
 	Delivery map[string]channels.DestinationConfig `yaml:"delivery"`
 	// Retention says how long the outbox keeps idempotency keys and dead
@@ -86,13 +87,7 @@ type AudienceDestinations struct {
 		AudienceID  string `yaml:"audience_id"`
 		AccessToken string `yaml:"access_token"`
 	} `yaml:"meta"`
-	Google *struct {
-		CustomerID      string `yaml:"customer_id"`
-		UserList        string `yaml:"user_list"`
-		DeveloperToken  string `yaml:"developer_token"`
-		AccessToken     string `yaml:"access_token"`
-		LoginCustomerID string `yaml:"login_customer_id"`
-	} `yaml:"google"`
+	Google  *GoogleAudience `yaml:"google"`
 	Webhook *struct {
 		URL    string `yaml:"url"`
 		Secret string `yaml:"secret"`
@@ -221,13 +216,12 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 	// sale is one API call that lands within seconds.
 	adDefaults := channels.DefaultDestinationConfig()
 	adDefaults.BatchSize, adDefaults.BatchWindow, adDefaults.Concurrency = 1000, time.Second, 1
+	googleAds, metaOn := false, false
 	for _, name := range slices.Sorted(maps.Keys(cfg.Channels.Audiences)) {
 		ad := cfg.Channels.Audiences[name]
 		var dests []channels.Destination
 		if m := ad.Meta; m != nil && m.AccessToken != "" {
-			mc := meta.DefaultConfig()
-			mc.Name, mc.AudienceID, mc.AccessToken, mc.BaseURL = meta.Prefix+name, m.AudienceID, m.AccessToken, cfg.MetaURL
-			dest, err := meta.New(mc)
+			dest, err := a.metaAudience(cfg, name, m.AudienceID, m.AccessToken, people)
 			if err != nil {
 				return fmt.Errorf("channels.audiences.%s.meta: %w", name, err)
 			}
@@ -235,18 +229,17 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 		} else if m != nil {
 			a.log.Warn("meta audience disabled: no access token", "audience", name)
 		}
-		if g := ad.Google; g != nil && g.AccessToken != "" {
-			gc := google.DefaultConfig()
-			gc.Name, gc.BaseURL, gc.CustomerID, gc.UserList = google.Prefix+name, cfg.GoogleAdsURL, g.CustomerID, g.UserList
-			gc.DeveloperToken, gc.AccessToken, gc.LoginCustomerID = g.DeveloperToken, g.AccessToken, g.LoginCustomerID
-			dest, err := google.New(gc)
+		if g := ad.Google; g != nil && g.set() {
+			dest, err := a.googleAudience(cfg, name, g, people)
 			if err != nil {
 				return fmt.Errorf("channels.audiences.%s.google: %w", name, err)
 			}
 			dests = append(dests, dest)
+			googleAds = googleAds || g.API == "google_ads"
 		} else if g != nil {
-			a.log.Warn("google audience disabled: no access token", "audience", name)
+			a.log.Warn("google audience disabled: no credentials", "audience", name)
 		}
+		metaOn = metaOn || (ad.Meta != nil && ad.Meta.AccessToken != "")
 		if w := ad.Webhook; w != nil && w.URL != "" {
 			wc := webhook.DefaultConfig()
 			wc.Name, wc.URL, wc.Secret, wc.AudienceConsent = webhook.AudiencePrefix+name, w.URL, []byte(w.Secret), "ads"
@@ -263,12 +256,29 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 			d.audiences[name] = append(d.audiences[name], dest.Name())
 		}
 	}
+	conv, err := a.openConversions(cfg, func(dest channels.Destination) error { return register(dest, adDefaults) })
+	if err != nil {
+		return fmt.Errorf("channels.conversions: %w", err)
+	}
+	metaOn = metaOn || slices.Contains(conv, meta.ConversionsName)
+	warnSunsets(a.log, cfg, now(), googleAds, metaOn)
 	a.delivery = d
 	// Rules audiences mirrored on ad platforms follow their members in
 	// the commit that changes them (a processor after the rules engine).
 	// An erasure then removes what the outbox holds about the person,
 	// after the mirror enqueued the removals it keeps.
-	a.store.Use(mirror{a: a}, outboxEraser{a: a})
+	procs := []profiles.Processor{mirror{a: a}}
+	if len(conv) > 0 {
+		cc := conversions{a: a, events: cfg.Channels.Conversions.Events, sources: cfg.Channels.Conversions.Sources, dests: conv}
+		if len(cc.events) == 0 {
+			cc.events = []string{"Order Completed"}
+		}
+		if len(cc.sources) == 0 {
+			cc.sources = []string{"pos"}
+		}
+		procs = append(procs, cc)
+	}
+	a.store.Use(append(procs, outboxEraser{a: a})...)
 	return nil
 }
 

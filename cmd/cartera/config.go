@@ -17,6 +17,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"cartera/channels"
+	"cartera/channels/google"
+	"cartera/channels/meta"
 	"cartera/profiles"
 )
 
@@ -40,10 +42,20 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 
 	// Outside services, for the channel and wallet packages.
-	SMTPURL         string `yaml:"smtp_url"`
-	APNsURL         string `yaml:"apns_url"`
-	MetaURL         string `yaml:"meta_url"`
-	GoogleAdsURL    string `yaml:"google_ads_url"`
+	SMTPURL string `yaml:"smtp_url"`
+	APNsURL string `yaml:"apns_url"`
+	// MetaURL is the Graph API root (a root ending in a version, as
+	// earlier releases had it, still works and sets the version);
+	// MetaAPIVersion the Marketing API version.
+	MetaURL        string `yaml:"meta_url"`
+	MetaAPIVersion string `yaml:"meta_api_version"`
+	// GoogleAdsURL is the legacy Google Ads API root with its version
+	// (audiences with api: google_ads).
+	GoogleAdsURL string `yaml:"google_ads_url"`
+	// GoogleDataManagerURL is the Data Manager API root with its version.
+	GoogleDataManagerURL string `yaml:"google_data_manager_url"`
+	// GoogleTokenURL overrides Google's OAuth token endpoint (tests).
+	GoogleTokenURL  string `yaml:"google_token_url"`
 	GoogleWalletURL string `yaml:"google_wallet_url"`
 
 	Sources  []profiles.SourceConfig `yaml:"sources"`
@@ -75,17 +87,19 @@ type Config struct {
 // DefaultConfig returns the settings used where nothing else is said.
 func DefaultConfig() Config {
 	return Config{
-		Addr:            "127.0.0.1:8080",
-		Data:            "./data/cartera.db",
-		PublicURL:       "http://127.0.0.1:8080",
-		LogLevel:        "info",
-		ShutdownTimeout: 15 * time.Second,
-		APNsURL:         "https://api.push.apple.com",
-		MetaURL:         "https://graph.facebook.com/v21.0",
-		GoogleAdsURL:    "https://googleads.googleapis.com/v18",
-		GoogleWalletURL: "https://walletobjects.googleapis.com/walletobjects/v1",
-		Profiles:        profiles.DefaultConfig(),
-		Channels:        ChannelsConfig{Retention: channels.DefaultRetentionConfig()},
+		Addr:                 "127.0.0.1:8080",
+		Data:                 "./data/cartera.db",
+		PublicURL:            "http://127.0.0.1:8080",
+		LogLevel:             "info",
+		ShutdownTimeout:      15 * time.Second,
+		APNsURL:              "https://api.push.apple.com",
+		MetaURL:              meta.DefaultBaseURL,
+		MetaAPIVersion:       meta.DefaultVersion,
+		GoogleAdsURL:         google.DefaultBaseURL,
+		GoogleDataManagerURL: google.DefaultDataManagerURL,
+		GoogleWalletURL:      "https://walletobjects.googleapis.com/walletobjects/v1",
+		Profiles:             profiles.DefaultConfig(),
+		Channels:             ChannelsConfig{Retention: channels.DefaultRetentionConfig()},
 	}
 }
 
@@ -100,10 +114,18 @@ func (c *Config) Validate() error {
 	if c.Retention.Journeys < 0 || (c.Retention.Journeys > 0 && c.Retention.Journeys < 24*time.Hour) {
 		return fmt.Errorf("retention.journeys: want at least 24h, got %s", c.Retention.Journeys)
 	}
-	for name, u := range map[string]string{"public_url": c.PublicURL, "apns_url": c.APNsURL, "meta_url": c.MetaURL, "google_ads_url": c.GoogleAdsURL, "google_wallet_url": c.GoogleWalletURL} {
+	for name, u := range map[string]string{"public_url": c.PublicURL, "apns_url": c.APNsURL, "meta_url": c.MetaURL, "google_ads_url": c.GoogleAdsURL, "google_data_manager_url": c.GoogleDataManagerURL, "google_wallet_url": c.GoogleWalletURL} {
 		if p, err := url.Parse(u); err != nil || p.Scheme == "" || p.Host == "" {
 			return fmt.Errorf("%s: want an absolute URL, got %q", name, u)
 		}
+	}
+	if c.GoogleTokenURL != "" {
+		if p, err := url.Parse(c.GoogleTokenURL); err != nil || p.Scheme == "" || p.Host == "" {
+			return fmt.Errorf("google_token_url: want an absolute URL, got %q", c.GoogleTokenURL)
+		}
+	}
+	if err := validateAds(c); err != nil {
+		return err
 	}
 	if c.SMTPURL != "" {
 		if p, err := url.Parse(c.SMTPURL); err != nil || (p.Scheme != "smtp" && p.Scheme != "smtps") || p.Host == "" {
@@ -240,16 +262,19 @@ func readConfigFile(path string, cfg *Config) error {
 // applyEnv reads CARTERA_* settings over the file's.
 func applyEnv(cfg *Config, getenv func(string) string) error {
 	str := map[string]*string{
-		"CARTERA_ADDR":              &cfg.Addr,
-		"CARTERA_DATA":              &cfg.Data,
-		"CARTERA_PUBLIC_URL":        &cfg.PublicURL,
-		"CARTERA_ADMIN_TOKEN":       &cfg.AdminToken,
-		"CARTERA_LOG_LEVEL":         &cfg.LogLevel,
-		"CARTERA_SMTP_URL":          &cfg.SMTPURL,
-		"CARTERA_APNS_URL":          &cfg.APNsURL,
-		"CARTERA_META_URL":          &cfg.MetaURL,
-		"CARTERA_GOOGLE_ADS_URL":    &cfg.GoogleAdsURL,
-		"CARTERA_GOOGLE_WALLET_URL": &cfg.GoogleWalletURL,
+		"CARTERA_ADDR":                    &cfg.Addr,
+		"CARTERA_DATA":                    &cfg.Data,
+		"CARTERA_PUBLIC_URL":              &cfg.PublicURL,
+		"CARTERA_ADMIN_TOKEN":             &cfg.AdminToken,
+		"CARTERA_LOG_LEVEL":               &cfg.LogLevel,
+		"CARTERA_SMTP_URL":                &cfg.SMTPURL,
+		"CARTERA_APNS_URL":                &cfg.APNsURL,
+		"CARTERA_META_URL":                &cfg.MetaURL,
+		"CARTERA_GOOGLE_ADS_URL":          &cfg.GoogleAdsURL,
+		"CARTERA_META_API_VERSION":        &cfg.MetaAPIVersion,
+		"CARTERA_GOOGLE_DATA_MANAGER_URL": &cfg.GoogleDataManagerURL,
+		"CARTERA_GOOGLE_TOKEN_URL":        &cfg.GoogleTokenURL,
+		"CARTERA_GOOGLE_WALLET_URL":       &cfg.GoogleWalletURL,
 	}
 	for name, p := range str {
 		if v := getenv(name); v != "" {
@@ -353,23 +378,43 @@ func applyWriteKeys(cfg *Config, v string) error {
 }
 
 // applyAdTokens reads the ad platforms' secrets from the environment into
-// every audience the config mirrors there, so tokens stay out of the file:
-// CARTERA_META_ACCESS_TOKEN, CARTERA_GOOGLE_ADS_ACCESS_TOKEN and
-// CARTERA_GOOGLE_ADS_DEVELOPER_TOKEN.
+// every audience and conversion sink the config sends there, so they stay
+// out of the file: CARTERA_META_ACCESS_TOKEN; for Google
+// CARTERA_GOOGLE_ADS_ACCESS_TOKEN, CARTERA_GOOGLE_ADS_DEVELOPER_TOKEN
+// (legacy API), CARTERA_GOOGLE_ADS_SERVICE_ACCOUNT (a key file),
+// CARTERA_GOOGLE_ADS_CLIENT_ID, CARTERA_GOOGLE_ADS_CLIENT_SECRET and
+// CARTERA_GOOGLE_ADS_REFRESH_TOKEN.
 func applyAdTokens(cfg *Config, getenv func(string) string) {
-	meta, gAccess, gDev := getenv("CARTERA_META_ACCESS_TOKEN"), getenv("CARTERA_GOOGLE_ADS_ACCESS_TOKEN"), getenv("CARTERA_GOOGLE_ADS_DEVELOPER_TOKEN")
+	metaTok, gDev := getenv("CARTERA_META_ACCESS_TOKEN"), getenv("CARTERA_GOOGLE_ADS_DEVELOPER_TOKEN")
+	creds := func(g *GoogleCredentials) {
+		for env, p := range map[string]*string{
+			"CARTERA_GOOGLE_ADS_ACCESS_TOKEN":    &g.AccessToken,
+			"CARTERA_GOOGLE_ADS_SERVICE_ACCOUNT": &g.ServiceAccountFile,
+			"CARTERA_GOOGLE_ADS_CLIENT_ID":       &g.ClientID,
+			"CARTERA_GOOGLE_ADS_CLIENT_SECRET":   &g.ClientSecret,
+			"CARTERA_GOOGLE_ADS_REFRESH_TOKEN":   &g.RefreshToken,
+		} {
+			if v := getenv(env); v != "" {
+				*p = v
+			}
+		}
+	}
 	for _, ad := range cfg.Channels.Audiences {
-		if ad.Meta != nil && meta != "" {
-			ad.Meta.AccessToken = meta
+		if ad.Meta != nil && metaTok != "" {
+			ad.Meta.AccessToken = metaTok
 		}
 		if ad.Google != nil {
-			if gAccess != "" {
-				ad.Google.AccessToken = gAccess
-			}
+			creds(&ad.Google.GoogleCredentials)
 			if gDev != "" {
 				ad.Google.DeveloperToken = gDev
 			}
 		}
+	}
+	if m := cfg.Channels.Conversions.Meta; m != nil && metaTok != "" {
+		m.AccessToken = metaTok
+	}
+	if g := cfg.Channels.Conversions.Google; g != nil {
+		creds(&g.GoogleCredentials)
 	}
 }
 

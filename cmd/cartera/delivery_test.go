@@ -586,9 +586,15 @@ func TestDeliveryEmailSMTPAndTracking(t *testing.T) {
 
 // metaBody is the users edge's JSON (channels/meta).
 type metaBody struct {
+	Session struct {
+		ID    int64 `json:"session_id"`
+		Seq   int   `json:"batch_seq"`
+		Last  bool  `json:"last_batch_flag"`
+		Total int   `json:"estimated_num_total"`
+	} `json:"session"`
 	Payload struct {
-		Schema []string    `json:"schema"`
-		Data   [][2]string `json:"data"`
+		Schema []string   `json:"schema"`
+		Data   [][]string `json:"data"`
 	} `json:"payload"`
 }
 
@@ -612,13 +618,15 @@ func metaRows(t *testing.T, hits []hit, method, path string) map[[2]string]time.
 		}
 		var b metaBody
 		exactJSON(t, "meta "+h.Method+" "+h.Path, h.Body, &b)
-		if !slices.Equal(b.Payload.Schema, []string{"EMAIL", "PHONE"}) || len(b.Payload.Data) == 0 {
+		if !slices.Equal(b.Payload.Schema, []string{"EMAIL", "PHONE", "FN", "LN", "COUNTRY", "EXTERN_ID"}) || len(b.Payload.Data) == 0 ||
+			b.Session.ID == 0 || b.Session.Seq != 1 || !b.Session.Last || b.Session.Total != len(b.Payload.Data) {
 			t.Fatalf("meta body %s", h.Body)
 		}
 		if h.Method != method || h.Path != path {
 			continue
 		}
-		for _, r := range b.Payload.Data {
+		for _, row := range b.Payload.Data {
+			r := [2]string{row[0], row[1]}
 			if _, dup := rows[r]; !dup {
 				rows[r] = h.At
 			}

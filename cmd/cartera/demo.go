@@ -476,7 +476,9 @@ func (d *demoRun) synced(ident, profileID, op string) ([]string, error) {
 			return nil, err
 		}
 		for _, m := range queued.Messages {
-			if m.ProfileID == profileID && strings.Contains(m.Destination, ":") {
+			// Ad audiences ("meta:retargeting"), not offline conversions
+			// ("conversions:meta"), which report no Audience Synced.
+			if m.ProfileID == profileID && strings.Contains(m.Destination, ":") && !strings.HasPrefix(m.Destination, "conversions:") {
 				platform, _, _ := strings.Cut(m.Destination, ":")
 				want[platform] = true
 			}
