@@ -41,6 +41,7 @@ commands:
   simulate   replay events through the journey engine
   preview    render an email template for a person (or a sample one)
   demo       replay the seed scenario against a running gateway (make demo)
+  compact    rewrite a stopped gateway's bbolt file with its live data only
 `
 
 // Run executes one command.
@@ -60,6 +61,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.preview(ctx, args[1:])
 	case "demo":
 		return m.demo(ctx, args[1:])
+	case "compact":
+		return m.compact(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return nil
