@@ -102,8 +102,7 @@ func TestPrune(t *testing.T) {
 func TestSendsSinceSeeks(t *testing.T) {
 	h := newHarness(t, pruneCapPolicy, nil)
 	t0 := h.clock.Now()
-	var err error
-	err = h.store.DB().Update(func(tx *bbolt.Tx) error {
+	err := h.store.DB().Update(func(tx *bbolt.Tx) error {
 		r := h.engine.Begin(tx).(*run)
 		for i, ch := range []string{"email", "sms", "email", "push", "email2", "sms"} {
 			r.now = t0.Add(time.Duration(i) * time.Hour)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // compactTxSize bounds the pages one transaction of the copy writes.
@@ -48,7 +49,7 @@ func (m *Main) compact(ctx context.Context, args []string) error {
 	}
 	// A running serve holds the file's lock: fail fast and say so.
 	src, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
-	if errors.Is(err, bbolt.ErrTimeout) {
+	if errors.Is(err, berrors.ErrTimeout) {
 		return fmt.Errorf("compact %s: the file is in use: stop cartera serve first", path)
 	}
 	if err != nil {
