@@ -323,24 +323,41 @@ func applyAllowedOrigins(cfg *Config, v string) error {
 	for j := range cfg.Sources {
 		cfg.Sources[j].AllowedOrigins = nil
 	}
+	return eachPair("CARTERA_ALLOWED_ORIGINS", v, "source=origin", func(i int, source, origin string) error {
+		src := cfg.source(source)
+		if src == nil {
+			return fmt.Errorf("CARTERA_ALLOWED_ORIGINS: entry %d: no source %q in the config or CARTERA_WRITE_KEYS", i, source)
+		}
+		src.AllowedOrigins = append(src.AllowedOrigins, origin)
+		return nil
+	})
+}
+
+// eachPair calls fn with each "a=b" entry of the comma-separated list v
+// of the environment variable name (entries numbered from 1); an entry
+// without both sides is an error that shows the form wanted.
+func eachPair(name, v, want string, fn func(i int, a, b string) error) error {
 	for i, pair := range strings.Split(v, ",") {
 		pair = strings.TrimSpace(pair)
 		if pair == "" {
 			continue
 		}
-		source, origin, ok := strings.Cut(pair, "=")
-		if !ok || source == "" || origin == "" {
-			return fmt.Errorf("CARTERA_ALLOWED_ORIGINS: entry %d: want source=origin", i+1)
+		a, b, ok := strings.Cut(pair, "=")
+		if !ok || a == "" || b == "" {
+			return fmt.Errorf("%s: entry %d: want %s", name, i+1, want)
 		}
-		found := false
-		for j := range cfg.Sources {
-			if cfg.Sources[j].Name == source {
-				cfg.Sources[j].AllowedOrigins = append(cfg.Sources[j].AllowedOrigins, origin)
-				found = true
-			}
+		if err := fn(i+1, a, b); err != nil {
+			return err
 		}
-		if !found {
-			return fmt.Errorf("CARTERA_ALLOWED_ORIGINS: entry %d: no source %q in the config or CARTERA_WRITE_KEYS", i+1, source)
+	}
+	return nil
+}
+
+// source is the source of the config by name (nil: none).
+func (c *Config) source(name string) *profiles.SourceConfig {
+	for j := range c.Sources {
+		if c.Sources[j].Name == name {
+			return &c.Sources[j]
 		}
 	}
 	return nil
@@ -354,27 +371,14 @@ func applyWriteKeys(cfg *Config, v string) error {
 	for j := range cfg.Sources {
 		cfg.Sources[j].WriteKeys = nil
 	}
-	for i, pair := range strings.Split(v, ",") {
-		pair = strings.TrimSpace(pair)
-		if pair == "" {
-			continue
-		}
-		key, source, ok := strings.Cut(pair, "=")
-		if !ok || key == "" || source == "" {
-			return fmt.Errorf("CARTERA_WRITE_KEYS: entry %d: want key=source", i+1)
-		}
-		found := false
-		for j := range cfg.Sources {
-			if cfg.Sources[j].Name == source {
-				cfg.Sources[j].WriteKeys = append(cfg.Sources[j].WriteKeys, key)
-				found = true
-			}
-		}
-		if !found {
+	return eachPair("CARTERA_WRITE_KEYS", v, "key=source", func(_ int, key, source string) error {
+		if src := cfg.source(source); src != nil {
+			src.WriteKeys = append(src.WriteKeys, key)
+		} else {
 			cfg.Sources = append(cfg.Sources, profiles.SourceConfig{Name: source, WriteKeys: []string{key}})
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // applyAdTokens reads the ad platforms' secrets from the environment into

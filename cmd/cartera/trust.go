@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 )
 
 // applyIdentitySecrets sets the sources' identity secrets given as
@@ -13,25 +12,12 @@ func applyIdentitySecrets(cfg *Config, v string) error {
 	for i := range cfg.Sources {
 		cfg.Sources[i].IdentitySecret = ""
 	}
-	for i, pair := range strings.Split(v, ",") {
-		pair = strings.TrimSpace(pair)
-		if pair == "" {
-			continue
+	return eachPair("CARTERA_IDENTITY_SECRETS", v, "source=secret", func(i int, source, secret string) error {
+		src := cfg.source(source)
+		if src == nil {
+			return fmt.Errorf("CARTERA_IDENTITY_SECRETS: entry %d: no source %q", i, source)
 		}
-		source, secret, ok := strings.Cut(pair, "=")
-		if !ok || source == "" || secret == "" {
-			return fmt.Errorf("CARTERA_IDENTITY_SECRETS: entry %d: want source=secret", i+1)
-		}
-		found := false
-		for j := range cfg.Sources {
-			if cfg.Sources[j].Name == source {
-				cfg.Sources[j].IdentitySecret = secret
-				found = true
-			}
-		}
-		if !found {
-			return fmt.Errorf("CARTERA_IDENTITY_SECRETS: entry %d: no source %q", i+1, source)
-		}
-	}
-	return nil
+		src.IdentitySecret = secret
+		return nil
+	})
 }
