@@ -4,14 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net/url"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -20,9 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"cartera/channels"
 	"cartera/channels/email"
-	"cartera/journeys"
 	"cartera/profiles"
 	"cartera/rules"
 )
@@ -257,10 +251,6 @@ func (a *api) requireAdmin(c *fiber.Ctx) error {
 	return c.Next()
 }
 
-func identParam(c *fiber.Ctx) (profiles.Identifier, error) {
-	return profiles.ParseIdentifier(pathParam(c, "ident"))
-}
-
 // pathParam returns a path parameter, percent-decoded.
 func pathParam(c *fiber.Ctx, name string) string {
 	raw := c.Params(name)
@@ -270,293 +260,12 @@ func pathParam(c *fiber.Ctx, name string) string {
 	return raw
 }
 
-// profileView is the unified profile as the API shows it.
-type profileView struct {
-	ID             string                      `json:"id"`
-	CreatedAt      time.Time                   `json:"created_at"`
-	UpdatedAt      time.Time                   `json:"updated_at"`
-	LastSeenAt     time.Time                   `json:"last_seen_at"`
-	Identities     []profiles.IdentityRecord   `json:"identities"`
-	Traits         map[string]any              `json:"traits"`
-	Computed       map[string]any              `json:"computed"`
-	Consent        map[string]profiles.Consent `json:"consent"`
-	ConsentHistory []profiles.ConsentChange    `json:"consent_history"`
-	Audiences      []audienceView              `json:"audiences"`
-	Journeys       []journeys.InstanceView     `json:"journeys"`
-	Passes         []passView                  `json:"passes"`
-	Merges         []profiles.LedgerEntry      `json:"merges"`
-	MergedFrom     []string                    `json:"merged_from"`
-	EventCount     int                         `json:"event_count"`
-	Events         []profiles.Event            `json:"events"`
-}
-
-// audienceView is one audience the person is or was in.
-type audienceView struct {
-	ID string `json:"id"`
-	rules.Membership
-}
-
-func (a *api) profileView(p *profiles.Profile, events []profiles.Event) (profileView, error) {
-	standing, err := a.rules.Standing(p)
-	if err != nil {
-		return profileView{}, err
-	}
-	v := newProfileView(p, events)
-	v.Computed = standing.Computed
-	for _, id := range slices.Sorted(maps.Keys(standing.Audiences)) {
-		v.Audiences = append(v.Audiences, audienceView{ID: id, Membership: *standing.Audiences[id]})
-	}
-	if a.core != nil {
-		insts, err := a.core.journeys.Instances(p.ID)
-		if err != nil {
-			return profileView{}, err
-		}
-		if insts != nil {
-			v.Journeys = insts
-		}
-	}
-	if v.Passes, err = a.passViews(p.ID); err != nil {
-		return profileView{}, err
-	}
-	return v, nil
-}
-
-func newProfileView(p *profiles.Profile, events []profiles.Event) profileView {
-	v := profileView{
-		ID: p.ID, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, LastSeenAt: p.LastSeenAt,
-		Identities: p.Identities, Traits: p.TraitValues(), Computed: map[string]any{},
-		Consent: p.Consent, ConsentHistory: p.ConsentHistory,
-		Audiences: []audienceView{}, Journeys: []journeys.InstanceView{}, Passes: []passView{},
-		Merges: p.Ledger, MergedFrom: p.MergedFrom, EventCount: p.EventCount, Events: events,
-	}
-	if v.Consent == nil {
-		v.Consent = map[string]profiles.Consent{}
-	}
-	if v.ConsentHistory == nil {
-		v.ConsentHistory = []profiles.ConsentChange{}
-	}
-	if v.Merges == nil {
-		v.Merges = []profiles.LedgerEntry{}
-	}
-	if v.MergedFrom == nil {
-		v.MergedFrom = []string{}
-	}
-	if v.Events == nil {
-		v.Events = []profiles.Event{}
-	}
-	return v
-}
-
 const defaultProfileEvents = 100
-
-func (a *api) getProfile(c *fiber.Ctx) error {
-	id, err := identParam(c)
-	if err != nil {
-		return err
-	}
-	limit := defaultProfileEvents
-	if s := c.Query("events"); s != "" {
-		if limit, err = strconv.Atoi(s); err != nil || limit < 0 {
-			return &httpError{fiber.StatusBadRequest, fmt.Sprintf("events: want a count >= 0, got %q", s)}
-		}
-	}
-	p, err := a.store.Lookup(id)
-	if err != nil {
-		return err
-	}
-	var events []profiles.Event
-	if limit > 0 {
-		if events, err = a.store.Events(p.ID, limit); err != nil {
-			return err
-		}
-	}
-	v, err := a.profileView(p, events)
-	if err != nil {
-		return err
-	}
-	return c.JSON(v)
-}
-
-func (a *api) exportProfile(c *fiber.Ctx) error {
-	id, err := identParam(c)
-	if err != nil {
-		return err
-	}
-	ex, err := a.store.Export(id)
-	if err != nil {
-		return err
-	}
-	c.Set(fiber.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="profile-%s.json"`, ex.Profile.ID))
-	v, err := a.profileView(ex.Profile, ex.Events)
-	if err != nil {
-		return err
-	}
-	return c.JSON(fiber.Map{"exported_at": a.now().UTC(), "profile": v})
-}
-
-func (a *api) eraseProfile(c *fiber.Ctx) error {
-	id, err := identParam(c)
-	if err != nil {
-		return err
-	}
-	dropLater := false
-	if s := c.Query("drop_later"); s != "" {
-		if dropLater, err = strconv.ParseBool(s); err != nil {
-			return &httpError{fiber.StatusBadRequest, fmt.Sprintf("drop_later: want true or false, got %q", s)}
-		}
-	}
-	er, err := a.store.Erase(id, dropLater)
-	if err != nil {
-		return err
-	}
-	return c.JSON(fiber.Map{"success": true, "erased": er})
-}
-
-func (a *api) listAudiences(c *fiber.Ctx) error {
-	list, err := a.rules.Audiences()
-	if err != nil {
-		return err
-	}
-	return c.JSON(fiber.Map{"audiences": list})
-}
 
 const (
 	defaultPage = 100
 	maxPage     = 1000
 )
-
-func (a *api) audienceMembers(c *fiber.Ctx) error {
-	limit := defaultPage
-	if s := c.Query("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxPage {
-			return &httpError{fiber.StatusBadRequest, fmt.Sprintf("limit: want 1 to %d, got %q", maxPage, s)}
-		}
-		limit = n
-	}
-	id := pathParam(c, "id")
-	members, next, err := a.rules.Members(id, c.Query("after"), limit)
-	if err != nil {
-		return err
-	}
-	if members == nil {
-		members = []rules.Member{}
-	}
-	return c.JSON(fiber.Map{"audience": id, "members": members, "next": next})
-}
-
-// journeySummary describes a journey for the list.
-type journeySummary struct {
-	ID        string `json:"id"`
-	Name      string `json:"name"`
-	Version   string `json:"version"`
-	Category  string `json:"category"`
-	Priority  int    `json:"priority"`
-	Trigger   string `json:"trigger"`
-	File      string `json:"file"`
-	Entered   int64  `json:"entered"`
-	Waiting   int64  `json:"waiting"`
-	Converted int64  `json:"converted"`
-	// EvalErrors counts conditions and values that failed to evaluate.
-	EvalErrors int64 `json:"eval_errors"`
-	// Revenue is the sum of the goal events' revenue (Segment's revenue
-	// property), attributed to the journey at conversion.
-	Revenue float64 `json:"revenue"`
-}
-
-func triggerText(t journeys.Trigger) string {
-	switch {
-	case t.Event != "":
-		return "event: " + t.Event
-	case t.AudienceEnter != "":
-		return "audience enter: " + t.AudienceEnter
-	case t.AudienceExit != "":
-		return "audience exit: " + t.AudienceExit
-	case t.Cron != "":
-		return fmt.Sprintf("schedule: %s (%s) over %s", t.Cron, t.Location, t.Audience)
-	}
-	return ""
-}
-
-func (a *api) summary(j *journeys.Journey) (journeySummary, map[string]journeys.StepCounts, error) {
-	counts, err := a.core.journeys.Counts(j.ID)
-	if err != nil {
-		return journeySummary{}, nil, err
-	}
-	s := journeySummary{ID: j.ID, Name: j.Name, Version: j.Version, Category: j.Category, Priority: j.Priority,
-		Trigger: triggerText(j.Trigger), File: j.File, Entered: counts[""]["entered"], Converted: counts[""]["converted"],
-		EvalErrors: counts[""]["eval_errors"], Revenue: float64(counts[""]["revenue_cents"]) / 100}
-	for step, c := range counts {
-		if step != "" {
-			s.Waiting += c["waiting"]
-		}
-	}
-	return s, counts, nil
-}
-
-func (a *api) listJourneys(c *fiber.Ctx) error {
-	set := a.core.journeys.Set()
-	out := make([]journeySummary, 0, len(set.Journeys))
-	for _, j := range set.Journeys {
-		s, _, err := a.summary(j)
-		if err != nil {
-			return err
-		}
-		out = append(out, s)
-	}
-	return c.JSON(fiber.Map{"journeys": out})
-}
-
-// stepView is one step with its counters.
-type stepView struct {
-	ID     string              `json:"id"`
-	Kind   string              `json:"kind"`
-	Next   string              `json:"next,omitempty"`
-	Counts journeys.StepCounts `json:"counts"`
-}
-
-func (a *api) getJourney(c *fiber.Ctx) error {
-	id := pathParam(c, "id")
-	j := a.core.journeys.Set().Journey(id)
-	if j == nil {
-		return &httpError{fiber.StatusNotFound, fmt.Sprintf("no journey %q", id)}
-	}
-	s, counts, err := a.summary(j)
-	if err != nil {
-		return err
-	}
-	steps := make([]stepView, 0, len(j.Steps))
-	for _, st := range j.Steps {
-		sc := journeys.StepCounts{"entered": 0, "waiting": 0, "sent": 0, "suppressed": 0, "exited": 0}
-		for k, v := range counts[st.ID] {
-			sc[k] = v
-		}
-		steps = append(steps, stepView{ID: st.ID, Kind: st.Kind, Next: st.Next, Counts: sc})
-	}
-	return c.JSON(fiber.Map{"journey": s, "steps": steps, "definition": string(j.Source)})
-}
-
-// reloadJourneys compiles the files again; a broken file never replaces a
-// working version, and the answer lists every error.
-func (a *api) reloadJourneys(c *fiber.Ctx) error {
-	defs, err := a.core.reload(c.UserContext())
-	var fe rules.FileErrors
-	if errors.As(err, &fe) {
-		msgs := make([]string, len(fe))
-		for i, e := range fe {
-			msgs[i] = e.Error()
-		}
-		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"success": false, "error": "reload refused: the running versions stay", "errors": msgs})
-	}
-	if err != nil {
-		return err
-	}
-	list := make([]fiber.Map, 0, len(defs.journeys.Journeys))
-	for _, j := range defs.journeys.Journeys {
-		list = append(list, fiber.Map{"id": j.ID, "version": j.Version})
-	}
-	return c.JSON(fiber.Map{"success": true, "journeys": list})
-}
 
 const unsubscribeHTML = `<!doctype html><html><head><meta charset="utf-8"><meta name="viewport" content="width=device-width"><title>Unsubscribe</title></head>
 <body style="font-family:sans-serif;max-width:32em;margin:4em auto"><h1>%s</h1><p>%s</p>%s</body></html>`
@@ -587,106 +296,4 @@ func (a *api) unsubscribe(c *fiber.Ctx) error {
 	}
 	a.tracked(c, ti)
 	return a.confirmUnsubscribe(c, ti)
-}
-
-func (a *api) outbox() (*channels.Outbox, error) {
-	if a.core == nil || a.core.delivery == nil {
-		return nil, &httpError{fiber.StatusNotFound, "delivery is off"}
-	}
-	return a.core.delivery.outbox, nil
-}
-
-func (a *api) listOutbox(c *fiber.Ctx) error {
-	ob, err := a.outbox()
-	if err != nil {
-		return err
-	}
-	state := c.Query("state", channels.StateQueued)
-	if state != channels.StateQueued && state != channels.StateDead {
-		return &httpError{fiber.StatusBadRequest, fmt.Sprintf("state: want queued or dead, got %q", state)}
-	}
-	msgs, err := ob.List(state, maxPage)
-	if err != nil {
-		return err
-	}
-	if msgs == nil {
-		msgs = []*channels.Message{}
-	}
-	return c.JSON(fiber.Map{"state": state, "messages": msgs})
-}
-
-func seqParam(c *fiber.Ctx) (uint64, error) {
-	seq, err := strconv.ParseUint(c.Params("seq"), 10, 64)
-	if err != nil {
-		return 0, &httpError{fiber.StatusBadRequest, fmt.Sprintf("seq: want a message number, got %q", c.Params("seq"))}
-	}
-	return seq, nil
-}
-
-func (a *api) retryOutbox(c *fiber.Ctx) error {
-	return a.outboxOp(c, (*channels.Outbox).Retry, "no dead message with that number")
-}
-
-func (a *api) dropOutbox(c *fiber.Ctx) error {
-	return a.outboxOp(c, (*channels.Outbox).Drop, "no message with that number")
-}
-
-// outboxOp runs an admin operation on one message by its number.
-func (a *api) outboxOp(c *fiber.Ctx, op func(*channels.Outbox, uint64) error, notFound string) error {
-	ob, err := a.outbox()
-	if err != nil {
-		return err
-	}
-	seq, err := seqParam(c)
-	if err != nil {
-		return err
-	}
-	if err := op(ob, seq); errors.Is(err, channels.ErrNotFound) {
-		return &httpError{fiber.StatusNotFound, notFound}
-	} else if err != nil {
-		return err
-	}
-	return c.JSON(fiber.Map{"success": true})
-}
-
-// exportAudience writes an audience's members as CSV with hashed
-// identifiers (SHA-256 of the normalized email and E.164 phone), the form
-// ad platforms take in their upload screens.
-func (a *api) exportAudience(c *fiber.Ctx) error {
-	id := pathParam(c, "id")
-	var b strings.Builder
-	b.WriteString("profile_id,entered_at,email_sha256,phone_sha256\n")
-	after := ""
-	for {
-		members, next, err := a.rules.Members(id, after, maxPage)
-		if err != nil {
-			return err
-		}
-		for _, m := range members {
-			var emails, phones []string
-			if p, err := a.store.Lookup(profiles.Identifier{Kind: profiles.KindProfileID, Value: m.ProfileID}); err == nil {
-				for _, r := range p.Identities {
-					switch r.Kind {
-					case profiles.KindEmail:
-						emails = append(emails, sha256Hex(r.Value))
-					case profiles.KindPhone:
-						phones = append(phones, sha256Hex(r.Value))
-					}
-				}
-			}
-			fmt.Fprintf(&b, "%s,%s,%s,%s\n", m.ProfileID, m.EnteredAt.Format(time.RFC3339), strings.Join(emails, ";"), strings.Join(phones, ";"))
-		}
-		if next == "" {
-			break
-		}
-		after = next
-	}
-	c.Set(fiber.HeaderContentType, "text/csv; charset=utf-8")
-	c.Set(fiber.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="audience-%s.csv"`, id))
-	return c.SendString(b.String())
-}
-
-func sha256Hex(s string) string {
-	h := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(h[:])
 }

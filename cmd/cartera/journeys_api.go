@@ -1,0 +1,126 @@
+package main
+
+// The journeys API: list, one journey with its step counts, reload.
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/gofiber/fiber/v2"
+
+	"cartera/journeys"
+	"cartera/rules"
+)
+
+// journeySummary describes a journey for the list.
+type journeySummary struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	Version   string `json:"version"`
+	Category  string `json:"category"`
+	Priority  int    `json:"priority"`
+	Trigger   string `json:"trigger"`
+	File      string `json:"file"`
+	Entered   int64  `json:"entered"`
+	Waiting   int64  `json:"waiting"`
+	Converted int64  `json:"converted"`
+	// EvalErrors counts conditions and values that failed to evaluate.
+	EvalErrors int64 `json:"eval_errors"`
+	// Revenue is the sum of the goal events' revenue (Segment's revenue
+	// property), attributed to the journey at conversion.
+	Revenue float64 `json:"revenue"`
+}
+
+func triggerText(t journeys.Trigger) string {
+	switch {
+	case t.Event != "":
+		return "event: " + t.Event
+	case t.AudienceEnter != "":
+		return "audience enter: " + t.AudienceEnter
+	case t.AudienceExit != "":
+		return "audience exit: " + t.AudienceExit
+	case t.Cron != "":
+		return fmt.Sprintf("schedule: %s (%s) over %s", t.Cron, t.Location, t.Audience)
+	}
+	return ""
+}
+
+func (a *api) summary(j *journeys.Journey) (journeySummary, map[string]journeys.StepCounts, error) {
+	counts, err := a.core.journeys.Counts(j.ID)
+	if err != nil {
+		return journeySummary{}, nil, err
+	}
+	s := journeySummary{ID: j.ID, Name: j.Name, Version: j.Version, Category: j.Category, Priority: j.Priority,
+		Trigger: triggerText(j.Trigger), File: j.File, Entered: counts[""]["entered"], Converted: counts[""]["converted"],
+		EvalErrors: counts[""]["eval_errors"], Revenue: float64(counts[""]["revenue_cents"]) / 100}
+	for step, c := range counts {
+		if step != "" {
+			s.Waiting += c["waiting"]
+		}
+	}
+	return s, counts, nil
+}
+
+func (a *api) listJourneys(c *fiber.Ctx) error {
+	set := a.core.journeys.Set()
+	out := make([]journeySummary, 0, len(set.Journeys))
+	for _, j := range set.Journeys {
+		s, _, err := a.summary(j)
+		if err != nil {
+			return err
+		}
+		out = append(out, s)
+	}
+	return c.JSON(fiber.Map{"journeys": out})
+}
+
+// stepView is one step with its counters.
+type stepView struct {
+	ID     string              `json:"id"`
+	Kind   string              `json:"kind"`
+	Next   string              `json:"next,omitempty"`
+	Counts journeys.StepCounts `json:"counts"`
+}
+
+func (a *api) getJourney(c *fiber.Ctx) error {
+	id := pathParam(c, "id")
+	j := a.core.journeys.Set().Journey(id)
+	if j == nil {
+		return &httpError{fiber.StatusNotFound, fmt.Sprintf("no journey %q", id)}
+	}
+	s, counts, err := a.summary(j)
+	if err != nil {
+		return err
+	}
+	steps := make([]stepView, 0, len(j.Steps))
+	for _, st := range j.Steps {
+		sc := journeys.StepCounts{"entered": 0, "waiting": 0, "sent": 0, "suppressed": 0, "exited": 0}
+		for k, v := range counts[st.ID] {
+			sc[k] = v
+		}
+		steps = append(steps, stepView{ID: st.ID, Kind: st.Kind, Next: st.Next, Counts: sc})
+	}
+	return c.JSON(fiber.Map{"journey": s, "steps": steps, "definition": string(j.Source)})
+}
+
+// reloadJourneys compiles the files again; a broken file never replaces a
+// working version, and the answer lists every error.
+func (a *api) reloadJourneys(c *fiber.Ctx) error {
+	defs, err := a.core.reload(c.UserContext())
+	var fe rules.FileErrors
+	if errors.As(err, &fe) {
+		msgs := make([]string, len(fe))
+		for i, e := range fe {
+			msgs[i] = e.Error()
+		}
+		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"success": false, "error": "reload refused: the running versions stay", "errors": msgs})
+	}
+	if err != nil {
+		return err
+	}
+	list := make([]fiber.Map, 0, len(defs.journeys.Journeys))
+	for _, j := range defs.journeys.Journeys {
+		list = append(list, fiber.Map{"id": j.ID, "version": j.Version})
+	}
+	return c.JSON(fiber.Map{"success": true, "journeys": list})
+}
