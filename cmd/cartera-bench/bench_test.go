@@ -30,7 +30,10 @@ func TestSeedServeLoadLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := sdktest.Start(t, bin, sdktest.Options{Data: data, Config: config, Env: map[string]string{"CARTERA_LOG_LEVEL": "info"}})
+	// The seed writes its people at the wall clock's time, and the load
+	// measures wall-clock rates: this gateway runs on the wall clock, not
+	// on CARTERA_TEST_CLOCK (nothing here depends on the hour).
+	srv := sdktest.Start(t, bin, sdktest.Options{Data: data, Config: config, Env: map[string]string{"CARTERA_LOG_LEVEL": "info", "CARTERA_DEV_CLOCK": "0"}})
 	if p := srv.MustProfile(t, "user_id:u-42", 0); p.ID == "" {
 		t.Fatal("a seeded person is missing")
 	}
