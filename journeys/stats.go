@@ -85,7 +85,10 @@ const (
 
 // Analyze compares each arm with the baseline: the control, or arms[0]
 // when none is a control. seed fixes the Monte Carlo draws.
-func Analyze(arms []Arm, seed uint64) []VariantResult {
+func Analyze(arms []Arm, seed uint64) []VariantResult { return analyze(arms, seed, mcDraws) }
+
+// analyze is Analyze with a number of draws.
+func analyze(arms []Arm, seed uint64, n int) []VariantResult {
 	out := make([]VariantResult, len(arms))
 	base := 0
 	for i, a := range arms {
@@ -95,9 +98,9 @@ func Analyze(arms []Arm, seed uint64) []VariantResult {
 		}
 	}
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
-	baseDraws := betaDraws(rng, arms[base], nil)
-	draws := make([]float64, mcDraws)
-	lifts := make([]float64, mcDraws)
+	baseDraws := betaDraws(rng, arms[base], make([]float64, n))
+	draws := make([]float64, n)
+	lifts := make([]float64, n)
 	for i, a := range arms {
 		r := VariantResult{Name: a.Name, Control: a.Control, Assigned: a.Assigned, Converted: a.Converted, Revenue: float64(a.RevenueCents) / 100}
 		if a.Assigned > 0 {
@@ -113,13 +116,13 @@ func Analyze(arms []Arm, seed uint64) []VariantResult {
 				}
 				lifts[k] = draws[k]/baseDraws[k] - 1
 			}
-			p := float64(beats) / mcDraws
+			p := float64(beats) / float64(n)
 			slices.Sort(lifts)
-			est := lifts[mcDraws/2]
+			est := lifts[n/2]
 			if b := arms[base]; b.Assigned > 0 && b.Converted > 0 && a.Assigned > 0 {
 				est = r.ConversionRate/(float64(b.Converted)/float64(b.Assigned)) - 1
 			}
-			r.Uplift = &Interval{Estimate: est, Low: lifts[int(0.025*mcDraws)], High: lifts[int(0.975*mcDraws)-1]}
+			r.Uplift = &Interval{Estimate: est, Low: lifts[n*25/1000], High: lifts[n*975/1000-1]}
 			r.ProbBeatsBaseline = &p
 			r.Verdict = Verdict(a, arms[base])
 		}
@@ -154,12 +157,9 @@ func Verdict(a, base Arm) string {
 	return VerdictWorse
 }
 
-// betaDraws fills into (or a new slice) with draws from the arm's
-// posterior, Beta(1+converted, 1+assigned-converted).
+// betaDraws fills into with draws from the arm's posterior,
+// Beta(1+converted, 1+assigned-converted).
 func betaDraws(rng *rand.Rand, a Arm, into []float64) []float64 {
-	if into == nil {
-		into = make([]float64, mcDraws)
-	}
 	alpha := 1 + float64(a.Converted)
 	beta := 1 + float64(max(a.Assigned-a.Converted, 0))
 	for k := range into {
