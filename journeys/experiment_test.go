@@ -189,7 +189,7 @@ func TestSplitSticky(t *testing.T) {
 func TestSplitConversions(t *testing.T) {
 	h := newHarness(t, openPolicy, map[string]string{"cart.yaml": splitJourney})
 	want := map[string]*Arm{}
-	late := 0
+	var lateBuyers []string
 	for i := range 80 {
 		who := fmt.Sprintf("c%02d", i)
 		pid := h.track(who, "Product Added", nil)
@@ -198,19 +198,23 @@ func TestSplitConversions(t *testing.T) {
 			want[v] = &Arm{}
 		}
 		want[v].Assigned++
-		switch i % 4 {
+		buys := i % 4
+		if v == "control" && want[v].Assigned == 1 {
+			buys = 0 // one control person at least converts
+		}
+		switch buys {
 		case 0: // buys twice within the window: one conversion, first revenue
 			h.track(who, "Order Completed", map[string]any{"revenue": 10.5})
 			h.track(who, "Order Completed", map[string]any{"revenue": 99})
 			want[v].Converted++
 			want[v].RevenueCents += 1050
 		case 1: // buys after the window: not a conversion
-			late++
+			lateBuyers = append(lateBuyers, who)
 		}
 	}
 	h.fireUntil(t0.Add(4 * 24 * time.Hour))
-	for i := 1; i < 80; i += 4 {
-		h.track(fmt.Sprintf("c%02d", i), "Order Completed", map[string]any{"revenue": 5})
+	for _, who := range lateBuyers {
+		h.track(who, "Order Completed", map[string]any{"revenue": 5})
 	}
 	if want["control"] == nil || want["control"].Converted == 0 {
 		t.Fatalf("no converted control person in %v: pick other names", want)
