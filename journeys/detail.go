@@ -68,9 +68,11 @@ type TraitDetail struct {
 	Value any    `json:"value"`
 }
 
-// GoalDetail is a goal's: the event that reached it.
+// GoalDetail is a goal's: the event that reached it, and the split arm
+// the person took.
 type GoalDetail struct {
-	Event string `json:"event"`
+	Event   string `json:"event"`
+	Variant string `json:"variant,omitempty"`
 }
 
 // ExitDetail is an exit's: why, and the split arm the person took.

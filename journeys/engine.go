@@ -145,6 +145,9 @@ type Set struct {
 	// byEvent lists, in file order, the journeys an event of a name may
 	// trigger, so an event costs only the journeys that care about it.
 	byEvent map[string][]*Journey
+	// expGoals are the goal events of journeys with experiments (splits,
+	// or the holdout): only these look at a person's assignments.
+	expGoals map[string]bool
 }
 
 // NewSet indexes journeys; ids must be unique.
@@ -172,6 +175,7 @@ func NewSet(js []*Journey, pol *Policy) (*Set, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	s.expGoals = experimentGoalEvents(js, s.Policy)
 	return s, nil
 }
 
@@ -224,7 +228,7 @@ func New(db *bbolt.DB, set *Set, opts Options) (*Engine, error) {
 		e.metrics = NewMetrics(nil)
 	}
 	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketInstances, bucketTimers, bucketCounts, bucketDefs, bucketOutbox, bucketOutboxKey, bucketSends, bucketAdMembers, bucketSchedules} {
+		for _, b := range [][]byte{bucketInstances, bucketTimers, bucketCounts, bucketDefs, bucketOutbox, bucketOutboxKey, bucketSends, bucketAdMembers, bucketSchedules, bucketExperiments} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}
@@ -336,6 +340,8 @@ type run struct {
 	// counts are the step counters this transaction changed, written by
 	// Flush.
 	counts map[string]int64
+	// expCounts are the experiment counters it changed (experiment.go).
+	expCounts map[string]int64
 	// memo holds the trigger conditions evaluated for the current event,
 	// by source.
 	memo map[string]memoResult
@@ -367,8 +373,8 @@ func (e *Engine) Begin(tx *bbolt.Tx) profiles.TxProcessor {
 // Flush implements profiles.TxProcessor: the step counters are written;
 // everything else is written as it goes.
 func (r *run) Flush() error {
-	if len(r.counts) == 0 {
-		return nil
+	if err := r.flushExperiments(); err != nil {
+		return err
 	}
 	b := r.tx.Bucket(bucketCounts)
 	for k, n := range r.counts {
@@ -433,6 +439,7 @@ func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event,
 	if err != nil {
 		return nil, err
 	}
+	var converted map[string]bool // journeys whose instance this event converted
 	for _, in := range insts {
 		j, err := r.e.version(r.tx, in.Journey, in.Version)
 		if err != nil {
@@ -444,13 +451,17 @@ func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event,
 		if j.Goal != nil && !in.Converted && j.Goal.Event == name && (j.Goal.Within == 0 || !r.now.After(in.EnteredAt.Add(j.Goal.Within))) &&
 			r.eval(j.Goal.When, input, j, in.Step, "goal.when") {
 			in.Converted = true
+			if converted == nil {
+				converted = map[string]bool{}
+			}
+			converted[j.ID] = true
 			r.count(j.ID, "", "converted", 1)
 			// Revenue attributed to the journey: the goal event's, in
 			// cents (counters are integers).
 			if rev, ok := revenueOf(ev); ok {
 				r.count(j.ID, "", "revenue_cents", int64(math.Round(rev*100)))
 			}
-			r.act(in, in.Step, ActGoal, "", GoalDetail{Event: name})
+			r.act(in, in.Step, ActGoal, "", GoalDetail{Event: name, Variant: in.Variant})
 			if err := r.save(in); err != nil {
 				return nil, err
 			}
@@ -478,6 +489,9 @@ func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event,
 				return nil, err
 			}
 		}
+	}
+	if err := r.experimentGoals(p, ev, evView.Name, pv, converted); err != nil {
+		return nil, err
 	}
 	candidates := r.set.byEvent[evView.Name]
 	if len(candidates) == 0 {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -62,6 +63,9 @@ type harness struct {
 	files map[string]string
 	// noSync turns fsync off (benchmarks).
 	noSync bool
+	// ids is the source of profile ids: seeded, so that a test's people
+	// get the same ids (and split arms) on every run.
+	ids *rand.ChaCha8
 
 	store  *profiles.Store
 	re     *rules.Engine
@@ -83,6 +87,7 @@ func openHarness(t testing.TB, policy string, files map[string]string, noSync bo
 	h := &harness{
 		t: t, path: filepath.Join(t.TempDir(), "cartera.db"), clock: clocktest.New(t0),
 		rules: testRules, policy: policy, files: maps.Clone(files), noSync: noSync,
+		ids: rand.NewChaCha8([32]byte{'c', 'a', 'r', 't', 'e', 'r', 'a'}),
 	}
 	h.open()
 	t.Cleanup(func() {
@@ -145,7 +150,7 @@ func (h *harness) open() {
 	rs, set := h.compile()
 	cfg := profiles.DefaultConfig()
 	cfg.NoSync = h.noSync
-	st, err := profiles.Open(context.Background(), h.path, cfg, profiles.Options{Now: h.clock.Now})
+	st, err := profiles.Open(context.Background(), h.path, cfg, profiles.Options{Now: h.clock.Now, Rand: h.ids})
 	if err != nil {
 		h.t.Fatalf("open store: %v", err)
 	}

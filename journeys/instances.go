@@ -168,6 +168,9 @@ func (r *run) enter(p *profiles.Profile, j *Journey, ev *profiles.Event) error {
 			return nil
 		}
 	}
+	if out, err := r.heldOut(p.ID, j); out || err != nil {
+		return err // the global holdout: recorded, not entered
+	}
 	rec.LastEntered, rec.Entries = r.now, rec.Entries+1
 	if err := sc.Put(p.ID, entryName(j.ID), encodeEntry(rec)); err != nil {
 		return err

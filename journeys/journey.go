@@ -116,6 +116,9 @@ type Step struct {
 	Cases []Case
 	// split
 	Variants []Variant
+	// Experiment names the split's experiment (default: the step id):
+	// assignments are sticky per person, journey and experiment.
+	Experiment string
 	// audience
 	Add, Remove string
 	// set_trait
@@ -134,7 +137,8 @@ type Case struct {
 	Next string
 }
 
-// Variant is one arm of a split.
+// Variant is one arm of a split. A control arm gets nothing (it goes to
+// Next, or ends) but is tracked like the others.
 type Variant struct {
 	Name    string
 	Percent int
@@ -594,29 +598,7 @@ func (p *parser) step(n *yaml.Node) *Step {
 			})
 		case StepSplit:
 			p.kind(s, k, StepSplit)
-			total := 0
-			f.Sequence(v, "split", func(item *yaml.Node) {
-				var vr Variant
-				f.Mapping(item, "split variant", func(key string, k, v *yaml.Node) {
-					switch key {
-					case "name":
-						vr.Name = f.String(v, "split.name")
-					case "percent":
-						vr.Percent = f.Int(v, "split.percent")
-					case "next":
-						vr.Next = f.String(v, "split.next")
-					case "control":
-						vr.Control = f.Bool(v, "split.control")
-					default:
-						f.Errorf(k, "split: unknown field %q: want name, percent, next or control", key)
-					}
-				})
-				total += vr.Percent
-				s.Variants = append(s.Variants, vr)
-			})
-			if total != 100 {
-				f.Errorf(v, "split: percentages add up to %d, want 100", total)
-			}
+			p.split(s, v)
 		case StepAudience:
 			p.kind(s, k, StepAudience)
 			f.Mapping(v, "audience", func(key string, k, v *yaml.Node) {

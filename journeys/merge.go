@@ -43,6 +43,9 @@ func (r *run) Merged(survivor *profiles.Profile, loserID string) error {
 			return err
 		}
 	}
+	if err := r.mergeExperiments(survivor.ID, loserID); err != nil {
+		return err
+	}
 	return r.mergeHistory(survivor.ID, loserID)
 }
 

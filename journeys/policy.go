@@ -36,6 +36,17 @@ type Policy struct {
 	// was first held; a send that would wait longer is suppressed. Zero:
 	// no bound.
 	MaxDelay time.Duration
+	// Holdout keeps a fixed share of people out of every marketing journey
+	// (nil: none).
+	Holdout *Holdout
+}
+
+// Holdout is the global holdout: the people whose roll for Name falls
+// below Basis (hundredths of a percent) never enter a marketing journey;
+// they are counted, so each journey's lift can be measured against them.
+type Holdout struct {
+	Name  string
+	Basis int
 }
 
 // What happens to a send that quiet hours or a frequency cap hold back.
@@ -212,6 +223,25 @@ func ParsePolicy(name string, b []byte, env *rules.Env) (*Policy, error) {
 				pol.OnCap = delayMode(f, v, key)
 			case "max_delay":
 				pol.MaxDelay = maxDelay(f, v, key)
+			case "holdout":
+				h := &Holdout{Name: "global"}
+				f.Mapping(v, key, func(key string, k, v *yaml.Node) {
+					switch key {
+					case "name":
+						h.Name = f.String(v, "holdout.name")
+						if !validID(h.Name) {
+							f.Errorf(v, "holdout.name: want lower_snake_case, got %q", h.Name)
+						}
+					case "percent":
+						h.Basis = parseBasis(f, v)
+					default:
+						f.Errorf(k, "holdout: unknown field %q: want percent or name", key)
+					}
+				})
+				if h.Basis == 0 && f.Count() == 0 {
+					f.Errorf(v, "holdout: percent is required")
+				}
+				pol.Holdout = h
 			case "ad_audiences":
 				f.Sequence(v, key, func(item *yaml.Node) {
 					var a AdAudience

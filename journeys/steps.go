@@ -3,8 +3,6 @@ package journeys
 // Steps: moving an instance through its journey's steps.
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"time"
@@ -76,17 +74,13 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 		}
 		return "", false, nil
 	case StepSplit:
-		h := sha256.Sum256(fmt.Appendf(nil, "%d/%s", in.ID, s.ID))
-		roll := int(binary.BigEndian.Uint32(h[:4]) % 100)
-		for _, v := range s.Variants {
-			if roll < v.Percent {
-				in.Variant = v.Name
-				r.count(j.ID, s.ID, "variant:"+v.Name, 1)
-				return v.Next, false, nil
-			}
-			roll -= v.Percent
+		v, err := r.assign(in.ProfileID, j, s)
+		if err != nil {
+			return "", false, err
 		}
-		return "", false, nil
+		in.Variant = v.Name
+		r.count(j.ID, s.ID, "variant:"+v.Name, 1)
+		return v.Next, false, nil
 	case StepAudience:
 		if s.Add != "" {
 			return s.Next, false, r.audienceAdd(j, in, s, s.Add, pv)

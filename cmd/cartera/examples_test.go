@@ -15,14 +15,36 @@ var exampleScenarios = map[string]scenario{
 	"cart_abandonment": {
 		want: []string{
 			"2026-11-20T10:05:00Z cart_abandonment - enter key=c1 trigger=Product Added",
+			// Ana is in the half-hour arm of the timing experiment, Ben
+			// in the at-once arm.
 			"2026-11-20T10:35:00Z cart_abandonment reminder send email template=cart_reminder",
-			"2026-11-20T15:40:00Z cart_abandonment reminder send email template=cart_reminder",
-			"2026-11-21T08:30:00Z cart_abandonment done exit reason=exit step",
+			"2026-11-20T15:10:00Z cart_abandonment reminder send email template=cart_reminder",
+			"2026-11-21T08:30:00Z cart_abandonment done exit reason=exit step variant=at_once",
 			"2026-11-21T10:35:00Z cart_abandonment retarget audience_add audience audience=retargeting",
 			"2026-11-21T17:00:00Z cart_abandonment hold audience_remove audience audience=retargeting reason=exit_when: Order Completed",
-			"2026-11-21T17:00:00Z cart_abandonment hold exit reason=exit_when: Order Completed",
+			"2026-11-21T17:00:00Z cart_abandonment hold exit reason=exit_when: Order Completed variant=half_hour",
 		},
-		never: []string{"suppressed"},
+		never: []string{"suppressed", "variant=control"},
+	},
+	"cart_experiment": {
+		want: []string{
+			// Lola and Marc: at once; Olga: the control (nothing, and
+			// again a week later); Sol: half an hour later.
+			"2026-11-23T10:01:00Z cart_abandonment reminder send email template=cart_reminder",
+			"2026-11-23T10:06:00Z cart_abandonment reminder send email template=cart_reminder",
+			"2026-11-23T10:16:00Z cart_abandonment - enter key=olga-1",
+			"2026-11-23T10:16:00Z cart_abandonment done exit reason=exit step variant=control",
+			"2026-11-23T10:43:00Z cart_abandonment - enter key=sol-1",
+			"2026-11-23T11:13:00Z cart_abandonment reminder send email template=cart_reminder",
+			"2026-11-23T12:01:00Z cart_abandonment opened goal event=Order Completed variant=at_once",
+			"2026-11-24T10:06:00Z cart_abandonment retarget audience_add audience audience=retargeting",
+			"2026-11-24T11:13:00Z cart_abandonment retarget audience_add audience audience=retargeting",
+			"2026-11-30T10:00:00Z cart_abandonment done exit reason=exit step variant=control",
+			"2026-12-01T10:06:00Z cart_abandonment done exit reason=exit step variant=at_once",
+			"2026-12-01T11:13:00Z cart_abandonment done exit reason=exit step variant=half_hour",
+		},
+		// The control gets no email and joins no audience.
+		never: []string{"suppressed", "10:16:00Z cart_abandonment reminder", "10:36:00Z", "2026-11-24T10:16:00Z", "2026-11-30T10:00:00Z cart_abandonment reminder"},
 	},
 	"tier_upgrade": {
 		want: []string{

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -60,29 +61,66 @@ func TestJourneysAPIAndReload(t *testing.T) {
 		}
 	}()
 
-	mustOK(t, s.send(t, "app_dev_write_key", "/v1/track", `{"anonymousId":"j-1","event":"Product Added","properties":{"cart_id":"c9"}}`))
-	j := s.admin(t, "GET", "/v1/journeys/cart_abandonment")
-	if j.status != 200 {
-		t.Fatalf("journey: %d %s", j.status, j.raw)
-	}
-	sum := j.body["journey"].(map[string]any)
-	if sum["entered"] != 1.0 || sum["waiting"] != 1.0 {
-		t.Fatalf("summary = %v, want 1 entered and 1 waiting", sum)
-	}
-	steps := j.body["steps"].([]any)
-	var idle map[string]any
-	for _, st := range steps {
-		if st.(map[string]any)["id"] == "idle" {
-			idle = st.(map[string]any)
+	// A shopper who is not a priority one is in the reminder timing
+	// experiment, in an arm drawn from their (random) profile id: each arm
+	// waits at another step; the control does not wait at all, so the test
+	// takes shoppers until one is not in it.
+	var j reply
+	var anon, arm string
+	arms := map[string]float64{}
+	for i := 1; arm == "" || arm == "control"; i++ {
+		if i > 30 {
+			t.Fatal("30 shoppers in the control group")
+		}
+		anon = fmt.Sprintf("j-%d", i)
+		mustOK(t, s.send(t, "app_dev_write_key", "/v1/track", `{"anonymousId":"`+anon+`","event":"Product Added","properties":{"cart_id":"c9"}}`))
+		j = s.admin(t, "GET", "/v1/journeys/cart_abandonment")
+		if j.status != 200 {
+			t.Fatalf("journey: %d %s", j.status, j.raw)
+		}
+		exps := j.body["experiments"].([]any)
+		if len(exps) != 1 {
+			t.Fatalf("experiments = %v, want the reminder timing split", exps)
+		}
+		exp := exps[0].(map[string]any)
+		if exp["name"] != "reminder_timing" || exp["kind"] != "split" || exp["window"] != "7d" {
+			t.Fatalf("experiment = %v", exp)
+		}
+		arm = ""
+		total := 0.0
+		for _, v := range exp["variants"].([]any) {
+			v := v.(map[string]any)
+			name, n := v["name"].(string), v["assigned"].(float64)
+			if n == arms[name]+1 {
+				arm = name
+			}
+			arms[name] = n
+			total += n
+		}
+		if arm == "" || total != float64(i) {
+			t.Fatalf("after %d shoppers the experiment is %v", i, exp)
+		}
+		sum := j.body["journey"].(map[string]any)
+		if sum["entered"] != float64(i) || sum["waiting"] != float64(i)-arms["control"] {
+			t.Fatalf("summary = %v after %d shoppers, %v in the control", sum, i, arms["control"])
 		}
 	}
-	if idle == nil || idle["counts"].(map[string]any)["waiting"] != 1.0 {
-		t.Fatalf("steps = %v, want one waiting at idle", steps)
+	waitsAt := map[string]string{"half_hour": "idle", "at_once": "opened"}[arm]
+	steps := j.body["steps"].([]any)
+	var at map[string]any
+	for _, st := range steps {
+		if st.(map[string]any)["id"] == waitsAt {
+			at = st.(map[string]any)
+		}
 	}
-	p := s.admin(t, "GET", "/v1/profiles/anonymous_id:j-1")
+	if at == nil || at["counts"].(map[string]any)["waiting"] != 1.0 {
+		t.Fatalf("steps = %v, want one waiting at %s (arm %s)", steps, waitsAt, arm)
+	}
+	sum := j.body["journey"].(map[string]any)
+	p := s.admin(t, "GET", "/v1/profiles/anonymous_id:"+anon)
 	insts := p.body["journeys"].([]any)
-	if len(insts) != 1 || insts[0].(map[string]any)["journey"] != "cart_abandonment" || insts[0].(map[string]any)["key"] != "c9" {
-		t.Fatalf("profile journeys = %v", insts)
+	if len(insts) != 1 || insts[0].(map[string]any)["journey"] != "cart_abandonment" || insts[0].(map[string]any)["key"] != "c9" || insts[0].(map[string]any)["variant"] != arm {
+		t.Fatalf("profile journeys = %v, want one in %s", insts, arm)
 	}
 	list := s.admin(t, "GET", "/v1/journeys")
 	if n := len(list.body["journeys"].([]any)); n < 3 {
@@ -114,7 +152,7 @@ func TestJourneysAPIAndReload(t *testing.T) {
 	if nv == oldVersion {
 		t.Fatal("edit did not make a new version")
 	}
-	inst := s.admin(t, "GET", "/v1/profiles/anonymous_id:j-1").body["journeys"].([]any)[0].(map[string]any)
+	inst := s.admin(t, "GET", "/v1/profiles/anonymous_id:"+anon).body["journeys"].([]any)[0].(map[string]any)
 	if inst["version"] != oldVersion {
 		t.Fatalf("running instance moved to version %v, want %v", inst["version"], oldVersion)
 	}

@@ -191,12 +191,16 @@ var scenarios = map[string]scenario{
 			"2026-11-20T11:12:00Z browse_abandonment done exit reason=exit step variant=bestsellers",
 			"2026-11-20T11:13:00Z browse_abandonment shoes_new send email template=shoes_new_arrivals",
 			"2026-11-20T11:13:00Z browse_abandonment done exit reason=exit step variant=new_arrivals",
-			// Dani and Eli: the control group.
-			"2026-11-20T11:20:00Z browse_abandonment done exit reason=exit step variant=control",
-			"2026-11-20T11:21:00Z browse_abandonment done exit reason=exit step variant=control",
+			// Ada: the control group.
+			"2026-11-20T11:17:00Z browse_abandonment done exit reason=exit step variant=control",
+			// Tom again two days later: the same arm (sticky per person).
+			"2026-11-22T11:12:00Z browse_abandonment shoes_best send email template=shoes_bestsellers",
+			"2026-11-22T11:12:00Z browse_abandonment done exit reason=exit step variant=bestsellers",
+			// Ada again: the control group again.
+			"2026-11-22T11:17:00Z browse_abandonment done exit reason=exit step variant=control",
 		},
 		never: []string{
-			"2026-11-20T11:20:00Z browse_abandonment shoes", "2026-11-20T11:21:00Z browse_abandonment shoes", "suppressed",
+			"2026-11-20T11:17:00Z browse_abandonment shoes", "2026-11-22T11:17:00Z browse_abandonment shoes", "suppressed",
 			"11:10:00Z browse_abandonment done exit reason=exit step variant", "11:11:00Z browse_abandonment done exit reason=exit step variant",
 		},
 	},

@@ -1,0 +1,144 @@
+package journeys
+
+import (
+	"encoding/binary"
+	"fmt"
+	"testing"
+
+	"go.etcd.io/bbolt"
+
+	"cartera/profiles"
+)
+
+// experimentJourneys are n journeys on ten trigger events with the goal
+// Order Completed; with splits, each takes its people through a
+// three-armed split, else through a branch of the same shape.
+func experimentJourneys(n int, splits bool) map[string]string {
+	step := `  - id: pick
+    branch:
+      - when: profile.computed.orders_count > 100
+        next: a
+      - else: b
+`
+	if splits {
+		step = `  - id: pick
+    split:
+      - {name: one, percent: 45, next: a}
+      - {name: two, percent: 45, next: b}
+      - {name: off, percent: 10, control: true, next: b}
+`
+	}
+	files := map[string]string{}
+	for i := range n {
+		files[fmt.Sprintf("j%04d.yaml", i)] = fmt.Sprintf(`id: j_%d
+trigger:
+  event: Event %d
+entry:
+  reentry: true
+goal:
+  event: Order Completed
+steps:
+%s  - id: a
+    wait: 1d
+  - id: b
+    wait: 2d
+`, i, i%10, step)
+	}
+	return files
+}
+
+// BenchmarkExperimentEvent: the journey engine's work for one event of a
+// person in 100 of 1000 journeys, with splits and without (a branch in
+// their place): "enter" is the event that starts the 100 instances (each
+// split draws and records an assignment; the transaction is rolled back
+// after each op), "goal" a goal event (each assignment is read; after the
+// first op all are converted). The difference between with and without
+// is what experiments cost.
+func BenchmarkExperimentEvent(b *testing.B) {
+	for _, splits := range []bool{false, true} {
+		h := openHarness(b, openPolicy, experimentJourneys(1000, splits), true)
+		pid := h.track("ana", "Signed Up", nil)
+		name := fmt.Sprintf("journeys=1000/splits=%v", splits)
+		b.Run(name+"/enter", func(b *testing.B) {
+			ev := &profiles.Event{Type: profiles.TypeTrack, MessageID: "x", UserID: "ana", Event: "Event 3", Timestamp: t0, ReceivedAt: t0, Source: "bench"}
+			b.ReportAllocs()
+			for b.Loop() {
+				tx, err := h.store.DB().Begin(true)
+				if err != nil {
+					b.Fatal(err)
+				}
+				p, err := profiles.ReadProfile(tx, pid)
+				if err != nil {
+					b.Fatal(err)
+				}
+				r := h.engine.Begin(tx)
+				if _, err := r.Event(p, ev); err != nil {
+					b.Fatal(err)
+				}
+				if err := r.Flush(); err != nil {
+					b.Fatal(err)
+				}
+				if n := len(r.(*run).actions); n != 100 {
+					b.Fatalf("%d actions, want 100 enters", n)
+				}
+				_ = tx.Rollback()
+			}
+		})
+		h.track("ana", "Event 3", nil)
+		b.Run(name+"/goal", func(b *testing.B) {
+			ev := &profiles.Event{Type: profiles.TypeTrack, MessageID: "y", UserID: "ana", Event: "Order Completed",
+				Properties: map[string]any{"revenue": 10.0}, Timestamp: t0, ReceivedAt: t0, Source: "bench"}
+			tx, err := h.store.DB().Begin(true)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() { _ = tx.Rollback() }()
+			p, err := profiles.ReadProfile(tx, pid)
+			if err != nil {
+				b.Fatal(err)
+			}
+			r := h.engine.Begin(tx)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := r.Event(p, ev); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkExperimentResults: GET /v1/journeys/{id}'s experiments for a
+// split with a million people assigned (synthetic counters): the counters
+// are read and each arm's posterior drawn.
+func BenchmarkExperimentResults(b *testing.B) {
+	h := openHarness(b, openPolicy, map[string]string{"cart.yaml": splitJourney}, true)
+	err := h.store.DB().Update(func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(bucketExperiments)
+		for _, c := range []struct {
+			variant        string
+			assigned, conv uint64
+			revenue        uint64
+		}{{"at_once", 450_000, 40_500, 4_050_000_00}, {"later", 450_000, 42_300, 4_300_000_00}, {"control", 100_000, 8_000, 790_000_00}} {
+			for what, n := range map[string]uint64{"assigned": c.assigned, "converted": c.conv, "revenue_cents": c.revenue} {
+				var v [8]byte
+				binary.BigEndian.PutUint64(v[:], n)
+				if err := bk.Put([]byte("cart\x00reminder_timing\x00"+c.variant+"\x00"+what), v[:]); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	j := h.engine.Set().Journey("cart")
+	b.ReportAllocs()
+	for b.Loop() {
+		rs, err := h.engine.Experiments(j)
+		if err != nil || len(rs) != 1 || rs[0].Variants[0].Assigned != 450_000 {
+			b.Fatalf("results = %+v, %v", rs, err)
+		}
+	}
+}

@@ -1,0 +1,151 @@
+package journeys
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"cartera/profiles"
+)
+
+// ExperimentResult is one experiment of a journey: a split, or the global
+// holdout (held-out people against those who entered).
+type ExperimentResult struct {
+	Name string `json:"name"`
+	// Kind is "split" or "holdout".
+	Kind string `json:"kind"`
+	// Step is the split step ("" for the holdout).
+	Step string `json:"step,omitempty"`
+	// Window is how long after their assignment a goal event counts.
+	Window   string          `json:"window"`
+	Variants []VariantResult `json:"variants"`
+}
+
+// Experiments returns the results of a journey's experiments: each split
+// of its current version, then the holdout if anyone was held out of it or
+// entered it while the policy had one.
+func (e *Engine) Experiments(j *Journey) ([]ExperimentResult, error) {
+	counts := map[string]map[string]*Arm{} // experiment → variant → arm
+	var order []string                     // experiments in key order
+	err := e.db.View(func(tx *bbolt.Tx) error {
+		prefix := []byte(j.ID + "\x00")
+		c := tx.Bucket(bucketExperiments).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			parts := strings.SplitN(string(k[len(prefix):]), "\x00", 3)
+			if len(parts) != 3 || len(v) != 8 {
+				continue
+			}
+			exp, variant, what := parts[0], parts[1], parts[2]
+			if counts[exp] == nil {
+				counts[exp] = map[string]*Arm{}
+				order = append(order, exp)
+			}
+			a := counts[exp][variant]
+			if a == nil {
+				a = &Arm{Name: variant}
+				counts[exp][variant] = a
+			}
+			n := int64(binary.BigEndian.Uint64(v))
+			switch what {
+			case "assigned":
+				a.Assigned = n
+			case "converted":
+				a.Converted = n
+			case "revenue_cents":
+				a.RevenueCents = n
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read experiment counters of %s: %w", j.ID, err)
+	}
+	window := DefaultExperimentWindow
+	if j.Goal != nil && j.Goal.Within > 0 {
+		window = j.Goal.Within
+	}
+	// arms lists the declared arms in order, then any arm the file no
+	// longer declares but people were assigned to.
+	arms := func(exp string, declared []Arm) []Arm {
+		got := counts[exp]
+		seen := map[string]bool{}
+		for i := range declared {
+			if a := got[declared[i].Name]; a != nil {
+				declared[i].Assigned, declared[i].Converted, declared[i].RevenueCents = a.Assigned, a.Converted, a.RevenueCents
+			}
+			seen[declared[i].Name] = true
+		}
+		for name, a := range got {
+			if !seen[name] {
+				declared = append(declared, *a)
+			}
+		}
+		return declared
+	}
+	out := []ExperimentResult{}
+	for _, s := range j.Steps {
+		if s.Kind != StepSplit {
+			continue
+		}
+		declared := make([]Arm, len(s.Variants))
+		for i, v := range s.Variants {
+			declared[i] = Arm{Name: v.Name, Control: v.Control}
+		}
+		exp := s.ExperimentName()
+		out = append(out, ExperimentResult{Name: exp, Kind: "split", Step: s.ID, Window: days(window),
+			Variants: Analyze(arms(exp, declared), seedOf(j.ID, exp))})
+	}
+	for _, exp := range order {
+		if !strings.HasPrefix(exp, "@") {
+			continue
+		}
+		declared := []Arm{{Name: HoldoutVariant, Control: true}, {Name: TreatedVariant}}
+		out = append(out, ExperimentResult{Name: exp[1:], Kind: "holdout", Window: days(window),
+			Variants: Analyze(arms(exp, declared), seedOf(j.ID, exp))})
+	}
+	return out, nil
+}
+
+// Assignments returns a profile's experiment arms, then the ledger of
+// those that lost to them in merges.
+func (e *Engine) Assignments(profileID string) ([]Assignment, error) {
+	var out []Assignment
+	err := e.db.View(func(tx *bbolt.Tx) error {
+		sc, err := profiles.SidecarsIn(tx)
+		if err != nil {
+			return err
+		}
+		for _, prefix := range []string{sidecarExperiment, sidecarExpLedger} {
+			err := sc.Scan(profileID, prefix, func(name string, v []byte) error {
+				parts := strings.SplitN(name[len(prefix):], "\x00", 3)
+				a, err := decodeAssignment(v)
+				if err != nil || len(parts) < 2 {
+					return fmt.Errorf("experiment record %q of %s: %v", name, profileID, err)
+				}
+				as := Assignment{Journey: parts[0], Experiment: strings.TrimPrefix(parts[1], "@"), Variant: a.Variant, AssignedAt: a.At, Converted: a.Converted}
+				if len(parts) == 3 {
+					as.MergedFrom = parts[2]
+				}
+				out = append(out, as)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// days writes a whole number of days as 7d, anything else as fmtDuration.
+func days(d time.Duration) string {
+	if d > 0 && d%(24*time.Hour) == 0 {
+		return fmt.Sprintf("%dd", d/(24*time.Hour))
+	}
+	return fmtDuration(d)
+}
