@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin/cartera
 SDKTEST := internal/sdktest
 
-.PHONY: run demo build test test-go test-clock sdk bench lint fuzz clean
+.PHONY: run demo build test test-go test-clock sdk bench lint fuzz clean console-screenshots
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cartera
@@ -21,10 +21,16 @@ demo: build
 	./$(BIN) demo
 
 # test runs every test, the Segment SDK end-to-end test included (it needs
-# Node.js and npm; .ci/run installs them on a bare machine).
+# Node.js and npm) and the console's browser test (it needs Debian's
+# chromium); .ci/run installs them on a bare machine.
 test: sdk
 	$(GO) vet ./...
-	CARTERA_SDK_TEST=1 $(GO) test -race -count=1 ./...
+	CARTERA_SDK_TEST=1 CARTERA_BROWSER_TEST=1 $(GO) test -race -count=1 ./...
+
+# console-screenshots saves a screenshot of each console page to
+# docs/console/ (the README shows them).
+console-screenshots:
+	CARTERA_CONSOLE_SCREENSHOTS=1 $(GO) test -count=1 -run TestConsoleInBrowser ./cmd/cartera
 
 # test-clock runs the suite with the gateway's clock started at instants
 # that once broke it (CARTERA_TEST_CLOCK; serve takes it as

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -118,6 +119,7 @@ var funcs = template.FuncMap{
 		return fmt.Sprintf("%.2f", v)
 	},
 	"join": strings.Join,
+	"base": filepath.Base,
 }
 
 func parsePages() (map[string]*template.Template, error) {

@@ -102,6 +102,8 @@ func maskValue(key string, v any) any {
 			return MaskPhone(t)
 		case personalKey(key):
 			return maskOther(t)
+		case strings.Contains(t, "@"):
+			return emailIn.ReplaceAllStringFunc(t, MaskEmail)
 		}
 		return t
 	case map[string]any:
@@ -116,8 +118,10 @@ func maskValue(key string, v any) any {
 			out[i] = maskValue(key, x)
 		}
 		return out
-	case float64, bool, nil:
-		if personalKey(key) && t != nil {
+	case bool, nil:
+		return t
+	case float64:
+		if personalKey(key) {
 			return "***"
 		}
 		return t
