@@ -105,6 +105,9 @@ func (c *Config) DevLogin() (name, password string, role Role, ok bool) {
 	return "", "", "", false
 }
 
+// HashCost is the bcrypt cost of the hashes cartera user add prints.
+const HashCost = 12
+
 // MinPassword is the shortest password cartera user add takes.
 const MinPassword = 12
 
@@ -126,7 +129,7 @@ func UserLine(name string, role Role, password []byte) (string, error) {
 	if len(password) > 72 {
 		return "", errors.New("password: bcrypt takes at most 72 bytes")
 	}
-	h, err := bcrypt.GenerateFromPassword(password, 12)
+	h, err := bcrypt.GenerateFromPassword(password, HashCost)
 	if err != nil {
 		return "", fmt.Errorf("hash password: %w", err)
 	}

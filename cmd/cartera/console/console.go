@@ -93,7 +93,7 @@ func New(cfg Config, o Options) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
-	dummy, err := bcrypt.GenerateFromPassword([]byte("no such user"), MinPasswordCost)
+	dummy, err := bcrypt.GenerateFromPassword([]byte("no such user"), HashCost)
 	if err != nil {
 		return nil, fmt.Errorf("console: %w", err)
 	}
