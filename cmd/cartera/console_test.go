@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -303,3 +304,79 @@ func TestConsoleLoginRateLimitAndSecureCookie(t *testing.T) {
 		t.Errorf("an unrelated login: %d, want 303", st)
 	}
 }
+
+// TestConsoleOutboxRetryAndDrop: a webhook answering 503 leaves a dead
+// letter; the admin sees it on the Outbox page, retries it once the
+// receiver recovers (delivered), drops the next one, and both are in the
+// audit log. A marketer is offered neither.
+func TestConsoleOutboxRetryAndDrop(t *testing.T) {
+	hook := newHookStandIn(t)
+	rig := newDeliveryRig(t, hook.URL+"/hook")
+	b, err := os.ReadFile(rig.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := "\nconsole:\n  users:\n" +
+		"    - {name: dev, role: admin, password_bcrypt: \"" + bcryptOf(t, console.DevPassword) + "\"}\n" +
+		"    - {name: mara, role: marketer, password_bcrypt: \"" + bcryptOf(t, marketerPassword) + "\"}\n"
+	if err := os.WriteFile(rig.config, append(b, users...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hook.set(func(hs *hookStandIn) { hs.failing = true })
+	s, _ := rig.serve(t, nil)
+	r := &consoleRig{server: s}
+	deadSeqs := func() []string {
+		var out []string
+		for _, m := range s.admin(t, "GET", "/v1/outbox?state=dead").body["messages"].([]any) {
+			out = append(out, fmt.Sprint(m.(map[string]any)["seq"]))
+		}
+		return out
+	}
+	mustOK(t, s.send(t, dlWebKey, "/v1/track", `{"userId":"u-eve","event":"Back In Stock","properties":{"sku":"RUN-42"}}`))
+	eventually(t, 10*time.Second, "a dead letter", func() bool { return len(deadSeqs()) == 1 })
+	seq := deadSeqs()[0]
+
+	mara := r.user()
+	mara.mustLogin(t, "mara", marketerPassword)
+	if _, page, _ := mara.get(t, "/console/outbox"); !strings.Contains(page, "503") || strings.Contains(page, "/retry") {
+		t.Errorf("marketer's outbox page: want the dead letter's error and no retry button")
+	}
+	admin := r.user()
+	admin.mustLogin(t, console.DevUser, console.DevPassword)
+	_, page, _ := admin.get(t, "/console/outbox")
+	if !strings.Contains(page, `action="/console/outbox/`+seq+`/retry"`) || !strings.Contains(page, "Dead letters (1)") {
+		t.Fatalf("admin's outbox page lacks dead letter %s:\n%s", seq, page)
+	}
+	if st, _, _ := admin.post(t, "/console/outbox/"+seq+"/retry", nil); st != http.StatusForbidden {
+		t.Errorf("retry without CSRF token: %d, want 403", st)
+	}
+	hook.set(func(hs *hookStandIn) { hs.failing = false })
+	token := csrfField.FindStringSubmatch(page)[1]
+	if st, _, _ := admin.post(t, "/console/outbox/"+seq+"/retry", url.Values{"csrf": {token}}); st != http.StatusSeeOther {
+		t.Fatalf("retry: %d, want 303", st)
+	}
+	eventually(t, 5*time.Second, "the retried webhook delivered", func() bool {
+		return len(eventsNamed(s.profile(t, "user_id:u-eve"), "Webhook Sent")) == 1
+	})
+	if st, _, _ := admin.post(t, "/console/outbox/"+seq+"/retry", url.Values{"csrf": {token}}); st != http.StatusNotFound {
+		t.Errorf("second retry: %d, want 404", st)
+	}
+
+	hook.set(func(hs *hookStandIn) { hs.failing = true })
+	mustOK(t, s.send(t, dlWebKey, "/v1/track", `{"userId":"u-fay","event":"Back In Stock","properties":{"sku":"RUN-43"}}`))
+	eventually(t, 10*time.Second, "a second dead letter", func() bool { return len(deadSeqs()) == 1 })
+	seq2 := deadSeqs()[0]
+	if st, _, _ := admin.post(t, "/console/outbox/"+seq2+"/drop", url.Values{"csrf": {token}}); st != http.StatusSeeOther {
+		t.Fatalf("drop: %d, want 303", st)
+	}
+	if d := deadSeqs(); len(d) != 0 {
+		t.Errorf("dead letters after the drop: %v", d)
+	}
+	_, audit, _ := admin.get(t, "/console/audit")
+	for _, want := range []string{"outbox message " + seq + "<", "outbox message " + seq2 + "<", ">retry<", ">drop<"} {
+		if !strings.Contains(audit, want) {
+			t.Errorf("audit log lacks %q", want)
+		}
+	}
+}
+
