@@ -379,4 +379,3 @@ func TestConsoleOutboxRetryAndDrop(t *testing.T) {
 		}
 	}
 }
-
