@@ -90,8 +90,8 @@ func (c *Console) people(ctx *fiber.Ctx) error {
 	if len(q) > 256 {
 		return c.fail(ctx, fiber.StatusBadRequest, "The query is over 256 characters.")
 	}
-	kind, value, named := strings.Cut(q, ":")
-	if named && slices.Contains(c.o.Kinds, kind) {
+	kind, value, hasKind := strings.Cut(q, ":")
+	if hasKind && slices.Contains(c.o.Kinds, kind) {
 		p, err := c.o.People.Person(profiles.Identifier{Kind: kind, Value: value}, 0)
 		switch {
 		case err == nil:
@@ -100,7 +100,7 @@ func (c *Console) people(ctx *fiber.Ctx) error {
 			return c.fail(ctx, fiber.StatusBadRequest, err.Error())
 		}
 	} else {
-		named, value = false, q
+		hasKind, value = false, q
 	}
 	if !s.role.Can(RoleMarketer) {
 		data["Query"] = ""
@@ -108,14 +108,14 @@ func (c *Console) people(ctx *fiber.Ctx) error {
 		return c.render(ctx, fiber.StatusOK, "people", "People", "people", data)
 	}
 	kinds := searchKinds
-	if named {
+	if hasKind {
 		kinds = []string{kind}
 	}
 	var matches []profiles.IdentityMatch
 	for _, k := range kinds {
 		m, err := c.o.People.Search(k, value, searchLimit+1)
 		if err != nil {
-			if named {
+			if hasKind {
 				return c.fail(ctx, fiber.StatusBadRequest, err.Error())
 			}
 			continue // e.g. letters searched as a phone

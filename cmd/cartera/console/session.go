@@ -103,17 +103,6 @@ func (s *sessions) delete(id string) {
 	delete(s.m, id)
 }
 
-// endUser ends every session of a user who is no longer in the config.
-func (s *sessions) keepOnly(valid func(user string, role Role) bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for id, v := range s.m {
-		if !valid(v.user, v.role) {
-			delete(s.m, id)
-		}
-	}
-}
-
 // setFlash leaves a message for the next page of the session.
 func (s *sessions) setFlash(ss *session, msg string, errs []string) {
 	s.mu.Lock()
