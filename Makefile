@@ -4,7 +4,7 @@ BIN     ?= bin/cartera
 SDKTEST := internal/sdktest
 BROWSERTEST := internal/browsertest
 
-.PHONY: run demo build test test-go test-clock sdk bench lint fuzz clean
+.PHONY: run demo build test test-go test-clock sdk bench lint fuzz clean console-screenshots
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cartera
@@ -22,12 +22,17 @@ demo: build
 	./$(BIN) demo
 
 # test runs every test, the SDK end-to-end tests included: Segment's Node
-# SDK (needs Node.js and npm) and Segment's and RudderStack's browser SDKs
-# in Chromium (needs Debian's chromium). .ci/run installs them on a bare
-# machine.
+# SDK (needs Node.js and npm), Segment's and RudderStack's browser SDKs and
+# the console in Chromium (needs Debian's chromium). .ci/run installs them
+# on a bare machine.
 test: sdk
 	$(GO) vet ./...
 	CARTERA_SDK_TEST=1 CARTERA_BROWSER_TEST=1 $(GO) test -race -count=1 ./...
+
+# console-screenshots saves a screenshot of each console page to
+# docs/console/ (the README shows them).
+console-screenshots:
+	CARTERA_CONSOLE_SCREENSHOTS=1 $(GO) test -count=1 -run TestConsoleInBrowser ./cmd/cartera
 
 # test-clock runs the suite with the gateway's clock started at instants
 # that once broke it (CARTERA_TEST_CLOCK; serve takes it as

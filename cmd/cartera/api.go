@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"cartera/channels/email"
+	"cartera/cmd/cartera/console"
 	"cartera/profiles"
 	"cartera/rules"
 )
@@ -40,6 +41,8 @@ type api struct {
 	maxSkew time.Duration
 	// opens counts open pixels, first and repeat (nil: not counted).
 	opens *prometheus.CounterVec
+	// console is the web console under /console (nil: not mounted).
+	console *console.Console
 }
 
 // httpError is an error with the status the edge answers.
@@ -91,6 +94,9 @@ func (a *api) routes() *fiber.App {
 	v1.Post("/templates/:name/test", a.requireAdmin, a.testTemplate)
 
 	a.walletRoutes(app)
+	if a.console != nil {
+		a.console.Mount(app)
+	}
 	v1.Get("/admin/clock", a.requireAdmin, a.getClock)
 	v1.Post("/admin/clock", a.requireAdmin, a.advanceClock)
 	adm := v1.Group("/profiles", a.requireAdmin)

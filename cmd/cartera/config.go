@@ -19,6 +19,7 @@ import (
 	"cartera/channels"
 	"cartera/channels/google"
 	"cartera/channels/meta"
+	"cartera/cmd/cartera/console"
 	"cartera/profiles"
 )
 
@@ -79,6 +80,8 @@ type Config struct {
 	Wallet WalletConfig `yaml:"wallet"`
 	// Retention bounds what would otherwise only grow.
 	Retention RetentionConfig `yaml:"retention"`
+	// Console is the web console's users and sessions (/console).
+	Console console.Config `yaml:"console"`
 
 	// path is the file the config came from ("" for none).
 	path string
@@ -100,6 +103,7 @@ func DefaultConfig() Config {
 		GoogleWalletURL:      "https://walletobjects.googleapis.com/walletobjects/v1",
 		Profiles:             profiles.DefaultConfig(),
 		Channels:             ChannelsConfig{Retention: channels.DefaultRetentionConfig()},
+		Console:              console.DefaultConfig(),
 	}
 }
 
@@ -146,6 +150,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Channels.Retention.Validate("channels.retention"); err != nil {
+		return err
+	}
+	if err := c.Console.Validate(); err != nil {
 		return err
 	}
 	return c.Profiles.Validate()

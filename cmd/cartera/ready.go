@@ -42,6 +42,7 @@ func (h readyHint) write(w io.Writer) {
 	fmt.Fprintf(w, "Cartera is ready on %s (config %s, data %s)\n", base, config, h.cfg.Data)
 	fmt.Fprintf(w, "  admin token: %s; send it as Authorization: Bearer <token>\n", token)
 	fmt.Fprintf(w, "  HTTP API:    docs/openapi.yaml; JSON logs go to stderr\n")
+	fmt.Fprintf(w, "  console:     %s/console/ %s\n", base, h.consoleLogin(config))
 	fmt.Fprintf(w, "  try:\n")
 	fmt.Fprintf(w, "    curl -u %s: -H 'Content-Type: application/json' -d '{\"userId\":\"u-1\",\"event\":\"Product Viewed\",\"properties\":{\"product_id\":\"shoe-42\"}}' %s/v1/track\n", h.writeKey(), base)
 	fmt.Fprintf(w, "  Stop with Ctrl-C.\n")
@@ -69,4 +70,17 @@ func (h readyHint) writeKey() string {
 		return "<write key>"
 	}
 	return key
+}
+
+// consoleLogin says how to log in to the console: the dev account when the
+// config has it with its well-known password (examples/cartera.yaml), never
+// a real user's password, which serve does not know.
+func (h readyHint) consoleLogin(config string) string {
+	if name, pw, role, ok := h.cfg.Console.DevLogin(); ok {
+		return fmt.Sprintf("(dev login, DEVELOPMENT ONLY: user %s, password %s, role %s; from %s)", name, pw, role, config)
+	}
+	if len(h.cfg.Console.Users) == 0 {
+		return "(no users yet: cartera user add NAME --role admin prints the line to add under console.users)"
+	}
+	return fmt.Sprintf("(%d users in console.users of %s)", len(h.cfg.Console.Users), config)
 }

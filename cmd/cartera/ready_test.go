@@ -4,10 +4,23 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/crypto/bcrypt"
+
+	"cartera/cmd/cartera/console"
 	"cartera/profiles"
 )
 
+func bcryptOf(t *testing.T, pw string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), console.MinPasswordCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}
+
 func TestReadyHint(t *testing.T) {
+	devHash, otherHash := bcryptOf(t, console.DevPassword), bcryptOf(t, "a deployment's password")
 	sources := []profiles.SourceConfig{
 		{Name: "pos", WriteKeys: []string{"pos_key"}, Plan: &profiles.Plan{Mode: profiles.PlanStrict}},
 		{Name: "web", WriteKeys: []string{"web_key"}},
@@ -34,7 +47,18 @@ func TestReadyHint(t *testing.T) {
 		{
 			name: "no admin token",
 			hint: readyHint{addr: "127.0.0.1:8080", cfg: &Config{Data: "d.db"}},
-			want: []string{"none set", "CARTERA_ADMIN_TOKEN", "curl -u <write key>:"},
+			want: []string{"none set", "CARTERA_ADMIN_TOKEN", "curl -u <write key>:", "console:     http://127.0.0.1:8080/console/ (no users yet: cartera user add"},
+		},
+		{
+			name: "console dev login",
+			hint: readyHint{addr: "127.0.0.1:8080", cfg: &Config{path: "examples/cartera.yaml", Data: "d.db", Console: console.Config{Users: []console.User{{Name: "dev", Role: console.RoleAdmin, PasswordBcrypt: devHash}}}}},
+			want: []string{"console:     http://127.0.0.1:8080/console/ (dev login, DEVELOPMENT ONLY: user dev, password dev-console-password, role admin; from examples/cartera.yaml)"},
+		},
+		{
+			name:    "console users of a deployment",
+			hint:    readyHint{addr: "127.0.0.1:8080", cfg: &Config{path: "/etc/cartera.yaml", Data: "d.db", Console: console.Config{Users: []console.User{{Name: "dev", Role: console.RoleAdmin, PasswordBcrypt: otherHash}}}}},
+			want:    []string{"console:     http://127.0.0.1:8080/console/ (1 users in console.users of /etc/cartera.yaml)"},
+			mustNot: []string{"dev-console-password"},
 		},
 	}
 	for _, tc := range tests {
@@ -52,8 +76,8 @@ func TestReadyHint(t *testing.T) {
 					t.Errorf("%q must not be printed:\n%s", w, out)
 				}
 			}
-			if n := strings.Count(out, "\n"); n > 6 {
-				t.Errorf("%d lines, want at most 6:\n%s", n, out)
+			if n := strings.Count(out, "\n"); n > 7 {
+				t.Errorf("%d lines, want at most 7:\n%s", n, out)
 			}
 		})
 	}

@@ -11,6 +11,8 @@ import (
 // Main is the program, with its outside world made explicit so that tests
 // can run it in-process.
 type Main struct {
+	// Stdin is read by user add (the password).
+	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
 	// Getenv reads the environment; os.Getenv by default.
@@ -22,7 +24,7 @@ type Main struct {
 
 // NewMain returns a Main wired to the process's stdio and environment.
 func NewMain() *Main {
-	return &Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+	return &Main{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
 }
 
 // usageError is a mistake in the command line (exit code 2).
@@ -42,6 +44,7 @@ commands:
   preview    render an email template for a person (or a sample one)
   demo       replay the seed scenario against a running gateway (make demo)
   compact    rewrite a stopped gateway's bbolt file with its live data only
+  user add   print a console user's config line (password on stdin)
 `
 
 // Run executes one command.
@@ -63,6 +66,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.demo(ctx, args[1:])
 	case "compact":
 		return m.compact(ctx, args[1:])
+	case "user":
+		return m.user(ctx, args[1:])
 	case "help", "-h", "--help":
 		fmt.Fprint(m.Stdout, usage)
 		return nil

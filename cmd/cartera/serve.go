@@ -93,6 +93,11 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		maxSkew: cfg.Profiles.MaxClockSkew,
 		opens:   newOpenCounter(reg),
 	}
+	con, err := openConsole(a, cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	a.console = con
 	app := a.routes()
 
 	ln, err := net.Listen("tcp", cfg.Addr)
@@ -120,6 +125,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	work.Go(func() { core.journeys.RunPruner(workCtx, time.Hour, cfg.Retention.Journeys) })
 	work.Go(func() { core.ensureGoogleClasses(workCtx) })
 	work.Go(func() { core.runOutbox(workCtx) })
+	work.Go(func() { con.Run(workCtx) })
 	if core.delivery != nil {
 		work.Go(func() { core.delivery.outbox.RunPruner(workCtx, cfg.Channels.Retention, time.Hour) })
 	}
@@ -130,6 +136,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		log.Warn("no admin token configured: the administration API refuses every request; set CARTERA_ADMIN_TOKEN")
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data, "config", cfg.path, "sources", sources.Names(), "profiles", store.ProfileCount())
+	if _, _, _, dev := cfg.Console.DevLogin(); dev {
+		log.Warn("console: user dev has the well-known dev password of examples/cartera.yaml; never run a deployment like this")
+	}
 	if m.OnListen != nil {
 		m.OnListen(ln.Addr().String())
 	}

@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"maps"
+	"net/url"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"cartera/cmd/cartera/console"
+	"cartera/journeys"
+	"cartera/profiles"
+	"cartera/rules"
+)
+
+// openConsole sets up the web console on the admin API's accessors; nil
+// when the config has no console users (the pages then say how to add one).
+func openConsole(a *api, cfg *Config, reg prometheus.Gatherer, log *slog.Logger) (*console.Console, error) {
+	ccfg := cfg.Console
+	if u, err := url.Parse(cfg.PublicURL); err == nil && u.Scheme == "https" {
+		ccfg.Secure = true
+	}
+	kinds := []string{profiles.KindEmail, profiles.KindPhone, profiles.KindUserID, profiles.KindAnonymousID, profiles.KindProfileID}
+	for _, k := range cfg.Profiles.Identity.Kinds {
+		kinds = append(kinds, k.Name)
+	}
+	b := consoleBackend{a: a}
+	o := console.Options{DB: a.store.DB(), People: b, Journeys: b, Audiences: a.rules, Metrics: reg, Kinds: kinds, Now: a.now, Log: log.With("component", "console")}
+	if a.core != nil && a.core.delivery != nil {
+		o.Outbox = a.core.delivery.outbox
+	}
+	return console.New(ccfg, o)
+}
+
+// consoleBackend gives the console the admin API's views.
+type consoleBackend struct{ a *api }
+
+func (b consoleBackend) Person(id profiles.Identifier, events int) (*console.Person, error) {
+	p, err := b.a.store.Lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	var evs []profiles.Event
+	if events > 0 {
+		if evs, err = b.a.store.Events(p.ID, events); err != nil {
+			return nil, err
+		}
+	}
+	v, err := b.a.profileView(p, evs)
+	if err != nil {
+		return nil, err
+	}
+	out := &console.Person{ID: v.ID, CreatedAt: v.CreatedAt, LastSeenAt: v.LastSeenAt, Identities: v.Identities,
+		Traits: v.Traits, Computed: v.Computed, Consent: v.Consent, ConsentHistory: v.ConsentHistory,
+		Journeys: v.Journeys, Merges: v.Merges, EventCount: v.EventCount, Events: v.Events}
+	for _, m := range v.Audiences {
+		out.Audiences = append(out.Audiences, console.Membership{Audience: m.ID, Membership: m.Membership})
+	}
+	for _, ps := range v.Passes {
+		out.Passes = append(out.Passes, console.Pass{Serial: ps.Serial, Template: ps.Template, Tier: ps.Tier, Voided: ps.Voided, Updated: ps.Updated})
+	}
+	return out, nil
+}
+
+func (b consoleBackend) Search(kind, prefix string, limit int) ([]profiles.IdentityMatch, error) {
+	return b.a.store.SearchPrefix(kind, prefix, limit)
+}
+
+// Export is the body of GET /v1/profiles/{id}/export.
+func (b consoleBackend) Export(id profiles.Identifier) ([]byte, error) {
+	ex, err := b.a.store.Export(id)
+	if err != nil {
+		return nil, err
+	}
+	v, err := b.a.profileView(ex.Profile, ex.Events)
+	if err != nil {
+		return nil, err
+	}
+	return json.MarshalIndent(map[string]any{"exported_at": b.a.now().UTC(), "profile": v}, "", "  ")
+}
+
+// Erase is DELETE /v1/profiles/{id} (without drop_later).
+func (b consoleBackend) Erase(_ context.Context, id profiles.Identifier) error {
+	_, err := b.a.store.Erase(id, false)
+	return err
+}
+
+func (b consoleBackend) journey(j *journeys.Journey, steps bool) (console.Journey, error) {
+	s, counts, err := b.a.summary(j)
+	if err != nil {
+		return console.Journey{}, err
+	}
+	out := console.Journey{ID: s.ID, Name: s.Name, Version: s.Version, Category: s.Category, Trigger: s.Trigger, File: s.File,
+		Entered: s.Entered, Waiting: s.Waiting, Converted: s.Converted}
+	if steps {
+		out.Source = string(j.Source)
+		for _, st := range j.Steps {
+			sc := journeys.StepCounts{}
+			maps.Copy(sc, counts[st.ID])
+			out.Steps = append(out.Steps, console.Step{ID: st.ID, Kind: st.Kind, Next: st.Next, Counts: sc})
+		}
+	}
+	return out, nil
+}
+
+func (b consoleBackend) Journeys() ([]console.Journey, error) {
+	var out []console.Journey
+	for _, j := range b.a.core.journeys.Set().Journeys {
+		v, err := b.journey(j, false)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func (b consoleBackend) Journey(id string) (*console.Journey, error) {
+	j := b.a.core.journeys.Set().Journey(id)
+	if j == nil {
+		return nil, nil
+	}
+	v, err := b.journey(j, true)
+	return &v, err
+}
+
+// Reload is POST /v1/journeys/reload.
+func (b consoleBackend) Reload(ctx context.Context) (map[string]string, []string, error) {
+	defs, err := b.a.core.reload(ctx)
+	var fe rules.FileErrors
+	if errors.As(err, &fe) {
+		msgs := make([]string, len(fe))
+		for i, e := range fe {
+			msgs[i] = e.Error()
+		}
+		return nil, msgs, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	versions := map[string]string{}
+	for _, j := range defs.journeys.Journeys {
+		versions[j.ID] = j.Version
+	}
+	return versions, nil, nil
+}

@@ -1,0 +1,97 @@
+package console
+
+import (
+	"context"
+	"time"
+
+	"cartera/channels"
+	"cartera/journeys"
+	"cartera/profiles"
+	"cartera/rules"
+)
+
+// People is what the console reads and does about one person. cmd/cartera
+// implements it with the admin API's accessors.
+type People interface {
+	// Person returns the unified profile with up to events recent events.
+	Person(id profiles.Identifier, events int) (*Person, error)
+	// Search lists identifiers of a kind starting with a prefix.
+	Search(kind, prefix string, limit int) ([]profiles.IdentityMatch, error)
+	// Export is everything held about the person, as the admin API's JSON.
+	Export(id profiles.Identifier) ([]byte, error)
+	// Erase erases the person as DELETE /v1/profiles does.
+	Erase(ctx context.Context, id profiles.Identifier) error
+}
+
+// Person is the unified profile as the console shows it.
+type Person struct {
+	ID             string
+	CreatedAt      time.Time
+	LastSeenAt     time.Time
+	Identities     []profiles.IdentityRecord
+	Traits         map[string]any
+	Computed       map[string]any
+	Consent        map[string]profiles.Consent
+	ConsentHistory []profiles.ConsentChange
+	Audiences      []Membership
+	Journeys       []journeys.InstanceView
+	Passes         []Pass
+	Merges         []profiles.LedgerEntry
+	EventCount     int
+	Events         []profiles.Event
+}
+
+// Membership is one audience the person is or was in.
+type Membership struct {
+	Audience string
+	rules.Membership
+}
+
+// Pass is one wallet pass of the person.
+type Pass struct {
+	Serial   string
+	Template string
+	Tier     string
+	Voided   bool
+	Updated  time.Time
+}
+
+// Journeys is what the console reads and does about journeys.
+type Journeys interface {
+	Journeys() ([]Journey, error)
+	// Journey returns one journey with its steps, nil when unknown.
+	Journey(id string) (*Journey, error)
+	// Reload compiles the files again: the versions now in force, or the
+	// errors (each file:line:col: message) and nothing changed.
+	Reload(ctx context.Context) (versions map[string]string, errs []string, err error)
+}
+
+// Journey is a journey with its counters.
+type Journey struct {
+	ID, Name, Version, Category, Trigger, File string
+	Entered, Waiting, Converted                int64
+	Steps                                      []Step
+	Source                                     string
+}
+
+// Step is one step of a journey with its counters (entered, waiting, sent,
+// suppressed, exited).
+type Step struct {
+	ID, Kind, Next string
+	Counts         journeys.StepCounts
+}
+
+// Audiences is what the console reads about audiences.
+type Audiences interface {
+	Audiences() ([]rules.AudienceInfo, error)
+	Members(audience, after string, limit int) ([]rules.Member, string, error)
+}
+
+// Outbox is what the console reads and does about the outbox;
+// *channels.Outbox is one.
+type Outbox interface {
+	Sizes() (channels.Sizes, error)
+	List(state string, limit int) ([]*channels.Message, error)
+	Retry(seq uint64) error
+	Drop(seq uint64) error
+}

@@ -1,0 +1,23 @@
+// Package console is Cartera's web console, served by `cartera serve`
+// under /console: server-rendered pages (html/template, assets embedded
+// with go:embed, no JavaScript toolchain) for marketers, support and
+// operators.
+//
+// It owns the console's accounts, sessions, CSRF tokens, login rate
+// limits and its audit log (the bbolt bucket console_audit, audit.go). It
+// does not own any data it shows: it reads people, journeys, audiences,
+// the outbox and the metrics through the small interfaces of backend.go,
+// which cmd/cartera implements with the same accessors as the admin API.
+//
+// Roles, each including the one before:
+//
+//	viewer    every page, identifiers and personal traits masked (a***@example.com)
+//	marketer  unmasked people, reload of journeys and rules
+//	admin     export and erase of a person, retry and drop of dead letters, the audit log
+//
+// Use:
+//
+//	c, err := console.New(cfg, console.Options{DB: db, People: p, ...})
+//	c.Mount(app) // a Fiber app; pages under /console
+//	go c.Run(ctx) // keeps an hour of metric samples for the sparklines
+package console

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"cartera/cmd/cartera/console"
+)
+
+// chromiumPath finds Debian's chromium. Without it the browser test skips,
+// unless CARTERA_BROWSER_TEST=1 (make test) says it must run.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("CARTERA_CHROMIUM")
+	if p == "" {
+		var err error
+		if p, err = exec.LookPath("chromium"); err != nil {
+			if os.Getenv("CARTERA_BROWSER_TEST") == "1" {
+				t.Fatal("CARTERA_BROWSER_TEST=1 but chromium is not on PATH (apt-get install chromium)")
+			}
+			t.Skip("chromium is not on PATH; CARTERA_BROWSER_TEST=1 makes this a failure")
+		}
+	}
+	return p
+}
+
+// TestConsoleInBrowser drives the console in headless Chromium as each
+// role. With CARTERA_CONSOLE_SCREENSHOTS=1 it saves a screenshot of each
+// page to docs/console/.
+func TestConsoleInBrowser(t *testing.T) {
+	chromium := chromiumPath(t)
+	r := startConsole(t, nil)
+	mustOK(t, r.send(t, "shop_dev_write_key", "/v1/identify", `{"userId":"u-ana","traits":{"email":"ana@example.com","phone":"+34600111221","first_name":"Ana","loyalty_card":"4000 1234","consent":{"email":true,"sms":false,"ads":true}}}`))
+	mustOK(t, r.send(t, "app_dev_write_key", "/v1/track", `{"userId":"u-ana","event":"Product Viewed","properties":{"product_id":"shoe-42","category":"running"}}`))
+	mustOK(t, r.send(t, "app_dev_write_key", "/v1/track", `{"userId":"u-ana","event":"Product Added","properties":{"cart_id":"c-ana","product_id":"shoe-42","price":89.9}}`))
+	mustOK(t, r.send(t, "shop_dev_write_key", "/v1/identify", `{"userId":"u-bo","traits":{"email":"bo@example.com","first_name":"Bo"}}`))
+	mustOK(t, r.send(t, "shop_dev_write_key", "/v1/track", `{"userId":"u-bo","event":"Order Completed","properties":{"order_id":"o-1","revenue":120,"channel":"web"}}`))
+
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(alloc)
+	defer cancel()
+	// A bound on a stuck browser, not an assertion on speed.
+	ctx, cancelT := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancelT()
+
+	base := r.base + "/console"
+	start := time.Now()
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		t.Logf("%6.2fs %s", time.Since(start).Seconds(), what)
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	// submit clicks a button whose form loads another page, and waits for
+	// that page: an element also on the page before would match too early.
+	submit := func(what, sel string) {
+		t.Helper()
+		t.Logf("%6.2fs %s", time.Since(start).Seconds(), what)
+		if _, err := chromedp.Run(ctx, chromedp.WaitEvent(page.LoadEventFired, nil, chromedp.Click(chromedp.CSS(sel)))); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return strings.TrimSpace(s)
+	}
+	html := func() string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("html")))
+		if err != nil {
+			t.Fatalf("page HTML: %v", err)
+		}
+		return s
+	}
+	shots := os.Getenv("CARTERA_CONSOLE_SCREENSHOTS") == "1"
+	shot := func(name string) {
+		t.Helper()
+		if !shots {
+			return
+		}
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot %s: %v", name, err)
+		}
+		if err := os.WriteFile(filepath.Join("..", "..", "docs", "console", name+".png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	login := func(user, password string, role console.Role) {
+		t.Helper()
+		do("open the login page", chromedp.Navigate(base+"/login"), chromedp.WaitVisible(chromedp.ID("user")))
+		if role == console.RoleAdmin {
+			shot("login")
+		}
+		do("log in as "+user,
+			chromedp.SendKeys(chromedp.ID("user"), user), chromedp.SendKeys(chromedp.ID("password"), password),
+			chromedp.Click(chromedp.ID("login")), chromedp.WaitVisible(chromedp.ID("accepted-total")))
+		if got, want := text("#who"), fmt.Sprintf("%s (%s)", user, role); got != want {
+			t.Fatalf("logged in as %q, want %q", got, want)
+		}
+	}
+	logout := func() {
+		t.Helper()
+		do("log out", chromedp.Click(chromedp.CSS("form.who button")), chromedp.WaitVisible(chromedp.ID("user")))
+	}
+	search := func(q string) {
+		t.Helper()
+		do("search "+q, chromedp.Navigate(base+"/people"), chromedp.WaitVisible(chromedp.ID("q")),
+			chromedp.SendKeys(chromedp.ID("q"), q), chromedp.Click(chromedp.ID("search")), chromedp.WaitVisible(chromedp.ID("profile-id")))
+	}
+
+	// The admin finds Ana by email and sees her in full.
+	login(console.DevUser, console.DevPassword, console.RoleAdmin)
+	shot("overview")
+	search("email:Ana@Example.com")
+	if ids := text("#identities"); !strings.Contains(ids, "ana@example.com") || !strings.Contains(ids, "+34600111221") {
+		t.Errorf("admin's identities table: %q", ids)
+	}
+	if j := text("#journeys"); !strings.Contains(j, "cart_abandonment") {
+		t.Errorf("Ana's journeys: %q, want cart_abandonment", j)
+	}
+	if tl := text("#timeline"); !strings.Contains(tl, "Product Added") || !strings.Contains(tl, "Product Viewed") {
+		t.Errorf("Ana's timeline: %q", tl)
+	}
+	if c := strings.Join(strings.Fields(text("#consent")), " "); !strings.Contains(c, "email yes") || !strings.Contains(c, "sms no") {
+		t.Errorf("Ana's consent table: %q, want email yes and sms no", c)
+	}
+	shot("person")
+	person, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		t.Fatal(err)
+	}
+	logout()
+
+	// The viewer opens the same page and sees no address.
+	login("vic", viewerPassword, console.RoleViewer)
+	search("email:ana@example.com")
+	viewerPage := html()
+	if m := unmaskedEmail.FindAllString(viewerPage, -1); len(m) > 0 {
+		t.Errorf("the viewer sees email addresses %q", m)
+	}
+	if strings.Contains(viewerPage, "600111221") || strings.Contains(viewerPage, "4000") || !strings.Contains(viewerPage, "a***@example.com") {
+		t.Errorf("the viewer's page is not masked as it should be")
+	}
+	shot("person-viewer")
+	logout()
+
+	// The marketer: CSRF, journey counts moving, reload.
+	login("mara", marketerPassword, console.RoleMarketer)
+	do("open the journey", chromedp.Navigate(base+"/journeys/cart_abandonment"), chromedp.WaitVisible(chromedp.ID("steps")))
+	post := func(body string) int {
+		t.Helper()
+		st, err := chromedp.Run(ctx, chromedp.Evaluate[int](`fetch("/console/journeys/reload", {method: "POST", headers: {"Content-Type": "application/x-www-form-urlencoded"}, body: `+strconv.Quote(body)+`, redirect: "manual"}).then(r => r.status)`, chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if st := post("back=cart_abandonment"); st != 403 {
+		t.Errorf("a form POST without its CSRF token: %d, want 403", st)
+	}
+	token, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("input[name=csrf]").value`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := post("csrf=" + token); st != 0 && st != 303 { // manual redirects read as 0 (opaque)
+		t.Errorf("the same POST with the token: %d, want a redirect", st)
+	}
+	entered := func() int {
+		t.Helper()
+		n, err := strconv.Atoi(text("#entered"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := entered()
+	for i := range 2 {
+		mustOK(t, r.send(t, "app_dev_write_key", "/v1/track", fmt.Sprintf(`{"anonymousId":"anon-%d","event":"Product Added","properties":{"cart_id":"c-%d"}}`, i, i)))
+	}
+	do("reload the page", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("steps")))
+	if after := entered(); after != before+2 {
+		t.Errorf("entered %d after two carts, want %d", after, before+2)
+	}
+	if w := text(`tr[data-step="idle"] td.waiting`); w == "0" {
+		t.Errorf("nobody waiting at idle after the carts")
+	}
+	shot("journey")
+	oldVersion := text("#version")
+
+	// A changed file: the reload names the new version.
+	jf := filepath.Join(r.dir, "journeys", "cart_abandonment.yaml")
+	src, err := os.ReadFile(jf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(jf, []byte(strings.Replace(string(src), "name: Cart abandonment recovery", "name: Cart recovery (edited)", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	submit("reload journeys", "#reload")
+	newVersion := text("#version")
+	if flash := text("#flash"); newVersion == oldVersion || !strings.Contains(flash, "cart_abandonment: version "+oldVersion+" → "+newVersion) {
+		t.Errorf("after the reload: flash %q, version %s (was %s)", flash, newVersion, oldVersion)
+	}
+	// A broken file: the reload is refused with the file's errors.
+	bad := filepath.Join(r.dir, "journeys", "broken.yaml")
+	if err := os.WriteFile(bad, []byte("id: broken\ntrigger:\n  event: Product Added\nsteps:\n  - id: a\n    wait: soon\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	do("open the journeys", chromedp.Navigate(base+"/journeys"), chromedp.WaitVisible(chromedp.ID("journey-list")))
+	submit("reload a broken file", "#reload")
+	if errs := text("#errors"); !strings.Contains(errs, "broken.yaml:6:") {
+		t.Errorf("reload errors %q, want broken.yaml:6:...", errs)
+	}
+	if flash := text("#flash"); !strings.Contains(flash, "refused") {
+		t.Errorf("flash %q, want the refusal", flash)
+	}
+	if err := os.Remove(bad); err != nil {
+		t.Fatal(err)
+	}
+	do("open the journeys", chromedp.Navigate(base+"/journeys"), chromedp.WaitVisible(chromedp.ID("journey-list")))
+	shot("journeys")
+	do("audiences", chromedp.Navigate(base+"/audiences"), chromedp.WaitVisible(chromedp.ID("audience-list")))
+	shot("audiences")
+	logout()
+
+	// The admin sees what the others did.
+	login(console.DevUser, console.DevPassword, console.RoleAdmin)
+	do("open the audit log", chromedp.Navigate(base+"/audit"), chromedp.WaitVisible(chromedp.ID("audit")))
+	audit := text("#audit")
+	for _, want := range []string{"mara", "vic", "reload", "login", "logout"} {
+		if !strings.Contains(audit, want) {
+			t.Errorf("the audit log lacks %q:\n%s", want, audit)
+		}
+	}
+	shot("audit")
+	do("open the outbox", chromedp.Navigate(base+"/outbox"), chromedp.WaitVisible(chromedp.ID("dead")))
+	shot("outbox")
+	do("back to Ana", chromedp.Navigate(person), chromedp.WaitVisible(chromedp.ID("profile-id")))
+	do("overview", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("by-source")))
+	if src := text("#by-source"); !strings.Contains(src, "app") || !strings.Contains(src, "shop") {
+		t.Errorf("events by source: %q", src)
+	}
+	shot("overview")
+}
