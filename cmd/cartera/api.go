@@ -16,9 +16,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"cartera/channels"
 	"cartera/channels/email"
@@ -46,6 +44,8 @@ type api struct {
 	maxSkew time.Duration
 	// opens counts open pixels, first and repeat (nil: not counted).
 	opens *prometheus.CounterVec
+	// metricsElsewhere: /metrics has its own listener (metrics_addr).
+	metricsElsewhere bool
 }
 
 // httpError is an error with the status the edge answers.
@@ -74,7 +74,7 @@ func (a *api) routes() *fiber.App {
 	app.Get("/healthz", func(c *fiber.Ctx) error {
 		return c.JSON(fiber.Map{"status": "ok"})
 	})
-	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(a.gather, promhttp.HandlerOpts{})))
+	a.metricsRoute(app)
 
 	a.ingestRoutes(app)
 	v1 := app.Group("/v1")

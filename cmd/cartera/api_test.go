@@ -303,7 +303,10 @@ func TestMetricsAndHealth(t *testing.T) {
 	if r := s.do(t, "GET", "/healthz", nil, nil); r.status != 200 || r.body["status"] != "ok" {
 		t.Fatalf("healthz: %d %s", r.status, r.raw)
 	}
-	r := s.do(t, "GET", "/metrics", nil, nil)
+	if r := s.do(t, "GET", "/metrics", nil, nil); r.status != 401 || strings.Contains(r.raw, "cartera_") {
+		t.Fatalf("metrics without the admin token: %d %.200s, want 401", r.status, r.raw)
+	}
+	r := s.admin(t, "GET", "/metrics")
 	for _, want := range []string{
 		`cartera_events_accepted_total{source="web",type="track"} 1`,
 		`cartera_events_accepted_total{source="web",type="identify"} 1`,

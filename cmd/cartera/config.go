@@ -37,7 +37,12 @@ type Config struct {
 	PublicURL string `yaml:"public_url"`
 	// AdminToken guards the administration API (Bearer). Empty: the admin
 	// API answers 401 to everyone.
-	AdminToken      string        `yaml:"admin_token"`
+	AdminToken string `yaml:"admin_token"`
+	// MetricsAddr, when set, is where /metrics is served without a token
+	// (keep it on loopback or a private network); the main listener then
+	// answers 404 there. Empty: /metrics is on the main listener, behind
+	// the admin token.
+	MetricsAddr     string        `yaml:"metrics_addr"`
 	LogLevel        string        `yaml:"log_level"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 
@@ -111,6 +116,11 @@ func (c *Config) Validate() error {
 	if c.Data == "" {
 		return errors.New("data: required")
 	}
+	if c.MetricsAddr != "" {
+		if _, _, err := splitHostPort(c.MetricsAddr); err != nil {
+			return fmt.Errorf("metrics_addr: %w", err)
+		}
+	}
 	if c.Retention.Journeys < 0 || (c.Retention.Journeys > 0 && c.Retention.Journeys < 24*time.Hour) {
 		return fmt.Errorf("retention.journeys: want at least 24h, got %s", c.Retention.Journeys)
 	}
@@ -162,6 +172,7 @@ func splitHostPort(addr string) (string, string, error) {
 // serveFlags are the command-line flags of serve; each has an env twin.
 type serveFlags struct {
 	addr, data, config, journeys string
+	metricsAddr                  string
 	set                          map[string]bool
 }
 
@@ -173,6 +184,7 @@ func parseServeFlags(args []string, stderr *bytes.Buffer) (*serveFlags, error) {
 	fs.StringVar(&f.data, "data", "", "bbolt file (env CARTERA_DATA, default ./data/cartera.db)")
 	fs.StringVar(&f.config, "config", "", "YAML config (env CARTERA_CONFIG, default examples/cartera.yaml when present)")
 	fs.StringVar(&f.journeys, "journeys", "", "folder of journey files, or several separated by commas (env CARTERA_JOURNEYS)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics here without a token, and not on --addr (env CARTERA_METRICS_ADDR; default: on --addr behind the admin token)")
 	if err := fs.Parse(args); err != nil {
 		return nil, &usageError{err.Error()}
 	}
@@ -216,6 +228,9 @@ func loadConfig(f *serveFlags, getenv func(string) string) (*Config, error) {
 	}
 	if f.set["journeys"] {
 		cfg.Journeys = parseFolders(f.journeys)
+	}
+	if f.set["metrics-addr"] {
+		cfg.MetricsAddr = f.metricsAddr
 	}
 	if cfg.path != "" {
 		for _, p := range []*string{&cfg.Policies, &cfg.Channels.SMS.Templates} {
@@ -266,6 +281,7 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 		"CARTERA_DATA":                    &cfg.Data,
 		"CARTERA_PUBLIC_URL":              &cfg.PublicURL,
 		"CARTERA_ADMIN_TOKEN":             &cfg.AdminToken,
+		"CARTERA_METRICS_ADDR":            &cfg.MetricsAddr,
 		"CARTERA_LOG_LEVEL":               &cfg.LogLevel,
 		"CARTERA_SMTP_URL":                &cfg.SMTPURL,
 		"CARTERA_APNS_URL":                &cfg.APNsURL,

@@ -92,6 +92,8 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		gather:  reg,
 		maxSkew: cfg.Profiles.MaxClockSkew,
 		opens:   newOpenCounter(reg),
+
+		metricsElsewhere: cfg.MetricsAddr != "",
 	}
 	app := a.routes()
 
@@ -109,6 +111,16 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		joinWithin(&work, cfg.ShutdownTimeout, log)
 	}()
 	servePprof(workCtx, m.Getenv("CARTERA_PPROF_ADDR"), log)
+	if cfg.MetricsAddr != "" {
+		maddr, err := serveMetrics(workCtx, cfg.MetricsAddr, reg, log)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		if m.OnMetricsListen != nil {
+			m.OnMetricsListen(maddr)
+		}
+	}
 	work.Go(func() { store.RunPruner(workCtx, time.Hour) })
 	work.Go(func() {
 		if err := engine.Backfill(workCtx, store); err != nil && !errors.Is(err, context.Canceled) {
