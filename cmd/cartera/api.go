@@ -46,6 +46,8 @@ type api struct {
 	opens *prometheus.CounterVec
 	// metricsElsewhere: /metrics has its own listener (metrics_addr).
 	metricsElsewhere bool
+	// limits are the rate limits and connection caps of the edge.
+	limits *edgeLimits
 }
 
 // httpError is an error with the status the edge answers.
@@ -57,7 +59,10 @@ type httpError struct {
 func (e *httpError) Error() string { return e.msg }
 
 func (a *api) routes() *fiber.App {
-	app := fiber.New(fiber.Config{
+	if a.limits == nil {
+		a.limits = newEdgeLimits(DefaultLimitsConfig(), nil)
+	}
+	fcfg := fiber.Config{
 		// Fiber's limit is set well above the batch limit: past it fasthttp
 		// closes the connection unread, and clients often see a reset
 		// instead of the 413. Up to it, the handler answers a clean 413.
@@ -69,8 +74,12 @@ func (a *api) routes() *fiber.App {
 		ReadTimeout:  30 * time.Second,
 		WriteTimeout: 30 * time.Second,
 		IdleTimeout:  120 * time.Second,
-	})
+	}
+	a.limits.fiberConfig(&fcfg)
+	app := fiber.New(fcfg)
 	guardEdge(app)
+	a.limits.serverConfig(app.Server())
+	app.Use(a.limits.edge)
 	app.Get("/healthz", func(c *fiber.Ctx) error {
 		return c.JSON(fiber.Map{"status": "ok"})
 	})
@@ -206,6 +215,7 @@ func (a *api) ingest(typ string) fiber.Handler {
 			a.metrics.Rejected.WithLabelValues(source, "internal").Inc()
 			return err
 		}
+		setAccepted(c, len(events))
 		return c.JSON(fiber.Map{"success": true})
 	}
 }

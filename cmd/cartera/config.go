@@ -84,6 +84,8 @@ type Config struct {
 	Wallet WalletConfig `yaml:"wallet"`
 	// Retention bounds what would otherwise only grow.
 	Retention RetentionConfig `yaml:"retention"`
+	// Limits are the rate limits and connection caps of the HTTP edge.
+	Limits LimitsConfig `yaml:"limits"`
 
 	// path is the file the config came from ("" for none).
 	path string
@@ -105,6 +107,7 @@ func DefaultConfig() Config {
 		GoogleWalletURL:      "https://walletobjects.googleapis.com/walletobjects/v1",
 		Profiles:             profiles.DefaultConfig(),
 		Channels:             ChannelsConfig{Retention: channels.DefaultRetentionConfig()},
+		Limits:               DefaultLimitsConfig(),
 	}
 }
 
@@ -156,6 +159,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.Channels.Retention.Validate("channels.retention"); err != nil {
+		return err
+	}
+	if err := c.Limits.Validate(); err != nil {
 		return err
 	}
 	return c.Profiles.Validate()
@@ -320,6 +326,11 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 	}
 	if v := getenv("CARTERA_IDENTITY_SECRETS"); v != "" {
 		if err := applyIdentitySecrets(cfg, v); err != nil {
+			return err
+		}
+	}
+	if v := getenv("CARTERA_LIMITS"); v != "" {
+		if err := applyLimitsEnv(&cfg.Limits, v); err != nil {
 			return err
 		}
 	}

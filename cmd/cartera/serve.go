@@ -94,6 +94,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		opens:   newOpenCounter(reg),
 
 		metricsElsewhere: cfg.MetricsAddr != "",
+		limits:           newEdgeLimits(cfg.Limits, reg),
 	}
 	app := a.routes()
 
