@@ -71,13 +71,19 @@ func startServer(tb testing.TB, env map[string]string) *server {
 // startServerAt is startServer with the bbolt file at data.
 func startServerAt(tb testing.TB, data string, env map[string]string) *server {
 	tb.Helper()
+	return startServerLogged(tb, data, env, io.Discard)
+}
+
+// startServerLogged is startServerAt with the server's log written to stderr.
+func startServerLogged(tb testing.TB, data string, env map[string]string, stderr io.Writer) *server {
+	tb.Helper()
 	vars := map[string]string{"CARTERA_ADMIN_TOKEN": testAdminToken, "CARTERA_LOG_LEVEL": "warn"}
 	for k, v := range env {
 		vars[k] = v
 	}
 	clock := withTestClock(tb, vars)
 	addr := make(chan string, 1)
-	m := &Main{Stdout: io.Discard, Stderr: io.Discard, Getenv: envOf(vars), OnListen: func(a string) { addr <- a }}
+	m := &Main{Stdout: io.Discard, Stderr: stderr, Getenv: envOf(vars), OnListen: func(a string) { addr <- a }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
