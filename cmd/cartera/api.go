@@ -79,7 +79,7 @@ func (a *api) routes() *fiber.App {
 	app := fiber.New(fcfg)
 	guardEdge(app)
 	a.limits.serverConfig(app.Server())
-	app.Use(a.limits.edge)
+	app.Use(transportHeaders, a.limits.edge)
 	app.Get("/healthz", func(c *fiber.Ctx) error {
 		return c.JSON(fiber.Map{"status": "ok"})
 	})
@@ -90,8 +90,8 @@ func (a *api) routes() *fiber.App {
 
 	app.Get(email.OpenPath+":token", a.trackOpen)
 	app.Get(email.ClickPath+":token", a.trackClick)
-	app.Get(email.UnsubscribePath+":token", a.unsubscribePage)
-	app.Post(email.UnsubscribePath+":token", a.unsubscribe)
+	app.Get(email.UnsubscribePath+":token", securePage, a.unsubscribePage)
+	app.Post(email.UnsubscribePath+":token", securePage, a.unsubscribe)
 
 	v1.Get("/outbox", a.requireAdmin, a.listOutbox)
 	v1.Post("/outbox/:seq/retry", a.requireAdmin, a.retryOutbox)

@@ -86,6 +86,8 @@ type Config struct {
 	Retention RetentionConfig `yaml:"retention"`
 	// Limits are the rate limits and connection caps of the HTTP edge.
 	Limits LimitsConfig `yaml:"limits"`
+	// TLS makes the gateway serve HTTPS itself.
+	TLS TLSConfig `yaml:"tls"`
 
 	// path is the file the config came from ("" for none).
 	path string
@@ -164,6 +166,9 @@ func (c *Config) Validate() error {
 	if err := c.Limits.Validate(); err != nil {
 		return err
 	}
+	if err := c.TLS.Validate(); err != nil {
+		return err
+	}
 	return c.Profiles.Validate()
 }
 
@@ -179,6 +184,7 @@ func splitHostPort(addr string) (string, string, error) {
 type serveFlags struct {
 	addr, data, config, journeys string
 	metricsAddr                  string
+	tlsCert, tlsKey, acmeHost    string
 	set                          map[string]bool
 }
 
@@ -190,6 +196,9 @@ func parseServeFlags(args []string, stderr *bytes.Buffer) (*serveFlags, error) {
 	fs.StringVar(&f.data, "data", "", "bbolt file (env CARTERA_DATA, default ./data/cartera.db)")
 	fs.StringVar(&f.config, "config", "", "YAML config (env CARTERA_CONFIG, default examples/cartera.yaml when present)")
 	fs.StringVar(&f.journeys, "journeys", "", "folder of journey files, or several separated by commas (env CARTERA_JOURNEYS)")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate chain (env CARTERA_TLS_CERT; with --tls-key)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "the PEM key of --tls-cert (env CARTERA_TLS_KEY)")
+	fs.StringVar(&f.acmeHost, "acme-host", "", "serve HTTPS with certificates from Let's Encrypt for this public host name (env CARTERA_ACME_HOST)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics here without a token, and not on --addr (env CARTERA_METRICS_ADDR; default: on --addr behind the admin token)")
 	if err := fs.Parse(args); err != nil {
 		return nil, &usageError{err.Error()}
@@ -237,6 +246,15 @@ func loadConfig(f *serveFlags, getenv func(string) string) (*Config, error) {
 	}
 	if f.set["metrics-addr"] {
 		cfg.MetricsAddr = f.metricsAddr
+	}
+	if f.set["tls-cert"] {
+		cfg.TLS.Cert = f.tlsCert
+	}
+	if f.set["tls-key"] {
+		cfg.TLS.Key = f.tlsKey
+	}
+	if f.set["acme-host"] {
+		cfg.TLS.ACMEHost = f.acmeHost
 	}
 	if cfg.path != "" {
 		for _, p := range []*string{&cfg.Policies, &cfg.Channels.SMS.Templates} {
@@ -288,6 +306,12 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 		"CARTERA_PUBLIC_URL":              &cfg.PublicURL,
 		"CARTERA_ADMIN_TOKEN":             &cfg.AdminToken,
 		"CARTERA_METRICS_ADDR":            &cfg.MetricsAddr,
+		"CARTERA_TLS_CERT":                &cfg.TLS.Cert,
+		"CARTERA_TLS_KEY":                 &cfg.TLS.Key,
+		"CARTERA_ACME_HOST":               &cfg.TLS.ACMEHost,
+		"CARTERA_ACME_EMAIL":              &cfg.TLS.ACMEEmail,
+		"CARTERA_ACME_HTTP_ADDR":          &cfg.TLS.ACMEHTTPAddr,
+		"CARTERA_ACME_DIRECTORY_URL":      &cfg.TLS.ACMEDirectoryURL,
 		"CARTERA_LOG_LEVEL":               &cfg.LogLevel,
 		"CARTERA_SMTP_URL":                &cfg.SMTPURL,
 		"CARTERA_APNS_URL":                &cfg.APNsURL,

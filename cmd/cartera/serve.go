@@ -102,6 +102,13 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	tln, stopACME, err := listenTLS(cfg, ln, log)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	ln = tln
+	defer stopACME()
 	// Background work runs on its own context: the shutdown stops it at
 	// once, while requests drain, and joins every goroutine before the
 	// store closes.
