@@ -102,9 +102,9 @@ func (u *Updates) Deliver(ctx context.Context, msgs []*channels.Message) []chann
 			case res.Err == nil:
 				pushedTo[r.serial]++
 			case res.Unregistered():
-				// The device id is Apple's random library id, not personal
-				// data; the push token stays out of the log.
-				u.log.Info("wallet registration removed", "serial", r.serial, "device", r.device, "status", res.Status, "reason", res.Reason)
+				// A device id is a persistent id of a person's phone: the
+				// log has its hash, as events do; the push token stays out.
+				u.log.Info("wallet registration removed", "serial", r.serial, "device", deviceHash(r.device), "status", res.Status, "reason", res.Reason)
 				gone = append(gone, r)
 			case res.Retryable():
 				failed[r.serial] = fmt.Errorf("apns push: %w", res.Err)

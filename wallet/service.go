@@ -584,10 +584,9 @@ func (s *Service) record(ctx context.Context, p *Pass, event, messageID, device 
 	if s.deps.Recorder == nil || p.ProfileID == "" {
 		return
 	}
-	dev := sha256.Sum256([]byte(device))
 	ev := &profiles.Event{
 		Type: profiles.TypeTrack, Event: event, MessageID: messageID, Source: profiles.SourceCartera,
-		Properties: map[string]any{"serial": p.Serial, "template": p.Template, "platform": "apple", "device": hex.EncodeToString(dev[:8])},
+		Properties: map[string]any{"serial": p.Serial, "template": p.Template, "platform": "apple", "device": deviceHash(device)},
 	}
 	if _, err := s.deps.Recorder.IngestFor(ctx, p.ProfileID, ev); err != nil && !errors.Is(err, profiles.ErrNotFound) {
 		s.log.Error("record wallet event", "event", event, "serial", p.Serial, "err", err)
@@ -725,4 +724,11 @@ func (s *Service) enqueuePush(tx *bbolt.Tx, p *Pass, message, key string) error 
 	}
 	_, err = s.deps.Queue.Enqueue(tx, &channels.Message{Key: key, Destination: Destination, ProfileID: p.ProfileID, Payload: payload})
 	return err
+}
+
+// deviceHash is what events and logs carry of a device library id: a
+// persistent id of a person's phone, so never the id itself.
+func deviceHash(device string) string {
+	dev := sha256.Sum256([]byte(device))
+	return hex.EncodeToString(dev[:8])
 }

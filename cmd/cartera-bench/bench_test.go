@@ -42,7 +42,7 @@ func TestSeedServeLoadLookup(t *testing.T) {
 	for _, mode := range []string{"batch", "track"} {
 		out.Reset()
 		errs.Reset()
-		args := []string{"load", "--url", srv.URL(), "--mode", mode, "--clients", "2", "--people", "500", "--batch", "20", "--warmup", "100ms", "--duration", "700ms"}
+		args := []string{"load", "--url", srv.URL(), "--mode", mode, "--clients", "2", "--people", "500", "--batch", "20", "--warmup", "100ms", "--duration", "700ms", "--admin-token", sdktest.AdminToken}
 		if err := run(ctx, args, &out, &errs); err != nil {
 			t.Fatalf("load %s: %v\n%s", mode, err, errs.String())
 		}

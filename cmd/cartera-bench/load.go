@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"sync"
@@ -32,8 +33,11 @@ type loadConfig struct {
 	warmup   time.Duration
 	rate     float64
 	webKey   string
-	posKey   string
-	seed     uint64
+	// adminToken and metricsURL are for reading the gateway's metrics.
+	adminToken string
+	metricsURL string
+	posKey     string
+	seed       uint64
 }
 
 func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -50,9 +54,14 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.Float64Var(&c.rate, "rate", 0, "events/s to offer in total (0: as fast as the gateway acknowledges)")
 	fs.StringVar(&c.webKey, "web-key", "web_bench_key", "write key of the web source")
 	fs.StringVar(&c.posKey, "pos-key", "pos_bench_key", "write key of the point-of-sale source")
+	fs.StringVar(&c.adminToken, "admin-token", os.Getenv("CARTERA_ADMIN_TOKEN"), "admin token, sent to read /metrics (default: env CARTERA_ADMIN_TOKEN)")
+	fs.StringVar(&c.metricsURL, "metrics-url", "", "the gateway's metrics when it serves them on metrics_addr (default: URL/metrics, with the admin token)")
 	fs.Uint64Var(&c.seed, "seed", uint64(time.Now().UnixNano()), "random seed (of the people, events and messageIds of this run)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if c.metricsURL == "" {
+		c.metricsURL = c.url + "/metrics"
 	}
 	if c.mode != "batch" && c.mode != "track" {
 		return fmt.Errorf("--mode: want batch or track, got %q", c.mode)
@@ -74,9 +83,9 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			DisableCompression:  true,
 		},
 	}
-	before, err := scrape(ctx, hc, c.url)
+	before, err := scrape(ctx, hc, c.metricsURL, c.adminToken)
 	if err != nil {
-		return fmt.Errorf("read %s/metrics: %w", c.url, err)
+		return fmt.Errorf("read %s: %w", c.metricsURL, err)
 	}
 
 	var measuring atomic.Bool
@@ -111,9 +120,9 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	after, err := scrape(context.Background(), hc, c.url)
+	after, err := scrape(context.Background(), hc, c.metricsURL, c.adminToken)
 	if err != nil {
-		return fmt.Errorf("read %s/metrics: %w", c.url, err)
+		return fmt.Errorf("read %s: %w", c.metricsURL, err)
 	}
 
 	var all []time.Duration

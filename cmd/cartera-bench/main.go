@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	cartera-bench load   [--url URL] [--mode batch|track] [--clients N] [--people M] [--duration D] [--rate EVENTS/S]
+//	cartera-bench load   [--url URL] [--mode batch|track] [--clients N] [--people M] [--duration D] [--rate EVENTS/S] [--admin-token T]
 //	cartera-bench lookup [--url URL] [--people M] [--requests N] [--clients N]
 //	cartera-bench seed   --data FILE [--config FILE] [--profiles N]
 //	cartera-bench fsync  [--dir DIR] [--count N]

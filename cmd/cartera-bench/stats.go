@@ -34,17 +34,24 @@ func (p percentiles) String() string {
 	return fmt.Sprintf("p50 %s p90 %s p99 %s max %s", p.p50, p.p90, p.p99, p.max)
 }
 
-// scrape reads the gateway's Prometheus metrics.
-func scrape(ctx context.Context, hc *http.Client, base string) (map[string]*dto.MetricFamily, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+// scrape reads the gateway's Prometheus metrics at url, with the admin
+// token when one is given (the main listener serves them behind it).
+func scrape(ctx context.Context, hc *http.Client, url, adminToken string) (map[string]*dto.MetricFamily, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
+	}
+	if adminToken != "" {
+		req.Header.Set("Authorization", "Bearer "+adminToken)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode == http.StatusUnauthorized {
+		return nil, fmt.Errorf("status %s: pass the gateway's admin token (--admin-token or CARTERA_ADMIN_TOKEN)", resp.Status)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("status %s", resp.Status)
 	}

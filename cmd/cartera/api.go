@@ -12,9 +12,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
-	"github.com/gofiber/fiber/v2/middleware/adaptor"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"cartera/channels/email"
 	"cartera/cmd/cartera/console"
@@ -43,6 +41,10 @@ type api struct {
 	opens *prometheus.CounterVec
 	// console is the web console under /console (nil: not mounted).
 	console *console.Console
+	// metricsElsewhere: /metrics has its own listener (metrics_addr).
+	metricsElsewhere bool
+	// limits are the rate limits and connection caps of the edge.
+	limits *edgeLimits
 }
 
 // httpError is an error with the status the edge answers.
@@ -54,7 +56,10 @@ type httpError struct {
 func (e *httpError) Error() string { return e.msg }
 
 func (a *api) routes() *fiber.App {
-	app := fiber.New(fiber.Config{
+	if a.limits == nil {
+		a.limits = newEdgeLimits(DefaultLimitsConfig(), nil)
+	}
+	fcfg := fiber.Config{
 		// Fiber's limit is set well above the batch limit: past it fasthttp
 		// closes the connection unread, and clients often see a reset
 		// instead of the 413. Up to it, the handler answers a clean 413.
@@ -66,20 +71,24 @@ func (a *api) routes() *fiber.App {
 		ReadTimeout:  30 * time.Second,
 		WriteTimeout: 30 * time.Second,
 		IdleTimeout:  120 * time.Second,
-	})
+	}
+	a.limits.fiberConfig(&fcfg)
+	app := fiber.New(fcfg)
 	guardEdge(app)
+	a.limits.serverConfig(app.Server())
+	app.Use(transportHeaders, a.limits.edge)
 	app.Get("/healthz", func(c *fiber.Ctx) error {
 		return c.JSON(fiber.Map{"status": "ok"})
 	})
-	app.Get("/metrics", adaptor.HTTPHandler(promhttp.HandlerFor(a.gather, promhttp.HandlerOpts{})))
+	a.metricsRoute(app)
 
 	a.ingestRoutes(app)
 	v1 := app.Group("/v1")
 
 	app.Get(email.OpenPath+":token", a.trackOpen)
 	app.Get(email.ClickPath+":token", a.trackClick)
-	app.Get(email.UnsubscribePath+":token", a.unsubscribePage)
-	app.Post(email.UnsubscribePath+":token", a.unsubscribe)
+	app.Get(email.UnsubscribePath+":token", securePage, a.unsubscribePage)
+	app.Post(email.UnsubscribePath+":token", securePage, a.unsubscribe)
 
 	v1.Get("/outbox", a.requireAdmin, a.listOutbox)
 	v1.Post("/outbox/:seq/retry", a.requireAdmin, a.retryOutbox)
@@ -206,6 +215,7 @@ func (a *api) ingest(typ string) fiber.Handler {
 			a.metrics.Rejected.WithLabelValues(source, "internal").Inc()
 			return err
 		}
+		setAccepted(c, len(events))
 		return c.JSON(fiber.Map{"success": true})
 	}
 }

@@ -71,13 +71,19 @@ func startServer(tb testing.TB, env map[string]string) *server {
 // startServerAt is startServer with the bbolt file at data.
 func startServerAt(tb testing.TB, data string, env map[string]string) *server {
 	tb.Helper()
+	return startServerLogged(tb, data, env, io.Discard)
+}
+
+// startServerLogged is startServerAt with the server's log written to stderr.
+func startServerLogged(tb testing.TB, data string, env map[string]string, stderr io.Writer) *server {
+	tb.Helper()
 	vars := map[string]string{"CARTERA_ADMIN_TOKEN": testAdminToken, "CARTERA_LOG_LEVEL": "warn"}
 	for k, v := range env {
 		vars[k] = v
 	}
 	clock := withTestClock(tb, vars)
 	addr := make(chan string, 1)
-	m := &Main{Stdout: io.Discard, Stderr: io.Discard, Getenv: envOf(vars), OnListen: func(a string) { addr <- a }}
+	m := &Main{Stdout: io.Discard, Stderr: stderr, Getenv: envOf(vars), OnListen: func(a string) { addr <- a }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -303,7 +309,10 @@ func TestMetricsAndHealth(t *testing.T) {
 	if r := s.do(t, "GET", "/healthz", nil, nil); r.status != 200 || r.body["status"] != "ok" {
 		t.Fatalf("healthz: %d %s", r.status, r.raw)
 	}
-	r := s.do(t, "GET", "/metrics", nil, nil)
+	if r := s.do(t, "GET", "/metrics", nil, nil); r.status != 401 || strings.Contains(r.raw, "cartera_") {
+		t.Fatalf("metrics without the admin token: %d %.200s, want 401", r.status, r.raw)
+	}
+	r := s.admin(t, "GET", "/metrics")
 	for _, want := range []string{
 		`cartera_events_accepted_total{source="web",type="track"} 1`,
 		`cartera_events_accepted_total{source="web",type="identify"} 1`,
@@ -337,7 +346,8 @@ func TestDuplicateMessageOverHTTP(t *testing.T) {
 func BenchmarkIngestHTTP(b *testing.B) {
 	for _, size := range []int{1, 100} {
 		b.Run(fmt.Sprintf("batch=%d", size), func(b *testing.B) {
-			s := startServer(b, nil)
+			// One client flooding one key: the rate limits would measure themselves.
+			s := startServer(b, map[string]string{"CARTERA_LIMITS": "off"})
 			var mu sync.Mutex
 			seq := 0
 			next := func() int { mu.Lock(); defer mu.Unlock(); seq++; return seq }

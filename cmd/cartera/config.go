@@ -38,7 +38,12 @@ type Config struct {
 	PublicURL string `yaml:"public_url"`
 	// AdminToken guards the administration API (Bearer). Empty: the admin
 	// API answers 401 to everyone.
-	AdminToken      string        `yaml:"admin_token"`
+	AdminToken string `yaml:"admin_token"`
+	// MetricsAddr, when set, is where /metrics is served without a token
+	// (keep it on loopback or a private network); the main listener then
+	// answers 404 there. Empty: /metrics is on the main listener, behind
+	// the admin token.
+	MetricsAddr     string        `yaml:"metrics_addr"`
 	LogLevel        string        `yaml:"log_level"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 
@@ -82,6 +87,10 @@ type Config struct {
 	Retention RetentionConfig `yaml:"retention"`
 	// Console is the web console's users and sessions (/console).
 	Console console.Config `yaml:"console"`
+	// Limits are the rate limits and connection caps of the HTTP edge.
+	Limits LimitsConfig `yaml:"limits"`
+	// TLS makes the gateway serve HTTPS itself.
+	TLS TLSConfig `yaml:"tls"`
 
 	// path is the file the config came from ("" for none).
 	path string
@@ -104,6 +113,7 @@ func DefaultConfig() Config {
 		Profiles:             profiles.DefaultConfig(),
 		Channels:             ChannelsConfig{Retention: channels.DefaultRetentionConfig()},
 		Console:              console.DefaultConfig(),
+		Limits:               DefaultLimitsConfig(),
 	}
 }
 
@@ -114,6 +124,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Data == "" {
 		return errors.New("data: required")
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := splitHostPort(c.MetricsAddr); err != nil {
+			return fmt.Errorf("metrics_addr: %w", err)
+		}
 	}
 	if c.Retention.Journeys < 0 || (c.Retention.Journeys > 0 && c.Retention.Journeys < 24*time.Hour) {
 		return fmt.Errorf("retention.journeys: want at least 24h, got %s", c.Retention.Journeys)
@@ -155,6 +170,12 @@ func (c *Config) Validate() error {
 	if err := c.Console.Validate(); err != nil {
 		return err
 	}
+	if err := c.Limits.Validate(); err != nil {
+		return err
+	}
+	if err := c.TLS.Validate(); err != nil {
+		return err
+	}
 	return c.Profiles.Validate()
 }
 
@@ -169,6 +190,8 @@ func splitHostPort(addr string) (string, string, error) {
 // serveFlags are the command-line flags of serve; each has an env twin.
 type serveFlags struct {
 	addr, data, config, journeys string
+	metricsAddr                  string
+	tlsCert, tlsKey, acmeHost    string
 	set                          map[string]bool
 }
 
@@ -180,6 +203,10 @@ func parseServeFlags(args []string, stderr *bytes.Buffer) (*serveFlags, error) {
 	fs.StringVar(&f.data, "data", "", "bbolt file (env CARTERA_DATA, default ./data/cartera.db)")
 	fs.StringVar(&f.config, "config", "", "YAML config (env CARTERA_CONFIG, default examples/cartera.yaml when present)")
 	fs.StringVar(&f.journeys, "journeys", "", "folder of journey files, or several separated by commas (env CARTERA_JOURNEYS)")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "serve HTTPS with this PEM certificate chain (env CARTERA_TLS_CERT; with --tls-key)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "the PEM key of --tls-cert (env CARTERA_TLS_KEY)")
+	fs.StringVar(&f.acmeHost, "acme-host", "", "serve HTTPS with certificates from Let's Encrypt for this public host name (env CARTERA_ACME_HOST)")
+	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics here without a token, and not on --addr (env CARTERA_METRICS_ADDR; default: on --addr behind the admin token)")
 	if err := fs.Parse(args); err != nil {
 		return nil, &usageError{err.Error()}
 	}
@@ -223,6 +250,18 @@ func loadConfig(f *serveFlags, getenv func(string) string) (*Config, error) {
 	}
 	if f.set["journeys"] {
 		cfg.Journeys = parseFolders(f.journeys)
+	}
+	if f.set["metrics-addr"] {
+		cfg.MetricsAddr = f.metricsAddr
+	}
+	if f.set["tls-cert"] {
+		cfg.TLS.Cert = f.tlsCert
+	}
+	if f.set["tls-key"] {
+		cfg.TLS.Key = f.tlsKey
+	}
+	if f.set["acme-host"] {
+		cfg.TLS.ACMEHost = f.acmeHost
 	}
 	if cfg.path != "" {
 		for _, p := range []*string{&cfg.Policies, &cfg.Channels.SMS.Templates} {
@@ -273,6 +312,13 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 		"CARTERA_DATA":                    &cfg.Data,
 		"CARTERA_PUBLIC_URL":              &cfg.PublicURL,
 		"CARTERA_ADMIN_TOKEN":             &cfg.AdminToken,
+		"CARTERA_METRICS_ADDR":            &cfg.MetricsAddr,
+		"CARTERA_TLS_CERT":                &cfg.TLS.Cert,
+		"CARTERA_TLS_KEY":                 &cfg.TLS.Key,
+		"CARTERA_ACME_HOST":               &cfg.TLS.ACMEHost,
+		"CARTERA_ACME_EMAIL":              &cfg.TLS.ACMEEmail,
+		"CARTERA_ACME_HTTP_ADDR":          &cfg.TLS.ACMEHTTPAddr,
+		"CARTERA_ACME_DIRECTORY_URL":      &cfg.TLS.ACMEDirectoryURL,
 		"CARTERA_LOG_LEVEL":               &cfg.LogLevel,
 		"CARTERA_SMTP_URL":                &cfg.SMTPURL,
 		"CARTERA_APNS_URL":                &cfg.APNsURL,
@@ -311,6 +357,11 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 	}
 	if v := getenv("CARTERA_IDENTITY_SECRETS"); v != "" {
 		if err := applyIdentitySecrets(cfg, v); err != nil {
+			return err
+		}
+	}
+	if v := getenv("CARTERA_LIMITS"); v != "" {
+		if err := applyLimitsEnv(&cfg.Limits, v); err != nil {
 			return err
 		}
 	}

@@ -61,7 +61,7 @@ func (a *api) ingestRoutes(app *fiber.App) {
 
 func (a *api) ingestRoute(app *fiber.App, mw fiber.Handler, path string, h fiber.Handler) {
 	app.Options(path, mw, allowOnly(fiber.MethodPost))
-	app.Post(path, mw, h)
+	app.Post(path, mw, a.limits.ingestLimit(a.sources), h)
 }
 
 // corsHandler answers preflights and sets Access-Control-Allow-Origin for

@@ -19,12 +19,16 @@ type readyHint struct {
 }
 
 func (h readyHint) write(w io.Writer) {
-	base := "http://" + h.addr
+	scheme := "http://"
+	if h.cfg.TLS.on() {
+		scheme = "https://"
+	}
+	base := scheme + h.addr
 	if host, port, err := net.SplitHostPort(h.addr); err == nil {
 		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 			host = "127.0.0.1"
 		}
-		base = "http://" + net.JoinHostPort(host, port)
+		base = scheme + net.JoinHostPort(host, port)
 	}
 	config := h.cfg.path
 	if config == "" {

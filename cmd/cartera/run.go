@@ -20,6 +20,9 @@ type Main struct {
 	// OnListen, when set, is told the address the server listens on
 	// (tests pass --addr 127.0.0.1:0).
 	OnListen func(addr string)
+	// OnMetricsListen, when set, is told the address of the metrics
+	// listener (metrics_addr).
+	OnMetricsListen func(addr string)
 }
 
 // NewMain returns a Main wired to the process's stdio and environment.

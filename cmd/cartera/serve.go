@@ -92,6 +92,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		gather:  reg,
 		maxSkew: cfg.Profiles.MaxClockSkew,
 		opens:   newOpenCounter(reg),
+
+		metricsElsewhere: cfg.MetricsAddr != "",
+		limits:           newEdgeLimits(cfg.Limits, reg),
 	}
 	con, err := openConsole(a, cfg, reg, log)
 	if err != nil {
@@ -104,6 +107,13 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	tln, stopACME, err := listenTLS(cfg, ln, log)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	ln = tln
+	defer stopACME()
 	// Background work runs on its own context: the shutdown stops it at
 	// once, while requests drain, and joins every goroutine before the
 	// store closes.
@@ -114,6 +124,16 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		joinWithin(&work, cfg.ShutdownTimeout, log)
 	}()
 	servePprof(workCtx, m.Getenv("CARTERA_PPROF_ADDR"), log)
+	if cfg.MetricsAddr != "" {
+		maddr, err := serveMetrics(workCtx, cfg.MetricsAddr, reg, log)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		if m.OnMetricsListen != nil {
+			m.OnMetricsListen(maddr)
+		}
+	}
 	work.Go(func() { store.RunPruner(workCtx, time.Hour) })
 	work.Go(func() {
 		if err := engine.Backfill(workCtx, store); err != nil && !errors.Is(err, context.Canceled) {

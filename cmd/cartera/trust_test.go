@@ -258,7 +258,7 @@ func TestOrdersOnlyFromServerSources(t *testing.T) {
 		t.Errorf("computed orders_count %v, store_orders %v, lifetime_value %v; want 2, 1 (the till's only), 70",
 			computed["orders_count"], computed["store_orders"], computed["lifetime_value"])
 	}
-	m := s.do(t, "GET", "/metrics", nil, nil)
+	m := s.admin(t, "GET", "/metrics")
 	for _, w := range []string{`cartera_events_rejected_total{reason="source_trust",source="web"} 1`, `cartera_events_rejected_total{reason="source_trust",source="app"} 1`} {
 		if !strings.Contains(m.raw, w) {
 			t.Errorf("metrics lack %q", w)
@@ -355,7 +355,7 @@ func TestProfileTakeoverNeedsVerification(t *testing.T) {
 	if granted, _ := s.consentOf(t, "user_id:victim", "email"); granted {
 		t.Error("an unverified withdrawal was not applied")
 	}
-	m := s.do(t, "GET", "/metrics", nil, nil)
+	m := s.admin(t, "GET", "/metrics")
 	for _, w := range []string{`cartera_unverified_events_guarded_total{outcome="claim",source="web"} 3`, `cartera_unverified_events_guarded_total{outcome="limited",source="web"} 1`} {
 		if !strings.Contains(m.raw, w) {
 			t.Errorf("metrics lack %q", w)

@@ -42,7 +42,7 @@ func benchPasses(b *testing.B, s *server, n int) []string {
 // every core: fresh (each pass's first download signs it) and cached
 // (unchanged passes served again).
 func BenchmarkWalletHTTP(b *testing.B) {
-	s := startServer(b, nil)
+	s := startServer(b, map[string]string{"CARTERA_LIMITS": "off"}) // one client as fast as it can
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	get := func(path string) error {
 		resp, err := client.Get(s.base + path)

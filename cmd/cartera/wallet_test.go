@@ -18,6 +18,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -57,6 +58,13 @@ type walletRig struct {
 
 func newWalletRig(t *testing.T) *walletRig {
 	t.Helper()
+	return newWalletRigLogged(t, nil, io.Discard)
+}
+
+// newWalletRigLogged is newWalletRig with more environment and the
+// server's log written to stderr.
+func newWalletRigLogged(t *testing.T, extra map[string]string, stderr io.Writer) *walletRig {
+	t.Helper()
 	dir := t.TempDir()
 	r := &walletRig{data: filepath.Join(dir, "data", "cartera.db"), devDir: filepath.Join(dir, "data", "wallet-dev")}
 	// The chain serve would make on first start, made first so the APNs
@@ -80,13 +88,15 @@ func newWalletRig(t *testing.T) *walletRig {
 	if err := os.WriteFile(sa, saJSON, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r.s = startServerAt(t, r.data, map[string]string{
+	env := map[string]string{
 		"CARTERA_APNS_URL":               r.apns.URL,
 		"CARTERA_APNS_CA_FILE":           r.apns.CAFile,
 		"CARTERA_GOOGLE_WALLET_URL":      r.google.URL + "/walletobjects/v1",
 		"CARTERA_GOOGLE_ISSUER_ID":       exIssuerID,
 		"CARTERA_GOOGLE_SERVICE_ACCOUNT": sa,
-	})
+	}
+	maps.Copy(env, extra)
+	r.s = startServerLogged(t, r.data, env, stderr)
 	return r
 }
 

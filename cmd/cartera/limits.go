@@ -1,0 +1,453 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+	"golang.org/x/time/rate"
+
+	"cartera/channels/email"
+	"cartera/profiles"
+)
+
+// RateLimit is a token bucket: PerSecond requests (or events) on average,
+// Burst at once. PerSecond 0 turns the limit off.
+type RateLimit struct {
+	PerSecond float64 `yaml:"per_second"`
+	Burst     int     `yaml:"burst"`
+}
+
+func (r RateLimit) on() bool { return r.PerSecond > 0 }
+
+func (r RateLimit) validate(name string) error {
+	if r.PerSecond < 0 || math.IsNaN(r.PerSecond) || math.IsInf(r.PerSecond, 0) {
+		return fmt.Errorf("%s.per_second: want 0 (off) or a positive rate, got %v", name, r.PerSecond)
+	}
+	if r.on() && r.Burst < 1 {
+		return fmt.Errorf("%s.burst: want at least 1, got %d", name, r.Burst)
+	}
+	return nil
+}
+
+// LimitsConfig bounds what one client may ask of the gateway, so that one
+// write key, address, device or link flooding it slows only itself.
+type LimitsConfig struct {
+	// WriteKeyRequests and WriteKeyEvents are per write key (ingestion).
+	WriteKeyRequests RateLimit `yaml:"write_key_requests"`
+	WriteKeyEvents   RateLimit `yaml:"write_key_events"`
+	// AddressRequests is per client address (an IPv6 /64 counts as one),
+	// every route but /healthz.
+	AddressRequests RateLimit `yaml:"address_requests"`
+	// WalletDeviceRequests is per device of the pass web service (and per
+	// serial for pass downloads); TrackingTokenRequests per email link.
+	WalletDeviceRequests  RateLimit `yaml:"wallet_device_requests"`
+	TrackingTokenRequests RateLimit `yaml:"tracking_token_requests"`
+	// MaxConnections caps open connections; MaxConnectionsPerAddress
+	// those of one client address (0: no cap).
+	MaxConnections           int `yaml:"max_connections"`
+	MaxConnectionsPerAddress int `yaml:"max_connections_per_address"`
+	// HeaderTimeout cuts a client that has not sent its request headers
+	// in time; BodyTimeout one whose body has not arrived in time after
+	// the headers.
+	HeaderTimeout time.Duration `yaml:"header_timeout"`
+	BodyTimeout   time.Duration `yaml:"body_timeout"`
+	// ProxyHeader names the header a proxy in front puts the client's
+	// address in (X-Real-IP); it is believed only from TrustedProxies
+	// (addresses or CIDR ranges).
+	ProxyHeader    string   `yaml:"proxy_header"`
+	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// DefaultLimitsConfig returns limits above what a shop's traffic needs and
+// below what lets one client take the gateway for itself.
+func DefaultLimitsConfig() LimitsConfig {
+	return LimitsConfig{
+		WriteKeyRequests:         RateLimit{PerSecond: 1000, Burst: 2000},
+		WriteKeyEvents:           RateLimit{PerSecond: 10000, Burst: 20000},
+		AddressRequests:          RateLimit{PerSecond: 2000, Burst: 4000},
+		WalletDeviceRequests:     RateLimit{PerSecond: 2, Burst: 100},
+		TrackingTokenRequests:    RateLimit{PerSecond: 2, Burst: 30},
+		MaxConnections:           10000,
+		MaxConnectionsPerAddress: 1000,
+		HeaderTimeout:            10 * time.Second,
+		BodyTimeout:              30 * time.Second,
+	}
+}
+
+// Validate reports the first invalid limit, naming it.
+func (c *LimitsConfig) Validate() error {
+	for name, r := range c.rates() {
+		if err := r.validate("limits." + name); err != nil {
+			return err
+		}
+	}
+	if c.MaxConnections < 0 || c.MaxConnectionsPerAddress < 0 {
+		return errors.New("limits.max_connections, max_connections_per_address: want 0 (no cap) or more")
+	}
+	if c.HeaderTimeout <= 0 || c.BodyTimeout <= 0 {
+		return fmt.Errorf("limits.header_timeout, body_timeout: want positive durations, got %s and %s", c.HeaderTimeout, c.BodyTimeout)
+	}
+	for _, p := range c.TrustedProxies {
+		if net.ParseIP(p) == nil {
+			if _, _, err := net.ParseCIDR(p); err != nil {
+				return fmt.Errorf("limits.trusted_proxies: %q is neither an address nor a CIDR range", p)
+			}
+		}
+	}
+	if c.ProxyHeader != "" && len(c.TrustedProxies) == 0 {
+		return errors.New("limits.proxy_header: set limits.trusted_proxies too, or any client could name its own address")
+	}
+	return nil
+}
+
+func (c *LimitsConfig) rates() map[string]*RateLimit {
+	return map[string]*RateLimit{
+		"write_key_requests":      &c.WriteKeyRequests,
+		"write_key_events":        &c.WriteKeyEvents,
+		"address_requests":        &c.AddressRequests,
+		"wallet_device_requests":  &c.WalletDeviceRequests,
+		"tracking_token_requests": &c.TrackingTokenRequests,
+	}
+}
+
+// applyLimitsEnv reads CARTERA_LIMITS: "off" turns every rate limit off
+// (a proxy in front limits already); otherwise comma-separated settings,
+// "write_key_requests=50/100" (per second/burst, or "off"),
+// "max_connections_per_address=64", "header_timeout=5s".
+func applyLimitsEnv(c *LimitsConfig, v string) error {
+	if strings.TrimSpace(v) == "off" {
+		for _, r := range c.rates() {
+			*r = RateLimit{}
+		}
+		return nil
+	}
+	for i, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		name, val, ok := strings.Cut(item, "=")
+		if !ok {
+			return fmt.Errorf("CARTERA_LIMITS: entry %d: want name=value", i+1)
+		}
+		bad := func(want string) error {
+			return fmt.Errorf("CARTERA_LIMITS: %s: want %s, got %q", name, want, val)
+		}
+		if r, ok := c.rates()[name]; ok {
+			if val == "off" {
+				*r = RateLimit{}
+				continue
+			}
+			ps, b, ok := strings.Cut(val, "/")
+			f, err1 := strconv.ParseFloat(ps, 64)
+			n, err2 := strconv.Atoi(b)
+			if !ok || err1 != nil || err2 != nil {
+				return bad("PER_SECOND/BURST or off")
+			}
+			*r = RateLimit{PerSecond: f, Burst: n}
+			continue
+		}
+		switch name {
+		case "max_connections", "max_connections_per_address":
+			n, err := strconv.Atoi(val)
+			if err != nil {
+				return bad("a whole number")
+			}
+			if name == "max_connections" {
+				c.MaxConnections = n
+			} else {
+				c.MaxConnectionsPerAddress = n
+			}
+		case "header_timeout", "body_timeout":
+			d, err := time.ParseDuration(val)
+			if err != nil {
+				return bad("a duration such as 10s")
+			}
+			if name == "header_timeout" {
+				c.HeaderTimeout = d
+			} else {
+				c.BodyTimeout = d
+			}
+		default:
+			return fmt.Errorf("CARTERA_LIMITS: entry %d: unknown limit %q", i+1, name)
+		}
+	}
+	return nil
+}
+
+// edgeLimits applies LimitsConfig at the HTTP edge.
+type edgeLimits struct {
+	cfg                                  LimitsConfig
+	keyRequests, keyEvents, addr, device *limiterSet
+	token                                *limiterSet
+	limited                              *prometheus.CounterVec
+	now                                  func() time.Time
+}
+
+// newEdgeLimits builds the limiters and registers
+// cartera_requests_limited_total on reg (nil: not registered). Limiters
+// run on the wall clock, never the dev clock.
+func newEdgeLimits(cfg LimitsConfig, reg prometheus.Registerer) *edgeLimits {
+	l := &edgeLimits{
+		cfg:         cfg,
+		keyRequests: newLimiterSet(cfg.WriteKeyRequests),
+		keyEvents:   newLimiterSet(cfg.WriteKeyEvents),
+		addr:        newLimiterSet(cfg.AddressRequests),
+		device:      newLimiterSet(cfg.WalletDeviceRequests),
+		token:       newLimiterSet(cfg.TrackingTokenRequests),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cartera_requests_limited_total",
+			Help: "Requests answered 429 by a rate limit, by limit.",
+		}, []string{"limit"}),
+		now: time.Now,
+	}
+	for name := range cfg.rates() {
+		l.limited.WithLabelValues(name)
+	}
+	if reg != nil {
+		reg.MustRegister(l.limited)
+	}
+	return l
+}
+
+// fiberConfig sets the connection caps and the proxy header on cfg.
+func (l *edgeLimits) fiberConfig(cfg *fiber.Config) {
+	cfg.Concurrency = l.cfg.MaxConnections
+	if cfg.Concurrency == 0 {
+		cfg.Concurrency = fiber.DefaultConcurrency
+	}
+	cfg.ReadTimeout = l.cfg.HeaderTimeout
+	if l.cfg.ProxyHeader != "" {
+		cfg.ProxyHeader = l.cfg.ProxyHeader
+		cfg.EnableTrustedProxyCheck = true
+		cfg.TrustedProxies = l.cfg.TrustedProxies
+		cfg.EnableIPValidation = true
+	}
+}
+
+// serverConfig sets what fiber.Config does not reach: the cap per address
+// and the body timeout, which restarts the read deadline once the headers
+// are in (the header timeout is the server's ReadTimeout).
+func (l *edgeLimits) serverConfig(s *fasthttp.Server) {
+	s.MaxConnsPerIP = l.cfg.MaxConnectionsPerAddress
+	body := l.cfg.BodyTimeout
+	s.HeaderReceived = func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+		return fasthttp.RequestConfig{ReadTimeout: body}
+	}
+}
+
+// edge limits every request by client address, and the wallet web
+// service by device (pass downloads by serial) and tracking links by token.
+func (l *edgeLimits) edge(c *fiber.Ctx) error {
+	path := c.Path()
+	if path == "/healthz" {
+		return c.Next()
+	}
+	now := l.now()
+	if err := l.check(c, l.addr, "address_requests", addressKey(c.IP()), now, "this client address"); err != nil {
+		return err
+	}
+	if key, ok := walletLimitKey(path); ok {
+		if err := l.check(c, l.device, "wallet_device_requests", key, now, "this device"); err != nil {
+			return err
+		}
+	}
+	for _, p := range []string{email.OpenPath, email.ClickPath, email.UnsubscribePath} {
+		if tok, ok := strings.CutPrefix(path, p); ok {
+			if err := l.check(c, l.token, "tracking_token_requests", p+tok, now, "this link"); err != nil {
+				return err
+			}
+		}
+	}
+	return c.Next()
+}
+
+// ingestLimit limits ingestion per write key: requests before the handler
+// runs, and events once it has accepted them. A key in debt (its last
+// batches took more than its bucket held) is refused until the debt is
+// paid off, so a batch is never refused for its size alone.
+func (l *edgeLimits) ingestLimit(sources *profiles.Sources) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		key := writeKeyOf(c)
+		if key == "" {
+			return c.Next()
+		}
+		if _, known := sources.Authenticate(key); !known {
+			return c.Next() // the handler answers 401; the address limit applies
+		}
+		sum := sha256.Sum256([]byte(key))
+		id := string(sum[:16])
+		now := l.now()
+		if err := l.check(c, l.keyRequests, "write_key_requests", id, now, "this write key"); err != nil {
+			return err
+		}
+		ev := l.keyEvents.get(id, now)
+		if ev != nil {
+			if wait := debt(ev, now); wait > 0 {
+				return l.refuse(c, "write_key_events", wait, "events for this write key")
+			}
+		}
+		err := c.Next()
+		if n, ok := c.Locals(localAccepted).(int); ok && ev != nil && err == nil {
+			ev.ReserveN(now, min(n, ev.Burst()))
+		}
+		return err
+	}
+}
+
+// localAccepted is the fiber.Ctx local the ingest handler sets to the
+// number of events it accepted.
+const localAccepted = "cartera.accepted"
+
+// setAccepted tells the ingest limit how many events a request brought.
+func setAccepted(c *fiber.Ctx, n int) { c.Locals(localAccepted, n) }
+
+// debt is how long until lim holds a whole token again (0: it does).
+func debt(lim *rate.Limiter, now time.Time) time.Duration {
+	t := lim.TokensAt(now)
+	if t >= 1 {
+		return 0
+	}
+	return time.Duration((1 - t) / float64(lim.Limit()) * float64(time.Second))
+}
+
+func (l *edgeLimits) check(c *fiber.Ctx, set *limiterSet, name, key string, now time.Time, whose string) error {
+	lim := set.get(key, now)
+	if lim == nil {
+		return nil
+	}
+	r := lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return l.refuse(c, name, d, "requests from "+whose)
+	}
+	return nil
+}
+
+// refuse answers 429 with Retry-After in whole seconds, as Segment's SDKs
+// read it.
+func (l *edgeLimits) refuse(c *fiber.Ctx, name string, wait time.Duration, what string) error {
+	l.limited.WithLabelValues(name).Inc()
+	secs := max(1, int64(math.Ceil(wait.Seconds())))
+	c.Set(fiber.HeaderRetryAfter, strconv.FormatInt(secs, 10))
+	c.Set(fiber.HeaderAccessControlExposeHeaders, fiber.HeaderRetryAfter)
+	return &httpError{fiber.StatusTooManyRequests, fmt.Sprintf("rate limit (limits.%s): too many %s; retry after %d s", name, what, secs)}
+}
+
+// writeKeyOf finds the write key as authenticate does, without judging it.
+func writeKeyOf(c *fiber.Ctx) string {
+	if h := c.Get(fiber.HeaderAuthorization); h != "" {
+		scheme, cred, _ := strings.Cut(h, " ")
+		if strings.EqualFold(scheme, "Basic") {
+			if dec, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred)); err == nil {
+				key, _, _ := strings.Cut(string(dec), ":")
+				return key
+			}
+		}
+		return ""
+	}
+	if k := c.Query("writeKey"); k != "" {
+		return k
+	}
+	body, err := requestBody(c)
+	if err != nil {
+		return ""
+	}
+	var w struct {
+		WriteKey string `json:"writeKey"`
+	}
+	_ = json.Unmarshal(body, &w)
+	return w.WriteKey
+}
+
+// walletLimitKey is the device of a pass web service request, or the
+// serial of a pass fetch or download.
+func walletLimitKey(path string) (string, bool) {
+	if rest, ok := strings.CutPrefix(path, "/wallet/v1/devices/"); ok {
+		dev, _, _ := strings.Cut(rest, "/")
+		return "d:" + dev, dev != ""
+	}
+	if rest, ok := strings.CutPrefix(path, "/wallet/v1/passes/"); ok {
+		return "p:" + rest, true
+	}
+	if rest, ok := strings.CutPrefix(path, "/wallet/download/"); ok {
+		return "p:" + rest, true
+	}
+	return "", false
+}
+
+// addressKey is the client address, an IPv6 address cut to its /64 (one
+// host usually holds the whole /64).
+func addressKey(ip string) string {
+	a := net.ParseIP(ip)
+	if a == nil || a.To4() != nil {
+		return ip
+	}
+	return a.Mask(net.CIDRMask(64, 128)).String()
+}
+
+// limiterSet holds one token bucket per key, at most maxLimiters; full
+// buckets are forgotten first, as forgetting them changes nothing.
+type limiterSet struct {
+	limit rate.Limit
+	burst int
+	mu    sync.Mutex
+	m     map[string]*rate.Limiter
+}
+
+const maxLimiters = 100_000
+
+func newLimiterSet(r RateLimit) *limiterSet {
+	if !r.on() {
+		return nil
+	}
+	return &limiterSet{limit: rate.Limit(r.PerSecond), burst: r.Burst, m: map[string]*rate.Limiter{}}
+}
+
+// get returns key's limiter (nil when the limit is off).
+func (s *limiterSet) get(key string, now time.Time) *rate.Limiter {
+	if s == nil {
+		return nil
+	}
+	if len(key) > 64 {
+		sum := sha256.Sum256([]byte(key))
+		key = string(sum[:16])
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if lim, ok := s.m[key]; ok {
+		return lim
+	}
+	if len(s.m) >= maxLimiters {
+		s.evict(now)
+	}
+	lim := rate.NewLimiter(s.limit, s.burst)
+	s.m[key] = lim
+	return lim
+}
+
+func (s *limiterSet) evict(now time.Time) {
+	for k, lim := range s.m {
+		if lim.TokensAt(now) >= float64(s.burst) {
+			delete(s.m, k)
+		}
+	}
+	for k := range s.m { // still full: a flood of keys; forget any half
+		if len(s.m) < maxLimiters/2 {
+			break
+		}
+		delete(s.m, k)
+	}
+}
