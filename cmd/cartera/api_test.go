@@ -101,7 +101,7 @@ func startServerLogged(tb testing.TB, data string, env map[string]string, stderr
 	case err := <-done:
 		cancel()
 		tb.Fatalf("serve exited: %v", err)
-	case <-time.After(10 * time.Second):
+	case <-time.After(startTimeout):
 		cancel()
 		tb.Fatal("server did not start")
 	}
@@ -413,3 +413,8 @@ func TestOversizeBodyGets413(t *testing.T) {
 		t.Fatalf("status %d %s", r.status, r.raw)
 	}
 }
+
+// startTimeout bounds how long a test waits for serve to listen: a
+// failure bound, generous for a loaded machine running -race, not a
+// measure of start-up time.
+const startTimeout = time.Minute

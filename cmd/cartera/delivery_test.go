@@ -1049,7 +1049,7 @@ func TestDeliveryRetriesDeadLettersAndRestart(t *testing.T) {
 	mustOK(t, s.send(t, dlWebKey, "/v1/batch", `{"batch":[`+strings.Join(batch, ",")+`]}`))
 	select {
 	case <-hook.held:
-	case <-time.After(10 * time.Second):
+	case <-time.After(startTimeout):
 		t.Fatalf("no request held; calls %v", hook.Calls())
 	}
 	stop()

@@ -51,7 +51,7 @@ func TestJourneysAPIAndReload(t *testing.T) {
 		s = &server{base: "http://" + a}
 	case err := <-done:
 		t.Fatalf("serve: %v", err)
-	case <-time.After(10 * time.Second):
+	case <-time.After(startTimeout):
 		t.Fatal("no start")
 	}
 	defer func() {

@@ -39,7 +39,7 @@ func TestMetricsAddr(t *testing.T) {
 			metrics = "http://" + a + "/metrics"
 		case err := <-done:
 			t.Fatalf("serve exited: %v", err)
-		case <-time.After(10 * time.Second):
+		case <-time.After(startTimeout):
 			t.Fatal("server did not start")
 		}
 	}

@@ -78,7 +78,7 @@ func startAt(t *testing.T, data string) (base string, stop func()) {
 		}
 	case err := <-done:
 		t.Fatalf("serve exited: %v", err)
-	case <-time.After(10 * time.Second):
+	case <-time.After(startTimeout):
 		t.Fatal("server did not start")
 	}
 	cancel()

@@ -88,7 +88,7 @@ func runServe(t *testing.T, vars map[string]string, args ...string) string {
 	case err := <-done:
 		cancel()
 		t.Fatalf("serve exited: %v", err)
-	case <-time.After(10 * time.Second):
+	case <-time.After(startTimeout):
 		cancel()
 		t.Fatal("server did not start")
 	}
