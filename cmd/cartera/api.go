@@ -87,10 +87,10 @@ func (a *api) routes() *fiber.App {
 	}
 	v1.Post("/batch", a.ingest(""))
 
-	app.Get(email.OpenPath+":token", a.trackOpen)
-	app.Get(email.ClickPath+":token", a.trackClick)
-	app.Get(email.UnsubscribePath+":token", a.unsubscribePage)
-	app.Post(email.UnsubscribePath+":token", a.unsubscribe)
+	app.Get(email.OpenPath+":token", a.caughtUp, a.trackOpen)
+	app.Get(email.ClickPath+":token", a.caughtUp, a.trackClick)
+	app.Get(email.UnsubscribePath+":token", a.caughtUp, a.unsubscribePage)
+	app.Post(email.UnsubscribePath+":token", a.caughtUp, a.unsubscribe)
 
 	v1.Get("/outbox", a.requireAdmin, a.listOutbox)
 	v1.Post("/outbox/:seq/retry", a.requireAdmin, a.retryOutbox)
@@ -150,90 +150,6 @@ func (a *api) errorHandler(c *fiber.Ctx, err error) error {
 		a.log.Error("request failed", "method", c.Method(), "path", c.Route().Path, "err", err)
 	}
 	return c.Status(status).JSON(fiber.Map{"success": false, "error": msg})
-}
-
-// planError is a tracking plan refusal, with the index in a batch.
-type planError struct {
-	prefix string
-	v      profiles.Violation
-}
-
-func (e planError) Error() string {
-	if e.prefix == "" {
-		return e.v.Error()
-	}
-	return e.prefix + "." + e.v.Error()
-}
-
-// ingest handles one Segment endpoint; typ "" is the batch endpoint.
-func (a *api) ingest(typ string) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		received := a.now()
-		body, err := requestBody(c)
-		if err != nil {
-			a.metrics.Rejected.WithLabelValues("unknown", "too_large").Inc()
-			return err
-		}
-		source, err := a.authenticate(c, body)
-		if err != nil {
-			a.metrics.Rejected.WithLabelValues("unknown", "unauthorized").Inc()
-			return err
-		}
-		opts := profiles.DecodeOptions{Type: typ, Source: source, ReceivedAt: received, NewID: a.newID, MaxSkew: a.maxSkew}
-		var events []*profiles.Event
-		if typ == "" {
-			events, err = profiles.DecodeBatch(body, opts)
-		} else {
-			var e *profiles.Event
-			if e, err = profiles.Decode(body, opts); err == nil {
-				events = []*profiles.Event{e}
-			}
-		}
-		if err != nil {
-			reason := "invalid"
-			if errors.Is(err, profiles.ErrTooLarge) {
-				reason = "too_large"
-			}
-			a.metrics.Rejected.WithLabelValues(source, reason).Inc()
-			return err
-		}
-		if err := a.sources.CheckTrust(source, typ == "", events); err != nil {
-			a.metrics.Rejected.WithLabelValues(source, "source_trust").Inc()
-			return err
-		}
-		if err := a.checkPlan(source, typ == "", events); err != nil {
-			a.metrics.Rejected.WithLabelValues(source, "tracking_plan").Inc()
-			return err
-		}
-		if _, err := a.store.Ingest(c.UserContext(), events); err != nil {
-			a.metrics.Rejected.WithLabelValues(source, "internal").Inc()
-			return err
-		}
-		return c.JSON(fiber.Map{"success": true})
-	}
-}
-
-// checkPlan applies the source's tracking plan: in strict mode the first
-// violation refuses the request, in warn mode all are counted.
-func (a *api) checkPlan(source string, batch bool, events []*profiles.Event) error {
-	plan := a.sources.Plan(source)
-	if plan == nil {
-		return nil
-	}
-	for i, e := range events {
-		vs := plan.Check(e)
-		for _, v := range vs {
-			a.metrics.PlanViolations.WithLabelValues(source, v.Reason).Inc()
-		}
-		if len(vs) > 0 && plan.Mode == profiles.PlanStrict {
-			prefix := ""
-			if batch {
-				prefix = fmt.Sprintf("batch[%d]", i)
-			}
-			return planError{prefix: prefix, v: vs[0]}
-		}
-	}
-	return nil
 }
 
 // requestBody returns the body, inflating gzip (as SDKs may send) within
@@ -318,7 +234,7 @@ func (a *api) requireAdmin(c *fiber.Ctx) error {
 		c.Set(fiber.HeaderWWWAuthenticate, `Bearer realm="cartera admin"`)
 		return &httpError{fiber.StatusUnauthorized, "admin API: want Authorization: Bearer <admin token>"}
 	}
-	return c.Next()
+	return a.caughtUp(c)
 }
 
 func identParam(c *fiber.Ctx) (profiles.Identifier, error) {
