@@ -240,50 +240,93 @@ func (s *Store) WaitApplied(ctx context.Context, offset uint64) error {
 // offset it applied through in the same transaction, so a restart goes on
 // exactly after it (and messageId dedupe guards the rest). An event the
 // processors fail on MaxApplyTries times is recorded as dead and skipped.
+//
+// Reading and decoding the next records overlaps the commit of the
+// previous ones: the single writer only applies.
 func (s *Store) RunApplier(ctx context.Context) {
 	if s.elog == nil {
 		return
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan logBatch, 2)
+	go s.readLog(ctx, s.AppliedOffset()+1, batches)
+	backoff := 10 * time.Millisecond
+	for b := range batches {
+		for {
+			// After a failure part of the batch may be applied.
+			skip := int(min(max(s.AppliedOffset()+1, b.from)-b.from, uint64(len(b.recs))))
+			if skip == len(b.recs) {
+				break
+			}
+			err := s.applySpan(ctx, b.from+uint64(skip), b.events[skip:], b.recs[skip:])
+			if err == nil {
+				backoff = 10 * time.Millisecond
+				break
+			}
+			if ctx.Err() != nil || errors.Is(err, ErrClosed) {
+				return
+			}
+			s.log.Error("apply the event log", "offset", b.from+uint64(skip), "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+		}
+	}
+}
+
+// logBatch is records read from the log, decoded (a nil event: a record
+// that does not decode, made dead by applySpan).
+type logBatch struct {
+	from   uint64
+	recs   [][]byte
+	events []*Event
+}
+
+// readLog reads and decodes the log from offset from on and hands the
+// batches to the applier, until ctx ends.
+func (s *Store) readLog(ctx context.Context, from uint64, out chan<- logBatch) {
+	defer close(out)
 	backoff := 10 * time.Millisecond
 	for {
-		from := s.AppliedOffset() + 1
 		recs, err := s.elog.log.Read(ctx, from, s.cfg.MaxBatchEvents)
-		if err == nil {
-			err = s.applyRecords(ctx, from, recs)
-		}
-		switch {
-		case err == nil:
-			backoff = 10 * time.Millisecond
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			s.log.Error("read the event log", "offset", from, "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
 			continue
-		case ctx.Err() != nil, errors.Is(err, ErrClosed):
-			return
 		}
-		s.log.Error("apply the event log", "offset", from, "err", err)
+		backoff = 10 * time.Millisecond
+		events := make([]*Event, len(recs))
+		for i, r := range recs {
+			var e Event
+			if decodeEvent(r, &e) == nil {
+				e.stored = r
+				events[i] = &e
+			}
+		}
 		select {
+		case out <- logBatch{from: from, recs: recs, events: events}:
 		case <-ctx.Done():
 			return
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
+		from += uint64(len(recs))
 	}
 }
 
-// applyRecords applies the records from offset from on in one commit;
-// when that fails, in halves, down to the one event that fails, so that
-// only an event that keeps failing is skipped.
-func (s *Store) applyRecords(ctx context.Context, from uint64, recs [][]byte) error {
-	events := make([]*Event, len(recs))
-	for i, r := range recs {
-		var e Event
-		if err := decodeEvent(r, &e); err != nil {
-			continue // nil: applySpan records it as dead
-		}
-		e.stored = r
-		events[i] = &e
-	}
-	return s.applySpan(ctx, from, events, recs)
-}
-
+// applySpan applies the records from offset from on in one commit; when
+// that fails, in halves, down to the one event that fails, so that only an
+// event that keeps failing is skipped.
 func (s *Store) applySpan(ctx context.Context, from uint64, events []*Event, recs [][]byte) error {
 	if len(events) == 1 {
 		return s.applyOne(ctx, from, events[0], recs[0])
