@@ -22,6 +22,64 @@ type Config struct {
 	// NoSync turns off fsync. Only for benchmarks that measure everything
 	// but the disk; a 200 then no longer means durable.
 	NoSync bool `yaml:"-"`
+	// Log bounds the event log that ingestion acknowledges on.
+	Log LogConfig `yaml:"log"`
+}
+
+// LogConfig holds the settings of the event log (applier.go).
+type LogConfig struct {
+	// MaxLagEvents and MaxLag bound how far applying may fall behind
+	// ingestion; past either, ingestion answers 503 with Retry-After and
+	// appends nothing.
+	MaxLagEvents int           `yaml:"max_lag_events"`
+	MaxLag       time.Duration `yaml:"max_lag"`
+	// RetryAfter is what a 503 for lag tells the client to wait.
+	RetryAfter time.Duration `yaml:"retry_after"`
+	// MaxApplyTries is how often one event is tried before it is
+	// recorded as dead and skipped.
+	MaxApplyTries int `yaml:"max_apply_tries"`
+	// Retention is how long applied events stay in the log, and MaxBytes
+	// the size the log is trimmed to (oldest applied segments first);
+	// nothing not applied is ever trimmed.
+	Retention time.Duration `yaml:"retention"`
+	MaxBytes  int64         `yaml:"max_bytes"`
+	// SegmentBytes is the size of one segment file.
+	SegmentBytes int64 `yaml:"segment_bytes"`
+}
+
+// DefaultLogConfig returns the event log's settings when the config says
+// nothing.
+func DefaultLogConfig() LogConfig {
+	return LogConfig{
+		MaxLagEvents:  1_000_000,
+		MaxLag:        30 * time.Second,
+		RetryAfter:    2 * time.Second,
+		MaxApplyTries: 5,
+		Retention:     7 * 24 * time.Hour,
+		MaxBytes:      16 << 30,
+		SegmentBytes:  64 << 20,
+	}
+}
+
+// Validate reports the first invalid setting, naming it.
+func (c LogConfig) Validate() error {
+	switch {
+	case c.MaxLagEvents < 1:
+		return fmt.Errorf("profiles.log.max_lag_events: want at least 1, got %d", c.MaxLagEvents)
+	case c.MaxLag < 100*time.Millisecond:
+		return fmt.Errorf("profiles.log.max_lag: want at least 100ms, got %s", c.MaxLag)
+	case c.RetryAfter < time.Second:
+		return fmt.Errorf("profiles.log.retry_after: want at least 1s, got %s", c.RetryAfter)
+	case c.MaxApplyTries < 1:
+		return fmt.Errorf("profiles.log.max_apply_tries: want at least 1, got %d", c.MaxApplyTries)
+	case c.Retention < 0:
+		return fmt.Errorf("profiles.log.retention: want 0 or more, got %s", c.Retention)
+	case c.MaxBytes < 1<<20:
+		return fmt.Errorf("profiles.log.max_bytes: want at least 1 MiB, got %d", c.MaxBytes)
+	case c.SegmentBytes < 4096:
+		return fmt.Errorf("profiles.log.segment_bytes: want at least 4096, got %d", c.SegmentBytes)
+	}
+	return nil
 }
 
 // DefaultConfig returns the settings used when the config file says nothing.
@@ -32,6 +90,7 @@ func DefaultConfig() Config {
 		DedupeWindow:   7 * 24 * time.Hour,
 		MaxBatchEvents: 4000,
 		MaxClockSkew:   DefaultMaxSkew,
+		Log:            DefaultLogConfig(),
 	}
 }
 
@@ -48,6 +107,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxClockSkew < time.Minute {
 		return fmt.Errorf("profiles.max_clock_skew: want at least 1m, got %s", c.MaxClockSkew)
+	}
+	if err := c.Log.Validate(); err != nil {
+		return err
 	}
 	return c.Identity.Validate()
 }

@@ -37,6 +37,10 @@ type commitReq struct {
 	// between, when set, is run by the writer between two commits
 	// instead of applying events (see Between).
 	between func()
+	// through, when set, is the event-log offset the request's events
+	// (or dead) bring the store to; it commits with them (applier.go).
+	through uint64
+	dead    *deadEvent
 }
 
 // Ingest applies events in order and returns once they are durably
@@ -168,10 +172,13 @@ func (s *Store) commit(batch []*commitReq) {
 				res, err := s.apply(st, e)
 				if err != nil {
 					failed = r
-					return fmt.Errorf("apply event %s: %w", e.MessageID, err)
+					return &eventError{fmt.Errorf("apply event %s: %w", e.MessageID, err)}
 				}
 				r.results[i] = res
 			}
+		}
+		if err := noteApplied(tx, batch); err != nil {
+			return err
 		}
 		return st.flush()
 	})

@@ -20,6 +20,8 @@ type Metrics struct {
 	// its traits and consent grants).
 	Guarded  *prometheus.CounterVec
 	Erasures prometheus.Counter
+	// DeadEvents counts event-log records skipped after failed applies.
+	DeadEvents prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -64,10 +66,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Erasures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cartera_profile_erasures_total", Help: "Profiles erased on request.",
 		}),
+		DeadEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cartera_dead_events_total", Help: "Events of the event log skipped after the processors failed on them repeatedly (kept in the deadevents bucket).",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Accepted, m.Rejected, m.Duplicates, m.Dropped, m.PlanViolations, m.CommitSeconds,
-			m.CommitEvents, m.Merges, m.RefusedMerges, m.RefusedIDs, m.Guarded, m.Erasures)
+			m.CommitEvents, m.Merges, m.RefusedMerges, m.RefusedIDs, m.Guarded, m.Erasures, m.DeadEvents)
 	}
 	return m
 }

@@ -131,6 +131,9 @@ type Store struct {
 	profileCount atomic.Int64
 	tombCount    atomic.Int64
 
+	// elog is the event log Append goes through (applier.go); nil: none.
+	elog *logState
+
 	procs     atomic.Pointer[[]Processor]
 	reqs      chan *commitReq
 	closeOnce sync.Once
@@ -198,7 +201,7 @@ func Open(ctx context.Context, path string, cfg Config, opts Options) (*Store, e
 
 func (s *Store) init() error {
 	return s.db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketProfiles, bucketIdentities, bucketAliases, bucketEvents, bucketMessages, bucketMsgTime, bucketTombstones, bucketMeta} {
+		for _, b := range [][]byte{bucketProfiles, bucketIdentities, bucketAliases, bucketEvents, bucketMessages, bucketMsgTime, bucketTombstones, bucketMeta, bucketDeadEvents} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}

@@ -56,6 +56,9 @@ func TestSeedServeLoadLookup(t *testing.T) {
 		if !bytes.Contains(out.Bytes(), []byte("errors: 0 requests")) {
 			t.Errorf("load %s had errors:\n%s", mode, out.String())
 		}
+		if !bytes.Contains(out.Bytes(), []byte("event log (warm-up included")) {
+			t.Errorf("load %s printed nothing of the event log:\n%s", mode, out.String())
+		}
 		if !bytes.Contains(out.Bytes(), []byte("event → first journey action committed")) {
 			t.Errorf("load %s printed no journey latency:\n%s", mode, out.String())
 		}

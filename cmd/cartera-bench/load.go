@@ -87,6 +87,7 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("read %s: %w", c.metricsURL, err)
 	}
+	scraped := time.Now()
 
 	var measuring atomic.Bool
 	stats := make([]*clientStats, c.clients)
@@ -124,6 +125,7 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("read %s: %w", c.metricsURL, err)
 	}
+	between := time.Since(scraped)
 
 	var all []time.Duration
 	var events, requests, failed int64
@@ -153,6 +155,7 @@ func load(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintln(stdout)
 	fmt.Fprintf(stdout, "load generator CPU: %.2f cores\n", (cpu(ru1)-cpu(ru0)).Seconds()/elapsed.Seconds())
 	report(stdout, before, after)
+	reportLog(stdout, before, after, between)
 	return nil
 }
 

@@ -84,6 +84,30 @@ func report(w io.Writer, before, after map[string]*dto.MetricFamily) {
 		counterDelta(before, after, "cartera_journey_actions_total"))
 }
 
+// reportLog prints how far applying the event log kept up between two
+// scrapes taken between apart (nothing for a gateway without a log).
+func reportLog(w io.Writer, before, after map[string]*dto.MetricFamily, between time.Duration) {
+	gauge := func(m map[string]*dto.MetricFamily, name string) (float64, bool) {
+		f := m[name]
+		if f == nil || len(f.Metric) == 0 {
+			return 0, false
+		}
+		return f.Metric[0].GetGauge().GetValue(), true
+	}
+	a1, ok := gauge(after, "cartera_eventlog_applied_offset")
+	if !ok {
+		return
+	}
+	a0, _ := gauge(before, "cartera_eventlog_applied_offset")
+	c0, _ := gauge(before, "cartera_eventlog_appended_offset")
+	c1, _ := gauge(after, "cartera_eventlog_appended_offset")
+	lagN, _ := gauge(after, "cartera_eventlog_lag_events")
+	lagS, _ := gauge(after, "cartera_eventlog_lag_seconds")
+	size, _ := gauge(after, "cartera_eventlog_bytes")
+	fmt.Fprintf(w, "event log (warm-up included, %s between scrapes): appended %.0f events/s, applied %.0f events/s; lag at the end %.0f events, %.1f s; log %.0f MB\n",
+		between.Round(time.Millisecond), (c1-c0)/between.Seconds(), (a1-a0)/between.Seconds(), lagN, lagS, size/1e6)
+}
+
 type bucket struct {
 	upper float64
 	count uint64
@@ -141,6 +165,10 @@ func quantile(b []bucket, n uint64, q float64) string {
 	lower, prev := 0.0, uint64(0)
 	for _, bk := range b {
 		if float64(bk.count) >= rank {
+			if math.IsInf(bk.upper, 1) {
+				// Past the last finite bucket: only a bound is known.
+				return fmt.Sprintf("> %s", time.Duration(lower*float64(time.Second)))
+			}
 			in := float64(bk.count - prev)
 			v := bk.upper
 			if in > 0 {

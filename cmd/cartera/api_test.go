@@ -312,9 +312,18 @@ func TestMetricsAndHealth(t *testing.T) {
 	if r := s.do(t, "GET", "/metrics", nil, nil); r.status != 401 || strings.Contains(r.raw, "cartera_") {
 		t.Fatalf("metrics without the admin token: %d %.200s, want 401", r.status, r.raw)
 	}
+	// An admin read waits until what was acknowledged is applied; the
+	// metrics themselves never wait (they must answer while lagging).
+	if g := s.admin(t, "GET", "/v1/profiles/user_id:mu1"); g.status != 200 {
+		t.Fatalf("profile: %d %s", g.status, g.raw)
+	}
 	r := s.admin(t, "GET", "/metrics")
 	for _, want := range []string{
 		`cartera_events_accepted_total{source="web",type="track"} 1`,
+		`cartera_eventlog_appended_offset 2`,
+		`cartera_eventlog_applied_offset 2`,
+		`cartera_eventlog_lag_events 0`,
+		`cartera_eventlog_lag_seconds 0`,
 		`cartera_events_accepted_total{source="web",type="identify"} 1`,
 		`cartera_events_rejected_total{reason="invalid",source="web"} 1`,
 		`cartera_events_rejected_total{reason="unauthorized",source="unknown"} 1`,

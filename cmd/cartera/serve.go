@@ -74,6 +74,25 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		log.Warn("remove backup snapshots left by a crash", "err", err)
 	}
 	store, engine := core.store, core.rules
+	elog, err := openEventLog(cfg, store, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := elog.Close(); err != nil {
+			log.Error("close event log", "err", err)
+		}
+	}()
+	registerLogMetrics(reg, elog, store)
+	// The applier stops after the requests have drained (reads waiting
+	// for it see their events), before the log and the store close.
+	applyCtx, stopApply := context.WithCancel(context.WithoutCancel(ctx))
+	var applying sync.WaitGroup
+	applying.Go(func() { store.RunApplier(applyCtx) })
+	defer func() {
+		stopApply()
+		applying.Wait()
+	}()
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cartera_profiles", Help: "Live profiles.",
 	}, func() float64 { return float64(store.ProfileCount()) }))
@@ -135,6 +154,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		}
 	}
 	work.Go(func() { store.RunPruner(workCtx, time.Hour) })
+	work.Go(func() { runRetention(workCtx, elog, store, cfg.Profiles.Log, now, time.Hour, log) })
 	work.Go(func() {
 		if err := engine.Backfill(workCtx, store); err != nil && !errors.Is(err, context.Canceled) {
 			log.Error("backfill rules", "err", err)

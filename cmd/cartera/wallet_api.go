@@ -23,7 +23,7 @@ const (
 // walletRoutes adds pass issuing (admin) and Apple's PassKit web service.
 func (a *api) walletRoutes(app *fiber.App) {
 	app.Post("/v1/profiles/:ident/passes", a.requireAdmin, a.issuePass)
-	w := app.Group("/wallet")
+	w := app.Group("/wallet", a.caughtUp)
 	w.Get("/download/:file", a.downloadPass)
 	w.Post("/v1/devices/:device/registrations/:passType/:serial", a.registerDevice)
 	w.Delete("/v1/devices/:device/registrations/:passType/:serial", a.unregisterDevice)

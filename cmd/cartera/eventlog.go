@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"cartera/profiles"
+	"cartera/profiles/eventlog"
+)
+
+// readWait bounds how long a read that must see every event acknowledged
+// before it (admin API, wallet web service, tracking links) waits for
+// them to be applied; past it, the read answers 503.
+const readWait = 2 * time.Second
+
+// eventLogDir is where serve keeps the event log: beside the bbolt file.
+func eventLogDir(data string) string { return data + ".log" }
+
+// openEventLog opens the event log of the store and makes ingestion
+// acknowledge on it. An empty log starts after the last offset the store
+// applied, so that a removed log directory does not reuse offsets.
+func openEventLog(cfg *Config, store *profiles.Store, log *slog.Logger) (*eventlog.Log, error) {
+	l, err := eventlog.Open(eventLogDir(cfg.Data), eventlog.Options{
+		SegmentBytes: cfg.Profiles.Log.SegmentBytes,
+		FirstOffset:  store.AppliedOffset() + 1,
+		Logger:       log.With("component", "eventlog"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := store.AttachLog(l); err != nil {
+		_ = l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// caughtUp lets a request through once every event acknowledged before it
+// is applied (at most readWait; then 503 with Retry-After).
+func (a *api) caughtUp(c *fiber.Ctx) error {
+	target := a.store.LogCommitted()
+	if target > a.store.AppliedOffset() {
+		ctx, cancel := context.WithTimeout(c.UserContext(), readWait)
+		err := a.store.WaitApplied(ctx, target)
+		cancel()
+		if err != nil {
+			c.Set(fiber.HeaderRetryAfter, "1")
+			return &httpError{fiber.StatusServiceUnavailable, "events acknowledged before this request are still being applied: retry"}
+		}
+	}
+	return c.Next()
+}
+
+// appendFailed answers an ingestion the event log did not take: 503 with
+// Retry-After when applying lags past its bound or the log cannot write
+// (a full disk); nothing of the request was acknowledged.
+func (a *api) appendFailed(c *fiber.Ctx, source string, err error) error {
+	var bl *profiles.ErrBacklogged
+	switch {
+	case errors.As(err, &bl):
+		a.metrics.Rejected.WithLabelValues(source, "backlog").Inc()
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(math.Ceil(bl.RetryAfter.Seconds()))))
+		return &httpError{fiber.StatusServiceUnavailable, bl.Error()}
+	case errors.Is(err, profiles.ErrClosed), errors.Is(err, eventlog.ErrClosed), errors.Is(err, context.Canceled):
+		return profiles.ErrClosed
+	}
+	a.metrics.Rejected.WithLabelValues(source, "internal").Inc()
+	a.log.Error("append to the event log", "source", source, "err", err)
+	c.Set(fiber.HeaderRetryAfter, "5")
+	return &httpError{fiber.StatusServiceUnavailable, "the event log cannot take events now (nothing was accepted): retry"}
+}
+
+// registerLogMetrics exposes the event log's size and offsets and the lag
+// of applying it.
+func registerLogMetrics(reg prometheus.Registerer, l *eventlog.Log, store *profiles.Store) {
+	gauge := func(name, help string, f func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+	}
+	reg.MustRegister(
+		gauge("cartera_eventlog_bytes", "Bytes in the event log's segments.", func() float64 { return float64(l.Bytes()) }),
+		gauge("cartera_eventlog_segments", "Segment files of the event log.", func() float64 { return float64(len(l.Segments())) }),
+		gauge("cartera_eventlog_appended_offset", "Offset of the last event acknowledged (durable in the log).", func() float64 { return float64(l.Committed()) }),
+		gauge("cartera_eventlog_applied_offset", "Offset of the last event applied to profiles, rules and journeys.", func() float64 { return float64(store.AppliedOffset()) }),
+		gauge("cartera_eventlog_lag_events", "Events acknowledged and not yet applied.", func() float64 { n, _ := store.Lag(); return float64(n) }),
+		gauge("cartera_eventlog_lag_seconds", "Age of the oldest event acknowledged and not yet applied.", func() float64 { _, d := store.Lag(); return d.Seconds() }),
+	)
+}
+
+// runRetention trims the event log every interval until ctx ends: applied
+// segments older than the retention, and the oldest applied ones while the
+// log is over its size cap. What is not applied is never trimmed.
+func runRetention(ctx context.Context, l *eventlog.Log, store *profiles.Store, cfg profiles.LogConfig, now func() time.Time, interval time.Duration, log *slog.Logger) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if n, err := retain(l, store.AppliedOffset(), cfg, now()); err != nil {
+			log.Error("trim the event log", "err", err)
+		} else if n > 0 {
+			log.Info("event log trimmed", "segments", n, "bytes", l.Bytes())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// retain trims what the retention settings let go, below applied+1.
+func retain(l *eventlog.Log, applied uint64, cfg profiles.LogConfig, now time.Time) (int, error) {
+	segs := l.Segments()
+	var total int64
+	for _, s := range segs {
+		total += s.Bytes
+	}
+	below := uint64(0)
+	for i, s := range segs[:len(segs)-1] {
+		if s.Last > applied {
+			break
+		}
+		old := cfg.Retention >= 0 && now.Sub(s.ModTime) > cfg.Retention
+		if !old && total <= cfg.MaxBytes {
+			break
+		}
+		total -= s.Bytes
+		below = segs[i+1].First
+	}
+	if below == 0 {
+		return 0, nil
+	}
+	n, err := l.Trim(below)
+	if err != nil {
+		return n, fmt.Errorf("trim below %d: %w", below, err)
+	}
+	return n, nil
+}

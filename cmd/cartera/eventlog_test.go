@@ -1,0 +1,204 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"cartera/internal/clocktest"
+	"cartera/profiles"
+	"cartera/profiles/eventlog"
+)
+
+// logAPI is an api over a real store and event log whose applier the test
+// starts when it wants: until then everything acknowledged lags.
+type logAPI struct {
+	a     *api
+	app   *fiber.App
+	store *profiles.Store
+	elog  *eventlog.Log
+	clock *clocktest.Clock
+}
+
+func newLogAPI(t *testing.T, lcfg profiles.LogConfig) *logAPI {
+	t.Helper()
+	dir := t.TempDir()
+	clock := clocktest.New(time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC))
+	pcfg := profiles.DefaultConfig()
+	pcfg.Log = lcfg
+	store, err := profiles.Open(context.Background(), filepath.Join(dir, "cartera.db"), pcfg, profiles.Options{Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &Config{Data: filepath.Join(dir, "cartera.db"), Profiles: pcfg}
+	l, err := openEventLog(cfg, store, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = store.Close()
+		_ = l.Close()
+	})
+	sources, err := profiles.NewSources([]profiles.SourceConfig{{Name: "web", WriteKeys: []string{"web_key_0123456789"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &api{store: store, sources: sources, metrics: profiles.NewMetrics(nil), log: slog.New(slog.DiscardHandler),
+		now: clock.Now, newID: newMessageID, gather: prometheus.NewRegistry(), maxSkew: pcfg.MaxClockSkew, admin: newTokenCheck("admin-token")}
+	app := fiber.New(fiber.Config{ErrorHandler: a.errorHandler})
+	app.Post("/v1/batch", a.ingest(""))
+	app.Get("/read", a.requireAdmin, func(c *fiber.Ctx) error {
+		return c.JSON(fiber.Map{"applied": store.AppliedOffset()})
+	})
+	return &logAPI{a: a, app: app, store: store, elog: l, clock: clock}
+}
+
+func (la *logAPI) do(t *testing.T, method, path, body string) (int, string, map[string]any) {
+	t.Helper()
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.SetBasicAuth("web_key_0123456789", "")
+	if path == "/read" {
+		req.Header.Set("Authorization", "Bearer admin-token")
+	}
+	resp, err := la.app.Test(req, 10_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	_ = json.Unmarshal(raw, &m)
+	return resp.StatusCode, resp.Header.Get("Retry-After"), m
+}
+
+const twoEvents = `{"batch":[{"type":"track","userId":"u1","event":"A"},{"type":"track","userId":"u1","event":"B"}]}`
+
+// Past the lag bound, ingestion answers 503 with Retry-After and appends
+// nothing; a read waits for what was acknowledged, and answers 503 when it
+// is not applied in time; once applied, both work.
+func TestIngestionBackpressureAndReadYourWrites(t *testing.T) {
+	lcfg := profiles.DefaultLogConfig()
+	lcfg.MaxLagEvents = 1
+	lcfg.RetryAfter = 3 * time.Second
+	la := newLogAPI(t, lcfg)
+
+	status, _, body := la.do(t, "POST", "/v1/batch", twoEvents)
+	if status != 200 || body["success"] != true || body["offset"] != 2.0 {
+		t.Fatalf("first batch: %d %v", status, body)
+	}
+	status, retry, body := la.do(t, "POST", "/v1/batch", twoEvents)
+	if status != 503 || retry != "3" || body["success"] != false || !strings.Contains(body["error"].(string), "behind ingestion") {
+		t.Fatalf("batch while 2 events lag (bound 1): %d Retry-After %q %v", status, retry, body)
+	}
+	if got := la.elog.Committed(); got != 2 {
+		t.Fatalf("the log holds %d events after a refused batch, want 2", got)
+	}
+	// Nobody applies: the read gives up after readWait.
+	status, retry, body = la.do(t, "GET", "/read", "")
+	if status != 503 || retry != "1" {
+		t.Fatalf("read while unapplied: %d %q %v", status, retry, body)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { la.store.RunApplier(ctx) })
+	defer func() { cancel(); wg.Wait() }()
+	status, _, body = la.do(t, "GET", "/read", "")
+	if status != 200 || body["applied"] != 2.0 {
+		t.Fatalf("read once applying runs: %d %v", status, body)
+	}
+	status, _, body = la.do(t, "POST", "/v1/batch", twoEvents)
+	if status != 200 || body["offset"] != 4.0 {
+		t.Fatalf("batch once caught up: %d %v", status, body)
+	}
+	// A read right after the 200 sees it.
+	if status, _, body = la.do(t, "GET", "/read", ""); status != 200 || body["applied"] != 4.0 {
+		t.Fatalf("read after the second batch: %d %v", status, body)
+	}
+}
+
+// A log that cannot write answers 503 and accepts nothing; a removed log
+// directory starts again after the store's applied offset.
+func TestEventLogStartsAfterAppliedOffset(t *testing.T) {
+	la := newLogAPI(t, profiles.DefaultLogConfig())
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { la.store.RunApplier(ctx) })
+	if status, _, body := la.do(t, "POST", "/v1/batch", twoEvents); status != 200 {
+		t.Fatalf("batch: %d %v", status, body)
+	}
+	if status, _, _ := la.do(t, "GET", "/read", ""); status != 200 {
+		t.Fatal("read")
+	}
+	cancel()
+	wg.Wait()
+	_ = la.elog.Close()
+	dir := eventLogDir(filepath.Join(filepath.Dir(la.store.DB().Path()), "cartera.db"))
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &Config{Data: la.store.DB().Path(), Profiles: profiles.DefaultConfig()}
+	l, err := openEventLog(cfg, la.store, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	first, _, err := l.Append(context.Background(), [][]byte{[]byte(`{}`)})
+	if err != nil || first != 3 {
+		t.Fatalf("first offset of a recreated log %d (%v), want 3", first, err)
+	}
+}
+
+func TestRetentionTrimsOnlyAppliedAndOld(t *testing.T) {
+	dir := t.TempDir()
+	l, err := eventlog.Open(dir, eventlog.Options{SegmentBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	rec := []byte(strings.Repeat("x", 1000))
+	for range 40 {
+		if _, _, err := l.Append(context.Background(), [][]byte{rec}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	segs := l.Segments()
+	if len(segs) < 6 {
+		t.Fatalf("%d segments, want several", len(segs))
+	}
+	now := segs[0].ModTime.Add(time.Hour)
+	cfg := profiles.DefaultLogConfig()
+	cfg.Retention = 30 * time.Minute
+	cfg.MaxBytes = 1 << 30
+
+	// Old, but nothing applied: nothing goes.
+	if n, err := retain(l, 0, cfg, now); err != nil || n != 0 {
+		t.Fatalf("trim with nothing applied: %d %v", n, err)
+	}
+	// Applied through the second segment, but young: nothing goes.
+	if n, _ := retain(l, segs[1].Last, cfg, segs[0].ModTime); n != 0 {
+		t.Fatalf("trimmed %d young segments", n)
+	}
+	// Old and applied through the second: those two go, not the third.
+	if n, _ := retain(l, segs[1].Last, cfg, now); n != 2 || l.Segments()[0].First != segs[2].First {
+		t.Fatalf("trimmed %d, first kept %d; want 2 and %d", n, l.Segments()[0].First, segs[2].First)
+	}
+	// Young but over the size cap: applied ones go, oldest first, until
+	// under it; the unapplied never.
+	cfg.Retention = 24 * time.Hour
+	cfg.MaxBytes = 1
+	if n, _ := retain(l, segs[3].Last, cfg, segs[0].ModTime); n != 2 || l.Segments()[0].First != segs[4].First {
+		t.Fatalf("size cap: trimmed %d, first kept %d; want 2 and %d", n, l.Segments()[0].First, segs[4].First)
+	}
+}
