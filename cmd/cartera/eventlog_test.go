@@ -202,3 +202,32 @@ func TestRetentionTrimsOnlyAppliedAndOld(t *testing.T) {
 		t.Fatalf("size cap: trimmed %d, first kept %d; want 2 and %d", n, l.Segments()[0].First, segs[4].First)
 	}
 }
+
+// A store behind the log's first kept offset (a backup restored after its
+// events were trimmed) refuses to start instead of waiting forever.
+func TestEventLogTrimmedPastTheStoreRefusesToStart(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "cartera.db")
+	l, err := eventlog.Open(eventLogDir(data), eventlog.Options{SegmentBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if _, _, err := l.Append(context.Background(), [][]byte{[]byte(strings.Repeat("x", 1000))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := l.Trim(l.Segments()[1].First); err != nil || n != 1 {
+		t.Fatalf("trim: %d %v", n, err)
+	}
+	_ = l.Close()
+	store, err := profiles.Open(context.Background(), data, profiles.DefaultConfig(), profiles.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	_, err = openEventLog(&Config{Data: data, Profiles: profiles.DefaultConfig()}, store, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "were trimmed") {
+		t.Fatalf("open a log trimmed past the store: %v", err)
+	}
+}
