@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin/cartera
 SDKTEST := internal/sdktest
 
-.PHONY: run demo build test test-go test-clock sdk bench lint fuzz clean
+.PHONY: run demo build test test-go test-clock sdk bench soak lint fuzz clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cartera
@@ -52,6 +52,12 @@ sdk:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# soak repeats the kill -9 fault test of `make test` 200 times in a row
+# (CARTERA_SOAK_KILLS) against one store.
+CARTERA_SOAK_KILLS ?= 200
+soak:
+	CARTERA_SOAK_KILLS=$(CARTERA_SOAK_KILLS) $(GO) test -count=1 -timeout 60m -run TestKill9 -v ./internal/faults
+
 lint:
 	@test -z "$$(gofmt -l .)" || (gofmt -l . && exit 1)
 	$(GO) vet ./...
@@ -59,6 +65,7 @@ lint:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./profiles
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 30s ./profiles/eventlog
 	$(GO) test -run '^$$' -fuzz FuzzDecodeBatch -fuzztime 30s ./profiles
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime 30s ./rules
 	$(GO) test -run '^$$' -fuzz FuzzValue -fuzztime 30s ./internal/codec
