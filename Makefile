@@ -4,7 +4,7 @@ BIN     ?= bin/cartera
 SDKTEST := internal/sdktest
 BROWSERTEST := internal/browsertest
 
-.PHONY: run demo build test test-go test-clock sdk bench lint fuzz clean console-screenshots
+.PHONY: run demo build test test-go test-clock sdk bench soak lint fuzz clean console-screenshots
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cartera
@@ -61,6 +61,12 @@ sdk:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+# soak repeats the kill -9 fault test of `make test` 200 times in a row
+# (CARTERA_SOAK_KILLS) against one store.
+CARTERA_SOAK_KILLS ?= 200
+soak:
+	CARTERA_SOAK_KILLS=$(CARTERA_SOAK_KILLS) $(GO) test -count=1 -timeout 60m -run TestKill9 -v ./internal/faults
 
 # govulncheck checks the code's call graph against the Go vulnerability
 # database (it needs https://vuln.go.dev). When it names a module, update

@@ -36,6 +36,13 @@ func openEventLog(cfg *Config, store *profiles.Store, log *slog.Logger) (*eventl
 	if err != nil {
 		return nil, err
 	}
+	// A store older than the log's first segment (a backup restored
+	// after its events were trimmed) would wait forever for records
+	// that are gone: say so instead of serving.
+	if first, applied := l.Segments()[0].First, store.AppliedOffset(); applied+1 < first {
+		_ = l.Close()
+		return nil, fmt.Errorf("event log %s starts at offset %d but the store applied only up to %d: the events between were trimmed; move the log folder away to start a new one (those events are lost to this store)", eventLogDir(cfg.Data), first, applied)
+	}
 	if err := store.AttachLog(l); err != nil {
 		_ = l.Close()
 		return nil, err

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -200,5 +202,115 @@ func TestRetentionTrimsOnlyAppliedAndOld(t *testing.T) {
 	cfg.MaxBytes = 1
 	if n, _ := retain(l, segs[3].Last, cfg, segs[0].ModTime); n != 2 || l.Segments()[0].First != segs[4].First {
 		t.Fatalf("size cap: trimmed %d, first kept %d; want 2 and %d", n, l.Segments()[0].First, segs[4].First)
+	}
+}
+
+// A store behind the log's first kept offset (a backup restored after its
+// events were trimmed) refuses to start instead of waiting forever.
+func TestEventLogTrimmedPastTheStoreRefusesToStart(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "cartera.db")
+	l, err := eventlog.Open(eventLogDir(data), eventlog.Options{SegmentBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		if _, _, err := l.Append(context.Background(), [][]byte{[]byte(strings.Repeat("x", 1000))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := l.Trim(l.Segments()[1].First); err != nil || n != 1 {
+		t.Fatalf("trim: %d %v", n, err)
+	}
+	_ = l.Close()
+	store, err := profiles.Open(context.Background(), data, profiles.DefaultConfig(), profiles.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	_, err = openEventLog(&Config{Data: data, Profiles: profiles.DefaultConfig()}, store, slog.New(slog.DiscardHandler))
+	if err == nil || !strings.Contains(err.Error(), "were trimmed") {
+		t.Fatalf("open a log trimmed past the store: %v", err)
+	}
+}
+
+// failingFile fails every write while full is set, as a full disk does.
+type failingFile struct {
+	eventlog.File
+	full *atomic.Bool
+}
+
+func (f failingFile) WriteAt(b []byte, off int64) (int, error) {
+	if f.full.Load() {
+		return 0, syscall.ENOSPC
+	}
+	return f.File.WriteAt(b, off)
+}
+
+// A full disk: ingestion answers 503 with Retry-After and accepts nothing;
+// what was acknowledged before is kept and applied, and ingestion recovers
+// by itself when space returns.
+func TestFullDiskAnswers503AndRecovers(t *testing.T) {
+	dir := t.TempDir()
+	store, err := profiles.Open(context.Background(), filepath.Join(dir, "cartera.db"), profiles.DefaultConfig(), profiles.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var full atomic.Bool
+	l, err := eventlog.Open(filepath.Join(dir, "cartera.db.log"), eventlog.Options{OpenFile: func(name string, flag int, perm os.FileMode) (eventlog.File, error) {
+		f, err := os.OpenFile(name, flag, perm)
+		if err != nil {
+			return nil, err
+		}
+		return failingFile{f, &full}, nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.AttachLog(l); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { store.RunApplier(ctx) })
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		_ = store.Close()
+		_ = l.Close()
+	})
+	sources, _ := profiles.NewSources([]profiles.SourceConfig{{Name: "web", WriteKeys: []string{"web_key_0123456789"}}})
+	a := &api{store: store, sources: sources, metrics: profiles.NewMetrics(nil), log: slog.New(slog.DiscardHandler),
+		now: time.Now, newID: newMessageID, maxSkew: profiles.DefaultMaxSkew, admin: newTokenCheck("admin-token")}
+	app := fiber.New(fiber.Config{ErrorHandler: a.errorHandler})
+	app.Post("/v1/batch", a.ingest(""))
+	app.Get("/read", a.requireAdmin, func(c *fiber.Ctx) error {
+		p, err := store.Lookup(profiles.Identifier{Kind: profiles.KindUserID, Value: "u1"})
+		if err != nil {
+			return err
+		}
+		return c.JSON(fiber.Map{"events": p.EventCount})
+	})
+	la := &logAPI{a: a, app: app, store: store, elog: l}
+
+	if status, _, body := la.do(t, "POST", "/v1/batch", twoEvents); status != 200 {
+		t.Fatalf("batch before the disk filled: %d %v", status, body)
+	}
+	full.Store(true)
+	for range 3 {
+		status, retry, body := la.do(t, "POST", "/v1/batch", twoEvents)
+		if status != 503 || retry != "5" || body["success"] != false {
+			t.Fatalf("batch on a full disk: %d Retry-After %q %v", status, retry, body)
+		}
+	}
+	if status, _, body := la.do(t, "GET", "/read", ""); status != 200 || body["events"] != 2.0 {
+		t.Fatalf("read while the disk is full: %d %v, want the 2 acknowledged events", status, body)
+	}
+	full.Store(false)
+	if status, _, body := la.do(t, "POST", "/v1/batch", twoEvents); status != 200 || body["offset"] != 4.0 {
+		t.Fatalf("batch once space returned: %d %v", status, body)
+	}
+	if status, _, body := la.do(t, "GET", "/read", ""); status != 200 || body["events"] != 4.0 {
+		t.Fatalf("read after recovery: %d %v, want 4 events", status, body)
 	}
 }

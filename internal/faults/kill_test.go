@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -18,10 +20,8 @@ var bin string
 func TestMain(m *testing.M) { sdktest.Main(m, &bin) }
 
 const (
-	kills    = 20
 	clients  = 4
 	perBatch = 10
-	users    = 60
 )
 
 // batch is one /v1/batch request a client sends until it is acknowledged,
@@ -31,7 +31,7 @@ type batch struct {
 	body []byte
 }
 
-func newBatch(round, client, seq int) batch {
+func newBatch(round, client, seq, users int) batch {
 	var b batch
 	var msgs []map[string]any
 	for i := range perBatch {
@@ -47,10 +47,16 @@ func newBatch(round, client, seq int) batch {
 	return b
 }
 
-// `kill -9` of serve at random moments under load, 20 times in one run:
+// `kill -9` of serve at random moments under load, 20 times in one run
+// (CARTERA_SOAK_KILLS for `make soak`):
 // after the last restart every acknowledged messageId is applied exactly
 // once, and no messageId (acknowledged or not) more than once.
 func TestKill9UnderLoadLosesNoAcknowledgedEvent(t *testing.T) {
+	kills := 20
+	if n, err := strconv.Atoi(os.Getenv("CARTERA_SOAK_KILLS")); err == nil && n > 0 {
+		kills = n // make soak
+	}
+	users := 3 * kills // a few hundred events each, under the per-profile cap
 	srv := sdktest.Start(t, bin, sdktest.Options{})
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 14))
 	httpc := &http.Client{Timeout: 5 * time.Second}
@@ -72,7 +78,7 @@ func TestKill9UnderLoadLosesNoAcknowledgedEvent(t *testing.T) {
 					}
 					b := pending[c]
 					if b == nil {
-						nb := newBatch(round, c, n)
+						nb := newBatch(round, c, n, users)
 						b = &nb
 						pending[c] = b
 					}
