@@ -161,6 +161,7 @@ func mustOK(tb testing.TB, r reply) {
 }
 
 func TestAdminAuth(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, nil)
 	mustOK(t, s.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"u1","traits":{"name":"Ana"}}`))
 	tests := []struct {
@@ -192,6 +193,7 @@ func TestAdminAuth(t *testing.T) {
 }
 
 func TestProfileLookupErrors(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, nil)
 	tests := []struct {
 		path, want string
@@ -211,6 +213,7 @@ func TestProfileLookupErrors(t *testing.T) {
 }
 
 func TestIngestVariants(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, nil)
 	// writeKey in the body, as some SDKs send it.
 	mustOK(t, s.send(t, "", "/v1/track", `{"writeKey":"app_dev_write_key","anonymousId":"dev-9","event":"Cart Viewed"}`))
@@ -253,6 +256,7 @@ func TestIngestVariants(t *testing.T) {
 }
 
 func TestEraseAndExport(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, nil)
 	mustOK(t, s.send(t, "web_dev_write_key", "/v1/identify", `{"anonymousId":"a-erase","userId":"u-erase","traits":{"email":"erase@example.com","name":"Eve"}}`))
 	mustOK(t, s.send(t, "web_dev_write_key", "/v1/track", `{"userId":"u-erase","event":"Product Viewed"}`))
@@ -300,6 +304,7 @@ func TestEraseAndExport(t *testing.T) {
 }
 
 func TestMetricsAndHealth(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, nil)
 	mustOK(t, s.send(t, "web_dev_write_key", "/v1/track", `{"anonymousId":"m1","event":"Product Viewed"}`))
 	s.send(t, "web_dev_write_key", "/v1/track", `{"anonymousId":"m1","event":"Order Completed","properties":{"revenue":"x"}}`)
@@ -338,6 +343,7 @@ func TestMetricsAndHealth(t *testing.T) {
 }
 
 func TestDuplicateMessageOverHTTP(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, nil)
 	body := `{"messageId":"m-dup-1","userId":"dup","event":"Product Viewed"}`
 	for i := 0; i < 3; i++ {
@@ -400,6 +406,7 @@ func BenchmarkIngestHTTP(b *testing.B) {
 // An identifier may hold any character: the admin API takes it
 // percent-encoded, so a person with a '/' in their id can still be erased.
 func TestIdentifierWithSlash(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, nil)
 	mustOK(t, s.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"crm/42","traits":{"name":"Slash"}}`))
 	if r := s.admin(t, "GET", "/v1/profiles/user_id:crm%2F42"); r.status != 200 || r.body["traits"].(map[string]any)["name"] != "Slash" {
@@ -415,6 +422,7 @@ func TestIdentifierWithSlash(t *testing.T) {
 
 // A body over the batch limit gets a clean 413 from the handler.
 func TestOversizeBodyGets413(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, nil)
 	body := `{"batch":[{"type":"track","userId":"u","event":"x","properties":{"pad":"` + strings.Repeat("a", 600<<10) + `"}}]}`
 	r := s.send(t, "web_dev_write_key", "/v1/batch", body)

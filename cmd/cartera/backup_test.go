@@ -20,6 +20,7 @@ import (
 )
 
 func TestBackup(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, nil)
 	mustOK(t, s.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"u-backup","traits":{"name":"Ana","email":"ana@example.com"}}`))
 
@@ -77,6 +78,7 @@ func TestBackup(t *testing.T) {
 // served from a snapshot on local disk, so they go on, and the client
 // still gets the whole, valid file when it reads at last.
 func TestBackupStalledClientDoesNotHoldWrites(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, nil)
 	// Events of ~20 KB, 20 to a batch: each batch adds ~400 KB to the file.
 	pad := strings.Repeat("x", 20<<10)

@@ -15,6 +15,7 @@ import (
 // After an erasure and `cartera compact`, no byte of the person's email
 // or phone is left anywhere in the bbolt file; everyone else's data is.
 func TestCompactLeavesNoTraceOfAnErasure(t *testing.T) {
+	t.Parallel()
 	data := filepath.Join(t.TempDir(), "cartera.db")
 	const email, phone = "erin.gone@example.com", "+34611222333"
 	t.Run("serve", func(t *testing.T) {

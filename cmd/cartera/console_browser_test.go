@@ -40,7 +40,10 @@ func chromiumPath(t *testing.T) string {
 func TestConsoleInBrowser(t *testing.T) {
 	chromium := chromiumPath(t)
 	r := startConsole(t, nil)
-	mustOK(t, r.send(t, "shop_dev_write_key", "/v1/identify", `{"userId":"u-ana","traits":{"email":"ana@example.com","phone":"+34600111221","first_name":"Ana","loyalty_card":"4000 1234","consent":{"email":true,"sms":false,"ads":true}}}`))
+	// Ana is a VIP: her cart takes the priority branch, not the example's
+	// reminder_timing experiment, whose control arm (a tenth of people,
+	// by profile id) would end her instance at once.
+	mustOK(t, r.send(t, "shop_dev_write_key", "/v1/identify", `{"userId":"u-ana","traits":{"email":"ana@example.com","phone":"+34600111221","first_name":"Ana","loyalty_card":"4000 1234","vip":true,"consent":{"email":true,"sms":false,"ads":true}}}`))
 	mustOK(t, r.send(t, "app_dev_write_key", "/v1/track", `{"userId":"u-ana","event":"Product Viewed","properties":{"product_id":"shoe-42","category":"running"}}`))
 	mustOK(t, r.send(t, "app_dev_write_key", "/v1/track", `{"userId":"u-ana","event":"Product Added","properties":{"cart_id":"c-ana","product_id":"shoe-42","price":89.9}}`))
 	mustOK(t, r.send(t, "shop_dev_write_key", "/v1/identify", `{"userId":"u-bo","traits":{"email":"bo@example.com","first_name":"Bo"}}`))

@@ -159,7 +159,7 @@ var unmaskedEmail = regexp.MustCompile(`[A-Za-z0-9._%+-]{2,}@[A-Za-z0-9.-]+\.[a-
 
 func TestConsoleRolesCSRFAndAudit(t *testing.T) {
 	r := startConsole(t, nil)
-	mustOK(t, r.send(t, "shop_dev_write_key", "/v1/identify", `{"userId":"u-ana","traits":{"email":"ana@example.com","phone":"+34600111221","first_name":"Ana","consent":{"email":true}}}`))
+	mustOK(t, r.send(t, "shop_dev_write_key", "/v1/identify", `{"userId":"u-ana","traits":{"email":"ana@example.com","phone":"+34600111221","first_name":"Ana","vip":true,"consent":{"email":true}}}`))
 	mustOK(t, r.send(t, "app_dev_write_key", "/v1/track", `{"userId":"u-ana","event":"Product Added","properties":{"cart_id":"c1","email":"ana@example.com"}}`))
 
 	anon := r.user()
@@ -310,6 +310,7 @@ func TestConsoleLoginRateLimitAndSecureCookie(t *testing.T) {
 // receiver recovers (delivered), drops the next one, and both are in the
 // audit log. A marketer is offered neither.
 func TestConsoleOutboxRetryAndDrop(t *testing.T) {
+	t.Parallel()
 	hook := newHookStandIn(t)
 	rig := newDeliveryRig(t, hook.URL+"/hook")
 	b, err := os.ReadFile(rig.config)

@@ -10,6 +10,7 @@ import (
 // source allows one shop origin, the app source ("*") any origin, and
 // nothing else has CORS at all.
 func TestIngestCORS(t *testing.T) {
+	t.Parallel()
 	const shop, evil = "https://shop.example", "https://evil.example"
 	s := startServer(t, map[string]string{"CARTERA_ALLOWED_ORIGINS": "web=" + shop + ",app=*"})
 	// Another server in which no source takes every origin.
@@ -156,6 +157,7 @@ func TestIngestCORS(t *testing.T) {
 // the SDK does (text/plain, the write key in the body) and finds the event
 // stored with the type of its long path.
 func TestSegmentShortPaths(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, nil)
 	bodies := map[string]string{
 		"t": `"event":"Product Viewed"`,
@@ -202,6 +204,7 @@ func TestSegmentShortPaths(t *testing.T) {
 // TestRudderSourceConfig answers RudderStack's SDK the way its control
 // plane does, for the source of the write key only.
 func TestRudderSourceConfig(t *testing.T) {
+	t.Parallel()
 	const shop = "https://shop.example"
 	s := startServer(t, map[string]string{"CARTERA_ALLOWED_ORIGINS": "web=" + shop})
 	path := "/sourceConfig/?p=npm&v=3.34.1&build=modern&writeKey=web_dev_write_key&lockIntegrationsVersion=false&lockPluginsVersion=false"

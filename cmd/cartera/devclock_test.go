@@ -11,6 +11,7 @@ import (
 )
 
 func TestDevClock(t *testing.T) {
+	t.Parallel()
 	post := func(s *server, body string) reply {
 		return s.do(t, "POST", "/v1/admin/clock", map[string]string{"Authorization": "Bearer " + testAdminToken, "Content-Type": "application/json"}, []byte(body))
 	}
@@ -54,6 +55,7 @@ func TestDevClock(t *testing.T) {
 // CARTERA_DEV_CLOCK may name the instant serve's clock starts at, so a
 // demo or a test runs at 23:30 in Madrid, or 09:00, whatever the hour.
 func TestDevClockStart(t *testing.T) {
+	t.Parallel()
 	start := time.Date(2026, 12, 6, 23, 30, 0, 0, time.FixedZone("CET", 3600))
 	s := startServer(t, map[string]string{"CARTERA_DEV_CLOCK": start.Format(time.RFC3339)})
 	r := s.admin(t, "GET", "/v1/admin/clock")

@@ -39,6 +39,7 @@ func rawExchange(t *testing.T, base, req string) (resp *http.Response, body stri
 // The edge never echoes a request it cannot parse, and refuses framing
 // that a proxy in front could read differently (request smuggling).
 func TestEdgeRefusesMalformedAndAmbiguousRequests(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, nil)
 	const auth = "Authorization: Basic d2ViX2Rldl93cml0ZV9rZXk6\r\n" // web_dev_write_key
 	body := `{"userId":"smuggled","event":"Order Completed"}`

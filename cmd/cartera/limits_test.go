@@ -46,6 +46,7 @@ func want429(t *testing.T, r reply, what string) {
 // the flood, all succeed. The rate is so low that no refill can happen
 // during the test: exactly the burst gets through.
 func TestWriteKeyFloodLimitsOnlyItself(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, map[string]string{"CARTERA_LIMITS": "write_key_requests=0.001/3"})
 	const burst = 3
 	for i := range 12 {
@@ -79,6 +80,7 @@ func TestWriteKeyFloodLimitsOnlyItself(t *testing.T) {
 // TestWriteKeyEventRate: events are charged once accepted; a key in debt
 // is refused until it is paid off, whatever the size of its next request.
 func TestWriteKeyEventRate(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, map[string]string{"CARTERA_LIMITS": "write_key_events=0.001/5"})
 	batch := func(prefix string, n int) string {
 		var evs []string
@@ -99,6 +101,7 @@ func TestWriteKeyEventRate(t *testing.T) {
 // TestAddressWalletAndLinkLimits: per client address on every route but
 // /healthz, per device on the pass web service, per token on email links.
 func TestAddressWalletAndLinkLimits(t *testing.T) {
+	t.Parallel()
 	t.Run("address", func(t *testing.T) {
 		s := startServer(t, map[string]string{"CARTERA_LIMITS": "address_requests=0.001/4"})
 		for i := range 4 {
@@ -141,6 +144,7 @@ func TestAddressWalletAndLinkLimits(t *testing.T) {
 // TestConnectionCapPerAddress: past max_connections_per_address a new
 // connection is answered 429 and closed; those already served go on.
 func TestConnectionCapPerAddress(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, map[string]string{"CARTERA_LIMITS": "max_connections_per_address=2"})
 	addr := strings.TrimPrefix(s.base, "http://")
 	get := func(c net.Conn) (*http.Response, error) {
@@ -185,6 +189,7 @@ func TestConnectionCapPerAddress(t *testing.T) {
 // TestSlowHeadersAreCut: a client that never finishes its headers is cut
 // after header_timeout (here 200 ms; the read below would wait 20 s).
 func TestSlowHeadersAreCut(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, map[string]string{"CARTERA_LIMITS": "header_timeout=200ms"})
 	c, err := net.Dial("tcp", strings.TrimPrefix(s.base, "http://"))
 	if err != nil {

@@ -86,6 +86,7 @@ func startAt(t *testing.T, data string) (base string, stop func()) {
 }
 
 func TestAudienceMembershipInSameRequestAndAfterRestart(t *testing.T) {
+	t.Parallel()
 	data := filepath.Join(t.TempDir(), "cartera.db")
 	base, stop := startAt(t, data)
 	s := &server{base: base}

@@ -10,6 +10,7 @@ import (
 // on the events and the campaign in the first- and last-touch traits of
 // examples/rules/traits.yaml.
 func TestBrowserContext(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, map[string]string{"CARTERA_ALLOWED_ORIGINS": "web=https://shop.example"})
 	page := func(ts, search, campaign string) string {
 		ctx := `"page":{"url":"https://shop.example/` + search + `","path":"/","referrer":"https://news.example/","search":"` + search + `","title":"Shoes"},` +

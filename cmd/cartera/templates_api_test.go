@@ -28,6 +28,7 @@ func (s *server) testSend(t *testing.T, name string, body any, token string) rep
 // marked as a test, through the real email destination, and it shows in
 // nobody's statistics.
 func TestTemplateTestSend(t *testing.T) {
+	t.Parallel()
 	relay := smtptest.Start(t, "cartera", "relay-pass")
 	s := startServer(t, map[string]string{"CARTERA_SMTP_URL": relay.URL, "CARTERA_SMTP_CA_FILE": relay.CAFile})
 	mustOK(t, s.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"ana","traits":{"first_name":"Ana","email":"ana@example.com","locale":"es"}}`))
@@ -103,6 +104,7 @@ func TestTemplateTestSend(t *testing.T) {
 // TestTemplateTestSendOutboxFolder: without a relay, the test mail is an
 // .eml file in the outbox folder, with the test header.
 func TestTemplateTestSendOutboxFolder(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, nil)
 	r := s.testSend(t, "welcome", map[string]any{"to": "qa@shoes.example", "locale": "en"}, testAdminToken)
 	if r.status != 200 {

@@ -99,6 +99,7 @@ func runServe(t *testing.T, vars map[string]string, args ...string) string {
 // client that trusts the certificate, with HSTS; plain HTTP gets nothing
 // from that port.
 func TestTLSFromFiles(t *testing.T) {
+	t.Parallel()
 	cert, key, pool := selfSigned(t)
 	addr := runServe(t, nil, "--tls-cert", cert, "--tls-key", key)
 	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
@@ -146,10 +147,13 @@ func TestTLSFromFiles(t *testing.T) {
 // handshake naming it, and never for another name. Getting a real
 // certificate needs a public host and a CA, which a test has not.
 func TestACMEWiring(t *testing.T) {
+	t.Parallel()
 	var asked atomic.Int64
 	ca := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		asked.Add(1)
-		w.WriteHeader(http.StatusServiceUnavailable)
+		// A refusal the ACME client does not retry (a 5xx it would, with
+		// backoff, for as long as the handshake waits).
+		w.WriteHeader(http.StatusBadRequest)
 	}))
 	t.Cleanup(ca.Close)
 	addr := runServe(t, map[string]string{"CARTERA_ACME_DIRECTORY_URL": ca.URL + "/directory", "CARTERA_ACME_EMAIL": "ops@shop.example.com"}, "--acme-host", "shop.example.com")
@@ -209,6 +213,7 @@ func TestTLSConfigValidate(t *testing.T) {
 // TestPageSecurityHeaders: the unsubscribe page carries a CSP, refuses
 // framing and sends no Referer; no HSTS over plain HTTP.
 func TestPageSecurityHeaders(t *testing.T) {
+	t.Parallel()
 	const secret = "page-test-tracking-secret-0123456789"
 	s := startServer(t, map[string]string{"CARTERA_TRACKING_SECRET": secret})
 	tr := &email.Tracker{Secret: []byte(secret), BaseURL: s.base}

@@ -15,6 +15,7 @@ import (
 // The example cart reminder names the product of the event that started
 // the journey: the send carries the trigger's properties to the template.
 func TestSendSeesTheTrigger(t *testing.T) {
+	t.Parallel()
 	data := filepath.Join(t.TempDir(), "cartera.db")
 	s := startServerAt(t, data, nil)
 	// What this checks is the template, not the quiet hours: Vera lives
@@ -46,6 +47,7 @@ func TestSendSeesTheTrigger(t *testing.T) {
 // reaches the mail unless it is on one of the shop's hosts, in the HTML
 // and the text part; click links expire.
 func TestReminderLinksStayOnTheShop(t *testing.T) {
+	t.Parallel()
 	data := filepath.Join(t.TempDir(), "cartera.db")
 	s := startServerAt(t, data, nil)
 	tz := clocktest.NoonZone(s.clock.Now())

@@ -25,6 +25,7 @@ import (
 // field named, and one still far in the future after the sentAt correction
 // is stored at the receipt time, with the time as sent kept.
 func TestEventTimesOverHTTP(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, nil)
 	refused := []struct{ path, body, want string }{
 		{"/v1/track", `{"userId":"t1","event":"x","timestamp":"9999-01-01T00:00:00Z"}`,
@@ -99,6 +100,7 @@ func unsubscribeToken(t *testing.T, s *server, profileID, key string) string {
 // the past) must not outlive the person's own withdrawal, and a messageId
 // that predicts the unsubscribe's must not make it a dropped duplicate.
 func TestConsentCannotBePinnedOpen(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, nil)
 	const web = "web_dev_write_key"
 	mustOK(t, s.send(t, web, "/v1/identify", `{"userId":"victim","traits":{"email":"victim@example.com","consent":{"email":true}}}`))
@@ -228,6 +230,7 @@ func TestUnsubscribePageOnlyWhenTrue(t *testing.T) {
 // and store_orders. Orders are now refused from client sources, and the
 // example rules read the source from the write key, not properties.channel.
 func TestOrdersOnlyFromServerSources(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, nil)
 	mustOK(t, s.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"shopper","traits":{"email":"shopper@example.com"}}`))
 
@@ -284,6 +287,7 @@ func ledgerActions(p map[string]any, action string) []map[string]any {
 // let a client source take over the profile a till linked them to, while a
 // login the shop's backend signed (identity verification) still finds it.
 func TestProfileTakeoverNeedsVerification(t *testing.T) {
+	t.Parallel()
 	s := startServer(t, nil)
 	const web, card = "web_dev_write_key", "4000 7777 6666"
 	userHash := func(subject string) string {

@@ -15,6 +15,7 @@ import (
 // still deduplicate, and new events are acknowledged on the log from
 // offset 1 and applied.
 func TestUpgradeFromStoreWithoutEventLog(t *testing.T) {
+	t.Parallel()
 	data := filepath.Join(t.TempDir(), "cartera.db")
 	gunzipTo(t, "testdata/upgrade/head-a5e227d.db.gz", data)
 	s := startServerAt(t, data, nil)

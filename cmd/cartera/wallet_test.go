@@ -529,6 +529,7 @@ func TestWalletTierChangePushes(t *testing.T) {
 // (here through the environment), passes are signed with it and no
 // development chain is made.
 func TestWalletConfiguredCertificate(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	certs := filepath.Join(dir, "certs")
 	if _, err := (apple.Config{PassTypeID: exPassTypeID, TeamID: exTeamID}).DevChain(certs, time.Now()); err != nil {
