@@ -91,6 +91,8 @@ type Config struct {
 	Limits LimitsConfig `yaml:"limits"`
 	// TLS makes the gateway serve HTTPS itself.
 	TLS TLSConfig `yaml:"tls"`
+	// Cluster puts the event log on NATS JetStream (cluster mode).
+	Cluster ClusterConfig `yaml:"cluster"`
 
 	// path is the file the config came from ("" for none).
 	path string
@@ -114,6 +116,7 @@ func DefaultConfig() Config {
 		Channels:             ChannelsConfig{Retention: channels.DefaultRetentionConfig()},
 		Console:              console.DefaultConfig(),
 		Limits:               DefaultLimitsConfig(),
+		Cluster:              DefaultClusterConfig(),
 	}
 }
 
@@ -124,6 +127,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Data == "" {
 		return errors.New("data: required")
+	}
+	if err := c.Cluster.Validate(); err != nil {
+		return err
 	}
 	if c.MetricsAddr != "" {
 		if _, _, err := splitHostPort(c.MetricsAddr); err != nil {
@@ -192,6 +198,7 @@ type serveFlags struct {
 	addr, data, config, journeys string
 	metricsAddr                  string
 	tlsCert, tlsKey, acmeHost    string
+	cluster                      string
 	set                          map[string]bool
 }
 
@@ -207,6 +214,7 @@ func parseServeFlags(args []string, stderr *bytes.Buffer) (*serveFlags, error) {
 	fs.StringVar(&f.tlsKey, "tls-key", "", "the PEM key of --tls-cert (env CARTERA_TLS_KEY)")
 	fs.StringVar(&f.acmeHost, "acme-host", "", "serve HTTPS with certificates from Let's Encrypt for this public host name (env CARTERA_ACME_HOST)")
 	fs.StringVar(&f.metricsAddr, "metrics-addr", "", "serve /metrics here without a token, and not on --addr (env CARTERA_METRICS_ADDR; default: on --addr behind the admin token)")
+	fs.StringVar(&f.cluster, "cluster", "", "put the event log on this NATS JetStream server, nats://host:port (env CARTERA_CLUSTER_URL; cluster mode, first step)")
 	if err := fs.Parse(args); err != nil {
 		return nil, &usageError{err.Error()}
 	}
@@ -262,6 +270,9 @@ func loadConfig(f *serveFlags, getenv func(string) string) (*Config, error) {
 	}
 	if f.set["acme-host"] {
 		cfg.TLS.ACMEHost = f.acmeHost
+	}
+	if f.set["cluster"] {
+		cfg.Cluster.URL = f.cluster
 	}
 	if cfg.path != "" {
 		for _, p := range []*string{&cfg.Policies, &cfg.Channels.SMS.Templates} {
@@ -328,6 +339,7 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 		"CARTERA_GOOGLE_DATA_MANAGER_URL": &cfg.GoogleDataManagerURL,
 		"CARTERA_GOOGLE_TOKEN_URL":        &cfg.GoogleTokenURL,
 		"CARTERA_GOOGLE_WALLET_URL":       &cfg.GoogleWalletURL,
+		"CARTERA_CLUSTER_URL":             &cfg.Cluster.URL,
 	}
 	for name, p := range str {
 		if v := getenv(name); v != "" {

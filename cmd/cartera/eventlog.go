@@ -14,6 +14,7 @@ import (
 
 	"cartera/profiles"
 	"cartera/profiles/eventlog"
+	"cartera/profiles/jetstream"
 )
 
 // readWait bounds how long a read that must see every event acknowledged
@@ -76,7 +77,7 @@ func (a *api) appendFailed(c *fiber.Ctx, source string, err error) error {
 		a.metrics.Rejected.WithLabelValues(source, "backlog").Inc()
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(math.Ceil(bl.RetryAfter.Seconds()))))
 		return &httpError{fiber.StatusServiceUnavailable, bl.Error()}
-	case errors.Is(err, profiles.ErrClosed), errors.Is(err, eventlog.ErrClosed), errors.Is(err, context.Canceled):
+	case errors.Is(err, profiles.ErrClosed), errors.Is(err, eventlog.ErrClosed), errors.Is(err, jetstream.ErrClosed), errors.Is(err, context.Canceled):
 		return profiles.ErrClosed
 	}
 	a.metrics.Rejected.WithLabelValues(source, "internal").Inc()
@@ -85,15 +86,52 @@ func (a *api) appendFailed(c *fiber.Ctx, source string, err error) error {
 	return &httpError{fiber.StatusServiceUnavailable, "the event log cannot take events now (nothing was accepted): retry"}
 }
 
-// registerLogMetrics exposes the event log's size and offsets and the lag
-// of applying it.
-func registerLogMetrics(reg prometheus.Registerer, l *eventlog.Log, store *profiles.Store) {
-	gauge := func(name, help string, f func() float64) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+// servedLog is the event log serve acknowledges on: the local one, or a
+// JetStream stream in cluster mode (exactly one is set).
+type servedLog struct {
+	local   *eventlog.Log
+	cluster *jetstream.Log
+}
+
+func (l servedLog) close() error {
+	if l.cluster != nil {
+		return l.cluster.Close()
 	}
+	return l.local.Close()
+}
+
+// openLog opens the event log the config asks for, attaches it to the
+// store and registers its metrics.
+func openLog(ctx context.Context, cfg *Config, store *profiles.Store, reg prometheus.Registerer, log *slog.Logger) (servedLog, error) {
+	if cfg.Cluster.URL != "" {
+		l, err := openClusterLog(ctx, cfg, store, log)
+		if err != nil {
+			return servedLog{}, err
+		}
+		log.Info("cluster mode: the event log is on JetStream", "stream", cfg.Cluster.Stream, "partitions", cfg.Cluster.Partitions, "replicas", cfg.Cluster.Replicas)
+		registerLogMetrics(reg, l, store)
+		return servedLog{cluster: l}, nil
+	}
+	l, err := openEventLog(cfg, store, log)
+	if err != nil {
+		return servedLog{}, err
+	}
+	registerLogMetrics(reg, l, store)
 	reg.MustRegister(
 		gauge("cartera_eventlog_bytes", "Bytes in the event log's segments.", func() float64 { return float64(l.Bytes()) }),
 		gauge("cartera_eventlog_segments", "Segment files of the event log.", func() float64 { return float64(len(l.Segments())) }),
+	)
+	return servedLog{local: l}, nil
+}
+
+func gauge(name, help string, f func() float64) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
+}
+
+// registerLogMetrics exposes the event log's offsets and the lag of
+// applying it.
+func registerLogMetrics(reg prometheus.Registerer, l profiles.EventLog, store *profiles.Store) {
+	reg.MustRegister(
 		gauge("cartera_eventlog_appended_offset", "Offset of the last event acknowledged (durable in the log).", func() float64 { return float64(l.Committed()) }),
 		gauge("cartera_eventlog_applied_offset", "Offset of the last event applied to profiles, rules and journeys.", func() float64 { return float64(store.AppliedOffset()) }),
 		gauge("cartera_eventlog_lag_events", "Events acknowledged and not yet applied.", func() float64 { n, _ := store.Lag(); return float64(n) }),

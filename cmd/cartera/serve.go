@@ -74,16 +74,15 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		log.Warn("remove backup snapshots left by a crash", "err", err)
 	}
 	store, engine := core.store, core.rules
-	elog, err := openEventLog(cfg, store, log)
+	elog, err := openLog(ctx, cfg, store, reg, log)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		if err := elog.Close(); err != nil {
+		if err := elog.close(); err != nil {
 			log.Error("close event log", "err", err)
 		}
 	}()
-	registerLogMetrics(reg, elog, store)
 	// The applier stops after the requests have drained (reads waiting
 	// for it see their events), before the log and the store close.
 	applyCtx, stopApply := context.WithCancel(context.WithoutCancel(ctx))
@@ -154,7 +153,11 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		}
 	}
 	work.Go(func() { store.RunPruner(workCtx, time.Hour) })
-	work.Go(func() { runRetention(workCtx, elog, store, cfg.Profiles.Log, now, time.Hour, log) })
+	if elog.local != nil {
+		// In cluster mode the stream is not trimmed yet: a later owner
+		// of a partition may need to replay it.
+		work.Go(func() { runRetention(workCtx, elog.local, store, cfg.Profiles.Log, now, time.Hour, log) })
+	}
 	work.Go(func() {
 		if err := engine.Backfill(workCtx, store); err != nil && !errors.Is(err, context.Canceled) {
 			log.Error("backfill rules", "err", err)

@@ -1,0 +1,178 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+)
+
+// embeddedNATS is a real NATS server with JetStream on file storage,
+// restartable on the same port and store.
+type embeddedNATS struct {
+	t    *testing.T
+	dir  string
+	port int
+	s    *natsserver.Server
+}
+
+func startNATS(t *testing.T) *embeddedNATS {
+	t.Helper()
+	n := &embeddedNATS{t: t, dir: t.TempDir(), port: natsserver.RANDOM_PORT}
+	n.start()
+	n.port = n.s.Addr().(*net.TCPAddr).Port
+	t.Cleanup(n.stop)
+	return n
+}
+
+func (n *embeddedNATS) start() {
+	n.t.Helper()
+	s, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: n.port, JetStream: true, StoreDir: n.dir, NoLog: true, NoSigs: true})
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		n.t.Fatal("nats server did not start")
+	}
+	n.s = s
+}
+
+func (n *embeddedNATS) stop() {
+	if n.s != nil {
+		n.s.Shutdown()
+		n.s.WaitForShutdown()
+		n.s = nil
+	}
+}
+
+func (n *embeddedNATS) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.port) }
+
+// serve in cluster mode acknowledges on the JetStream stream, applies from
+// it, and reads its own writes; with NATS down it answers 503 and accepts
+// nothing, and it takes events again when NATS is back.
+func TestServeClusterMode(t *testing.T) {
+	ns := startNATS(t)
+	data := filepath.Join(t.TempDir(), "cartera.db")
+	s := startServerAt(t, data, map[string]string{"CARTERA_CLUSTER_URL": ns.url()})
+
+	mustOK(t, s.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"u1","traits":{"name":"Ana"}}`))
+	mustOK(t, s.send(t, "web_dev_write_key", "/v1/track", `{"userId":"u1","event":"Cluster Test","properties":{"n":1}}`))
+	p := s.profile(t, "user_id:u1")
+	if traits, _ := p["traits"].(map[string]any); traits["name"] != "Ana" {
+		t.Fatalf("profile traits after identify: %v", p["traits"])
+	}
+	if got := eventsNamed(p, "Cluster Test"); len(got) != 1 {
+		t.Fatalf("profile has %d Cluster Test events, want 1: %v", len(got), p["events"])
+	}
+
+	// The events are in the stream, not in a local log.
+	stream := clusterStream(t, ns.url())
+	if last := stream.State.LastSeq; last < 2 {
+		t.Fatalf("stream last sequence %d after two events", last)
+	}
+	if _, err := os.Stat(eventLogDir(data)); !os.IsNotExist(err) {
+		t.Fatalf("cluster mode made a local event log at %s (%v)", eventLogDir(data), err)
+	}
+
+	ns.stop()
+	r := s.send(t, "web_dev_write_key", "/v1/track", `{"userId":"u1","event":"While Down"}`)
+	if r.status != 503 || r.header.Get("Retry-After") == "" {
+		t.Fatalf("ingest with NATS down: %d %s (Retry-After %q), want 503 with Retry-After", r.status, r.raw, r.header.Get("Retry-After"))
+	}
+
+	ns.start()
+	for try := 0; ; try++ {
+		r = s.send(t, "web_dev_write_key", "/v1/track", `{"userId":"u1","event":"After"}`)
+		if r.status == 200 {
+			break
+		}
+		if try == 100 {
+			t.Fatalf("ingest does not recover after NATS restarted: %d %s", r.status, r.raw)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	p = s.profile(t, "user_id:u1")
+	if len(eventsNamed(p, "After")) != 1 || len(eventsNamed(p, "While Down")) != 0 {
+		t.Fatalf("after recovery: %d After, %d While Down events, want 1 and 0", len(eventsNamed(p, "After")), len(eventsNamed(p, "While Down")))
+	}
+}
+
+func clusterStream(t *testing.T, url string) *njs.StreamInfo {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := njs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := js.Stream(t.Context(), DefaultClusterConfig().Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
+func TestClusterConfig(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		env     map[string]string
+		wantURL string
+		wantErr string
+	}{
+		{"off by default", nil, nil, "", ""},
+		{"flag", []string{"--cluster", "nats://10.0.0.1:4222"}, nil, "nats://10.0.0.1:4222", ""},
+		{"env", nil, map[string]string{"CARTERA_CLUSTER_URL": "nats://10.0.0.2:4222"}, "nats://10.0.0.2:4222", ""},
+		{"flag over env", []string{"--cluster", "nats://a:1"}, map[string]string{"CARTERA_CLUSTER_URL": "nats://b:1"}, "nats://a:1", ""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f, err := parseServeFlags(append([]string{"--config", "../../examples/cartera.yaml"}, tc.args...), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := loadConfig(f, envOf(tc.env))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Cluster.URL != tc.wantURL {
+				t.Fatalf("cluster url %q, want %q", cfg.Cluster.URL, tc.wantURL)
+			}
+		})
+	}
+	bad := []struct {
+		name string
+		edit func(*ClusterConfig)
+		want string
+	}{
+		{"stream with a dot", func(c *ClusterConfig) { c.Stream = "a.b" }, "cluster.stream"},
+		{"no partitions", func(c *ClusterConfig) { c.Partitions = 0 }, "cluster.partitions"},
+		{"wildcard subject", func(c *ClusterConfig) { c.Subject = "events.>" }, "cluster.subject"},
+		{"six replicas", func(c *ClusterConfig) { c.Replicas = 6 }, "cluster.replicas"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultClusterConfig()
+			c.URL = "nats://127.0.0.1:4222"
+			tc.edit(&c)
+			if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("validate: %v, want an error naming %s", err, tc.want)
+			}
+		})
+	}
+}
