@@ -374,7 +374,10 @@ func (p *profileState) rawEvent(typ, name string) map[string]any {
 // created in the app, before she ever visits the website.
 func knownCustomer(t *testing.T, srv *sdktest.Server, userID, email string) string {
 	t.Helper()
-	body := fmt.Sprintf(`{"userId":%q,"traits":{"email":%q,"first_name":"Ana","timezone":"Europe/Madrid"}}`, userID, email)
+	// A VIP: her cart takes the cart journey's priority branch, so she is
+	// still in the journey when the test looks (the example's
+	// reminder_timing experiment ends a tenth of people at once).
+	body := fmt.Sprintf(`{"userId":%q,"traits":{"email":%q,"first_name":"Ana","vip":true,"timezone":"Europe/Madrid"}}`, userID, email)
 	req, err := http.NewRequest("POST", srv.URL()+"/v1/identify", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
