@@ -104,6 +104,9 @@ func (a *api) routes() *fiber.App {
 
 	a.walletRoutes(app)
 	if a.console != nil {
+		// Console pages are admin reads: they show every event
+		// acknowledged before them (read-your-writes).
+		app.Use("/console", a.caughtUp)
 		a.console.Mount(app)
 	}
 	v1.Get("/admin/clock", a.requireAdmin, a.getClock)
