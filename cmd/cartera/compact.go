@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -25,16 +22,10 @@ const compactTxSize = 64 << 20
 // page) until the pages are reused. After an erasure that must leave no
 // trace, stop the gateway and compact; the file also shrinks.
 func (m *Main) compact(ctx context.Context, args []string) error {
-	var flagErr bytes.Buffer
-	fset := flag.NewFlagSet("compact", flag.ContinueOnError)
-	fset.SetOutput(&flagErr)
+	fset := newCommandFlags("compact")
 	data := fset.String("data", "", "the bbolt file (default: CARTERA_DATA, else ./data/cartera.db)")
-	if err := fset.Parse(args); err != nil {
-		_, _ = io.Copy(m.Stderr, &flagErr)
-		return &usageError{err.Error()}
-	}
-	if fset.NArg() > 0 {
-		return &usageError{fmt.Sprintf("compact takes no arguments, got %q", fset.Args())}
+	if err := fset.parse(m, args, false); err != nil {
+		return err
 	}
 	path := *data
 	if path == "" {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -23,28 +22,20 @@ const previewUnsubscribe = "/t/u/preview"
 // and prints its subject, preheader, text and HTML. It reads the bbolt
 // file read-only and sends nothing.
 func (m *Main) preview(ctx context.Context, args []string) error {
-	var flagErr bytes.Buffer
-	fset := flag.NewFlagSet("preview", flag.ContinueOnError)
-	fset.SetOutput(&flagErr)
+	fset := newCommandFlags("preview")
 	configPath := fset.String("config", "", "YAML config (default examples/cartera.yaml when present)")
 	dataPath := fset.String("data", "", "bbolt file the person is read from (default: the config's data)")
 	tplName := fset.String("template", "", "email template id (required)")
 	locale := fset.String("locale", "", "locale to render (default: the person's locale trait, then the default locale)")
 	profile := fset.String("profile", "", "the person, as kind:value (user_id:ana, email:ana@example.com); default: a sample person")
 	eventPath := fset.String("event", "", "JSON file of one Segment event whose properties the template sees as .Trigger")
-	if err := fset.Parse(args); err != nil {
-		_, _ = io.Copy(m.Stderr, &flagErr)
-		return &usageError{err.Error()}
+	if err := fset.parse(m, args, false); err != nil {
+		return err
 	}
 	if *tplName == "" {
 		return &usageError{"preview: --template is required"}
 	}
-	if fset.NArg() > 0 {
-		return &usageError{fmt.Sprintf("preview takes no arguments, got %q", fset.Args())}
-	}
-	f := &serveFlags{config: *configPath, data: *dataPath, set: map[string]bool{}}
-	fset.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
-	cfg, err := loadConfig(f, m.Getenv)
+	cfg, err := loadConfig(fset.visited(&serveFlags{config: *configPath, data: *dataPath}), m.Getenv)
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -78,4 +80,39 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		fmt.Fprint(m.Stderr, usage)
 		return &usageError{fmt.Sprintf("unknown command %q", args[0])}
 	}
+}
+
+// commandFlags is the flag set of one command, with the buffer its
+// mistakes are written to until parse prints them once.
+type commandFlags struct {
+	*flag.FlagSet
+	out bytes.Buffer
+}
+
+func newCommandFlags(name string) *commandFlags {
+	c := &commandFlags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError)}
+	c.SetOutput(&c.out)
+	return c
+}
+
+// parse parses args: a flag mistake is printed with the flags to stderr
+// and returned as a usageError, and so are arguments a command without
+// positional ones was given.
+func (c *commandFlags) parse(m *Main, args []string, positional bool) error {
+	if err := c.Parse(args); err != nil {
+		_, _ = io.Copy(m.Stderr, &c.out)
+		return &usageError{err.Error()}
+	}
+	if !positional && c.NArg() > 0 {
+		return &usageError{fmt.Sprintf("%s takes no arguments, got %q", c.Name(), c.Args())}
+	}
+	return nil
+}
+
+// visited records, in f.set, the flags given on the command line (they
+// win over the config file and the environment).
+func (c *commandFlags) visited(f *serveFlags) *serveFlags {
+	f.set = map[string]bool{}
+	c.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
+	return f
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -58,28 +57,20 @@ func (c *virtualClock) set(t time.Time) {
 // simulate replays NDJSON events through the same engines serve runs, on a
 // temporary store with a virtual clock, and prints every action.
 func (m *Main) simulate(ctx context.Context, args []string) error {
-	var flagErr bytes.Buffer
-	fset := flag.NewFlagSet("simulate", flag.ContinueOnError)
-	fset.SetOutput(&flagErr)
+	fset := newCommandFlags("simulate")
 	configPath := fset.String("config", "", "YAML config (default examples/cartera.yaml when present)")
 	journeysDir := fset.String("journeys", "", "folder of journey files (default: the config's)")
 	eventsPath := fset.String("events", "", "NDJSON file of Segment events, one a line (- for stdin)")
 	until := fset.Duration("until", 7*24*time.Hour, "how long after the last event timers still fire")
 	strict := fset.Bool("strict", false, "exit 1 when a journey condition or value failed to evaluate (an error action)")
 	people := fset.Bool("people", false, "print one line per person (the journeys they went through) instead of one per action")
-	if err := fset.Parse(args); err != nil {
-		_, _ = io.Copy(m.Stderr, &flagErr)
-		return &usageError{err.Error()}
+	if err := fset.parse(m, args, false); err != nil {
+		return err
 	}
 	if *eventsPath == "" {
 		return &usageError{"simulate: --events is required"}
 	}
-	if fset.NArg() > 0 {
-		return &usageError{fmt.Sprintf("simulate takes no arguments, got %q", fset.Args())}
-	}
-	f := &serveFlags{config: *configPath, journeys: *journeysDir, set: map[string]bool{}}
-	fset.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
-	cfg, err := loadConfig(f, m.Getenv)
+	cfg, err := loadConfig(fset.visited(&serveFlags{config: *configPath, journeys: *journeysDir}), m.Getenv)
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -43,17 +42,12 @@ const (
 // a file the config does not name is recognised by its top-level keys;
 // anything else is skipped, with a note saying so.
 func (m *Main) validate(ctx context.Context, args []string) error {
-	var flagErr bytes.Buffer
-	fset := flag.NewFlagSet("validate", flag.ContinueOnError)
-	fset.SetOutput(&flagErr)
+	fset := newCommandFlags("validate")
 	configPath := fset.String("config", "", "YAML config whose files are checked with PATHs (default examples/cartera.yaml when present)")
-	if err := fset.Parse(args); err != nil {
-		_, _ = io.Copy(m.Stderr, &flagErr)
-		return &usageError{err.Error()}
+	if err := fset.parse(m, args, true); err != nil {
+		return err
 	}
-	f := &serveFlags{config: *configPath, set: map[string]bool{}}
-	fset.Visit(func(fl *flag.Flag) { f.set[fl.Name] = true })
-	cfg, err := loadConfig(f, m.Getenv)
+	cfg, err := loadConfig(fset.visited(&serveFlags{config: *configPath}), m.Getenv)
 	if err != nil {
 		return err
 	}
