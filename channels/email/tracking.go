@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/net/html"
@@ -122,6 +123,11 @@ type Tracker struct {
 	LinkTTL time.Duration
 	// Now stamps tokens; nil means time.Now.
 	Now func() time.Time
+
+	// sealer is the AEAD of Secret, made once: every link of every mail
+	// is sealed and every click opened with it.
+	sealOnce sync.Once
+	sealer   cipher.AEAD
 }
 
 // Validate reports a tracker that cannot sign links.
@@ -207,9 +213,15 @@ func (t *Tracker) sign(m MessageInfo, kind, target string) string {
 	return base64.RawURLEncoding.EncodeToString(aead.Seal(nonce, nonce, b, []byte(macContext)))
 }
 
-// aead is AES-256-GCM under a key derived from the secret.
+// aead is AES-256-GCM under a key derived from the secret (which must
+// not change once the tracker is in use).
 func (t *Tracker) aead() cipher.AEAD {
-	h := hmac.New(sha256.New, t.Secret)
+	t.sealOnce.Do(func() { t.sealer = newAEAD(t.Secret) })
+	return t.sealer
+}
+
+func newAEAD(secret []byte) cipher.AEAD {
+	h := hmac.New(sha256.New, secret)
 	h.Write([]byte(sealContext))
 	block, err := aes.NewCipher(h.Sum(nil))
 	if err != nil {

@@ -226,12 +226,12 @@ func TestLinkHosts(t *testing.T) {
 		t.Errorf("click to a host no longer allowed: %v", err)
 	}
 	for _, tc := range []struct {
-		tr   email.Tracker
+		tr   *email.Tracker
 		want string
 	}{
-		{email.Tracker{Secret: bytes.Repeat([]byte("s"), 16), BaseURL: "https://x.example", LinkHosts: []string{"https://shop.example"}}, "link_hosts[0]"},
-		{email.Tracker{Secret: bytes.Repeat([]byte("s"), 16), BaseURL: "https://x.example", LinkHosts: []string{"shop.example", "*."}}, "link_hosts[1]"},
-		{email.Tracker{Secret: bytes.Repeat([]byte("s"), 16), BaseURL: "https://x.example", LinkHosts: []string{"Shop.Example"}}, "lower-case"},
+		{&email.Tracker{Secret: bytes.Repeat([]byte("s"), 16), BaseURL: "https://x.example", LinkHosts: []string{"https://shop.example"}}, "link_hosts[0]"},
+		{&email.Tracker{Secret: bytes.Repeat([]byte("s"), 16), BaseURL: "https://x.example", LinkHosts: []string{"shop.example", "*."}}, "link_hosts[1]"},
+		{&email.Tracker{Secret: bytes.Repeat([]byte("s"), 16), BaseURL: "https://x.example", LinkHosts: []string{"Shop.Example"}}, "lower-case"},
 	} {
 		if err := tc.tr.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Validate(%v) = %v, want %q", tc.tr.LinkHosts, err, tc.want)
@@ -293,12 +293,12 @@ func flip(s string, i int) string {
 
 func TestTrackerValidate(t *testing.T) {
 	for _, tc := range []struct {
-		tr   email.Tracker
+		tr   *email.Tracker
 		want string
 	}{
-		{email.Tracker{Secret: []byte("short"), BaseURL: "https://x.example"}, "secret"},
-		{email.Tracker{Secret: bytes.Repeat([]byte("s"), 16), BaseURL: "/relative"}, "base URL"},
-		{email.Tracker{Secret: bytes.Repeat([]byte("s"), 16), BaseURL: "ftp://x.example"}, "base URL"},
+		{&email.Tracker{Secret: []byte("short"), BaseURL: "https://x.example"}, "secret"},
+		{&email.Tracker{Secret: bytes.Repeat([]byte("s"), 16), BaseURL: "/relative"}, "base URL"},
+		{&email.Tracker{Secret: bytes.Repeat([]byte("s"), 16), BaseURL: "ftp://x.example"}, "base URL"},
 	} {
 		if err := tc.tr.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Validate(%+v) = %v, want an error about %s", tc.tr, err, tc.want)
