@@ -10,7 +10,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -19,6 +18,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"cartera/channels/email"
+	"cartera/internal/ratelimit"
 	"cartera/profiles"
 )
 
@@ -190,8 +190,8 @@ func applyLimitsEnv(c *LimitsConfig, v string) error {
 // edgeLimits applies LimitsConfig at the HTTP edge.
 type edgeLimits struct {
 	cfg                                  LimitsConfig
-	keyRequests, keyEvents, addr, device *limiterSet
-	token                                *limiterSet
+	keyRequests, keyEvents, addr, device *ratelimit.Set
+	token                                *ratelimit.Set
 	limited                              *prometheus.CounterVec
 	now                                  func() time.Time
 }
@@ -293,7 +293,7 @@ func (l *edgeLimits) ingestLimit(sources *profiles.Sources) fiber.Handler {
 		if err := l.check(c, l.keyRequests, "write_key_requests", id, now, "this write key"); err != nil {
 			return err
 		}
-		ev := l.keyEvents.get(id, now)
+		ev := l.keyEvents.Get(id, now)
 		if ev != nil {
 			if wait := debt(ev, now); wait > 0 {
 				return l.refuse(c, "write_key_events", wait, "events for this write key")
@@ -323,8 +323,8 @@ func debt(lim *rate.Limiter, now time.Time) time.Duration {
 	return time.Duration((1 - t) / float64(lim.Limit()) * float64(time.Second))
 }
 
-func (l *edgeLimits) check(c *fiber.Ctx, set *limiterSet, name, key string, now time.Time, whose string) error {
-	lim := set.get(key, now)
+func (l *edgeLimits) check(c *fiber.Ctx, set *ratelimit.Set, name, key string, now time.Time, whose string) error {
+	lim := set.Get(key, now)
 	if lim == nil {
 		return nil
 	}
@@ -398,56 +398,10 @@ func addressKey(ip string) string {
 	return a.Mask(net.CIDRMask(64, 128)).String()
 }
 
-// limiterSet holds one token bucket per key, at most maxLimiters; full
-// buckets are forgotten first, as forgetting them changes nothing.
-type limiterSet struct {
-	limit rate.Limit
-	burst int
-	mu    sync.Mutex
-	m     map[string]*rate.Limiter
-}
-
-const maxLimiters = 100_000
-
-func newLimiterSet(r RateLimit) *limiterSet {
+// newLimiterSet is the buckets of one limit (nil when it is off).
+func newLimiterSet(r RateLimit) *ratelimit.Set {
 	if !r.on() {
 		return nil
 	}
-	return &limiterSet{limit: rate.Limit(r.PerSecond), burst: r.Burst, m: map[string]*rate.Limiter{}}
-}
-
-// get returns key's limiter (nil when the limit is off).
-func (s *limiterSet) get(key string, now time.Time) *rate.Limiter {
-	if s == nil {
-		return nil
-	}
-	if len(key) > 64 {
-		sum := sha256.Sum256([]byte(key))
-		key = string(sum[:16])
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if lim, ok := s.m[key]; ok {
-		return lim
-	}
-	if len(s.m) >= maxLimiters {
-		s.evict(now)
-	}
-	lim := rate.NewLimiter(s.limit, s.burst)
-	s.m[key] = lim
-	return lim
-}
-
-func (s *limiterSet) evict(now time.Time) {
-	for k, lim := range s.m {
-		if lim.TokensAt(now) >= float64(s.burst) {
-			delete(s.m, k)
-		}
-	}
-	for k := range s.m { // still full: a flood of keys; forget any half
-		if len(s.m) < maxLimiters/2 {
-			break
-		}
-		delete(s.m, k)
-	}
+	return ratelimit.New(r.PerSecond, r.Burst)
 }

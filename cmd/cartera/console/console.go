@@ -328,10 +328,10 @@ func (c *Console) login(ctx *fiber.Ctx) error {
 	if len(name) > 64 {
 		name = name[:64]
 	}
-	// Fiber's strings live in a buffer reused by the next request: the
-	// limiter keeps its keys, so they are copied.
+	// Fiber's strings live in a buffer reused by the next request; the
+	// limiter copies the keys it keeps, but name goes on to the audit.
 	name = strings.Clone(name)
-	if !c.limit.allow(strings.Clone(ctx.IP()), name, now) {
+	if !c.limit.allow(ctx.IP(), name, now) {
 		ctx.Set(fiber.HeaderRetryAfter, fmt.Sprintf("%d", int(loginEvery.Seconds())))
 		return c.fail(ctx, fiber.StatusTooManyRequests, "Too many login attempts: wait a minute and try again.")
 	}
