@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"strings"
 	"time"
@@ -298,6 +299,15 @@ func decodeWire(w *wireEvent, opts DecodeOptions, batchSentAt time.Time, batchCt
 		}
 		if _, ok := e.Context[k]; !ok {
 			e.Context[k] = v
+		}
+	}
+	// An identify that carries its traits only in context.traits, as
+	// RudderStack's browser SDK sends them, gets them as its own, so every
+	// path (HTTP, simulate, the demo) sees the identify Segment would. An
+	// identify with traits of its own keeps them.
+	if e.Type == TypeIdentify && len(e.Traits) == 0 {
+		if t, ok := e.Context["traits"].(map[string]any); ok && len(t) > 0 {
+			e.Traits = maps.Clone(t)
 		}
 	}
 	if e.OriginalTimestamp, err = parseTime("timestamp", w.Timestamp); err != nil {

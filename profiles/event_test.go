@@ -545,3 +545,24 @@ func TestKindOf(t *testing.T) {
 		t.Errorf("KindOf of object or array")
 	}
 }
+
+// An identify with its traits only in context.traits (RudderStack's
+// browser SDK) gets them as its own; one with traits keeps its own.
+func TestDecodeContextTraits(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want any
+	}{
+		{`{"type":"identify","userId":"u","context":{"traits":{"email":"a@example.com"}}}`, "a@example.com"},
+		{`{"type":"identify","userId":"u","traits":{"email":"own@example.com"},"context":{"traits":{"email":"a@example.com"}}}`, "own@example.com"},
+		{`{"type":"track","userId":"u","event":"E","context":{"traits":{"email":"a@example.com"}}}`, nil},
+	} {
+		e, err := Decode([]byte(tc.body), DecodeOptions{Source: "web", ReceivedAt: time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.Traits["email"]; got != tc.want {
+			t.Errorf("%s: traits.email %v, want %v", tc.body, got, tc.want)
+		}
+	}
+}

@@ -58,7 +58,6 @@ func (a *api) ingest(typ string) fiber.Handler {
 			a.metrics.Rejected.WithLabelValues(source, reason).Inc()
 			return err
 		}
-		liftContextTraits(events)
 		if err := a.sources.CheckTrust(source, typ == "", events); err != nil {
 			a.metrics.Rejected.WithLabelValues(source, "source_trust").Inc()
 			return err
