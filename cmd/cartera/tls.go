@@ -141,15 +141,6 @@ func securePage(c *fiber.Ctx) error {
 	return c.Next()
 }
 
-// pageHeaders returns the middleware for an HTML page with its own CSP
-// (the console's, say).
-func pageHeaders(csp string) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		setPageHeaders(c, csp)
-		return c.Next()
-	}
-}
-
 // setPageHeaders sets the headers every HTML page Cartera serves carries:
 // its CSP, no framing (clickjacking), and no Referer leaving the page (its
 // URL may hold a token).
