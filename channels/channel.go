@@ -33,6 +33,11 @@ type Message struct {
 	// DeadAt is when the message moved to the dead letters (zero while
 	// queued, and in dead letters of earlier versions).
 	DeadAt time.Time `json:"dead_at,omitzero"`
+	// Scrub marks a message that carries the personal data of an erased
+	// person (its removal from the ad audiences): once it leaves the
+	// outbox, the file's free pages are scrubbed (OutboxOptions.Scrub) so
+	// that the erasure leaves no trace of it.
+	Scrub bool `json:"scrub,omitempty"`
 }
 
 // SendPayload is the payload of a journey's send (email, sms, push, webhook).

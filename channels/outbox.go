@@ -81,6 +81,9 @@ type OutboxOptions struct {
 	Sink    OutcomeSink
 	// Jitter returns a number in [0, 1) for backoff jitter.
 	Jitter func() float64
+	// Scrub overwrites the file's free pages (profiles.Store.Scrub); it
+	// runs after a message marked Scrub left the outbox. Nil: never.
+	Scrub func() error
 }
 
 // Outbox is the durable queue of deliveries.
@@ -91,6 +94,7 @@ type Outbox struct {
 	metrics *Metrics
 	sink    OutcomeSink
 	jitter  func() float64
+	scrub   func() error
 
 	mu    sync.Mutex
 	lanes map[string]*lane
@@ -109,7 +113,7 @@ type lane struct {
 
 // NewOutbox creates the outbox's buckets in db.
 func NewOutbox(db *bbolt.DB, opts OutboxOptions) (*Outbox, error) {
-	o := &Outbox{db: db, now: opts.Now, log: opts.Logger, metrics: opts.Metrics, sink: opts.Sink, jitter: opts.Jitter, lanes: map[string]*lane{}}
+	o := &Outbox{db: db, now: opts.Now, log: opts.Logger, metrics: opts.Metrics, sink: opts.Sink, jitter: opts.Jitter, scrub: opts.Scrub, lanes: map[string]*lane{}}
 	if o.now == nil {
 		o.now = time.Now
 	}
@@ -465,8 +469,9 @@ func (o *Outbox) deliver(ctx context.Context, l *lane, batch []*Message) {
 	shutdown := ctx.Err() != nil
 	interrupted := func(res Result) bool { return shutdown && res.Err != nil && !IsPermanent(res.Err) }
 	failed, ok := 0, 0
+	scrub := false
 	err := o.db.Update(func(tx *bbolt.Tx) error {
-		failed, ok = 0, 0
+		failed, ok, scrub = 0, 0, false
 		lq := tx.Bucket(bucketQueue).Bucket([]byte(name))
 		where, dead := tx.Bucket(bucketWhere), tx.Bucket(bucketDead)
 		for i, m := range batch {
@@ -477,6 +482,7 @@ func (o *Outbox) deliver(ctx context.Context, l *lane, batch []*Message) {
 			if err := lq.Delete(old); err != nil {
 				return err
 			}
+			scrub = scrub || m.Scrub
 			res := results[i]
 			switch {
 			case res.Err == nil:
@@ -529,6 +535,9 @@ func (o *Outbox) deliver(ctx context.Context, l *lane, batch []*Message) {
 	if err != nil {
 		o.log.Error("outbox settle", "destination", name, "err", err)
 		return
+	}
+	if scrub {
+		o.scrubFree()
 	}
 	o.metrics.Delivered.WithLabelValues(name).Add(float64(ok))
 	o.trip(l, ok, failed, now)
@@ -671,9 +680,11 @@ func (o *Outbox) Retry(seq uint64) error {
 // Drop deletes a message, queued or dead. Its key stays spent: the same
 // step is never enqueued again.
 func (o *Outbox) Drop(seq uint64) error {
-	return o.db.Update(func(tx *bbolt.Tx) error {
+	var m Message
+	err := o.db.Update(func(tx *bbolt.Tx) error {
 		dead := tx.Bucket(bucketDead)
-		if dead.Get(u64(seq)) != nil {
+		if v := dead.Get(u64(seq)); v != nil {
+			_ = json.Unmarshal(v, &m) // only to see Scrub; an unreadable one goes all the same
 			return dead.Delete(u64(seq))
 		}
 		where := tx.Bucket(bucketWhere)
@@ -683,10 +694,29 @@ func (o *Outbox) Drop(seq uint64) error {
 		}
 		dest, qk, _ := bytes.Cut(w, []byte{0})
 		if lq := tx.Bucket(bucketQueue).Bucket(dest); lq != nil {
+			if v := lq.Get(qk); v != nil {
+				_ = json.Unmarshal(v, &m)
+			}
 			if err := lq.Delete(qk); err != nil {
 				return err
 			}
 		}
 		return where.Delete(u64(seq))
 	})
+	if err == nil && m.Scrub {
+		o.scrubFree()
+	}
+	return err
+}
+
+// scrubFree runs the configured scrub after a message marked Scrub left
+// the outbox; a failure is logged (the next one, or `cartera compact`,
+// removes what is left).
+func (o *Outbox) scrubFree() {
+	if o.scrub == nil {
+		return
+	}
+	if err := o.scrub(); err != nil {
+		o.log.Warn("outbox: erased person's sent messages not scrubbed from free pages", "err", err)
+	}
 }

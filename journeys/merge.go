@@ -115,13 +115,16 @@ func withPrefix(b *bbolt.Bucket, prefix []byte) [][2][]byte {
 	return out
 }
 
+// ReasonErased is the reason of what an erasure ends or removes.
+const ReasonErased = "erased"
+
 // Erased implements profiles.TxProcessor: the person's instances end and
 // the ad audiences journeys added them to are left.
 func (r *run) Erased(p *profiles.Profile) error {
 	r.now = r.e.clock.Now()
 	r.hold(p)
 	// Out of every ad audience at once, whoever holds the person in.
-	if err := r.dropAudiences(p, "erased"); err != nil {
+	if err := r.dropAudiences(p, ReasonErased); err != nil {
 		return err
 	}
 	insts, err := r.activeOf(p.ID)
@@ -129,7 +132,7 @@ func (r *run) Erased(p *profiles.Profile) error {
 		return err
 	}
 	for _, in := range insts {
-		if err := r.finish(in, "erased", true); err != nil {
+		if err := r.finish(in, ReasonErased, true); err != nil {
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package profiles
 import (
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"go.etcd.io/bbolt"
 )
@@ -14,7 +15,16 @@ type Erasure struct {
 	MergedFrom  []string     `json:"merged_from,omitempty"`
 	Events      int          `json:"events"`
 	DropLater   bool         `json:"drop_later"`
+	// Scrubbed says the file's free pages, which held the deleted
+	// records, were overwritten; false when read transactions kept the
+	// scrub from running in time (the next erasure, or `cartera
+	// compact`, removes them).
+	Scrubbed bool `json:"scrubbed"`
 }
+
+// scrubWait bounds how long an erasure waits for read transactions to end
+// before it scrubs the file's free pages.
+const scrubWait = 5 * time.Second
 
 // Erase removes a person (GDPR right to erasure): the profile, its events,
 // its identity links and the ids it was merged from. Each identifier is
@@ -100,7 +110,14 @@ func (s *Store) Erase(id Identifier, dropLater bool) (*Erasure, error) {
 	s.profileCount.Add(-1)
 	s.tombCount.Add(int64(added))
 	s.metrics.Erasures.Inc()
-	s.log.Info("profile erased", "profile", out.ProfileID, "identifiers", len(out.Identifiers), "events", out.Events, "drop_later", dropLater)
+	// Deleting only unlinks the records: the pages that held them are
+	// free but still written. Overwrite them before answering.
+	zeroed, serr := s.Scrub(scrubWait)
+	out.Scrubbed = serr == nil
+	if serr != nil {
+		s.log.Warn("erased profile's old pages not scrubbed", "profile", out.ProfileID, "err", serr)
+	}
+	s.log.Info("profile erased", "profile", out.ProfileID, "identifiers", len(out.Identifiers), "events", out.Events, "drop_later", dropLater, "scrubbed_pages", zeroed)
 	return out, nil
 }
 

@@ -20,6 +20,9 @@ type Metrics struct {
 	// its traits and consent grants).
 	Guarded  *prometheus.CounterVec
 	Erasures prometheus.Counter
+	// ScrubbedPages counts free pages of the bbolt file overwritten with
+	// zeros after erasures.
+	ScrubbedPages prometheus.Counter
 	// DeadEvents counts event-log records skipped after failed applies.
 	DeadEvents prometheus.Counter
 }
@@ -66,13 +69,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Erasures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cartera_profile_erasures_total", Help: "Profiles erased on request.",
 		}),
+		ScrubbedPages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cartera_store_scrubbed_pages_total", Help: "Free pages of the bbolt file overwritten with zeros after erasures.",
+		}),
 		DeadEvents: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cartera_dead_events_total", Help: "Events of the event log skipped after the processors failed on them repeatedly (kept in the deadevents bucket).",
 		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Accepted, m.Rejected, m.Duplicates, m.Dropped, m.PlanViolations, m.CommitSeconds,
-			m.CommitEvents, m.Merges, m.RefusedMerges, m.RefusedIDs, m.Guarded, m.Erasures, m.DeadEvents)
+			m.CommitEvents, m.Merges, m.RefusedMerges, m.RefusedIDs, m.Guarded, m.Erasures, m.ScrubbedPages, m.DeadEvents)
 	}
 	return m
 }

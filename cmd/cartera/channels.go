@@ -145,7 +145,8 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 	}
 	people := storeProfiles{a.store}
 	ob, err := channels.NewOutbox(a.store.DB(), channels.OutboxOptions{Now: now, Logger: a.log.With("component", "outbox"),
-		Metrics: channels.NewMetrics(reg), Sink: outcomeSink{a.store}})
+		Metrics: channels.NewMetrics(reg), Sink: outcomeSink{a.store},
+		Scrub: func() error { _, err := a.store.Scrub(scrubWait); return err }})
 	if err != nil {
 		return err
 	}
@@ -411,6 +412,19 @@ func (a *app) audienceMessages(key, profileID, audience, op string, ids *journey
 	return msgs
 }
 
+// scrubWait bounds how long a scrub after an erasure's last message waits
+// for read transactions to end.
+const scrubWait = 5 * time.Second
+
+// erasing marks the messages an erasure sends (removals carrying the
+// erased person's identifiers) for a scrub of the file once they are gone.
+func erasing(msgs []*channels.Message) []*channels.Message {
+	for _, m := range msgs {
+		m.Scrub = true
+	}
+	return msgs
+}
+
 // mirror is a profiles.Processor after the rules engine: an Audience
 // Entered or Exited event of a mirrored rules audience enqueues the change
 // for the ad platforms in the same commit, and an erase enqueues removals
@@ -457,7 +471,7 @@ func (w *mirrorTx) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.E
 func (w *mirrorTx) Erased(p *profiles.Profile) error {
 	ids, _ := w.a.identifiers(p)
 	for _, aud := range slices.Sorted(maps.Keys(w.a.delivery.audiences)) {
-		if err := w.enqueue(w.a.audienceMessages("erase/"+p.ID+"/"+aud, p.ID, aud, "remove", ids)); err != nil {
+		if err := w.enqueue(erasing(w.a.audienceMessages("erase/"+p.ID+"/"+aud, p.ID, aud, "remove", ids))); err != nil {
 			return err
 		}
 	}
@@ -509,6 +523,9 @@ func (a *app) enqueue(_ context.Context, act journeys.Action) (func(*bbolt.Tx) e
 			op = "remove"
 		}
 		msgs = a.audienceMessages(act.Key, act.Profile, detail.Audience, op, act.Identifiers)
+		if detail.Reason == journeys.ReasonErased {
+			msgs = erasing(msgs)
+		}
 	default:
 		return nil, nil
 	}
