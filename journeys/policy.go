@@ -39,7 +39,21 @@ type Policy struct {
 	// Holdout keeps a fixed share of people out of every marketing journey
 	// (nil: none).
 	Holdout *Holdout
+	// UnverifiedAddresses says what happens to an email or SMS to a person
+	// whose every address of that kind came only from unverified client
+	// events (a public write key, see profiles.IdentityRecord): SendMode
+	// (the default: a web sign-up gets its mail) or HoldMode (suppressed
+	// until a server source or a verified identify names the address).
+	UnverifiedAddresses string
 }
+
+// What happens to a send to an address only unverified client events gave.
+const (
+	// SendMode sends to it.
+	SendMode = "send"
+	// HoldMode suppresses the send.
+	HoldMode = "hold"
+)
 
 // Holdout is the global holdout: the people whose roll for Name falls
 // below Basis (hundredths of a percent) never enter a marketing journey;
@@ -93,7 +107,7 @@ type AdAudience struct {
 
 // DefaultPolicy asks consent for email, sms and ads, in UTC.
 func DefaultPolicy() *Policy {
-	return &Policy{Location: time.UTC, ConsentRequired: []string{"email", "sms", "ads"}, OnQuietHours: DelayMode, OnCap: SkipMode}
+	return &Policy{Location: time.UTC, ConsentRequired: []string{"email", "sms", "ads"}, OnQuietHours: DelayMode, OnCap: SkipMode, UnverifiedAddresses: SendMode}
 }
 
 // AdAudienceNames lists the declared ad audiences.
@@ -223,6 +237,13 @@ func ParsePolicy(name string, b []byte, env *rules.Env) (*Policy, error) {
 				pol.OnCap = delayMode(f, v, key)
 			case "max_delay":
 				pol.MaxDelay = maxDelay(f, v, key)
+			case "unverified_addresses":
+				switch m := f.String(v, key); m {
+				case SendMode, HoldMode:
+					pol.UnverifiedAddresses = m
+				default:
+					f.Errorf(v, "unverified_addresses: want send or hold, got %q", m)
+				}
 			case "holdout":
 				h := &Holdout{Name: "global"}
 				f.Mapping(v, key, func(key string, k, v *yaml.Node) {

@@ -27,11 +27,35 @@ func (r *run) consent(pv *rules.ProfileView, channel string) string {
 	return ""
 }
 
+// unverifiedAddress says why a send may not go to the person's addresses
+// ("" if it may): under unverified_addresses: hold, every address of the
+// channel's kind came only from unverified client events.
+func (r *run) unverifiedAddress(p *profiles.Profile, channel string) string {
+	if r.set.Policy.UnverifiedAddresses != HoldMode {
+		return ""
+	}
+	kind := map[string]string{"email": profiles.KindEmail, "sms": profiles.KindPhone}[channel]
+	if kind == "" {
+		return ""
+	}
+	if all, verified := p.Addresses(kind); len(all) > 0 && verified == 0 {
+		return ReasonUnverifiedAddress
+	}
+	return ""
+}
+
+// ReasonUnverifiedAddress is why a send to an address only unverified
+// client events gave is held back.
+const ReasonUnverifiedAddress = "unverified_address: only unverified client events gave this address; a server source or a verified identify confirms it"
+
 // policy applies consent, quiet hours, suppressions, priorities and caps
 // to a send; it returns why the send is held back (a zero hold: it may go).
 func (r *run) policy(p *profiles.Profile, pv *rules.ProfileView, j *Journey, channel string) hold {
 	pol := r.set.Policy
 	if reason := r.consent(pv, channel); reason != "" {
+		return hold{reason: reason}
+	}
+	if reason := r.unverifiedAddress(p, channel); reason != "" {
 		return hold{reason: reason}
 	}
 	if j.Category == "transactional" {

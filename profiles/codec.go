@@ -3,6 +3,7 @@ package profiles
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 
 	"cartera/internal/codec"
 )
@@ -68,6 +69,21 @@ func encodeProfile(p *Profile, buf []byte) ([]byte, error) {
 		w.String(id)
 	}
 	w.Int(p.EventCount)
+	// Optional trailer, written only when there is something in it (so a
+	// profile without it reads in earlier versions): the positions of
+	// the unverified identities.
+	var unverified []int
+	for i, r := range p.Identities {
+		if r.Unverified {
+			unverified = append(unverified, i)
+		}
+	}
+	if len(unverified) > 0 {
+		w.Len(len(unverified), false)
+		for _, i := range unverified {
+			w.Int(i)
+		}
+	}
 	return w.B, nil
 }
 
@@ -130,5 +146,15 @@ func decodeProfile(v []byte, p *Profile) error {
 		}
 	}
 	p.EventCount = r.Int()
+	if r.More() {
+		n, _ := r.Len()
+		for range n {
+			if i := r.Int(); i >= 0 && i < len(p.Identities) {
+				p.Identities[i].Unverified = true
+			} else {
+				return fmt.Errorf("%w: unverified identity %d of %d", codec.ErrCorrupt, i, len(p.Identities))
+			}
+		}
+	}
 	return r.Done()
 }

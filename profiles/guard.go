@@ -47,7 +47,7 @@ type guarded struct {
 // other sources pass unchanged.
 func (s *Store) guard(st *txState, e *Event, ids []Identifier, owner map[Identifier]string, owners []string) (guarded, error) {
 	g := guarded{ids: ids, owners: owners}
-	if s.trust == nil || e.Verified || !s.trust.IsClient(e.Source) || len(owners) == 0 {
+	if !s.unverified(e) || len(owners) == 0 {
 		return g, nil
 	}
 	var protected []string
@@ -92,6 +92,12 @@ func (s *Store) guard(st *txState, e *Event, ids []Identifier, owner map[Identif
 	g.ids = rest
 	g.owners = slices.DeleteFunc(slices.Clone(owners), func(pid string) bool { return slices.Contains(protected, pid) })
 	return g, nil
+}
+
+// unverified reports whether an event comes from a client source without
+// identity verification: what it alone links stays marked unverified.
+func (s *Store) unverified(e *Event) bool {
+	return s.trust != nil && !e.Verified && s.trust.IsClient(e.Source)
 }
 
 // protected reports whether a profile holds an identifier linked by an

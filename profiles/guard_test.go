@@ -183,3 +183,41 @@ func TestLimitRefusesTheWholeIdentityChange(t *testing.T) {
 		t.Errorf("ledger %+v, want refused_identifier of %v by x", p.Ledger, want)
 	}
 }
+
+// What only unverified client events linked is marked so; a server source
+// or a verified event naming it later clears the mark, and the mark
+// survives the stored form.
+func TestUnverifiedAddresses(t *testing.T) {
+	ts := openGuardedStore(t, DefaultConfig())
+	ts.ingest(identify("m1", anon("w1"), traits("email", "signup@example.com", "phone", "+34 600 000 001")))
+	p := ts.lookup(KindEmail, "signup@example.com")
+	if emails, verified := p.Addresses(KindEmail); !slices.Equal(emails, []string{"signup@example.com"}) || verified != 0 {
+		t.Fatalf("after a web identify: emails %v (%d verified), want the address, unverified", emails, verified)
+	}
+	for _, r := range p.Identities {
+		if r.Kind == KindAnonymousID && !r.Unverified {
+			t.Error("the web anonymous id is not marked unverified")
+		}
+	}
+
+	// A verified web identify adds a second address, confirmed: it comes
+	// first.
+	ts.ingest(identify("m2", anon("w1"), user("u1"), traits("email", "second@example.com"), verified))
+	p = ts.lookup(KindEmail, "signup@example.com")
+	if emails, verified := p.Addresses(KindEmail); !slices.Equal(emails, []string{"second@example.com", "signup@example.com"}) || verified != 1 {
+		t.Errorf("after a verified identify: emails %v (%d verified), want the verified one first, 1 verified", emails, verified)
+	}
+
+	// The till names the first address: confirmed, and still after a
+	// reopen (the stored form keeps the marks).
+	ts.ingest(identify("m3", anon("till-9"), traits("email", "signup@example.com"), source("pos")))
+	ts.Close()
+	ts.open()
+	p = ts.lookup(KindEmail, "signup@example.com")
+	if _, verified := p.Addresses(KindEmail); verified != 2 {
+		t.Errorf("after the till named it: %d verified emails, want 2", verified)
+	}
+	if phones, verified := p.Addresses(KindPhone); len(phones) != 1 || verified != 0 {
+		t.Errorf("phones %v (%d verified), want the web phone, still unverified", phones, verified)
+	}
+}

@@ -499,7 +499,10 @@ func (s *Store) apply(st *txState, e *Event) (Result, error) {
 		if err := st.identities.Put(identityKey(id), []byte(target.ID)); err != nil {
 			return Result{}, err
 		}
-		target.Identities = append(target.Identities, IdentityRecord{Kind: id.Kind, Value: id.Value, FirstSeen: e.Timestamp, Source: e.Source})
+		target.Identities = append(target.Identities, IdentityRecord{Kind: id.Kind, Value: id.Value, FirstSeen: e.Timestamp, Source: e.Source, Unverified: s.unverified(e)})
+	}
+	if !s.unverified(e) {
+		target.confirm(ids)
 	}
 
 	if e.MessageID != "" {

@@ -33,6 +33,11 @@ type IdentityRecord struct {
 	Value     string    `json:"value"`
 	FirstSeen time.Time `json:"first_seen"`
 	Source    string    `json:"source,omitempty"`
+	// Unverified: only unverified events from client sources (a public
+	// write key) named it; an event from a server source, or a verified
+	// one, that names it clears the mark. Messages may be kept from such
+	// addresses (journeys' policy unverified_addresses: hold).
+	Unverified bool `json:"unverified,omitempty"`
 }
 
 // Trait is one trait value with the event time that set it; a value only
@@ -127,6 +132,37 @@ func (p *Profile) HasIdentity(id Identifier) bool {
 	return slices.ContainsFunc(p.Identities, func(r IdentityRecord) bool {
 		return r.Kind == id.Kind && r.Value == id.Value
 	})
+}
+
+// Addresses returns the values of kind (email, phone) the profile holds,
+// those no unverified client event alone added first, and how many of
+// them that is.
+func (p *Profile) Addresses(kind string) (values []string, verified int) {
+	for _, r := range p.Identities {
+		if r.Kind == kind && !r.Unverified {
+			values = append(values, r.Value)
+		}
+	}
+	verified = len(values)
+	for _, r := range p.Identities {
+		if r.Kind == kind && r.Unverified {
+			values = append(values, r.Value)
+		}
+	}
+	return values, verified
+}
+
+// confirm clears the unverified mark of the identifiers a trusted event
+// named; it reports whether one changed.
+func (p *Profile) confirm(ids []Identifier) bool {
+	changed := false
+	for i, r := range p.Identities {
+		if r.Unverified && slices.Contains(ids, Identifier{Kind: r.Kind, Value: r.Value}) {
+			p.Identities[i].Unverified = false
+			changed = true
+		}
+	}
+	return changed
 }
 
 func (p *Profile) countKind(kind string) int {

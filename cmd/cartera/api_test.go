@@ -77,6 +77,12 @@ func startServerAt(tb testing.TB, data string, env map[string]string) *server {
 // startServerLogged is startServerAt with the server's log written to stderr.
 func startServerLogged(tb testing.TB, data string, env map[string]string, stderr io.Writer) *server {
 	tb.Helper()
+	return startServerConfig(tb, data, "../../examples/cartera.yaml", env, stderr)
+}
+
+// startServerConfig is startServerLogged with another config file.
+func startServerConfig(tb testing.TB, data, config string, env map[string]string, stderr io.Writer) *server {
+	tb.Helper()
 	vars := map[string]string{"CARTERA_ADMIN_TOKEN": testAdminToken, "CARTERA_LOG_LEVEL": "warn"}
 	for k, v := range env {
 		vars[k] = v
@@ -87,7 +93,7 @@ func startServerLogged(tb testing.TB, data string, env map[string]string, stderr
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- m.Run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--config", "../../examples/cartera.yaml"})
+		done <- m.Run(ctx, []string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--config", config})
 	}()
 	select {
 	case a := <-addr:

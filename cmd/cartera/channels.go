@@ -551,14 +551,10 @@ func (s storeProfiles) Profile(ctx context.Context, id string) (*channels.Profil
 // channelProfile is a profile as destinations see it.
 func channelProfile(p *profiles.Profile) *channels.Profile {
 	out := &channels.Profile{ID: p.ID, Traits: p.TraitValues(), Consent: p.ConsentValues()}
-	for _, r := range p.Identities {
-		switch r.Kind {
-		case profiles.KindEmail:
-			out.Emails = append(out.Emails, r.Value)
-		case profiles.KindPhone:
-			out.Phones = append(out.Phones, r.Value)
-		}
-	}
+	// Confirmed addresses first: the one a destination picks is never
+	// one only an unverified client event gave while another is known.
+	out.Emails, _ = p.Addresses(profiles.KindEmail)
+	out.Phones, _ = p.Addresses(profiles.KindPhone)
 	if l, ok := out.Traits["locale"].(string); ok {
 		out.Locale = l
 	}

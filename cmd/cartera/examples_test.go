@@ -44,7 +44,7 @@ var exampleScenarios = map[string]scenario{
 			"2026-12-01T11:13:00Z cart_abandonment done exit reason=exit step variant=half_hour",
 		},
 		// The control gets no email and joins no audience.
-		never: []string{"suppressed", "10:16:00Z cart_abandonment reminder", "10:36:00Z", "2026-11-24T10:16:00Z", "2026-11-30T10:00:00Z cart_abandonment reminder"},
+		never: []string{"suppressed", "10:16:00Z cart_abandonment reminder", "10:36:00Z cart_abandonment", "2026-11-24T10:16:00Z", "2026-11-30T10:00:00Z cart_abandonment reminder"},
 	},
 	"tier_upgrade": {
 		want: []string{

@@ -74,7 +74,11 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	events, err := readEvents(*eventsPath, m)
+	sources, err := profiles.NewSources(cfg.Sources)
+	if err != nil {
+		return err
+	}
+	events, err := readEvents(*eventsPath, m, sources)
 	if err != nil {
 		return err
 	}
@@ -96,7 +100,7 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 	// A seeded source makes profile ids, and so the output, the same on
 	// every run.
 	seeded := rand.NewChaCha8([32]byte{'c', 'a', 'r', 't', 'e', 'r', 'a'})
-	core, err := openApp(ctx, cfg, defs, appOptions{Now: clock.Now, Rand: seeded, NoSync: true, Logger: slog.New(slog.DiscardHandler)})
+	core, err := openApp(ctx, cfg, defs, appOptions{Now: clock.Now, Rand: seeded, NoSync: true, Logger: slog.New(slog.DiscardHandler), Trust: sources})
 	if err != nil {
 		return err
 	}
@@ -186,8 +190,10 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 }
 
 // readEvents decodes NDJSON events (Segment's format, each with a type; an
-// optional "source" names the source) and orders them by timestamp.
-func readEvents(path string, m *Main) ([]*profiles.Event, error) {
+// optional "source" names the source) and orders them by timestamp. Each
+// is checked against its source's trust as serve checks it (server-only
+// events, identity verification).
+func readEvents(path string, m *Main, sources *profiles.Sources) ([]*profiles.Event, error) {
 	var r io.Reader
 	if path == "-" {
 		r = os.Stdin
@@ -223,6 +229,12 @@ func readEvents(path string, m *Main) ([]*profiles.Event, error) {
 		}
 		if e.OriginalTimestamp.IsZero() {
 			return nil, fmt.Errorf("%s:%d: timestamp: required (it drives the virtual clock)", path, line)
+		}
+		if !slices.Contains(sources.Names(), meta.Source) {
+			// A source the config does not name (the default
+			// "simulate") is the marketer's own test data: taken as is.
+		} else if err := sources.CheckTrust(meta.Source, false, []*profiles.Event{e}); err != nil {
+			return nil, fmt.Errorf("%s:%d: %w", path, line, err)
 		}
 		events = append(events, e)
 	}

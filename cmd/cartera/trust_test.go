@@ -18,6 +18,7 @@ import (
 
 	"cartera/channels/email"
 	"cartera/internal/clocktest"
+	"cartera/journeys"
 	"cartera/profiles"
 )
 
@@ -402,4 +403,75 @@ sources:
 			t.Errorf("CARTERA_IDENTITY_SECRETS=%s: %v, want %q", env, err, want)
 		}
 	}
+}
+
+// Under `unverified_addresses: hold`, an address that only an unverified
+// web identify gave gets no message (the welcome email is suppressed,
+// saying why); once the till names it, or when the shop's backend
+// verified the identify, the email goes.
+func TestNoMessageToAnUnverifiedAddress(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	copyDir(t, "../../examples", dir)
+	pol := filepath.Join(dir, "policies.yaml")
+	b, err := os.ReadFile(pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := bytes.Replace(b, []byte("unverified_addresses: send"), []byte("unverified_addresses: hold"), 1)
+	if bytes.Equal(held, b) {
+		t.Fatal("examples/policies.yaml has no unverified_addresses: send to turn into hold")
+	}
+	if err := os.WriteFile(pol, held, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startServerConfig(t, filepath.Join(dir, "c.db"), filepath.Join(dir, "cartera.yaml"), nil, io.Discard)
+	const web = "web_dev_write_key"
+	signUp := func(anon, card, email, user string) {
+		t.Helper()
+		ctx := ""
+		if user != "" {
+			hash := profiles.IdentityHash([]byte("web_dev_identity_secret_change_me"), user)
+			ctx = `"userId":"` + user + `","context":{"user_hash":"` + hash + `"},`
+		}
+		mustOK(t, s.send(t, web, "/v1/identify", `{`+ctx+`"anonymousId":"`+anon+`","traits":{"email":"`+email+`","loyalty_card":"`+card+`","consent":{"email":true}}}`))
+		mustOK(t, s.send(t, web, "/v1/track", `{"anonymousId":"`+anon+`","event":"Signed Up"}`))
+	}
+	welcome := func() map[string]float64 { return s.stepCounts(t, "welcome")["welcome_email"] }
+
+	signUp("w-1", "4000 1111 0001", "someone.else@example.com", "")
+	if c := welcome(); c["suppressed"] != 1 || c["sent"] != 0 {
+		t.Fatalf("welcome email to an address only the web gave: %v, want suppressed", c)
+	}
+
+	// The shop's backend verified this one: it goes.
+	signUp("w-2", "4000 1111 0002", "member@example.com", "member-2")
+	if c := welcome(); c["sent"] != 1 {
+		t.Errorf("welcome email after a verified identify: %v, want one sent", c)
+	}
+
+	// The web gives an address, the till names it too: confirmed, the
+	// sign-up's email goes.
+	mustOK(t, s.send(t, web, "/v1/identify", `{"anonymousId":"w-3","traits":{"email":"third@example.com","loyalty_card":"4000 1111 0003","consent":{"email":true}}}`))
+	mustOK(t, s.send(t, "pos_dev_write_key", "/v1/identify", `{"anonymousId":"till-7","traits":{"email":"third@example.com"}}`))
+	mustOK(t, s.send(t, web, "/v1/track", `{"anonymousId":"w-3","event":"Signed Up"}`))
+	if c := welcome(); c["sent"] != 2 || c["suppressed"] != 1 {
+		t.Errorf("welcome email once the till confirmed the address: %v, want a second one sent", c)
+	}
+
+	// simulate, with the same config, shows why.
+	events := filepath.Join(dir, "signup.ndjson")
+	if err := os.WriteFile(events, []byte(`{"type":"identify","anonymousId":"w-9","traits":{"email":"sim@example.com","loyalty_card":"4000 1111 0009","consent":{"email":true}},"timestamp":"2026-11-20T10:00:00Z","source":"web"}
+{"type":"track","anonymousId":"w-9","event":"Signed Up","timestamp":"2026-11-20T10:01:00Z","source":"web"}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, err := simulateRun(t, "--config", filepath.Join(dir, "cartera.yaml"), "--events", events)
+	if err != nil {
+		t.Fatalf("simulate: %v\n%s", err, stderr)
+	}
+	checkScenario(t, checkActions(t, out), scenario{
+		want:  []string{"2026-11-20T10:01:00Z welcome welcome_email suppressed email reason=" + journeys.ReasonUnverifiedAddress},
+		never: []string{"welcome_email send"},
+	})
 }

@@ -381,6 +381,10 @@ func (r *Reader) Map() map[string]any {
 	return m
 }
 
+// More reports whether bytes are left to read: a record may end with
+// optional fields that earlier versions did not write.
+func (r *Reader) More() bool { return r.err == nil && len(r.b) > 0 }
+
 // Done reports an error unless the whole value was read.
 func (r *Reader) Done() error {
 	if r.err == nil && len(r.b) != 0 {
