@@ -148,6 +148,9 @@ func decodeProfile(v []byte, p *Profile) error {
 	p.EventCount = r.Int()
 	if r.More() {
 		n, _ := r.Len()
+		if n > len(p.Identities) {
+			return fmt.Errorf("%w: %d unverified identities of %d", codec.ErrCorrupt, n, len(p.Identities))
+		}
 		for range n {
 			if i := r.Int(); i >= 0 && i < len(p.Identities) {
 				p.Identities[i].Unverified = true

@@ -13,7 +13,7 @@ func codecProfile() *Profile {
 	return &Profile{
 		ID: "019cadc69a80e6b7a03af69e", CreatedAt: t, UpdatedAt: t.Add(time.Second), LastSeenAt: t.Add(time.Minute),
 		Identities: []IdentityRecord{
-			{Kind: KindUserID, Value: "u-1", FirstSeen: t, Source: "web"},
+			{Kind: KindUserID, Value: "u-1", FirstSeen: t, Source: "web", Unverified: true},
 			{Kind: KindEmail, Value: "ana@example.com", FirstSeen: t},
 		},
 		Traits: map[string]Trait{
