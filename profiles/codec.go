@@ -8,11 +8,12 @@ import (
 	"cartera/internal/codec"
 )
 
-// encodeProfile is the stored form of a profile: codec.Format1, then the
-// fields in order. Profiles written as JSON by earlier versions still
-// decode (decodeProfile tells them apart by the first byte).
+// encodeProfile is the stored form of a profile: codec.Format2, then the
+// fields in order. Profiles written as JSON or codec.Format1 (without the
+// positions of unverified identities at the end) by earlier versions
+// still decode (decodeProfile tells them apart by the first byte).
 func encodeProfile(p *Profile, buf []byte) ([]byte, error) {
-	w := &codec.Writer{B: append(buf[:0], codec.Format1)}
+	w := &codec.Writer{B: append(buf[:0], codec.Format2)}
 	w.String(p.ID)
 	w.Time(p.CreatedAt)
 	w.Time(p.UpdatedAt)
@@ -69,27 +70,23 @@ func encodeProfile(p *Profile, buf []byte) ([]byte, error) {
 		w.String(id)
 	}
 	w.Int(p.EventCount)
-	// Optional trailer, written only when there is something in it (so a
-	// profile without it reads in earlier versions): the positions of
-	// the unverified identities.
+	// Format2: the positions of the unverified identities.
 	var unverified []int
 	for i, r := range p.Identities {
 		if r.Unverified {
 			unverified = append(unverified, i)
 		}
 	}
-	if len(unverified) > 0 {
-		w.Len(len(unverified), false)
-		for _, i := range unverified {
-			w.Int(i)
-		}
+	w.Len(len(unverified), false)
+	for _, i := range unverified {
+		w.Int(i)
 	}
 	return w.B, nil
 }
 
 // decodeProfile reads a stored profile in either form.
 func decodeProfile(v []byte, p *Profile) error {
-	if len(v) == 0 || v[0] != codec.Format1 {
+	if len(v) == 0 || v[0] != codec.Format1 && v[0] != codec.Format2 {
 		dec := json.NewDecoder(bytes.NewReader(v))
 		dec.UseNumber() // trait numbers stay as ingested (json.Number)
 		return dec.Decode(p)
@@ -146,7 +143,7 @@ func decodeProfile(v []byte, p *Profile) error {
 		}
 	}
 	p.EventCount = r.Int()
-	if r.More() {
+	if v[0] == codec.Format2 {
 		n, _ := r.Len()
 		if n > len(p.Identities) {
 			return fmt.Errorf("%w: %d unverified identities of %d", codec.ErrCorrupt, n, len(p.Identities))

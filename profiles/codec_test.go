@@ -1,6 +1,7 @@
 package profiles
 
 import (
+	"cartera/internal/codec"
 	"cartera/internal/codec/codectest"
 	"encoding/json"
 	"reflect"
@@ -89,4 +90,30 @@ func BenchmarkProfileCodec(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(len(bin)), "binary_bytes")
+}
+
+// A profile in the Format1 layout of earlier versions (no unverified
+// identities at the end) still decodes.
+func TestProfileCodecFormat1(t *testing.T) {
+	p := codecProfile()
+	for i := range p.Identities {
+		p.Identities[i].Unverified = false
+	}
+	v2, err := encodeProfile(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Format2 adds one byte here: the empty list of unverified positions.
+	v1 := append([]byte{codec.Format1}, v2[1:len(v2)-1]...)
+	var got Profile
+	if err := decodeProfile(v1, &got); err != nil {
+		t.Fatalf("decode Format1: %v", err)
+	}
+	var want Profile
+	if err := decodeProfile(v2, &want); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("Format1 decodes to\n%+v\nFormat2 to\n%+v", got, want)
+	}
 }

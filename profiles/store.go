@@ -26,7 +26,7 @@ import (
 
 // Buckets of the profile store and the encoding of their keys:
 //
-//	profiles    profile id (24 hex chars) → Profile (codec.Format1 binary; JSON from earlier versions);
+//	profiles    profile id (24 hex chars) → Profile (codec.Format2 binary; Format1 and JSON from earlier versions);
 //	            profile id 0x00 name → sidecar (sidecar.go), among them "~m" 0x00 messageId → 8-byte
 //	            big-endian unix nanos of first receipt: the messageIds applied to the profile (dedupe)
 //	identities  kind 0x00 normalized value → profile id

@@ -26,6 +26,11 @@ import (
 // Format1 is the first byte of a value in this encoding.
 const Format1 = 0x01
 
+// Format2 is the first byte of a value in this encoding whose layout grew
+// since Format1 (each record type says what it adds), so that a reader
+// tells the layouts apart and a value cut short in either fails.
+const Format2 = 0x02
+
 // ErrCorrupt is returned for a value that ends early or holds an unknown tag.
 var ErrCorrupt = errors.New("codec: corrupt value")
 
@@ -380,10 +385,6 @@ func (r *Reader) Map() map[string]any {
 	}
 	return m
 }
-
-// More reports whether bytes are left to read: a record may end with
-// optional fields that earlier versions did not write.
-func (r *Reader) More() bool { return r.err == nil && len(r.b) > 0 }
 
 // Done reports an error unless the whole value was read.
 func (r *Reader) Done() error {
