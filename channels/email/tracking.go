@@ -106,9 +106,18 @@ type payload struct {
 // no phishing through a URL an event carried). Tokens of the earlier
 // signed form (payload.signature) are still read.
 type Tracker struct {
-	// Secret keys the tokens; at least 16 bytes. Changing it breaks every
-	// link in mail already sent.
+	// Secret keys the tokens; at least 16 bytes. To rotate it without
+	// breaking the links of mail already sent, give the new secret a
+	// KeyID and list the old one in Previous.
 	Secret []byte
+	// KeyID names Secret in the tokens it makes ("" : tokens carry no key
+	// id, as before key ids). A token with a key id is opened with the
+	// key of that id only.
+	KeyID string
+	// Previous are retired keys that still open the tokens they made; the
+	// one without an ID opens tokens made before key ids (without one,
+	// Secret does).
+	Previous []TrackingKey
 	// BaseURL is the public base of the tracking routes
 	// ("https://cartera.example.com"); an https base makes the unsubscribe
 	// header one-click (RFC 8058).
@@ -124,16 +133,54 @@ type Tracker struct {
 	// Now stamps tokens; nil means time.Now.
 	Now func() time.Time
 
-	// sealer is the AEAD of Secret, made once: every link of every mail
-	// is sealed and every click opened with it.
+	// sealers are the AEADs of the keys by id, made once: every link of
+	// every mail is sealed and every click opened with one.
 	sealOnce sync.Once
-	sealer   cipher.AEAD
+	sealers  map[string]cipher.AEAD
+}
+
+// TrackingKey is a retired tracking key.
+type TrackingKey struct {
+	ID     string
+	Secret []byte
+}
+
+// keyIDSep separates a token's key id from its sealed part: neither the
+// base64url alphabet nor the signed form of earlier versions uses it.
+const keyIDSep = "~"
+
+// validKeyID reports whether id can name a key in a token.
+func validKeyID(id string) bool {
+	if len(id) == 0 || len(id) > 16 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // Validate reports a tracker that cannot sign links.
 func (t *Tracker) Validate() error {
 	if len(t.Secret) < 16 {
 		return errors.New("tracker: secret: want at least 16 bytes")
+	}
+	if t.KeyID != "" && !validKeyID(t.KeyID) {
+		return fmt.Errorf("tracker: key id: want 1 to 16 letters, digits, _ or -, got %q", t.KeyID)
+	}
+	seen := map[string]bool{t.KeyID: true}
+	for i, k := range t.Previous {
+		switch {
+		case k.ID != "" && !validKeyID(k.ID):
+			return fmt.Errorf("tracker: previous[%d]: key id: want 1 to 16 letters, digits, _ or -, got %q", i, k.ID)
+		case seen[k.ID]:
+			return fmt.Errorf("tracker: previous[%d]: key id %q given twice", i, k.ID)
+		case len(k.Secret) < 16:
+			return fmt.Errorf("tracker: previous[%d] (%q): secret: want at least 16 bytes", i, k.ID)
+		}
+		seen[k.ID] = true
 	}
 	u, err := url.Parse(t.BaseURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -205,19 +252,41 @@ func (t *Tracker) sign(m MessageInfo, kind, target string) string {
 	if err != nil {
 		panic(err) // only strings and an int: cannot fail
 	}
-	aead := t.aead()
+	aead := t.aead(t.KeyID)
 	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(b)+aead.Overhead())
 	if _, err := rand.Read(nonce); err != nil {
 		panic(err) // crypto/rand does not fail on supported platforms
 	}
-	return base64.RawURLEncoding.EncodeToString(aead.Seal(nonce, nonce, b, []byte(macContext)))
+	token := base64.RawURLEncoding.EncodeToString(aead.Seal(nonce, nonce, b, []byte(macContext)))
+	if t.KeyID != "" {
+		token = t.KeyID + keyIDSep + token
+	}
+	return token
 }
 
-// aead is AES-256-GCM under a key derived from the secret (which must
-// not change once the tracker is in use).
-func (t *Tracker) aead() cipher.AEAD {
-	t.sealOnce.Do(func() { t.sealer = newAEAD(t.Secret) })
-	return t.sealer
+// aead is AES-256-GCM under a key derived from the secret of key id
+// (Secret for KeyID, else Previous); nil for an id no key has. The keys
+// must not change once the tracker is in use.
+func (t *Tracker) aead(id string) cipher.AEAD {
+	t.sealOnce.Do(func() {
+		t.sealers = map[string]cipher.AEAD{}
+		for _, k := range t.Previous {
+			t.sealers[k.ID] = newAEAD(k.Secret)
+		}
+		t.sealers[t.KeyID] = newAEAD(t.Secret)
+	})
+	return t.sealers[id]
+}
+
+// legacySecret is the secret of tokens without a key id: the Previous
+// key without an id, else Secret.
+func (t *Tracker) legacySecret() []byte {
+	for _, k := range t.Previous {
+		if k.ID == "" {
+			return k.Secret
+		}
+	}
+	return t.Secret
 }
 
 func newAEAD(secret []byte) cipher.AEAD {
@@ -235,7 +304,7 @@ func newAEAD(secret []byte) cipher.AEAD {
 }
 
 func (t *Tracker) mac(encodedPayload string) []byte {
-	h := hmac.New(sha256.New, t.Secret)
+	h := hmac.New(sha256.New, t.legacySecret())
 	h.Write([]byte(macContext))
 	h.Write([]byte(encodedPayload))
 	return h.Sum(nil)
@@ -271,8 +340,23 @@ func (t *Tracker) Parse(token string) (*TokenInfo, error) {
 			return nil, bad("malformed payload")
 		}
 	} else {
-		sealed, err := base64.RawURLEncoding.Strict().DecodeString(token)
-		aead := t.aead()
+		id, rest, withID := strings.Cut(token, keyIDSep)
+		var aead cipher.AEAD
+		switch {
+		case !withID:
+			// Made before key ids: the key without an id, else Secret.
+			rest = token
+			if aead = t.aead(""); aead == nil {
+				aead = t.aead(t.KeyID)
+			}
+		case !validKeyID(id):
+			return nil, bad("malformed key id")
+		default:
+			if aead = t.aead(id); aead == nil {
+				return nil, bad("unknown key id")
+			}
+		}
+		sealed, err := base64.RawURLEncoding.Strict().DecodeString(rest)
 		if err != nil || len(sealed) < aead.NonceSize()+aead.Overhead() {
 			return nil, bad("malformed token")
 		}

@@ -432,3 +432,76 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// Rotating the key: new tokens carry the new key's id; tokens made before
+// key ids, and under the retired key, still open; a token naming a key the
+// tracker does not hold, or one sealed under another key than its id
+// names, does not.
+func TestTokenKeyRotation(t *testing.T) {
+	old := newTracker() // no key id: the tokens of mail sent so far
+	oldUnsub := tokenOf(t, old.UnsubscribeURL(info), email.UnsubscribePath)
+	oldClick := tokenOf(t, old.ClickURL(info, "https://shop.example/a"), email.ClickPath)
+
+	r1 := newTracker()
+	r1.Secret, r1.KeyID = []byte("a-new-secret-0123456789abcdef!!"), "k2"
+	r1.Previous = []email.TrackingKey{{Secret: old.Secret}}
+	if err := r1.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	newUnsub := tokenOf(t, r1.UnsubscribeURL(info), email.UnsubscribePath)
+	if !strings.HasPrefix(newUnsub, "k2~") {
+		t.Errorf("a token of the rotated tracker %q does not name its key", newUnsub)
+	}
+	for name, tok := range map[string]string{"old unsubscribe": oldUnsub, "new unsubscribe": newUnsub} {
+		if ti, err := r1.Unsubscribe(tok); err != nil || ti.MessageInfo != info {
+			t.Errorf("%s after the rotation: %+v %v", name, ti, err)
+		}
+	}
+	if _, err := r1.Click(oldClick); err != nil {
+		t.Errorf("old click after the rotation: %v", err)
+	}
+
+	// A second rotation: k2 retired, k3 current; the first key kept too.
+	r2 := newTracker()
+	r2.Secret, r2.KeyID = []byte("a-third-secret-0123456789abcdef!"), "k3"
+	r2.Previous = []email.TrackingKey{{ID: "k2", Secret: r1.Secret}, {Secret: old.Secret}}
+	for name, tok := range map[string]string{"first": oldUnsub, "k2": newUnsub} {
+		if _, err := r2.Unsubscribe(tok); err != nil {
+			t.Errorf("%s key's token after the second rotation: %v", name, err)
+		}
+	}
+
+	// Dropping a retired key ends its tokens.
+	r3 := newTracker()
+	r3.Secret, r3.KeyID = r2.Secret, "k3"
+	for tok, want := range map[string]string{
+		newUnsub: "unknown key id",
+		"k3~" + strings.TrimPrefix(newUnsub, "k2~"): "does not open",
+		"bad id!~" + newUnsub:                       "malformed key id",
+		oldUnsub:                                    "does not open",
+	} {
+		if _, err := r3.Unsubscribe(tok); !errors.Is(err, email.ErrInvalidToken) || !strings.Contains(err.Error(), want) {
+			t.Errorf("token %.20s… after the key was dropped: %v, want %q", tok, err, want)
+		}
+	}
+}
+
+func TestTrackerKeyValidation(t *testing.T) {
+	for name, tc := range map[string]struct {
+		id   string
+		prev []email.TrackingKey
+		want string
+	}{
+		"bad id":        {id: "k 1", want: "key id: want 1 to 16"},
+		"long id":       {id: strings.Repeat("k", 17), want: "key id: want 1 to 16"},
+		"id twice":      {id: "k1", prev: []email.TrackingKey{{ID: "k1", Secret: []byte("0123456789abcdef")}}, want: `previous[0]: key id "k1" given twice`},
+		"short old key": {id: "k2", prev: []email.TrackingKey{{ID: "k1", Secret: []byte("short")}}, want: `previous[0] ("k1"): secret: want at least 16 bytes`},
+		"two unnamed":   {id: "k2", prev: []email.TrackingKey{{Secret: []byte("0123456789abcdef")}, {Secret: []byte("0123456789abcdeg")}}, want: `previous[1]: key id "" given twice`},
+	} {
+		tr := newTracker()
+		tr.KeyID, tr.Previous = tc.id, tc.prev
+		if err := tr.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", name, err, tc.want)
+		}
+	}
+}

@@ -37,6 +37,13 @@ type ChannelsConfig struct {
 	// TrackingSecret signs open, click and unsubscribe links. Empty: a
 	// random one is made once and kept beside the bbolt file.
 	TrackingSecret string `yaml:"tracking_secret"`
+	// TrackingKeyID names TrackingSecret in the tokens it makes (empty:
+	// none, as before key ids); TrackingPrevious are retired keys that
+	// still open the links of mail sent under them (the one without an
+	// id: tokens made before key ids). CARTERA_TRACKING_KEY_ID and
+	// CARTERA_TRACKING_PREVIOUS (id:secret,... ) set them.
+	TrackingKeyID    string              `yaml:"tracking_key_id"`
+	TrackingPrevious []TrackingKeyConfig `yaml:"tracking_previous"`
 	Email          struct {
 		From              string `yaml:"from"`
 		ReplyTo           string `yaml:"reply_to"`
@@ -128,6 +135,21 @@ func trackingSecret(cfg *Config) ([]byte, error) {
 	return b, nil
 }
 
+// TrackingKeyConfig is a retired tracking key.
+type TrackingKeyConfig struct {
+	ID     string `yaml:"id"`
+	Secret string `yaml:"secret"`
+}
+
+// trackingKeys are the retired tracking keys of the config.
+func trackingKeys(cfg *Config) []email.TrackingKey {
+	var out []email.TrackingKey
+	for _, k := range cfg.Channels.TrackingPrevious {
+		out = append(out, email.TrackingKey{ID: k.ID, Secret: []byte(k.Secret)})
+	}
+	return out
+}
+
 // delivery sets up the outbox and the destinations the config names.
 type delivery struct {
 	outbox  *channels.Outbox
@@ -150,7 +172,8 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 	if err != nil {
 		return err
 	}
-	tracker := &email.Tracker{Secret: secret, BaseURL: cfg.PublicURL, LinkHosts: linkHosts(cfg), LinkTTL: cfg.Channels.Email.LinkTTL, Now: now}
+	tracker := &email.Tracker{Secret: secret, KeyID: cfg.Channels.TrackingKeyID, Previous: trackingKeys(cfg),
+		BaseURL: cfg.PublicURL, LinkHosts: linkHosts(cfg), LinkTTL: cfg.Channels.Email.LinkTTL, Now: now}
 	if err := tracker.Validate(); err != nil {
 		return fmt.Errorf("channels.email: %w", err)
 	}

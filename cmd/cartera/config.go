@@ -286,6 +286,18 @@ func loadConfig(f *serveFlags, getenv func(string) string) (*Config, error) {
 	if v := getenv("CARTERA_TRACKING_SECRET"); v != "" {
 		cfg.Channels.TrackingSecret = v
 	}
+	if v := getenv("CARTERA_TRACKING_KEY_ID"); v != "" {
+		cfg.Channels.TrackingKeyID = v
+	}
+	if v := getenv("CARTERA_TRACKING_PREVIOUS"); v != "" {
+		// id:secret,id:secret — ":secret" is the key of tokens made
+		// before key ids.
+		cfg.Channels.TrackingPrevious = nil
+		for _, kv := range strings.Split(v, ",") {
+			id, secret, _ := strings.Cut(strings.TrimSpace(kv), ":")
+			cfg.Channels.TrackingPrevious = append(cfg.Channels.TrackingPrevious, TrackingKeyConfig{ID: id, Secret: secret})
+		}
+	}
 	for i, r := range cfg.Rules {
 		if cfg.path != "" && !filepath.IsAbs(r) {
 			cfg.Rules[i] = filepath.Join(filepath.Dir(cfg.path), r)

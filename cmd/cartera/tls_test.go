@@ -239,3 +239,26 @@ func TestPageSecurityHeaders(t *testing.T) {
 		}
 	}
 }
+
+// TestTrackingKeyRotation: after a rotation set in the environment, an
+// unsubscribe link of mail sent under the old key still works, as does
+// one of the new key; a link naming a key serve does not hold does not.
+func TestTrackingKeyRotation(t *testing.T) {
+	t.Parallel()
+	const oldSecret, newSecret = "the-old-tracking-secret-0123456789", "the-new-tracking-secret-0123456789"
+	s := startServer(t, map[string]string{
+		"CARTERA_TRACKING_SECRET": newSecret, "CARTERA_TRACKING_KEY_ID": "k2", "CARTERA_TRACKING_PREVIOUS": ":" + oldSecret,
+	})
+	info := email.MessageInfo{ProfileID: "0123456789abcdef01234567", Key: "rotation-test"}
+	links := map[string]string{
+		"old key":     (&email.Tracker{Secret: []byte(oldSecret), BaseURL: s.base}).UnsubscribeURL(info),
+		"new key":     (&email.Tracker{Secret: []byte(newSecret), KeyID: "k2", BaseURL: s.base}).UnsubscribeURL(info),
+		"unknown key": (&email.Tracker{Secret: []byte(newSecret), KeyID: "k9", BaseURL: s.base}).UnsubscribeURL(info),
+	}
+	for name, link := range links {
+		r := s.do(t, "GET", strings.TrimPrefix(link, s.base), nil, nil)
+		if ok := r.status == 200; ok != (name != "unknown key") {
+			t.Errorf("%s unsubscribe link: %d %s", name, r.status, r.raw)
+		}
+	}
+}
