@@ -44,7 +44,7 @@ type ChannelsConfig struct {
 	// CARTERA_TRACKING_PREVIOUS (id:secret,... ) set them.
 	TrackingKeyID    string              `yaml:"tracking_key_id"`
 	TrackingPrevious []TrackingKeyConfig `yaml:"tracking_previous"`
-	Email          struct {
+	Email            struct {
 		From              string `yaml:"from"`
 		ReplyTo           string `yaml:"reply_to"`
 		UnsubscribeMailto string `yaml:"unsubscribe_mailto"`
