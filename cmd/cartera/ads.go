@@ -241,6 +241,57 @@ type conversions struct {
 	dests   []string
 }
 
+// newConversions is the processor of cfg's channels.conversions sending to
+// dests, with the defaults for events and sources.
+func newConversions(a *app, cfg *Config, dests []string) conversions {
+	cc := conversions{a: a, events: cfg.Channels.Conversions.Events, sources: cfg.Channels.Conversions.Sources, dests: dests}
+	if len(cc.events) == 0 {
+		cc.events = []string{"Order Completed"}
+	}
+	if len(cc.sources) == 0 {
+		cc.sources = []string{"pos"}
+	}
+	return cc
+}
+
+// Why a sale is not sent as a conversion (simulate prints them).
+const (
+	heldNoConsent = "consent: no ads consent"
+	heldNoIDs     = "no_identifiers: no email or phone to match on"
+)
+
+// conversion is what the event is to the ad platforms: nil and "" when it
+// is not a sale to send (another event, an untrusted source, no order
+// id); nil and why when the sale is held back; else the payload.
+func (c conversions) conversion(p *profiles.Profile, ev *profiles.Event) (*channels.ConversionPayload, string) {
+	if ev.Type != "track" || !slices.Contains(c.events, ev.Event) || !slices.Contains(c.sources, ev.Source) {
+		return nil, ""
+	}
+	order, _ := ev.Properties["order_id"].(string)
+	if order == "" {
+		return nil, ""
+	}
+	if !p.ConsentValues()["ads"] {
+		return nil, heldNoConsent
+	}
+	ids, _ := c.a.identifiers(p)
+	if len(ids.Emails) == 0 && len(ids.Phones) == 0 {
+		return nil, heldNoIDs
+	}
+	traits := p.TraitValues()
+	str := func(m map[string]any, k string) string { s, _ := m[k].(string); return s }
+	pl := &channels.ConversionPayload{OrderID: order, Event: ev.Event, Time: ev.Timestamp, Currency: str(ev.Properties, "currency"),
+		Emails: ids.Emails, Phones: ids.Phones, FirstName: str(traits, "first_name"), LastName: str(traits, "last_name"),
+		Country: str(traits, "country"), ExternalID: p.ID}
+	switch v := ev.Properties["revenue"].(type) {
+	case float64:
+		pl.Value = v
+	case json.Number:
+		pl.Value, _ = v.Float64()
+	}
+	return pl, ""
+}
+
 type conversionsTx struct {
 	c    conversions
 	tx   *bbolt.Tx
@@ -251,27 +302,9 @@ func (c conversions) Begin(tx *bbolt.Tx) profiles.TxProcessor { return &conversi
 
 func (w *conversionsTx) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event, error) {
 	c := w.c
-	if ev.Type != "track" || !slices.Contains(c.events, ev.Event) || !slices.Contains(c.sources, ev.Source) || !p.ConsentValues()["ads"] {
+	pl, _ := c.conversion(p, ev)
+	if pl == nil {
 		return nil, nil
-	}
-	order, _ := ev.Properties["order_id"].(string)
-	if order == "" {
-		return nil, nil
-	}
-	ids, _ := c.a.identifiers(p)
-	if len(ids.Emails) == 0 && len(ids.Phones) == 0 {
-		return nil, nil
-	}
-	traits := p.TraitValues()
-	str := func(m map[string]any, k string) string { s, _ := m[k].(string); return s }
-	pl := channels.ConversionPayload{OrderID: order, Event: ev.Event, Time: ev.Timestamp, Currency: str(ev.Properties, "currency"),
-		Emails: ids.Emails, Phones: ids.Phones, FirstName: str(traits, "first_name"), LastName: str(traits, "last_name"),
-		Country: str(traits, "country"), ExternalID: p.ID}
-	switch v := ev.Properties["revenue"].(type) {
-	case float64:
-		pl.Value = v
-	case json.Number:
-		pl.Value, _ = v.Float64()
 	}
 	payload, err := json.Marshal(pl)
 	if err != nil {
@@ -279,12 +312,16 @@ func (w *conversionsTx) Event(p *profiles.Profile, ev *profiles.Event) ([]*profi
 	}
 	var msgs []*channels.Message
 	for _, d := range c.dests {
-		msgs = append(msgs, &channels.Message{Key: "conversion/" + order + "|" + d, Destination: d, ProfileID: p.ID, Payload: payload})
+		msgs = append(msgs, &channels.Message{Key: conversionKey(pl.OrderID, d), Destination: d, ProfileID: p.ID, Payload: payload})
 	}
 	n, err := c.a.delivery.outbox.Enqueue(w.tx, msgs...)
 	w.more = w.more || n > 0
 	return nil, err
 }
+
+// conversionKey is the outbox key of a sale's conversion to dest: one per
+// order and platform.
+func conversionKey(order, dest string) string { return "conversion/" + order + "|" + dest }
 
 func (w *conversionsTx) Erased(*profiles.Profile) error         { return nil }
 func (w *conversionsTx) Merged(*profiles.Profile, string) error { return nil }

@@ -270,14 +270,7 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 	// after the mirror enqueued the removals it keeps.
 	procs := []profiles.Processor{mirror{a: a}}
 	if len(conv) > 0 {
-		cc := conversions{a: a, events: cfg.Channels.Conversions.Events, sources: cfg.Channels.Conversions.Sources, dests: conv}
-		if len(cc.events) == 0 {
-			cc.events = []string{"Order Completed"}
-		}
-		if len(cc.sources) == 0 {
-			cc.sources = []string{"pos"}
-		}
-		procs = append(procs, cc)
+		procs = append(procs, newConversions(a, cfg, conv))
 	}
 	a.store.Use(append(procs, outboxEraser{a: a})...)
 	return nil
