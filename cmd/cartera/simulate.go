@@ -26,10 +26,10 @@ type simLine struct {
 	Profile string `json:"profile"`
 	// Person is the profile's main identifier when the action was taken
 	// (user id, else email, else anonymous id), for a reader.
-	Person  string          `json:"person,omitempty"`
-	Journey string          `json:"journey"`
-	Step    string          `json:"step"`
-	Action  string          `json:"action"`
+	Person  string `json:"person,omitempty"`
+	Journey string `json:"journey"`
+	Step    string `json:"step"`
+	Action  string `json:"action"`
 	Channel string `json:"channel"`
 	// Detail is a journeys.Detail, or a ConversionDetail.
 	Detail any `json:"detail"`
