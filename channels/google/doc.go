@@ -34,10 +34,14 @@
 // requests. Consent is per member, from the person's "ads" consent at
 // delivery (granted for a yes; a no since the add was queued holds it
 // back); RemoveAudienceMembersRequest has no consent field. The requestId
-// is kept in the "Audience Synced" outcome; with StatusPolls,
-// requestStatus:retrieve?requestId= is asked until the request is no
-// longer PROCESSING, and FAILED dead-letters the messages with the error
-// reasons and counts.
+// is kept in the "Audience Synced" outcome. A StatusPoller (status.go)
+// asks GET <base>/requestStatus:retrieve?requestId= about every accepted
+// request in the background, 30 minutes after it and then with
+// exponential backoff, until it is SUCCESS, PARTIAL_SUCCESS or FAILED;
+// the ids are kept in its bbolt bucket over restarts. FAILED makes each
+// person of the request a dead letter (without identifiers: a retry
+// looks them up) with the error reasons and counts. With StatusPolls,
+// Deliver also asks inline before settling (off by default).
 //
 // Errors are google.rpc.Status bodies ({"error":{"code","message",
 // "status","details":[ErrorInfo, BadRequest, RequestInfo]}}): 429

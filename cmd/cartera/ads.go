@@ -124,7 +124,7 @@ func (a *app) metaAudience(cfg *Config, name, audienceID, token string, people c
 
 // googleAudience is the Google destination of an audience, through the
 // API the config chooses.
-func (a *app) googleAudience(cfg *Config, name string, g *GoogleAudience, people channels.Profiles) (channels.Destination, error) {
+func (a *app) googleAudience(cfg *Config, name string, g *GoogleAudience, people channels.Profiles, status *google.StatusPoller) (channels.Destination, error) {
 	switch g.API {
 	case "google_ads":
 		gc := google.DefaultConfig()
@@ -148,7 +148,7 @@ func (a *app) googleAudience(cfg *Config, name string, g *GoogleAudience, people
 	if err != nil {
 		return nil, err
 	}
-	dc := google.DataManagerConfig{Name: google.Prefix + name, BaseURL: cfg.GoogleDataManagerURL, HTTPClient: hc, Profiles: people, StatusPolls: g.StatusPolls,
+	dc := google.DataManagerConfig{Name: google.Prefix + name, BaseURL: cfg.GoogleDataManagerURL, HTTPClient: hc, Profiles: people, StatusPolls: g.StatusPolls, Status: status,
 		Operating:  google.Account{ID: firstNonEmpty(g.OperatingAccountID, g.CustomerID), Type: g.OperatingAccountType},
 		Login:      google.Account{ID: firstNonEmpty(g.LoginAccountID, g.LoginCustomerID), Type: g.LoginAccountType},
 		UserListID: g.UserListID}
@@ -169,7 +169,7 @@ func firstNonEmpty(vals ...string) string {
 
 // openConversions registers the conversion destinations the config names
 // and returns their names (none without channels.conversions).
-func (a *app) openConversions(cfg *Config, register func(channels.Destination) error) ([]string, error) {
+func (a *app) openConversions(cfg *Config, people channels.Profiles, status *google.StatusPoller, register func(channels.Destination) error) ([]string, error) {
 	cc := cfg.Channels.Conversions
 	var names []string
 	if m := cc.Meta; m != nil && m.AccessToken != "" {
@@ -190,7 +190,7 @@ func (a *app) openConversions(cfg *Config, register func(channels.Destination) e
 		if err != nil {
 			return nil, fmt.Errorf("channels.conversions.google: %w", err)
 		}
-		dest, err := google.NewConversions(google.ConversionsConfig{BaseURL: cfg.GoogleDataManagerURL, HTTPClient: hc, StatusPolls: g.StatusPolls,
+		dest, err := google.NewConversions(google.ConversionsConfig{BaseURL: cfg.GoogleDataManagerURL, HTTPClient: hc, StatusPolls: g.StatusPolls, Status: status, Profiles: people,
 			Operating: google.Account{ID: g.OperatingAccountID, Type: g.OperatingAccountType}, Login: google.Account{ID: g.LoginAccountID, Type: g.LoginAccountType},
 			ConversionActionID: g.ConversionActionID})
 		if err != nil {
@@ -332,8 +332,25 @@ func (w *conversionsTx) Done(committed bool) {
 	}
 }
 
+// usesDataManager reports whether cfg sends anything through Google's
+// Data Manager API (an audience or the conversions, with credentials).
+func usesDataManager(cfg *Config) bool {
+	for _, ad := range cfg.Channels.Audiences {
+		if g := ad.Google; g != nil && g.set() && (g.API == "" || g.API == "data_manager") {
+			return true
+		}
+	}
+	g := cfg.Channels.Conversions.Google
+	return g != nil && g.set()
+}
+
 // validateAds checks the ad platform settings that need no network.
 func validateAds(c *Config) error {
+	if gs := c.Channels.GoogleStatus; !gs.Off {
+		if err := gs.Validate("channels.google_status"); err != nil {
+			return err
+		}
+	}
 	for name, ad := range c.Channels.Audiences {
 		if g := ad.Google; g != nil && g.API != "" && g.API != "data_manager" && g.API != "google_ads" {
 			return fmt.Errorf("channels.audiences.%s.google.api: want data_manager or google_ads, got %q", name, g.API)

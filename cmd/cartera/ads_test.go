@@ -2,10 +2,16 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"cartera/internal/clocktest"
 )
 
 func TestWarnSunsets(t *testing.T) {
@@ -53,5 +59,74 @@ func TestValidateAds(t *testing.T) {
 	cfg.GoogleTokenURL = "token"
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "google_token_url") {
 		t.Errorf("err = %v, want google_token_url", err)
+	}
+}
+
+// The request status poller runs whenever a Data Manager destination is
+// configured (an audience or the conversions), and not with
+// google_status.off, with the legacy Google Ads API alone, or without
+// Google; its settings are checked at start.
+func TestGoogleStatusWiring(t *testing.T) {
+	dm := func() *GoogleAudience {
+		return &GoogleAudience{OperatingAccountID: "123-456-7890", UserListID: "987654321", GoogleCredentials: GoogleCredentials{AccessToken: "ya29.test"}}
+	}
+	for _, tc := range []struct {
+		name string
+		set  func(*Config)
+		want bool
+	}{
+		{"data manager audience", func(c *Config) { c.Channels.Audiences = map[string]AudienceDestinations{"vip": {Google: dm()}} }, true},
+		{"conversions", func(c *Config) {
+			c.Channels.Conversions.Google = &struct {
+				OperatingAccountID   string `yaml:"operating_account_id"`
+				OperatingAccountType string `yaml:"operating_account_type"`
+				LoginAccountID       string `yaml:"login_account_id"`
+				LoginAccountType     string `yaml:"login_account_type"`
+				ConversionActionID   string `yaml:"conversion_action_id"`
+				StatusPolls          int    `yaml:"status_polls"`
+				GoogleCredentials    `yaml:",inline"`
+			}{OperatingAccountID: "1234567890", ConversionActionID: "555", GoogleCredentials: GoogleCredentials{AccessToken: "ya29.test"}}
+		}, true},
+		{"off", func(c *Config) {
+			c.Channels.Audiences = map[string]AudienceDestinations{"vip": {Google: dm()}}
+			c.Channels.GoogleStatus.Off = true
+		}, false},
+		{"legacy api only", func(c *Config) {
+			g := dm()
+			g.API, g.CustomerID, g.UserList, g.DeveloperToken = "google_ads", "1234567890", "customers/1234567890/userLists/987654321", "dev"
+			c.Channels.Audiences = map[string]AudienceDestinations{"vip": {Google: g}}
+		}, false},
+		{"no credentials", func(c *Config) {
+			g := dm()
+			g.AccessToken = ""
+			c.Channels.Audiences = map[string]AudienceDestinations{"vip": {Google: g}}
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Data = filepath.Join(t.TempDir(), "cartera.db")
+			tc.set(&cfg)
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			defs, err := compileDefinitions(&cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := openApp(context.Background(), &cfg, defs, appOptions{Now: clocktest.New(time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)).Now,
+				Deliver: true, Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer a.close()
+			if got := a.delivery.googleStatus != nil; got != tc.want {
+				t.Errorf("request status poller on = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	cfg := DefaultConfig()
+	cfg.Channels.GoogleStatus.MaxWait = time.Minute
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "channels.google_status.max_wait") {
+		t.Errorf("err = %v, want channels.google_status.max_wait named", err)
 	}
 }

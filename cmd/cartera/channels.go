@@ -21,6 +21,7 @@ import (
 
 	"cartera/channels"
 	"cartera/channels/email"
+	"cartera/channels/google"
 	"cartera/channels/meta"
 	"cartera/channels/sms"
 	"cartera/channels/webhook"
@@ -74,6 +75,10 @@ type ChannelsConfig struct {
 	Audiences map[string]AudienceDestinations `yaml:"audiences"`
 	// Conversions sends store purchases to the ad platforms.
 	Conversions ConversionsConfig `yaml:"conversions"`
+	// GoogleStatus is when requests accepted by Google's Data Manager API
+	// are asked about (requestStatus:retrieve), in the background, until
+	// they are done; on whenever a Data Manager destination is.
+	GoogleStatus google.StatusConfig `yaml:"google_status"`
 	// Delivery overrides delivery settings by destination name.
 	Delivery map[string]channels.DestinationConfig `yaml:"delivery"`
 	// Retention says how long the outbox keeps idempotency keys and dead
@@ -136,6 +141,9 @@ type delivery struct {
 	email *email.Sender
 	// audiences maps an audience to its destination names.
 	audiences map[string][]string
+	// googleStatus polls the Data Manager requests (nil: no Data Manager
+	// destination, or google_status.off).
+	googleStatus *google.StatusPoller
 }
 
 func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() time.Time) error {
@@ -155,6 +163,13 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 		return fmt.Errorf("channels.email: %w", err)
 	}
 	d := &delivery{outbox: ob, tracker: tracker, audiences: map[string][]string{}}
+	if usesDataManager(cfg) && !cfg.Channels.GoogleStatus.Off {
+		d.googleStatus, err = google.NewStatusPoller(a.store.DB(), cfg.Channels.GoogleStatus, google.StatusOptions{Now: now,
+			Logger: a.log.With("component", "google_status"), Registerer: reg, Dead: ob})
+		if err != nil {
+			return fmt.Errorf("channels.google_status: %w", err)
+		}
+	}
 	register := func(dest channels.Destination, def channels.DestinationConfig) error {
 		if o, ok := cfg.Channels.Delivery[dest.Name()]; ok {
 			def = overlayDelivery(def, o)
@@ -231,7 +246,7 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 			a.log.Warn("meta audience disabled: no access token", "audience", name)
 		}
 		if g := ad.Google; g != nil && g.set() {
-			dest, err := a.googleAudience(cfg, name, g, people)
+			dest, err := a.googleAudience(cfg, name, g, people, d.googleStatus)
 			if err != nil {
 				return fmt.Errorf("channels.audiences.%s.google: %w", name, err)
 			}
@@ -257,7 +272,7 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 			d.audiences[name] = append(d.audiences[name], dest.Name())
 		}
 	}
-	conv, err := a.openConversions(cfg, func(dest channels.Destination) error { return register(dest, adDefaults) })
+	conv, err := a.openConversions(cfg, people, d.googleStatus, func(dest channels.Destination) error { return register(dest, adDefaults) })
 	if err != nil {
 		return fmt.Errorf("channels.conversions: %w", err)
 	}
