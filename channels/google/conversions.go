@@ -140,9 +140,10 @@ func (c *Conversions) Deliver(ctx context.Context, msgs []*channels.Message) []c
 				out[i].Err = channels.Permanent(errors.New("google: the person was erased: nothing to send"))
 				continue
 			}
-			p.Emails, p.Phones = prof.Emails, prof.Phones
+			a := ProfileAddress(prof)
+			p.Emails, p.Phones, p.FirstName, p.LastName, p.Country, p.PostalCode = prof.Emails, prof.Phones, a.FirstName, a.LastName, a.Country, a.PostalCode
 		}
-		ids := dmIdentifiers(p.Emails, p.Phones)
+		ids := dmIdentifiers(p.Emails, p.Phones, Address{FirstName: p.FirstName, LastName: p.LastName, Country: p.Country, PostalCode: p.PostalCode})
 		if len(ids) == 0 {
 			out[i].Err = channels.Permanent(errors.New("google: conversion without identifiers"))
 			continue
@@ -200,7 +201,7 @@ func saleOnly(payload []byte) json.RawMessage {
 	if err := json.Unmarshal(payload, &p); err != nil {
 		return nil
 	}
-	p.Emails, p.Phones, p.FirstName, p.LastName, p.Country = nil, nil, "", "", ""
+	p.Emails, p.Phones, p.FirstName, p.LastName, p.Country, p.PostalCode = nil, nil, "", "", "", ""
 	b, _ := json.Marshal(p)
 	return b
 }

@@ -206,8 +206,9 @@ type userData struct {
 }
 
 type userIdentifier struct {
-	EmailAddress string `json:"emailAddress,omitempty"`
-	PhoneNumber  string `json:"phoneNumber,omitempty"`
+	EmailAddress string       `json:"emailAddress,omitempty"`
+	PhoneNumber  string       `json:"phoneNumber,omitempty"`
+	Address      *addressInfo `json:"address,omitempty"`
 }
 
 // Consent status values of the Data Manager's Consent message.
@@ -259,7 +260,10 @@ func (d *DataManager) Deliver(ctx context.Context, msgs []*channels.Message) []c
 		// A payload without identifiers (a dead letter of a failed
 		// request, retried) takes the person's at delivery.
 		lookup := len(mb.p.Emails) == 0 && len(mb.p.Phones) == 0
-		if (mb.p.Op == "add" || lookup) && d.cfg.Profiles != nil {
+		// The person's address (names, country, postal code) is looked up
+		// at delivery, as the payload carries emails and phones only.
+		var addr Address
+		if d.cfg.Profiles != nil && (mb.p.Op == "add" || lookup || msgs[mb.msg].ProfileID != "") {
 			prof, err := d.cfg.Profiles.Profile(ctx, msgs[mb.msg].ProfileID)
 			if err != nil {
 				out[mb.msg].Err = fmt.Errorf("google: look up profile: %w", err)
@@ -279,8 +283,9 @@ func (d *DataManager) Deliver(ctx context.Context, msgs []*channels.Message) []c
 			if lookup {
 				mb.p.Emails, mb.p.Phones = prof.Emails, prof.Phones
 			}
+			addr = ProfileAddress(prof)
 		}
-		ids := dmIdentifiers(mb.p.Emails, mb.p.Phones)
+		ids := dmIdentifiers(mb.p.Emails, mb.p.Phones, addr)
 		if len(ids) == 0 {
 			out[mb.msg].Err = channels.Permanent(errors.New("google: no identifiers"))
 			continue
@@ -384,10 +389,11 @@ func retryable(err error) error {
 	return err
 }
 
-// dmIdentifiers turns addresses and numbers into UserIdentifiers, hashed
-// as the Data Manager's "Format user data" guide says; duplicates and
-// unusable values are dropped.
-func dmIdentifiers(emails, phones []string) []userIdentifier {
+// dmIdentifiers turns addresses and numbers, and the postal address when
+// all its parts are known, into UserIdentifiers, hashed as the Data
+// Manager's "Format user data" guide says; duplicates and unusable values
+// are dropped.
+func dmIdentifiers(emails, phones []string, addr Address) []userIdentifier {
 	var ids []userIdentifier
 	seen := map[string]bool{}
 	for _, e := range emails {
@@ -401,6 +407,9 @@ func dmIdentifiers(emails, phones []string) []userIdentifier {
 			seen[p] = true
 			ids = append(ids, userIdentifier{PhoneNumber: sha256Hex(p)})
 		}
+	}
+	if a := addr.identifier(); a != nil {
+		ids = append(ids, *a)
 	}
 	return ids
 }

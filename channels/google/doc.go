@@ -28,7 +28,12 @@
 // Encoding). Values are hashed as its "Format user data" guide says:
 // email_address lower-cased, whitespace removed, and for gmail.com and
 // googlemail.com the dots before the @ removed; phone_number in E.164
-// with its "+"; SHA-256, hex ("encoding": "HEX"). A request holds at most
+// with its "+"; SHA-256, hex ("encoding": "HEX"). With all four of first
+// and last name, country and postal code on the person's profile (looked
+// up at delivery), a member also gets an "address" identifier
+// (AddressInfo: givenName and familyName lower-cased, without punctuation,
+// prefixes or suffixes, SHA-256; regionCode and postalCode not hashed;
+// address.go). A request holds at most
 // 10,000 members and a member at most 10 identifiers ("Limits and
 // quotas"); a person with more is several members, never split over two
 // requests. Consent is per member, from the person's "ads" consent at

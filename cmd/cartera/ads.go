@@ -280,9 +280,10 @@ func (c conversions) conversion(p *profiles.Profile, ev *profiles.Event) (*chann
 	}
 	traits := p.TraitValues()
 	str := func(m map[string]any, k string) string { s, _ := m[k].(string); return s }
+	addr := google.ProfileAddress(&channels.Profile{Traits: traits})
 	pl := &channels.ConversionPayload{OrderID: order, Event: ev.Event, Time: ev.Timestamp, Currency: str(ev.Properties, "currency"),
-		Emails: ids.Emails, Phones: ids.Phones, FirstName: str(traits, "first_name"), LastName: str(traits, "last_name"),
-		Country: str(traits, "country"), ExternalID: p.ID}
+		Emails: ids.Emails, Phones: ids.Phones, FirstName: addr.FirstName, LastName: addr.LastName,
+		Country: addr.Country, PostalCode: addr.PostalCode, ExternalID: p.ID}
 	switch v := ev.Properties["revenue"].(type) {
 	case float64:
 		pl.Value = v
