@@ -11,6 +11,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"cartera/channels/google"
+	"cartera/channels/meta"
 	"cartera/internal/clocktest"
 )
 
@@ -24,12 +26,19 @@ func TestWarnSunsets(t *testing.T) {
 		googleAds   bool
 		want        []string // substrings of the log; none: empty log
 	}{
-		{"google v20 within 90 days", "https://googleads.googleapis.com/v20", "https://graph.facebook.com", "v26.0", time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC), true, []string{`"platform":"google_ads"`, `"version":"v20"`, `"sunset":"2026-06-01"`}},
+		{"google v20 within 90 days", "https://googleads.googleapis.com/v20", "https://graph.facebook.com", "v26.0", time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC), true, []string{`"platform":"google_ads"`, `"version":"v20"`, `"sunset":"2026-06-10"`}},
 		{"google v20 far from it", "https://googleads.googleapis.com/v20", "https://graph.facebook.com", "v26.0", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), true, nil},
-		{"google v18 past it", "https://googleads.googleapis.com/v18", "https://graph.facebook.com", "v26.0", time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), true, []string{`"version":"v18"`}},
+		{"google v18 past it", "https://googleads.googleapis.com/v18", "https://graph.facebook.com", "v26.0", time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), true, []string{`"version":"v18"`, `"sunset":"2025-08-20"`}},
+		// The default's sunset is Google's projection (February 2027).
+		{"google default v23 in December 2026", google.DefaultBaseURL, "https://graph.facebook.com", "v26.0", time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), true, []string{`"version":"v23"`, `"sunset":"2027-02-01"`}},
+		{"google default v23 in October 2026", google.DefaultBaseURL, "https://graph.facebook.com", "v26.0", time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC), true, nil},
 		{"google path not configured", "https://googleads.googleapis.com/v18", "https://graph.facebook.com", "v26.0", time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), false, nil},
-		{"meta older version in the URL", "https://googleads.googleapis.com/v23", "https://graph.facebook.com/v21.0", "v26.0", time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), false, []string{`"version":"v21.0"`, `"written_for":"v26.0"`}},
+		{"meta v21.0 in the URL, expired", "https://googleads.googleapis.com/v23", "https://graph.facebook.com/v21.0", "v26.0", time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), false, []string{`"platform":"meta"`, `"version":"v21.0"`, `"sunset":"2025-09-09"`}},
+		{"meta older version without a date", "https://googleads.googleapis.com/v23", "https://graph.facebook.com/v15.0", "v26.0", time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), false, []string{`"version":"v15.0"`, `"written_for":"v26.0"`}},
 		{"meta v16.0 expired", "https://googleads.googleapis.com/v23", "https://graph.facebook.com", "v16.0", time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), false, []string{`"platform":"meta"`, `"sunset":"2024-02-06"`}},
+		{"meta v25.0 within 90 days", "https://googleads.googleapis.com/v23", "https://graph.facebook.com", "v25.0", time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), false, []string{`"version":"v25.0"`, `"sunset":"2027-02-23"`}},
+		// Meta has published no expiration for v26.0 (or v27.0) yet.
+		{"meta default v26.0", "https://googleads.googleapis.com/v23", "https://graph.facebook.com", meta.DefaultVersion, time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC), false, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var buf bytes.Buffer
