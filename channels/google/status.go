@@ -23,7 +23,8 @@ package google
 //
 //	google_request_status   request id → JSON pendingRequest (destination, method, when
 //	                        accepted, next poll, polls made, the people it carried:
-//	                        profile ids and, for conversions, the sale without identifiers)
+//	                        profile ids and, for conversions, the sale without identifiers;
+//	                        an erasure drops the person: ErasePerson)
 //
 // A terminal status is counted (cartera_google_request_status_total by
 // destination and status) and the record deleted. FAILED (every record of
@@ -222,6 +223,50 @@ func (p *StatusPoller) keep(dest, method, id string, people []pendingItem) error
 	default:
 	}
 	return nil
+}
+
+// ErasePerson drops an erased person from the pending requests within tx
+// (the erasure's transaction), so a request that fails later does not
+// bring their profile id back as a dead letter. It returns how many
+// requests held them.
+func (p *StatusPoller) ErasePerson(tx *bbolt.Tx, profileID string) (int, error) {
+	b := tx.Bucket(bucketStatus)
+	if b == nil || profileID == "" {
+		return 0, nil
+	}
+	type change struct{ k, v []byte }
+	var changes []change
+	err := b.ForEach(func(k, v []byte) error {
+		var r pendingRequest
+		if err := json.Unmarshal(v, &r); err != nil {
+			return err
+		}
+		kept := r.People[:0]
+		for _, it := range r.People {
+			if it.ProfileID != profileID {
+				kept = append(kept, it)
+			}
+		}
+		if len(kept) == len(r.People) {
+			return nil
+		}
+		r.People = kept
+		nv, err := json.Marshal(r)
+		if err != nil {
+			return err
+		}
+		changes = append(changes, change{append([]byte(nil), k...), nv})
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("erase person from pending requests: %w", err)
+	}
+	for _, c := range changes {
+		if err := b.Put(c.k, c.v); err != nil {
+			return 0, err
+		}
+	}
+	return len(changes), nil
 }
 
 // PendingRequest is what Pending reports of a request being polled.

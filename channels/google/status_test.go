@@ -430,3 +430,46 @@ func TestStatusPollerRuns(t *testing.T) {
 		t.Errorf("pending after Close = %+v", p)
 	}
 }
+
+// An erasure drops the person from the pending requests: a request that
+// fails later makes dead letters of the others only.
+func TestStatusPollerErasePerson(t *testing.T) {
+	r := newStatusRig(t)
+	r.f.statuses = []string{stFailed}
+	res := r.dm.Deliver(context.Background(), []*channels.Message{
+		{Key: "k-ana", Destination: "google:vip", ProfileID: "ana", Payload: json.RawMessage(`{"audience":"vip","op":"add","emails":["ana@example.com"]}`)},
+		{Key: "k-bob", Destination: "google:vip", ProfileID: "bob", Payload: json.RawMessage(`{"audience":"vip","op":"add","phones":["+34600111222"]}`)},
+	})
+	if res[0].Err != nil || res[1].Err != nil {
+		t.Fatal(res[0].Err, res[1].Err)
+	}
+	var n int
+	if err := r.db.Update(func(tx *bbolt.Tx) error {
+		var err error
+		n, err = r.poller.ErasePerson(tx, "ana")
+		return err
+	}); err != nil || n != 1 {
+		t.Fatalf("ErasePerson = %d, %v", n, err)
+	}
+	if p := r.pending(); len(p) != 1 || p[0].People != 1 {
+		t.Fatalf("pending %+v", p)
+	}
+	raw := ""
+	_ = r.db.View(func(tx *bbolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			if string(name) == "google_request_status" {
+				return b.ForEach(func(_, v []byte) error { raw += string(v); return nil })
+			}
+			return nil
+		})
+	})
+	if strings.Contains(raw, `"ana"`) || !strings.Contains(raw, `"bob"`) {
+		t.Errorf("pending record after the erasure: %s", raw)
+	}
+	r.clock.Advance(30 * time.Minute)
+	r.pollDue()
+	dead, _ := r.outbox.List(channels.StateDead, 10)
+	if len(dead) != 1 || dead[0].ProfileID != "bob" {
+		t.Errorf("dead letters %+v, want Bob's only", dead)
+	}
+}

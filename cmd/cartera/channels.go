@@ -311,6 +311,12 @@ func (w *outboxEraserTx) Erased(p *profiles.Profile) error {
 	if n > 0 {
 		w.a.log.Info("outbox messages of an erased profile removed", "profile", p.ID, "messages", n)
 	}
+	if err != nil {
+		return err
+	}
+	if gs := w.a.delivery.googleStatus; gs != nil {
+		_, err = gs.ErasePerson(w.tx, p.ID)
+	}
 	return err
 }
 
