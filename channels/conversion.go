@@ -27,6 +27,9 @@ type ConversionPayload struct {
 	FirstName string   `json:"first_name,omitempty"`
 	LastName  string   `json:"last_name,omitempty"`
 	Country   string   `json:"country,omitempty"`
+	// PostalCode is the person's postal code (Google's address
+	// identifier needs it with the names and country).
+	PostalCode string `json:"postal_code,omitempty"`
 	// ExternalID is the person's profile id.
 	ExternalID string `json:"external_id,omitempty"`
 }

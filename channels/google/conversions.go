@@ -2,6 +2,7 @@ package google
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -30,10 +31,15 @@ type ConversionsConfig struct {
 	ConversionActionID string
 	// HTTPClient makes the calls and authorizes them; required.
 	HTTPClient *http.Client
-	// StatusPolls, StatusWait, Sleep: as in DataManagerConfig.
+	// StatusPolls, StatusWait, Sleep, Status: as in DataManagerConfig.
 	StatusPolls int
 	StatusWait  time.Duration
 	Sleep       func(context.Context, time.Duration) error
+	Status      *StatusPoller
+	// Profiles looks up the identifiers of a sale whose payload has none
+	// (the dead letter of a failed request, retried); nil: such a sale is
+	// refused.
+	Profiles channels.Profiles
 }
 
 // Validate reports the first invalid setting, naming it.
@@ -59,8 +65,10 @@ func (c ConversionsConfig) Validate() error {
 // Conversions sends purchases to a Google Ads conversion action. It is
 // safe for concurrent use.
 type Conversions struct {
-	api  *dmClient
-	dest destination
+	api    *dmClient
+	dest   destination
+	status *StatusPoller
+	people channels.Profiles
 }
 
 // NewConversions checks cfg and returns the destination.
@@ -71,8 +79,13 @@ func NewConversions(cfg ConversionsConfig) (*Conversions, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Conversions{api: newDMClient(cfg.BaseURL, cfg.HTTPClient, cfg.StatusPolls, cfg.StatusWait, cfg.Sleep),
-		dest: destination{LoginAccount: cfg.Login.wire(), OperatingAccount: cfg.Operating.wire(), ProductDestinationID: cfg.ConversionActionID}}, nil
+	c := &Conversions{api: newDMClient(cfg.BaseURL, cfg.HTTPClient, cfg.StatusPolls, cfg.StatusWait, cfg.Sleep),
+		dest:   destination{LoginAccount: cfg.Login.wire(), OperatingAccount: cfg.Operating.wire(), ProductDestinationID: cfg.ConversionActionID},
+		status: cfg.Status, people: cfg.Profiles}
+	if cfg.Status != nil {
+		cfg.Status.register(ConversionsName, c.api)
+	}
+	return c, nil
 }
 
 // Name is ConversionsName.
@@ -115,7 +128,22 @@ func (c *Conversions) Deliver(ctx context.Context, msgs []*channels.Message) []c
 			out[i].Err = err
 			continue
 		}
-		ids := dmIdentifiers(p.Emails, p.Phones)
+		if len(p.Emails) == 0 && len(p.Phones) == 0 && c.people != nil && m.ProfileID != "" {
+			// A retried dead letter of a failed request: the person's
+			// identifiers now.
+			prof, err := c.people.Profile(ctx, m.ProfileID)
+			if err != nil {
+				out[i].Err = fmt.Errorf("google: look up profile: %w", err)
+				continue
+			}
+			if prof == nil {
+				out[i].Err = channels.Permanent(errors.New("google: the person was erased: nothing to send"))
+				continue
+			}
+			a := ProfileAddress(prof)
+			p.Emails, p.Phones, p.FirstName, p.LastName, p.Country, p.PostalCode = prof.Emails, prof.Phones, a.FirstName, a.LastName, a.Country, a.PostalCode
+		}
+		ids := dmIdentifiers(p.Emails, p.Phones, Address{FirstName: p.FirstName, LastName: p.LastName, Country: p.Country, PostalCode: p.PostalCode})
 		if len(ids) == 0 {
 			out[i].Err = channels.Permanent(errors.New("google: conversion without identifiers"))
 			continue
@@ -133,6 +161,13 @@ func (c *Conversions) Deliver(ctx context.Context, msgs []*channels.Message) []c
 		id, err := c.api.call(ctx, "events:ingest", &eventsRequest{Destinations: []destination{c.dest}, Events: chunk, Encoding: "HEX"})
 		if err == nil {
 			err = c.api.poll(ctx, id)
+		}
+		if err == nil && c.status != nil {
+			items := make([]pendingItem, 0, len(who))
+			for _, i := range who {
+				items = append(items, pendingItem{ProfileID: msgs[i].ProfileID, Key: msgs[i].Key, Payload: saleOnly(msgs[i].Payload)})
+			}
+			c.status.track(ConversionsName, "events:ingest", id, items)
 		}
 		blame := map[int]error(nil)
 		if err != nil {
@@ -157,4 +192,16 @@ func (c *Conversions) Deliver(ctx context.Context, msgs []*channels.Message) []c
 		}
 	}
 	return out
+}
+
+// saleOnly is a conversion payload without the person's identifiers: what
+// a dead letter of a failed request keeps (the retry looks them up).
+func saleOnly(payload []byte) json.RawMessage {
+	var p channels.ConversionPayload
+	if err := json.Unmarshal(payload, &p); err != nil {
+		return nil
+	}
+	p.Emails, p.Phones, p.FirstName, p.LastName, p.Country, p.PostalCode = nil, nil, "", "", "", ""
+	b, _ := json.Marshal(p)
+	return b
 }

@@ -117,6 +117,9 @@ type DataManagerConfig struct {
 	StatusPolls int
 	StatusWait  time.Duration
 	Sleep       func(context.Context, time.Duration) error
+	// Status polls each accepted request in the background until it is
+	// terminal (nil: not polled).
+	Status *StatusPoller
 }
 
 // Validate reports the first invalid setting, naming it.
@@ -171,8 +174,12 @@ func NewDataManager(cfg DataManagerConfig) (*DataManager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &DataManager{cfg: cfg, api: newDMClient(cfg.BaseURL, cfg.HTTPClient, cfg.StatusPolls, cfg.StatusWait, cfg.Sleep),
-		dest: destination{LoginAccount: cfg.Login.wire(), OperatingAccount: cfg.Operating.wire(), ProductDestinationID: cfg.UserListID}}, nil
+	d := &DataManager{cfg: cfg, api: newDMClient(cfg.BaseURL, cfg.HTTPClient, cfg.StatusPolls, cfg.StatusWait, cfg.Sleep),
+		dest: destination{LoginAccount: cfg.Login.wire(), OperatingAccount: cfg.Operating.wire(), ProductDestinationID: cfg.UserListID}}
+	if cfg.Status != nil {
+		cfg.Status.register(cfg.Name, d.api)
+	}
+	return d, nil
 }
 
 // Name is the destination name messages are routed by.
@@ -199,8 +206,9 @@ type userData struct {
 }
 
 type userIdentifier struct {
-	EmailAddress string `json:"emailAddress,omitempty"`
-	PhoneNumber  string `json:"phoneNumber,omitempty"`
+	EmailAddress string       `json:"emailAddress,omitempty"`
+	PhoneNumber  string       `json:"phoneNumber,omitempty"`
+	Address      *addressInfo `json:"address,omitempty"`
 }
 
 // Consent status values of the Data Manager's Consent message.
@@ -241,8 +249,7 @@ func (d *DataManager) Deliver(ctx context.Context, msgs []*channels.Message) []c
 		if err != nil {
 			return "", nil, err
 		}
-		ids := dmIdentifiers(p.Emails, p.Phones)
-		if len(ids) == 0 {
+		if len(p.Emails) == 0 && len(p.Phones) == 0 && (m.ProfileID == "" || d.cfg.Profiles == nil) {
 			return "", nil, channels.Permanent(errors.New("google: no identifiers"))
 		}
 		return p.Audience, &member{msg: i, p: p}, nil
@@ -250,19 +257,39 @@ func (d *DataManager) Deliver(ctx context.Context, msgs []*channels.Message) []c
 	var adds, removes []*member
 	for _, mb := range people {
 		var c *consent
-		if mb.p.Op == "add" && d.cfg.Profiles != nil {
+		// A payload without identifiers (a dead letter of a failed
+		// request, retried) takes the person's at delivery.
+		lookup := len(mb.p.Emails) == 0 && len(mb.p.Phones) == 0
+		// The person's address (names, country, postal code) is looked up
+		// at delivery, as the payload carries emails and phones only.
+		var addr Address
+		if d.cfg.Profiles != nil && (mb.p.Op == "add" || lookup || msgs[mb.msg].ProfileID != "") {
 			prof, err := d.cfg.Profiles.Profile(ctx, msgs[mb.msg].ProfileID)
 			if err != nil {
 				out[mb.msg].Err = fmt.Errorf("google: look up profile: %w", err)
 				continue
 			}
-			if c = adsConsent(prof); prof == nil || (c != nil && c.AdUserData == ConsentDenied) {
-				// Erased, or said no since the add was queued: never sent.
-				out[mb.msg].Err = channels.ErrNoConsent
+			if prof == nil && lookup {
+				out[mb.msg].Err = channels.Permanent(errors.New("google: the person was erased: nothing to send"))
 				continue
 			}
+			if mb.p.Op == "add" {
+				if c = adsConsent(prof); prof == nil || (c != nil && c.AdUserData == ConsentDenied) {
+					// Erased, or said no since the add was queued: never sent.
+					out[mb.msg].Err = channels.ErrNoConsent
+					continue
+				}
+			}
+			if lookup {
+				mb.p.Emails, mb.p.Phones = prof.Emails, prof.Phones
+			}
+			addr = ProfileAddress(prof)
 		}
-		ids := dmIdentifiers(mb.p.Emails, mb.p.Phones)
+		ids := dmIdentifiers(mb.p.Emails, mb.p.Phones, addr)
+		if len(ids) == 0 {
+			out[mb.msg].Err = channels.Permanent(errors.New("google: no identifiers"))
+			continue
+		}
 		for len(ids) > 0 {
 			n := min(len(ids), MaxIdentifiersPerMember)
 			mb.members = append(mb.members, audienceMember{UserData: userData{UserIdentifiers: ids[:n]}, Consent: c})
@@ -274,8 +301,8 @@ func (d *DataManager) Deliver(ctx context.Context, msgs []*channels.Message) []c
 			removes = append(removes, mb)
 		}
 	}
-	d.send(ctx, "audienceMembers:ingest", adds, out)
-	d.send(ctx, "audienceMembers:remove", removes, out)
+	d.send(ctx, "audienceMembers:ingest", adds, msgs, out)
+	d.send(ctx, "audienceMembers:remove", removes, msgs, out)
 	return out
 }
 
@@ -290,7 +317,7 @@ type membersRequest struct {
 
 // send makes the requests of one method for people, in chunks within the
 // limit (a person is never split over two requests), and settles them.
-func (d *DataManager) send(ctx context.Context, method string, people []*member, out []channels.Result) {
+func (d *DataManager) send(ctx context.Context, method string, people []*member, msgs []*channels.Message, out []channels.Result) {
 	for len(people) > 0 {
 		n, total := 0, 0
 		for n < len(people) && total+len(people[n].members) <= MaxMembersPerRequest {
@@ -335,6 +362,16 @@ func (d *DataManager) send(ctx context.Context, method string, people []*member,
 		if method == "audienceMembers:remove" {
 			op = "remove"
 		}
+		if d.cfg.Status != nil {
+			items := make([]pendingItem, 0, len(chunk))
+			for _, mb := range chunk {
+				// The change without the identifiers: a retry of its dead
+				// letter looks them up.
+				pl, _ := json.Marshal(channels.AudiencePayload{Audience: mb.p.Audience, Op: op})
+				items = append(items, pendingItem{ProfileID: msgs[mb.msg].ProfileID, Key: msgs[mb.msg].Key, Payload: pl})
+			}
+			d.cfg.Status.track(d.cfg.Name, method, id, items)
+		}
 		for _, mb := range chunk {
 			out[mb.msg].Events = []channels.Outcome{{Event: "Audience Synced", Properties: map[string]any{
 				"audience": mb.p.Audience, "destination": "google", "op": op, "request_id": id,
@@ -352,10 +389,11 @@ func retryable(err error) error {
 	return err
 }
 
-// dmIdentifiers turns addresses and numbers into UserIdentifiers, hashed
-// as the Data Manager's "Format user data" guide says; duplicates and
-// unusable values are dropped.
-func dmIdentifiers(emails, phones []string) []userIdentifier {
+// dmIdentifiers turns addresses and numbers, and the postal address when
+// all its parts are known, into UserIdentifiers, hashed as the Data
+// Manager's "Format user data" guide says; duplicates and unusable values
+// are dropped.
+func dmIdentifiers(emails, phones []string, addr Address) []userIdentifier {
 	var ids []userIdentifier
 	seen := map[string]bool{}
 	for _, e := range emails {
@@ -369,6 +407,9 @@ func dmIdentifiers(emails, phones []string) []userIdentifier {
 			seen[p] = true
 			ids = append(ids, userIdentifier{PhoneNumber: sha256Hex(p)})
 		}
+	}
+	if a := addr.identifier(); a != nil {
+		ids = append(ids, *a)
 	}
 	return ids
 }
@@ -470,15 +511,12 @@ func (c *dmClient) poll(ctx context.Context, id string) error {
 		if err := c.sleep(ctx, c.wait); err != nil {
 			return fmt.Errorf("google: wait for request status: %w", err)
 		}
-		var resp struct {
-			Statuses []RequestStatus `json:"requestStatusPerDestination"`
-		}
-		u := c.status + "?requestId=" + url.QueryEscape(id)
-		if err := c.do(ctx, http.MethodGet, u, "requestStatus:retrieve", nil, &resp); err != nil {
+		statuses, err := c.retrieve(ctx, id)
+		if err != nil {
 			return err
 		}
 		processing := false
-		for _, s := range resp.Statuses {
+		for _, s := range statuses {
 			switch s.Status {
 			case "FAILED":
 				return channels.Permanent(fmt.Errorf("google: request %s failed: %s", id, s.errors()))

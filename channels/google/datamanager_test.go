@@ -33,8 +33,8 @@ func hexSHA(s string) string {
 
 // dmCall is one request the Data Manager stand-in received.
 type dmCall struct {
-	Method, Path, Query, Auth, ContentType string
-	Body                                   string
+	Method, Path, Query, Auth, ContentType, Accept string
+	Body                                           string
 }
 
 // fakeDM stands in for datamanager.googleapis.com and for Google's token
@@ -65,7 +65,7 @@ func (f *fakeDM) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, `{"access_token":"tok-%d","token_type":"Bearer","expires_in":%d}`, n, exp)
 		return
 	}
-	c := dmCall{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Auth: r.Header.Get("Authorization"), ContentType: r.Header.Get("Content-Type"), Body: string(b)}
+	c := dmCall{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Auth: r.Header.Get("Authorization"), ContentType: r.Header.Get("Content-Type"), Accept: r.Header.Get("Accept"), Body: string(b)}
 	f.calls = append(f.calls, c)
 	respond := f.respond
 	status, body := 200, ""

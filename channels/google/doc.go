@@ -28,16 +28,25 @@
 // Encoding). Values are hashed as its "Format user data" guide says:
 // email_address lower-cased, whitespace removed, and for gmail.com and
 // googlemail.com the dots before the @ removed; phone_number in E.164
-// with its "+"; SHA-256, hex ("encoding": "HEX"). A request holds at most
+// with its "+"; SHA-256, hex ("encoding": "HEX"). With all four of first
+// and last name, country and postal code on the person's profile (looked
+// up at delivery), a member also gets an "address" identifier
+// (AddressInfo: givenName and familyName lower-cased, without punctuation,
+// prefixes or suffixes, SHA-256; regionCode and postalCode not hashed;
+// address.go). A request holds at most
 // 10,000 members and a member at most 10 identifiers ("Limits and
 // quotas"); a person with more is several members, never split over two
 // requests. Consent is per member, from the person's "ads" consent at
 // delivery (granted for a yes; a no since the add was queued holds it
 // back); RemoveAudienceMembersRequest has no consent field. The requestId
-// is kept in the "Audience Synced" outcome; with StatusPolls,
-// requestStatus:retrieve?requestId= is asked until the request is no
-// longer PROCESSING, and FAILED dead-letters the messages with the error
-// reasons and counts.
+// is kept in the "Audience Synced" outcome. A StatusPoller (status.go)
+// asks GET <base>/requestStatus:retrieve?requestId= about every accepted
+// request in the background, 30 minutes after it and then with
+// exponential backoff, until it is SUCCESS, PARTIAL_SUCCESS or FAILED;
+// the ids are kept in its bbolt bucket over restarts. FAILED makes each
+// person of the request a dead letter (without identifiers: a retry
+// looks them up) with the error reasons and counts. With StatusPolls,
+// Deliver also asks inline before settling (off by default).
 //
 // Errors are google.rpc.Status bodies ({"error":{"code","message",
 // "status","details":[ErrorInfo, BadRequest, RequestInfo]}}): 429

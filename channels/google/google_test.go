@@ -512,3 +512,12 @@ var (
 	_ channels.Destination = (*google.DataManager)(nil)
 	_ channels.Destination = (*google.Conversions)(nil)
 )
+
+// The legacy path's default version has a sunset date (published or
+// projected) for the start-up warning.
+func TestDefaultVersionHasSunset(t *testing.T) {
+	v := google.DefaultBaseURL[strings.LastIndex(google.DefaultBaseURL, "/")+1:]
+	if _, ok := google.AdsAPISunsets[v]; !ok {
+		t.Errorf("AdsAPISunsets has no date for the default %s: add Google's (see sunset.go)", v)
+	}
+}

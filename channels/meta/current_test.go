@@ -192,3 +192,16 @@ func TestConversions(t *testing.T) {
 		t.Errorf("nothing received: %v, want a retry", err)
 	}
 }
+
+// Every version before the default has its published expiration date.
+func TestSunsetsUpToDefault(t *testing.T) {
+	for n := 16; ; n++ {
+		v := fmt.Sprintf("v%d.0", n)
+		if !meta.Older(v) {
+			break
+		}
+		if _, ok := meta.Sunsets[v]; !ok {
+			t.Errorf("Sunsets has no date for %s", v)
+		}
+	}
+}

@@ -124,7 +124,7 @@ func (a *app) metaAudience(cfg *Config, name, audienceID, token string, people c
 
 // googleAudience is the Google destination of an audience, through the
 // API the config chooses.
-func (a *app) googleAudience(cfg *Config, name string, g *GoogleAudience, people channels.Profiles) (channels.Destination, error) {
+func (a *app) googleAudience(cfg *Config, name string, g *GoogleAudience, people channels.Profiles, status *google.StatusPoller) (channels.Destination, error) {
 	switch g.API {
 	case "google_ads":
 		gc := google.DefaultConfig()
@@ -148,7 +148,7 @@ func (a *app) googleAudience(cfg *Config, name string, g *GoogleAudience, people
 	if err != nil {
 		return nil, err
 	}
-	dc := google.DataManagerConfig{Name: google.Prefix + name, BaseURL: cfg.GoogleDataManagerURL, HTTPClient: hc, Profiles: people, StatusPolls: g.StatusPolls,
+	dc := google.DataManagerConfig{Name: google.Prefix + name, BaseURL: cfg.GoogleDataManagerURL, HTTPClient: hc, Profiles: people, StatusPolls: g.StatusPolls, Status: status,
 		Operating:  google.Account{ID: firstNonEmpty(g.OperatingAccountID, g.CustomerID), Type: g.OperatingAccountType},
 		Login:      google.Account{ID: firstNonEmpty(g.LoginAccountID, g.LoginCustomerID), Type: g.LoginAccountType},
 		UserListID: g.UserListID}
@@ -169,7 +169,7 @@ func firstNonEmpty(vals ...string) string {
 
 // openConversions registers the conversion destinations the config names
 // and returns their names (none without channels.conversions).
-func (a *app) openConversions(cfg *Config, register func(channels.Destination) error) ([]string, error) {
+func (a *app) openConversions(cfg *Config, people channels.Profiles, status *google.StatusPoller, register func(channels.Destination) error) ([]string, error) {
 	cc := cfg.Channels.Conversions
 	var names []string
 	if m := cc.Meta; m != nil && m.AccessToken != "" {
@@ -190,7 +190,7 @@ func (a *app) openConversions(cfg *Config, register func(channels.Destination) e
 		if err != nil {
 			return nil, fmt.Errorf("channels.conversions.google: %w", err)
 		}
-		dest, err := google.NewConversions(google.ConversionsConfig{BaseURL: cfg.GoogleDataManagerURL, HTTPClient: hc, StatusPolls: g.StatusPolls,
+		dest, err := google.NewConversions(google.ConversionsConfig{BaseURL: cfg.GoogleDataManagerURL, HTTPClient: hc, StatusPolls: g.StatusPolls, Status: status, Profiles: people,
 			Operating: google.Account{ID: g.OperatingAccountID, Type: g.OperatingAccountType}, Login: google.Account{ID: g.LoginAccountID, Type: g.LoginAccountType},
 			ConversionActionID: g.ConversionActionID})
 		if err != nil {
@@ -241,6 +241,58 @@ type conversions struct {
 	dests   []string
 }
 
+// newConversions is the processor of cfg's channels.conversions sending to
+// dests, with the defaults for events and sources.
+func newConversions(a *app, cfg *Config, dests []string) conversions {
+	cc := conversions{a: a, events: cfg.Channels.Conversions.Events, sources: cfg.Channels.Conversions.Sources, dests: dests}
+	if len(cc.events) == 0 {
+		cc.events = []string{"Order Completed"}
+	}
+	if len(cc.sources) == 0 {
+		cc.sources = []string{"pos"}
+	}
+	return cc
+}
+
+// Why a sale is not sent as a conversion (simulate prints them).
+const (
+	heldNoConsent = "consent: no ads consent"
+	heldNoIDs     = "no_identifiers: no email or phone to match on"
+)
+
+// conversion is what the event is to the ad platforms: nil and "" when it
+// is not a sale to send (another event, an untrusted source, no order
+// id); nil and why when the sale is held back; else the payload.
+func (c conversions) conversion(p *profiles.Profile, ev *profiles.Event) (*channels.ConversionPayload, string) {
+	if ev.Type != "track" || !slices.Contains(c.events, ev.Event) || !slices.Contains(c.sources, ev.Source) {
+		return nil, ""
+	}
+	order, _ := ev.Properties["order_id"].(string)
+	if order == "" {
+		return nil, ""
+	}
+	if !p.ConsentValues()["ads"] {
+		return nil, heldNoConsent
+	}
+	ids, _ := c.a.identifiers(p)
+	if len(ids.Emails) == 0 && len(ids.Phones) == 0 {
+		return nil, heldNoIDs
+	}
+	traits := p.TraitValues()
+	str := func(m map[string]any, k string) string { s, _ := m[k].(string); return s }
+	addr := google.ProfileAddress(&channels.Profile{Traits: traits})
+	pl := &channels.ConversionPayload{OrderID: order, Event: ev.Event, Time: ev.Timestamp, Currency: str(ev.Properties, "currency"),
+		Emails: ids.Emails, Phones: ids.Phones, FirstName: addr.FirstName, LastName: addr.LastName,
+		Country: addr.Country, PostalCode: addr.PostalCode, ExternalID: p.ID}
+	switch v := ev.Properties["revenue"].(type) {
+	case float64:
+		pl.Value = v
+	case json.Number:
+		pl.Value, _ = v.Float64()
+	}
+	return pl, ""
+}
+
 type conversionsTx struct {
 	c    conversions
 	tx   *bbolt.Tx
@@ -251,27 +303,9 @@ func (c conversions) Begin(tx *bbolt.Tx) profiles.TxProcessor { return &conversi
 
 func (w *conversionsTx) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event, error) {
 	c := w.c
-	if ev.Type != "track" || !slices.Contains(c.events, ev.Event) || !slices.Contains(c.sources, ev.Source) || !p.ConsentValues()["ads"] {
+	pl, _ := c.conversion(p, ev)
+	if pl == nil {
 		return nil, nil
-	}
-	order, _ := ev.Properties["order_id"].(string)
-	if order == "" {
-		return nil, nil
-	}
-	ids, _ := c.a.identifiers(p)
-	if len(ids.Emails) == 0 && len(ids.Phones) == 0 {
-		return nil, nil
-	}
-	traits := p.TraitValues()
-	str := func(m map[string]any, k string) string { s, _ := m[k].(string); return s }
-	pl := channels.ConversionPayload{OrderID: order, Event: ev.Event, Time: ev.Timestamp, Currency: str(ev.Properties, "currency"),
-		Emails: ids.Emails, Phones: ids.Phones, FirstName: str(traits, "first_name"), LastName: str(traits, "last_name"),
-		Country: str(traits, "country"), ExternalID: p.ID}
-	switch v := ev.Properties["revenue"].(type) {
-	case float64:
-		pl.Value = v
-	case json.Number:
-		pl.Value, _ = v.Float64()
 	}
 	payload, err := json.Marshal(pl)
 	if err != nil {
@@ -279,12 +313,16 @@ func (w *conversionsTx) Event(p *profiles.Profile, ev *profiles.Event) ([]*profi
 	}
 	var msgs []*channels.Message
 	for _, d := range c.dests {
-		msgs = append(msgs, &channels.Message{Key: "conversion/" + order + "|" + d, Destination: d, ProfileID: p.ID, Payload: payload})
+		msgs = append(msgs, &channels.Message{Key: conversionKey(pl.OrderID, d), Destination: d, ProfileID: p.ID, Payload: payload})
 	}
 	n, err := c.a.delivery.outbox.Enqueue(w.tx, msgs...)
 	w.more = w.more || n > 0
 	return nil, err
 }
+
+// conversionKey is the outbox key of a sale's conversion to dest: one per
+// order and platform.
+func conversionKey(order, dest string) string { return "conversion/" + order + "|" + dest }
 
 func (w *conversionsTx) Erased(*profiles.Profile) error         { return nil }
 func (w *conversionsTx) Merged(*profiles.Profile, string) error { return nil }
@@ -295,8 +333,25 @@ func (w *conversionsTx) Done(committed bool) {
 	}
 }
 
+// usesDataManager reports whether cfg sends anything through Google's
+// Data Manager API (an audience or the conversions, with credentials).
+func usesDataManager(cfg *Config) bool {
+	for _, ad := range cfg.Channels.Audiences {
+		if g := ad.Google; g != nil && g.set() && (g.API == "" || g.API == "data_manager") {
+			return true
+		}
+	}
+	g := cfg.Channels.Conversions.Google
+	return g != nil && g.set()
+}
+
 // validateAds checks the ad platform settings that need no network.
 func validateAds(c *Config) error {
+	if gs := c.Channels.GoogleStatus; !gs.Off {
+		if err := gs.Validate("channels.google_status"); err != nil {
+			return err
+		}
+	}
 	for name, ad := range c.Channels.Audiences {
 		if g := ad.Google; g != nil && g.API != "" && g.API != "data_manager" && g.API != "google_ads" {
 			return fmt.Errorf("channels.audiences.%s.google.api: want data_manager or google_ads, got %q", name, g.API)

@@ -21,6 +21,7 @@ import (
 
 	"cartera/channels"
 	"cartera/channels/email"
+	"cartera/channels/google"
 	"cartera/channels/meta"
 	"cartera/channels/sms"
 	"cartera/channels/webhook"
@@ -81,6 +82,10 @@ type ChannelsConfig struct {
 	Audiences map[string]AudienceDestinations `yaml:"audiences"`
 	// Conversions sends store purchases to the ad platforms.
 	Conversions ConversionsConfig `yaml:"conversions"`
+	// GoogleStatus is when requests accepted by Google's Data Manager API
+	// are asked about (requestStatus:retrieve), in the background, until
+	// they are done; on whenever a Data Manager destination is.
+	GoogleStatus google.StatusConfig `yaml:"google_status"`
 	// Delivery overrides delivery settings by destination name.
 	Delivery map[string]channels.DestinationConfig `yaml:"delivery"`
 	// Retention says how long the outbox keeps idempotency keys and dead
@@ -158,6 +163,9 @@ type delivery struct {
 	email *email.Sender
 	// audiences maps an audience to its destination names.
 	audiences map[string][]string
+	// googleStatus polls the Data Manager requests (nil: no Data Manager
+	// destination, or google_status.off).
+	googleStatus *google.StatusPoller
 }
 
 func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() time.Time) error {
@@ -178,6 +186,13 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 		return fmt.Errorf("channels.email: %w", err)
 	}
 	d := &delivery{outbox: ob, tracker: tracker, audiences: map[string][]string{}}
+	if usesDataManager(cfg) && !cfg.Channels.GoogleStatus.Off {
+		d.googleStatus, err = google.NewStatusPoller(a.store.DB(), cfg.Channels.GoogleStatus, google.StatusOptions{Now: now,
+			Logger: a.log.With("component", "google_status"), Registerer: reg, Dead: ob})
+		if err != nil {
+			return fmt.Errorf("channels.google_status: %w", err)
+		}
+	}
 	register := func(dest channels.Destination, def channels.DestinationConfig) error {
 		if o, ok := cfg.Channels.Delivery[dest.Name()]; ok {
 			def = overlayDelivery(def, o)
@@ -254,7 +269,7 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 			a.log.Warn("meta audience disabled: no access token", "audience", name)
 		}
 		if g := ad.Google; g != nil && g.set() {
-			dest, err := a.googleAudience(cfg, name, g, people)
+			dest, err := a.googleAudience(cfg, name, g, people, d.googleStatus)
 			if err != nil {
 				return fmt.Errorf("channels.audiences.%s.google: %w", name, err)
 			}
@@ -280,7 +295,7 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 			d.audiences[name] = append(d.audiences[name], dest.Name())
 		}
 	}
-	conv, err := a.openConversions(cfg, func(dest channels.Destination) error { return register(dest, adDefaults) })
+	conv, err := a.openConversions(cfg, people, d.googleStatus, func(dest channels.Destination) error { return register(dest, adDefaults) })
 	if err != nil {
 		return fmt.Errorf("channels.conversions: %w", err)
 	}
@@ -293,14 +308,7 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 	// after the mirror enqueued the removals it keeps.
 	procs := []profiles.Processor{mirror{a: a}}
 	if len(conv) > 0 {
-		cc := conversions{a: a, events: cfg.Channels.Conversions.Events, sources: cfg.Channels.Conversions.Sources, dests: conv}
-		if len(cc.events) == 0 {
-			cc.events = []string{"Order Completed"}
-		}
-		if len(cc.sources) == 0 {
-			cc.sources = []string{"pos"}
-		}
-		procs = append(procs, cc)
+		procs = append(procs, newConversions(a, cfg, conv))
 	}
 	a.store.Use(append(procs, outboxEraser{a: a})...)
 	return nil
@@ -325,6 +333,12 @@ func (w *outboxEraserTx) Erased(p *profiles.Profile) error {
 	n, err := w.a.delivery.outbox.ErasePerson(w.tx, p.ID, w.a.delivery.stillDue)
 	if n > 0 {
 		w.a.log.Info("outbox messages of an erased profile removed", "profile", p.ID, "messages", n)
+	}
+	if err != nil {
+		return err
+	}
+	if gs := w.a.delivery.googleStatus; gs != nil {
+		_, err = gs.ErasePerson(w.tx, p.ID)
 	}
 	return err
 }

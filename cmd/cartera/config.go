@@ -113,7 +113,7 @@ func DefaultConfig() Config {
 		GoogleDataManagerURL: google.DefaultDataManagerURL,
 		GoogleWalletURL:      "https://walletobjects.googleapis.com/walletobjects/v1",
 		Profiles:             profiles.DefaultConfig(),
-		Channels:             ChannelsConfig{Retention: channels.DefaultRetentionConfig()},
+		Channels:             ChannelsConfig{Retention: channels.DefaultRetentionConfig(), GoogleStatus: google.DefaultStatusConfig()},
 		Console:              console.DefaultConfig(),
 		Limits:               DefaultLimitsConfig(),
 		Cluster:              DefaultClusterConfig(),

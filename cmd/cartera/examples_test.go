@@ -58,7 +58,9 @@ var exampleScenarios = map[string]scenario{
 		},
 		// Transactional at night: nothing is held back to the morning;
 		// Lucia's sixth order (27 November) does not start it again.
-		never: []string{"suppressed", "2026-11-26T08:00:00Z tier_upgrade", "2026-11-27T10:00:00Z tier_upgrade"},
+		// (Her sales at the till are held back from the ad platforms,
+		// "suppressed ads": she never said yes to ads.)
+		never: []string{"suppressed email", "suppressed wallet", "delayed", "2026-11-26T08:00:00Z tier_upgrade", "2026-11-27T10:00:00Z tier_upgrade"},
 	},
 	"birthday": {
 		want: []string{
@@ -99,13 +101,17 @@ var exampleScenarios = map[string]scenario{
 			"2026-11-18T11:12:00Z order_status done pass_update wallet fields=map[order:Order W-1001: delivered] push=Delivered. Enjoy your new shoes!",
 			"2026-11-18T11:12:00Z order_status done exit reason=completed",
 			"2026-11-19T08:00:00Z order_status on_its_way pass_update wallet fields=map[order:Order A-2003: shipped]",
+			// Carmen's sale at the till would go back to the ad platforms
+			// (channels.conversions), but she never said yes to ads.
+			"2026-11-19T17:00:00Z - - suppressed ads destination=meta event=Order Completed order_id=pos-7731 reason=consent: no ads consent",
+			"2026-11-19T17:00:00Z - - suppressed ads destination=google event=Order Completed order_id=pos-7731 reason=consent: no ads consent",
 			"2026-11-20T08:00:00Z order_status on_its_way pass_update wallet fields=map[order:Order A-2002: shipped]",
 			"2026-11-20T12:40:00Z order_status done pass_update wallet fields=map[order:Order A-2003: delivered]",
 			"2026-11-21T10:05:00Z order_status done pass_update wallet fields=map[order:Order A-2002: delivered]",
 		},
 		// The till order is not followed; nothing waits for a timeout.
 		// (The survey offer of their second orders follows, as in survey.)
-		never: []string{"pos-7731", "2026-11-19T17:00:00Z order_status", "suppressed"},
+		never: []string{"key=pos-7731", "Order pos-7731", "2026-11-19T17:00:00Z order_status", "suppressed email", "suppressed wallet", "suppressed audience", "conversion ads"},
 	},
 	"survey": {
 		want: []string{

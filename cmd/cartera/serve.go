@@ -171,6 +171,14 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	work.Go(func() { con.Run(workCtx) })
 	if core.delivery != nil {
 		work.Go(func() { core.delivery.outbox.RunPruner(workCtx, cfg.Channels.Retention, time.Hour) })
+		if p := core.delivery.googleStatus; p != nil {
+			// Its goroutine is joined with the others: Close waits for it.
+			p.Open(workCtx)
+			work.Go(func() {
+				<-workCtx.Done()
+				_ = p.Close()
+			})
+		}
 	}
 
 	served := make(chan error, 1)

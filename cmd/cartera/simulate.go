@@ -26,12 +26,13 @@ type simLine struct {
 	Profile string `json:"profile"`
 	// Person is the profile's main identifier when the action was taken
 	// (user id, else email, else anonymous id), for a reader.
-	Person  string          `json:"person,omitempty"`
-	Journey string          `json:"journey"`
-	Step    string          `json:"step"`
-	Action  string          `json:"action"`
-	Channel string          `json:"channel"`
-	Detail  journeys.Detail `json:"detail"`
+	Person  string `json:"person,omitempty"`
+	Journey string `json:"journey"`
+	Step    string `json:"step"`
+	Action  string `json:"action"`
+	Channel string `json:"channel"`
+	// Detail is a journeys.Detail, or a ConversionDetail.
+	Detail any `json:"detail"`
 }
 
 // virtualClock is simulate's time, moved by the events and the timers.
@@ -110,22 +111,30 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 	var werr error
 	evalErrors := 0
 	byPerson := &peopleReport{}
+	emit := func(line simLine) {
+		if *people {
+			byPerson.add(line)
+			return
+		}
+		if werr == nil {
+			werr = out.Encode(line)
+		}
+	}
 	core.journeys.Observe(func(actions []journeys.Action) {
 		for _, a := range actions {
 			if a.Action == journeys.ActError {
 				evalErrors++
 			}
-			line := simLine{At: a.At.UTC().Format(time.RFC3339), Profile: a.Profile, Person: mainIdentifier(core.store, a.Profile),
-				Journey: a.Journey, Step: a.Step, Action: a.Action, Channel: a.Channel, Detail: a.Detail}
-			if *people {
-				byPerson.add(line)
-				continue
-			}
-			if werr == nil {
-				werr = out.Encode(line)
-			}
+			emit(simLine{At: a.At.UTC().Format(time.RFC3339), Profile: a.Profile, Person: mainIdentifier(core.store, a.Profile),
+				Journey: a.Journey, Step: a.Step, Action: a.Action, Channel: a.Channel, Detail: a.Detail})
 		}
 	})
+	// Sales the config sends back to the ad platforms, after the journeys
+	// the same events moved.
+	if dests := configuredConversions(cfg); len(dests) > 0 {
+		core.store.Use(&simConversions{c: newConversions(core, cfg, dests), sent: map[string]bool{}, emit: emit,
+			who: func(id string) string { return mainIdentifier(core.store, id) }})
+	}
 	// No real sends: set_trait is applied (it changes what later
 	// conditions see), everything else is dropped once printed.
 	deliver := func(ctx context.Context, a journeys.Action) error {

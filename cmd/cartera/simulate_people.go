@@ -29,6 +29,9 @@ type personLine struct {
 	Profile  string         `json:"profile"`
 	Person   string         `json:"person"`
 	Journeys []journeyTrail `json:"journeys"`
+	// Conversions are the sales sent back to the ad platforms, as
+	// "<destination>:<order id>" (held-back ones are not listed).
+	Conversions []string `json:"conversions,omitempty"`
 }
 
 // journeyTrail is what one person did in one journey: the steps they
@@ -52,12 +55,18 @@ func (r *peopleReport) add(l simLine) {
 	}
 	p := r.lines[l.Profile]
 	if p == nil {
-		p = &personLine{Profile: l.Profile}
+		p = &personLine{Profile: l.Profile, Journeys: []journeyTrail{}}
 		r.lines[l.Profile] = p
 		r.order = append(r.order, l.Profile)
 	}
 	if l.Person != "" {
 		p.Person = l.Person
+	}
+	if l.Journey == "" {
+		if d, ok := l.Detail.(ConversionDetail); ok && l.Action == actConversion {
+			p.Conversions = append(p.Conversions, d.Destination+":"+d.OrderID)
+		}
+		return
 	}
 	var t *journeyTrail
 	for i := range p.Journeys {

@@ -63,6 +63,19 @@ var scenarios = map[string]scenario{
 			"2026-12-20T10:01:00Z vip_winback leave audience_remove audience audience=retargeting",
 		},
 	},
+	"store_conversions": {
+		want: []string{
+			"2026-11-20T10:10:00Z - - conversion ads currency=EUR destination=meta event=Order Completed order_id=pos-100 value=89.5",
+			"2026-11-20T10:10:00Z - - conversion ads currency=EUR destination=google event=Order Completed order_id=pos-100 value=89.5",
+			"2026-11-20T12:05:00Z - - suppressed ads destination=meta event=Order Completed order_id=pos-101 reason=consent: no ads consent",
+			"2026-11-20T12:05:00Z - - suppressed ads destination=google event=Order Completed order_id=pos-101 reason=consent: no ads consent",
+			"2026-11-20T13:02:00Z - - conversion ads currency=EUR destination=meta event=Order Completed order_id=pos-102 value=12",
+			"2026-11-20T13:02:00Z - - conversion ads currency=EUR destination=google event=Order Completed order_id=pos-102 value=12",
+		},
+		// The till's second report of pos-100 is not sent again, and a
+		// web shop's sale never.
+		never: []string{"10:11:00Z - - conversion", "web-7"},
+	},
 	"cart_opened": {
 		want: []string{
 			"2026-11-20T15:40:00Z cart_abandonment reminder send email template=cart_reminder",
@@ -395,8 +408,8 @@ type simAction struct {
 
 // Actions and channels of the contract.
 var (
-	simActions  = []string{"enter", "send", "delayed", "audience_add", "audience_remove", "pass_update", "set_trait", "goal", "exit", "suppressed", "error"}
-	simChannels = []string{"email", "sms", "webhook", "audience", "wallet", ""}
+	simActions  = []string{"enter", "send", "delayed", "audience_add", "audience_remove", "pass_update", "set_trait", "goal", "exit", "suppressed", "error", "conversion"}
+	simChannels = []string{"email", "sms", "webhook", "audience", "wallet", "ads", ""}
 )
 
 // checkActions checks every line is an action in the contract's shape, in
@@ -443,11 +456,18 @@ func checkActions(t *testing.T, out string) []string {
 		if !slices.Contains(simChannels, a.Channel) {
 			t.Errorf("line %d: channel %q is not one of %v", i+1, a.Channel, simChannels)
 		}
-		if a.Profile == "" || a.Journey == "" || a.Detail == nil {
+		// A sale sent back to the ad platforms (channel ads) belongs to no
+		// journey: channels.conversions sends it.
+		if conv := a.Channel == "ads"; conv {
+			if a.Profile == "" || a.Journey != "" || a.Step != "" || a.Detail["order_id"] == nil || a.Detail["destination"] == nil ||
+				(a.Action != "conversion" && a.Action != "suppressed") {
+				t.Errorf("line %d: a conversion needs a profile, an order id and a destination, and no journey: %s", i+1, line)
+			}
+		} else if a.Profile == "" || a.Journey == "" || a.Detail == nil || a.Action == "conversion" {
 			t.Errorf("line %d: profile, journey and detail are required: %s", i+1, line)
 		}
 		// An error of a trigger or entry key belongs to no step yet.
-		if a.Action != "error" && (a.Action == "enter") != (a.Step == "") {
+		if a.Action != "error" && a.Channel != "ads" && (a.Action == "enter") != (a.Step == "") {
 			t.Errorf("line %d: step %q with action %s", i+1, a.Step, a.Action)
 		}
 		if (a.Action == "send" || a.Action == "suppressed" || a.Action == "delayed") && a.Channel == "" || (a.Action == "suppressed" || a.Action == "delayed") && a.Detail["reason"] == nil {
@@ -471,7 +491,11 @@ func summarize(a simAction) string {
 	if step == "" {
 		step = "-"
 	}
-	parts := []string{a.At, a.Journey, step, a.Action}
+	journey := a.Journey
+	if journey == "" {
+		journey = "-"
+	}
+	parts := []string{a.At, journey, step, a.Action}
 	if a.Channel != "" {
 		parts = append(parts, a.Channel)
 	}
@@ -595,5 +619,33 @@ func TestSimulatePeople(t *testing.T) {
 	cart := p.Journeys[1]
 	if cart.Actions["send"] != 1 || cart.Exit != "exit step" || !slices.Contains(cart.Steps, "retarget") {
 		t.Errorf("cart trail: %+v", cart)
+	}
+}
+
+// --people lists each person's sales sent back to the ad platforms, once
+// per platform and order, and none of a person who never said yes to ads.
+func TestSimulatePeopleConversions(t *testing.T) {
+	file := filepath.Join(simDir, "store_conversions.ndjson")
+	out, _, err := simulateRun(t, "--config", filepath.Join(simDir, "cartera.yaml"), "--events", file, "--people")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var p personLine
+		if err := json.Unmarshal([]byte(line), &p); err != nil {
+			t.Fatalf("%v: %s", err, line)
+		}
+		got[p.Person] = p.Conversions
+	}
+	want := map[string][]string{
+		"olga": {"meta:pos-100", "google:pos-100"},
+		"pau":  nil,
+		"quim": {"meta:pos-102", "google:pos-102"},
+	}
+	for person, w := range want {
+		if c, ok := got[person]; !ok || !slices.Equal(c, w) {
+			t.Errorf("%s: conversions %v (listed: %v), want %v\n%s", person, c, ok, w, out)
+		}
 	}
 }
