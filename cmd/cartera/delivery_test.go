@@ -219,7 +219,7 @@ func (r *deliveryRig) serve(t *testing.T, extra map[string]string) (s *server, s
 	case err := <-done:
 		cancel()
 		t.Fatalf("serve exited: %v\n%s", err, logs.String())
-	case <-time.After(15 * time.Second):
+	case <-time.After(startTimeout):
 		cancel()
 		t.Fatal("server did not start")
 	}
