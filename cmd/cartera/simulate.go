@@ -8,15 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
 
-	"cartera/journeys"
 	"cartera/profiles"
 )
 
@@ -87,31 +83,10 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 	if err != nil {
 		return m.reportFileErrors(err)
 	}
-	dir, err := os.MkdirTemp("", "cartera-simulate-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	cfg.Data = filepath.Join(dir, "simulate.db")
-
-	clock := &virtualClock{}
-	if len(events) > 0 {
-		clock.now = events[0].Timestamp
-	}
-	// A seeded source makes profile ids, and so the output, the same on
-	// every run.
-	seeded := rand.NewChaCha8([32]byte{'c', 'a', 'r', 't', 'e', 'r', 'a'})
-	core, err := openApp(ctx, cfg, defs, appOptions{Now: clock.Now, Rand: seeded, NoSync: true, Logger: slog.New(slog.DiscardHandler), Trust: sources})
-	if err != nil {
-		return err
-	}
-	defer core.close()
-
 	out := json.NewEncoder(m.Stdout)
 	var werr error
-	evalErrors := 0
 	byPerson := &peopleReport{}
-	emit := func(line simLine) {
+	evalErrors, err := replay(ctx, cfg, defs, sources, events, *until, func(line simLine) {
 		if *people {
 			byPerson.add(line)
 			return
@@ -119,69 +94,8 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 		if werr == nil {
 			werr = out.Encode(line)
 		}
-	}
-	core.journeys.Observe(func(actions []journeys.Action) {
-		for _, a := range actions {
-			if a.Action == journeys.ActError {
-				evalErrors++
-			}
-			emit(simLine{At: a.At.UTC().Format(time.RFC3339), Profile: a.Profile, Person: mainIdentifier(core.store, a.Profile),
-				Journey: a.Journey, Step: a.Step, Action: a.Action, Channel: a.Channel, Detail: a.Detail})
-		}
 	})
-	// Sales the config sends back to the ad platforms, after the journeys
-	// the same events moved.
-	if dests := configuredConversions(cfg); len(dests) > 0 {
-		core.store.Use(&simConversions{c: newConversions(core, cfg, dests), sent: map[string]bool{}, emit: emit,
-			who: func(id string) string { return mainIdentifier(core.store, id) }})
-	}
-	// No real sends: set_trait is applied (it changes what later
-	// conditions see), everything else is dropped once printed.
-	deliver := func(ctx context.Context, a journeys.Action) error {
-		_, err := journeys.ApplyTraits(ctx, core.store, a, clock.Now())
-		return err
-	}
-	// drain delivers everything pending, however many actions a step (a
-	// cron tick over a large audience) left.
-	drain := func() error {
-		for {
-			n, err := core.journeys.DrainOutbox(ctx, deliver, 1000)
-			if err != nil || n < 1000 {
-				return err
-			}
-		}
-	}
-	fireUntil := func(t time.Time) error {
-		for {
-			due, ok := core.journeys.NextDue()
-			if !ok || due.After(t) {
-				return nil
-			}
-			clock.set(due)
-			if _, err := core.journeys.FireDue(ctx, core.store, due, 1); err != nil {
-				return err
-			}
-			if err := drain(); err != nil {
-				return err
-			}
-		}
-	}
-	var last time.Time
-	for _, e := range events {
-		if err := fireUntil(e.Timestamp); err != nil {
-			return err
-		}
-		clock.set(e.Timestamp)
-		e.ReceivedAt = clock.Now()
-		if _, err := core.store.Ingest(ctx, []*profiles.Event{e}); err != nil {
-			return fmt.Errorf("simulate: event %s: %w", e.MessageID, err)
-		}
-		if err := drain(); err != nil {
-			return err
-		}
-		last = e.Timestamp
-	}
-	if err := fireUntil(last.Add(*until)); err != nil {
+	if err != nil {
 		return err
 	}
 	if werr != nil {
@@ -199,9 +113,10 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 }
 
 // readEvents decodes NDJSON events (Segment's format, each with a type; an
-// optional "source" names the source) and orders them by timestamp. Each
-// is checked against its source's trust as serve checks it (server-only
-// events, identity verification).
+// optional "source" names the source) and orders them by timestamp. An
+// event of a source the config names is checked against its trust as
+// serve checks it (server-only events, identity verification); events of
+// other sources (the default "simulate") are taken as they are.
 func readEvents(path string, m *Main, sources *profiles.Sources) ([]*profiles.Event, error) {
 	var r io.Reader
 	if path == "-" {

@@ -614,6 +614,17 @@ func (l *Log) Segments() []SegmentInfo {
 	return out
 }
 
+// FirstOffset is the offset of the first record the log keeps (past the
+// last when it holds none).
+func (l *Log) FirstOffset(context.Context) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return 0, ErrClosed
+	}
+	return l.segs[0].first, nil
+}
+
 // Bytes is the committed size of all segments.
 func (l *Log) Bytes() int64 {
 	l.mu.Lock()
