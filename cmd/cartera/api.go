@@ -96,6 +96,7 @@ func (a *api) routes() *fiber.App {
 	v1.Get("/audiences/:id/export.csv", a.requireAdmin, a.exportAudience)
 	v1.Get("/journeys", a.requireAdmin, a.listJourneys)
 	v1.Post("/journeys/reload", a.requireAdmin, a.reloadJourneys)
+	v1.Post("/journeys/backtest", a.requireAdmin, a.backtestJourneys)
 	v1.Get("/journeys/:id", a.requireAdmin, a.getJourney)
 	v1.Get("/audiences", a.requireAdmin, a.listAudiences)
 	v1.Get("/audiences/:id/members", a.requireAdmin, a.audienceMembers)

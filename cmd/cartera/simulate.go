@@ -61,15 +61,21 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 	until := fset.Duration("until", 7*24*time.Hour, "how long after the last event timers still fire")
 	strict := fset.Bool("strict", false, "exit 1 when a journey condition or value failed to evaluate (an error action)")
 	people := fset.Bool("people", false, "print one line per person (the journeys they went through) instead of one per action")
+	fromStore := fset.Bool("from-store", false, "replay the events the running gateway's event log holds (a backtest) instead of --events")
+	since := fset.String("since", "7d", "with --from-store: how far back (36h, 7d)")
+	url := fset.String("url", "", "with --from-store: the gateway's base URL (default: http:// and the config's addr); the admin token is CARTERA_ADMIN_TOKEN or the config's")
 	if err := fset.parse(m, args, false); err != nil {
 		return err
 	}
-	if *eventsPath == "" {
-		return &usageError{"simulate: --events is required"}
+	if *fromStore == (*eventsPath != "") {
+		return &usageError{"simulate: give --events FILE or --from-store"}
 	}
 	cfg, err := loadConfig(fset.visited(&serveFlags{config: *configPath, journeys: *journeysDir}), m.Getenv)
 	if err != nil {
 		return err
+	}
+	if *fromStore {
+		return m.backtest(ctx, cfg, backtestCLI{journeys: *journeysDir, since: *since, until: *until, url: *url, people: *people, strict: *strict})
 	}
 	sources, err := profiles.NewSources(cfg.Sources)
 	if err != nil {
