@@ -66,11 +66,11 @@ sdk:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-# soak repeats the kill -9 fault test of `make test` 200 times in a row
-# (CARTERA_SOAK_KILLS) against one store.
+# soak repeats the kill -9 fault tests of `make test` (acknowledged events;
+# sends and timers) 200 times in a row (CARTERA_SOAK_KILLS) against one store.
 CARTERA_SOAK_KILLS ?= 200
 soak:
-	CARTERA_SOAK_KILLS=$(CARTERA_SOAK_KILLS) $(GO) test -count=1 -timeout 60m -run TestKill9 -v ./internal/faults
+	CARTERA_SOAK_KILLS=$(CARTERA_SOAK_KILLS) $(GO) test -count=1 -timeout 60m -run TestKill9 -v ./internal/faults ./cmd/cartera
 
 # govulncheck checks the code's call graph against the Go vulnerability
 # database. VULNDB=https://vuln.go.dev reads it from Google; the default
