@@ -35,6 +35,9 @@ func openConsole(a *api, cfg *Config, reg prometheus.Gatherer, log *slog.Logger)
 	return console.New(ccfg, o)
 }
 
+// personHistory is how many journey history entries a person's page shows.
+const personHistory = 60
+
 // consoleBackend gives the console the admin API's views.
 type consoleBackend struct{ a *api }
 
@@ -56,6 +59,11 @@ func (b consoleBackend) Person(id profiles.Identifier, events int) (*console.Per
 	out := &console.Person{ID: v.ID, CreatedAt: v.CreatedAt, LastSeenAt: v.LastSeenAt, Identities: v.Identities,
 		Traits: v.Traits, Computed: v.Computed, Consent: v.Consent, ConsentHistory: v.ConsentHistory,
 		Journeys: v.Journeys, Merges: v.Merges, EventCount: v.EventCount, Events: v.Events}
+	if b.a.core != nil {
+		if out.History, err = b.a.core.journeys.History(p.ID, personHistory); err != nil {
+			return nil, err
+		}
+	}
 	for _, m := range v.Audiences {
 		out.Audiences = append(out.Audiences, console.Membership{Audience: m.ID, Membership: m.Membership})
 	}

@@ -39,6 +39,9 @@ type Person struct {
 	Merges         []profiles.LedgerEntry
 	EventCount     int
 	Events         []profiles.Event
+	// History is what journeys did and decided for the person, newest
+	// first (journeys.Engine.History).
+	History []journeys.HistoryEntry
 }
 
 // Membership is one audience the person is or was in.

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -152,11 +151,6 @@ type consentRow struct {
 	C    profiles.Consent
 }
 
-type eventRow struct {
-	At                          time.Time
-	Type, Name, Source, Details string
-}
-
 const personEvents = 50
 
 func (c *Console) person(ctx *fiber.Ctx) error {
@@ -189,11 +183,7 @@ func (c *Console) person(ctx *fiber.Ctx) error {
 		consent = append(consent, consentRow{Name: k, C: p.Consent[k]})
 	}
 	v["Consent"] = consent
-	var events []eventRow
-	for _, e := range p.Events {
-		events = append(events, eventRow{At: e.Timestamp, Type: e.Type, Name: e.Event + e.Name, Source: e.Source, Details: details(e, mask)})
-	}
-	v["Events"] = events
+	v["Timeline"] = timeline(p.Events, p.History, mask)
 	return c.render(ctx, fiber.StatusOK, "person", "Person", "people", v)
 }
 
