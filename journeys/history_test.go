@@ -238,3 +238,28 @@ func TestPeriodCounts(t *testing.T) {
 		t.Errorf("the cumulative counter after pruning: %d, want 4", n)
 	}
 }
+
+func TestStepEdges(t *testing.T) {
+	h := newHarness(t, historyPolicy, map[string]string{"routed.yaml": routedJourney})
+	j := h.engine.Set().Journey("routed")
+	got := map[string]string{}
+	for _, s := range j.Steps {
+		var parts []string
+		for _, e := range s.Edges() {
+			parts = append(parts, e.Label+"→"+e.To)
+		}
+		got[s.ID] = s.Summary() + ": " + strings.Join(parts, " | ")
+	}
+	want := map[string]string{
+		"route":         "branch, 2 cases: has(profile.traits.vip) && profile.traits.vip == true→vip_mail | else→wait_checkout",
+		"wait_checkout": "wait for Checkout Started, 1h: on Checkout Started→done | after 1h→nudge",
+		"nudge":         "email nudge: →done",
+		"done":          "exit: ",
+		"vip_mail":      "email vip: →",
+	}
+	for id, w := range want {
+		if got[id] != w {
+			t.Errorf("%s: %q, want %q", id, got[id], w)
+		}
+	}
+}

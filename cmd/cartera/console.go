@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/url"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -108,7 +109,7 @@ func (b consoleBackend) journey(j *journeys.Journey, steps bool) (console.Journe
 		for _, st := range j.Steps {
 			sc := journeys.StepCounts{}
 			maps.Copy(sc, counts[st.ID])
-			out.Steps = append(out.Steps, console.Step{ID: st.ID, Kind: st.Kind, Next: st.Next, Counts: sc})
+			out.Steps = append(out.Steps, console.Step{ID: st.ID, Kind: st.Kind, Next: st.Next, Summary: st.Summary(), Edges: st.Edges(), Counts: sc})
 		}
 	}
 	return out, nil
@@ -133,6 +134,10 @@ func (b consoleBackend) Journey(id string) (*console.Journey, error) {
 	}
 	v, err := b.journey(j, true)
 	return &v, err
+}
+
+func (b consoleBackend) Period(id string, from, to time.Time) (map[string]journeys.StepCounts, error) {
+	return b.a.core.journeys.Period(id, from, to)
 }
 
 // Reload is POST /v1/journeys/reload.

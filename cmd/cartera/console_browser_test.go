@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,6 +47,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	mustOK(t, r.send(t, "shop_dev_write_key", "/v1/identify", `{"userId":"u-ana","traits":{"email":"ana@example.com","phone":"+34600111221","first_name":"Ana","loyalty_card":"4000 1234","vip":true,"consent":{"email":true,"sms":false,"ads":true}}}`))
 	mustOK(t, r.send(t, "app_dev_write_key", "/v1/track", `{"userId":"u-ana","event":"Product Viewed","properties":{"product_id":"shoe-42","category":"running"}}`))
 	mustOK(t, r.send(t, "app_dev_write_key", "/v1/track", `{"userId":"u-ana","event":"Product Added","properties":{"cart_id":"c-ana","product_id":"shoe-42","price":89.9}}`))
+	// Cy is a VIP too, without email consent: her reminder is suppressed.
+	mustOK(t, r.send(t, "shop_dev_write_key", "/v1/identify", `{"userId":"u-cy","traits":{"email":"cy@example.com","vip":true,"consent":{"email":false}}}`))
+	mustOK(t, r.send(t, "app_dev_write_key", "/v1/track", `{"userId":"u-cy","event":"Product Added","properties":{"cart_id":"c-cy"}}`))
 	mustOK(t, r.send(t, "shop_dev_write_key", "/v1/identify", `{"userId":"u-bo","traits":{"email":"bo@example.com","first_name":"Bo"}}`))
 	mustOK(t, r.send(t, "shop_dev_write_key", "/v1/track", `{"userId":"u-bo","event":"Order Completed","properties":{"order_id":"o-1","revenue":120,"channel":"web"}}`))
 
@@ -149,10 +153,25 @@ func TestConsoleInBrowser(t *testing.T) {
 	if c := strings.Join(strings.Fields(text("#consent")), " "); !strings.Contains(c, "email yes") || !strings.Contains(c, "sms no") {
 		t.Errorf("Ana's consent table: %q, want email yes and sms no", c)
 	}
+	// Her timeline says why: the branch's condition, then the reminder
+	// with the policies it passed (or, in quiet hours, the delay).
+	if br := text(`#timeline tr[data-action="branch"][data-step="priority"] td.why`); !strings.Contains(br, `in_audience("priority_recovery") → reminder`) {
+		t.Errorf("Ana's branch says %q", br)
+	}
+	switch why := text(`#timeline tr[data-step="reminder"].act td.why`); {
+	case strings.Contains(why, "Consent: email granted") && strings.Contains(why, "Quiet hours:") && strings.Contains(why, "is outside"):
+	case strings.HasPrefix(why, "Quiet hours: 21:00-09:00"):
+	default:
+		t.Errorf("Ana's reminder says %q, want the policies it passed or the quiet hours that delayed it", why)
+	}
 	shot("person")
 	person, err := chromedp.Run(ctx, chromedp.Location())
 	if err != nil {
 		t.Fatal(err)
+	}
+	search("email:cy@example.com")
+	if why := text(`#timeline tr[data-action="suppressed"][data-step="reminder"] td.why`); !strings.Contains(why, "Consent: no email consent") {
+		t.Errorf("Cy's suppressed reminder says %q", why)
 	}
 	logout()
 
@@ -211,7 +230,32 @@ func TestConsoleInBrowser(t *testing.T) {
 	if n, _ := strconv.Atoi(text(`tr[data-step="timing"] td.entered`)); n < 2 {
 		t.Errorf("the split step shows %d entered after two carts, want at least 2", n)
 	}
+	// The graph: a box per step, arrows counted (Ana and Cy took the
+	// priority case), suppressions by reason below.
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#graph g.node[data-step]").length`)); err != nil || n < 9 {
+		t.Errorf("the graph has %d boxes (%v), want one per step and the end", n, err)
+	}
+	label, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#graph text.elabel[data-from="priority"][data-to="reminder"]').textContent`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := label; !strings.HasSuffix(l, "· 2") {
+		t.Errorf("the priority → reminder arrow says %q, want 2 people", l)
+	}
+	// Cy's, and an anonymous cart's if the split sent it to the reminder.
+	if s := text(`tr[data-step="reminder"] td.suppressed`); !regexp.MustCompile(`^([12])\s+Consent: no email consent: ([12])$`).MatchString(s) {
+		t.Errorf("the reminder's suppressions: %q", s)
+	}
 	shot("journey")
+	do("last hour", chromedp.Click(chromedp.ID("range-1h")), chromedp.WaitVisible(chromedp.CSS("#range-1h.on")))
+	if n, _ := strconv.Atoi(text("#range-entered")); n < 4 {
+		t.Errorf("entered in the last hour: %d, want the 4 carts", n)
+	}
+	do("a range long ago", chromedp.Navigate(base+"/journeys/cart_abandonment?from=2020-01-01&to=2020-01-02"), chromedp.WaitVisible(chromedp.ID("graph")))
+	if n := text("#range-entered"); n != "0" || entered() < 4 {
+		t.Errorf("entered in 2020: %s (and %d in all), want 0", n, entered())
+	}
+	do("back to the journey", chromedp.Navigate(base+"/journeys/cart_abandonment"), chromedp.WaitVisible(chromedp.ID("graph")))
 	oldVersion := text("#version")
 
 	// A changed file: the reload names the new version.

@@ -64,6 +64,9 @@ type Journeys interface {
 	Journeys() ([]Journey, error)
 	// Journey returns one journey with its steps, nil when unknown.
 	Journey(id string) (*Journey, error)
+	// Period returns a journey's hourly counters summed from from's hour
+	// to to's, by step (journeys.Engine.Period).
+	Period(id string, from, to time.Time) (map[string]journeys.StepCounts, error)
 	// Reload compiles the files again: the versions now in force, or the
 	// errors (each file:line:col: message) and nothing changed.
 	Reload(ctx context.Context) (versions map[string]string, errs []string, err error)
@@ -81,7 +84,11 @@ type Journey struct {
 // suppressed, exited).
 type Step struct {
 	ID, Kind, Next string
-	Counts         journeys.StepCounts
+	// Summary says what the step does ("email cart_reminder").
+	Summary string
+	// Edges are the ways out of the step, from the file.
+	Edges  []journeys.Edge
+	Counts journeys.StepCounts
 }
 
 // Audiences is what the console reads about audiences.

@@ -293,17 +293,6 @@ func (c *Console) journeys(ctx *fiber.Ctx) error {
 	return c.render(ctx, fiber.StatusOK, "journeys", "Journeys", "journeys", list)
 }
 
-func (c *Console) journey(ctx *fiber.Ctx) error {
-	j, err := c.o.Journeys.Journey(ctx.Params("id"))
-	if err != nil {
-		return err
-	}
-	if j == nil {
-		return c.fail(ctx, fiber.StatusNotFound, "No such journey.")
-	}
-	return c.render(ctx, fiber.StatusOK, "journey", "Journey "+j.ID, "journeys", j)
-}
-
 // reload compiles the files again and says what changed, or why nothing did.
 func (c *Console) reload(ctx *fiber.Ctx) error {
 	before := map[string]string{}
