@@ -33,6 +33,9 @@ func openConsole(a *api, cfg *Config, reg prometheus.Gatherer, log *slog.Logger)
 	if a.core != nil && a.core.delivery != nil {
 		o.Outbox = a.core.delivery.outbox
 	}
+	if a.core != nil && a.core.wallet != nil {
+		o.Wallet = a.core.wallet
+	}
 	return console.New(ccfg, o)
 }
 

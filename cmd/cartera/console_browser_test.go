@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -307,6 +308,40 @@ func TestConsoleInBrowser(t *testing.T) {
 	do("open the outbox", chromedp.Navigate(base+"/outbox"), chromedp.WaitVisible(chromedp.ID("dead")))
 	shot("outbox")
 	do("back to Ana", chromedp.Navigate(person), chromedp.WaitVisible(chromedp.ID("profile-id")))
+
+	// The Wallet page: Ana's pass, her phone following it, a device's
+	// log line.
+	issued := r.admin(t, "POST", "/v1/profiles/user_id:u-ana/passes")
+	if issued.status != 201 {
+		t.Fatalf("issue Ana's pass: %d %s", issued.status, issued.raw)
+	}
+	serial, tier := issued.body["serial"].(string), issued.body["tier"].(string)
+	u, err := url.Parse(issued.body["apple_url"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, pkpass := get(t, r.base+u.RequestURI(), nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("download Ana's pass: %d", resp.StatusCode)
+	}
+	passToken := checkPKPass(t, pkpass, filepath.Join(r.dir, "wallet-dev", "ca.pem")).AuthenticationToken
+	if rep := r.do(t, "POST", "/wallet/v1/devices/d1/registrations/"+exPassTypeID+"/"+serial, map[string]string{"Authorization": "ApplePass " + passToken, "Content-Type": "application/json"}, []byte(`{"pushToken":"aa11"}`)); rep.status != 201 {
+		t.Fatalf("register a device: %d %s", rep.status, rep.raw)
+	}
+	if rep := r.do(t, "POST", "/wallet/v1/log", map[string]string{"Content-Type": "application/json"}, []byte(`{"logs":["Web service error for pass.example.cartera.loyalty: test line 42"]}`)); rep.status != 200 {
+		t.Fatalf("device log: %d %s", rep.status, rep.raw)
+	}
+	do("wallet", chromedp.Navigate(base+"/wallet"), chromedp.WaitVisible(chromedp.ID("passes-by-tier")))
+	if n, d := text("#passes-issued"), text("#devices"); n != "1" || d != "1" {
+		t.Errorf("wallet page: %s passes issued, %s devices; want 1 and 1", n, d)
+	}
+	if live := text(`#passes-by-tier tr[data-template="loyalty"][data-tier="` + tier + `"] td.live`); live != "1" {
+		t.Errorf("live %s passes of loyalty: %q, want 1", tier, live)
+	}
+	if l := text("#device-log"); !strings.Contains(l, "test line 42") {
+		t.Errorf("device log: %q", l)
+	}
+	shot("wallet")
 	do("overview", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("by-source")))
 	if src := text("#by-source"); !strings.Contains(src, "app") || !strings.Contains(src, "shop") {
 		t.Errorf("events by source: %q", src)

@@ -8,6 +8,7 @@ import (
 	"cartera/journeys"
 	"cartera/profiles"
 	"cartera/rules"
+	"cartera/wallet"
 )
 
 // People is what the console reads and does about one person. cmd/cartera
@@ -95,6 +96,12 @@ type Step struct {
 type Audiences interface {
 	Audiences() ([]rules.AudienceInfo, error)
 	Members(audience, after string, limit int) ([]rules.Member, string, error)
+}
+
+// Wallet is what the console reads about passes; *wallet.Service is one.
+type Wallet interface {
+	Stats() (wallet.Stats, error)
+	DeviceLog(limit int) ([]wallet.DeviceLogLine, error)
 }
 
 // Outbox is what the console reads and does about the outbox;

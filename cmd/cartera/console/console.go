@@ -36,6 +36,8 @@ type Options struct {
 	Journeys  Journeys
 	Audiences Audiences
 	Outbox    Outbox
+	// Wallet may be nil (no pass templates).
+	Wallet Wallet
 	// Metrics is the binary's Prometheus registry.
 	Metrics prometheus.Gatherer
 	// Kinds are the identifier kinds people can be looked up by.
@@ -192,6 +194,7 @@ func (c *Console) Mount(app fiber.Router) {
 	in.Get("/audiences", c.audiences)
 	in.Get("/audiences/:id", c.audience)
 	in.Get("/outbox", c.outbox)
+	in.Get("/wallet", c.walletPage)
 	in.Post("/outbox/:seq/retry", c.need(RoleAdmin), c.outboxOp("retry"))
 	in.Post("/outbox/:seq/drop", c.need(RoleAdmin), c.outboxOp("drop"))
 	in.Get("/audit", c.need(RoleAdmin), c.auditPage)
