@@ -346,5 +346,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	if src := text("#by-source"); !strings.Contains(src, "app") || !strings.Contains(src, "shop") {
 		t.Errorf("events by source: %q", src)
 	}
+	// The charts count the events since the first sample, taken before
+	// serve listened: the 9 sent above.
+	for _, id := range []string{"chart-hour", "chart-day"} {
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#`+id+` text.legend[data-series="accepted"]').getAttribute("data-total")`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := strconv.Atoi(n); got < 9 {
+			t.Errorf("%s counts %q events accepted, want at least 9", id, n)
+		}
+	}
 	shot("overview")
 }

@@ -91,6 +91,10 @@ func New(cfg Config, o Options) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
+	samples, err := openSamples(o.DB)
+	if err != nil {
+		return nil, err
+	}
 	pages, err := parsePages()
 	if err != nil {
 		return nil, err
@@ -100,7 +104,7 @@ func New(cfg Config, o Options) (*Console, error) {
 		return nil, fmt.Errorf("console: %w", err)
 	}
 	c := &Console{cfg: cfg, users: map[string]User{}, o: o, sessions: newSessions(cfg.SessionTTL),
-		limit: newLoginLimit(loginBurst, loginEvery), audit: audit, samples: newSamples(61), pages: pages, dummy: dummy}
+		limit: newLoginLimit(loginBurst, loginEvery), audit: audit, samples: samples, pages: pages, dummy: dummy}
 	for _, u := range cfg.Users {
 		c.users[u.Name] = u
 	}
@@ -144,9 +148,9 @@ func parsePages() (map[string]*template.Template, error) {
 	return out, nil
 }
 
-// Run samples the metrics for the Overview's sparklines until ctx ends.
+// Run samples the metrics for the Overview's charts every SampleEvery
+// until ctx ends; serve takes a first sample itself, before it listens.
 func (c *Console) Run(ctx context.Context) {
-	c.Sample()
 	t := time.NewTicker(c.o.SampleEvery)
 	defer t.Stop()
 	for {
@@ -166,7 +170,9 @@ func (c *Console) Sample() {
 		c.o.Log.Warn("console: sample metrics", "err", err)
 		return
 	}
-	c.samples.add(r)
+	if err := c.samples.add(sampleOf(r)); err != nil {
+		c.o.Log.Warn("console: sample metrics", "err", err)
+	}
 }
 
 const (

@@ -198,11 +198,4 @@ func TestRatesAndSparkline(t *testing.T) {
 	if !strings.Contains(svg, `points="0.0,2.0 120.0,20.0 240.0,35.0"`) || strings.Contains(svg, "<b>") {
 		t.Errorf("sparkline %s", svg)
 	}
-	s := newSamples(3)
-	for i := range 5 {
-		s.add(reading{At: at.Add(time.Duration(i) * time.Minute)})
-	}
-	if l := s.all(); len(l) != 3 || !l[0].At.Equal(at.Add(2*time.Minute)) {
-		t.Errorf("samples kept %v, want the last 3", l)
-	}
 }

@@ -19,5 +19,6 @@
 //
 //	c, err := console.New(cfg, console.Options{DB: db, People: p, ...})
 //	c.Mount(app) // a Fiber app; pages under /console
-//	go c.Run(ctx) // keeps an hour of metric samples for the sparklines
+//	c.Sample()    // the first sample of the Overview's charts
+//	go c.Run(ctx) // one a minute, kept a day in the console_samples bucket
 package console

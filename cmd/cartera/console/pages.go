@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -62,14 +63,20 @@ func (c *Console) overview(ctx *fiber.Ctx) error {
 	for _, n := range slices.Sorted(maps.Keys(dn)) {
 		dests = append(dests, dest{Name: n, Queued: sizes.Queued[n], Delivered: r.Delivered[n], Retried: r.Retried[n], Dead: r.Dead[n], Suppressed: r.Suppressed[n]})
 	}
-	list := append(c.samples.all(), sample{At: r.At, Accepted: sum(r.Accepted), Delivered: sum(r.Delivered), Failed: sum(r.Retried) + sum(r.Dead)})
+	list, err := c.samples.since(r.At.Add(-24*time.Hour - 2*c.o.SampleEvery))
+	if err != nil {
+		return err
+	}
+	list = append(list, sampleOf(r))
+	hourChart, dayChart := overviewCharts(list, r.At)
+	lastHour := slices.DeleteFunc(slices.Clone(list), func(s sample) bool { return s.At.Before(r.At.Add(-time.Hour - c.o.SampleEvery)) })
 	return c.render(ctx, fiber.StatusOK, "overview", "Overview", "overview", map[string]any{
 		"Sources": sources, "Destinations": dests, "Actions": rowsOf(r.Actions), "DeadNow": sizes.Dead,
 		"AcceptedTotal": sum(r.Accepted), "DeliveredTotal": sum(r.Delivered), "FailedTotal": sum(r.Retried) + sum(r.Dead),
-		"AcceptedSpark":  sparkline(rates(list, func(s sample) float64 { return s.Accepted }), "events accepted"),
-		"DeliveredSpark": sparkline(rates(list, func(s sample) float64 { return s.Delivered }), "deliveries"),
-		"FailedSpark":    sparkline(rates(list, func(s sample) float64 { return s.Failed }), "failures"),
-		"Samples":        len(list) - 1,
+		"AcceptedSpark":  sparkline(rates(lastHour, func(s sample) float64 { return s.Accepted }), "events accepted"),
+		"DeliveredSpark": sparkline(rates(lastHour, func(s sample) float64 { return s.Delivered }), "deliveries"),
+		"FailedSpark":    sparkline(rates(lastHour, func(s sample) float64 { return s.Failed }), "failures"),
+		"Samples":        len(list) - 1, "HourChart": hourChart, "DayChart": dayChart,
 	})
 }
 
