@@ -150,7 +150,10 @@ func parsePages() (map[string]*template.Template, error) {
 
 // Run samples the metrics for the Overview's charts every SampleEvery
 // until ctx ends; serve takes a first sample itself, before it listens.
+// It also prunes the audit log, at start and then hourly.
 func (c *Console) Run(ctx context.Context) {
+	c.PruneAudit()
+	pruned := c.o.Now()
 	t := time.NewTicker(c.o.SampleEvery)
 	defer t.Stop()
 	for {
@@ -159,8 +162,25 @@ func (c *Console) Run(ctx context.Context) {
 			return
 		case <-t.C:
 			c.Sample()
+			if now := c.o.Now(); now.Sub(pruned) >= time.Hour {
+				c.PruneAudit()
+				pruned = now
+			}
 		}
 	}
+}
+
+// PruneAudit deletes the audit entries older than the retention
+// (console.audit_retention) and returns how many.
+func (c *Console) PruneAudit() int {
+	n, err := c.audit.Prune(c.o.Now().Add(-c.cfg.AuditRetention))
+	if err != nil {
+		c.o.Log.Error("console: prune audit log", "err", err)
+	}
+	if n > 0 {
+		c.o.Log.Info("console audit log pruned", "entries", n, "retention", c.cfg.AuditRetention.String())
+	}
+	return n
 }
 
 // Sample takes one sample of the counters now.
