@@ -2,9 +2,12 @@ package journeys
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"go.etcd.io/bbolt"
 
 	"cartera/profiles"
 )
@@ -260,6 +263,40 @@ func TestStepEdges(t *testing.T) {
 	for id, w := range want {
 		if got[id] != w {
 			t.Errorf("%s: %q, want %q", id, got[id], w)
+		}
+	}
+}
+
+// BenchmarkPeriod90Days: a journey page's read of 90 days of hourly
+// counters of a busy ten-step journey (every step, six counters, every
+// hour: 129,600 keys), beside nine other such journeys.
+func BenchmarkPeriod90Days(b *testing.B) {
+	h := openHarness(b, openPolicy, nil, true)
+	const hours, steps = 90 * 24, 10
+	start := t0.Add(-hours * time.Hour)
+	err := h.store.DB().Update(func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(bucketHourly)
+		for _, j := range []string{"a", "b", "c", "d", "e", "routed", "v", "w", "x", "y"} {
+			for hr := range hours {
+				for s := range steps {
+					for _, what := range []string{"entered", "sent", "suppressed", "suppressed:consent: no email consent", "exited", "from:x"} {
+						if err := bk.Put([]byte(hourKey(j, start.Add(time.Duration(hr)*time.Hour), fmt.Sprintf("step_%d", s), what)), u64(1)); err != nil {
+							return err
+						}
+					}
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		p, err := h.engine.Period("routed", start, t0)
+		if err != nil || p["step_3"]["sent"] != hours {
+			b.Fatalf("period: %v, %v", p["step_3"], err)
 		}
 	}
 }
