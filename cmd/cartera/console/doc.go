@@ -4,7 +4,9 @@
 // operators.
 //
 // It owns the console's accounts, sessions, CSRF tokens, login rate
-// limits and its audit log (the bbolt bucket console_audit, audit.go). It
+// limits, its audit log (the bbolt bucket console_audit, audit.go, pruned
+// after console.audit_retention) and the Overview's samples (the bucket
+// console_samples, metrics.go, kept 25 hours). It
 // does not own any data it shows: it reads people, journeys, audiences,
 // the outbox and the metrics through the small interfaces of backend.go,
 // which cmd/cartera implements with the same accessors as the admin API.
