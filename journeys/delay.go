@@ -31,6 +31,8 @@ type hold struct {
 	reason string
 	kind   holdKind
 	until  time.Time
+	// passed are the policies a send that may go passed, for its history.
+	passed []string
 }
 
 // onHold is what a step does when a policy of kind holds its send back,
@@ -71,7 +73,10 @@ func (r *run) send(p *profiles.Profile, pv *rules.ProfileView, j *Journey, in *I
 			return "", false, err
 		}
 		r.count(j.ID, s.ID, "sent", 1)
-		return s.Next, false, r.outbox(in, s.ID, ActSend, s.Channel, SendDetail{Template: s.Template})
+		r.why = sendWhy(h.passed, since)
+		err := r.outbox(in, s.ID, ActSend, s.Channel, SendDetail{Template: s.Template})
+		r.why = ""
+		return s.Next, false, err
 	}
 	reason := h.reason
 	if mode, maxDelay := r.set.Policy.onHold(s, h.kind); mode == DelayMode {

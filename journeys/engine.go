@@ -228,7 +228,7 @@ func New(db *bbolt.DB, set *Set, opts Options) (*Engine, error) {
 		e.metrics = NewMetrics(nil)
 	}
 	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketInstances, bucketTimers, bucketCounts, bucketDefs, bucketOutbox, bucketOutboxKey, bucketSends, bucketAdMembers, bucketSchedules, bucketExperiments} {
+		for _, b := range [][]byte{bucketInstances, bucketTimers, bucketCounts, bucketDefs, bucketOutbox, bucketOutboxKey, bucketSends, bucketAdMembers, bucketSchedules, bucketExperiments, bucketHourly} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}
@@ -348,6 +348,7 @@ type run struct {
 	// people are the profiles this run was handed, as the commit holds
 	// them (see identifiersOf).
 	people map[string]*profiles.Profile
+	journal
 }
 
 // latency is one observation for the engine's latency histograms.
@@ -374,6 +375,9 @@ func (e *Engine) Begin(tx *bbolt.Tx) profiles.TxProcessor {
 // everything else is written as it goes.
 func (r *run) Flush() error {
 	if err := r.flushExperiments(); err != nil {
+		return err
+	}
+	if err := r.flushJournal(); err != nil {
 		return err
 	}
 	b := r.tx.Bucket(bucketCounts)
@@ -485,6 +489,7 @@ func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event,
 				return nil, err
 			}
 			r.count(j.ID, s.ID, "waiting", -1)
+			r.decide(in, s.ID, DecisionWaitFor, name+" came")
 			if err := r.advance(p, j, in, s.OnEvent); err != nil {
 				return nil, err
 			}

@@ -222,6 +222,9 @@ func (r *run) outbox(in *Instance, step, action, channel string, detail Detail) 
 
 func (r *run) act(in *Instance, step, action, channel string, detail Detail) *Action {
 	r.actions = append(r.actions, Action{At: r.now.UTC(), Profile: in.ProfileID, Journey: in.Journey, Step: step, Action: action, Channel: channel, Detail: detail})
+	r.note(in.ProfileID, HistoryEntry{At: r.now.UTC(), Journey: in.Journey, Instance: in.ID, Step: step, Action: action, Channel: channel, Detail: detail, Why: r.why})
+	r.why = ""
+	r.countAction(in, step, action, detail)
 	return &r.actions[len(r.actions)-1]
 }
 
@@ -289,6 +292,9 @@ func (r *run) count(journey, step, what string, delta int64) {
 		r.counts = map[string]int64{}
 	}
 	r.counts[k] = max(n+delta, 0)
+	if delta > 0 && what != "waiting" {
+		r.countHourly(journey, step, what, delta)
+	}
 }
 
 // revenueOf is an event's revenue property (Segment's e-commerce spec), as

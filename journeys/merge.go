@@ -101,6 +101,9 @@ func (r *run) mergeHistory(survivorID, loserID string) error {
 			return err
 		}
 	}
+	if err := r.mergeHistoryLines(survivorID, loserID); err != nil {
+		return err
+	}
 	return r.mergeHolds(survivorID, loserID)
 }
 
@@ -123,6 +126,11 @@ const ReasonErased = "erased"
 func (r *run) Erased(p *profiles.Profile) error {
 	r.now = r.e.clock.Now()
 	r.hold(p)
+	if r.erased == nil {
+		r.erased = map[string]bool{}
+	}
+	r.erased[p.ID] = true
+	delete(r.trail, p.ID)
 	// Out of every ad audience at once, whoever holds the person in.
 	if err := r.dropAudiences(p, ReasonErased); err != nil {
 		return err

@@ -23,6 +23,7 @@ type PruneStats struct {
 	Instances  int // finished instances entered before the retention
 	OutboxKeys int // idempotency keys of those instances' actions
 	Sends      int // send records older than every cap and priority window
+	Hours      int // hourly counters of hours before the retention
 }
 
 // Prune removes what only grows: finished instances entered more than
@@ -35,6 +36,9 @@ func (e *Engine) Prune(ctx context.Context, now time.Time, retention time.Durati
 		retention = DefaultRetention
 	}
 	if err := e.pruneInstances(ctx, now.Add(-retention), &st); err != nil {
+		return st, err
+	}
+	if err := e.pruneHourly(ctx, now.Add(-retention), &st); err != nil {
 		return st, err
 	}
 	return st, e.pruneSends(ctx, now.Add(-e.sendWindow()), &st)

@@ -50,6 +50,9 @@ const ReasonUnverifiedAddress = "unverified_address: only unverified client even
 
 // policy applies consent, quiet hours, suppressions, priorities and caps
 // to a send; it returns why the send is held back (a zero hold: it may go).
+//
+// A send that may go says, in passed, each policy it passed: the history
+// of the person shows it (history.go).
 func (r *run) policy(p *profiles.Profile, pv *rules.ProfileView, j *Journey, channel string) hold {
 	pol := r.set.Policy
 	if reason := r.consent(pv, channel); reason != "" {
@@ -58,26 +61,39 @@ func (r *run) policy(p *profiles.Profile, pv *rules.ProfileView, j *Journey, cha
 	if reason := r.unverifiedAddress(p, channel); reason != "" {
 		return hold{reason: reason}
 	}
-	if j.Category == "transactional" {
-		return hold{}
+	var passed []string
+	if purpose := purposeOf(channel); purpose != "" && slices.Contains(pol.ConsentRequired, purpose) {
+		passed = append(passed, "consent: "+purpose+" granted")
 	}
-	if loc := pol.location(pv.Traits); pol.Quiet.holds(channel, r.now.In(loc)) {
+	if pol.UnverifiedAddresses == HoldMode && (channel == "email" || channel == "sms") {
+		passed = append(passed, "unverified_addresses: the address is confirmed")
+	}
+	if j.Category == "transactional" {
+		return hold{passed: append(passed, "transactional: quiet hours, suppressions, caps and priority do not apply")}
+	}
+	loc := pol.location(pv.Traits)
+	if pol.Quiet.holds(channel, r.now.In(loc)) {
 		return hold{reason: fmt.Sprintf("quiet_hours: %s-%s", pol.Quiet.Start, pol.Quiet.End), kind: holdQuiet,
 			until: pol.Quiet.release(r.now, loc, p.ID)}
+	} else if pol.Quiet != nil {
+		passed = append(passed, fmt.Sprintf("quiet_hours: %s %s is outside %s-%s", r.now.In(loc).Format("15:04"), loc, pol.Quiet.Start, pol.Quiet.End))
 	}
 	for _, s := range pol.Suppress {
 		if r.eval(s.When, &rules.Input{Profile: pv, Now: r.now}, j, "", "policies.suppress."+s.Name+".when") {
 			return hold{reason: "suppression: " + s.Name}
 		}
+		passed = append(passed, "suppression: "+s.Name+" does not apply")
 	}
 	sends := r.tx.Bucket(bucketSends).Cursor()
 	for _, c := range pol.Caps {
 		if c.Channel != "any" && c.Channel != channel {
 			continue
 		}
-		if n := r.sendsSince(sends, p.ID, c.Channel, r.now.Add(-c.Per), nil); n >= c.Max {
+		n := r.sendsSince(sends, p.ID, c.Channel, r.now.Add(-c.Per), nil)
+		if n >= c.Max {
 			return hold{reason: "frequency_cap: " + c.String(), kind: holdCap, until: r.capRelease(sends, p.ID, c)}
 		}
+		passed = append(passed, fmt.Sprintf("frequency_cap: %s, %d sent before", c, n))
 	}
 	if pol.PriorityWindow > 0 {
 		higher := func(other string) bool {
@@ -87,8 +103,9 @@ func (r *run) policy(p *profiles.Profile, pv *rules.ProfileView, j *Journey, cha
 		if n := r.sendsSince(sends, p.ID, channel, r.now.Add(-pol.PriorityWindow), higher); n > 0 {
 			return hold{reason: "priority: a journey of higher priority sent on " + channel}
 		}
+		passed = append(passed, "priority: no journey of higher priority sent on "+channel+" within "+fmtDuration(pol.PriorityWindow))
 	}
-	return hold{}
+	return hold{passed: passed}
 }
 
 // sendsSince counts a person's sends on a channel ("any": all) after since,

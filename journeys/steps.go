@@ -26,6 +26,7 @@ func (r *run) advance(p *profiles.Profile, j *Journey, in *Instance, stepID stri
 		if s == nil {
 			return r.finish(in, "unknown step "+stepID, false)
 		}
+		r.countHourly(j.ID, s.ID, CounterFrom+in.Step, 1)
 		in.Step = s.ID
 		if in.Steps == nil {
 			in.Steps = map[string]int{}
@@ -67,11 +68,13 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 	case StepWaitFor:
 		return "", true, r.setTimer(in, r.now.Add(s.Timeout))
 	case StepBranch:
-		for _, c := range s.Cases {
+		for i, c := range s.Cases {
 			if c.When == nil || r.eval(c.When, input, j, s.ID, "steps."+s.ID+".branch.when") {
+				r.decide(in, s.ID, DecisionBranch, caseWhy(i, c))
 				return c.Next, false, nil
 			}
 		}
+		r.decide(in, s.ID, DecisionBranch, "no case matched: the journey ends")
 		return "", false, nil
 	case StepSplit:
 		v, err := r.assign(in.ProfileID, j, s)
@@ -79,6 +82,7 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 			return "", false, err
 		}
 		in.Variant = v.Name
+		r.decide(in, s.ID, DecisionSplit, splitWhy(s, v))
 		r.count(j.ID, s.ID, "variant:"+v.Name, 1)
 		return v.Next, false, nil
 	case StepAudience:

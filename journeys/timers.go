@@ -143,6 +143,7 @@ func (r *run) fire(k, v []byte) error {
 	case s == nil:
 	case s.Kind == StepWaitFor:
 		next = s.OnTimeout
+		r.decide(in, s.ID, DecisionWaitFor, "timed out after "+fmtDuration(s.Timeout)+": no "+s.For.Event)
 	default:
 		next = s.Next
 	}

@@ -86,6 +86,18 @@ func (u *Updates) Deliver(ctx context.Context, msgs []*channels.Message) []chann
 	}
 	failed := map[string]error{}
 	pushedTo := map[string]int{}
+	counts := map[string]map[string]int64{}
+	tally := func(platform, outcome string) {
+		if counts[platform] == nil {
+			counts[platform] = map[string]int64{}
+		}
+		counts[platform][outcome]++
+	}
+	defer func() {
+		if err := u.s.countPushes(counts); err != nil {
+			u.log.Error("count wallet pushes", "err", err)
+		}
+	}()
 	if u.apns != nil {
 		var tokens []string
 		var owners []deviceReg
@@ -101,14 +113,18 @@ func (u *Updates) Deliver(ctx context.Context, msgs []*channels.Message) []chann
 			switch {
 			case res.Err == nil:
 				pushedTo[r.serial]++
+				tally("apns", PushSent)
 			case res.Unregistered():
+				tally("apns", PushUnregistered)
 				// A device id is a persistent id of a person's phone: the
 				// log has its hash, as events do; the push token stays out.
 				u.log.Info("wallet registration removed", "serial", r.serial, "device", deviceHash(r.device), "status", res.Status, "reason", res.Reason)
 				gone = append(gone, r)
 			case res.Retryable():
 				failed[r.serial] = fmt.Errorf("apns push: %w", res.Err)
+				tally("apns", PushFailed)
 			default:
+				tally("apns", PushRefused)
 				u.log.Warn("apns push refused", "serial", r.serial, "status", res.Status, "reason", res.Reason)
 			}
 		}
@@ -122,6 +138,9 @@ func (u *Updates) Deliver(ctx context.Context, msgs []*channels.Message) []chann
 		for _, serial := range order {
 			if err := u.patchGoogle(ctx, serial, updates[serial].message); err != nil {
 				failed[serial] = err
+				tally("google", PushFailed)
+			} else {
+				tally("google", PushSent)
 			}
 		}
 	}
@@ -221,6 +240,9 @@ func (s *Service) forget(regs []deviceReg) error {
 				return err
 			}
 			if err := devs.Delete(deviceKey(r.device, s.chain.PassTypeID, r.serial)); err != nil {
+				return err
+			}
+			if err := addStat(tx.Bucket(bucketStats), keyDevices, -1); err != nil {
 				return err
 			}
 		}

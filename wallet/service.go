@@ -171,7 +171,7 @@ func New(db *bbolt.DB, chain *apple.Chain, templates map[string]*Template, cfg C
 				return err
 			}
 		}
-		return nil
+		return openStats(tx)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open wallet: %w", err)
@@ -303,6 +303,9 @@ func (s *Service) save(tx *bbolt.Tx, p *Pass, touch bool) error {
 	}
 	v, err := json.Marshal(p)
 	if err != nil {
+		return err
+	}
+	if err := countPass(tx, b.Get([]byte(p.Serial)), p); err != nil {
 		return err
 	}
 	return b.Put([]byte(p.Serial), v)
@@ -527,6 +530,9 @@ func (s *Service) Register(ctx context.Context, device, passTypeID, serial, toke
 			}
 			reg = registration{At: s.now().UTC(), Seq: seq}
 			created = true
+			if err := addStat(tx.Bucket(bucketStats), keyDevices, 1); err != nil {
+				return err
+			}
 		}
 		reg.PushToken = pushToken
 		v, err := json.Marshal(reg)
@@ -567,6 +573,9 @@ func (s *Service) Unregister(ctx context.Context, device, passTypeID, serial, to
 			return err
 		}
 		if err := tx.Bucket(bucketDevices).Delete(k); err != nil {
+			return err
+		}
+		if err := addStat(tx.Bucket(bucketStats), keyDevices, -1); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketPassRegs).Delete(passRegKey(serial, device))

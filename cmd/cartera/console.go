@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/url"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -32,8 +33,14 @@ func openConsole(a *api, cfg *Config, reg prometheus.Gatherer, log *slog.Logger)
 	if a.core != nil && a.core.delivery != nil {
 		o.Outbox = a.core.delivery.outbox
 	}
+	if a.core != nil && a.core.wallet != nil {
+		o.Wallet = a.core.wallet
+	}
 	return console.New(ccfg, o)
 }
+
+// personHistory is how many journey history entries a person's page shows.
+const personHistory = 60
 
 // consoleBackend gives the console the admin API's views.
 type consoleBackend struct{ a *api }
@@ -56,6 +63,11 @@ func (b consoleBackend) Person(id profiles.Identifier, events int) (*console.Per
 	out := &console.Person{ID: v.ID, CreatedAt: v.CreatedAt, LastSeenAt: v.LastSeenAt, Identities: v.Identities,
 		Traits: v.Traits, Computed: v.Computed, Consent: v.Consent, ConsentHistory: v.ConsentHistory,
 		Journeys: v.Journeys, Merges: v.Merges, EventCount: v.EventCount, Events: v.Events}
+	if b.a.core != nil {
+		if out.History, err = b.a.core.journeys.History(p.ID, personHistory); err != nil {
+			return nil, err
+		}
+	}
 	for _, m := range v.Audiences {
 		out.Audiences = append(out.Audiences, console.Membership{Audience: m.ID, Membership: m.Membership})
 	}
@@ -100,7 +112,7 @@ func (b consoleBackend) journey(j *journeys.Journey, steps bool) (console.Journe
 		for _, st := range j.Steps {
 			sc := journeys.StepCounts{}
 			maps.Copy(sc, counts[st.ID])
-			out.Steps = append(out.Steps, console.Step{ID: st.ID, Kind: st.Kind, Next: st.Next, Counts: sc})
+			out.Steps = append(out.Steps, console.Step{ID: st.ID, Kind: st.Kind, Next: st.Next, Summary: st.Summary(), Edges: st.Edges(), Counts: sc})
 		}
 	}
 	return out, nil
@@ -125,6 +137,10 @@ func (b consoleBackend) Journey(id string) (*console.Journey, error) {
 	}
 	v, err := b.journey(j, true)
 	return &v, err
+}
+
+func (b consoleBackend) Period(id string, from, to time.Time) (map[string]journeys.StepCounts, error) {
+	return b.a.core.journeys.Period(id, from, to)
 }
 
 // Reload is POST /v1/journeys/reload.

@@ -1,11 +1,16 @@
 package main
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -46,6 +51,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	mustOK(t, r.send(t, "shop_dev_write_key", "/v1/identify", `{"userId":"u-ana","traits":{"email":"ana@example.com","phone":"+34600111221","first_name":"Ana","loyalty_card":"4000 1234","vip":true,"consent":{"email":true,"sms":false,"ads":true}}}`))
 	mustOK(t, r.send(t, "app_dev_write_key", "/v1/track", `{"userId":"u-ana","event":"Product Viewed","properties":{"product_id":"shoe-42","category":"running"}}`))
 	mustOK(t, r.send(t, "app_dev_write_key", "/v1/track", `{"userId":"u-ana","event":"Product Added","properties":{"cart_id":"c-ana","product_id":"shoe-42","price":89.9}}`))
+	// Cy is a VIP too, without email consent: her reminder is suppressed.
+	mustOK(t, r.send(t, "shop_dev_write_key", "/v1/identify", `{"userId":"u-cy","traits":{"email":"cy@example.com","vip":true,"consent":{"email":false}}}`))
+	mustOK(t, r.send(t, "app_dev_write_key", "/v1/track", `{"userId":"u-cy","event":"Product Added","properties":{"cart_id":"c-cy"}}`))
 	mustOK(t, r.send(t, "shop_dev_write_key", "/v1/identify", `{"userId":"u-bo","traits":{"email":"bo@example.com","first_name":"Bo"}}`))
 	mustOK(t, r.send(t, "shop_dev_write_key", "/v1/track", `{"userId":"u-bo","event":"Order Completed","properties":{"order_id":"o-1","revenue":120,"channel":"web"}}`))
 
@@ -149,10 +157,25 @@ func TestConsoleInBrowser(t *testing.T) {
 	if c := strings.Join(strings.Fields(text("#consent")), " "); !strings.Contains(c, "email yes") || !strings.Contains(c, "sms no") {
 		t.Errorf("Ana's consent table: %q, want email yes and sms no", c)
 	}
+	// Her timeline says why: the branch's condition, then the reminder
+	// with the policies it passed (or, in quiet hours, the delay).
+	if br := text(`#timeline tr[data-action="branch"][data-step="priority"] td.why`); !strings.Contains(br, `in_audience("priority_recovery") → reminder`) {
+		t.Errorf("Ana's branch says %q", br)
+	}
+	switch why := text(`#timeline tr[data-step="reminder"].act td.why`); {
+	case strings.Contains(why, "Consent: email granted") && strings.Contains(why, "Quiet hours:") && strings.Contains(why, "is outside"):
+	case strings.HasPrefix(why, "Quiet hours: 21:00-09:00"):
+	default:
+		t.Errorf("Ana's reminder says %q, want the policies it passed or the quiet hours that delayed it", why)
+	}
 	shot("person")
 	person, err := chromedp.Run(ctx, chromedp.Location())
 	if err != nil {
 		t.Fatal(err)
+	}
+	search("email:cy@example.com")
+	if why := text(`#timeline tr[data-action="suppressed"][data-step="reminder"] td.why`); !strings.Contains(why, "Consent: no email consent") {
+		t.Errorf("Cy's suppressed reminder says %q", why)
 	}
 	logout()
 
@@ -211,7 +234,32 @@ func TestConsoleInBrowser(t *testing.T) {
 	if n, _ := strconv.Atoi(text(`tr[data-step="timing"] td.entered`)); n < 2 {
 		t.Errorf("the split step shows %d entered after two carts, want at least 2", n)
 	}
+	// The graph: a box per step, arrows counted (Ana and Cy took the
+	// priority case), suppressions by reason below.
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#graph g.node[data-step]").length`)); err != nil || n < 9 {
+		t.Errorf("the graph has %d boxes (%v), want one per step and the end", n, err)
+	}
+	label, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#graph text.elabel[data-from="priority"][data-to="reminder"]').textContent`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := label; !strings.HasSuffix(l, "· 2") {
+		t.Errorf("the priority → reminder arrow says %q, want 2 people", l)
+	}
+	// Cy's, and each anonymous cart's the split sent to the reminder.
+	if s := text(`tr[data-step="reminder"] td.suppressed`); !regexp.MustCompile(`^([123])\s+Consent: no email consent: ([123])$`).MatchString(s) {
+		t.Errorf("the reminder's suppressions: %q", s)
+	}
 	shot("journey")
+	do("last hour", chromedp.Click(chromedp.ID("range-1h")), chromedp.WaitVisible(chromedp.CSS("#range-1h.on")))
+	if n, _ := strconv.Atoi(text("#range-entered")); n < 4 {
+		t.Errorf("entered in the last hour: %d, want the 4 carts", n)
+	}
+	do("a range long ago", chromedp.Navigate(base+"/journeys/cart_abandonment?from=2020-01-01&to=2020-01-02"), chromedp.WaitVisible(chromedp.ID("graph")))
+	if n := text("#range-entered"); n != "0" || entered() < 4 {
+		t.Errorf("entered in 2020: %s (and %d in all), want 0", n, entered())
+	}
+	do("back to the journey", chromedp.Navigate(base+"/journeys/cart_abandonment"), chromedp.WaitVisible(chromedp.ID("graph")))
 	oldVersion := text("#version")
 
 	// A changed file: the reload names the new version.
@@ -263,9 +311,77 @@ func TestConsoleInBrowser(t *testing.T) {
 	do("open the outbox", chromedp.Navigate(base+"/outbox"), chromedp.WaitVisible(chromedp.ID("dead")))
 	shot("outbox")
 	do("back to Ana", chromedp.Navigate(person), chromedp.WaitVisible(chromedp.ID("profile-id")))
+
+	// The Wallet page: Ana's pass, her phone following it, a device's
+	// log line.
+	issued := r.admin(t, "POST", "/v1/profiles/user_id:u-ana/passes")
+	if issued.status != 201 {
+		t.Fatalf("issue Ana's pass: %d %s", issued.status, issued.raw)
+	}
+	serial, tier := issued.body["serial"].(string), issued.body["tier"].(string)
+	u, err := url.Parse(issued.body["apple_url"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, pkpass := get(t, r.base+u.RequestURI(), nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("download Ana's pass: %d", resp.StatusCode)
+	}
+	// The token the phone would read from pass.json (the signature is
+	// the wallet tests' concern: openssl checks it at the wall clock,
+	// and serve's dev chain is made at the test clock).
+	zr, err := zip.NewReader(bytes.NewReader(pkpass), int64(len(pkpass)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var passJSON struct {
+		AuthenticationToken string `json:"authenticationToken"`
+	}
+	for _, f := range zr.File {
+		if f.Name == "pass.json" {
+			rc, err := f.Open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = json.NewDecoder(rc).Decode(&passJSON)
+			rc.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	passToken := passJSON.AuthenticationToken
+	if rep := r.do(t, "POST", "/wallet/v1/devices/d1/registrations/"+exPassTypeID+"/"+serial, map[string]string{"Authorization": "ApplePass " + passToken, "Content-Type": "application/json"}, []byte(`{"pushToken":"aa11"}`)); rep.status != 201 {
+		t.Fatalf("register a device: %d %s", rep.status, rep.raw)
+	}
+	if rep := r.do(t, "POST", "/wallet/v1/log", map[string]string{"Content-Type": "application/json"}, []byte(`{"logs":["Web service error for pass.example.cartera.loyalty: test line 42"]}`)); rep.status != 200 {
+		t.Fatalf("device log: %d %s", rep.status, rep.raw)
+	}
+	do("wallet", chromedp.Navigate(base+"/wallet"), chromedp.WaitVisible(chromedp.ID("passes-by-tier")))
+	if n, d := text("#passes-issued"), text("#devices"); n != "1" || d != "1" {
+		t.Errorf("wallet page: %s passes issued, %s devices; want 1 and 1", n, d)
+	}
+	if live := text(`#passes-by-tier tr[data-template="loyalty"][data-tier="` + tier + `"] td.live`); live != "1" {
+		t.Errorf("live %s passes of loyalty: %q, want 1", tier, live)
+	}
+	if l := text("#device-log"); !strings.Contains(l, "test line 42") {
+		t.Errorf("device log: %q", l)
+	}
+	shot("wallet")
 	do("overview", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("by-source")))
 	if src := text("#by-source"); !strings.Contains(src, "app") || !strings.Contains(src, "shop") {
 		t.Errorf("events by source: %q", src)
+	}
+	// The charts count the events since the first sample, taken before
+	// serve listened: the 9 sent above.
+	for _, id := range []string{"chart-hour", "chart-day"} {
+		n, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('#`+id+` text.legend[data-series="accepted"]').getAttribute("data-total")`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := strconv.Atoi(n); got < 9 {
+			t.Errorf("%s counts %q events accepted, want at least 9", id, n)
+		}
 	}
 	shot("overview")
 }

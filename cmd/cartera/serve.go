@@ -168,6 +168,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	work.Go(func() { core.journeys.RunPruner(workCtx, time.Hour, cfg.Retention.Journeys) })
 	work.Go(func() { core.ensureGoogleClasses(workCtx) })
 	work.Go(func() { core.runOutbox(workCtx) })
+	con.Sample() // the charts' first sample, before any event comes in
 	work.Go(func() { con.Run(workCtx) })
 	if core.delivery != nil {
 		work.Go(func() { core.delivery.outbox.RunPruner(workCtx, cfg.Channels.Retention, time.Hour) })

@@ -292,15 +292,23 @@ func (a *api) walletLog(c *fiber.Ctx) error {
 	if err := json.Unmarshal(c.Body(), &req); err != nil {
 		return &httpError{fiber.StatusBadRequest, "body: want {\"logs\": [\"...\"]}"}
 	}
+	var kept []string
 	for i, line := range req.Logs {
 		if i == maxLogLines {
 			a.log.Warn("wallet device log truncated", "lines", len(req.Logs))
 			break
 		}
 		if len(line) > 1024 {
-			line = line[:1024]
+			line = strings.ToValidUTF8(line[:1024], "")
 		}
 		a.log.Warn("wallet device log", "message", line)
+		kept = append(kept, line)
+	}
+	// The console's Wallet page shows the latest lines.
+	if svc, err := a.wallet(); err == nil {
+		if err := svc.LogDevice(kept); err != nil {
+			a.log.Error("wallet device log", "err", err)
+		}
 	}
 	return c.SendStatus(fiber.StatusOK)
 }

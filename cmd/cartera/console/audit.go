@@ -64,6 +64,49 @@ func (a *Audit) Record(e Entry) error {
 	return nil
 }
 
+// prunePage bounds the entries one pruning transaction deletes.
+const prunePage = 5000
+
+// Prune deletes the entries made before cutoff, oldest first, a page per
+// transaction, and returns how many. Entries are in the order they were
+// made, so it stops at the first one made at or after cutoff.
+func (a *Audit) Prune(cutoff time.Time) (int, error) {
+	total := 0
+	for {
+		n, more := 0, false
+		err := a.db.Update(func(tx *bbolt.Tx) error {
+			n, more = 0, false
+			b := tx.Bucket(bucketAudit)
+			c := b.Cursor()
+			for k, v := c.First(); k != nil; k, v = c.First() {
+				if n == prunePage {
+					more = true
+					return nil
+				}
+				var e Entry
+				if err := json.Unmarshal(v, &e); err != nil {
+					return fmt.Errorf("decode audit entry %x: %w", k, err)
+				}
+				if !e.At.Before(cutoff) {
+					return nil
+				}
+				if err := c.Delete(); err != nil {
+					return err
+				}
+				n++
+			}
+			return nil
+		})
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("prune audit log: %w", err)
+		}
+		if !more {
+			return total, nil
+		}
+	}
+}
+
 // Recent returns up to limit entries, newest first.
 func (a *Audit) Recent(limit int) ([]Entry, error) {
 	var out []Entry

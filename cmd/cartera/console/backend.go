@@ -8,6 +8,7 @@ import (
 	"cartera/journeys"
 	"cartera/profiles"
 	"cartera/rules"
+	"cartera/wallet"
 )
 
 // People is what the console reads and does about one person. cmd/cartera
@@ -39,6 +40,9 @@ type Person struct {
 	Merges         []profiles.LedgerEntry
 	EventCount     int
 	Events         []profiles.Event
+	// History is what journeys did and decided for the person, newest
+	// first (journeys.Engine.History).
+	History []journeys.HistoryEntry
 }
 
 // Membership is one audience the person is or was in.
@@ -61,6 +65,9 @@ type Journeys interface {
 	Journeys() ([]Journey, error)
 	// Journey returns one journey with its steps, nil when unknown.
 	Journey(id string) (*Journey, error)
+	// Period returns a journey's hourly counters summed from from's hour
+	// to to's, by step (journeys.Engine.Period).
+	Period(id string, from, to time.Time) (map[string]journeys.StepCounts, error)
 	// Reload compiles the files again: the versions now in force, or the
 	// errors (each file:line:col: message) and nothing changed.
 	Reload(ctx context.Context) (versions map[string]string, errs []string, err error)
@@ -78,13 +85,23 @@ type Journey struct {
 // suppressed, exited).
 type Step struct {
 	ID, Kind, Next string
-	Counts         journeys.StepCounts
+	// Summary says what the step does ("email cart_reminder").
+	Summary string
+	// Edges are the ways out of the step, from the file.
+	Edges  []journeys.Edge
+	Counts journeys.StepCounts
 }
 
 // Audiences is what the console reads about audiences.
 type Audiences interface {
 	Audiences() ([]rules.AudienceInfo, error)
 	Members(audience, after string, limit int) ([]rules.Member, string, error)
+}
+
+// Wallet is what the console reads about passes; *wallet.Service is one.
+type Wallet interface {
+	Stats() (wallet.Stats, error)
+	DeviceLog(limit int) ([]wallet.DeviceLogLine, error)
 }
 
 // Outbox is what the console reads and does about the outbox;

@@ -48,12 +48,21 @@ type Config struct {
 	Users []User `yaml:"users"`
 	// SessionTTL is how long a login lasts.
 	SessionTTL time.Duration `yaml:"session_ttl"`
+	// AuditRetention is how long audit log entries are kept.
+	AuditRetention time.Duration `yaml:"audit_retention"`
 	// Secure marks the session cookie Secure (set from a https public URL).
 	Secure bool `yaml:"-"`
 }
 
-// DefaultConfig returns the console's defaults: no users, 12 h sessions.
-func DefaultConfig() Config { return Config{SessionTTL: 12 * time.Hour} }
+// DefaultAuditRetention is how long the audit log keeps an entry unless
+// the config says otherwise: a year.
+const DefaultAuditRetention = 365 * 24 * time.Hour
+
+// DefaultConfig returns the console's defaults: no users, 12 h sessions,
+// a year of audit log.
+func DefaultConfig() Config {
+	return Config{SessionTTL: 12 * time.Hour, AuditRetention: DefaultAuditRetention}
+}
 
 // MinPasswordCost is the lowest bcrypt cost a user's hash may have.
 const MinPasswordCost = bcrypt.DefaultCost
@@ -62,6 +71,9 @@ const MinPasswordCost = bcrypt.DefaultCost
 func (c *Config) Validate() error {
 	if c.SessionTTL < time.Minute {
 		return fmt.Errorf("console.session_ttl: want at least 1m, got %s", c.SessionTTL)
+	}
+	if c.AuditRetention < 24*time.Hour {
+		return fmt.Errorf("console.audit_retention: want at least 24h, got %s", c.AuditRetention)
 	}
 	seen := map[string]bool{}
 	for i, u := range c.Users {

@@ -36,6 +36,8 @@ type Options struct {
 	Journeys  Journeys
 	Audiences Audiences
 	Outbox    Outbox
+	// Wallet may be nil (no pass templates).
+	Wallet Wallet
 	// Metrics is the binary's Prometheus registry.
 	Metrics prometheus.Gatherer
 	// Kinds are the identifier kinds people can be looked up by.
@@ -89,6 +91,10 @@ func New(cfg Config, o Options) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
+	samples, err := openSamples(o.DB)
+	if err != nil {
+		return nil, err
+	}
 	pages, err := parsePages()
 	if err != nil {
 		return nil, err
@@ -98,7 +104,7 @@ func New(cfg Config, o Options) (*Console, error) {
 		return nil, fmt.Errorf("console: %w", err)
 	}
 	c := &Console{cfg: cfg, users: map[string]User{}, o: o, sessions: newSessions(cfg.SessionTTL),
-		limit: newLoginLimit(loginBurst, loginEvery), audit: audit, samples: newSamples(61), pages: pages, dummy: dummy}
+		limit: newLoginLimit(loginBurst, loginEvery), audit: audit, samples: samples, pages: pages, dummy: dummy}
 	for _, u := range cfg.Users {
 		c.users[u.Name] = u
 	}
@@ -142,9 +148,12 @@ func parsePages() (map[string]*template.Template, error) {
 	return out, nil
 }
 
-// Run samples the metrics for the Overview's sparklines until ctx ends.
+// Run samples the metrics for the Overview's charts every SampleEvery
+// until ctx ends; serve takes a first sample itself, before it listens.
+// It also prunes the audit log, at start and then hourly.
 func (c *Console) Run(ctx context.Context) {
-	c.Sample()
+	c.PruneAudit()
+	pruned := c.o.Now()
 	t := time.NewTicker(c.o.SampleEvery)
 	defer t.Stop()
 	for {
@@ -153,8 +162,25 @@ func (c *Console) Run(ctx context.Context) {
 			return
 		case <-t.C:
 			c.Sample()
+			if now := c.o.Now(); now.Sub(pruned) >= time.Hour {
+				c.PruneAudit()
+				pruned = now
+			}
 		}
 	}
+}
+
+// PruneAudit deletes the audit entries older than the retention
+// (console.audit_retention) and returns how many.
+func (c *Console) PruneAudit() int {
+	n, err := c.audit.Prune(c.o.Now().Add(-c.cfg.AuditRetention))
+	if err != nil {
+		c.o.Log.Error("console: prune audit log", "err", err)
+	}
+	if n > 0 {
+		c.o.Log.Info("console audit log pruned", "entries", n, "retention", c.cfg.AuditRetention.String())
+	}
+	return n
 }
 
 // Sample takes one sample of the counters now.
@@ -164,7 +190,9 @@ func (c *Console) Sample() {
 		c.o.Log.Warn("console: sample metrics", "err", err)
 		return
 	}
-	c.samples.add(r)
+	if err := c.samples.add(sampleOf(r)); err != nil {
+		c.o.Log.Warn("console: sample metrics", "err", err)
+	}
 }
 
 const (
@@ -192,6 +220,7 @@ func (c *Console) Mount(app fiber.Router) {
 	in.Get("/audiences", c.audiences)
 	in.Get("/audiences/:id", c.audience)
 	in.Get("/outbox", c.outbox)
+	in.Get("/wallet", c.walletPage)
 	in.Post("/outbox/:seq/retry", c.need(RoleAdmin), c.outboxOp("retry"))
 	in.Post("/outbox/:seq/drop", c.need(RoleAdmin), c.outboxOp("drop"))
 	in.Get("/audit", c.need(RoleAdmin), c.auditPage)

@@ -1,12 +1,16 @@
 package console
 
 import (
+	"fmt"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"go.etcd.io/bbolt"
+
+	"cartera/internal/clocktest"
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -83,7 +87,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			c := Config{Users: tc.users, SessionTTL: tc.ttl}
+			c := Config{Users: tc.users, SessionTTL: tc.ttl, AuditRetention: DefaultAuditRetention}
 			err := c.Validate()
 			switch {
 			case tc.want == "" && err != nil:
@@ -108,7 +112,7 @@ func TestUserLineAndDevLogin(t *testing.T) {
 	if bcrypt.CompareHashAndPassword([]byte(h), []byte("twelve-chars")) != nil {
 		t.Error("the printed hash does not match the password")
 	}
-	c := Config{SessionTTL: time.Hour, Users: []User{{"mara", RoleMarketer, h}}}
+	c := Config{SessionTTL: time.Hour, AuditRetention: DefaultAuditRetention, Users: []User{{"mara", RoleMarketer, h}}}
 	if err := c.Validate(); err != nil {
 		t.Errorf("the printed line does not validate: %v", err)
 	}
@@ -198,11 +202,74 @@ func TestRatesAndSparkline(t *testing.T) {
 	if !strings.Contains(svg, `points="0.0,2.0 120.0,20.0 240.0,35.0"`) || strings.Contains(svg, "<b>") {
 		t.Errorf("sparkline %s", svg)
 	}
-	s := newSamples(3)
-	for i := range 5 {
-		s.add(reading{At: at.Add(time.Duration(i) * time.Minute)})
+}
+
+func TestAuditRetentionConfig(t *testing.T) {
+	c := DefaultConfig()
+	if c.AuditRetention != 365*24*time.Hour {
+		t.Errorf("default audit retention %s, want a year", c.AuditRetention)
 	}
-	if l := s.all(); len(l) != 3 || !l[0].At.Equal(at.Add(2*time.Minute)) {
-		t.Errorf("samples kept %v, want the last 3", l)
+	c.AuditRetention = time.Hour
+	if err := c.Validate(); err == nil || !strings.HasPrefix(err.Error(), "console.audit_retention: want at least 24h, got 1h0m0s") {
+		t.Errorf("Validate = %v", err)
+	}
+}
+
+// TestAuditPrunedByAge: on the console's clock, entries older than the
+// retention go, the rest stay, and the next entry follows on.
+func TestAuditPrunedByAge(t *testing.T) {
+	db, err := bbolt.Open(filepath.Join(t.TempDir(), "a.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	a, err := OpenAudit(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := clocktest.New(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
+	start := clock.Now()
+	for d := range 400 {
+		if err := a.Record(Entry{At: start.Add(time.Duration(d) * 24 * time.Hour), User: "ana", Action: fmt.Sprintf("day %d", d)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := DefaultConfig()
+	c := &Console{cfg: cfg, audit: a, o: Options{Now: clock.Now, Log: slog.New(slog.DiscardHandler)}}
+	if n := c.PruneAudit(); n != 0 {
+		t.Errorf("pruned %d entries made in the future of the clock", n)
+	}
+	clock.Set(start.Add(399*24*time.Hour + time.Minute)) // day 399
+	if n := c.PruneAudit(); n != 35 {
+		t.Errorf("pruned %d, want the 35 entries older than 365 days (days 0 to 34)", n)
+	}
+	got, err := a.Recent(1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 365 || got[len(got)-1].Action != "day 35" || got[0].Action != "day 399" {
+		t.Errorf("kept %d entries, oldest %q, newest %q", len(got), got[len(got)-1].Action, got[0].Action)
+	}
+	if err := a.Record(Entry{At: clock.Now(), User: "ana", Action: "after"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := a.Recent(1); got[0].Action != "after" {
+		t.Errorf("newest after pruning: %+v", got)
+	}
+	// Over a page: 6,000 entries a year and a day old go in two
+	// transactions.
+	for i := range 6000 {
+		if err := a.Record(Entry{At: clock.Now().Add(-366 * 24 * time.Hour), User: "bo", Action: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// They were recorded after the kept ones, so pruning stops before
+	// them: the log is in the order entries were made.
+	if n := c.PruneAudit(); n != 0 {
+		t.Errorf("pruned %d past a newer entry", n)
+	}
+	clock.Set(clock.Now().Add(800 * 24 * time.Hour))
+	if n := c.PruneAudit(); n != 366+6000 {
+		t.Errorf("pruned %d two years on, want all %d", n, 366+6000)
 	}
 }

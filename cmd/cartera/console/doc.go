@@ -4,7 +4,9 @@
 // operators.
 //
 // It owns the console's accounts, sessions, CSRF tokens, login rate
-// limits and its audit log (the bbolt bucket console_audit, audit.go). It
+// limits, its audit log (the bbolt bucket console_audit, audit.go, pruned
+// after console.audit_retention) and the Overview's samples (the bucket
+// console_samples, metrics.go, kept 25 hours). It
 // does not own any data it shows: it reads people, journeys, audiences,
 // the outbox and the metrics through the small interfaces of backend.go,
 // which cmd/cartera implements with the same accessors as the admin API.
@@ -19,5 +21,6 @@
 //
 //	c, err := console.New(cfg, console.Options{DB: db, People: p, ...})
 //	c.Mount(app) // a Fiber app; pages under /console
-//	go c.Run(ctx) // keeps an hour of metric samples for the sparklines
+//	c.Sample()    // the first sample of the Overview's charts
+//	go c.Run(ctx) // one a minute, kept a day in the console_samples bucket
 package console

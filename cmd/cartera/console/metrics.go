@@ -1,15 +1,18 @@
 package console
 
 import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"html/template"
 	"maps"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.etcd.io/bbolt"
 )
 
 // reading is one look at the counters the Overview shows, from the
@@ -78,35 +81,94 @@ func read(g prometheus.Gatherer, at time.Time) (reading, error) {
 	return r, nil
 }
 
-// series are the totals the sparklines draw, one sample a minute.
+// sample is the totals the charts draw, taken once a minute.
 type sample struct {
-	At                          time.Time
-	Accepted, Delivered, Failed float64
+	At        time.Time `json:"at"`
+	Accepted  float64   `json:"accepted"`
+	Delivered float64   `json:"delivered"`
+	Failed    float64   `json:"failed"`
 }
 
-// samples keeps the last hour of samples in memory (lost on restart; the
-// Overview says so). Charts over a day are not built.
+func sampleOf(r reading) sample {
+	return sample{At: r.At, Accepted: sum(r.Accepted), Delivered: sum(r.Delivered), Failed: sum(r.Retried) + sum(r.Dead)}
+}
+
+// The samples are kept in the gateway's bbolt file, so that the charts of
+// the last day survive a restart (a restart's counters start again from
+// zero, which rates reads as such):
+//
+//	console_samples  8-byte big-endian unix seconds → JSON sample; kept for sampleKeep
+var bucketSamples = []byte("console_samples")
+
+// sampleKeep is how long samples are kept: the day chart and a little.
+const sampleKeep = 25 * time.Hour
+
+// samples is the console's store of samples.
 type samples struct {
-	mu   sync.Mutex
-	list []sample
-	keep int
+	db *bbolt.DB
 }
 
-func newSamples(keep int) *samples { return &samples{keep: keep} }
-
-func (s *samples) add(r reading) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.list = append(s.list, sample{At: r.At, Accepted: sum(r.Accepted), Delivered: sum(r.Delivered), Failed: sum(r.Retried) + sum(r.Dead)})
-	if len(s.list) > s.keep {
-		s.list = slices.Delete(s.list, 0, len(s.list)-s.keep)
+func openSamples(db *bbolt.DB) (*samples, error) {
+	err := db.Update(func(tx *bbolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketSamples)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open console samples: %w", err)
 	}
+	return &samples{db: db}, nil
 }
 
-func (s *samples) all() []sample {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.list)
+func sampleKey(t time.Time) []byte {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], uint64(max(t.Unix(), 0)))
+	return k[:]
+}
+
+// add keeps a sample and drops those older than sampleKeep.
+func (s *samples) add(x sample) error {
+	v, err := json.Marshal(x)
+	if err != nil {
+		return err
+	}
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketSamples)
+		if err := b.Put(sampleKey(x.At), v); err != nil {
+			return err
+		}
+		cutoff := sampleKey(x.At.Add(-sampleKeep))
+		c := b.Cursor()
+		for k, _ := c.First(); k != nil && bytes.Compare(k, cutoff) < 0; k, _ = c.First() {
+			if err := b.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("keep console sample: %w", err)
+	}
+	return nil
+}
+
+// since returns the samples taken at or after from, oldest first.
+func (s *samples) since(from time.Time) ([]sample, error) {
+	var out []sample
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		c := tx.Bucket(bucketSamples).Cursor()
+		for k, v := c.Seek(sampleKey(from)); k != nil; k, v = c.Next() {
+			var x sample
+			if err := json.Unmarshal(v, &x); err != nil {
+				return fmt.Errorf("decode console sample %x: %w", k, err)
+			}
+			out = append(out, x)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read console samples: %w", err)
+	}
+	return out, nil
 }
 
 // rates turns cumulative samples into per-minute increases (a counter

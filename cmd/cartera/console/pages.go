@@ -63,14 +63,20 @@ func (c *Console) overview(ctx *fiber.Ctx) error {
 	for _, n := range slices.Sorted(maps.Keys(dn)) {
 		dests = append(dests, dest{Name: n, Queued: sizes.Queued[n], Delivered: r.Delivered[n], Retried: r.Retried[n], Dead: r.Dead[n], Suppressed: r.Suppressed[n]})
 	}
-	list := append(c.samples.all(), sample{At: r.At, Accepted: sum(r.Accepted), Delivered: sum(r.Delivered), Failed: sum(r.Retried) + sum(r.Dead)})
+	list, err := c.samples.since(r.At.Add(-24*time.Hour - 2*c.o.SampleEvery))
+	if err != nil {
+		return err
+	}
+	list = append(list, sampleOf(r))
+	hourChart, dayChart := overviewCharts(list, r.At)
+	lastHour := slices.DeleteFunc(slices.Clone(list), func(s sample) bool { return s.At.Before(r.At.Add(-time.Hour - c.o.SampleEvery)) })
 	return c.render(ctx, fiber.StatusOK, "overview", "Overview", "overview", map[string]any{
 		"Sources": sources, "Destinations": dests, "Actions": rowsOf(r.Actions), "DeadNow": sizes.Dead,
 		"AcceptedTotal": sum(r.Accepted), "DeliveredTotal": sum(r.Delivered), "FailedTotal": sum(r.Retried) + sum(r.Dead),
-		"AcceptedSpark":  sparkline(rates(list, func(s sample) float64 { return s.Accepted }), "events accepted"),
-		"DeliveredSpark": sparkline(rates(list, func(s sample) float64 { return s.Delivered }), "deliveries"),
-		"FailedSpark":    sparkline(rates(list, func(s sample) float64 { return s.Failed }), "failures"),
-		"Samples":        len(list) - 1,
+		"AcceptedSpark":  sparkline(rates(lastHour, func(s sample) float64 { return s.Accepted }), "events accepted"),
+		"DeliveredSpark": sparkline(rates(lastHour, func(s sample) float64 { return s.Delivered }), "deliveries"),
+		"FailedSpark":    sparkline(rates(lastHour, func(s sample) float64 { return s.Failed }), "failures"),
+		"Samples":        len(list) - 1, "HourChart": hourChart, "DayChart": dayChart,
 	})
 }
 
@@ -152,11 +158,6 @@ type consentRow struct {
 	C    profiles.Consent
 }
 
-type eventRow struct {
-	At                          time.Time
-	Type, Name, Source, Details string
-}
-
 const personEvents = 50
 
 func (c *Console) person(ctx *fiber.Ctx) error {
@@ -189,11 +190,7 @@ func (c *Console) person(ctx *fiber.Ctx) error {
 		consent = append(consent, consentRow{Name: k, C: p.Consent[k]})
 	}
 	v["Consent"] = consent
-	var events []eventRow
-	for _, e := range p.Events {
-		events = append(events, eventRow{At: e.Timestamp, Type: e.Type, Name: e.Event + e.Name, Source: e.Source, Details: details(e, mask)})
-	}
-	v["Events"] = events
+	v["Timeline"] = timeline(p.Events, p.History, mask)
 	return c.render(ctx, fiber.StatusOK, "person", "Person", "people", v)
 }
 
@@ -301,17 +298,6 @@ func (c *Console) journeys(ctx *fiber.Ctx) error {
 		return err
 	}
 	return c.render(ctx, fiber.StatusOK, "journeys", "Journeys", "journeys", list)
-}
-
-func (c *Console) journey(ctx *fiber.Ctx) error {
-	j, err := c.o.Journeys.Journey(ctx.Params("id"))
-	if err != nil {
-		return err
-	}
-	if j == nil {
-		return c.fail(ctx, fiber.StatusNotFound, "No such journey.")
-	}
-	return c.render(ctx, fiber.StatusOK, "journey", "Journey "+j.ID, "journeys", j)
 }
 
 // reload compiles the files again and says what changed, or why nothing did.
