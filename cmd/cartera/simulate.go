@@ -67,8 +67,11 @@ func (m *Main) simulate(ctx context.Context, args []string) error {
 	if err := fset.parse(m, args, false); err != nil {
 		return err
 	}
-	if *fromStore == (*eventsPath != "") {
-		return &usageError{"simulate: give --events FILE or --from-store"}
+	switch {
+	case *fromStore && *eventsPath != "":
+		return &usageError{"simulate: --events and --from-store: give one"}
+	case !*fromStore && *eventsPath == "":
+		return &usageError{"simulate: --events is required (or --from-store, for a backtest over the gateway's event log)"}
 	}
 	cfg, err := loadConfig(fset.visited(&serveFlags{config: *configPath, journeys: *journeysDir}), m.Getenv)
 	if err != nil {
