@@ -82,11 +82,19 @@ type node struct {
 	node  *jetstream.Node
 	seen  *applied
 	down  bool
+	// replicas is the stream's and the buckets' replication (1 when 0).
+	replicas int
 }
 
 func startNode(t *testing.T, url, id, path string) *node {
 	t.Helper()
-	n := &node{t: t, id: id, path: path, url: url, seen: &applied{n: map[string]int{}}}
+	return startNodeWith(t, id, path, func(n *node) { n.url = url })
+}
+
+func startNodeWith(t *testing.T, id, path string, set func(*node)) *node {
+	t.Helper()
+	n := &node{t: t, id: id, path: path, seen: &applied{n: map[string]int{}}}
+	set(n)
 	n.start()
 	t.Cleanup(n.close)
 	return n
@@ -100,7 +108,7 @@ func (n *node) start() {
 		t.Fatal(err)
 	}
 	cfg := testConfig(n.url)
-	cfg.Partitions = testPartitions
+	cfg.Partitions, cfg.Replicas = testPartitions, max(n.replicas, 1)
 	l, err := jetstream.Open(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -199,8 +207,18 @@ func publish(t *testing.T, l *jetstream.Log, users, first, n int) []string {
 	}
 	for len(recs) > 0 {
 		k := min(50, len(recs))
-		if _, _, err := l.Append(t.Context(), recs[:k]); err != nil {
-			t.Fatal(err)
+		// A batch not acknowledged (a server down, a leader being
+		// elected) is sent again, as a client would: a copy that was
+		// stored after all is recognized by its messageIds.
+		for try := 0; ; try++ {
+			_, _, err := l.Append(t.Context(), recs[:k])
+			if err == nil {
+				break
+			}
+			if try == 50 {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		recs = recs[k:]
 	}
