@@ -1,9 +1,11 @@
 package jetstream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"regexp"
 	"slices"
@@ -26,12 +28,16 @@ import (
 //	             revision the holder last wrote (compare-and-set). That
 //	             revision is the fencing token.
 //
-// Assignment: the live nodes, sorted by id, take the partitions in turn:
-// partition p belongs to node number p mod n. Every node computes the same
-// table from the same heartbeats; each gives up the partitions that are no
-// longer its own and claims those that are, once their lease is free (given
-// up, or lapsed with a dead node). The shares differ by one at most; a join
-// or a leave moves most partitions (no attempt is made to move few).
+// Assignment is rendezvous hashing with even shares: every node computes,
+// from the same live heartbeats, the same table. Partition by partition in
+// order, each goes to the node that ranks it highest (FNV-1a of
+// "<node id>/<partition>") among those still under their share: with P
+// partitions and n nodes, P mod n nodes take ⌈P/n⌉ and the others ⌊P/n⌋.
+// A node gives up the partitions that are no longer its own and claims
+// those that are, once their lease is free (given
+// up, or lapsed with a dead node). A join or a leave moves mostly the
+// partitions that rank the new node first or belonged to the one that left
+// (the even shares move a few more); TestAssignMovesFew counts them.
 
 // Applier applies a partition this node holds until it returns:
 // profiles.Store.ApplyPartition.
@@ -244,16 +250,50 @@ func (n *Node) members(ctx context.Context) ([]string, error) {
 	return ids, nil
 }
 
-// assign returns the partitions of n that node id owns among members
-// (sorted): partition p goes to members[p mod len(members)].
+// assign returns the partitions node id owns among members (sorted).
 func assign(members []string, partitions int, id string) map[int]bool {
-	i := slices.Index(members, id)
 	out := map[int]bool{}
-	if i < 0 {
+	for p, owner := range owners(members, partitions) {
+		if owner == id {
+			out[p] = true
+		}
+	}
+	return out
+}
+
+// owners returns the owner of each partition: rendezvous hashing, with the
+// shares kept even (see the top of this file).
+func owners(members []string, partitions int) []string {
+	out := make([]string, partitions)
+	if len(members) == 0 {
 		return out
 	}
-	for p := i; p < partitions; p += len(members) {
-		out[p] = true
+	lo, extra := partitions/len(members), partitions%len(members)
+	count := make(map[string]int, len(members))
+	full := 0 // nodes that took lo+1
+	ranked := slices.Clone(members)
+	for p := range partitions {
+		weight := func(m string) uint32 {
+			h := fnv.New32a()
+			_, _ = h.Write([]byte(m + "/" + strconv.Itoa(p)))
+			return h.Sum32()
+		}
+		slices.SortFunc(ranked, func(a, b string) int {
+			if wa, wb := weight(a), weight(b); wa != wb {
+				return cmp.Compare(wb, wa)
+			}
+			return strings.Compare(a, b)
+		})
+		for _, m := range ranked {
+			if c := count[m]; c < lo || (c == lo && full < extra) {
+				if c == lo {
+					full++
+				}
+				count[m]++
+				out[p] = m
+				break
+			}
+		}
 	}
 	return out
 }

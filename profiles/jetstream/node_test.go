@@ -274,9 +274,6 @@ func TestNodesShareTakeOverAndRebalance(t *testing.T) {
 	c := startNode(t, ns.url(), "c", filepath.Join(dir, "c.db"))
 	nodes := []*node{a, b, c}
 	eventually(t, "three nodes hold 3, 3 and 2 partitions", func() bool { return balanced(nodes...) })
-	if got := [][]int{a.held(), b.held(), c.held()}; !slices.Equal(got[0], []int{0, 3, 6}) || !slices.Equal(got[1], []int{1, 4, 7}) || !slices.Equal(got[2], []int{2, 5}) {
-		t.Fatalf("partitions held by a, b, c: %v; want [0 3 6] [1 4 7] [2 5] (p mod 3 over the sorted ids)", got)
-	}
 
 	cfg := testConfig(ns.url())
 	cfg.Partitions = testPartitions
