@@ -11,6 +11,19 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
+// newNATSServer starts one NATS server with JetStream in dir.
+func newNATSServer(dir string) (*server.Server, error) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true})
+	if err != nil {
+		return nil, err
+	}
+	s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		return nil, fmt.Errorf("nats server did not start")
+	}
+	return s, nil
+}
+
 // natsCluster is three NATS servers forming one JetStream cluster on
 // loopback, each with its own store.
 type natsCluster struct {
