@@ -84,6 +84,10 @@ type node struct {
 	down  bool
 	// replicas is the stream's and the buckets' replication (1 when 0).
 	replicas int
+	// perPartition keeps each partition in a file of its own under path
+	// (a folder), in files, instead of one store.
+	perPartition bool
+	files        *profiles.PartitionFiles
 }
 
 func startNode(t *testing.T, url, id, path string) *node {
@@ -103,9 +107,20 @@ func startNodeWith(t *testing.T, id, path string, set func(*node)) *node {
 func (n *node) start() {
 	t := n.t
 	t.Helper()
-	st, err := profiles.Open(context.Background(), n.path, profiles.DefaultConfig(), profiles.Options{Now: clocktest.New(t0).Now, Processors: []profiles.Processor{n.seen}})
-	if err != nil {
-		t.Fatal(err)
+	openStore := func(path string) (*profiles.Store, error) {
+		return profiles.Open(context.Background(), path, profiles.DefaultConfig(), profiles.Options{Now: clocktest.New(t0).Now, Processors: []profiles.Processor{n.seen}})
+	}
+	var app jetstream.Applier
+	var st *profiles.Store
+	if n.perPartition {
+		n.files = profiles.NewPartitionFiles(n.path, openStore)
+		app = n.files
+	} else {
+		var err error
+		if st, err = openStore(n.path); err != nil {
+			t.Fatal(err)
+		}
+		app = st
 	}
 	cfg := testConfig(n.url)
 	cfg.Partitions, cfg.Replicas = testPartitions, max(n.replicas, 1)
@@ -113,7 +128,7 @@ func (n *node) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nd, err := jetstream.StartNode(t.Context(), l, st, jetstream.NodeConfig{ID: n.id, LeaseTTL: testTTL})
+	nd, err := jetstream.StartNode(t.Context(), l, app, jetstream.NodeConfig{ID: n.id, LeaseTTL: testTTL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +143,9 @@ func (n *node) close() {
 	n.down = true
 	_ = n.node.Close()
 	_ = n.log.Close()
-	_ = n.store.Close()
+	if n.store != nil {
+		_ = n.store.Close()
+	}
 }
 
 // kill cuts the node's connection first, as a crash would: it cannot
@@ -137,7 +154,9 @@ func (n *node) kill() {
 	n.down = true
 	_ = n.log.Close()
 	_ = n.node.Close()
-	_ = n.store.Close()
+	if n.store != nil {
+		_ = n.store.Close()
+	}
 }
 
 func (n *node) held() []int {
