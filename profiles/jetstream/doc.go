@@ -31,10 +31,12 @@
 // revision the node took over when it claimed the partition, so a former
 // owner's late checkpoint fails. A new owner starts after the checkpoint.
 //
-// What this package does not do: move a partition's state. Each node keeps
-// what it applied in its own bbolt file; a partition that moves starts on
-// its new owner from the checkpoint, with the person's earlier state (and
-// the messageIds that dedupe retries) left in the former owner's file. A
+// What this package does not do: move a partition's state. A node keeps
+// what it applied in its bbolt file (one for all its partitions, a
+// profiles.Store, or one per partition, profiles.PartitionFiles); a
+// partition that moves starts on its new owner from the checkpoint, with
+// the person's earlier state (and the messageIds that dedupe retries) left
+// in the former owner's file. A
 // node that dies between a commit and its checkpoint has that commit
 // applied again by the next owner. Identity across partitions is not
 // resolved: an anonymous visitor's events land in the partition of their
