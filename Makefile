@@ -32,6 +32,9 @@ demo: build
 test: sdk
 	$(GO) vet ./...
 	CARTERA_SDK_TEST=1 CARTERA_BROWSER_TEST=1 $(GO) test -race -count=1 -timeout 25m ./...
+	# Three NATS servers at R3: built without -race (a data race inside
+	# nats-server; see profiles/jetstream/replicated_norace_test.go).
+	$(GO) test -count=1 -run TestReplicatedClusterTakeOver ./profiles/jetstream
 
 # console-screenshots saves a screenshot of each console page to
 # docs/console/ (the README shows them).

@@ -255,7 +255,11 @@ func (s *Store) RunApplier(ctx context.Context) {
 		from := s.AppliedOffset() + 1
 		recs, err := s.elog.log.Read(ctx, from, s.cfg.MaxBatchEvents)
 		if err == nil {
-			err = s.applySpan(ctx, from, decodeRecords(recs), recs)
+			offs := make([]uint64, len(recs))
+			for i := range offs {
+				offs[i] = from + uint64(i)
+			}
+			err = s.applySpan(ctx, nil, offs, decodeRecords(recs), recs)
 		}
 		switch {
 		case err == nil:
@@ -300,24 +304,25 @@ func decodeRecords(recs [][]byte) []*Event {
 	return events
 }
 
-// applySpan applies the records from offset from on in one commit; when
-// that fails, in halves, down to the one event that fails, so that only an
-// event that keeps failing is skipped.
-func (s *Store) applySpan(ctx context.Context, from uint64, events []*Event, recs [][]byte) error {
+// applySpan applies the records at offsets offs in one commit; when that
+// fails, in halves, down to the one event that fails, so that only an
+// event that keeps failing is skipped. t is the partition they belong to
+// (nil: the store's own event log).
+func (s *Store) applySpan(ctx context.Context, t *partTarget, offs []uint64, events []*Event, recs [][]byte) error {
 	if len(events) == 1 {
-		return s.applyOne(ctx, from, events[0], recs[0])
+		return s.applyOne(ctx, t, offs[0], events[0], recs[0])
 	}
 	if !slices.Contains(events, nil) {
-		err := s.submitApply(ctx, events, from+uint64(len(events))-1)
+		err := s.submitApply(ctx, t, events, offs[len(offs)-1])
 		if err == nil || !isEventError(err) {
 			return err
 		}
 	}
 	half := len(events) / 2
-	if err := s.applySpan(ctx, from, events[:half], recs[:half]); err != nil {
+	if err := s.applySpan(ctx, t, offs[:half], events[:half], recs[:half]); err != nil {
 		return err
 	}
-	return s.applySpan(ctx, from+uint64(half), events[half:], recs[half:])
+	return s.applySpan(ctx, t, offs[half:], events[half:], recs[half:])
 }
 
 // eventError is a failure to apply one request's events (a processor's
@@ -334,7 +339,7 @@ func isEventError(err error) bool {
 	return errors.As(err, &ee) || errors.As(err, &fe)
 }
 
-func (s *Store) applyOne(ctx context.Context, offset uint64, e *Event, raw []byte) error {
+func (s *Store) applyOne(ctx context.Context, t *partTarget, offset uint64, e *Event, raw []byte) error {
 	var err error
 	tries := 0
 	if e == nil {
@@ -350,7 +355,7 @@ func (s *Store) applyOne(ctx context.Context, offset uint64, e *Event, raw []byt
 				}
 			}
 			tries++
-			if err = s.submitApply(ctx, []*Event{e}, offset); err == nil || !isEventError(err) {
+			if err = s.submitApply(ctx, t, []*Event{e}, offset); err == nil || !isEventError(err) {
 				// Applied, or the store itself failed: RunApplier
 				// retries without counting it against the event.
 				return err
@@ -365,27 +370,46 @@ func (s *Store) applyOne(ctx context.Context, offset uint64, e *Event, raw []byt
 	s.log.Error("dead event: skipped after failed applies", "offset", offset, "type", dead.Type, "event", dead.Event, "source", dead.Source, "tries", tries)
 	s.metrics.DeadEvents.Inc()
 	req := &commitReq{dead: dead, through: offset, done: make(chan error, 1)}
+	t.prepare(req)
 	if err := s.submit(ctx, req); err != nil {
 		return fmt.Errorf("record dead event at offset %d: %w", offset, err)
 	}
-	s.elog.advance(offset)
+	s.advance(t, offset)
 	return nil
 }
 
-func (s *Store) submitApply(ctx context.Context, events []*Event, through uint64) error {
+func (s *Store) submitApply(ctx context.Context, t *partTarget, events []*Event, through uint64) error {
 	req := &commitReq{events: events, results: make([]Result, len(events)), through: through, done: make(chan error, 1)}
+	t.prepare(req)
 	if err := s.submit(ctx, req); err != nil {
 		return err
 	}
-	s.elog.advance(through)
+	s.advance(t, through)
 	return nil
 }
 
-// noteApplied stores, within the commit's transaction, the offset its
-// log records reach and the dead events it records.
+// advance notes that the records of t (nil: the store's event log) are
+// committed through offset through.
+func (s *Store) advance(t *partTarget, through uint64) {
+	if t == nil {
+		s.elog.advance(through)
+		return
+	}
+	t.through = max(t.through, through)
+}
+
+// noteApplied stores, within the commit's transaction, the offsets its
+// log records reach (the store's event log's, and each partition's) and
+// the dead events it records.
 func noteApplied(tx *bbolt.Tx, batch []*commitReq) error {
 	var through uint64
+	meta := tx.Bucket(bucketMeta)
 	for _, r := range batch {
+		if r.appliedKey != nil {
+			if err := putOffset(meta, r.appliedKey, r.through); err != nil {
+				return err
+			}
+		}
 		if r.dead != nil {
 			v, err := json.Marshal(r.dead)
 			if err != nil {
@@ -397,18 +421,25 @@ func noteApplied(tx *bbolt.Tx, batch []*commitReq) error {
 				return err
 			}
 		}
-		through = max(through, r.through)
+		if r.appliedKey == nil {
+			through = max(through, r.through)
+		}
 	}
-	if through == 0 {
+	return putOffset(meta, metaLogApplied, through)
+}
+
+// putOffset raises the offset at key of the meta bucket to off (never
+// lowers it; 0 writes nothing).
+func putOffset(meta *bbolt.Bucket, key []byte, off uint64) error {
+	if off == 0 {
 		return nil
 	}
-	meta := tx.Bucket(bucketMeta)
-	if v := meta.Get(metaLogApplied); len(v) == 8 && binary.BigEndian.Uint64(v) >= through {
+	if v := meta.Get(key); len(v) == 8 && binary.BigEndian.Uint64(v) >= off {
 		return nil
 	}
 	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], through)
-	return meta.Put(metaLogApplied, b[:])
+	binary.BigEndian.PutUint64(b[:], off)
+	return meta.Put(key, b[:])
 }
 
 // DeadEvents returns the offsets of the events recorded as dead, oldest

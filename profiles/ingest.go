@@ -41,6 +41,12 @@ type commitReq struct {
 	// (or dead) bring the store to; it commits with them (applier.go).
 	through uint64
 	dead    *deadEvent
+	// appliedKey, when set, is the meta key through is stored under (a
+	// partition's, partition.go) instead of the event log's; fence, when
+	// set, is checked last in the transaction, and a failure rolls the
+	// request back.
+	appliedKey []byte
+	fence      func() error
 }
 
 // Ingest applies events in order and returns once they are durably
@@ -180,7 +186,22 @@ func (s *Store) commit(batch []*commitReq) {
 		if err := noteApplied(tx, batch); err != nil {
 			return err
 		}
-		return st.flush()
+		if err := st.flush(); err != nil {
+			return err
+		}
+		// Last, just before the commit: a request whose partition this
+		// node no longer holds commits nothing (the others go on
+		// without it, below).
+		for _, r := range batch {
+			if r.fence == nil {
+				continue
+			}
+			if err := r.fence(); err != nil {
+				failed = r
+				return fmt.Errorf("check the partition's lease: %w", err)
+			}
+		}
+		return nil
 	})
 	if st != nil {
 		for _, tp := range st.procs {

@@ -114,6 +114,10 @@ type Log struct {
 
 	readMu sync.Mutex
 	feed   *feed
+
+	// meta is the cluster's KV bucket: the partition count, and each
+	// partition's checkpoint (node.go).
+	meta jetstream.KeyValue
 }
 
 type appendReq struct {
@@ -157,6 +161,10 @@ func Open(ctx context.Context, cfg Config) (*Log, error) {
 	}
 	l := &Log{cfg: cfg, log: lg, nc: nc, js: js,
 		reqs: make(chan *appendReq, 1024), stop: make(chan struct{}), done: make(chan struct{})}
+	if err := l.openMeta(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
 	if err := l.openStream(ctx); err != nil {
 		nc.Close()
 		return nil, err
@@ -391,10 +399,13 @@ type feed struct {
 	done chan struct{}
 }
 
-func (l *Log) startFeed(ctx context.Context, from uint64) (*feed, error) {
+// startFeed follows the stream from sequence from on: every subject, or
+// only those of filter.
+func (l *Log) startFeed(ctx context.Context, from uint64, filter ...string) (*feed, error) {
 	cons, err := l.js.OrderedConsumer(ctx, l.cfg.Stream, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   from,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    from,
+		FilterSubjects: filter,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("jetstream event log: follow from %d: %w", from, err)

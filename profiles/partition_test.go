@@ -1,0 +1,139 @@
+package profiles
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// partLog is one partition's records in memory, at sparse offsets, with
+// a fence the test can close and the checkpoints it was told.
+type partLog struct {
+	mu      sync.Mutex
+	recs    []Record
+	more    chan struct{}
+	fenced  atomic.Bool
+	checked atomic.Int64
+	ckpt    atomic.Uint64
+}
+
+func newPartLog() *partLog { return &partLog{more: make(chan struct{})} }
+
+func (l *partLog) add(t *testing.T, off uint64, e *Event) {
+	t.Helper()
+	v, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	l.recs = append(l.recs, Record{Offset: off, Data: v})
+	close(l.more)
+	l.more = make(chan struct{})
+	l.mu.Unlock()
+}
+
+func (l *partLog) Read(ctx context.Context, from uint64, max int) ([]Record, error) {
+	for {
+		l.mu.Lock()
+		var out []Record
+		for _, r := range l.recs {
+			if r.Offset >= from && len(out) < max {
+				out = append(out, r)
+			}
+		}
+		more := l.more
+		l.mu.Unlock()
+		if len(out) > 0 {
+			return out, nil
+		}
+		select {
+		case <-more:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func (l *partLog) Fence() error {
+	l.checked.Add(1)
+	if l.fenced.Load() {
+		return fmt.Errorf("%w: test", ErrFenced)
+	}
+	return nil
+}
+
+func (l *partLog) Checkpoint(through uint64) error {
+	l.ckpt.Store(through)
+	return nil
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A partition's records are applied at their sparse offsets, each commit
+// fenced and checkpointed, its offset kept under the partition; once the
+// fence fails, nothing more of it is committed and ApplyPartition returns
+// ErrFenced. Started again, it goes on after what the store applied, and
+// a record it applied before is not applied twice.
+func TestApplyPartition(t *testing.T) {
+	ts := openStore(t, DefaultConfig())
+	log := newPartLog()
+	log.add(t, 3, track("p1", "A", user("ann")))
+	log.add(t, 7, track("p2", "B", user("ann")))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- ts.ApplyPartition(ctx, 5, 1, log) }()
+
+	// The checkpoint follows the commit.
+	waitFor(t, "partition 5 applied and checkpointed through 7", func() bool { return ts.PartitionApplied(5) == 7 && log.ckpt.Load() == 7 })
+	if log.checked.Load() == 0 {
+		t.Fatal("committed without checking the fence")
+	}
+	if got := ts.lookup(KindUserID, "ann").EventCount; got != 2 {
+		t.Fatalf("ann has %d events, want 2", got)
+	}
+	if ts.PartitionApplied(4) != 0 || ts.AppliedOffset() != 0 {
+		t.Fatalf("another partition's offset %d, the log's %d: want 0 and 0", ts.PartitionApplied(4), ts.AppliedOffset())
+	}
+
+	log.fenced.Store(true)
+	log.add(t, 12, track("p3", "C", user("ann")))
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrFenced) {
+			t.Fatalf("ApplyPartition after the fence failed: %v, want ErrFenced", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("ApplyPartition goes on after its fence failed")
+	}
+	if got := ts.lookup(KindUserID, "ann").EventCount; got != 2 || ts.PartitionApplied(5) != 7 {
+		t.Fatalf("after the fence failed: %d events, partition at %d; want 2 and 7", got, ts.PartitionApplied(5))
+	}
+
+	// Held again, from an older checkpoint: the store's own offset wins
+	// for what it applied, and the record at 12 is applied once.
+	log.fenced.Store(false)
+	go func() { done <- ts.ApplyPartition(ctx, 5, 1, log) }()
+	waitFor(t, "partition 5 applied through 12", func() bool { return ts.PartitionApplied(5) == 12 })
+	if got := ts.lookup(KindUserID, "ann").EventCount; got != 3 {
+		t.Fatalf("ann has %d events, want 3", got)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("ApplyPartition after cancel: %v", err)
+	}
+}

@@ -1,0 +1,81 @@
+package profiles
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sync"
+)
+
+// PartitionFiles keeps the state of each partition a node holds in a bbolt
+// file of its own, <dir>/p<NNNN>.db, open while the node applies that
+// partition: it is the Applier of a profiles/jetstream Node, in place of
+// one Store for every partition. The files stay on disk when a partition
+// moves away; its new owner starts a file of its own (nothing moves a
+// file between nodes yet).
+type PartitionFiles struct {
+	dir  string
+	open func(path string) (*Store, error)
+
+	mu   sync.Mutex
+	held map[int]*Store
+}
+
+// NewPartitionFiles keeps partitions' files in dir; open opens the Store
+// of one file (its config, processors and logger).
+func NewPartitionFiles(dir string, open func(path string) (*Store, error)) *PartitionFiles {
+	return &PartitionFiles{dir: dir, open: open, held: map[int]*Store{}}
+}
+
+// PartitionPath is the file of partition p under dir.
+func PartitionPath(dir string, p int) string {
+	return filepath.Join(dir, fmt.Sprintf("p%04d.db", p))
+}
+
+// ApplyPartition opens partition p's file and applies p into it (Store's
+// ApplyPartition) until that returns; then it closes the file.
+func (f *PartitionFiles) ApplyPartition(ctx context.Context, p int, from uint64, log PartitionLog) error {
+	f.mu.Lock()
+	if f.held[p] != nil {
+		f.mu.Unlock()
+		return fmt.Errorf("partition %d is applied already", p)
+	}
+	st, err := f.open(PartitionPath(f.dir, p))
+	if err != nil {
+		f.mu.Unlock()
+		return fmt.Errorf("open partition %d: %w", p, err)
+	}
+	f.held[p] = st
+	f.mu.Unlock()
+	err = st.ApplyPartition(ctx, p, from, log)
+	f.mu.Lock()
+	delete(f.held, p)
+	f.mu.Unlock()
+	if cerr := st.Close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close partition %d: %w", p, cerr))
+	}
+	return err
+}
+
+// Store returns the open store of partition p, if this node applies it.
+// It is closed when the node gives p up; calls on it then fail.
+func (f *PartitionFiles) Store(p int) (*Store, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, ok := f.held[p]
+	return st, ok
+}
+
+// Open lists the partitions whose files are open, in order.
+func (f *PartitionFiles) Open() []int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []int
+	for p := range f.held {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
