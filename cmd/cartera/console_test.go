@@ -77,7 +77,7 @@ func startConsole(t *testing.T, env map[string]string) *consoleRig {
 	case err := <-done:
 		cancel()
 		t.Fatalf("serve exited: %v", err)
-	case <-time.After(20 * time.Second):
+	case <-time.After(startTimeout):
 		cancel()
 		t.Fatal("server did not start")
 	}
