@@ -29,7 +29,8 @@ func openConsole(a *api, cfg *Config, reg prometheus.Gatherer, log *slog.Logger)
 		kinds = append(kinds, k.Name)
 	}
 	b := consoleBackend{a: a}
-	o := console.Options{DB: a.store.DB(), People: b, Journeys: b, Audiences: a.rules, Metrics: reg, Kinds: kinds, Now: a.now, Log: log.With("component", "console")}
+	o := console.Options{DB: a.store.DB(), People: b, Journeys: b, Audiences: a.rules, Metrics: reg, Kinds: kinds, Now: a.now, Log: log.With("component", "console"),
+		Backtest: b}
 	if a.core != nil && a.core.delivery != nil {
 		o.Outbox = a.core.delivery.outbox
 	}
@@ -162,4 +163,27 @@ func (b consoleBackend) Reload(ctx context.Context) (map[string]string, []string
 		versions[j.ID] = j.Version
 	}
 	return versions, nil, nil
+}
+
+// Backtest is POST /v1/journeys/backtest.
+func (b consoleBackend) Backtest(ctx context.Context, files map[string]string, since string) (*console.Backtest, []string, error) {
+	res, err := b.a.core.backtest(ctx, backtestRequest{Files: files, Since: since}, b.a.now())
+	if msg, details, ok := backtestError(err); ok {
+		if len(details) == 0 {
+			details = []string{msg}
+		}
+		return nil, details, nil
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	out := &console.Backtest{From: res.From, To: res.To, Journeys: res.Journeys, Events: res.Events, Skipped: res.Skipped,
+		Entered: res.Entered, People: res.People, Goals: res.Goals, Errors: res.Errors, Sends: res.Sends,
+		Suppressed: res.Suppressed, Exits: res.Exits, Sample: res.Sample, Truncated: res.Truncated}
+	for _, l := range res.Actions {
+		detail, _ := json.Marshal(l.Detail)
+		out.Actions = append(out.Actions, console.BacktestAction{At: l.At, Person: l.Person, Journey: l.Journey, Step: l.Step,
+			Action: l.Action, Channel: l.Channel, Detail: string(detail)})
+	}
+	return out, nil, nil
 }

@@ -292,6 +292,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err := os.Remove(bad); err != nil {
 		t.Fatal(err)
 	}
+	// A backtest of the cart journey over the day's events, from its file.
+	do("open the backtest", chromedp.Navigate(base+"/backtest?journey=cart_abandonment"), chromedp.WaitVisible(chromedp.ID("backtest-file")))
+	submit("run the backtest", "#backtest-run")
+	if n, err := strconv.Atoi(text("#bt-events")); err != nil || n == 0 {
+		t.Errorf("backtest replayed %q events, want some", text("#bt-events"))
+	}
+	if n, err := strconv.Atoi(text("#bt-entered")); err != nil || n == 0 {
+		t.Errorf("backtest entered %q, want the carts of the day", text("#bt-entered"))
+	}
+	shot("backtest")
 	do("open the journeys", chromedp.Navigate(base+"/journeys"), chromedp.WaitVisible(chromedp.ID("journey-list")))
 	shot("journeys")
 	do("audiences", chromedp.Navigate(base+"/audiences"), chromedp.WaitVisible(chromedp.ID("audience-list")))

@@ -112,3 +112,30 @@ type Outbox interface {
 	Retry(seq uint64) error
 	Drop(seq uint64) error
 }
+
+// Backtester runs journey files, or the journeys in force, over the events
+// the event log still holds, on a store of its own (`cartera simulate
+// --from-store`).
+type Backtester interface {
+	// Backtest returns what the files would have done over since ("7d",
+	// "36h"); errs are the files' errors (file:line:col: message), with a
+	// nil result.
+	Backtest(ctx context.Context, files map[string]string, since string) (res *Backtest, errs []string, err error)
+}
+
+// Backtest is what a backtest would have done.
+type Backtest struct {
+	From, To                         time.Time
+	Journeys                         []string
+	Events, Skipped, Entered, People int
+	Goals, Errors                    int
+	Sends, Suppressed, Exits         map[string]int
+	Sample                           []string
+	Actions                          []BacktestAction
+	Truncated                        bool
+}
+
+// BacktestAction is one action of a backtest.
+type BacktestAction struct {
+	At, Person, Journey, Step, Action, Channel, Detail string
+}

@@ -38,6 +38,8 @@ type Options struct {
 	Outbox    Outbox
 	// Wallet may be nil (no pass templates).
 	Wallet Wallet
+	// Backtest may be nil (no event log): the page says so.
+	Backtest Backtester
 	// Metrics is the binary's Prometheus registry.
 	Metrics prometheus.Gatherer
 	// Kinds are the identifier kinds people can be looked up by.
@@ -217,6 +219,8 @@ func (c *Console) Mount(app fiber.Router) {
 	in.Get("/journeys", c.journeys)
 	in.Post("/journeys/reload", c.need(RoleMarketer), c.reload)
 	in.Get("/journeys/:id", c.journey)
+	in.Get("/backtest", c.need(RoleMarketer), c.backtestPage)
+	in.Post("/backtest", c.need(RoleMarketer), c.backtest)
 	in.Get("/audiences", c.audiences)
 	in.Get("/audiences/:id", c.audience)
 	in.Get("/outbox", c.outbox)

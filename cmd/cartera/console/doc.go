@@ -14,7 +14,7 @@
 // Roles, each including the one before:
 //
 //	viewer    every page, identifiers and personal traits masked (a***@example.com)
-//	marketer  unmasked people, reload of journeys and rules
+//	marketer  unmasked people, reload of journeys and rules, backtests
 //	admin     export and erase of a person, retry and drop of dead letters, the audit log
 //
 // Use:
