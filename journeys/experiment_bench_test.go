@@ -142,3 +142,57 @@ func BenchmarkExperimentResults(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAssign: one split assignment, alone. "new" draws and records
+// the arm of people never assigned (a thousand per transaction, rolled
+// back after), "sticky" reads the arm of people already assigned.
+func BenchmarkAssign(b *testing.B) {
+	h := openHarness(b, openPolicy, map[string]string{"cart.yaml": splitJourney}, true)
+	j := h.engine.Set().Journey("cart")
+	s := j.Step("timing")
+	const people = 1000
+	ids := make([]string, people)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%024x", i*7919)
+	}
+	begin := func(b *testing.B) (*bbolt.Tx, *run) {
+		tx, err := h.store.DB().Begin(true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := h.engine.Begin(tx).(*run)
+		r.now = t0
+		return tx, r
+	}
+	b.Run("new", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			tx, r := begin(b)
+			for _, id := range ids {
+				if _, err := r.assign(id, j, s); err != nil {
+					b.Fatal(err)
+				}
+			}
+			_ = tx.Rollback()
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*people), "ns/assignment")
+	})
+	b.Run("sticky", func(b *testing.B) {
+		tx, r := begin(b)
+		defer func() { _ = tx.Rollback() }()
+		for _, id := range ids {
+			if _, err := r.assign(id, j, s); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, id := range ids {
+				if _, err := r.assign(id, j, s); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*people), "ns/assignment")
+	})
+}
