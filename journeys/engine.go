@@ -435,6 +435,9 @@ func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event,
 		}
 	}
 	evView := rules.ViewOf(ev)
+	if err := r.learnSendHour(p, ev, evView.Name, pv); err != nil {
+		return nil, err
+	}
 	insts, err := r.activeFor(p.ID, evView.Name)
 	if err != nil {
 		return nil, err

@@ -57,7 +57,7 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 	input := &rules.Input{Profile: pv, Trigger: in.Trigger.view(), Now: r.now}
 	switch s.Kind {
 	case StepSend:
-		return r.send(p, pv, j, in, s, time.Time{})
+		return r.sendStep(p, pv, j, in, s)
 	case StepWait:
 		due := r.now.Add(s.Wait)
 		if s.WaitUntil != "" {
