@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	mrand "math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -193,6 +194,9 @@ type Options struct {
 	Env func() *rules.Env
 	// Known names for recompiling stored versions.
 	Known func() Known
+	// Rand draws the arms of adaptive splits (nil: seeded from
+	// crypto/rand); tests and simulate pass a seeded one.
+	Rand mrand.Source
 }
 
 // Engine runs journeys durably. It is a profiles.Processor (after the rules
@@ -212,12 +216,13 @@ type Engine struct {
 	versions  map[string]*Journey
 	observers []func([]Action)
 	wake      chan struct{}
+	draws     *draws
 }
 
 // New creates the engine's buckets and starts with set.
 func New(db *bbolt.DB, set *Set, opts Options) (*Engine, error) {
 	e := &Engine{db: db, clock: opts.Clock, log: opts.Logger, metrics: opts.Metrics, rules: opts.Rules, opts: opts,
-		versions: map[string]*Journey{}, wake: make(chan struct{}, 1)}
+		versions: map[string]*Journey{}, wake: make(chan struct{}, 1), draws: newDraws(opts.Rand)}
 	if e.clock == nil {
 		e.clock = ClockFunc(time.Now)
 	}

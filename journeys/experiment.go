@@ -92,8 +92,10 @@ func (p *parser) split(s *Step, v *yaml.Node) {
 				}
 			case "variants":
 				list = v
+			case "allocation":
+				s.Allocation = allocation(f, v)
 			default:
-				f.Errorf(k, "split: unknown field %q: want experiment or variants", key)
+				f.Errorf(k, "split: unknown field %q: want experiment, allocation or variants", key)
 			}
 		})
 		if list == nil {
@@ -214,6 +216,9 @@ func (r *run) assign(profileID string, j *Journey, s *Step) (Variant, error) {
 		return pick(s.Variants, roll(profileID, j.ID, exp)), nil
 	}
 	vr := pick(s.Variants, roll(profileID, j.ID, exp))
+	if s.Allocation == AllocAdaptive && !vr.Control {
+		vr = r.adaptiveArm(j.ID, exp, s.Variants)
+	}
 	if err := sc.Put(profileID, expName(j.ID, exp), encodeAssignment(assignment{Variant: vr.Name, At: r.now})); err != nil {
 		return Variant{}, err
 	}

@@ -126,6 +126,8 @@ type Step struct {
 	// Experiment names the split's experiment (default: the step id):
 	// assignments are sticky per person, journey and experiment.
 	Experiment string
+	// Allocation is AllocFixed ("" too) or AllocAdaptive (adaptive.go).
+	Allocation string
 	// audience
 	Add, Remove string
 	// set_trait
@@ -232,6 +234,7 @@ func Parse(name string, b []byte, env *rules.Env, known Known) (*Journey, error)
 		f.Errorf(root, "steps are required")
 	} else {
 		p.steps(stepsNode, j)
+		checkAdaptive(f, j)
 	}
 	if err := f.Errors(); err != nil {
 		return nil, err
