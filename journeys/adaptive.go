@@ -12,7 +12,6 @@ package journeys
 
 import (
 	"crypto/rand"
-	"encoding/binary"
 	mrand "math/rand/v2"
 	"sync"
 
@@ -84,14 +83,8 @@ func (r *run) adaptiveArm(journey, experiment string, variants []Variant) Varian
 
 // expValue reads an experiment counter as this transaction has it.
 func (r *run) expValue(journey, experiment, variant, what string) int64 {
-	k := journey + "\x00" + experiment + "\x00" + variant + "\x00" + what
-	if n, ok := r.expCounts[k]; ok {
-		return n
-	}
-	if v := r.tx.Bucket(bucketExperiments).Get([]byte(k)); len(v) == 8 {
-		return int64(binary.BigEndian.Uint64(v))
-	}
-	return 0
+	r.key = counterKey(r.key, journey, experiment, variant, what)
+	return r.expCounts.get(r.tx.Bucket(bucketExperiments), r.key)
 }
 
 // allocation reads a split's allocation.

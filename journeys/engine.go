@@ -344,9 +344,13 @@ type run struct {
 	latencies []latency
 	// counts are the step counters this transaction changed, written by
 	// Flush.
-	counts map[string]int64
+	counts counters
 	// expCounts are the experiment counters it changed (experiment.go).
-	expCounts map[string]int64
+	expCounts counters
+	// key is scratch space for counter keys.
+	key []byte
+	// held is the last person's holdout roll (experiment.go).
+	held heldRoll
 	// memo holds the trigger conditions evaluated for the current event,
 	// by source.
 	memo map[string]memoResult
@@ -381,14 +385,7 @@ func (r *run) Flush() error {
 	if err := r.flushExperiments(); err != nil {
 		return err
 	}
-	b := r.tx.Bucket(bucketCounts)
-	for k, n := range r.counts {
-		if err := b.Put([]byte(k), u64(uint64(n))); err != nil {
-			return err
-		}
-	}
-	clear(r.counts)
-	return nil
+	return r.counts.flush(r.tx.Bucket(bucketCounts))
 }
 
 // Done implements profiles.TxProcessor: actions are told after commit.

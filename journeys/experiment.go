@@ -178,7 +178,15 @@ func decodeAssignment(v []byte) (assignment, error) {
 
 // roll is a person's fixed point in [0, 10000) for one experiment.
 func roll(profileID, journey, experiment string) int {
-	h := sha256.Sum256([]byte(profileID + "\x00" + journey + "\x00" + experiment))
+	// Hashed from a buffer on the stack: no allocation for ids of
+	// ordinary length.
+	var buf [160]byte
+	b := append(buf[:0], profileID...)
+	b = append(b, 0)
+	b = append(b, journey...)
+	b = append(b, 0)
+	b = append(b, experiment...)
+	h := sha256.Sum256(b)
 	return int(binary.BigEndian.Uint64(h[:8]) % 10000)
 }
 
@@ -226,6 +234,12 @@ func (r *run) assign(profileID string, j *Journey, s *Step) (Variant, error) {
 	return vr, nil
 }
 
+// heldRoll is a person's roll for a holdout.
+type heldRoll struct {
+	profileID, holdout string
+	roll               int
+}
+
 // heldOut reports whether the policy's global holdout keeps a person out
 // of a marketing journey, recording the person's arm of the journey's
 // holdout experiment the first time (held out, or treated).
@@ -234,7 +248,11 @@ func (r *run) heldOut(profileID string, j *Journey) (bool, error) {
 	if h == nil || j.Category != "marketing" {
 		return false, nil
 	}
-	out := roll(profileID, "", h.Name) < h.Basis
+	if r.held.profileID != profileID || r.held.holdout != h.Name {
+		// Once per person and run, not once per journey an event enters.
+		r.held = heldRoll{profileID: profileID, holdout: h.Name, roll: roll(profileID, "", h.Name)}
+	}
+	out := r.held.roll < h.Basis
 	sc, err := r.sidecars()
 	if err != nil {
 		return false, err
@@ -367,28 +385,12 @@ func (r *run) mergeExperiments(survivorID, loserID string) error {
 // expCount adds to an experiment counter; flushExperiments writes them
 // with the step counters.
 func (r *run) expCount(journey, experiment, variant, what string, delta int64) {
-	k := journey + "\x00" + experiment + "\x00" + variant + "\x00" + what
-	n, ok := r.expCounts[k]
-	if !ok {
-		if v := r.tx.Bucket(bucketExperiments).Get([]byte(k)); len(v) == 8 {
-			n = int64(binary.BigEndian.Uint64(v))
-		}
-	}
-	if r.expCounts == nil {
-		r.expCounts = map[string]int64{}
-	}
-	r.expCounts[k] = max(n+delta, 0)
+	r.key = counterKey(r.key, journey, experiment, variant, what)
+	r.expCounts.add(r.tx.Bucket(bucketExperiments), r.key, delta)
 }
 
 func (r *run) flushExperiments() error {
-	b := r.tx.Bucket(bucketExperiments)
-	for k, n := range r.expCounts {
-		if err := b.Put([]byte(k), u64(uint64(n))); err != nil {
-			return err
-		}
-	}
-	clear(r.expCounts)
-	return nil
+	return r.expCounts.flush(r.tx.Bucket(bucketExperiments))
 }
 
 // Assignment is a person's arm in one experiment, as the profile API

@@ -79,7 +79,7 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 			return "", false, err
 		}
 		in.Variant = v.Name
-		r.count(j.ID, s.ID, "variant:"+v.Name, 1)
+		r.countArm(j.ID, s.ID, v.Name)
 		return v.Next, false, nil
 	case StepAudience:
 		if s.Add != "" {
