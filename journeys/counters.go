@@ -12,11 +12,10 @@ import (
 // entered, each counting entered, sent, an arm): a counter already held
 // costs a map lookup, with no allocation for its key.
 type counters struct {
-	idx  map[string]int
-	keys [][]byte
+	idx  map[string]int // key → index in vals
 	vals []int64
-	// arena holds the keys, one after the other.
-	arena []byte
+	// buf is where flush builds the keys it writes (bbolt copies them).
+	buf []byte
 }
 
 // slot returns the index of key, reading its stored value from b the
@@ -32,11 +31,8 @@ func (c *counters) slot(b *bbolt.Bucket, key []byte) int {
 	if c.idx == nil {
 		c.idx = map[string]int{}
 	}
-	start := len(c.arena)
-	c.arena = append(c.arena, key...)
 	i := len(c.vals)
 	c.idx[string(key)] = i
-	c.keys = append(c.keys, c.arena[start:len(c.arena):len(c.arena)])
 	c.vals = append(c.vals, n)
 	return i
 }
@@ -58,21 +54,24 @@ func (c *counters) get(b *bbolt.Bucket, key []byte) int64 {
 	return 0
 }
 
-// flush writes the counters to b and forgets them. bbolt copies the keys
-// (so the arena is used again) but keeps the values until the commit: one
-// fresh block holds them.
+// flush writes the counters to b and forgets them. bbolt copies a key
+// (so one buffer serves them all) but keeps the value until the commit:
+// one fresh block holds the values.
 func (c *counters) flush(b *bbolt.Bucket) error {
+	if len(c.vals) == 0 {
+		return nil
+	}
 	vals := make([]byte, 8*len(c.vals))
-	for i, k := range c.keys {
+	for k, i := range c.idx {
 		v := vals[8*i : 8*i+8 : 8*i+8]
 		binary.BigEndian.PutUint64(v, uint64(c.vals[i]))
-		if err := b.Put(k, v); err != nil {
+		c.buf = append(c.buf[:0], k...)
+		if err := b.Put(c.buf, v); err != nil {
 			return err
 		}
 	}
 	clear(c.idx)
-	clear(c.keys)
-	c.keys, c.vals, c.arena = c.keys[:0], c.vals[:0], c.arena[:0]
+	c.vals = c.vals[:0]
 	return nil
 }
 
