@@ -161,16 +161,20 @@ type BestTimeDetail struct {
 	// Events is how many engagement events the person's habits were
 	// learned from (recent ones weigh more; 0 for the fallback).
 	Events int `json:"events"`
-	// Source is "learned" (the hour they engage most) or "fallback" (no
-	// engagement learned yet: the step's fallback hour).
+	// Source is "learned" (the hour they engage most), "fallback" (no
+	// engagement learned yet: the step's fallback hour) or "now" (the
+	// window reaches neither: the send goes at once).
 	Source string `json:"source"`
-	Zone   string `json:"zone"`
+	// Zone is the person's time zone (their timezone trait, else the
+	// policies').
+	Zone string `json:"zone"`
 }
 
 // Sources of a best time.
 const (
 	BestTimeLearned  = "learned"
 	BestTimeFallback = "fallback"
+	BestTimeNow      = "now"
 )
 
 // chooseSendTime is when, from now to now+within, the person's local clock
@@ -202,6 +206,9 @@ func chooseSendTime(now time.Time, loc *time.Location, h sendHours, fallback int
 			best, hour = s, hr
 			at = maxTime(slot, now)
 		}
+	}
+	if best == 0 {
+		d.Source = BestTimeNow
 	}
 	d.At = fmt.Sprintf("%02d:00", hour)
 	return at, d

@@ -67,7 +67,12 @@ func TestChooseSendTime(t *testing.T) {
 		{
 			name: "the fallback out of the window: now", now: at(madrid, 2026, 11, 20, 11, 0), loc: madrid,
 			fallback: 10, within: 6 * time.Hour,
-			want: at(madrid, 2026, 11, 20, 11, 0), detail: BestTimeDetail{At: "11:00", Events: 0, Source: BestTimeFallback, Zone: "Europe/Madrid"},
+			want: at(madrid, 2026, 11, 20, 11, 0), detail: BestTimeDetail{At: "11:00", Events: 0, Source: BestTimeNow, Zone: "Europe/Madrid"},
+		},
+		{
+			name: "no learned hour in the window: now", now: at(madrid, 2026, 11, 20, 10, 0), loc: madrid,
+			h: hist(map[int]uint8{19: 5}), fallback: 10, within: 2 * time.Hour,
+			want: at(madrid, 2026, 11, 20, 10, 0), detail: BestTimeDetail{At: "10:00", Events: 5, Source: BestTimeNow, Zone: "Europe/Madrid"},
 		},
 		{
 			// 28-29 March 2026: Madrid skips 02:00-03:00; 09:00 is 07:00 UTC.
