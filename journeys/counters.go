@@ -2,6 +2,7 @@ package journeys
 
 import (
 	"encoding/binary"
+	"slices"
 
 	"go.etcd.io/bbolt"
 )
@@ -14,8 +15,10 @@ import (
 type counters struct {
 	idx  map[string]int // key → index in vals
 	vals []int64
-	// buf is where flush builds the keys it writes (bbolt copies them).
-	buf []byte
+	// keys and buf are flush's scratch: the keys in order, and the one
+	// being written (bbolt copies it).
+	keys []string
+	buf  []byte
 }
 
 // slot returns the index of key, reading its stored value from b the
@@ -54,15 +57,23 @@ func (c *counters) get(b *bbolt.Bucket, key []byte) int64 {
 	return 0
 }
 
-// flush writes the counters to b and forgets them. bbolt copies a key
-// (so one buffer serves them all) but keeps the value until the commit:
-// one fresh block holds the values.
+// flush writes the counters to b, in key order, and forgets them. In
+// order, because a key new to a B-tree page is inserted into the page's
+// sorted list: in order, each lands after those before it instead of
+// moving them. bbolt copies a key (so one buffer serves them all) but
+// keeps the value until the commit: one fresh block holds the values.
 func (c *counters) flush(b *bbolt.Bucket) error {
 	if len(c.vals) == 0 {
 		return nil
 	}
+	c.keys = c.keys[:0]
+	for k := range c.idx {
+		c.keys = append(c.keys, k)
+	}
+	slices.Sort(c.keys)
 	vals := make([]byte, 8*len(c.vals))
-	for k, i := range c.idx {
+	for _, k := range c.keys {
+		i := c.idx[k]
 		v := vals[8*i : 8*i+8 : 8*i+8]
 		binary.BigEndian.PutUint64(v, uint64(c.vals[i]))
 		c.buf = append(c.buf[:0], k...)
@@ -71,7 +82,8 @@ func (c *counters) flush(b *bbolt.Bucket) error {
 		}
 	}
 	clear(c.idx)
-	c.vals = c.vals[:0]
+	clear(c.keys)
+	c.vals, c.keys = c.vals[:0], c.keys[:0]
 	return nil
 }
 
