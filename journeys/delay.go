@@ -65,8 +65,9 @@ func firstSet(vs ...string) string {
 
 // send runs a send step: the policies let it go now, suppress it, or delay
 // it to when they allow it — then the instance waits on a timer that
-// release ends. since is when the send was first held (zero: it was not).
-func (r *run) send(p *profiles.Profile, pv *rules.ProfileView, j *Journey, in *Instance, s *Step, since time.Time) (next string, wait bool, err error) {
+// release ends. since is when the send was first held (zero: it was not);
+// bt, the best time the send was timed for now (nil: none).
+func (r *run) send(p *profiles.Profile, pv *rules.ProfileView, j *Journey, in *Instance, s *Step, since time.Time, bt *BestTimeDetail) (next string, wait bool, err error) {
 	h := r.policy(p, pv, j, s.Channel)
 	if h.reason == "" {
 		if err := r.recordSend(p.ID, s.Channel, j.ID); err != nil {
@@ -74,7 +75,7 @@ func (r *run) send(p *profiles.Profile, pv *rules.ProfileView, j *Journey, in *I
 		}
 		r.count(j.ID, s.ID, "sent", 1)
 		r.why = sendWhy(h.passed, since)
-		err := r.outbox(in, s.ID, ActSend, s.Channel, SendDetail{Template: s.Template})
+		err := r.outbox(in, s.ID, ActSend, s.Channel, SendDetail{BestTime: bt, Template: s.Template})
 		r.why = ""
 		return s.Next, false, err
 	}
@@ -94,7 +95,7 @@ func (r *run) send(p *profiles.Profile, pv *rules.ProfileView, j *Journey, in *I
 		}
 		if maxDelay == 0 || h.until.Sub(since) <= maxDelay {
 			r.count(j.ID, s.ID, "delayed", 1)
-			r.act(in, s.ID, ActDelayed, s.Channel, DelayedDetail{Reason: reason, Template: s.Template, Until: h.until.UTC()})
+			r.act(in, s.ID, ActDelayed, s.Channel, DelayedDetail{BestTime: bt, Reason: reason, Template: s.Template, Until: h.until.UTC()})
 			return "", true, r.setDelay(in, h.until, since)
 		}
 		reason = fmt.Sprintf("max_delay: %s would wait past %s", reason, fmtDuration(maxDelay))
@@ -119,7 +120,7 @@ func (r *run) release(p *profiles.Profile, j *Journey, in *Instance, s *Step, v 
 	if err != nil {
 		return err
 	}
-	next, wait, err := r.send(p, pv, j, in, s, since)
+	next, wait, err := r.send(p, pv, j, in, s, since, nil)
 	if err != nil {
 		return err
 	}
@@ -137,7 +138,11 @@ const timerDelay = 'd'
 // keeps when the send was first held (for max_delay) and whether the
 // instance had converted then.
 func (r *run) setDelay(in *Instance, due time.Time, since time.Time) error {
-	v := append([]byte{timerDelay}, u64(uint64(max(since.UnixNano(), 0)))...)
+	n := int64(0) // zero since: not held by a policy yet (a best time)
+	if !since.IsZero() {
+		n = max(since.UnixNano(), 1)
+	}
+	v := append([]byte{timerDelay}, u64(uint64(n))...)
 	conv := byte(0)
 	if in.Converted {
 		conv = 1
@@ -152,8 +157,13 @@ func (r *run) setDelay(in *Instance, due time.Time, since time.Time) error {
 
 func isDelay(v []byte) bool { return len(v) == 10 && v[0] == timerDelay }
 
+// decodeDelay reads a delayed send's timer value; since is zero for a
+// send timed by its best time, which no policy has held yet.
 func decodeDelay(v []byte) (since time.Time, converted bool) {
-	return time.Unix(0, int64(binary.BigEndian.Uint64(v[1:9]))), v[9] == 1
+	if n := int64(binary.BigEndian.Uint64(v[1:9])); n != 0 {
+		since = time.Unix(0, n)
+	}
+	return since, v[9] == 1
 }
 
 // release is when a send held back at now by quiet hours may go: the end

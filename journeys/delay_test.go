@@ -426,7 +426,7 @@ steps:
 		want := `j.yaml:5:58: send.on_quiet_hours: want delay or skip, got "never"
 j.yaml:5:73: send.on_cap: want delay or skip, got "wait"
 j.yaml:5:90: send.max_delay: want a positive duration, got "-1h"
-j.yaml:5:95: send: unknown field "colour": want channel, template, on_quiet_hours, on_cap or max_delay`
+j.yaml:5:95: send: unknown field "colour": want channel, template, on_quiet_hours, on_cap, max_delay, at, within or fallback`
 		if err == nil || err.Error() != want {
 			t.Errorf("errors:\n%v\nwant:\n%s", err, want)
 		}

@@ -20,17 +20,21 @@ type EnterDetail struct {
 	Version string `json:"version"`
 }
 
-// SendDetail is a send's: the template.
+// SendDetail is a send's: the template, and the best time it was timed
+// for when it went at once (its hour had come).
 type SendDetail struct {
-	Template string `json:"template"`
+	BestTime *BestTimeDetail `json:"best_time,omitempty"`
+	Template string          `json:"template"`
 }
 
 // DelayedDetail is a delayed send's: why, the template, and when it is
-// released.
+// released; for a send timed by its best time (reason best_time), the
+// hour chosen and why.
 type DelayedDetail struct {
-	Reason   string    `json:"reason"`
-	Template string    `json:"template"`
-	Until    time.Time `json:"until"`
+	BestTime *BestTimeDetail `json:"best_time,omitempty"`
+	Reason   string          `json:"reason"`
+	Template string          `json:"template"`
+	Until    time.Time       `json:"until"`
 }
 
 // SuppressedDetail is a suppressed send's (template) or ad audience

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	mrand "math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,7 @@ import (
 //	journey_timers     due (8-byte big-endian unix nanos) | instance id (8) → timer kind ("i" step, "s" schedule, "d" delayed
 //	                   send) and, for "s", the journey id; for "d", when the send was first held (8-byte unix nanos)
 //	                   and whether the instance had converted then (1 byte)
+//	sidecar "t" of a profile → engagement by local hour, for best times (besttime.go): codec.Format1, 24 counters
 //	sidecar "e" 0x00 journey id of a profile → entry history (re-entry, cooldown): codec.Format1 binary, JSON from
 //	                   earlier versions; earlier versions kept these in a bucket journey_entries
 //	journey_counts     journey id 0x00 step id 0x00 counter → 8-byte big-endian count
@@ -193,6 +195,9 @@ type Options struct {
 	Env func() *rules.Env
 	// Known names for recompiling stored versions.
 	Known func() Known
+	// Rand draws the arms of adaptive splits (nil: seeded from
+	// crypto/rand); tests and simulate pass a seeded one.
+	Rand mrand.Source
 }
 
 // Engine runs journeys durably. It is a profiles.Processor (after the rules
@@ -212,12 +217,13 @@ type Engine struct {
 	versions  map[string]*Journey
 	observers []func([]Action)
 	wake      chan struct{}
+	draws     *draws
 }
 
 // New creates the engine's buckets and starts with set.
 func New(db *bbolt.DB, set *Set, opts Options) (*Engine, error) {
 	e := &Engine{db: db, clock: opts.Clock, log: opts.Logger, metrics: opts.Metrics, rules: opts.Rules, opts: opts,
-		versions: map[string]*Journey{}, wake: make(chan struct{}, 1)}
+		versions: map[string]*Journey{}, wake: make(chan struct{}, 1), draws: newDraws(opts.Rand)}
 	if e.clock == nil {
 		e.clock = ClockFunc(time.Now)
 	}
@@ -339,9 +345,13 @@ type run struct {
 	latencies []latency
 	// counts are the step counters this transaction changed, written by
 	// Flush.
-	counts map[string]int64
+	counts counters
 	// expCounts are the experiment counters it changed (experiment.go).
-	expCounts map[string]int64
+	expCounts counters
+	// key is scratch space for counter keys.
+	key []byte
+	// held is the last person's holdout roll (experiment.go).
+	held heldRoll
 	// memo holds the trigger conditions evaluated for the current event,
 	// by source.
 	memo map[string]memoResult
@@ -380,14 +390,7 @@ func (r *run) Flush() error {
 	if err := r.flushJournal(); err != nil {
 		return err
 	}
-	b := r.tx.Bucket(bucketCounts)
-	for k, n := range r.counts {
-		if err := b.Put([]byte(k), u64(uint64(n))); err != nil {
-			return err
-		}
-	}
-	clear(r.counts)
-	return nil
+	return r.counts.flush(r.tx.Bucket(bucketCounts))
 }
 
 // Done implements profiles.TxProcessor: actions are told after commit.
@@ -439,6 +442,9 @@ func (r *run) Event(p *profiles.Profile, ev *profiles.Event) ([]*profiles.Event,
 		}
 	}
 	evView := rules.ViewOf(ev)
+	if err := r.learnSendHour(p, ev, evView.Name, pv); err != nil {
+		return nil, err
+	}
 	insts, err := r.activeFor(p.ID, evView.Name)
 	if err != nil {
 		return nil, err
@@ -533,60 +539,4 @@ func (r *run) observeLatency(before int, ev *profiles.Event) {
 			}
 		}
 	}
-}
-
-func (r *run) triggers(j *Journey, ev *profiles.Event, v *rules.EventView, in *rules.Input) bool {
-	t := j.Trigger
-	switch {
-	case t.Event != "":
-		if t.Event != v.Name {
-			return false
-		}
-		if t.When == nil {
-			return true
-		}
-		if len(t.conjuncts) == 0 {
-			return r.evalOnce(t.When, in, j)
-		}
-		// Part by part, left to right, as && would: the first false
-		// part decides (an error counts as false, as for the whole).
-		for _, c := range t.conjuncts {
-			if !r.evalOnce(c, in, j) {
-				return false
-			}
-		}
-		return true
-	case t.AudienceEnter != "":
-		return v.Name == rules.EventAudienceEntered && ev.Properties["audience"] == t.AudienceEnter
-	case t.AudienceExit != "":
-		return v.Name == rules.EventAudienceExited && ev.Properties["audience"] == t.AudienceExit
-	}
-	return false
-}
-
-// evalOnce evaluates a trigger condition, or part of one, once per event.
-func (r *run) evalOnce(prg *rules.Program, in *rules.Input, j *Journey) bool {
-	if res, seen := r.memo[prg.Source]; seen {
-		if res.err != nil {
-			// The same failing condition in another journey: reported
-			// for that journey too.
-			r.evalError(prg, in, res.err, j, "", "trigger.when")
-		}
-		return res.ok
-	}
-	ok, err := prg.Bool(in)
-	if err != nil {
-		r.evalError(prg, in, err, j, "", "trigger.when")
-	}
-	if r.memo == nil {
-		r.memo = map[string]memoResult{}
-	}
-	r.memo[prg.Source] = memoResult{ok: ok && err == nil, err: err}
-	return ok && err == nil
-}
-
-// memoResult is a trigger condition's outcome for one event.
-type memoResult struct {
-	ok  bool
-	err error
 }

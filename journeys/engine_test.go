@@ -160,7 +160,7 @@ func (h *harness) open() {
 	}
 	pol := set.Policy
 	je, err := New(st.DB(), set, Options{
-		Clock: ClockFunc(h.clock.Now), Rules: re,
+		Clock: ClockFunc(h.clock.Now), Rules: re, Rand: rand.NewPCG(17, 29),
 		Env:   func() *rules.Env { return re.Ruleset().Env },
 		Known: func() Known { return knownOf(re.Ruleset(), pol) },
 	})

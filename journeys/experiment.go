@@ -92,8 +92,10 @@ func (p *parser) split(s *Step, v *yaml.Node) {
 				}
 			case "variants":
 				list = v
+			case "allocation":
+				s.Allocation = allocation(f, v)
 			default:
-				f.Errorf(k, "split: unknown field %q: want experiment or variants", key)
+				f.Errorf(k, "split: unknown field %q: want experiment, allocation or variants", key)
 			}
 		})
 		if list == nil {
@@ -176,7 +178,15 @@ func decodeAssignment(v []byte) (assignment, error) {
 
 // roll is a person's fixed point in [0, 10000) for one experiment.
 func roll(profileID, journey, experiment string) int {
-	h := sha256.Sum256([]byte(profileID + "\x00" + journey + "\x00" + experiment))
+	// Hashed from a buffer on the stack: no allocation for ids of
+	// ordinary length.
+	var buf [160]byte
+	b := append(buf[:0], profileID...)
+	b = append(b, 0)
+	b = append(b, journey...)
+	b = append(b, 0)
+	b = append(b, experiment...)
+	h := sha256.Sum256(b)
 	return int(binary.BigEndian.Uint64(h[:8]) % 10000)
 }
 
@@ -214,11 +224,20 @@ func (r *run) assign(profileID string, j *Journey, s *Step) (Variant, error) {
 		return pick(s.Variants, roll(profileID, j.ID, exp)), nil
 	}
 	vr := pick(s.Variants, roll(profileID, j.ID, exp))
+	if s.Allocation == AllocAdaptive && !vr.Control {
+		vr = r.adaptiveArm(j.ID, exp, s.Variants)
+	}
 	if err := sc.Put(profileID, expName(j.ID, exp), encodeAssignment(assignment{Variant: vr.Name, At: r.now})); err != nil {
 		return Variant{}, err
 	}
 	r.expCount(j.ID, exp, vr.Name, "assigned", 1)
 	return vr, nil
+}
+
+// heldRoll is a person's roll for a holdout.
+type heldRoll struct {
+	profileID, holdout string
+	roll               int
 }
 
 // heldOut reports whether the policy's global holdout keeps a person out
@@ -229,7 +248,11 @@ func (r *run) heldOut(profileID string, j *Journey) (bool, error) {
 	if h == nil || j.Category != "marketing" {
 		return false, nil
 	}
-	out := roll(profileID, "", h.Name) < h.Basis
+	if r.held.profileID != profileID || r.held.holdout != h.Name {
+		// Once per person and run, not once per journey an event enters.
+		r.held = heldRoll{profileID: profileID, holdout: h.Name, roll: roll(profileID, "", h.Name)}
+	}
+	out := r.held.roll < h.Basis
 	sc, err := r.sidecars()
 	if err != nil {
 		return false, err
@@ -362,28 +385,12 @@ func (r *run) mergeExperiments(survivorID, loserID string) error {
 // expCount adds to an experiment counter; flushExperiments writes them
 // with the step counters.
 func (r *run) expCount(journey, experiment, variant, what string, delta int64) {
-	k := journey + "\x00" + experiment + "\x00" + variant + "\x00" + what
-	n, ok := r.expCounts[k]
-	if !ok {
-		if v := r.tx.Bucket(bucketExperiments).Get([]byte(k)); len(v) == 8 {
-			n = int64(binary.BigEndian.Uint64(v))
-		}
-	}
-	if r.expCounts == nil {
-		r.expCounts = map[string]int64{}
-	}
-	r.expCounts[k] = max(n+delta, 0)
+	r.key = counterKey(r.key, journey, experiment, variant, what)
+	r.expCounts.add(r.tx.Bucket(bucketExperiments), r.key, delta)
 }
 
 func (r *run) flushExperiments() error {
-	b := r.tx.Bucket(bucketExperiments)
-	for k, n := range r.expCounts {
-		if err := b.Put([]byte(k), u64(uint64(n))); err != nil {
-			return err
-		}
-	}
-	clear(r.expCounts)
-	return nil
+	return r.expCounts.flush(r.tx.Bucket(bucketExperiments))
 }
 
 // Assignment is a person's arm in one experiment, as the profile API

@@ -51,15 +51,17 @@ steps:
 // person in 100 of 1000 journeys, with splits and without (a branch in
 // their place): "enter" is the event that starts the 100 instances (each
 // split draws and records an assignment; the transaction is rolled back
-// after each op), "goal" a goal event (each assignment is read; after the
-// first op all are converted). The difference between with and without
-// is what experiments cost.
+// after each op, so each op meets every counter for the first time),
+// "enter_warm" the same once sixty other people entered (every arm's
+// counters exist, as in a running experiment), "goal" a goal event (each
+// assignment is read; after the first op all are converted). The
+// difference between with and without is what experiments cost.
 func BenchmarkExperimentEvent(b *testing.B) {
 	for _, splits := range []bool{false, true} {
 		h := openHarness(b, openPolicy, experimentJourneys(1000, splits), true)
 		pid := h.track("ana", "Signed Up", nil)
 		name := fmt.Sprintf("journeys=1000/splits=%v", splits)
-		b.Run(name+"/enter", func(b *testing.B) {
+		enter := func(b *testing.B) {
 			ev := &profiles.Event{Type: profiles.TypeTrack, MessageID: "x", UserID: "ana", Event: "Event 3", Timestamp: t0, ReceivedAt: t0, Source: "bench"}
 			b.ReportAllocs()
 			for b.Loop() {
@@ -83,7 +85,15 @@ func BenchmarkExperimentEvent(b *testing.B) {
 				}
 				_ = tx.Rollback()
 			}
-		})
+		}
+		b.Run(name+"/enter", func(b *testing.B) { enter(b) })
+		// Warm: sixty other people enter first, so every arm's counters
+		// exist, as they do once an experiment runs; a new person's
+		// entry then updates counters rather than inserting them.
+		for i := range 60 {
+			h.track(fmt.Sprintf("warm-%d", i), "Event 3", nil)
+		}
+		b.Run(name+"/enter_warm", func(b *testing.B) { enter(b) })
 		h.track("ana", "Event 3", nil)
 		b.Run(name+"/goal", func(b *testing.B) {
 			ev := &profiles.Event{Type: profiles.TypeTrack, MessageID: "y", UserID: "ana", Event: "Order Completed",
@@ -141,4 +151,58 @@ func BenchmarkExperimentResults(b *testing.B) {
 			b.Fatalf("results = %+v, %v", rs, err)
 		}
 	}
+}
+
+// BenchmarkAssign: one split assignment, alone. "new" draws and records
+// the arm of people never assigned (a thousand per transaction, rolled
+// back after), "sticky" reads the arm of people already assigned.
+func BenchmarkAssign(b *testing.B) {
+	h := openHarness(b, openPolicy, map[string]string{"cart.yaml": splitJourney}, true)
+	j := h.engine.Set().Journey("cart")
+	s := j.Step("timing")
+	const people = 1000
+	ids := make([]string, people)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%024x", i*7919)
+	}
+	begin := func(b *testing.B) (*bbolt.Tx, *run) {
+		tx, err := h.store.DB().Begin(true)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := h.engine.Begin(tx).(*run)
+		r.now = t0
+		return tx, r
+	}
+	b.Run("new", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			tx, r := begin(b)
+			for _, id := range ids {
+				if _, err := r.assign(id, j, s); err != nil {
+					b.Fatal(err)
+				}
+			}
+			_ = tx.Rollback()
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*people), "ns/assignment")
+	})
+	b.Run("sticky", func(b *testing.B) {
+		tx, r := begin(b)
+		defer func() { _ = tx.Rollback() }()
+		for _, id := range ids {
+			if _, err := r.assign(id, j, s); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			for _, id := range ids {
+				if _, err := r.assign(id, j, s); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*people), "ns/assignment")
+	})
 }

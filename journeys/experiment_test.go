@@ -51,7 +51,9 @@ func TestSplitParse(t *testing.T) {
 		{"no next", "      - {name: one, percent: 50, next: a}\n      - {name: two, percent: 50}\n", "7:9: split variant two: next is required (only a control may end the journey)"},
 		{"zero percent", "      - {name: one, percent: 100, next: a}\n      - {name: two, percent: 0, next: b}\n", "split variant two: percent must be at least 1, got 0"},
 		{"bad experiment", "      experiment: Colour Test\n      variants:\n        - {name: one, percent: 50, next: a}\n        - {name: two, percent: 50, next: b}\n", `6:19: split.experiment: want lower_snake_case, got "Colour Test"`},
-		{"unknown field", "      experiment: x\n      allocation: magic\n      variants:\n        - {name: one, percent: 50, next: a}\n        - {name: two, percent: 50, next: b}\n", `7:7: split: unknown field "allocation": want experiment or variants`},
+		{"unknown field", "      experiment: x\n      colour: red\n      variants:\n        - {name: one, percent: 50, next: a}\n        - {name: two, percent: 50, next: b}\n", `7:7: split: unknown field "colour": want experiment, allocation or variants`},
+		{"bad allocation", "      experiment: x\n      allocation: magic\n      variants:\n        - {name: one, percent: 50, next: a}\n        - {name: two, percent: 50, next: b}\n", `7:19: split.allocation: want fixed or adaptive, got "magic"`},
+		{"adaptive without a goal", "      allocation: adaptive\n      variants:\n        - {name: one, percent: 50, next: a}\n        - {name: two, percent: 50, next: b}\n", `4:5: step s: split.allocation: adaptive needs the journey's goal`},
 		{"no variants", "      experiment: x\n", "split: variants are required"},
 	}
 	for _, tt := range tests {

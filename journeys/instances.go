@@ -281,20 +281,19 @@ func (r *run) finish(in *Instance, reason string, removeAudiences bool) error {
 // count adds to a per-step counter (step "" is the journey as a whole).
 // Counters are kept in memory for the transaction and written by Flush.
 func (r *run) count(journey, step, what string, delta int64) {
-	k := journey + "\x00" + step + "\x00" + what
-	n, ok := r.counts[k]
-	if !ok {
-		if v := r.tx.Bucket(bucketCounts).Get([]byte(k)); len(v) == 8 {
-			n = int64(binary.BigEndian.Uint64(v))
-		}
-	}
-	if r.counts == nil {
-		r.counts = map[string]int64{}
-	}
-	r.counts[k] = max(n+delta, 0)
+	r.key = counterKey(r.key, journey, step, what)
+	r.counts.add(r.tx.Bucket(bucketCounts), r.key, delta)
 	if delta > 0 && what != "waiting" {
 		r.countHourly(journey, step, what, delta)
 	}
+}
+
+// countArm adds one to a split step's counter of runs through an arm
+// ("variant:" and its name).
+func (r *run) countArm(journey, step, arm string) {
+	r.key = append(counterKey(r.key, journey, step, "variant:"), arm...)
+	r.counts.add(r.tx.Bucket(bucketCounts), r.key, 1)
+	r.countHourly(journey, step, "variant:"+arm, 1)
 }
 
 // revenueOf is an event's revenue property (Segment's e-commerce spec), as

@@ -104,6 +104,13 @@ type Step struct {
 	// send ("" and 0: the policies').
 	OnQuietHours, OnCap string
 	MaxDelay            time.Duration
+	// At is when the send goes: "" at once, AtBestTime at the person's
+	// best hour within Within (0: DefaultBestTimeWithin), Fallback
+	// ("HH:00", "": DefaultBestTimeFallback) for people with no habits
+	// learned yet (besttime.go).
+	At       string
+	Within   time.Duration
+	Fallback string
 	// wait
 	Wait      time.Duration
 	WaitUntil string // "HH:MM" local time of day in the profile's timezone
@@ -119,6 +126,8 @@ type Step struct {
 	// Experiment names the split's experiment (default: the step id):
 	// assignments are sticky per person, journey and experiment.
 	Experiment string
+	// Allocation is AllocFixed ("" too) or AllocAdaptive (adaptive.go).
+	Allocation string
 	// audience
 	Add, Remove string
 	// set_trait
@@ -225,6 +234,7 @@ func Parse(name string, b []byte, env *rules.Env, known Known) (*Journey, error)
 		f.Errorf(root, "steps are required")
 	} else {
 		p.steps(stepsNode, j)
+		checkAdaptive(f, j)
 	}
 	if err := f.Errors(); err != nil {
 		return nil, err
@@ -524,10 +534,13 @@ func (p *parser) step(n *yaml.Node) *Step {
 					s.OnCap = delayMode(f, v, "send.on_cap")
 				case "max_delay":
 					s.MaxDelay = maxDelay(f, v, "send.max_delay")
+				case "at", "within", "fallback":
+					readAt(f, s, v, key)
 				default:
-					f.Errorf(k, "send: unknown field %q: want channel, template, on_quiet_hours, on_cap or max_delay", key)
+					f.Errorf(k, "send: unknown field %q: want channel, template, on_quiet_hours, on_cap, max_delay, at, within or fallback", key)
 				}
 			})
+			checkAt(f, s, v)
 			if s.Channel == "" || s.Template == "" {
 				f.Errorf(v, "send: channel and template are required")
 			} else if known := p.known.Templates; s.Channel == "wallet" {

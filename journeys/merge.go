@@ -46,6 +46,9 @@ func (r *run) Merged(survivor *profiles.Profile, loserID string) error {
 	if err := r.mergeExperiments(survivor.ID, loserID); err != nil {
 		return err
 	}
+	if err := r.mergeSendHours(survivor.ID, loserID); err != nil {
+		return err
+	}
 	return r.mergeHistory(survivor.ID, loserID)
 }
 

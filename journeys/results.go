@@ -20,6 +20,8 @@ type ExperimentResult struct {
 	Kind string `json:"kind"`
 	// Step is the split step ("" for the holdout).
 	Step string `json:"step,omitempty"`
+	// Allocation is the split's: fixed or adaptive ("" for the holdout).
+	Allocation string `json:"allocation,omitempty"`
 	// Window is how long after their assignment a goal event counts.
 	Window   string          `json:"window"`
 	Variants []VariantResult `json:"variants"`
@@ -96,7 +98,7 @@ func (e *Engine) Experiments(j *Journey) ([]ExperimentResult, error) {
 			declared[i] = Arm{Name: v.Name, Control: v.Control}
 		}
 		exp := s.ExperimentName()
-		out = append(out, ExperimentResult{Name: exp, Kind: "split", Step: s.ID, Window: days(window),
+		out = append(out, ExperimentResult{Name: exp, Kind: "split", Step: s.ID, Allocation: allocationOf(s), Window: days(window),
 			Variants: Analyze(arms(exp, declared), seedOf(j.ID, exp))})
 	}
 	for _, exp := range order {

@@ -58,7 +58,7 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 	input := &rules.Input{Profile: pv, Trigger: in.Trigger.view(), Now: r.now}
 	switch s.Kind {
 	case StepSend:
-		return r.send(p, pv, j, in, s, time.Time{})
+		return r.sendStep(p, pv, j, in, s)
 	case StepWait:
 		due := r.now.Add(s.Wait)
 		if s.WaitUntil != "" {
@@ -83,7 +83,7 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 		}
 		in.Variant = v.Name
 		r.decide(in, s.ID, DecisionSplit, splitWhy(s, v))
-		r.count(j.ID, s.ID, "variant:"+v.Name, 1)
+		r.countArm(j.ID, s.ID, v.Name)
 		return v.Next, false, nil
 	case StepAudience:
 		if s.Add != "" {

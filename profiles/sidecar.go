@@ -30,9 +30,14 @@ func SidecarKey(profileID, name string) []byte {
 
 // Sidecars is the profiles bucket seen for sidecars within one
 // transaction. Values returned by Get and Scan are valid only while the
-// transaction lasts (bbolt's rule).
+// transaction lasts (bbolt's rule). Like the transaction, it is for one
+// goroutine at a time.
 type Sidecars struct {
 	b *bbolt.Bucket
+	// key is where Get, Put and Delete build their keys: bbolt copies a
+	// key it keeps, so one buffer serves every call of the transaction
+	// (a journey event reads and writes a dozen sidecars).
+	key *[]byte
 }
 
 // SidecarsIn opens the sidecars of tx's profile store file.
@@ -41,17 +46,27 @@ func SidecarsIn(tx *bbolt.Tx) (Sidecars, error) {
 	if b == nil {
 		return Sidecars{}, fmt.Errorf("profiles bucket missing: the profile store must be opened first")
 	}
-	return Sidecars{b: b}, nil
+	return Sidecars{b: b, key: new([]byte)}, nil
+}
+
+// keyOf builds a sidecar's key in the scratch buffer, valid until the
+// next call.
+func (s Sidecars) keyOf(profileID, name string) []byte {
+	k := append((*s.key)[:0], profileID...)
+	k = append(k, 0)
+	k = append(k, name...)
+	*s.key = k
+	return k
 }
 
 // Get returns a sidecar's value, or nil.
 func (s Sidecars) Get(profileID, name string) []byte {
-	return s.b.Get(SidecarKey(profileID, name))
+	return s.b.Get(s.keyOf(profileID, name))
 }
 
 // Put writes a sidecar.
 func (s Sidecars) Put(profileID, name string, v []byte) error {
-	if err := s.b.Put(SidecarKey(profileID, name), v); err != nil {
+	if err := s.b.Put(s.keyOf(profileID, name), v); err != nil {
 		return fmt.Errorf("put sidecar %q of %s: %w", name, profileID, err)
 	}
 	return nil
@@ -59,7 +74,7 @@ func (s Sidecars) Put(profileID, name string, v []byte) error {
 
 // Delete removes a sidecar (none is fine).
 func (s Sidecars) Delete(profileID, name string) error {
-	if err := s.b.Delete(SidecarKey(profileID, name)); err != nil {
+	if err := s.b.Delete(s.keyOf(profileID, name)); err != nil {
 		return fmt.Errorf("delete sidecar %q of %s: %w", name, profileID, err)
 	}
 	return nil

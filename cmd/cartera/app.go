@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	mrand "math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -127,8 +128,10 @@ func knownNames(rs *rules.Ruleset, pol *journeys.Policy, templates []string) jou
 // appOptions are what differs between serve and simulate.
 type appOptions struct {
 	// Now is the clock of every engine (virtual in simulate).
-	Now      func() time.Time
-	Rand     io.Reader
+	Now  func() time.Time
+	Rand io.Reader
+	// Draws is the journeys' source for adaptive splits (nil: random).
+	Draws    mrand.Source
 	NoSync   bool
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
@@ -187,6 +190,7 @@ func openApp(ctx context.Context, cfg *Config, defs *definitions, opts appOption
 		Clock: clock, Logger: log.With("component", "journeys"), Metrics: a.jm, Rules: re,
 		Env:   func() *rules.Env { return re.Ruleset().Env },
 		Known: func() journeys.Known { return a.known() },
+		Rand:  opts.Draws,
 	})
 	if err != nil {
 		_ = store.Close()

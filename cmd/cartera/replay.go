@@ -35,10 +35,10 @@ func replay(ctx context.Context, cfg *Config, defs *definitions, sources *profil
 	if len(events) > 0 {
 		clock.now = events[0].Timestamp
 	}
-	// A seeded source makes profile ids, and so the output, the same on
-	// every run.
+	// Seeded sources make profile ids and adaptive splits' draws, and so
+	// the output, the same on every run.
 	seeded := rand.NewChaCha8([32]byte{'c', 'a', 'r', 't', 'e', 'r', 'a'})
-	core, err := openApp(ctx, cfg, defs, appOptions{Now: clock.Now, Rand: seeded, NoSync: true, Logger: slog.New(slog.DiscardHandler), Trust: sources})
+	core, err := openApp(ctx, cfg, defs, appOptions{Now: clock.Now, Rand: seeded, Draws: rand.NewPCG(1, 2), NoSync: true, Logger: slog.New(slog.DiscardHandler), Trust: sources})
 	if err != nil {
 		return 0, err
 	}

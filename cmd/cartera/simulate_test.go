@@ -239,6 +239,23 @@ var scenarios = map[string]scenario{
 		},
 		never: []string{"suppressed"},
 	},
+	"best_time": {
+		until: "48h",
+		want: []string{
+			// Gael: 19:xx in Madrid, learned from opens, a click and an app open.
+			"2026-11-20T09:00:00Z back_in_stock tell delayed email best_time=map[at:19:00 events:4 source:learned zone:Europe/Madrid] reason=best_time template=back_in_stock until=2026-11-20T18:00:00Z",
+			"2026-11-20T09:00:00Z back_in_stock tell delayed email best_time=map[at:19:00 events:2 source:learned zone:America/New_York] reason=best_time template=back_in_stock until=2026-11-21T00:00:00Z",
+			"2026-11-20T09:00:00Z back_in_stock tell delayed email best_time=map[at:23:00 events:2 source:learned zone:Europe/Madrid] reason=best_time template=back_in_stock until=2026-11-20T22:00:00Z",
+			"2026-11-20T10:00:00Z back_in_stock tell delayed email best_time=map[at:10:00 events:0 source:fallback zone:Europe/Madrid] reason=best_time template=back_in_stock until=2026-11-21T09:00:00Z",
+			"2026-11-20T18:00:00Z back_in_stock tell send email template=back_in_stock",
+			// Olga's 23:00 is in quiet hours: held to 09:0x.
+			"2026-11-20T22:00:00Z back_in_stock tell delayed email reason=quiet_hours: 21:00-09:00 template=back_in_stock until=2026-11-21T08:0",
+			"2026-11-21T00:00:00Z back_in_stock tell send email template=back_in_stock",
+			"2026-11-21T08:0?:??Z back_in_stock tell send email template=back_in_stock",
+			"2026-11-21T09:00:00Z back_in_stock tell send email template=back_in_stock",
+		},
+		never: []string{"suppressed", "2026-11-20T09:00:00Z back_in_stock tell send"},
+	},
 	"merge_keeps_history": {
 		until: "1h",
 		want: []string{

@@ -147,3 +147,27 @@ func TestValidateFolderWithItsOwnConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestValidateBestTime: a send's at, within and fallback are checked by
+// validate, each error naming the file, the place and the field.
+func TestValidateBestTime(t *testing.T) {
+	dir := t.TempDir()
+	files := marketerFolder()
+	files["journeys/restock.yaml"] = "id: restock\ntrigger:\n  event: Back In Stock\nsteps:\n" +
+		"  - id: tell\n    send: {channel: email, template: review_request, at: bestest, within: 9d}\n" +
+		"  - id: again\n    send: {channel: email, template: review_request, at: best_time, within: 1d, fallback: \"9:30\"}\n"
+	writeTree(t, dir, files)
+	_, stderr, err := runValidate(t, "--config", filepath.Join(dir, "cartera.yaml"), dir)
+	if !errors.Is(err, errReported) {
+		t.Fatalf("err = %v, want errReported; stderr:\n%s", err, stderr)
+	}
+	for _, w := range []string{
+		`DIR/journeys/restock.yaml:6:58: journey: send.at: want best_time, got "bestest"`,
+		`DIR/journeys/restock.yaml:6:75: journey: send.within: want a duration from 1h to 7d, got "9d"`,
+		`DIR/journeys/restock.yaml:8:91: journey: send.fallback: want a whole local hour HH:00, got "9:30"`,
+	} {
+		if w = strings.ReplaceAll(w, "DIR", dir); !strings.Contains(stderr, w) {
+			t.Errorf("stderr lacks %q:\n%s", w, stderr)
+		}
+	}
+}
