@@ -3,6 +3,7 @@ package profiles
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -85,4 +86,30 @@ func readFile(t *testing.T, s *Store) []byte {
 		t.Fatal(err)
 	}
 	return raw
+}
+
+// BenchmarkEraseAndScrub is one erasure with its scrub in a store of 50,000
+// people: the scrub looks up the type of every page of the file, so its
+// cost grows with the file (reported as MB).
+func BenchmarkEraseAndScrub(b *testing.B) {
+	ts := openStore(b, DefaultConfig())
+	const people = 50_000
+	batch := make([]*Event, 0, 1000)
+	for i := range people {
+		batch = append(batch, identify(fmt.Sprintf("m%d", i), user(fmt.Sprintf("u%d", i)), traits("email", fmt.Sprintf("person%d@example.com", i))))
+		if len(batch) == cap(batch) {
+			ts.ingest(batch...)
+			batch = batch[:0]
+		}
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := ts.Erase(Identifier{Kind: KindUserID, Value: fmt.Sprintf("u%d", i%people)}, false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if fi, err := os.Stat(ts.db.Path()); err == nil {
+		b.ReportMetric(float64(fi.Size())/1e6, "MB")
+	}
 }
