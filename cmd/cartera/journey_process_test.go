@@ -50,6 +50,22 @@ steps:
 `,
 }
 
+// writeFiles writes files (path → content) into a new folder and returns it.
+func writeFiles(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range files {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
 // journeyLogAction is a "journey action" line of the outbox's log sink.
 type journeyLogAction struct {
 	Journey string `json:"journey"`
@@ -110,16 +126,7 @@ func journeyAdminGet(t *testing.T, base, path string, v any) int {
 // twice in one run, and the engine recorded exactly one send per instance.
 func TestProcessJourneyTimersSurviveKill(t *testing.T) {
 	const people = 50
-	dir := t.TempDir()
-	for name, body := range journeyProcFiles {
-		path := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := writeFiles(t, journeyProcFiles)
 	srv := sdktest.Start(t, bin, sdktest.Options{Config: filepath.Join(dir, "cartera.yaml")})
 
 	batch := make([]any, people)

@@ -28,16 +28,7 @@ func TestKill9UnderLoadNoSendDoubledNoTimerLost(t *testing.T) {
 	if n, err := strconv.Atoi(os.Getenv("CARTERA_SOAK_KILLS")); err == nil && n > 0 {
 		kills = n
 	}
-	dir := t.TempDir()
-	for name, body := range journeyProcFiles {
-		path := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := writeFiles(t, journeyProcFiles)
 	srv := sdktest.Start(t, bin, sdktest.Options{Config: filepath.Join(dir, "cartera.yaml")})
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 21))
 	c := newClient()
