@@ -63,6 +63,7 @@ func newLogAPI(t *testing.T, lcfg profiles.LogConfig) *logAPI {
 	app.Get("/read", a.requireAdmin, func(c *fiber.Ctx) error {
 		return c.JSON(fiber.Map{"applied": store.AppliedOffset()})
 	})
+	a.metricsRoute(app)
 	return &logAPI{a: a, app: app, store: store, elog: l, clock: clock}
 }
 
@@ -71,7 +72,7 @@ func (la *logAPI) do(t *testing.T, method, path, body string) (int, string, map[
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.SetBasicAuth("web_key_0123456789", "")
-	if path == "/read" {
+	if path == "/read" || path == "/metrics" {
 		req.Header.Set("Authorization", "Bearer admin-token")
 	}
 	resp, err := la.app.Test(req, 10_000)
@@ -110,6 +111,10 @@ func TestIngestionBackpressureAndReadYourWrites(t *testing.T) {
 	status, retry, body = la.do(t, "GET", "/read", "")
 	if status != 503 || retry != "1" {
 		t.Fatalf("read while unapplied: %d %q %v", status, retry, body)
+	}
+	// The metrics, which show the lag, answer at once all the same.
+	if status, _, _ = la.do(t, "GET", "/metrics", ""); status != 200 {
+		t.Fatalf("metrics while applying lags: %d, want 200", status)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
