@@ -37,6 +37,7 @@ import (
 //	journey_ad_members audience 0x00 profile id → journey id that added the person
 //	journey_schedules  journey id → JSON schedule record: the cron spec armed, the due of its one
 //	                   timer, and the progress of a tick being enrolled page by page (schedule.go)
+//	journey_history    profile id → the person's latest actions and decisions (history.go)
 var (
 	bucketInstances = []byte("journey_instances")
 	bucketOldActive = []byte("journey_active")
@@ -234,7 +235,7 @@ func New(db *bbolt.DB, set *Set, opts Options) (*Engine, error) {
 		e.metrics = NewMetrics(nil)
 	}
 	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketInstances, bucketTimers, bucketCounts, bucketDefs, bucketOutbox, bucketOutboxKey, bucketSends, bucketAdMembers, bucketSchedules, bucketExperiments, bucketHourly} {
+		for _, b := range [][]byte{bucketInstances, bucketTimers, bucketCounts, bucketDefs, bucketOutbox, bucketOutboxKey, bucketSends, bucketAdMembers, bucketSchedules, bucketExperiments, bucketHourly, bucketHistory} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}

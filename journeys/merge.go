@@ -133,6 +133,9 @@ func (r *run) Erased(p *profiles.Profile) error {
 		r.erased = map[string]bool{}
 	}
 	r.erased[p.ID] = true
+	if err := r.tx.Bucket(bucketHistory).Delete([]byte(p.ID)); err != nil {
+		return err
+	}
 	delete(r.trail, p.ID)
 	// Out of every ad audience at once, whoever holds the person in.
 	if err := r.dropAudiences(p, ReasonErased); err != nil {

@@ -10,7 +10,7 @@ import (
 // other's records (two features once both took "h").
 func TestSidecarNamesApart(t *testing.T) {
 	names := map[string]string{
-		"active": sidecarActive, "entry": sidecarEntry, "history": sidecarHistory,
+		"active": sidecarActive, "entry": sidecarEntry,
 		"send hours": sidecarSendHours, "experiment": sidecarExperiment, "experiment ledger": sidecarExpLedger,
 	}
 	for a, x := range names {
