@@ -68,6 +68,12 @@ type LimitsConfig struct {
 	// (addresses or CIDR ranges).
 	ProxyHeader    string   `yaml:"proxy_header"`
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// RefusalDelay holds a refused request this long (at most until the
+	// limit would let it through) before its 429: a client that ignores
+	// Retry-After and asks again at once is slowed to a few requests a
+	// second per connection, instead of taking the CPU the other clients
+	// need. 0 answers at once.
+	RefusalDelay time.Duration `yaml:"refusal_delay"`
 }
 
 // DefaultLimitsConfig returns limits above what a shop's traffic needs and
@@ -83,6 +89,7 @@ func DefaultLimitsConfig() LimitsConfig {
 		MaxConnectionsPerAddress: 1000,
 		HeaderTimeout:            10 * time.Second,
 		BodyTimeout:              30 * time.Second,
+		RefusalDelay:             time.Second,
 	}
 }
 
@@ -98,6 +105,9 @@ func (c *LimitsConfig) Validate() error {
 	}
 	if c.HeaderTimeout <= 0 || c.BodyTimeout <= 0 {
 		return fmt.Errorf("limits.header_timeout, body_timeout: want positive durations, got %s and %s", c.HeaderTimeout, c.BodyTimeout)
+	}
+	if c.RefusalDelay < 0 || c.RefusalDelay > 10*time.Second {
+		return fmt.Errorf("limits.refusal_delay: want 0 (answer at once) to 10s, got %s", c.RefusalDelay)
 	}
 	for _, p := range c.TrustedProxies {
 		if net.ParseIP(p) == nil {
@@ -170,6 +180,12 @@ func applyLimitsEnv(c *LimitsConfig, v string) error {
 			} else {
 				c.MaxConnectionsPerAddress = n
 			}
+		case "refusal_delay":
+			d, err := time.ParseDuration(val)
+			if err != nil {
+				return bad("a duration such as 1s")
+			}
+			c.RefusalDelay = d
 		case "header_timeout", "body_timeout":
 			d, err := time.ParseDuration(val)
 			if err != nil {
@@ -194,6 +210,8 @@ type edgeLimits struct {
 	token                                *ratelimit.Set
 	limited                              *prometheus.CounterVec
 	now                                  func() time.Time
+	// pause holds a refused request (time.Sleep; tests record it).
+	pause func(time.Duration)
 }
 
 // newEdgeLimits builds the limiters and registers
@@ -211,7 +229,8 @@ func newEdgeLimits(cfg LimitsConfig, reg prometheus.Registerer) *edgeLimits {
 			Name: "cartera_requests_limited_total",
 			Help: "Requests answered 429 by a rate limit, by limit.",
 		}, []string{"limit"}),
-		now: time.Now,
+		now:   time.Now,
+		pause: time.Sleep,
 	}
 	for name := range cfg.rates() {
 		l.limited.WithLabelValues(name)
@@ -340,6 +359,9 @@ func (l *edgeLimits) check(c *fiber.Ctx, set *ratelimit.Set, name, key string, n
 // read it.
 func (l *edgeLimits) refuse(c *fiber.Ctx, name string, wait time.Duration, what string) error {
 	l.limited.WithLabelValues(name).Inc()
+	if d := min(wait, l.cfg.RefusalDelay); d > 0 {
+		l.pause(d)
+	}
 	secs := max(1, int64(math.Ceil(wait.Seconds())))
 	c.Set(fiber.HeaderRetryAfter, strconv.FormatInt(secs, 10))
 	c.Set(fiber.HeaderAccessControlExposeHeaders, fiber.HeaderRetryAfter)

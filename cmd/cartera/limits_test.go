@@ -7,10 +7,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gofiber/fiber/v2"
 )
 
 // limitedCount reads cartera_requests_limited_total{limit=name}.
@@ -47,7 +51,7 @@ func want429(t *testing.T, r reply, what string) {
 // during the test: exactly the burst gets through.
 func TestWriteKeyFloodLimitsOnlyItself(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"CARTERA_LIMITS": "write_key_requests=0.001/3"})
+	s := startServer(t, map[string]string{"CARTERA_LIMITS": "write_key_requests=0.001/3,refusal_delay=0s"})
 	const burst = 3
 	for i := range 12 {
 		flood := s.send(t, "web_dev_write_key", "/v1/track", fmt.Sprintf(`{"anonymousId":"f%d","event":"Product Viewed"}`, i))
@@ -81,7 +85,7 @@ func TestWriteKeyFloodLimitsOnlyItself(t *testing.T) {
 // is refused until it is paid off, whatever the size of its next request.
 func TestWriteKeyEventRate(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, map[string]string{"CARTERA_LIMITS": "write_key_events=0.001/5"})
+	s := startServer(t, map[string]string{"CARTERA_LIMITS": "write_key_events=0.001/5,refusal_delay=0s"})
 	batch := func(prefix string, n int) string {
 		var evs []string
 		for i := range n {
@@ -103,7 +107,7 @@ func TestWriteKeyEventRate(t *testing.T) {
 func TestAddressWalletAndLinkLimits(t *testing.T) {
 	t.Parallel()
 	t.Run("address", func(t *testing.T) {
-		s := startServer(t, map[string]string{"CARTERA_LIMITS": "address_requests=0.001/4"})
+		s := startServer(t, map[string]string{"CARTERA_LIMITS": "address_requests=0.001/4,refusal_delay=0s"})
 		for i := range 4 {
 			if r := s.do(t, "GET", "/t/o/x"+strconv.Itoa(i), nil, nil); r.status == 429 {
 				t.Fatalf("request %d limited within the burst", i+1)
@@ -115,7 +119,7 @@ func TestAddressWalletAndLinkLimits(t *testing.T) {
 		}
 	})
 	t.Run("wallet device and tracking token", func(t *testing.T) {
-		s := startServer(t, map[string]string{"CARTERA_LIMITS": "wallet_device_requests=0.001/2,tracking_token_requests=0.001/2"})
+		s := startServer(t, map[string]string{"CARTERA_LIMITS": "wallet_device_requests=0.001/2,tracking_token_requests=0.001/2,refusal_delay=0s"})
 		for _, c := range []struct{ name, first, other string }{
 			{"device", "/wallet/v1/devices/dev1/registrations/pass.example", "/wallet/v1/devices/dev2/registrations/pass.example"},
 			{"pass", "/wallet/v1/passes/pass.example/S1", "/wallet/v1/passes/pass.example/S2"},
@@ -238,5 +242,59 @@ func TestLimitsConfig(t *testing.T) {
 	}
 	if got := addressKey("2001:db8:1:2:3:4:5:6"); got != "2001:db8:1:2::" {
 		t.Errorf("IPv6 address key %s, want its /64", got)
+	}
+}
+
+// TestRefusalDelay: a refused request is held before its 429 for the
+// configured delay, or less when the limit lets a request through sooner,
+// so a client that ignores Retry-After cannot spin on refusals; with no
+// delay the 429 is at once. The pause is recorded, not slept.
+func TestRefusalDelay(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		perSecond float64
+		delay     time.Duration
+		want      time.Duration
+	}{
+		{"the delay, when the limit lets the next one through later", 0.5, time.Second, time.Second},
+		{"until the next one may go, when sooner", 4, time.Second, 250 * time.Millisecond},
+		{"none when off", 0.5, 0, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := DefaultLimitsConfig()
+			cfg.AddressRequests = RateLimit{PerSecond: c.perSecond, Burst: 1}
+			cfg.RefusalDelay = c.delay
+			l := newEdgeLimits(cfg, nil)
+			at := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+			l.now = func() time.Time { return at }
+			var paused []time.Duration
+			l.pause = func(d time.Duration) { paused = append(paused, d) }
+			app := fiber.New(fiber.Config{ErrorHandler: (&api{}).errorHandler})
+			app.Use(l.edge)
+			app.Get("/x", func(c *fiber.Ctx) error { return c.SendString("ok") })
+			for i, want := range []int{200, 429} {
+				resp, err := app.Test(httptest.NewRequest("GET", "/x", nil))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if resp.StatusCode != want {
+					t.Fatalf("request %d: %d, want %d", i+1, resp.StatusCode, want)
+				}
+			}
+			var wantPaused []time.Duration
+			if c.want > 0 {
+				wantPaused = []time.Duration{c.want}
+			}
+			if !slices.Equal(paused, wantPaused) {
+				t.Errorf("paused %v, want %v", paused, wantPaused)
+			}
+		})
+	}
+	cfg := DefaultLimitsConfig()
+	if err := applyLimitsEnv(&cfg, "refusal_delay=11s"); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "limits.refusal_delay: want 0 (answer at once) to 10s") {
+		t.Errorf("refusal_delay=11s: %v", err)
 	}
 }
