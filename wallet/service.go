@@ -99,8 +99,11 @@ type Config struct {
 	PublicURL string
 	// DefaultTemplate is issued when a request names none.
 	DefaultTemplate string
-	// LinkSecret signs download links.
-	LinkSecret []byte
+	// LinkSecret signs download links; PreviousLinkSecrets, those of
+	// retired keys, still open the links they signed until they expire
+	// (a rotation of the secret breaks no link sent before it).
+	LinkSecret          []byte
+	PreviousLinkSecrets [][]byte
 	// LinkTTL is how long a download link works (default 30 days).
 	LinkTTL time.Duration
 	// CacheBytes bounds the signed passes kept in memory (default 256 MiB).
@@ -392,7 +395,11 @@ func (s *Service) Links(p *Pass) (Links, error) {
 }
 
 func (s *Service) linkSig(serial string, exp int64) string {
-	m := hmac.New(sha256.New, s.cfg.LinkSecret)
+	return linkSig(s.cfg.LinkSecret, serial, exp)
+}
+
+func linkSig(secret []byte, serial string, exp int64) string {
+	m := hmac.New(sha256.New, secret)
 	m.Write([]byte("pkpass\x00" + serial + "\x00"))
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], uint64(exp))
@@ -403,7 +410,14 @@ func (s *Service) linkSig(serial string, exp int64) string {
 // Download returns the signed pass of a download link.
 func (s *Service) Download(serial, exp, sig string) (*Pass, []byte, error) {
 	e, err := strconv.ParseInt(exp, 10, 64)
-	if err != nil || s.now().Unix() > e || !hmac.Equal([]byte(sig), []byte(s.linkSig(serial, e))) {
+	if err != nil || s.now().Unix() > e {
+		return nil, nil, ErrBadLink
+	}
+	ok := false
+	for _, secret := range append([][]byte{s.cfg.LinkSecret}, s.cfg.PreviousLinkSecrets...) {
+		ok = hmac.Equal([]byte(sig), []byte(linkSig(secret, serial, e))) || ok
+	}
+	if !ok {
 		return nil, nil, ErrBadLink
 	}
 	p, err := s.Pass(serial)

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -260,5 +261,43 @@ func TestTrackingKeyRotation(t *testing.T) {
 		if ok := r.status == 200; ok != (name != "unknown key") {
 			t.Errorf("%s unsubscribe link: %d %s", name, r.status, r.raw)
 		}
+	}
+}
+
+// TestPassDownloadLinkAfterRotation: a pass download link sent before the
+// tracking secret was rotated still downloads the pass while the old
+// secret is kept in tracking_previous, and no longer once it is dropped.
+func TestPassDownloadLinkAfterRotation(t *testing.T) {
+	t.Parallel()
+	data := filepath.Join(t.TempDir(), "data", "cartera.db")
+	const oldSecret, newSecret = "the-old-tracking-secret-0123456789", "the-new-tracking-secret-0123456789"
+	var link string
+	t.Run("before", func(t *testing.T) {
+		s := startServerAt(t, data, map[string]string{"CARTERA_TRACKING_SECRET": oldSecret})
+		mustOK(t, s.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"u1","traits":{"first_name":"Ana"}}`))
+		rep := s.admin(t, "POST", "/v1/profiles/user_id:u1/passes")
+		if rep.status != 201 {
+			t.Fatalf("issue: %d %s", rep.status, rep.raw)
+		}
+		u, err := url.Parse(rep.body["apple_url"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		link = u.RequestURI()
+	})
+	for _, c := range []struct {
+		name string
+		env  map[string]string
+		want int
+	}{
+		{"rotated, old key kept", map[string]string{"CARTERA_TRACKING_SECRET": newSecret, "CARTERA_TRACKING_KEY_ID": "k2", "CARTERA_TRACKING_PREVIOUS": ":" + oldSecret}, 200},
+		{"old key dropped", map[string]string{"CARTERA_TRACKING_SECRET": newSecret, "CARTERA_TRACKING_KEY_ID": "k2"}, 403},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := startServerAt(t, data, c.env)
+			if resp, _ := get(t, s.base+link, nil); resp.StatusCode != c.want {
+				t.Errorf("download link of before the rotation: %s, want %d", resp.Status, c.want)
+			}
+		})
 	}
 }

@@ -186,9 +186,15 @@ func (a *app) openWallet(cfg *Config, templates map[string]*wallet.Template, now
 	if err != nil {
 		return err
 	}
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte("cartera wallet download links"))
-	wc := wallet.Config{PublicURL: cfg.PublicURL, DefaultTemplate: cfg.Wallet.DefaultTemplate, LinkSecret: m.Sum(nil)}
+	linkKey := func(secret []byte) []byte {
+		m := hmac.New(sha256.New, secret)
+		m.Write([]byte("cartera wallet download links"))
+		return m.Sum(nil)
+	}
+	wc := wallet.Config{PublicURL: cfg.PublicURL, DefaultTemplate: cfg.Wallet.DefaultTemplate, LinkSecret: linkKey(secret)}
+	for _, k := range trackingKeys(cfg) {
+		wc.PreviousLinkSecrets = append(wc.PreviousLinkSecrets, linkKey(k.Secret))
+	}
 	var gclient *google.Client
 	if g := cfg.Wallet.Google; g.IssuerID != "" && g.ServiceAccount != "" {
 		b, err := os.ReadFile(g.ServiceAccount)
