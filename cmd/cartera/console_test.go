@@ -447,3 +447,52 @@ func TestConsoleBacktest(t *testing.T) {
 		t.Errorf("the audit log does not show the backtest:\n%s", page)
 	}
 }
+
+// TestConsoleAudience: the audience page of a real serve: its members as a
+// CSV download for a marketer (profile ids and entry times only, in the
+// audit log), refused to a viewer.
+func TestConsoleAudience(t *testing.T) {
+	r := startConsole(t, nil)
+	const pos = "pos_dev_write_key"
+	for i, u := range []string{"ana", "cleo"} {
+		mustOK(t, r.send(t, pos, "/v1/identify", `{"userId":"`+u+`","traits":{"email":"`+u+`@example.com"}}`))
+		mustOK(t, r.send(t, pos, "/v1/track", fmt.Sprintf(`{"userId":"%s","event":"Order Completed","properties":{"order_id":"o%d","revenue":20,"currency":"EUR","channel":"pos"}}`, u, i)))
+	}
+	ids := map[string]bool{}
+	for _, u := range []string{"ana", "cleo"} {
+		ids[r.profile(t, "user_id:"+u)["id"].(string)] = true
+	}
+
+	viewer := r.user()
+	viewer.mustLogin(t, "vic", viewerPassword)
+	if st, _, _ := viewer.get(t, "/console/audiences/customers/export.csv"); st != http.StatusForbidden {
+		t.Errorf("viewer's CSV export: %d, want 403", st)
+	}
+	mara := r.user()
+	mara.mustLogin(t, "mara", marketerPassword)
+	if _, page, _ := mara.get(t, "/console/audiences/customers"); !strings.Contains(page, `href="/console/audiences/customers/export.csv"`) {
+		t.Error("the audience page lacks the CSV link")
+	}
+	st, body, h := mara.get(t, "/console/audiences/customers/export.csv")
+	if st != 200 || h.Get("Content-Disposition") != `attachment; filename="audience-customers.csv"` {
+		t.Fatalf("CSV export: %d %q", st, h.Get("Content-Disposition"))
+	}
+	lines := strings.Split(strings.TrimSpace(body), "\n")
+	if len(lines) != 3 || lines[0] != "profile_id,entered_at" {
+		t.Fatalf("CSV export:\n%s\nwant a header and Ana's and Cleo's rows", body)
+	}
+	for _, l := range lines[1:] {
+		id, at, _ := strings.Cut(l, ",")
+		if _, err := time.Parse(time.RFC3339, at); !ids[id] || err != nil {
+			t.Errorf("CSV row %q: want a customer's profile id and an RFC 3339 time", l)
+		}
+	}
+	if strings.Contains(body, "@") {
+		t.Error("the CSV export holds an email address")
+	}
+	admin := r.user()
+	admin.mustLogin(t, console.DevUser, console.DevPassword)
+	if _, audit, _ := admin.get(t, "/console/audit"); !strings.Contains(audit, "export_audience") || !strings.Contains(audit, "audience customers") {
+		t.Error("the audit log lacks the CSV export")
+	}
+}

@@ -223,6 +223,7 @@ func (c *Console) Mount(app fiber.Router) {
 	in.Post("/backtest", c.need(RoleMarketer), c.backtest)
 	in.Get("/audiences", c.audiences)
 	in.Get("/audiences/:id", c.audience)
+	in.Get("/audiences/:id/export.csv", c.need(RoleMarketer), c.exportAudience)
 	in.Get("/outbox", c.outbox)
 	in.Get("/wallet", c.walletPage)
 	in.Post("/outbox/:seq/retry", c.need(RoleAdmin), c.outboxOp("retry"))

@@ -1,0 +1,183 @@
+package console
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"go.etcd.io/bbolt"
+
+	"cartera/internal/clocktest"
+	"cartera/journeys"
+	"cartera/rules"
+)
+
+// pagedAudiences holds audiences in memory and pages them as
+// rules.Engine.Members does (profile id order, after an id, next "" on the
+// last page); failAfter makes the page after that id fail.
+type pagedAudiences struct {
+	members   map[string][]rules.Member
+	calls     []string
+	failAfter string
+}
+
+func (p *pagedAudiences) Audiences() ([]rules.AudienceInfo, error) {
+	var out []rules.AudienceInfo
+	for _, n := range []string{"customers", "vip"} {
+		out = append(out, rules.AudienceInfo{Name: n, Expression: "true", Size: int64(len(p.members[n]))})
+	}
+	return out, nil
+}
+
+func (p *pagedAudiences) Members(audience, after string, limit int) ([]rules.Member, string, error) {
+	p.calls = append(p.calls, fmt.Sprintf("%s after %q limit %d", audience, after, limit))
+	if after != "" && after == p.failAfter {
+		return nil, "", errors.New("disk on fire")
+	}
+	all := p.members[audience]
+	i, _ := slices.BinarySearchFunc(all, after, func(m rules.Member, id string) int { return strings.Compare(m.ProfileID, id) })
+	if i < len(all) && after != "" && all[i].ProfileID == after {
+		i++
+	}
+	end := min(i+limit, len(all))
+	next := ""
+	if end < len(all) {
+		next = all[end-1].ProfileID
+	}
+	return slices.Clone(all[i:end]), next, nil
+}
+
+// rig is a console on a real bbolt file with the given audiences, its
+// routes on a Fiber app, and a session per role.
+type rig struct {
+	c       *Console
+	app     *fiber.App
+	cookies map[Role]string
+}
+
+func newRig(t *testing.T, aud Audiences, clock *clocktest.Clock) *rig {
+	t.Helper()
+	db, err := bbolt.Open(filepath.Join(t.TempDir(), "c.db"), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	type noPeople struct{ People }
+	c, err := New(DefaultConfig(), Options{DB: db, People: noPeople{}, Journeys: noJourneys{}, Audiences: aud, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := fiber.New()
+	c.Mount(app)
+	r := &rig{c: c, app: app, cookies: map[Role]string{}}
+	for _, role := range []Role{RoleViewer, RoleMarketer, RoleAdmin} {
+		r.cookies[role] = c.sessions.create("u-"+string(role), role, clock.Now()).id
+	}
+	return r
+}
+
+func (r *rig) get(t *testing.T, role Role, path string) (*http.Response, string) {
+	t.Helper()
+	req := httptest.NewRequest("GET", path, nil)
+	req.AddCookie(&http.Cookie{Name: cookieSession, Value: r.cookies[role]})
+	resp, err := r.app.Test(req, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+// noJourneys is the console's Journeys for tests of other pages.
+type noJourneys struct{}
+
+func (noJourneys) Journeys() ([]Journey, error)     { return nil, nil }
+func (noJourneys) Journey(string) (*Journey, error) { return nil, nil }
+func (noJourneys) Period(string, time.Time, time.Time) (map[string]journeys.StepCounts, error) {
+	return nil, nil
+}
+func (noJourneys) Reload(context.Context) (map[string]string, []string, error) { return nil, nil, nil }
+
+func membersOf(n int, at time.Time) []rules.Member {
+	out := make([]rules.Member, n)
+	for i := range out {
+		out[i] = rules.Member{ProfileID: fmt.Sprintf("p%05d", i), EnteredAt: at.Add(time.Duration(i) * time.Second)}
+	}
+	return out
+}
+
+// TestAudienceCSVExport: every member, page by page, in two columns;
+// viewers are refused; the export is in the audit log; a page that fails
+// mid-stream ends the file with an error line.
+func TestAudienceCSVExport(t *testing.T) {
+	clock := clocktest.New(time.Date(2026, 12, 6, 10, 0, 0, 0, time.FixedZone("CET", 3600)))
+	aud := &pagedAudiences{members: map[string][]rules.Member{"customers": membersOf(2*exportPage+5, clock.Now())}}
+	r := newRig(t, aud, clock)
+
+	if resp, _ := r.get(t, RoleViewer, "/console/audiences/customers/export.csv"); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("viewer's export: %d, want 403", resp.StatusCode)
+	}
+	if _, page := r.get(t, RoleViewer, "/console/audiences/customers"); strings.Contains(page, "export.csv") {
+		t.Error("the viewer's audience page offers the export")
+	}
+	if _, page := r.get(t, RoleMarketer, "/console/audiences/customers"); !strings.Contains(page, `href="/console/audiences/customers/export.csv"`) {
+		t.Error("the marketer's audience page lacks the export link")
+	}
+	if resp, _ := r.get(t, RoleMarketer, "/console/audiences/nope/export.csv"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("unknown audience: %d, want 404", resp.StatusCode)
+	}
+
+	aud.calls = nil
+	resp, body := r.get(t, RoleMarketer, "/console/audiences/customers/export.csv")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Disposition") != `attachment; filename="audience-customers.csv"` ||
+		!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/csv") {
+		t.Fatalf("export: %d %q %q", resp.StatusCode, resp.Header.Get("Content-Disposition"), resp.Header.Get("Content-Type"))
+	}
+	rows, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{{"profile_id", "entered_at"}}
+	for _, m := range aud.members["customers"] {
+		want = append(want, []string{m.ProfileID, m.EnteredAt.UTC().Format(time.RFC3339)})
+	}
+	if !slices.EqualFunc(rows, want, slices.Equal) {
+		t.Fatalf("export has %d rows (first %v, last %v), want %d", len(rows), rows[min(1, len(rows)-1)], rows[len(rows)-1], len(want))
+	}
+	if rows[1][1] != "2026-12-06T09:00:00Z" {
+		t.Errorf("entered_at %q, want RFC 3339 in UTC", rows[1][1])
+	}
+	wantCalls := []string{`customers after "" limit 1000`, `customers after "p00999" limit 1000`, `customers after "p01999" limit 1000`}
+	if !slices.Equal(aud.calls, wantCalls) {
+		t.Errorf("pages read %q, want %q", aud.calls, wantCalls)
+	}
+
+	entries, err := r.c.audit.Recent(10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 1 || entries[0].User != "u-marketer" || entries[0].Action != "export_audience" || entries[0].Target != "audience customers" {
+		t.Errorf("audit log %+v, want one export_audience of customers by u-marketer", entries)
+	}
+
+	aud.failAfter = "p00999"
+	_, body = r.get(t, RoleAdmin, "/console/audiences/customers/export.csv")
+	lines := strings.Split(strings.TrimSpace(body), "\n")
+	if len(lines) != exportPage+2 || lines[len(lines)-1] != "error,disk on fire" {
+		t.Errorf("a failing second page: %d lines ending %q, want %d ending with the error", len(lines), lines[len(lines)-1], exportPage+2)
+	}
+}
