@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"encoding/csv"
 	"fmt"
+	"html/template"
+	"math"
 	"slices"
 	"time"
 
@@ -46,7 +48,14 @@ func (c *Console) audience(ctx *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.render(ctx, fiber.StatusOK, "audience", "Audience "+id, "audiences", map[string]any{"Info": info, "Members": members, "Next": next, "After": after})
+	now := c.o.Now()
+	list, err := c.samples.since(now.Add(-24*time.Hour - 2*c.o.SampleEvery))
+	if err != nil {
+		return err
+	}
+	list = append(list, sample{At: now, Sizes: map[string]int64{id: info.Size}})
+	return c.render(ctx, fiber.StatusOK, "audience", "Audience "+id, "audiences", map[string]any{"Info": info, "Members": members, "Next": next, "After": after,
+		"SizeChart": sizeChart(list, id, now)})
 }
 
 // exportAudience streams every member of an audience as CSV (profile_id,
@@ -96,4 +105,64 @@ func (c *Console) exportAudience(ctx *fiber.Ctx) error {
 		}
 	})
 	return nil
+}
+
+// sampleOf is a sample of the reading with the audiences' sizes and the
+// ad destinations' delivered counters; a failure to read the sizes leaves
+// them out of this sample (logged), not the counters.
+func (c *Console) sampleOf(r reading) sample {
+	x := sampleOf(r)
+	list, err := c.o.Audiences.Audiences()
+	if err != nil {
+		c.o.Log.Warn("console: sample audience sizes", "err", err)
+	}
+	for _, a := range list {
+		if x.Sizes == nil {
+			x.Sizes = map[string]int64{}
+		}
+		x.Sizes[a.Name] = a.Size
+	}
+	for _, dests := range c.o.AdDestinations {
+		for _, d := range dests {
+			if x.Synced == nil {
+				x.Synced = map[string]float64{}
+			}
+			x.Synced[d] = r.Delivered[d]
+		}
+	}
+	return x
+}
+
+// levels are a gauge's values over n steps after from: each step holds
+// the last value sampled in it (step i is from+i*step exclusive to
+// from+(i+1)*step inclusive, as in buckets); a step without a sample, or
+// whose samples lack the gauge, is NaN.
+func levels(list []sample, from time.Time, step time.Duration, n int, pick func(sample) (float64, bool)) []float64 {
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = math.NaN()
+	}
+	for _, s := range list {
+		after := s.At.Sub(from)
+		idx := int((after - 1) / step)
+		if after <= 0 || idx >= n {
+			continue
+		}
+		if v, ok := pick(s); ok {
+			out[idx] = v
+		}
+	}
+	return out
+}
+
+// sizeChart draws an audience's size over the last day, a point per 15
+// minutes.
+func sizeChart(list []sample, audience string, now time.Time) template.HTML {
+	const span, step = 24 * time.Hour, 15 * time.Minute
+	from := now.Add(-span)
+	v := levels(list, from, step, int(span/step), func(s sample) (float64, bool) {
+		n, ok := s.Sizes[audience]
+		return float64(n), ok
+	})
+	return chart("chart-size", "Size, last day, per 15 minutes", from, step, []series{{Name: "size", Class: "size", Values: v, Level: true}})
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -179,5 +180,61 @@ func TestAudienceCSVExport(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(body), "\n")
 	if len(lines) != exportPage+2 || lines[len(lines)-1] != "error,disk on fire" {
 		t.Errorf("a failing second page: %d lines ending %q, want %d ending with the error", len(lines), lines[len(lines)-1], exportPage+2)
+	}
+}
+
+func TestLevels(t *testing.T) {
+	from := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	at := func(m int, size int64) sample {
+		return sample{At: from.Add(time.Duration(m) * time.Minute), Sizes: map[string]int64{"vip": size}}
+	}
+	list := []sample{at(-5, 1), at(0, 2), at(3, 3), at(14, 4), at(15, 5), {At: from.Add(20 * time.Minute)}, at(31, 7), at(61, 9)}
+	got := levels(list, from, 15*time.Minute, 4, func(s sample) (float64, bool) {
+		n, ok := s.Sizes["vip"]
+		return float64(n), ok
+	})
+	// Before from and after the last step: left out; the last value in a
+	// step wins (minute 15 closes the first step); a step whose only
+	// sample lacks the audience is a gap.
+	want := []float64{5, math.NaN(), 7, math.NaN()}
+	for i := range want {
+		if got[i] != want[i] && !(math.IsNaN(got[i]) && math.IsNaN(want[i])) {
+			t.Fatalf("levels = %v, want %v", got, want)
+		}
+	}
+}
+
+// TestAudienceSizeChart: Sample keeps each audience's size, and the
+// audience page draws the day's sizes, the last one now's.
+func TestAudienceSizeChart(t *testing.T) {
+	clock := clocktest.New(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
+	aud := &pagedAudiences{members: map[string][]rules.Member{"customers": membersOf(3, clock.Now()), "vip": membersOf(1, clock.Now())}}
+	r := newRig(t, aud, clock)
+	for _, n := range []int{3, 40, 12} {
+		aud.members["customers"] = membersOf(n, clock.Now())
+		r.c.Sample()
+		clock.Set(clock.Now().Add(30 * time.Minute))
+	}
+	list, err := r.c.samples.since(time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 3 || list[1].Sizes["customers"] != 40 || list[1].Sizes["vip"] != 1 {
+		t.Fatalf("samples %+v, want 3 with customers 40 and vip 1 in the second", list)
+	}
+	aud.members["customers"] = membersOf(17, clock.Now())
+	_, page := r.get(t, RoleViewer, "/console/audiences/customers")
+	chart := page[strings.Index(page, `<svg id="chart-size"`):]
+	chart = chart[:strings.Index(chart, "</svg>")]
+	if !strings.Contains(chart, `data-series="size" data-total="17"`) {
+		t.Errorf("the size chart's legend does not give the size now (17):\n%s", chart)
+	}
+	// Points at 10:00 (3), 10:30 (40), 11:00 (12) and now, 11:30 (17):
+	// the tallest, 40, at the top of the plot.
+	if n := strings.Count(chart, `cy="22.0"`); n != 1 {
+		t.Errorf("%d points at the top of the chart, want 1 (size 40):\n%s", n, chart)
+	}
+	if strings.Count(chart, `class="line size"`) != 4 {
+		t.Errorf("want 4 separate points (15-minute steps with gaps between):\n%s", chart)
 	}
 }
