@@ -11,6 +11,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"cartera/channels"
 	"cartera/rules"
 )
 
@@ -48,14 +49,26 @@ func (c *Console) audience(ctx *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	now := c.o.Now()
-	list, err := c.samples.since(now.Add(-24*time.Hour - 2*c.o.SampleEvery))
+	r, err := read(c.o.Metrics, c.o.Now())
 	if err != nil {
 		return err
 	}
-	list = append(list, sample{At: now, Sizes: map[string]int64{id: info.Size}})
+	list, err := c.samples.since(r.At.Add(-24*time.Hour - 2*c.o.SampleEvery))
+	if err != nil {
+		return err
+	}
+	dests := c.o.AdDestinations[id]
+	cur := sample{At: r.At, Sizes: map[string]int64{id: info.Size}, Synced: map[string]float64{}}
+	for _, d := range dests {
+		cur.Synced[d] = r.Delivered[d]
+	}
+	list = append(list, cur)
+	syncs, err := c.syncStates(dests, r, list, !c.session(ctx).role.Can(RoleMarketer))
+	if err != nil {
+		return err
+	}
 	return c.render(ctx, fiber.StatusOK, "audience", "Audience "+id, "audiences", map[string]any{"Info": info, "Members": members, "Next": next, "After": after,
-		"SizeChart": sizeChart(list, id, now)})
+		"SizeChart": sizeChart(list, id, r.At), "Sync": syncs, "Since": list[0].At})
 }
 
 // exportAudience streams every member of an audience as CSV (profile_id,
@@ -165,4 +178,64 @@ func sizeChart(list []sample, audience string, now time.Time) template.HTML {
 		return float64(n), ok
 	})
 	return chart("chart-size", "Size, last day, per 15 minutes", from, step, []series{{Name: "size", Class: "size", Values: v, Level: true}})
+}
+
+// syncState is how one ad destination mirrors an audience.
+type syncState struct {
+	Destination              string
+	Delivered, Retried, Dead float64
+	Queued                   int
+	LastSync                 time.Time
+	LastError                string
+	LastErrorAt              time.Time
+}
+
+// syncStates reads each destination's counters since the process started,
+// its queue now, its last sync from the samples, and the error of its
+// newest dead letter among the outbox's first outboxLimit (masked for
+// viewers, as on the Outbox page).
+func (c *Console) syncStates(dests []string, r reading, list []sample, mask bool) ([]syncState, error) {
+	if len(dests) == 0 {
+		return nil, nil
+	}
+	sizes := channels.Sizes{}
+	var dead []*channels.Message
+	if c.o.Outbox != nil {
+		var err error
+		if sizes, err = c.o.Outbox.Sizes(); err != nil {
+			return nil, err
+		}
+		if dead, err = c.o.Outbox.List(channels.StateDead, outboxLimit); err != nil {
+			return nil, err
+		}
+	}
+	out := make([]syncState, 0, len(dests))
+	for _, d := range dests {
+		s := syncState{Destination: d, Delivered: r.Delivered[d], Retried: r.Retried[d], Dead: r.Dead[d], Queued: sizes.Queued[d], LastSync: lastSync(list, d)}
+		for _, m := range dead {
+			if m.Destination == d && m.LastError != "" && !m.DeadAt.Before(s.LastErrorAt) {
+				s.LastError, s.LastErrorAt = m.LastError, m.DeadAt
+			}
+		}
+		if mask {
+			s.LastError = emailIn.ReplaceAllStringFunc(s.LastError, MaskEmail)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// lastSync is when the destination last delivered: the newest sample in
+// which its delivered counter grew over the sample before (a counter
+// that went back, after a restart, grew if it is above zero). Zero when
+// it has not since the samples began.
+func lastSync(list []sample, dest string) time.Time {
+	for i := len(list) - 1; i > 0; i-- {
+		v, ok := list[i].Synced[dest]
+		p, pok := list[i-1].Synced[dest]
+		if ok && pok && v > 0 && v != p {
+			return list[i].At
+		}
+	}
+	return time.Time{}
 }

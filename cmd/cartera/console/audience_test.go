@@ -16,8 +16,10 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/bbolt"
 
+	"cartera/channels"
 	"cartera/internal/clocktest"
 	"cartera/journeys"
 	"cartera/rules"
@@ -66,7 +68,7 @@ type rig struct {
 	cookies map[Role]string
 }
 
-func newRig(t *testing.T, aud Audiences, clock *clocktest.Clock) *rig {
+func newRig(t *testing.T, aud Audiences, clock *clocktest.Clock, more ...func(*Options)) *rig {
 	t.Helper()
 	db, err := bbolt.Open(filepath.Join(t.TempDir(), "c.db"), 0o600, nil)
 	if err != nil {
@@ -74,7 +76,11 @@ func newRig(t *testing.T, aud Audiences, clock *clocktest.Clock) *rig {
 	}
 	t.Cleanup(func() { db.Close() })
 	type noPeople struct{ People }
-	c, err := New(DefaultConfig(), Options{DB: db, People: noPeople{}, Journeys: noJourneys{}, Audiences: aud, Now: clock.Now})
+	o := Options{DB: db, People: noPeople{}, Journeys: noJourneys{}, Audiences: aud, Now: clock.Now}
+	for _, f := range more {
+		f(&o)
+	}
+	c, err := New(DefaultConfig(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,5 +242,93 @@ func TestAudienceSizeChart(t *testing.T) {
 	}
 	if strings.Count(chart, `class="line size"`) != 4 {
 		t.Errorf("want 4 separate points (15-minute steps with gaps between):\n%s", chart)
+	}
+}
+
+// queues is the console's Outbox with fixed queues and dead letters.
+type queues struct {
+	sizes channels.Sizes
+	dead  []*channels.Message
+}
+
+func (q queues) Sizes() (channels.Sizes, error) { return q.sizes, nil }
+func (q queues) List(state string, limit int) ([]*channels.Message, error) {
+	if state != channels.StateDead {
+		return nil, nil
+	}
+	var out []*channels.Message
+	for _, m := range q.dead {
+		c := *m
+		out = append(out, &c)
+	}
+	return out, nil
+}
+func (queues) Retry(uint64) error { return nil }
+func (queues) Drop(uint64) error  { return nil }
+
+// TestAudienceSyncState: an audience mirrored on Meta and Google shows
+// each destination's counters from the registry, its queue, its last sync
+// (the last sample its delivered counter grew in) and its newest dead
+// letter's error, masked for a viewer; an audience without one says so.
+func TestAudienceSyncState(t *testing.T) {
+	clock := clocktest.New(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
+	t0 := clock.Now()
+	reg := prometheus.NewRegistry()
+	vec := func(name string) *prometheus.CounterVec {
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: name}, []string{"destination"})
+		reg.MustRegister(v)
+		return v
+	}
+	delivered, retries, dead := vec("cartera_outbox_delivered_total"), vec("cartera_outbox_retries_total"), vec("cartera_outbox_dead_letters_total")
+	ob := queues{sizes: channels.Sizes{Queued: map[string]int{"google:customers": 7, "email": 3}, Dead: 2}, dead: []*channels.Message{
+		{Seq: 1, Destination: "google:customers", LastError: "old error", DeadAt: t0.Add(-time.Hour)},
+		{Seq: 2, Destination: "google:customers", LastError: "400 bad member ana@example.com", DeadAt: t0},
+		{Seq: 3, Destination: "email", LastError: "not this one", DeadAt: t0.Add(time.Minute)},
+	}}
+	aud := &pagedAudiences{members: map[string][]rules.Member{"customers": membersOf(3, t0)}}
+	r := newRig(t, aud, clock, func(o *Options) {
+		o.Metrics, o.Outbox = reg, ob
+		o.AdDestinations = map[string][]string{"customers": {"meta:customers", "google:customers"}}
+	})
+	delivered.WithLabelValues("google:customers")
+	r.c.Sample() // 10:00: meta 0
+	clock.Set(t0.Add(time.Minute))
+	delivered.WithLabelValues("meta:customers").Add(5)
+	r.c.Sample() // 10:01: meta 5, its last sync
+	clock.Set(t0.Add(2 * time.Minute))
+	retries.WithLabelValues("google:customers").Add(4)
+	dead.WithLabelValues("google:customers").Add(2)
+	r.c.Sample() // 10:02: nothing delivered
+	clock.Set(t0.Add(3 * time.Minute))
+
+	row := func(page, dest string) string {
+		i := strings.Index(page, `<tr data-destination="`+dest+`">`)
+		if i < 0 {
+			t.Fatalf("no row for %s in:\n%s", dest, page)
+		}
+		return page[i : i+strings.Index(page[i:], "</tr>")]
+	}
+	_, page := r.get(t, RoleMarketer, "/console/audiences/customers")
+	if got, want := row(page, "meta:customers"), `<td class="last-sync">2026-12-06 10:01:00Z</td><td>5</td><td>0</td><td>0</td><td>0</td>`; !strings.Contains(got, want) {
+		t.Errorf("meta row %s\nwant %s", got, want)
+	}
+	google := row(page, "google:customers")
+	if want := `<td class="last-sync">not since the samples began (2026-12-06 10:00:00Z)</td><td>0</td><td>4</td><td>2</td><td>7</td>`; !strings.Contains(google, want) {
+		t.Errorf("google row %s\nwant %s", google, want)
+	}
+	if !strings.Contains(google, "2026-12-06 10:00:00Z: 400 bad member ana@example.com") {
+		t.Errorf("google row lacks its newest dead letter's error: %s", google)
+	}
+	_, page = r.get(t, RoleViewer, "/console/audiences/customers")
+	if g := row(page, "google:customers"); strings.Contains(g, "ana@") || !strings.Contains(g, "a***@example.com") {
+		t.Errorf("viewer's google row: %s", g)
+	}
+	clock.Set(t0.Add(4 * time.Minute))
+	delivered.WithLabelValues("google:customers").Add(1)
+	if _, page = r.get(t, RoleMarketer, "/console/audiences/customers"); !strings.Contains(row(page, "google:customers"), `<td class="last-sync">2026-12-06 10:04:00Z</td>`) {
+		t.Errorf("a delivery since the last sample is not the last sync now: %s", row(page, "google:customers"))
+	}
+	if _, page = r.get(t, RoleMarketer, "/console/audiences/vip"); !strings.Contains(page, `id="sync-none"`) || strings.Contains(page, `id="sync"`) {
+		t.Error("an audience without ad destinations does not say so")
 	}
 }
