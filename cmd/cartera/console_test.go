@@ -496,3 +496,44 @@ func TestConsoleAudience(t *testing.T) {
 		t.Error("the audit log lacks the CSV export")
 	}
 }
+
+// TestConsoleAudienceSync: serve with the rules audience customers
+// mirrored on Meta (a stand-in): after Bea's order adds her, the
+// audience's page shows meta:customers with one delivery and a last sync;
+// email_reachable, mirrored nowhere, says so.
+func TestConsoleAudienceSync(t *testing.T) {
+	t.Parallel()
+	rig := newDeliveryRig(t, "")
+	b, err := os.ReadFile(rig.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := "\nconsole:\n  users:\n    - {name: mara, role: marketer, password_bcrypt: \"" + bcryptOf(t, marketerPassword) + "\"}\n"
+	if err := os.WriteFile(rig.config, append(b, users...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := rig.serve(t, nil)
+	mustOK(t, s.send(t, dlWebKey, "/v1/identify", `{"userId":"u-bea","traits":{"email":"bea@example.com","consent":{"ads":true}}}`))
+	mustOK(t, s.send(t, dlPOSKey, "/v1/track", `{"userId":"u-bea","event":"Order Completed","properties":{"order_id":"pos-9","revenue":20,"channel":"pos","store_id":"madrid-1"}}`))
+	eventually(t, 10*time.Second, "Bea's add to customers on Meta", func() bool {
+		return len(metaRows(t, rig.meta.Hits(), "POST", dlCustomersPath)) == 1
+	})
+	mara := (&consoleRig{server: s}).user()
+	mara.mustLogin(t, "mara", marketerPassword)
+	var row string
+	eventually(t, 5*time.Second, "the delivery counted on the audience page", func() bool {
+		_, page, _ := mara.get(t, "/console/audiences/customers")
+		i := strings.Index(page, `<tr data-destination="meta:customers">`)
+		if i < 0 {
+			return false
+		}
+		row = page[i : i+strings.Index(page[i:], "</tr>")]
+		return strings.Contains(row, `</td><td>1</td><td>0</td><td>0</td><td>0</td>`)
+	})
+	if strings.Contains(row, "not since") || !strings.Contains(row, `<td class="last-sync">20`) {
+		t.Errorf("meta:customers has no last sync: %s", row)
+	}
+	if _, page, _ := mara.get(t, "/console/audiences/email_reachable"); !strings.Contains(page, `id="sync-none"`) {
+		t.Error("email_reachable, mirrored nowhere, does not say so")
+	}
+}
