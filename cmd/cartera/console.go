@@ -33,6 +33,7 @@ func openConsole(a *api, cfg *Config, reg prometheus.Gatherer, log *slog.Logger)
 		Backtest: b}
 	if a.core != nil && a.core.delivery != nil {
 		o.Outbox = a.core.delivery.outbox
+		o.AdDestinations = maps.Clone(a.core.delivery.audiences)
 	}
 	if a.core != nil && a.core.wallet != nil {
 		o.Wallet = a.core.wallet

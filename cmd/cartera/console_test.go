@@ -447,3 +447,93 @@ func TestConsoleBacktest(t *testing.T) {
 		t.Errorf("the audit log does not show the backtest:\n%s", page)
 	}
 }
+
+// TestConsoleAudience: the audience page of a real serve: its members as a
+// CSV download for a marketer (profile ids and entry times only, in the
+// audit log), refused to a viewer.
+func TestConsoleAudience(t *testing.T) {
+	r := startConsole(t, nil)
+	const pos = "pos_dev_write_key"
+	for i, u := range []string{"ana", "cleo"} {
+		mustOK(t, r.send(t, pos, "/v1/identify", `{"userId":"`+u+`","traits":{"email":"`+u+`@example.com"}}`))
+		mustOK(t, r.send(t, pos, "/v1/track", fmt.Sprintf(`{"userId":"%s","event":"Order Completed","properties":{"order_id":"o%d","revenue":20,"currency":"EUR","channel":"pos"}}`, u, i)))
+	}
+	ids := map[string]bool{}
+	for _, u := range []string{"ana", "cleo"} {
+		ids[r.profile(t, "user_id:"+u)["id"].(string)] = true
+	}
+
+	viewer := r.user()
+	viewer.mustLogin(t, "vic", viewerPassword)
+	if st, _, _ := viewer.get(t, "/console/audiences/customers/export.csv"); st != http.StatusForbidden {
+		t.Errorf("viewer's CSV export: %d, want 403", st)
+	}
+	mara := r.user()
+	mara.mustLogin(t, "mara", marketerPassword)
+	if _, page, _ := mara.get(t, "/console/audiences/customers"); !strings.Contains(page, `href="/console/audiences/customers/export.csv"`) {
+		t.Error("the audience page lacks the CSV link")
+	}
+	st, body, h := mara.get(t, "/console/audiences/customers/export.csv")
+	if st != 200 || h.Get("Content-Disposition") != `attachment; filename="audience-customers.csv"` {
+		t.Fatalf("CSV export: %d %q", st, h.Get("Content-Disposition"))
+	}
+	lines := strings.Split(strings.TrimSpace(body), "\n")
+	if len(lines) != 3 || lines[0] != "profile_id,entered_at" {
+		t.Fatalf("CSV export:\n%s\nwant a header and Ana's and Cleo's rows", body)
+	}
+	for _, l := range lines[1:] {
+		id, at, _ := strings.Cut(l, ",")
+		if _, err := time.Parse(time.RFC3339, at); !ids[id] || err != nil {
+			t.Errorf("CSV row %q: want a customer's profile id and an RFC 3339 time", l)
+		}
+	}
+	if strings.Contains(body, "@") {
+		t.Error("the CSV export holds an email address")
+	}
+	admin := r.user()
+	admin.mustLogin(t, console.DevUser, console.DevPassword)
+	if _, audit, _ := admin.get(t, "/console/audit"); !strings.Contains(audit, "export_audience") || !strings.Contains(audit, "audience customers") {
+		t.Error("the audit log lacks the CSV export")
+	}
+}
+
+// TestConsoleAudienceSync: serve with the rules audience customers
+// mirrored on Meta (a stand-in): after Bea's order adds her, the
+// audience's page shows meta:customers with one delivery and a last sync;
+// email_reachable, mirrored nowhere, says so.
+func TestConsoleAudienceSync(t *testing.T) {
+	t.Parallel()
+	rig := newDeliveryRig(t, "")
+	b, err := os.ReadFile(rig.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := "\nconsole:\n  users:\n    - {name: mara, role: marketer, password_bcrypt: \"" + bcryptOf(t, marketerPassword) + "\"}\n"
+	if err := os.WriteFile(rig.config, append(b, users...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := rig.serve(t, nil)
+	mustOK(t, s.send(t, dlWebKey, "/v1/identify", `{"userId":"u-bea","traits":{"email":"bea@example.com","consent":{"ads":true}}}`))
+	mustOK(t, s.send(t, dlPOSKey, "/v1/track", `{"userId":"u-bea","event":"Order Completed","properties":{"order_id":"pos-9","revenue":20,"channel":"pos","store_id":"madrid-1"}}`))
+	eventually(t, 10*time.Second, "Bea's add to customers on Meta", func() bool {
+		return len(metaRows(t, rig.meta.Hits(), "POST", dlCustomersPath)) == 1
+	})
+	mara := (&consoleRig{server: s}).user()
+	mara.mustLogin(t, "mara", marketerPassword)
+	var row string
+	eventually(t, 5*time.Second, "the delivery counted on the audience page", func() bool {
+		_, page, _ := mara.get(t, "/console/audiences/customers")
+		i := strings.Index(page, `<tr data-destination="meta:customers">`)
+		if i < 0 {
+			return false
+		}
+		row = page[i : i+strings.Index(page[i:], "</tr>")]
+		return strings.Contains(row, `</td><td>1</td><td>0</td><td>0</td><td>0</td>`)
+	})
+	if strings.Contains(row, "not since") || !strings.Contains(row, `<td class="last-sync">20`) {
+		t.Errorf("meta:customers has no last sync: %s", row)
+	}
+	if _, page, _ := mara.get(t, "/console/audiences/email_reachable"); !strings.Contains(page, `id="sync-none"`) {
+		t.Error("email_reachable, mirrored nowhere, does not say so")
+	}
+}

@@ -42,6 +42,9 @@ func buckets(list []sample, from time.Time, step time.Duration, n int, pick func
 type series struct {
 	Name, Class string
 	Values      []float64
+	// Level: the values are a gauge's (a size), and the legend gives the
+	// last one rather than their sum.
+	Level bool
 }
 
 // chart draws series over n steps from from as an SVG line chart with a
@@ -106,7 +109,11 @@ func chart(id, title string, from time.Time, step time.Duration, all []series) t
 				flush()
 				continue
 			}
-			total += v
+			if s.Level {
+				total = v
+			} else {
+				total += v
+			}
 			fmt.Fprintf(&pts, "%.1f,%.1f ", x(i), y(v))
 		}
 		flush()

@@ -48,6 +48,10 @@ type Options struct {
 	Log   *slog.Logger
 	// SampleEvery is the interval of the Overview's samples (1m).
 	SampleEvery time.Duration
+	// AdDestinations are the outbox destinations that mirror each
+	// audience on ad platforms ("meta:retargeting", "google:retargeting"),
+	// by audience.
+	AdDestinations map[string][]string
 }
 
 // Console serves the pages under /console.
@@ -192,7 +196,7 @@ func (c *Console) Sample() {
 		c.o.Log.Warn("console: sample metrics", "err", err)
 		return
 	}
-	if err := c.samples.add(sampleOf(r)); err != nil {
+	if err := c.samples.add(c.sampleOf(r)); err != nil {
 		c.o.Log.Warn("console: sample metrics", "err", err)
 	}
 }
@@ -223,6 +227,7 @@ func (c *Console) Mount(app fiber.Router) {
 	in.Post("/backtest", c.need(RoleMarketer), c.backtest)
 	in.Get("/audiences", c.audiences)
 	in.Get("/audiences/:id", c.audience)
+	in.Get("/audiences/:id/export.csv", c.need(RoleMarketer), c.exportAudience)
 	in.Get("/outbox", c.outbox)
 	in.Get("/wallet", c.walletPage)
 	in.Post("/outbox/:seq/retry", c.need(RoleAdmin), c.outboxOp("retry"))

@@ -87,6 +87,12 @@ type sample struct {
 	Accepted  float64   `json:"accepted"`
 	Delivered float64   `json:"delivered"`
 	Failed    float64   `json:"failed"`
+	// Sizes are the audiences' sizes (rules.AudienceInfo.Size), by name.
+	Sizes map[string]int64 `json:"sizes,omitempty"`
+	// Synced are the delivered counters of the destinations that mirror
+	// audiences on ad platforms (Options.AdDestinations), by destination:
+	// the last sample in which one grew is that destination's last sync.
+	Synced map[string]float64 `json:"synced,omitempty"`
 }
 
 func sampleOf(r reading) sample {

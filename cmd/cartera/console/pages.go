@@ -16,7 +16,6 @@ import (
 
 	"cartera/channels"
 	"cartera/profiles"
-	"cartera/rules"
 )
 
 func (c *Console) overview(ctx *fiber.Ctx) error {
@@ -351,26 +350,6 @@ func (c *Console) audiences(ctx *fiber.Ctx) error {
 		return err
 	}
 	return c.render(ctx, fiber.StatusOK, "audiences", "Audiences", "audiences", list)
-}
-
-const membersPage = 50
-
-func (c *Console) audience(ctx *fiber.Ctx) error {
-	id := ctx.Params("id")
-	list, err := c.o.Audiences.Audiences()
-	if err != nil {
-		return err
-	}
-	i := slices.IndexFunc(list, func(a rules.AudienceInfo) bool { return a.Name == id })
-	if i < 0 {
-		return c.fail(ctx, fiber.StatusNotFound, "No such audience.")
-	}
-	after := ctx.Query("after")
-	members, next, err := c.o.Audiences.Members(id, after, membersPage)
-	if err != nil {
-		return err
-	}
-	return c.render(ctx, fiber.StatusOK, "audience", "Audience "+id, "audiences", map[string]any{"Info": list[i], "Members": members, "Next": next, "After": after})
 }
 
 const outboxLimit = 100
