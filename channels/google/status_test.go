@@ -422,6 +422,14 @@ func TestStatusPollerRuns(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the poller never asked about req-1")
 	}
+	// The stand-in saw the question before the poller read the answer:
+	// wait for it to settle req-1 (a Close before that leaves it pending,
+	// as it should).
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if p := r.pending(); len(p) == 1 || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err := r.poller.Close(); err != nil {
 		t.Fatal(err)
 	}
