@@ -34,8 +34,13 @@ func (r *run) unverifiedAddress(p *profiles.Profile, channel string) string {
 	if r.set.Policy.UnverifiedAddresses != HoldMode {
 		return ""
 	}
-	kind := map[string]string{"email": profiles.KindEmail, "sms": profiles.KindPhone}[channel]
-	if kind == "" {
+	var kind string
+	switch channel {
+	case "email":
+		kind = profiles.KindEmail
+	case "sms":
+		kind = profiles.KindPhone
+	default:
 		return ""
 	}
 	if all, verified := p.Addresses(kind); len(all) > 0 && verified == 0 {

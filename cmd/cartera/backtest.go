@@ -169,15 +169,19 @@ func (a *app) backtest(ctx context.Context, req backtestRequest, now time.Time) 
 // count adds an action line to the summary.
 func (r *backtestResult) count(l simLine, people map[string]bool) {
 	reason := func() string {
-		b, _ := json.Marshal(l.Detail)
-		var d struct {
-			Reason string `json:"reason"`
+		var r string
+		switch d := l.Detail.(type) {
+		case journeys.SuppressedDetail:
+			r = d.Reason
+		case journeys.ExitDetail:
+			r = d.Reason
+		case ConversionDetail:
+			r = d.Reason
 		}
-		_ = json.Unmarshal(b, &d)
-		if d.Reason == "" {
+		if r == "" {
 			return "unknown"
 		}
-		return d.Reason
+		return r
 	}
 	switch l.Action {
 	case journeys.ActEnter:

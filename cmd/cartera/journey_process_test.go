@@ -66,6 +66,19 @@ func writeFiles(t *testing.T, files map[string]string) string {
 	return dir
 }
 
+// journeyCounts is what GET /v1/journeys/{id} says of a journey and its
+// steps.
+type journeyCounts struct {
+	Journey struct {
+		Entered int64 `json:"entered"`
+		Waiting int64 `json:"waiting"`
+	} `json:"journey"`
+	Steps []struct {
+		ID     string           `json:"id"`
+		Counts map[string]int64 `json:"counts"`
+	} `json:"steps"`
+}
+
 // journeyLogAction is a "journey action" line of the outbox's log sink.
 type journeyLogAction struct {
 	Journey string `json:"journey"`
@@ -219,16 +232,7 @@ func TestProcessJourneyTimersSurviveKill(t *testing.T) {
 
 	// The engine's own count: one entry and one send per person, none
 	// left waiting, whatever the crashes did to delivery.
-	var got struct {
-		Journey struct {
-			Entered int64 `json:"entered"`
-			Waiting int64 `json:"waiting"`
-		} `json:"journey"`
-		Steps []struct {
-			ID     string           `json:"id"`
-			Counts map[string]int64 `json:"counts"`
-		} `json:"steps"`
-	}
+	var got journeyCounts
 	if status := journeyAdminGet(t, srv.URL(), "/v1/journeys/follow_up", &got); status != http.StatusOK {
 		t.Fatalf("GET /v1/journeys/follow_up: status %d", status)
 	}

@@ -108,20 +108,10 @@ func TestKill9UnderLoadNoSendDoubledNoTimerLost(t *testing.T) {
 
 	// Every timer fires after the last restart: the engine counts one
 	// send per person and nobody waiting.
-	type counts struct {
-		Journey struct {
-			Entered int64 `json:"entered"`
-			Waiting int64 `json:"waiting"`
-		} `json:"journey"`
-		Steps []struct {
-			ID     string           `json:"id"`
-			Counts map[string]int64 `json:"counts"`
-		} `json:"steps"`
-	}
-	var got counts
+	var got journeyCounts
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		got = counts{}
+		got = journeyCounts{}
 		if status := journeyAdminGet(t, srv.URL(), "/v1/journeys/follow_up", &got); status != http.StatusOK {
 			t.Fatalf("GET /v1/journeys/follow_up: status %d", status)
 		}

@@ -485,38 +485,62 @@ func (l *Log) Read(ctx context.Context, from uint64, max int) ([][]byte, error) 
 		f.next++
 		return nil
 	}
-	fail := func(err error) ([][]byte, error) {
+	broken, err := f.gather(ctx, max, take, func(err error) error {
+		return fmt.Errorf("jetstream event log: read from %d: %w", from, err)
+	}, halt{l.stop, closedErr}, halt{})
+	if broken {
 		f.close()
 		l.feed = nil
+	}
+	if err != nil {
 		return nil, err
 	}
+	return out, nil
+}
+
+// halt is a channel that ends a read's wait, and what the read returns
+// then (read only once the channel is closed: whoever closes it sets it
+// first).
+type halt struct {
+	c   <-chan struct{}
+	err func() error
+}
+
+func closedErr() error { return ErrClosed }
+
+// gather waits for the feed's next message (or a stream error, ctx's end,
+// or one of the halts; a zero halt never comes), hands it to take, then
+// hands take what else is already there, up to max messages in all.
+// broken says the feed must be dropped (the next read starts it over): a
+// stream error, or an error of take, which is returned for the first
+// message only (what was taken before a later one is kept). streamErr
+// says where a stream error happened.
+func (f *feed) gather(ctx context.Context, max int, take func(jetstream.Msg) error, streamErr func(error) error, h1, h2 halt) (broken bool, err error) {
 	select {
 	case m := <-f.msgs:
 		if err := take(m); err != nil {
-			return fail(err)
+			return true, err
 		}
 	case err := <-f.errc:
-		return fail(fmt.Errorf("jetstream event log: read from %d: %w", from, err))
+		return true, streamErr(err)
 	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-l.stop:
-		return nil, ErrClosed
+		return false, ctx.Err()
+	case <-h1.c:
+		return false, h1.err()
+	case <-h2.c:
+		return false, h2.err()
 	}
-	for len(out) < max {
+	for n := 1; n < max; n++ {
 		select {
 		case m := <-f.msgs:
 			if err := take(m); err != nil {
-				// Keep what was read; the next Read starts over.
-				f.close()
-				l.feed = nil
-				return out, nil
+				return true, nil
 			}
-			continue
 		default:
+			return false, nil
 		}
-		break
 	}
-	return out, nil
+	return false, nil
 }
 
 // Trim removes the records below offset below (a stream purge up to it).

@@ -160,37 +160,15 @@ func (r *partReader) Read(ctx context.Context, from uint64, max int) ([]profiles
 		f.next = seq + 1
 		return nil
 	}
-	fail := func(err error) ([]profiles.Record, error) {
+	broken, err := f.gather(ctx, max, take, func(err error) error {
+		return fmt.Errorf("jetstream event log: read %s from %d: %w", r.subject, from, err)
+	}, halt{r.stop, func() error { return r.stopErr }}, halt{r.l.stop, closedErr})
+	if broken {
 		f.close()
 		r.feed = nil
+	}
+	if err != nil {
 		return nil, err
-	}
-	select {
-	case m := <-f.msgs:
-		if err := take(m); err != nil {
-			return fail(err)
-		}
-	case err := <-f.errc:
-		return fail(fmt.Errorf("jetstream event log: read %s from %d: %w", r.subject, from, err))
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-r.stop:
-		return nil, r.stopErr
-	case <-r.l.stop:
-		return nil, ErrClosed
-	}
-	for len(out) < max {
-		select {
-		case m := <-f.msgs:
-			if err := take(m); err != nil {
-				f.close()
-				r.feed = nil
-				return out, nil
-			}
-			continue
-		default:
-		}
-		break
 	}
 	return out, nil
 }
