@@ -137,16 +137,23 @@ func TestUserLineAndDevLogin(t *testing.T) {
 	}
 }
 
-func TestAuditNewestFirst(t *testing.T) {
+// openTestAudit opens an audit log in a bbolt file of its own.
+func openTestAudit(t *testing.T) *Audit {
+	t.Helper()
 	db, err := bbolt.Open(filepath.Join(t.TempDir(), "a.db"), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	a, err := OpenAudit(db)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return a
+}
+
+func TestAuditNewestFirst(t *testing.T) {
+	a := openTestAudit(t)
 	at := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
 	for i, action := range []string{"login", "reload", "erase"} {
 		if err := a.Record(Entry{At: at.Add(time.Duration(i) * time.Minute), User: "ana", Role: RoleAdmin, Action: action}); err != nil {
@@ -218,15 +225,7 @@ func TestAuditRetentionConfig(t *testing.T) {
 // TestAuditPrunedByAge: on the console's clock, entries older than the
 // retention go, the rest stay, and the next entry follows on.
 func TestAuditPrunedByAge(t *testing.T) {
-	db, err := bbolt.Open(filepath.Join(t.TempDir(), "a.db"), 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	a, err := OpenAudit(db)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := openTestAudit(t)
 	clock := clocktest.New(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
 	start := clock.Now()
 	for d := range 400 {
