@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -17,8 +18,15 @@ const benchPeople = 10_000
 // benchEvent makes a realistic event about person p: mostly anonymous
 // browsing, then signed-in tracking, identifies that link the two (and
 // merge when both already have a profile), and a few consent changes.
-func benchEvent(rng *rand.Rand, seq int64) *Event {
-	p := rng.IntN(benchPeople)
+func benchEvent(rng *rand.Rand, seq int64) *Event { return benchEventAmong(rng, seq, benchPeople) }
+
+// benchEventAmong makes such an event about one of people people.
+func benchEventAmong(rng *rand.Rand, seq int64, people int) *Event {
+	return benchEventFor(rng, seq, rng.IntN(people))
+}
+
+// benchEventFor makes such an event about person p.
+func benchEventFor(rng *rand.Rand, seq int64, p int) *Event {
 	u, a := fmt.Sprintf("user-%d", p), fmt.Sprintf("anon-%d", p)
 	id := fmt.Sprintf("bench-%d", seq)
 	ts := at(time.Duration(seq) * time.Millisecond)
@@ -143,4 +151,56 @@ func BenchmarkMerge(b *testing.B) {
 	if got, want := ts.ProfileCount(), int64(b.N); got != want {
 		b.Fatalf("%d profiles after %d merges, want %d", got, b.N, want)
 	}
+}
+
+// BenchmarkHotProfiles measures what the hot-profile cache saves or costs
+// per event, in CPU time of the whole process (garbage collection
+// included: the profiles it holds are scanned at every cycle), so that the
+// figure holds on a busy machine. People are drawn uniformly from 10,000,
+// or skewed (Zipf, s=1.2) over 100,000 as shoppers come back in sessions.
+func BenchmarkHotProfiles(b *testing.B) {
+	for _, load := range []string{"uniform", "zipf"} {
+		for _, hot := range []int{0, 2_000, 20_000} {
+			b.Run(fmt.Sprintf("%s/hot=%d", load, hot), func(b *testing.B) {
+				cfg := DefaultConfig()
+				cfg.NoSync = true
+				cfg.HotProfiles = hot
+				ts := openStore(b, cfg)
+				rng := rand.New(rand.NewPCG(1, 7))
+				zipf := rand.NewZipf(rng, 1.2, 1, 99_999)
+				var seq int64
+				batch := make([]*Event, 100)
+				next := func() {
+					for i := range batch {
+						seq++
+						if load == "zipf" {
+							batch[i] = benchEventFor(rng, seq, int(zipf.Uint64()))
+						} else {
+							batch[i] = benchEventAmong(rng, seq, 10_000)
+						}
+					}
+				}
+				b.ReportAllocs()
+				cpu0 := processCPU(b)
+				b.ResetTimer()
+				for b.Loop() {
+					next()
+					if _, err := ts.Ingest(context.Background(), batch); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.StopTimer()
+				b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N*len(batch)), "cpu-µs/event")
+			})
+		}
+	}
+}
+
+// processCPU is the CPU time (user and system) the process used so far.
+func processCPU(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -24,6 +24,10 @@ type Config struct {
 	NoSync bool `yaml:"-"`
 	// Log bounds the event log that ingestion acknowledges on.
 	Log LogConfig `yaml:"log"`
+	// HotProfiles is how many decoded profiles the writer keeps in memory
+	// between commits, the most recently written, so that a person's next
+	// event does not decode their record again (0: none).
+	HotProfiles int `yaml:"hot_profiles"`
 }
 
 // LogConfig holds the settings of the event log (applier.go).
@@ -91,6 +95,7 @@ func DefaultConfig() Config {
 		MaxBatchEvents: 4000,
 		MaxClockSkew:   DefaultMaxSkew,
 		Log:            DefaultLogConfig(),
+		HotProfiles:    2_000,
 	}
 }
 
@@ -107,6 +112,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxClockSkew < time.Minute {
 		return fmt.Errorf("profiles.max_clock_skew: want at least 1m, got %s", c.MaxClockSkew)
+	}
+	if c.HotProfiles < 0 || c.HotProfiles > 10_000_000 {
+		return fmt.Errorf("profiles.hot_profiles: want 0 (none) to 10000000, got %d", c.HotProfiles)
 	}
 	if err := c.Log.Validate(); err != nil {
 		return err

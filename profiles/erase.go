@@ -49,6 +49,8 @@ func (s *Store) Erase(id Identifier, dropLater bool) (*Erasure, error) {
 		if err != nil {
 			return err
 		}
+		// No decoded copy of the person stays in memory either.
+		s.hot.drop(pid)
 		out = &Erasure{ProfileID: p.ID, MergedFrom: p.MergedFrom, DropLater: dropLater}
 		for _, proc := range s.processors() {
 			tp := proc.Begin(tx)

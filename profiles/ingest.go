@@ -268,12 +268,14 @@ func (s *Store) commit(batch []*commitReq) {
 // txState caches the profiles one transaction touches, so a batch of many
 // events about one person decodes and encodes the profile once.
 type txState struct {
-	tx           *bbolt.Tx
-	profiles     *bbolt.Bucket
-	identities   *bbolt.Bucket
-	events       *bbolt.Bucket
-	cache        map[string]*Profile
-	dirty        map[string]bool
+	tx         *bbolt.Tx
+	profiles   *bbolt.Bucket
+	identities *bbolt.Bucket
+	events     *bbolt.Bucket
+	cache      map[string]*Profile
+	dirty      map[string]bool
+	// hot keeps what flush writes for later transactions (nil: no).
+	hot          *hotProfiles
 	profileDelta int64
 	logs         []logLine
 	procs        []TxProcessor
@@ -286,6 +288,7 @@ type logLine struct {
 
 func (s *Store) newTxState(tx *bbolt.Tx) *txState {
 	st := newTxState(tx)
+	st.hot = s.hot
 	for _, p := range s.processors() {
 		st.procs = append(st.procs, p.Begin(tx))
 	}
@@ -323,9 +326,16 @@ func (st *txState) get(id string) (*Profile, error) {
 		}
 		return p, nil
 	}
-	p, err := getProfile(st.tx, id)
-	if err != nil {
-		return nil, err
+	v := st.profiles.Get([]byte(id))
+	if v == nil {
+		return nil, ErrNotFound
+	}
+	p := st.hot.take(id, v)
+	if p == nil {
+		p = new(Profile)
+		if err := decodeProfile(v, p); err != nil {
+			return nil, fmt.Errorf("decode profile %s: %w", id, err)
+		}
 	}
 	st.cache[id] = p
 	return p, nil
@@ -366,6 +376,7 @@ func (st *txState) flush() error {
 	for id := range st.dirty {
 		p := st.cache[id]
 		if p == nil {
+			st.hot.drop(id)
 			if err := st.profiles.Delete([]byte(id)); err != nil {
 				return err
 			}
@@ -378,6 +389,10 @@ func (st *txState) flush() error {
 		if err := st.profiles.Put([]byte(id), v); err != nil {
 			return err
 		}
+		// Kept before the commit, while no other writer can run: an
+		// erasure after it drops what it erases. Should the commit
+		// fail, the file keeps the old record, and take sees that.
+		st.hot.keep(p, v)
 	}
 	if st.profileDelta != 0 {
 		meta := st.tx.Bucket(bucketMeta)

@@ -25,6 +25,10 @@ type Metrics struct {
 	ScrubbedPages prometheus.Counter
 	// DeadEvents counts event-log records skipped after failed applies.
 	DeadEvents prometheus.Counter
+	// HotReads counts the writer's profile reads by where the profile
+	// came from: hit (the hot-profile cache), miss (decoded: not held),
+	// stale (decoded: held, but the record had changed since).
+	HotReads *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -75,10 +79,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		DeadEvents: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cartera_dead_events_total", Help: "Events of the event log skipped after the processors failed on them repeatedly (kept in the deadevents bucket).",
 		}),
+		HotReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cartera_profile_hot_reads_total", Help: "Profiles the writer read, by result: hit (kept decoded in memory), miss (decoded from the file), stale (kept, but changed since: decoded).",
+		}, []string{"result"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Accepted, m.Rejected, m.Duplicates, m.Dropped, m.PlanViolations, m.CommitSeconds,
-			m.CommitEvents, m.Merges, m.RefusedMerges, m.RefusedIDs, m.Guarded, m.Erasures, m.ScrubbedPages, m.DeadEvents)
+			m.CommitEvents, m.Merges, m.RefusedMerges, m.RefusedIDs, m.Guarded, m.Erasures, m.ScrubbedPages, m.DeadEvents, m.HotReads)
 	}
 	return m
 }

@@ -133,6 +133,8 @@ type Store struct {
 
 	// elog is the event log Append goes through (applier.go); nil: none.
 	elog *logState
+	// hot is the writer's cache of decoded profiles (hot.go); nil: none.
+	hot *hotProfiles
 
 	procs     atomic.Pointer[[]Processor]
 	reqs      chan *commitReq
@@ -190,6 +192,7 @@ func Open(ctx context.Context, path string, cfg Config, opts Options) (*Store, e
 	if s.rand == nil {
 		s.rand = rand.Reader
 	}
+	s.hot = newHotProfiles(cfg.HotProfiles, s.metrics)
 	s.Use(opts.Processors...)
 	if err := s.init(); err != nil {
 		_ = db.Close()

@@ -84,6 +84,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"bad plan mode", "sources:\n  - name: web\n    tracking_plan: {mode: loose}\n", nil, `sources[0].tracking_plan.mode: want strict or warn, got "loose"`},
 		{"bad identity kind", "profiles:\n  identity:\n    kinds: [{name: card, paths: [foo.card]}]\n", nil, `identity.kinds[0].paths[0]: want a path under traits, properties or context, got "foo.card"`},
 		{"bad smtp", "smtp_url: http://x\n", nil, "smtp_url: want smtp://user:pass@host:port"},
+		{"negative hot profiles", "profiles:\n  hot_profiles: -1\n", nil, "profiles.hot_profiles: want 0 (none) to 10000000, got -1"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
