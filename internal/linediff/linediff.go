@@ -269,13 +269,17 @@ func Hunks(a, b string, context int) []Hunk {
 // context lines around each change; "" when the texts are equal. A text
 // whose last line lacks a newline is shown as if it had one.
 func Unified(from, to, a, b string, context int) string {
-	hs := Hunks(a, b, context)
-	if len(hs) == 0 {
+	return Format(from, to, Hunks(a, b, context))
+}
+
+// Format writes hunks as diff -u text; "" for none.
+func Format(from, to string, hunks []Hunk) string {
+	if len(hunks) == 0 {
 		return ""
 	}
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "--- %s\n+++ %s\n", from, to)
-	for _, h := range hs {
+	for _, h := range hunks {
 		sb.WriteString(h.Header())
 		sb.WriteByte('\n')
 		for _, l := range h.Lines {

@@ -221,6 +221,7 @@ func (c *Console) Mount(app fiber.Router) {
 	in.Post("/people/:ident/export", c.need(RoleAdmin), c.export)
 	in.Post("/people/:ident/erase", c.need(RoleAdmin), c.erase)
 	in.Get("/journeys", c.journeys)
+	in.Get("/journeys/reload", c.need(RoleMarketer), c.reloadPage)
 	in.Post("/journeys/reload", c.need(RoleMarketer), c.reload)
 	in.Get("/journeys/:id", c.journey)
 	in.Get("/backtest", c.need(RoleMarketer), c.backtestPage)
