@@ -130,8 +130,9 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%.2f", v)
 	},
-	"join": strings.Join,
-	"base": filepath.Base,
+	"join":   strings.Join,
+	"reason": Reason,
+	"base":   filepath.Base,
 }
 
 func parsePages() (map[string]*template.Template, error) {
