@@ -1,6 +1,7 @@
 package journeys
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -162,5 +163,49 @@ func TestLegacyMembership(t *testing.T) {
 	h.fireUntil(h.clock.Now().Add(8 * 24 * time.Hour))
 	if got := adActions(h.drain()); len(got) != 1 || got[0] != "cart:audience_remove" {
 		t.Errorf("the first removal after an upgrade: %v, want it sent", got)
+	}
+}
+
+// AdMembers lists who is in an ad audience and the journeys holding
+// them, paged in profile id order; AdAudienceSizes counts them.
+func TestAdMembersAndSizes(t *testing.T) {
+	h, lena := holdHarness(t)
+	ivo := h.identify("ivo", map[string]any{"email": "ivo@example.com", "consent": map[string]any{"ads": true}})
+	h.track("ivo", "Lapsed", nil)
+	h.drain()
+	members, next, err := h.engine.AdMembers("retargeting", "", 10)
+	if err != nil || next != "" || len(members) != 2 {
+		t.Fatalf("AdMembers = %v, %q, %v; want Lena and Ivo on one page", members, next, err)
+	}
+	byID := map[string]AdMember{}
+	for _, m := range members {
+		byID[m.ProfileID] = m
+	}
+	if m := byID[lena]; len(m.Holds) != 2 || m.Holds[0] != (AdHold{Journey: "winback", Step: "hold"}) || m.Holds[1] != (AdHold{Journey: "cart", Step: "hold"}) {
+		t.Errorf("Lena's holds: %+v, want winback then cart, both waiting at hold", m.Holds)
+	}
+	if m := byID[ivo]; len(m.Holds) != 1 || m.Holds[0].Journey != "winback" {
+		t.Errorf("Ivo's holds: %+v", m.Holds)
+	}
+	first, next, err := h.engine.AdMembers("retargeting", "", 1)
+	if err != nil || len(first) != 1 || next != first[0].ProfileID {
+		t.Fatalf("page of one: %v, next %q, %v", first, next, err)
+	}
+	second, next2, err := h.engine.AdMembers("retargeting", next, 1)
+	if err != nil || len(second) != 1 || next2 != "" || second[0].ProfileID == first[0].ProfileID || second[0].ProfileID < first[0].ProfileID {
+		t.Fatalf("second page: %v, next %q, %v", second, next2, err)
+	}
+	sizes, err := h.engine.AdAudienceSizes()
+	if err != nil || sizes["retargeting"] != 2 {
+		t.Errorf("sizes = %v, %v; want retargeting 2", sizes, err)
+	}
+	if _, _, err := h.engine.AdMembers("nope", "", 10); !errors.Is(err, ErrUnknownAdAudience) {
+		t.Errorf("an undeclared audience: %v", err)
+	}
+	// After 31 days every journey has let go: nobody is left.
+	h.fireUntil(h.clock.Now().Add(31 * 24 * time.Hour))
+	h.drain()
+	if sizes, err := h.engine.AdAudienceSizes(); err != nil || sizes["retargeting"] != 0 {
+		t.Errorf("after every hold ended: sizes %v, %v; want 0", sizes, err)
 	}
 }
