@@ -31,6 +31,9 @@ func openConsole(a *api, cfg *Config, reg prometheus.Gatherer, log *slog.Logger)
 	b := consoleBackend{a: a}
 	o := console.Options{DB: a.store.DB(), People: b, Journeys: b, Audiences: a.rules, Metrics: reg, Kinds: kinds, Now: a.now, Log: log.With("component", "console"),
 		Backtest: b}
+	if a.core != nil {
+		o.AdAudiences = b
+	}
 	if a.core != nil && a.core.delivery != nil {
 		o.Outbox = a.core.delivery.outbox
 		o.AdDestinations = maps.Clone(a.core.delivery.audiences)

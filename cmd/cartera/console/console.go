@@ -35,7 +35,10 @@ type Options struct {
 	People    People
 	Journeys  Journeys
 	Audiences Audiences
-	Outbox    Outbox
+	// AdAudiences may be nil (no journeys engine): only rules audiences
+	// then have pages.
+	AdAudiences AdAudiences
+	Outbox      Outbox
 	// Wallet may be nil (no pass templates).
 	Wallet Wallet
 	// Backtest may be nil (no event log): the page says so.
@@ -132,7 +135,9 @@ var funcs = template.FuncMap{
 	},
 	"join":   strings.Join,
 	"reason": Reason,
-	"base":   filepath.Base,
+	// split cuts "journey/step" in two.
+	"split": func(s string) []string { return strings.SplitN(s, "/", 2) },
+	"base":  filepath.Base,
 }
 
 func parsePages() (map[string]*template.Template, error) {

@@ -304,7 +304,13 @@ func (c *Console) audiences(ctx *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return c.render(ctx, fiber.StatusOK, "audiences", "Audiences", "audiences", list)
+	var ads []AdAudience
+	if c.o.AdAudiences != nil {
+		if ads, err = c.o.AdAudiences.AdAudiences(); err != nil {
+			return err
+		}
+	}
+	return c.render(ctx, fiber.StatusOK, "audiences", "Audiences", "audiences", map[string]any{"Rules": list, "Ads": ads})
 }
 
 const outboxLimit = 100
