@@ -438,4 +438,21 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 	shot("overview")
+
+	// A day after her unopened reminder the cart journey adds Ana to
+	// retargeting: the audience's page lists her, held by the journey.
+	ana := retarget(t, r.server, "u-ana")
+	login("mara", marketerPassword, console.RoleMarketer) // the day outlived the session
+	do("audiences", chromedp.Navigate(base+"/audiences"), chromedp.WaitVisible(chromedp.ID("ad-audience-list")))
+	if n := text(`#ad-audience-list tr[data-audience="retargeting"] td.size`); n != "1" {
+		t.Errorf("retargeting's size on the audiences page: %q, want 1", n)
+	}
+	do("retargeting", chromedp.Click(chromedp.CSS(`#ad-audience-list a[href="/console/audiences/retargeting"]`)), chromedp.WaitVisible(chromedp.ID("members")))
+	if held := text(`#members tr[data-profile="` + ana + `"] td.held-by`); held != "cart_abandonment (at hold)" {
+		t.Errorf("Ana on retargeting's page is held by %q", held)
+	}
+	if added := text("#added-by"); added != "cart_abandonment/retarget" {
+		t.Errorf("retargeting is added to by %q", added)
+	}
+	shot("audience-retargeting")
 }
