@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/csv"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -111,5 +112,51 @@ func TestConsoleAdAudience(t *testing.T) {
 	admin.mustLogin(t, console.DevUser, console.DevPassword)
 	if _, audit, _ := admin.get(t, "/console/audit"); !strings.Contains(audit, "audience retargeting") {
 		t.Error("the audit log lacks the export of retargeting")
+	}
+}
+
+// TestConsoleAdAudienceSync: with retargeting mirrored on Meta and Google
+// (stand-ins), Bea's abandoned cart adds her; the audience's page then
+// shows her as a member and each platform's delivery and last sync.
+func TestConsoleAdAudienceSync(t *testing.T) {
+	t.Parallel()
+	rig := newDeliveryRig(t, "")
+	b, err := os.ReadFile(rig.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := "\nconsole:\n  users:\n    - {name: mara, role: marketer, password_bcrypt: \"" + bcryptOf(t, marketerPassword) + "\"}\n"
+	if err := os.WriteFile(rig.config, append(b, users...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := rig.serve(t, nil)
+	mustOK(t, s.send(t, dlWebKey, "/v1/identify", `{"userId":"u-bea","traits":{"email":"bea@example.com","consent":{"ads":true}}}`))
+	mustOK(t, s.send(t, dlWebKey, "/v1/track", `{"userId":"u-bea","event":"Product Added","properties":{"cart_id":"c-bea"}}`))
+	eventually(t, 15*time.Second, "Bea's add to retargeting on Meta", func() bool {
+		return len(metaRows(t, rig.meta.Hits(), "POST", dlRetargetPath)) == 1
+	})
+	bea := s.profile(t, "user_id:u-bea")["id"].(string)
+	mara := (&consoleRig{server: s}).user()
+	mara.mustLogin(t, "mara", marketerPassword)
+	row := func(page, dest string) string {
+		i := strings.Index(page, `<tr data-destination="`+dest+`">`)
+		if i < 0 {
+			return ""
+		}
+		return page[i : i+strings.Index(page[i:], "</tr>")]
+	}
+	var page string
+	eventually(t, 10*time.Second, "both platforms' deliveries on retargeting's page", func() bool {
+		_, page, _ = mara.get(t, "/console/audiences/retargeting")
+		return strings.Contains(row(page, "meta:retargeting"), `</td><td>1</td><td>0</td><td>0</td><td>0</td>`) &&
+			strings.Contains(row(page, "google:retargeting"), `</td><td>1</td><td>0</td><td>0</td><td>0</td>`)
+	})
+	for _, d := range []string{"meta:retargeting", "google:retargeting"} {
+		if r := row(page, d); strings.Contains(r, "not since") || !strings.Contains(r, `<td class="last-sync">20`) {
+			t.Errorf("%s has no last sync: %s", d, r)
+		}
+	}
+	if !strings.Contains(page, `<tr data-profile="`+bea+`">`) || !strings.Contains(page, `<strong id="size">1</strong>`) {
+		t.Error("retargeting's page does not list Bea")
 	}
 }
