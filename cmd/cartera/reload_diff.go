@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -52,13 +53,7 @@ func fileChanges(before, after *definitions, base string) []console.FileChange {
 		paths[p] = true
 	}
 	var out []console.FileChange
-	for _, p := range slices.Sorted(func(yield func(string) bool) {
-		for p := range paths {
-			if !yield(p) {
-				return
-			}
-		}
-	}) {
+	for _, p := range slices.Sorted(maps.Keys(paths)) {
 		o, inOld := old[p]
 		n, inNew := cur[p]
 		var ob, nb []byte
