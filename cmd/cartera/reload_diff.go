@@ -109,7 +109,7 @@ func (a *app) inForce() *definitions {
 }
 
 // reloadResult is a reload's (or a dry run's) answer: the journeys'
-// versions after it and the files it changes, or the files' errors.
+// versions after it and the files it changes.
 type reloadResult struct {
 	versions []journeyVersion
 	changes  []console.FileChange

@@ -181,3 +181,31 @@ func TestGolden(t *testing.T) {
 		t.Errorf("diff differs from %s (go test -update rewrites it):\n%s", golden, got)
 	}
 }
+
+// A 3,000-line file with 20 lines changed here and there, and the same
+// file rewritten whole (the bounded search gives up at maxEdits).
+func BenchmarkHunks(b *testing.B) {
+	var x []string
+	for i := range 3000 {
+		x = append(x, "    line "+strings.Repeat("x", i%40))
+	}
+	y := append([]string(nil), x...)
+	for i := 0; i < len(y); i += 150 {
+		y[i] = "    changed"
+	}
+	z := make([]string, len(x))
+	for i := range z {
+		z[i] = "other " + x[i]
+	}
+	a, edited, rewritten := strings.Join(x, "\n"), strings.Join(y, "\n"), strings.Join(z, "\n")
+	b.Run("edited", func(b *testing.B) {
+		for b.Loop() {
+			Hunks(a, edited, 3)
+		}
+	})
+	b.Run("rewritten", func(b *testing.B) {
+		for b.Loop() {
+			Hunks(a, rewritten, 3)
+		}
+	})
+}
