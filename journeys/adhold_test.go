@@ -2,6 +2,7 @@ package journeys
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -208,4 +209,36 @@ func TestAdMembersAndSizes(t *testing.T) {
 	if sizes, err := h.engine.AdAudienceSizes(); err != nil || sizes["retargeting"] != 0 {
 		t.Errorf("after every hold ended: sizes %v, %v; want 0", sizes, err)
 	}
+}
+
+// BenchmarkAdAudience: a retargeting audience of 100,000 people, counted
+// (the console's samples and pages) and its first page of 50 read.
+func BenchmarkAdAudience(b *testing.B) {
+	h := openHarness(b, adsPolicy, nil, true)
+	err := h.store.DB().Update(func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(bucketAdMembers)
+		for i := range 100_000 {
+			if err := bk.Put(adMemberKey("retargeting", fmt.Sprintf("p%012d", i)), encodeHolders([]uint64{uint64(i + 1)})); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("sizes", func(b *testing.B) {
+		for b.Loop() {
+			if s, err := h.engine.AdAudienceSizes(); err != nil || s["retargeting"] != 100_000 {
+				b.Fatal(s, err)
+			}
+		}
+	})
+	b.Run("page", func(b *testing.B) {
+		for b.Loop() {
+			if m, _, err := h.engine.AdMembers("retargeting", "p000000050000", 50); err != nil || len(m) != 50 {
+				b.Fatal(len(m), err)
+			}
+		}
+	})
 }
