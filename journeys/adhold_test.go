@@ -1,6 +1,8 @@
 package journeys
 
 import (
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -163,4 +165,80 @@ func TestLegacyMembership(t *testing.T) {
 	if got := adActions(h.drain()); len(got) != 1 || got[0] != "cart:audience_remove" {
 		t.Errorf("the first removal after an upgrade: %v, want it sent", got)
 	}
+}
+
+// AdMembers lists who is in an ad audience and the journeys holding
+// them, paged in profile id order; AdAudienceSizes counts them.
+func TestAdMembersAndSizes(t *testing.T) {
+	h, lena := holdHarness(t)
+	ivo := h.identify("ivo", map[string]any{"email": "ivo@example.com", "consent": map[string]any{"ads": true}})
+	h.track("ivo", "Lapsed", nil)
+	h.drain()
+	members, next, err := h.engine.AdMembers("retargeting", "", 10)
+	if err != nil || next != "" || len(members) != 2 {
+		t.Fatalf("AdMembers = %v, %q, %v; want Lena and Ivo on one page", members, next, err)
+	}
+	byID := map[string]AdMember{}
+	for _, m := range members {
+		byID[m.ProfileID] = m
+	}
+	if m := byID[lena]; len(m.Holds) != 2 || m.Holds[0] != (AdHold{Journey: "winback", Step: "hold"}) || m.Holds[1] != (AdHold{Journey: "cart", Step: "hold"}) {
+		t.Errorf("Lena's holds: %+v, want winback then cart, both waiting at hold", m.Holds)
+	}
+	if m := byID[ivo]; len(m.Holds) != 1 || m.Holds[0].Journey != "winback" {
+		t.Errorf("Ivo's holds: %+v", m.Holds)
+	}
+	first, next, err := h.engine.AdMembers("retargeting", "", 1)
+	if err != nil || len(first) != 1 || next != first[0].ProfileID {
+		t.Fatalf("page of one: %v, next %q, %v", first, next, err)
+	}
+	second, next2, err := h.engine.AdMembers("retargeting", next, 1)
+	if err != nil || len(second) != 1 || next2 != "" || second[0].ProfileID == first[0].ProfileID || second[0].ProfileID < first[0].ProfileID {
+		t.Fatalf("second page: %v, next %q, %v", second, next2, err)
+	}
+	sizes, err := h.engine.AdAudienceSizes()
+	if err != nil || sizes["retargeting"] != 2 {
+		t.Errorf("sizes = %v, %v; want retargeting 2", sizes, err)
+	}
+	if _, _, err := h.engine.AdMembers("nope", "", 10); !errors.Is(err, ErrUnknownAdAudience) {
+		t.Errorf("an undeclared audience: %v", err)
+	}
+	// After 31 days every journey has let go: nobody is left.
+	h.fireUntil(h.clock.Now().Add(31 * 24 * time.Hour))
+	h.drain()
+	if sizes, err := h.engine.AdAudienceSizes(); err != nil || sizes["retargeting"] != 0 {
+		t.Errorf("after every hold ended: sizes %v, %v; want 0", sizes, err)
+	}
+}
+
+// BenchmarkAdAudience: a retargeting audience of 100,000 people, counted
+// (the console's samples and pages) and its first page of 50 read.
+func BenchmarkAdAudience(b *testing.B) {
+	h := openHarness(b, adsPolicy, nil, true)
+	err := h.store.DB().Update(func(tx *bbolt.Tx) error {
+		bk := tx.Bucket(bucketAdMembers)
+		for i := range 100_000 {
+			if err := bk.Put(adMemberKey("retargeting", fmt.Sprintf("p%012d", i)), encodeHolders([]uint64{uint64(i + 1)})); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("sizes", func(b *testing.B) {
+		for b.Loop() {
+			if s, err := h.engine.AdAudienceSizes(); err != nil || s["retargeting"] != 100_000 {
+				b.Fatal(s, err)
+			}
+		}
+	})
+	b.Run("page", func(b *testing.B) {
+		for b.Loop() {
+			if m, _, err := h.engine.AdMembers("retargeting", "p000000050000", 50); err != nil || len(m) != 50 {
+				b.Fatal(len(m), err)
+			}
+		}
+	})
 }

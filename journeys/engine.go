@@ -34,7 +34,7 @@ import (
 //	journey_outbox     sequence (8) → JSON Action awaiting delivery
 //	journey_outbox_keys idempotency key → sequence: a step's effect is recorded once
 //	journey_sends      profile id 0x00 channel 0x00 unix nanos (8) | sequence (8) → journey id (caps, priorities)
-//	journey_ad_members audience 0x00 profile id → journey id that added the person
+//	journey_ad_members audience 0x00 profile id → the ids of the instances holding the person there (adhold.go)
 //	journey_schedules  journey id → JSON schedule record: the cron spec armed, the due of its one
 //	                   timer, and the progress of a tick being enrolled page by page (schedule.go)
 //	journey_history    profile id → the person's latest actions and decisions (history.go)

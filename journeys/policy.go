@@ -36,6 +36,10 @@ type Policy struct {
 	// was first held; a send that would wait longer is suppressed. Zero:
 	// no bound.
 	MaxDelay time.Duration
+	// File and Source are the policies file and its text as read (empty
+	// for DefaultPolicy): what serve shows a reload would change.
+	File   string
+	Source []byte
 	// Holdout keeps a fixed share of people out of every marketing journey
 	// (nil: none).
 	Holdout *Holdout
@@ -135,6 +139,7 @@ func ParsePolicy(name string, b []byte, env *rules.Env) (*Policy, error) {
 		return nil, err
 	}
 	pol := DefaultPolicy()
+	pol.File, pol.Source = name, b
 	if root == nil {
 		return pol, nil
 	}

@@ -223,11 +223,37 @@ type Specs struct {
 // of another file). Every mistake of every file comes back in one
 // FileErrors, sorted by file and position.
 func Load(opts EnvOptions, paths ...string) (*Ruleset, error) {
-	specs, readErr := ReadFiles(paths...)
+	srcs, errs := readSources(paths)
+	return load(opts, srcs, errs)
+}
+
+// Source is a rule file's name and the bytes read from it.
+type Source struct {
+	Name string
+	Data []byte
+}
+
+func readSources(paths []string) ([]Source, FileErrors) {
+	var srcs []Source
 	var errs FileErrors
-	if readErr != nil && !errors.As(readErr, &errs) {
-		return nil, readErr
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			errs = append(errs, &FileError{File: p, Line: 1, Col: 1, Msg: err.Error()})
+			continue
+		}
+		srcs = append(srcs, Source{Name: p, Data: b})
 	}
+	return srcs, errs
+}
+
+func load(opts EnvOptions, srcs []Source, errs FileErrors) (*Ruleset, error) {
+	specs, parseErr := parseSources(srcs)
+	var perrs FileErrors
+	if parseErr != nil && !errors.As(parseErr, &perrs) {
+		return nil, parseErr
+	}
+	errs = append(errs, perrs...)
 	rs, err := Compile(specs, opts)
 	var cerrs FileErrors
 	if errors.As(err, &cerrs) {
@@ -247,21 +273,33 @@ func Load(opts EnvOptions, paths ...string) (*Ruleset, error) {
 		})
 		return nil, errs
 	}
+	rs.Sources = srcs
 	return rs, nil
 }
 
 // ReadFiles reads rule files; all mistakes of all files come back together,
 // with the items that had none.
 func ReadFiles(paths ...string) (*Specs, error) {
+	srcs, errs := readSources(paths)
+	out, err := parseSources(srcs)
+	var perrs FileErrors
+	if err != nil && !errors.As(err, &perrs) {
+		return nil, err
+	}
+	errs = append(errs, perrs...)
+	if len(errs) > 0 {
+		return out, errs
+	}
+	return out, nil
+}
+
+// parseSources parses rule files; all mistakes come back together, with
+// the items that had none.
+func parseSources(srcs []Source) (*Specs, error) {
 	out := &Specs{}
 	var errs FileErrors
-	for _, p := range paths {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			errs = append(errs, &FileError{File: p, Line: 1, Col: 1, Msg: err.Error()})
-			continue
-		}
-		sp, err := Parse(p, b)
+	for _, src := range srcs {
+		sp, err := Parse(src.Name, src.Data)
 		var fe FileErrors
 		if errors.As(err, &fe) {
 			errs = append(errs, fe...)

@@ -375,3 +375,20 @@ audiences:
 		t.Fatalf("Compile = %v, want errors at lines 10 and 14", err)
 	}
 }
+
+// A Ruleset keeps the files it was compiled from, as they were read.
+func TestLoadKeepsSources(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "traits.yaml")
+	text := "computed_traits:\n  - name: orders\n    aggregate: count\n    event: Order Completed\n"
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := Load(EnvOptions{}, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs.Sources) != 1 || rs.Sources[0].Name != path || string(rs.Sources[0].Data) != text {
+		t.Errorf("Sources: %+v, want the one file as read", rs.Sources)
+	}
+}

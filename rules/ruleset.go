@@ -31,6 +31,9 @@ type Ruleset struct {
 	// Audiences are evaluated in order, so an audience may use
 	// in_audience on one declared before it.
 	Audiences []*Audience
+	// Sources are the files Load compiled, as it read them (nil for a
+	// Ruleset of Compile): what serve shows a reload would change.
+	Sources []Source
 	// counts are the implicit traits that answer event_count.
 	counts     []*Trait
 	countIndex map[string]*Trait

@@ -232,12 +232,18 @@ func (a *app) known() journeys.Known {
 // rules, pass templates and journeys come into force together, between
 // two commits of the store: no event sees new rules with old journeys.
 func (a *app) reload(ctx context.Context) (*definitions, error) {
+	_, defs, err := a.reloadFrom(ctx)
+	return defs, err
+}
+
+// reloadFrom is reload that also returns the definitions it replaced.
+func (a *app) reloadFrom(ctx context.Context) (before, after *definitions, err error) {
 	a.reloading.Lock()
 	defer a.reloading.Unlock()
 	defs, err := a.prepareReload()
 	if err != nil {
 		a.jm.Reloads.WithLabelValues("error").Inc()
-		return nil, err
+		return nil, nil, err
 	}
 	// Without cancel: once queued, the swap happens, and the answer says so.
 	err = a.store.Between(context.WithoutCancel(ctx), func() {
@@ -247,29 +253,25 @@ func (a *app) reload(ctx context.Context) (*definitions, error) {
 		}
 		a.journeys.Use(defs.journeys)
 		a.mu.Lock()
+		before = a.defs
 		a.defs = defs
 		a.mu.Unlock()
 	})
 	if err != nil {
 		a.jm.Reloads.WithLabelValues("error").Inc()
-		return nil, fmt.Errorf("reload: %w", err)
+		return nil, nil, fmt.Errorf("reload: %w", err)
 	}
 	a.jm.Reloads.WithLabelValues("ok").Inc()
 	a.log.Info("definitions reloaded", "journeys", len(defs.journeys.Journeys), "audiences", len(defs.rules.Audiences), "traits", len(defs.rules.Traits))
-	return defs, nil
+	return before, defs, nil
 }
 
 // prepareReload does everything of a reload that can fail, and nothing
 // that changes what is in force.
 func (a *app) prepareReload() (*definitions, error) {
-	defs, err := compileDefinitions(a.cfg)
+	defs, err := a.checkReload()
 	if err != nil {
 		return nil, err
-	}
-	if a.wallet != nil && defs.passes != nil {
-		if err := a.wallet.CheckTemplates(defs.passes); err != nil {
-			return nil, err
-		}
 	}
 	if err := a.journeys.Install(defs.journeys); err != nil {
 		return nil, err

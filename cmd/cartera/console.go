@@ -31,6 +31,9 @@ func openConsole(a *api, cfg *Config, reg prometheus.Gatherer, log *slog.Logger)
 	b := consoleBackend{a: a}
 	o := console.Options{DB: a.store.DB(), People: b, Journeys: b, Audiences: a.rules, Metrics: reg, Kinds: kinds, Now: a.now, Log: log.With("component", "console"),
 		Backtest: b}
+	if a.core != nil {
+		o.AdAudiences = b
+	}
 	if a.core != nil && a.core.delivery != nil {
 		o.Outbox = a.core.delivery.outbox
 		o.AdDestinations = maps.Clone(a.core.delivery.audiences)
@@ -145,25 +148,25 @@ func (b consoleBackend) Period(id string, from, to time.Time) (map[string]journe
 	return b.a.core.journeys.Period(id, from, to)
 }
 
-// Reload is POST /v1/journeys/reload.
-func (b consoleBackend) Reload(ctx context.Context) (map[string]string, []string, error) {
-	defs, err := b.a.core.reload(ctx)
+// Reload is POST /v1/journeys/reload (?dry_run=true).
+func (b consoleBackend) Reload(ctx context.Context, dryRun bool) (*console.ReloadResult, error) {
+	res, err := b.a.core.reloadOrCheck(ctx, dryRun)
 	var fe rules.FileErrors
 	if errors.As(err, &fe) {
 		msgs := make([]string, len(fe))
 		for i, e := range fe {
 			msgs[i] = e.Error()
 		}
-		return nil, msgs, nil
+		return &console.ReloadResult{Errors: msgs}, nil
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	versions := map[string]string{}
-	for _, j := range defs.journeys.Journeys {
-		versions[j.ID] = j.Version
+	out := &console.ReloadResult{Versions: map[string]string{}, Changes: res.changes}
+	for _, v := range res.versions {
+		out.Versions[v.ID] = v.Version
 	}
-	return versions, nil, nil
+	return out, nil
 }
 
 // Backtest is POST /v1/journeys/backtest.

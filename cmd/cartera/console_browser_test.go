@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -262,7 +263,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	do("back to the journey", chromedp.Navigate(base+"/journeys/cart_abandonment"), chromedp.WaitVisible(chromedp.ID("graph")))
 	oldVersion := text("#version")
 
-	// A changed file: the reload names the new version.
+	// A changed file: the reload page shows the line diff of what a
+	// reload would change, the reload then what it changed and the new
+	// version.
 	jf := filepath.Join(r.dir, "journeys", "cart_abandonment.yaml")
 	src, err := os.ReadFile(jf)
 	if err != nil {
@@ -271,18 +274,59 @@ func TestConsoleInBrowser(t *testing.T) {
 	if err := os.WriteFile(jf, []byte(strings.Replace(string(src), "name: Cart abandonment recovery", "name: Cart recovery (edited)", 1)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	submit("reload journeys", "#reload")
-	newVersion := text("#version")
-	if flash := text("#flash"); newVersion == oldVersion || !strings.Contains(flash, "cart_abandonment: version "+oldVersion+" → "+newVersion) {
-		t.Errorf("after the reload: flash %q, version %s (was %s)", flash, newVersion, oldVersion)
+	const cartFile = `section.file-change[data-file="journeys/cart_abandonment.yaml"]`
+	diffLines := func(in, class string) []string {
+		t.Helper()
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('`+in+` `+cartFile+` tr.`+class+` td.code')).map(td => td.textContent)`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
 	}
-	// A broken file: the reload is refused with the file's errors.
+	submit("validate", "#validate")
+	if st := text(`#pending ` + cartFile + ` h3`); !strings.Contains(st, "changed") || !strings.Contains(st, "+1") || !strings.Contains(st, "−1") {
+		t.Errorf("the pending change is headed %q", st)
+	}
+	if del, ins := diffLines("#pending", "del"), diffLines("#pending", "ins"); !slices.Equal(del, []string{"-name: Cart abandonment recovery"}) || !slices.Equal(ins, []string{"+name: Cart recovery (edited)"}) {
+		t.Errorf("before the reload, the diff removes %q and adds %q", del, ins)
+	}
+	if ctxLines := diffLines("#pending", "ctx"); !slices.Contains(ctxLines, " id: cart_abandonment") {
+		t.Errorf("the diff's context lines: %q", ctxLines)
+	}
+	shot("reload")
+	submit("reload journeys", "#reload")
+	if flash := text("#flash"); !strings.Contains(flash, "cart_abandonment: version "+oldVersion+" → ") {
+		t.Errorf("after the reload: flash %q (was version %s)", flash, oldVersion)
+	}
+	if del, ins := diffLines("#reloaded", "del"), diffLines("#reloaded", "ins"); !slices.Equal(del, []string{"-name: Cart abandonment recovery"}) || !slices.Equal(ins, []string{"+name: Cart recovery (edited)"}) {
+		t.Errorf("after the reload, the diff removes %q and adds %q", del, ins)
+	}
+	text("#unchanged") // nothing left to reload
+	do("the journey after the reload", chromedp.Navigate(base+"/journeys/cart_abandonment"), chromedp.WaitVisible(chromedp.ID("graph")))
+	if v := text("#version"); v == oldVersion {
+		t.Errorf("the journey still has version %s", v)
+	}
+	// A broken file: the page says a reload would be refused, and one
+	// posted all the same is, with the file's errors.
 	bad := filepath.Join(r.dir, "journeys", "broken.yaml")
 	if err := os.WriteFile(bad, []byte("id: broken\ntrigger:\n  event: Product Added\nsteps:\n  - id: a\n    wait: soon\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	do("open the journeys", chromedp.Navigate(base+"/journeys"), chromedp.WaitVisible(chromedp.ID("journey-list")))
-	submit("reload a broken file", "#reload")
+	do("validate a broken file", chromedp.Navigate(base+"/journeys/reload"), chromedp.WaitVisible(chromedp.ID("dry-errors")))
+	if errs := text("#dry-errors"); !strings.Contains(errs, "broken.yaml:6:") {
+		t.Errorf("validation errors %q, want broken.yaml:6:...", errs)
+	}
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.querySelectorAll("#reload").length`)); err != nil || n != 0 {
+		t.Errorf("a reload is offered for broken files (%d, %v)", n, err)
+	}
+	token, err = chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector("input[name=csrf]").value`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := post("csrf=" + token); st != 0 && st != 303 {
+		t.Errorf("reload of a broken file: %d, want a redirect", st)
+	}
+	do("after the refused reload", chromedp.Navigate(base+"/journeys/reload"), chromedp.WaitVisible(chromedp.ID("errors")))
 	if errs := text("#errors"); !strings.Contains(errs, "broken.yaml:6:") {
 		t.Errorf("reload errors %q, want broken.yaml:6:...", errs)
 	}
@@ -394,4 +438,21 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 	shot("overview")
+
+	// A day after her unopened reminder the cart journey adds Ana to
+	// retargeting: the audience's page lists her, held by the journey.
+	ana := retarget(t, r.server, "u-ana")
+	login("mara", marketerPassword, console.RoleMarketer) // the day outlived the session
+	do("audiences", chromedp.Navigate(base+"/audiences"), chromedp.WaitVisible(chromedp.ID("ad-audience-list")))
+	if n := text(`#ad-audience-list tr[data-audience="retargeting"] td.size`); n != "1" {
+		t.Errorf("retargeting's size on the audiences page: %q, want 1", n)
+	}
+	do("retargeting", chromedp.Click(chromedp.CSS(`#ad-audience-list a[href="/console/audiences/retargeting"]`)), chromedp.WaitVisible(chromedp.ID("members")))
+	if held := text(`#members tr[data-profile="` + ana + `"] td.held-by`); held != "cart_abandonment (at hold)" {
+		t.Errorf("Ana on retargeting's page is held by %q", held)
+	}
+	if added := text("#added-by"); added != "cart_abandonment/retarget" {
+		t.Errorf("retargeting is added to by %q", added)
+	}
+	shot("audience-retargeting")
 }

@@ -218,6 +218,9 @@ func TestConsoleRolesCSRFAndAudit(t *testing.T) {
 	if st, _, _ := viewer.post(t, "/console/journeys/reload", url.Values{"csrf": {vt}}); st != http.StatusForbidden {
 		t.Errorf("viewer's reload: %d, want 403", st)
 	}
+	if st, _, _ := viewer.get(t, "/console/journeys/reload"); st != http.StatusForbidden {
+		t.Errorf("viewer's reload page: %d, want 403", st)
+	}
 	if st, _, _ := viewer.get(t, "/console/audit"); st != http.StatusForbidden {
 		t.Errorf("viewer's audit page: %d, want 403", st)
 	}

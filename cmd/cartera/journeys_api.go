@@ -82,26 +82,52 @@ type stepView struct {
 	Counts journeys.StepCounts `json:"counts"`
 }
 
+// fileChangeView is a file a reload changes, in the API's answer.
+type fileChangeView struct {
+	File    string `json:"file"`
+	Kind    string `json:"kind"`
+	Status  string `json:"status"`
+	Added   int    `json:"added"`
+	Removed int    `json:"removed"`
+	// Diff is the change as diff -u text, in force against on disk.
+	Diff string `json:"diff"`
+}
+
 // reloadJourneys compiles the files again; a broken file never replaces a
-// working version, and the answer lists every error.
+// working version, and the answer lists every error. With dry_run=true it
+// only compiles and checks them. Either way the answer lists the files
+// that change, with their line diffs.
 func (a *api) reloadJourneys(c *fiber.Ctx) error {
-	defs, err := a.core.reload(c.UserContext())
+	dry := c.QueryBool("dry_run")
+	res, err := a.core.reloadOrCheck(c.UserContext(), dry)
 	var fe rules.FileErrors
 	if errors.As(err, &fe) {
 		msgs := make([]string, len(fe))
 		for i, e := range fe {
 			msgs[i] = e.Error()
 		}
-		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"success": false, "error": "reload refused: the running versions stay", "errors": msgs})
+		msg := "reload refused: the running versions stay"
+		if dry {
+			msg = "the files have mistakes: a reload would be refused"
+		}
+		return c.Status(fiber.StatusBadRequest).JSON(fiber.Map{"success": false, "error": msg, "errors": msgs})
 	}
 	if err != nil {
 		return err
 	}
-	list := make([]fiber.Map, 0, len(defs.journeys.Journeys))
-	for _, j := range defs.journeys.Journeys {
-		list = append(list, fiber.Map{"id": j.ID, "version": j.Version})
+	changes := make([]fileChangeView, 0, len(res.changes))
+	for _, fc := range res.changes {
+		changes = append(changes, fileChangeView{File: fc.File, Kind: fc.Kind, Status: fc.Status, Added: fc.Added, Removed: fc.Removed, Diff: fc.Unified()})
 	}
-	return c.JSON(fiber.Map{"success": true, "journeys": list})
+	versions := res.versions
+	if versions == nil {
+		versions = []journeyVersion{}
+	}
+	out := fiber.Map{"success": true, "journeys": versions, "changes": changes}
+	if dry {
+		out["dry_run"] = true
+	}
+	return c.JSON(out)
 }
 
 // getJourney is GET /v1/journeys/{id}: the summary, the counters of each

@@ -42,37 +42,49 @@ func (c *Console) audience(ctx *fiber.Ctx) error {
 		return err
 	}
 	if !ok {
-		return c.fail(ctx, fiber.StatusNotFound, "No such audience.")
+		return c.adAudience(ctx, id)
 	}
 	after := ctx.Query("after")
 	members, next, err := c.o.Audiences.Members(id, after, membersPage)
 	if err != nil {
 		return err
 	}
-	r, err := read(c.o.Metrics, c.o.Now())
+	data, err := c.audienceState(ctx, id, id, info.Size)
 	if err != nil {
 		return err
+	}
+	data["Info"], data["Members"], data["Next"], data["After"] = info, members, next, after
+	return c.render(ctx, fiber.StatusOK, "audience", "Audience "+id, "audiences", data)
+}
+
+// audienceState is what the pages of both kinds of audience show besides
+// the members: the size over the last day (sampled under sizeKey) and the
+// sync with each ad destination mirroring the audience.
+func (c *Console) audienceState(ctx *fiber.Ctx, id, sizeKey string, size int64) (map[string]any, error) {
+	r, err := read(c.o.Metrics, c.o.Now())
+	if err != nil {
+		return nil, err
 	}
 	list, err := c.samples.since(r.At.Add(-24*time.Hour - 2*c.o.SampleEvery))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	dests := c.o.AdDestinations[id]
-	cur := sample{At: r.At, Sizes: map[string]int64{id: info.Size}, Synced: map[string]float64{}}
+	cur := sample{At: r.At, Sizes: map[string]int64{sizeKey: size}, Synced: map[string]float64{}}
 	for _, d := range dests {
 		cur.Synced[d] = r.Delivered[d]
 	}
 	list = append(list, cur)
 	syncs, err := c.syncStates(dests, r, list, !c.session(ctx).role.Can(RoleMarketer))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return c.render(ctx, fiber.StatusOK, "audience", "Audience "+id, "audiences", map[string]any{"Info": info, "Members": members, "Next": next, "After": after,
-		"SizeChart": sizeChart(list, id, r.At), "Sync": syncs, "Since": list[0].At})
+	return map[string]any{"SizeChart": sizeChart(list, sizeKey, r.At), "Sync": syncs, "Since": list[0].At}, nil
 }
 
 // exportAudience streams every member of an audience as CSV (profile_id,
-// entered_at in RFC 3339), page by page; nothing personal beyond the
+// entered_at in RFC 3339; for an ad audience journeys fill, profile_id
+// and held_by), page by page; nothing personal beyond the
 // profile id. Members who enter or leave during the download may or may
 // not be in it, as with paging the API. An error after the first page
 // has gone out cannot change the status any more: the file then ends
@@ -84,23 +96,37 @@ func (c *Console) exportAudience(ctx *fiber.Ctx) error {
 		return err
 	}
 	if !ok {
-		return c.fail(ctx, fiber.StatusNotFound, "No such audience.")
+		return c.exportAdAudience(ctx, id)
 	}
-	first, next, err := c.o.Audiences.Members(id, "", exportPage)
+	return c.streamCSV(ctx, id, []string{"profile_id", "entered_at"}, func(after string) ([][]string, string, error) {
+		page, next, err := c.o.Audiences.Members(id, after, exportPage)
+		rows := make([][]string, len(page))
+		for i, m := range page {
+			rows[i] = []string{m.ProfileID, m.EnteredAt.UTC().Format(time.RFC3339)}
+		}
+		return rows, next, err
+	})
+}
+
+// streamCSV writes an audience's export page by page (page after "" is
+// the first; next "" ends it), recorded in the audit log. The first page
+// is read before anything is sent, so its failure is an error page.
+func (c *Console) streamCSV(ctx *fiber.Ctx, id string, header []string, page func(after string) ([][]string, string, error)) error {
+	first, next, err := page("")
 	if err != nil {
 		return err
 	}
 	c.recordBy(ctx, "export_audience", "audience "+id, "csv")
 	ctx.Set(fiber.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="audience-%s.csv"`, safeName(id)))
 	ctx.Set(fiber.HeaderContentType, "text/csv; charset=utf-8")
-	members, log := c.o.Audiences.Members, c.o.Log
+	log := c.o.Log
 	ctx.Context().SetBodyStreamWriter(func(bw *bufio.Writer) {
 		w := csv.NewWriter(bw)
-		_ = w.Write([]string{"profile_id", "entered_at"})
-		page := first
+		_ = w.Write(header)
+		rows := first
 		for {
-			for _, m := range page {
-				_ = w.Write([]string{m.ProfileID, m.EnteredAt.UTC().Format(time.RFC3339)})
+			for _, row := range rows {
+				_ = w.Write(row)
 			}
 			w.Flush()
 			if w.Error() != nil || bw.Flush() != nil {
@@ -109,7 +135,8 @@ func (c *Console) exportAudience(ctx *fiber.Ctx) error {
 			if next == "" {
 				return
 			}
-			if page, next, err = members(id, next, exportPage); err != nil {
+			var err error
+			if rows, next, err = page(next); err != nil {
 				log.Error("console: export audience", "audience", id, "err", err)
 				_ = w.Write([]string{"error", err.Error()})
 				w.Flush()
@@ -134,6 +161,18 @@ func (c *Console) sampleOf(r reading) sample {
 			x.Sizes = map[string]int64{}
 		}
 		x.Sizes[a.Name] = a.Size
+	}
+	if c.o.AdAudiences != nil {
+		list, err := c.o.AdAudiences.AdAudiences()
+		if err != nil {
+			c.o.Log.Warn("console: sample ad audience sizes", "err", err)
+		}
+		for _, a := range list {
+			if x.Sizes == nil {
+				x.Sizes = map[string]int64{}
+			}
+			x.Sizes[adSizeKey(a.Name)] = a.Size
+		}
 	}
 	for _, dests := range c.o.AdDestinations {
 		for _, d := range dests {

@@ -117,7 +117,7 @@ func (noJourneys) Journey(string) (*Journey, error) { return nil, nil }
 func (noJourneys) Period(string, time.Time, time.Time) (map[string]journeys.StepCounts, error) {
 	return nil, nil
 }
-func (noJourneys) Reload(context.Context) (map[string]string, []string, error) { return nil, nil, nil }
+func (noJourneys) Reload(context.Context, bool) (*ReloadResult, error) { return &ReloadResult{}, nil }
 
 func membersOf(n int, at time.Time) []rules.Member {
 	out := make([]rules.Member, n)

@@ -68,9 +68,11 @@ type Journeys interface {
 	// Period returns a journey's hourly counters summed from from's hour
 	// to to's, by step (journeys.Engine.Period).
 	Period(id string, from, to time.Time) (map[string]journeys.StepCounts, error)
-	// Reload compiles the files again: the versions now in force, or the
-	// errors (each file:line:col: message) and nothing changed.
-	Reload(ctx context.Context) (versions map[string]string, errs []string, err error)
+	// Reload compiles the files again and puts them in force: the
+	// versions now in force and the files that changed, or the errors
+	// (each file:line:col: message) and nothing changed. A dry run only
+	// compiles, and says what a reload would change.
+	Reload(ctx context.Context, dryRun bool) (*ReloadResult, error)
 }
 
 // Journey is a journey with its counters.

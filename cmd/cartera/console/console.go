@@ -35,7 +35,10 @@ type Options struct {
 	People    People
 	Journeys  Journeys
 	Audiences Audiences
-	Outbox    Outbox
+	// AdAudiences may be nil (no journeys engine): only rules audiences
+	// then have pages.
+	AdAudiences AdAudiences
+	Outbox      Outbox
 	// Wallet may be nil (no pass templates).
 	Wallet Wallet
 	// Backtest may be nil (no event log): the page says so.
@@ -130,8 +133,11 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%.2f", v)
 	},
-	"join": strings.Join,
-	"base": filepath.Base,
+	"join":   strings.Join,
+	"reason": Reason,
+	// split cuts "journey/step" in two.
+	"split": func(s string) []string { return strings.SplitN(s, "/", 2) },
+	"base":  filepath.Base,
 }
 
 func parsePages() (map[string]*template.Template, error) {
@@ -221,6 +227,7 @@ func (c *Console) Mount(app fiber.Router) {
 	in.Post("/people/:ident/export", c.need(RoleAdmin), c.export)
 	in.Post("/people/:ident/erase", c.need(RoleAdmin), c.erase)
 	in.Get("/journeys", c.journeys)
+	in.Get("/journeys/reload", c.need(RoleMarketer), c.reloadPage)
 	in.Post("/journeys/reload", c.need(RoleMarketer), c.reload)
 	in.Get("/journeys/:id", c.journey)
 	in.Get("/backtest", c.need(RoleMarketer), c.backtestPage)

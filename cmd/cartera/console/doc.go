@@ -8,13 +8,17 @@
 // after console.audit_retention) and the Overview's samples (the bucket
 // console_samples, metrics.go, kept 25 hours). It
 // does not own any data it shows: it reads people, journeys, audiences,
-// the outbox and the metrics through the small interfaces of backend.go,
+// the outbox and the metrics through the small interfaces of backend.go
+// (and AdAudiences, adaudience.go, for the audiences journeys fill),
 // which cmd/cartera implements with the same accessors as the admin API.
+// What a reload changes comes from cmd/cartera as FileChanges (reload.go),
+// line diffs of internal/linediff that the reload page draws.
 //
 // Roles, each including the one before:
 //
 //	viewer    every page, identifiers and personal traits masked (a***@example.com)
-//	marketer  unmasked people, reload of journeys and rules, backtests
+//	marketer  unmasked people, validate and reload of journeys and rules,
+//	          backtests, audience CSV exports
 //	admin     export and erase of a person, retry and drop of dead letters, the audit log
 //
 // Use:

@@ -124,7 +124,7 @@ func (c *Console) journey(ctx *fiber.Ctx) error {
 		conv = fmt.Sprintf("%.1f %%", 100*float64(whole["converted"])/float64(whole["entered"]))
 	}
 	if whole["converted"] > 0 {
-		toGoal = (time.Duration(whole[journeys.CounterGoalSeconds]/whole["converted"]) * time.Second).String()
+		toGoal = Duration(time.Duration(whole[journeys.CounterGoalSeconds]/whole["converted"]) * time.Second)
 	}
 	return c.render(ctx, fiber.StatusOK, "journey", "Journey "+j.ID, "journeys", map[string]any{
 		"J": j, "Rows": rows, "Graph": graphSVG(j, counts), "Ranges": rangeChoices, "Range": key,

@@ -299,57 +299,18 @@ func (c *Console) journeys(ctx *fiber.Ctx) error {
 	return c.render(ctx, fiber.StatusOK, "journeys", "Journeys", "journeys", list)
 }
 
-// reload compiles the files again and says what changed, or why nothing did.
-func (c *Console) reload(ctx *fiber.Ctx) error {
-	before := map[string]string{}
-	if list, err := c.o.Journeys.Journeys(); err == nil {
-		for _, j := range list {
-			before[j.ID] = j.Version
-		}
-	}
-	after, errs, err := c.o.Journeys.Reload(ctx.UserContext())
-	if err != nil {
-		return err
-	}
-	s := c.session(ctx)
-	if len(errs) > 0 {
-		c.recordBy(ctx, "reload", "journeys", fmt.Sprintf("refused: %d errors", len(errs)))
-		c.sessions.setFlash(s, "Reload refused: the running versions stay.", errs)
-	} else {
-		var changes []string
-		for _, id := range slices.Sorted(maps.Keys(after)) {
-			switch old, ok := before[id]; {
-			case !ok:
-				changes = append(changes, fmt.Sprintf("%s: new, version %s", id, after[id]))
-			case old != after[id]:
-				changes = append(changes, fmt.Sprintf("%s: version %s → %s", id, old, after[id]))
-			}
-		}
-		for _, id := range slices.Sorted(maps.Keys(before)) {
-			if _, ok := after[id]; !ok {
-				changes = append(changes, id+": removed")
-			}
-		}
-		msg := fmt.Sprintf("Reloaded: %d journeys, nothing changed.", len(after))
-		if len(changes) > 0 {
-			msg = fmt.Sprintf("Reloaded: %d journeys; %s.", len(after), strings.Join(changes, "; "))
-		}
-		c.recordBy(ctx, "reload", "journeys", msg)
-		c.sessions.setFlash(s, msg, nil)
-	}
-	back := "/console/journeys"
-	if id := ctx.FormValue("back"); id != "" {
-		back += "/" + url.PathEscape(id)
-	}
-	return ctx.Redirect(back, fiber.StatusSeeOther)
-}
-
 func (c *Console) audiences(ctx *fiber.Ctx) error {
 	list, err := c.o.Audiences.Audiences()
 	if err != nil {
 		return err
 	}
-	return c.render(ctx, fiber.StatusOK, "audiences", "Audiences", "audiences", list)
+	var ads []AdAudience
+	if c.o.AdAudiences != nil {
+		if ads, err = c.o.AdAudiences.AdAudiences(); err != nil {
+			return err
+		}
+	}
+	return c.render(ctx, fiber.StatusOK, "audiences", "Audiences", "audiences", map[string]any{"Rules": list, "Ads": ads})
 }
 
 const outboxLimit = 100

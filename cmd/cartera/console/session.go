@@ -22,6 +22,8 @@ type session struct {
 	// sessions.mu).
 	flash string
 	errs  []string
+	// reload is the last reload's result, shown once on the reload page.
+	reload *ReloadResult
 }
 
 // checkCSRF compares a form's token with the session's in constant time.
@@ -117,4 +119,20 @@ func (s *sessions) takeFlash(ss *session) (string, []string) {
 	msg, errs := ss.flash, ss.errs
 	ss.flash, ss.errs = "", nil
 	return msg, errs
+}
+
+// setReload keeps a reload's result for the reload page.
+func (s *sessions) setReload(ss *session, r *ReloadResult) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss.reload = r
+}
+
+// takeReload returns the last reload's result, once.
+func (s *sessions) takeReload(ss *session) *ReloadResult {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r := ss.reload
+	ss.reload = nil
+	return r
 }

@@ -44,8 +44,9 @@ var reasonLabels = map[string]string{
 }
 
 // Reason makes an engine reason readable: "frequency_cap: 1 email per
-// 24h0m0s" → "Frequency cap: 1 email per 24h0m0s".
+// 24h0m0s" → "Frequency cap: 1 email per 24h".
 func Reason(r string) string {
+	r = humanDurations(r)
 	k, rest, ok := strings.Cut(r, ": ")
 	if label, known := reasonLabels[k]; ok && known {
 		return label + ": " + rest

@@ -20,7 +20,7 @@ func TestJourneyRowSaysWhy(t *testing.T) {
 	}{
 		{"send", journeys.HistoryEntry{Action: journeys.ActSend, Channel: "email", Detail: journeys.SendDetail{Template: "cart_reminder"},
 			Why: "consent: email granted; quiet_hours: 10:00 Europe/Madrid is outside 21:00-09:00; frequency_cap: 3 email per 24h0m0s, 0 sent before"},
-			false, "Sent email cart_reminder", []string{"Consent: email granted", "Quiet hours: 10:00 Europe/Madrid is outside 21:00-09:00", "Frequency cap: 3 email per 24h0m0s, 0 sent before"}},
+			false, "Sent email cart_reminder", []string{"Consent: email granted", "Quiet hours: 10:00 Europe/Madrid is outside 21:00-09:00", "Frequency cap: 3 email per 24h, 0 sent before"}},
 		{"suppressed by consent", journeys.HistoryEntry{Action: journeys.ActSuppressed, Channel: "email", Detail: journeys.SuppressedDetail{Template: "cart_reminder", Reason: "consent: no email consent"}},
 			false, "Suppressed email cart_reminder", []string{"Consent: no email consent"}},
 		{"suppressed by a policy", journeys.HistoryEntry{Action: journeys.ActSuppressed, Channel: "sms", Detail: journeys.SuppressedDetail{Template: "t", Reason: "suppression: recent_buyer"}},
