@@ -165,6 +165,10 @@ type app struct {
 	// googleWallet updates Google Wallet objects (nil: not configured).
 	googleWallet *google.Client
 	getenv       func(string) string
+	// backtests holds a token while a backtest runs (one at a time),
+	// for at most backtestTime.
+	backtests    chan struct{}
+	backtestTime time.Duration
 }
 
 func openApp(ctx context.Context, cfg *Config, defs *definitions, opts appOptions) (*app, error) {
@@ -181,7 +185,7 @@ func openApp(ctx context.Context, cfg *Config, defs *definitions, opts appOption
 		_ = store.Close()
 		return nil, err
 	}
-	a := &app{cfg: cfg, store: store, rules: re, pm: pm, log: log, defs: defs, jm: journeys.NewMetrics(opts.Registry)}
+	a := &app{cfg: cfg, store: store, rules: re, pm: pm, log: log, defs: defs, jm: journeys.NewMetrics(opts.Registry), backtests: make(chan struct{}, 1), backtestTime: maxBacktestTime}
 	var clock journeys.Clock = journeys.ClockFunc(time.Now)
 	if opts.Now != nil {
 		clock = journeys.ClockFunc(opts.Now)

@@ -31,7 +31,15 @@ const (
 	maxBacktestSample  = 20
 	maxBacktestFiles   = 20
 	maxBacktestFile    = 256 << 10
+	// maxBacktestTime bounds one backtest's run (app.backtestTime); a
+	// longer one stops with a 400 that asks for a shorter window.
+	maxBacktestTime = 5 * time.Minute
 )
+
+// errBacktestBusy answers a backtest asked for while another runs: each
+// may hold up to maxBacktestEvents events in memory and a store of its
+// own, so they run one at a time.
+var errBacktestBusy = errors.New("a backtest is already running; try again when it has finished")
 
 // backtestRequest asks for a backtest.
 type backtestRequest struct {
@@ -100,6 +108,24 @@ func (e *errBadBacktest) Unwrap() error { return e.err }
 // backtest runs req against the log of a's store, over the window that
 // ends at now.
 func (a *app) backtest(ctx context.Context, req backtestRequest, now time.Time) (*backtestResult, error) {
+	select {
+	case a.backtests <- struct{}{}:
+		defer func() { <-a.backtests }()
+	default:
+		return nil, errBacktestBusy
+	}
+	ctx, cancel := context.WithTimeoutCause(ctx, a.backtestTime, errBacktestTooLong)
+	defer cancel()
+	res, err := a.runBacktest(ctx, req, now)
+	if errors.Is(context.Cause(ctx), errBacktestTooLong) {
+		return nil, &errBadBacktest{msg: errBacktestTooLong.Error(), err: err}
+	}
+	return res, err
+}
+
+var errBacktestTooLong = fmt.Errorf("the backtest ran longer than %s and was stopped; ask for a shorter window (since)", maxBacktestTime)
+
+func (a *app) runBacktest(ctx context.Context, req backtestRequest, now time.Time) (*backtestResult, error) {
 	since, err := parseSpan("since", req.Since, 7*24*time.Hour)
 	if err != nil {
 		return nil, &errBadBacktest{msg: err.Error()}
@@ -274,6 +300,10 @@ func (a *api) backtestJourneys(c *fiber.Ctx) error {
 	}
 	if errors.Is(err, profiles.ErrNoHistory) {
 		return &httpError{fiber.StatusConflict, err.Error()}
+	}
+	if errors.Is(err, errBacktestBusy) {
+		c.Set(fiber.HeaderRetryAfter, "10")
+		return &httpError{fiber.StatusTooManyRequests, err.Error()}
 	}
 	if err != nil {
 		return err

@@ -1,14 +1,20 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestBacktestFromTheLog: the tier journey with a lower threshold, run over
@@ -122,5 +128,48 @@ func TestBacktestFromTheLog(t *testing.T) {
 		if status, _, raw := run(tc.body); status != 400 || !strings.Contains(raw, tc.want) {
 			t.Errorf("%s: %d %s, want 400 with %q", name, status, raw, tc.want)
 		}
+	}
+}
+
+// Backtests run one at a time: a second while one runs is refused with a
+// message, not queued, and the next after it runs.
+func TestBacktestOneAtATime(t *testing.T) {
+	f, err := parseServeFlags([]string{"--data", filepath.Join(t.TempDir(), "c.db"), "--config", "../../examples/cartera.yaml"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(f, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defs, err := compileDefinitions(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := openApp(context.Background(), cfg, defs, appOptions{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.close()
+	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	a.backtests <- struct{}{} // one is running
+	if _, err := a.backtest(context.Background(), backtestRequest{Since: "1d"}, now); !errors.Is(err, errBacktestBusy) {
+		t.Fatalf("backtest while one runs: err %v, want %v", err, errBacktestBusy)
+	}
+	<-a.backtests // it ended
+	if _, err := a.backtest(context.Background(), backtestRequest{Since: "1d"}, now); errors.Is(err, errBacktestBusy) {
+		t.Fatalf("backtest after the other ended: %v", err)
+	}
+	if len(a.backtests) != 0 {
+		t.Errorf("a finished backtest still holds its token")
+	}
+	// One that runs out of time stops with a message saying so.
+	a.backtestTime = time.Nanosecond
+	_, err = a.backtest(context.Background(), backtestRequest{Since: "1d"}, now)
+	if msg, _, ok := backtestError(err); !ok || !strings.Contains(msg, "ran longer than") {
+		t.Errorf("backtest out of time: err %v, want one that asks for a shorter window", err)
+	}
+	if len(a.backtests) != 0 {
+		t.Errorf("a stopped backtest still holds its token")
 	}
 }

@@ -172,6 +172,9 @@ func (b consoleBackend) Reload(ctx context.Context, dryRun bool) (*console.Reloa
 // Backtest is POST /v1/journeys/backtest.
 func (b consoleBackend) Backtest(ctx context.Context, files map[string]string, since string) (*console.Backtest, []string, error) {
 	res, err := b.a.core.backtest(ctx, backtestRequest{Files: files, Since: since}, b.a.now())
+	if errors.Is(err, errBacktestBusy) {
+		return nil, []string{err.Error()}, nil
+	}
 	if msg, details, ok := backtestError(err); ok {
 		if len(details) == 0 {
 			details = []string{msg}
