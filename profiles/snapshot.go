@@ -1,0 +1,240 @@
+package profiles
+
+import (
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strconv"
+	"time"
+
+	"go.etcd.io/bbolt"
+)
+
+// A partition's file can be copied out whole (a snapshot) and put back on
+// another node, so that the partition's state moves with it
+// (profiles/jetstream keeps the copies in a JetStream Object Store). The
+// copy is bbolt's consistent Tx.WriteTo, so the offset it covers is the
+// one stored in it (meta "log_applied/<p>", written in the same
+// transaction as the state), never one read apart from it. Besides:
+//
+//	meta  "log_epoch/<p>" → the run that applied the partition into this
+//	      file: a random string PartitionFiles writes each time it opens the
+//	      partition to apply it; a snapshot carries it. A file and a
+//	      snapshot with the same epoch descend from the same run, so the
+//	      one further along holds everything the other does.
+
+// PartitionState is where a partition stands in a file or a snapshot.
+type PartitionState struct {
+	// Offset is the offset through which the partition is applied (0:
+	// none of it).
+	Offset uint64
+	// Epoch names the run that applied it ("" in a file without one).
+	Epoch string
+	// Bytes is the size of the snapshot written or restored (0 for a
+	// file at rest).
+	Bytes int64
+}
+
+func epochKey(p int) []byte { return []byte("log_epoch/" + strconv.Itoa(p)) }
+
+func readPartitionState(tx *bbolt.Tx, p int) PartitionState {
+	var st PartitionState
+	meta := tx.Bucket(bucketMeta)
+	if meta == nil {
+		return st
+	}
+	if v := meta.Get(partitionKey(p)); len(v) == 8 {
+		st.Offset = binary.BigEndian.Uint64(v)
+	}
+	st.Epoch = string(meta.Get(epochKey(p)))
+	return st
+}
+
+// SnapshotPartition writes a consistent copy of the store's file to w, in
+// one read transaction (applying goes on meanwhile), and returns the state
+// of partition p in that copy.
+func (s *Store) SnapshotPartition(p int, w io.Writer) (PartitionState, error) {
+	return snapshotDB(s.db, p, w)
+}
+
+func snapshotDB(db *bbolt.DB, p int, w io.Writer) (PartitionState, error) {
+	var st PartitionState
+	err := db.View(func(tx *bbolt.Tx) error {
+		st = readPartitionState(tx, p)
+		n, err := tx.WriteTo(w)
+		st.Bytes = n
+		return err
+	})
+	if err != nil {
+		return PartitionState{}, fmt.Errorf("snapshot partition %d: %w", p, err)
+	}
+	return st, nil
+}
+
+// setEpoch records a new run of applying partition p in the store.
+func (s *Store) setEpoch(p int) (string, error) {
+	b := make([]byte, 12)
+	if _, err := io.ReadFull(s.rand, b); err != nil {
+		return "", fmt.Errorf("make the epoch of partition %d: %w", p, err)
+	}
+	epoch := hex.EncodeToString(b)
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketMeta).Put(epochKey(p), []byte(epoch))
+	})
+	if err != nil {
+		return "", fmt.Errorf("record the epoch of partition %d: %w", p, err)
+	}
+	return epoch, nil
+}
+
+// openAtRest opens a partition file that no store has open, read-only.
+func openAtRest(path string) (*bbolt.DB, error) {
+	return bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+}
+
+// Snapshot writes a consistent copy of partition p's file to w: from its
+// open store while this node applies p, else from the file at rest.
+func (f *PartitionFiles) Snapshot(p int, w io.Writer) (PartitionState, error) {
+	f.mu.Lock()
+	st := f.held[p]
+	if st == nil {
+		if f.busy[p] {
+			f.mu.Unlock()
+			return PartitionState{}, fmt.Errorf("snapshot partition %d: it is in use", p)
+		}
+		// Kept from being opened to apply until the copy is written.
+		f.busy[p] = true
+		defer f.unbusy(p)
+	}
+	f.mu.Unlock()
+	if st != nil {
+		// A Close meanwhile waits for the read transaction to end.
+		return st.SnapshotPartition(p, w)
+	}
+	db, err := openAtRest(PartitionPath(f.dir, p))
+	if err != nil {
+		return PartitionState{}, fmt.Errorf("snapshot partition %d: %w", p, err)
+	}
+	defer db.Close()
+	return snapshotDB(db, p, w)
+}
+
+// State reads where partition p's file stands at rest: zero when it has
+// no file. It fails while this node applies p.
+func (f *PartitionFiles) State(p int) (PartitionState, error) {
+	path := PartitionPath(f.dir, p)
+	f.mu.Lock()
+	if f.held[p] != nil || f.busy[p] {
+		f.mu.Unlock()
+		return PartitionState{}, fmt.Errorf("partition %d is in use", p)
+	}
+	f.busy[p] = true
+	f.mu.Unlock()
+	defer f.unbusy(p)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return PartitionState{}, nil
+	}
+	db, err := openAtRest(path)
+	if err != nil {
+		return PartitionState{}, fmt.Errorf("read the state of partition %d: %w", p, err)
+	}
+	defer db.Close()
+	var st PartitionState
+	err = db.View(func(tx *bbolt.Tx) error {
+		st = readPartitionState(tx, p)
+		return nil
+	})
+	return st, err
+}
+
+// Restore replaces partition p's file with the snapshot read from r, once
+// r is read to its end without error and the copy opens as a store file;
+// a failure leaves the file as it was. It returns the state of p in the
+// restored file. It fails while this node applies p.
+func (f *PartitionFiles) Restore(p int, r io.Reader) (PartitionState, error) {
+	path := PartitionPath(f.dir, p)
+	f.mu.Lock()
+	if f.held[p] != nil || f.busy[p] {
+		f.mu.Unlock()
+		return PartitionState{}, fmt.Errorf("restore partition %d: it is in use", p)
+	}
+	f.busy[p] = true
+	f.mu.Unlock()
+	defer f.unbusy(p)
+	fail := func(err error) (PartitionState, error) {
+		return PartitionState{}, fmt.Errorf("restore partition %d: %w", p, err)
+	}
+	if err := os.MkdirAll(f.dir, 0o750); err != nil {
+		return fail(err)
+	}
+	tmp := path + ".restore"
+	out, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fail(err)
+	}
+	defer os.Remove(tmp) // after the rename, nothing is there
+	n, err := io.Copy(out, r)
+	if err == nil {
+		err = out.Sync()
+	}
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fail(fmt.Errorf("write %s: %w", tmp, err))
+	}
+	db, err := openAtRest(tmp)
+	if err != nil {
+		return fail(fmt.Errorf("the snapshot (%d bytes) is not a store file: %w", n, err))
+	}
+	var st PartitionState
+	err = db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketMeta) == nil {
+			return errors.New("the snapshot has no meta bucket")
+		}
+		st = readPartitionState(tx, p)
+		return nil
+	})
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fail(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fail(err)
+	}
+	if d, err := os.Open(f.dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	st.Bytes = n
+	return st, nil
+}
+
+func (f *PartitionFiles) unbusy(p int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.busy, p)
+}
+
+// PartitionFileState reads where partition p stands in the store file at
+// path, which no store has open (a test's or a tool's look at a node's
+// file).
+func PartitionFileState(path string, p int) (PartitionState, error) {
+	db, err := openAtRest(path)
+	if err != nil {
+		return PartitionState{}, fmt.Errorf("open %s: %w", path, err)
+	}
+	defer db.Close()
+	var st PartitionState
+	err = db.View(func(tx *bbolt.Tx) error {
+		st = readPartitionState(tx, p)
+		return nil
+	})
+	return st, err
+}
