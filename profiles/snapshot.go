@@ -1,6 +1,8 @@
 package profiles
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -19,7 +21,13 @@ import (
 // (profiles/jetstream keeps the copies in a JetStream Object Store). The
 // copy is bbolt's consistent Tx.WriteTo, so the offset it covers is the
 // one stored in it (meta "log_applied/<p>", written in the same
-// transaction as the state), never one read apart from it. Besides:
+// transaction as the state), never one read apart from it. A copy ends
+// with a trailer, checked before the copy is opened (bbolt trusts its
+// file: a copy cut short would crash the process that opens it):
+//
+//	"CARTSNAP" | 8-byte big-endian length of the file before it | SHA-256 of that file
+//
+// Besides:
 //
 //	meta  "log_epoch/<p>" → the run that applied the partition into this
 //	      file: a random string PartitionFiles writes each time it opens the
@@ -61,13 +69,26 @@ func (s *Store) SnapshotPartition(p int, w io.Writer) (PartitionState, error) {
 	return snapshotDB(s.db, p, w)
 }
 
+const snapMagic = "CARTSNAP"
+
+const trailerLen = len(snapMagic) + 8 + sha256.Size
+
 func snapshotDB(db *bbolt.DB, p int, w io.Writer) (PartitionState, error) {
 	var st PartitionState
 	err := db.View(func(tx *bbolt.Tx) error {
 		st = readPartitionState(tx, p)
-		n, err := tx.WriteTo(w)
-		st.Bytes = n
-		return err
+		h := sha256.New()
+		n, err := tx.WriteTo(io.MultiWriter(w, h))
+		if err != nil {
+			return err
+		}
+		trailer := binary.BigEndian.AppendUint64([]byte(snapMagic), uint64(n))
+		trailer = h.Sum(trailer)
+		if _, err := w.Write(trailer); err != nil {
+			return err
+		}
+		st.Bytes = n + int64(len(trailer))
+		return nil
 	})
 	if err != nil {
 		return PartitionState{}, fmt.Errorf("snapshot partition %d: %w", p, err)
@@ -187,6 +208,9 @@ func (f *PartitionFiles) Restore(p int, r io.Reader) (PartitionState, error) {
 	if err != nil {
 		return fail(fmt.Errorf("write %s: %w", tmp, err))
 	}
+	if err := checkTrailer(tmp, n); err != nil {
+		return fail(fmt.Errorf("the snapshot (%d bytes) is not whole: %w", n, err))
+	}
 	db, err := openAtRest(tmp)
 	if err != nil {
 		return fail(fmt.Errorf("the snapshot (%d bytes) is not a store file: %w", n, err))
@@ -214,6 +238,41 @@ func (f *PartitionFiles) Restore(p int, r io.Reader) (PartitionState, error) {
 	}
 	st.Bytes = n
 	return st, nil
+}
+
+// checkTrailer checks the trailer of a snapshot of size bytes at path and
+// cuts it off.
+func checkTrailer(path string, size int64) error {
+	if size < int64(trailerLen) {
+		return errors.New("shorter than its trailer")
+	}
+	fh, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	trailer := make([]byte, trailerLen)
+	if _, err := fh.ReadAt(trailer, size-int64(trailerLen)); err != nil {
+		return err
+	}
+	length := int64(binary.BigEndian.Uint64(trailer[len(snapMagic):]))
+	switch {
+	case string(trailer[:len(snapMagic)]) != snapMagic:
+		return errors.New("no snapshot trailer at its end")
+	case length != size-int64(trailerLen):
+		return fmt.Errorf("its trailer says %d bytes before it, there are %d", length, size-int64(trailerLen))
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(fh, 0, length)); err != nil {
+		return err
+	}
+	if !bytes.Equal(h.Sum(nil), trailer[len(snapMagic)+8:]) {
+		return errors.New("its SHA-256 does not match its trailer")
+	}
+	if err := fh.Truncate(length); err != nil {
+		return err
+	}
+	return fh.Sync()
 }
 
 func (f *PartitionFiles) unbusy(p int) {

@@ -479,6 +479,12 @@ func (ls *lease) startApplying(from uint64) {
 	if m, err := ls.n.l.stream.GetLastMsgForSubject(cctx, ls.reader.subject); err == nil {
 		last = m.Sequence
 	}
+	if info, err := ls.n.l.stream.Info(cctx); err == nil && info.State.Msgs > 0 && info.State.FirstSeq > from+1 {
+		// The partition reader skips the offsets the stream no longer
+		// holds (it cannot tell them from other partitions' records).
+		ls.n.log.Warn("cluster: the stream no longer holds records after the partition's state; any of this partition among them are not applied",
+			"partition", ls.p, "state_offset", from, "stream_first", info.State.FirstSeq)
+	}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	ls.applied, ls.started = from, time.Now()

@@ -182,6 +182,11 @@ func (n *Node) snapshot(ctx context.Context, ls *lease) error {
 	if applied <= last {
 		return nil
 	}
+	// Checked before the copy (a node cut off learns it without writing
+	// one) and again before the upload.
+	if err := ls.Fence(); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, n.snapCfg.Timeout)
 	defer cancel()
 	start := time.Now()
