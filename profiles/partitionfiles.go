@@ -36,8 +36,8 @@ func PartitionPath(dir string, p int) string {
 	return filepath.Join(dir, fmt.Sprintf("p%04d.db", p))
 }
 
-// ApplyPartition opens partition p's file, records a new epoch in it (this
-// run of applying it) and applies p into it (Store's ApplyPartition) until
+// ApplyPartition opens partition p's file, gives it an epoch if it has
+// none (snapshot.go) and applies p into it (Store's ApplyPartition) until
 // that returns; then it closes the file.
 func (f *PartitionFiles) ApplyPartition(ctx context.Context, p int, from uint64, log PartitionLog) error {
 	f.mu.Lock()
@@ -52,7 +52,7 @@ func (f *PartitionFiles) ApplyPartition(ctx context.Context, p int, from uint64,
 	}
 	f.held[p] = st
 	f.mu.Unlock()
-	if _, err = st.setEpoch(p); err == nil {
+	if err = st.ensureEpoch(p); err == nil {
 		err = st.ApplyPartition(ctx, p, from, log)
 	}
 	f.mu.Lock()

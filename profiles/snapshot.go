@@ -2,6 +2,7 @@ package profiles
 
 import (
 	"bytes"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
@@ -29,18 +30,21 @@ import (
 //
 // Besides:
 //
-//	meta  "log_epoch/<p>" → the run that applied the partition into this
-//	      file: a random string PartitionFiles writes each time it opens the
-//	      partition to apply it; a snapshot carries it. A file and a
-//	      snapshot with the same epoch descend from the same run, so the
-//	      one further along holds everything the other does.
+//	meta  "log_epoch/<p>" → the line of state the file belongs to: a random
+//	      string, new in a file that starts empty and in each restored
+//	      copy (applying again from a snapshot makes state that can
+//	      differ from what the snapshot's first owner made after it: new
+//	      profiles get new random ids), kept while a node goes on applying
+//	      its own file; a snapshot carries it. A file and a snapshot of
+//	      the same epoch are of one line, so the one further along holds
+//	      everything the other does.
 
 // PartitionState is where a partition stands in a file or a snapshot.
 type PartitionState struct {
 	// Offset is the offset through which the partition is applied (0:
 	// none of it).
 	Offset uint64
-	// Epoch names the run that applied it ("" in a file without one).
+	// Epoch names the line of state ("" in a file without one).
 	Epoch string
 	// Bytes is the size of the snapshot written or restored (0 for a
 	// file at rest).
@@ -96,20 +100,26 @@ func snapshotDB(db *bbolt.DB, p int, w io.Writer) (PartitionState, error) {
 	return st, nil
 }
 
-// setEpoch records a new run of applying partition p in the store.
-func (s *Store) setEpoch(p int) (string, error) {
-	b := make([]byte, 12)
-	if _, err := io.ReadFull(s.rand, b); err != nil {
-		return "", fmt.Errorf("make the epoch of partition %d: %w", p, err)
-	}
-	epoch := hex.EncodeToString(b)
+// ensureEpoch gives partition p an epoch in the store if it has none.
+func (s *Store) ensureEpoch(p int) error {
 	err := s.db.Update(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketMeta).Put(epochKey(p), []byte(epoch))
+		if tx.Bucket(bucketMeta).Get(epochKey(p)) != nil {
+			return nil
+		}
+		return putNewEpoch(tx, s.rand, p)
 	})
 	if err != nil {
-		return "", fmt.Errorf("record the epoch of partition %d: %w", p, err)
+		return fmt.Errorf("record the epoch of partition %d: %w", p, err)
 	}
-	return epoch, nil
+	return nil
+}
+
+func putNewEpoch(tx *bbolt.Tx, rnd io.Reader, p int) error {
+	b := make([]byte, 12)
+	if _, err := io.ReadFull(rnd, b); err != nil {
+		return fmt.Errorf("make an epoch: %w", err)
+	}
+	return tx.Bucket(bucketMeta).Put(epochKey(p), []byte(hex.EncodeToString(b)))
 }
 
 // openAtRest opens a partition file that no store has open, read-only.
@@ -173,9 +183,10 @@ func (f *PartitionFiles) State(p int) (PartitionState, error) {
 }
 
 // Restore replaces partition p's file with the snapshot read from r, once
-// r is read to its end without error and the copy opens as a store file;
-// a failure leaves the file as it was. It returns the state of p in the
-// restored file. It fails while this node applies p.
+// r is read to its end without error, its trailer matches and the copy
+// opens as a store file; a failure leaves the file as it was. The restored
+// file gets an epoch of its own. It returns the state of p in it. It fails
+// while this node applies p.
 func (f *PartitionFiles) Restore(p int, r io.Reader) (PartitionState, error) {
 	path := PartitionPath(f.dir, p)
 	f.mu.Lock()
@@ -211,14 +222,17 @@ func (f *PartitionFiles) Restore(p int, r io.Reader) (PartitionState, error) {
 	if err := checkTrailer(tmp, n); err != nil {
 		return fail(fmt.Errorf("the snapshot (%d bytes) is not whole: %w", n, err))
 	}
-	db, err := openAtRest(tmp)
+	db, err := bbolt.Open(tmp, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
 	if err != nil {
 		return fail(fmt.Errorf("the snapshot (%d bytes) is not a store file: %w", n, err))
 	}
 	var st PartitionState
-	err = db.View(func(tx *bbolt.Tx) error {
+	err = db.Update(func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketMeta) == nil {
 			return errors.New("the snapshot has no meta bucket")
+		}
+		if err := putNewEpoch(tx, rand.Reader, p); err != nil {
+			return err
 		}
 		st = readPartitionState(tx, p)
 		return nil

@@ -368,3 +368,35 @@ func TestCleanLeaveCarriesState(t *testing.T) {
 		}
 	}
 }
+
+// A node that leaves and comes back alone keeps its own files (the
+// snapshots are of the same line and no further along): nothing is
+// downloaded, nothing applied again, and its state is all there.
+func TestRestartKeepsOwnFile(t *testing.T) {
+	ns := startNATS(t)
+	a := startNodeWith(t, "a", filepath.Join(t.TempDir(), "a"), func(n *node) {
+		n.url, n.perPartition, n.snapshots = ns.url(), true, testSnapshots
+	})
+	eventually(t, "a holds every partition", func() bool { return len(a.held()) == testPartitions })
+	cfg := testConfig(ns.url())
+	cfg.Partitions = testPartitions
+	ingest := open(t, cfg)
+	partOf := func(u string) int { return ingest.Partition(trackEvent(u, 0)) }
+	ids := publish(t, ingest, 16, 0, 160)
+	waitAppliedOnce(t, []*node{a}, ids)
+	waitCheckpointed(t, ns.url())
+	purge(t, ns.url(), waitSnapshotted(t, ns.url())+1)
+
+	a.close()
+	a.start()
+	eventually(t, "a holds every partition again", func() bool { return len(a.held()) == testPartitions })
+	ids = append(ids, publish(t, ingest, 16, 1000, 32)...)
+	waitAppliedOnce(t, []*node{a}, ids)
+	waitCheckpointed(t, ns.url())
+	checkOnceInState(t, stateOf(t, []*node{a}, partOf, 16), ids)
+	for _, tm := range a.node.Timings() {
+		if tm.Step == jetstream.StepRestore {
+			t.Fatalf("a restored partition %d from its snapshot instead of keeping its own file", tm.Partition)
+		}
+	}
+}

@@ -22,7 +22,7 @@ import (
 //
 //	offset  the offset the copy is applied through (read in the copy's own
 //	        transaction, so state and offset agree)
-//	epoch   the run of applying that wrote it (profiles/snapshot.go)
+//	epoch   the line of state it belongs to (profiles/snapshot.go)
 //	node    the node that took it
 //
 // A node snapshots a partition it holds after SnapshotConfig.Events
@@ -30,8 +30,8 @@ import (
 // hands the partition over (after its applier stopped, before its lease is
 // given up, so the next owner restores the state the handing node ended
 // with). The node that claims a partition restores the snapshot into its
-// file unless its file is of the snapshot's epoch and as far along, then
-// applies from the offset its file holds.
+// file unless its file is of the snapshot's epoch and as far along
+// (keepOwn), then applies after the offset its file holds.
 
 // Snapshotter is an Applier whose partitions' state can be copied out and
 // put back: profiles.PartitionFiles. A Node whose Applier is one keeps
@@ -145,7 +145,7 @@ func (n *Node) restore(ctx context.Context, ls *lease) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if own.Epoch != "" && own.Epoch == snap.Epoch && own.Offset >= snap.Offset {
+	if keepOwn(own, snap) {
 		n.log.Info("cluster: partition state kept", "partition", ls.p, "offset", own.Offset, "snapshot_offset", snap.Offset)
 		ls.snapshotAt(snap.Offset)
 		return own.Offset, nil
@@ -165,6 +165,16 @@ func (n *Node) restore(ctx context.Context, ls *lease) (uint64, error) {
 	ls.snapshotAt(st.Offset)
 	n.record(Timing{Partition: ls.p, Step: StepRestore, Offset: st.Offset, Bytes: st.Bytes, Took: time.Since(start)})
 	return st.Offset, nil
+}
+
+// keepOwn says whether a node that claims a partition keeps its own state
+// of it rather than restore the snapshot: only when its file is of the
+// snapshot's line of state and at least as far along. A file further
+// along but of another line (the node held the partition, died, and
+// another node restored an older snapshot and went on from there) is
+// replaced: the cluster goes on with the line its last owner left.
+func keepOwn(own, snap profiles.PartitionState) bool {
+	return own.Epoch != "" && own.Epoch == snap.Epoch && own.Offset >= snap.Offset
 }
 
 // snapshot writes the lease's partition to a local file and uploads it,
