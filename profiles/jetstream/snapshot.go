@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -151,12 +152,15 @@ func (n *Node) restore(ctx context.Context, ls *lease) (uint64, error) {
 		return own.Offset, nil
 	}
 	start := time.Now()
-	res, err := n.obs.Get(ctx, name)
-	if err != nil {
-		return 0, fmt.Errorf("download the snapshot of partition %d: %w", ls.p, err)
-	}
-	defer res.Close()
-	st, err := n.snap.Restore(ls.p, res)
+	pr, pw := io.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		pw.CloseWithError(n.download(ctx, info, pw))
+	}()
+	st, err := n.snap.Restore(ls.p, pr)
+	_ = pr.CloseWithError(errors.New("restore ended"))
+	<-done
 	if err != nil {
 		return 0, err
 	}
@@ -165,6 +169,53 @@ func (n *Node) restore(ctx context.Context, ls *lease) (uint64, error) {
 	ls.snapshotAt(st.Offset)
 	n.record(Timing{Partition: ls.p, Step: StepRestore, Offset: st.Offset, Bytes: st.Bytes, Took: time.Since(start)})
 	return st.Offset, nil
+}
+
+// download writes the chunks of a snapshot object to w and checks their
+// size and digest. (The Object Store's own Get cannot be stopped while it
+// waits for a chunk, until its deadline: a node leaving, or one whose
+// connection is cut, would wait that long.) Its chunks are the messages
+// on $O.<bucket>.C.<nuid> of the stream OBJ_<bucket>.
+func (n *Node) download(ctx context.Context, info *jetstream.ObjectInfo, w io.Writer) error {
+	fail := func(err error) error {
+		return fmt.Errorf("download snapshot %s: %w", info.Name, err)
+	}
+	cons, err := n.l.js.OrderedConsumer(ctx, "OBJ_"+info.Bucket, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"$O." + info.Bucket + ".C." + info.NUID},
+	})
+	if err != nil {
+		return fail(err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fail(err)
+	}
+	defer it.Stop()
+	// Stop wakes a Next that waits.
+	defer context.AfterFunc(ctx, it.Stop)()
+	h := sha256.New()
+	var size uint64
+	for range info.Chunks {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				return fail(ctx.Err())
+			}
+			return fail(err)
+		}
+		size += uint64(len(m.Data()))
+		h.Write(m.Data())
+		if _, err := w.Write(m.Data()); err != nil {
+			return fail(err)
+		}
+	}
+	switch {
+	case size != info.Size:
+		return fail(fmt.Errorf("%d bytes in its chunks, %d in its info", size, info.Size))
+	case jetstream.GetObjectDigestValue(h) != info.Digest:
+		return fail(errors.New("its digest does not match its info"))
+	}
+	return nil
 }
 
 // keepOwn says whether a node that claims a partition keeps its own state
@@ -308,7 +359,7 @@ type Timing struct {
 	Took      time.Duration
 }
 
-// Timings returns the steps this node timed, oldest first (the last 256).
+// Timings returns the steps this node timed, oldest first (the last 1024).
 func (n *Node) Timings() []Timing {
 	n.timeMu.Lock()
 	defer n.timeMu.Unlock()
@@ -318,7 +369,7 @@ func (n *Node) Timings() []Timing {
 func (n *Node) record(t Timing) {
 	n.timeMu.Lock()
 	defer n.timeMu.Unlock()
-	if len(n.timings) == 256 {
+	if len(n.timings) == 1024 {
 		n.timings = append(n.timings[:0], n.timings[1:]...)
 	}
 	n.timings = append(n.timings, t)
