@@ -649,7 +649,29 @@ func (n *Node) leave() {
 		}
 	}
 	n.mu.Unlock()
-	n.wg.Wait()
+	// The leases are renewed until they are given up: a hand-over's
+	// snapshot upload can outlast the lease.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.wg.Wait()
+	}()
+	for waiting := true; waiting; {
+		select {
+		case <-done:
+			waiting = false
+		case <-time.After(n.cfg.LeaseTTL / 3):
+			n.mu.Lock()
+			held := make([]*lease, 0, len(n.held))
+			for _, ls := range n.held {
+				held = append(held, ls)
+			}
+			n.mu.Unlock()
+			for _, ls := range held {
+				ls.renew()
+			}
+		}
+	}
 	ctx, cancel := n.kvCtx()
 	defer cancel()
 	_ = n.leases.Delete(ctx, "node."+n.cfg.ID)
