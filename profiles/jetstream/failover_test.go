@@ -438,3 +438,47 @@ func TestRestartKeepsOwnFile(t *testing.T) {
 		}
 	}
 }
+
+// A node that leaves while it waits for a snapshot's chunks (here they
+// are gone from the bucket) stops waiting: Close returns, and the
+// partition's file is left as it was (none).
+func TestCloseDuringRestore(t *testing.T) {
+	ns := startNATS(t)
+	js := clientJS(t, ns.url())
+	obs, err := js.CreateObjectStore(t.Context(), njs.ObjectStoreConfig{Bucket: "CARTERA_EVENTS_SNAPSHOTS"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	objects, err := js.Stream(t.Context(), "OBJ_CARTERA_EVENTS_SNAPSHOTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range testPartitions {
+		info, err := obs.Put(t.Context(), njs.ObjectMeta{Name: fmt.Sprintf("p%04d", p),
+			Metadata: map[string]string{"offset": "5", "epoch": "gone"}}, strings.NewReader(strings.Repeat("x", 1000)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := objects.Purge(t.Context(), njs.WithPurgeSubject("$O.CARTERA_EVENTS_SNAPSHOTS.C."+info.NUID)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "a")
+	a := startNodeWith(t, "a", dir, func(n *node) { n.url, n.perPartition, n.snapshots = ns.url(), true, testSnapshots })
+	eventually(t, "a claims every partition", func() bool { return len(a.held()) == testPartitions })
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		a.close()
+	}()
+	select {
+	case <-closed:
+	case <-time.After(60 * time.Second):
+		t.Fatal("Close did not return while the node waited for a snapshot's chunks")
+	}
+	for p := range testPartitions {
+		if st, err := profiles.PartitionFileState(profiles.PartitionPath(dir, p), p); err == nil {
+			t.Fatalf("partition %d has a file after a restore that never finished: %+v", p, st)
+		}
+	}
+}
