@@ -1,6 +1,7 @@
 package jetstream_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -439,12 +440,11 @@ func TestRestartKeepsOwnFile(t *testing.T) {
 	}
 }
 
-// A node that leaves while it waits for a snapshot's chunks (here they
-// are gone from the bucket) stops waiting: Close returns, and the
-// partition's file is left as it was (none).
-func TestCloseDuringRestore(t *testing.T) {
-	ns := startNATS(t)
-	js := clientJS(t, ns.url())
+// putGoneSnapshots puts a snapshot object for every partition and purges
+// its chunks, as a newer upload replacing it would.
+func putGoneSnapshots(t *testing.T, url string) njs.ObjectStore {
+	t.Helper()
+	js := clientJS(t, url)
 	obs, err := js.CreateObjectStore(t.Context(), njs.ObjectStoreConfig{Bucket: "CARTERA_EVENTS_SNAPSHOTS"})
 	if err != nil {
 		t.Fatal(err)
@@ -463,6 +463,59 @@ func TestCloseDuringRestore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return obs
+}
+
+// A node whose snapshot download gets no chunk (the object was replaced
+// after the node read its info, and the old chunks purged) gives up
+// waiting after 10 lease TTLs and claims the partition again: it then
+// restores the snapshot that replaced it.
+func TestRestoreRetriesReplacedSnapshot(t *testing.T) {
+	ns := startNATS(t)
+	obs := putGoneSnapshots(t, ns.url())
+	a := startNodeWith(t, "a", filepath.Join(t.TempDir(), "a"), func(n *node) { n.url, n.perPartition, n.snapshots = ns.url(), true, testSnapshots })
+	eventually(t, "a claims every partition", func() bool { return len(a.held()) == testPartitions })
+
+	// The replacing snapshots: copies of empty store files.
+	srcDir := t.TempDir()
+	src := profiles.NewPartitionFiles(srcDir, nil)
+	for p := range testPartitions {
+		st, err := profiles.Open(context.Background(), profiles.PartitionPath(srcDir, p), profiles.DefaultConfig(), profiles.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = st.Close()
+		var buf bytes.Buffer
+		if _, err := src.Snapshot(p, &buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := obs.Put(t.Context(), njs.ObjectMeta{Name: fmt.Sprintf("p%04d", p),
+			Metadata: map[string]string{"offset": "0", "epoch": "new"}}, &buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := testConfig(ns.url())
+	cfg.Partitions = testPartitions
+	ingest := open(t, cfg)
+	ids := publish(t, ingest, 16, 0, 32)
+	eventually(t, "every partition restored from its replacing snapshot", func() bool {
+		n := 0
+		for _, tm := range a.node.Timings() {
+			if tm.Step == jetstream.StepRestore {
+				n++
+			}
+		}
+		return n == testPartitions
+	})
+	waitAppliedOnce(t, []*node{a}, ids)
+}
+
+// A node that leaves while it waits for a snapshot's chunks (here they
+// are gone from the bucket) stops waiting: Close returns, and the
+// partition's file is left as it was (none).
+func TestCloseDuringRestore(t *testing.T) {
+	ns := startNATS(t)
+	putGoneSnapshots(t, ns.url())
 	dir := filepath.Join(t.TempDir(), "a")
 	a := startNodeWith(t, "a", dir, func(n *node) { n.url, n.perPartition, n.snapshots = ns.url(), true, testSnapshots })
 	eventually(t, "a claims every partition", func() bool { return len(a.held()) == testPartitions })

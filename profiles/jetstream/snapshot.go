@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -175,7 +176,9 @@ func (n *Node) restore(ctx context.Context, ls *lease) (uint64, error) {
 // size and digest. (The Object Store's own Get cannot be stopped while it
 // waits for a chunk, until its deadline: a node leaving, or one whose
 // connection is cut, would wait that long.) Its chunks are the messages
-// on $O.<bucket>.C.<nuid> of the stream OBJ_<bucket>.
+// on $O.<bucket>.C.<nuid> of the stream OBJ_<bucket>. A chunk that does not
+// come within 10 lease TTLs ends it too: the object was replaced after its
+// info was read (its chunks purged), and the claim is tried again.
 func (n *Node) download(ctx context.Context, info *jetstream.ObjectInfo, w io.Writer) error {
 	fail := func(err error) error {
 		return fmt.Errorf("download snapshot %s: %w", info.Name, err)
@@ -193,16 +196,27 @@ func (n *Node) download(ctx context.Context, info *jetstream.ObjectInfo, w io.Wr
 	defer it.Stop()
 	// Stop wakes a Next that waits.
 	defer context.AfterFunc(ctx, it.Stop)()
+	wait := 10 * n.cfg.LeaseTTL
+	var idle atomic.Bool
+	watchdog := time.AfterFunc(wait, func() {
+		idle.Store(true)
+		it.Stop()
+	})
+	defer watchdog.Stop()
 	h := sha256.New()
 	var size uint64
 	for range info.Chunks {
 		m, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				return fail(ctx.Err())
-			}
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
+			return fail(ctx.Err())
+		case idle.Load():
+			return fail(fmt.Errorf("no chunk for %s (%d of %d bytes read): the snapshot was replaced or its chunks are gone", wait, size, info.Size))
+		default:
 			return fail(err)
 		}
+		watchdog.Reset(wait)
 		size += uint64(len(m.Data()))
 		h.Write(m.Data())
 		if _, err := w.Write(m.Data()); err != nil {
