@@ -13,20 +13,22 @@ import (
 // file of its own, <dir>/p<NNNN>.db, open while the node applies that
 // partition: it is the Applier of a profiles/jetstream Node, in place of
 // one Store for every partition. The files stay on disk when a partition
-// moves away; its new owner starts a file of its own (nothing moves a
-// file between nodes yet).
+// moves away. A file is copied whole to move a partition's state
+// (Snapshot) and put in place on its new owner (Restore) before that
+// applies it (snapshot.go).
 type PartitionFiles struct {
 	dir  string
 	open func(path string) (*Store, error)
 
 	mu   sync.Mutex
 	held map[int]*Store
+	busy map[int]bool // files being read or restored at rest
 }
 
 // NewPartitionFiles keeps partitions' files in dir; open opens the Store
 // of one file (its config, processors and logger).
 func NewPartitionFiles(dir string, open func(path string) (*Store, error)) *PartitionFiles {
-	return &PartitionFiles{dir: dir, open: open, held: map[int]*Store{}}
+	return &PartitionFiles{dir: dir, open: open, held: map[int]*Store{}, busy: map[int]bool{}}
 }
 
 // PartitionPath is the file of partition p under dir.
@@ -34,13 +36,14 @@ func PartitionPath(dir string, p int) string {
 	return filepath.Join(dir, fmt.Sprintf("p%04d.db", p))
 }
 
-// ApplyPartition opens partition p's file and applies p into it (Store's
-// ApplyPartition) until that returns; then it closes the file.
+// ApplyPartition opens partition p's file, gives it an epoch if it has
+// none (snapshot.go) and applies p into it (Store's ApplyPartition) until
+// that returns; then it closes the file.
 func (f *PartitionFiles) ApplyPartition(ctx context.Context, p int, from uint64, log PartitionLog) error {
 	f.mu.Lock()
-	if f.held[p] != nil {
+	if f.held[p] != nil || f.busy[p] {
 		f.mu.Unlock()
-		return fmt.Errorf("partition %d is applied already", p)
+		return fmt.Errorf("partition %d is in use already", p)
 	}
 	st, err := f.open(PartitionPath(f.dir, p))
 	if err != nil {
@@ -49,7 +52,9 @@ func (f *PartitionFiles) ApplyPartition(ctx context.Context, p int, from uint64,
 	}
 	f.held[p] = st
 	f.mu.Unlock()
-	err = st.ApplyPartition(ctx, p, from, log)
+	if err = st.ensureEpoch(p); err == nil {
+		err = st.ApplyPartition(ctx, p, from, log)
+	}
 	f.mu.Lock()
 	delete(f.held, p)
 	f.mu.Unlock()

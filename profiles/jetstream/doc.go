@@ -29,20 +29,56 @@
 // partition's applier at once. After each commit the offset applied is
 // checkpointed in <Stream>_META (applied.<p>) with compare-and-set on the
 // revision the node took over when it claimed the partition, so a former
-// owner's late checkpoint fails. A new owner starts after the checkpoint.
+// owner's late checkpoint fails. Without snapshots (below), a new owner
+// starts after the checkpoint, or after what its own file holds of the
+// partition if that is further.
 //
-// What this package does not do: move a partition's state. A node keeps
-// what it applied in its bbolt file (one for all its partitions, a
-// profiles.Store, or one per partition, profiles.PartitionFiles); a
-// partition that moves starts on its new owner from the checkpoint, with
-// the person's earlier state (and the messageIds that dedupe retries) left
-// in the former owner's file. A
-// node that dies between a commit and its checkpoint has that commit
-// applied again by the next owner. Identity across partitions is not
-// resolved: an anonymous visitor's events land in the partition of their
-// anonymousId, and once identified, in the partition of their userId.
+// State moves with a partition when the node's Applier is a Snapshotter
+// (profiles.PartitionFiles, one bbolt file per partition; snapshot.go): a
+// node snapshots each partition it holds to the Object Store bucket
+// <Stream>_SNAPSHOTS every SnapshotConfig.Events events or Interval,
+// whichever first, and when it hands the partition over; the node that
+// claims it restores the newest snapshot into its file (or keeps its own
+// file if that is of the same line of state and as far along) and
+// applies the stream after the offset stored in that file, whatever the
+// checkpoint says. A snapshot is bbolt's consistent copy of the file in
+// one read transaction, so its offset is the one committed with its
+// state. With a plain profiles.Store as the Applier (one file for all of a
+// node's partitions) nothing is snapshotted and a new owner starts after
+// the checkpoint, with the person's earlier state left behind.
+//
+// What holds, with snapshots:
+//
+//   - Every acknowledged event of a partition is in its owner's state
+//     exactly once, through clean hand-overs, a node killed at any point,
+//     and a lease lost: the state and the offset it covers are committed
+//     together, snapshots and restores carry both, and a new owner
+//     applies only what comes after that offset. The messageIds that
+//     make a retry a no-op move with the state. (The fence is a check
+//     just before the commit, not a condition the disk enforces: this
+//     holds as long as a commit ends within the lease's margin, TTL/4.)
+//   - A clean hand-over (leave, join, rebalancing) replays nothing: the
+//     snapshot is taken after the last commit, before the lease is given
+//     up.
+//   - After a node dies (or loses a lease it could not renew), the events
+//     it applied after the partition's last snapshot are applied again on
+//     the new owner: once in the state that goes on, but the processors
+//     (rules, journeys) see them a second time, so a send they triggered
+//     on the dead node can be made again. The snapshot period bounds how
+//     many. So do the profile ids of people the dead node created after
+//     that snapshot: the new owner gives them new ones.
+//   - Replay needs the stream to hold every record after the snapshot:
+//     Cartera never trims it; a stream purged past a partition's newest
+//     snapshot loses those records for that partition (a warning is
+//     logged at claim time, the reader cannot tell them apart).
+//
+// Not done here: identity across partitions. An anonymous visitor's
+// events land in the partition of their anonymousId, and once
+// identified, in the partition of their userId.
 //
 //	l, err := jetstream.Open(ctx, jetstream.Config{URL: "nats://127.0.0.1:4222", Stream: "CARTERA_EVENTS", Subject: "cartera.events", Partitions: 64, Replicas: 3, AckWait: 5 * time.Second})
-//	n, err := jetstream.StartNode(ctx, l, store, jetstream.NodeConfig{ID: "node-1", LeaseTTL: 10 * time.Second})
+//	files := profiles.NewPartitionFiles(dir, openStore)
+//	n, err := jetstream.StartNode(ctx, l, files, jetstream.NodeConfig{ID: "node-1", LeaseTTL: 10 * time.Second,
+//		Snapshots: jetstream.SnapshotConfig{Events: 50_000, Interval: 5 * time.Minute}})
 //	defer n.Close()
 package jetstream

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -56,6 +57,9 @@ type NodeConfig struct {
 	LeaseTTL time.Duration
 	// Logger receives ownership changes; discarded when nil.
 	Logger *slog.Logger
+	// Snapshots says when the node snapshots its partitions' state, if
+	// its Applier is a Snapshotter (snapshot.go).
+	Snapshots SnapshotConfig
 }
 
 var nodeIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -68,7 +72,7 @@ func (c NodeConfig) Validate() error {
 	case c.LeaseTTL < 100*time.Millisecond:
 		return fmt.Errorf("cluster.lease_ttl: %s is under 100ms", c.LeaseTTL)
 	}
-	return nil
+	return c.Snapshots.validate()
 }
 
 // Node holds leases on partitions of the cluster and runs the applier of
@@ -85,9 +89,20 @@ type Node struct {
 	mu   sync.Mutex
 	held map[int]*lease
 
+	// snap and obs are set when the Applier is a Snapshotter: the
+	// partitions' state moves with them through the Object Store.
+	snap     Snapshotter
+	obs      jetstream.ObjectStore
+	snapCfg  SnapshotConfig
+	snapWake chan struct{}
+
+	timeMu  sync.Mutex
+	timings []Timing
+
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
+	wg       sync.WaitGroup // hand-overs and the snapshot taker
 }
 
 // lease is a partition this node holds, and its applier.
@@ -105,6 +120,19 @@ type lease struct {
 	ckRev    uint64 // the revision of applied.<p> this node wrote last
 	ckDone   uint64 // the offset checkpointed
 	ckWant   uint64 // the offset applied (checkpointed when the store commits it)
+	applied  uint64 // the offset the partition's state holds on this node
+	snapOff  uint64 // the offset of the partition's newest snapshot
+	snapTime time.Time
+	// catchUp is the partition's last offset in the stream when its
+	// applier started (0 once reached), started when.
+	catchUp uint64
+	started time.Time
+
+	releasing bool // being handed over (n.mu)
+
+	snapMu sync.Mutex   // one snapshot at a time
+	since  atomic.Int64 // events read since the last snapshot
+	due    atomic.Bool  // a snapshot is due
 }
 
 // StartNode joins the cluster of l as cfg.ID: it heartbeats, claims the
@@ -133,7 +161,20 @@ func StartNode(ctx context.Context, l *Log, app Applier, cfg NodeConfig) (*Node,
 		return nil, fmt.Errorf("cluster.lease_ttl: the cluster's leases last %s (kv bucket %s) and this node's config says %s; every node must use the same", st.TTL(), bucket, cfg.LeaseTTL)
 	}
 	n := &Node{l: l, cfg: cfg, log: lg, app: app, leases: kv, held: map[int]*lease{},
+		snapCfg: cfg.Snapshots.withDefaults(), snapWake: make(chan struct{}, 1),
 		stop: make(chan struct{}), done: make(chan struct{})}
+	if snap, ok := app.(Snapshotter); ok {
+		if n.obs, err = l.openSnapshots(ctx); err != nil {
+			return nil, err
+		}
+		n.snap = snap
+		sctx, cancel := context.WithCancel(context.Background())
+		n.wg.Go(func() { n.runSnapshots(sctx) })
+		n.wg.Go(func() {
+			<-n.stop
+			cancel()
+		})
+	}
 	go n.run()
 	return n, nil
 }
@@ -155,9 +196,10 @@ func (n *Node) Held() []int {
 }
 
 // Close leaves the cluster: each partition's applier finishes its commit,
-// its checkpoint is written and its lease given up, so that another node
-// takes it at once; then the heartbeat is removed. (A node that dies
-// instead leaves its leases to lapse.)
+// its state is snapshotted (with a Snapshotter), its checkpoint written
+// and its lease given up, so that another node takes it at once; then the
+// heartbeat is removed. (A node that dies instead leaves its leases to
+// lapse.)
 func (n *Node) Close() error {
 	n.stopOnce.Do(func() { close(n.stop) })
 	<-n.done
@@ -195,6 +237,11 @@ func (n *Node) tick() {
 	held := make(map[int]*lease, len(n.held))
 	var ended []*lease
 	for p, ls := range n.held {
+		if ls.releasing {
+			// Renewed until its hand-over gives it up.
+			held[p] = ls
+			continue
+		}
 		select {
 		case <-ls.done:
 			// The applier returned (lease lost, or a failure): give it
@@ -212,6 +259,14 @@ func (n *Node) tick() {
 	}
 	for _, ls := range held {
 		ls.renew()
+		if n.snap != nil {
+			ls.mu.Lock()
+			due := ls.snapshotDue(n.snapCfg.Interval)
+			ls.mu.Unlock()
+			if due {
+				n.wakeSnapshots(ls)
+			}
+		}
 	}
 	members, err := n.members(ctx)
 	if err != nil {
@@ -220,8 +275,16 @@ func (n *Node) tick() {
 	}
 	mine := assign(members, n.l.cfg.Partitions, n.cfg.ID)
 	for p, ls := range held {
-		if !mine[p] {
-			n.release(ls)
+		n.mu.Lock()
+		handOver := !mine[p] && !ls.releasing
+		if handOver {
+			ls.releasing = true
+		}
+		n.mu.Unlock()
+		if handOver {
+			// Apart from the ticks: a snapshot's upload can outlast a
+			// renewal period.
+			n.wg.Go(func() { n.release(ls) })
 		}
 	}
 	for p := range n.l.cfg.Partitions {
@@ -325,12 +388,24 @@ func (n *Node) claim(p int) {
 	n.mu.Lock()
 	n.held[p] = ls
 	n.mu.Unlock()
-	n.log.Info("cluster: partition claimed", "partition", p, "from", from+1)
+	n.log.Info("cluster: partition claimed", "partition", p, "checkpoint", from)
 	actx, acancel := context.WithCancel(context.Background())
 	ls.cancel = acancel
 	go func() {
 		defer close(ls.done)
 		defer acancel()
+		if n.snap != nil {
+			// The partition's state comes from its newest snapshot (or
+			// this node's file), and applying goes on after the offset
+			// stored in it, whatever the checkpoint says.
+			at, err := n.restore(actx, ls)
+			if err != nil {
+				n.log.Error("cluster: restore partition", "partition", p, "err", err)
+				return
+			}
+			from = at
+		}
+		ls.startApplying(from)
 		err := n.app.ApplyPartition(actx, p, from+1, ls)
 		if errors.Is(err, profiles.ErrFenced) || errors.Is(err, context.Canceled) {
 			n.log.Info("cluster: partition applier stopped", "partition", p, "reason", err.Error())
@@ -395,9 +470,34 @@ func (ls *lease) lose(why string) error {
 	return err
 }
 
+// startApplying notes where the applier starts and where the partition
+// ends in the stream now (to time the catching up).
+func (ls *lease) startApplying(from uint64) {
+	var last uint64
+	cctx, cancel := ls.n.kvCtx()
+	defer cancel()
+	if m, err := ls.n.l.stream.GetLastMsgForSubject(cctx, ls.reader.subject); err == nil {
+		last = m.Sequence
+	}
+	if info, err := ls.n.l.stream.Info(cctx); err == nil && info.State.Msgs > 0 && info.State.FirstSeq > from+1 {
+		// The partition reader skips the offsets the stream no longer
+		// holds (it cannot tell them from other partitions' records).
+		ls.n.log.Warn("cluster: the stream no longer holds records after the partition's state; any of this partition among them are not applied",
+			"partition", ls.p, "state_offset", from, "stream_first", info.State.FirstSeq)
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	ls.applied, ls.started = from, time.Now()
+	if last > from {
+		ls.catchUp = last
+	}
+}
+
 // Read reads the partition (profiles.PartitionLog).
 func (ls *lease) Read(ctx context.Context, from uint64, max int) ([]profiles.Record, error) {
-	return ls.reader.Read(ctx, from, max)
+	recs, err := ls.reader.Read(ctx, from, max)
+	ls.since.Add(int64(len(recs)))
+	return recs, err
 }
 
 // Fence checks, before a commit of the partition's records, that this
@@ -432,6 +532,14 @@ func (ls *lease) Checkpoint(through uint64) error {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
 	ls.ckWant = max(ls.ckWant, through)
+	ls.applied = max(ls.applied, through)
+	if ls.catchUp > 0 && through >= ls.catchUp {
+		ls.catchUp = 0
+		ls.n.record(Timing{Partition: ls.p, Step: StepCaughtUp, Offset: through, Took: time.Since(ls.started)})
+	}
+	if ls.n.snap != nil && ls.since.Load() >= int64(ls.n.snapCfg.Events) {
+		ls.n.wakeSnapshots(ls)
+	}
 	return ls.flushCheckpoint()
 }
 
@@ -482,16 +590,23 @@ func (ls *lease) renew() {
 }
 
 // release gives partition p up to the node it is assigned to now: its
-// applier ends after the commit in flight, the checkpoint is written, and
-// the lease deleted (compare-and-set) for the new owner to claim.
+// applier ends after the commit in flight, its state is snapshotted (with
+// a Snapshotter), the checkpoint is written, and the lease deleted
+// (compare-and-set) for the new owner to claim.
 func (n *Node) release(ls *lease) {
 	ls.reader.halt(fmt.Errorf("%w: partition %d given up", profiles.ErrFenced, ls.p))
 	ls.cancel()
 	<-ls.done
+	if n.snap != nil {
+		if err := n.snapshot(context.Background(), ls); err != nil {
+			// The next owner restores the snapshot before and replays.
+			n.log.Warn("cluster: snapshot at hand-over", "partition", ls.p, "err", err)
+		}
+	}
+	n.giveUp(ls)
 	n.mu.Lock()
 	delete(n.held, ls.p)
 	n.mu.Unlock()
-	n.giveUp(ls)
 	n.log.Info("cluster: partition released", "partition", ls.p)
 }
 
@@ -523,19 +638,40 @@ func (n *Node) deleteLease(ls *lease) {
 	}
 }
 
-// leave releases every partition and removes the heartbeat.
+// leave releases every partition (those being handed over already end
+// their hand-over) and removes the heartbeat.
 func (n *Node) leave() {
 	n.mu.Lock()
-	held := make([]*lease, 0, len(n.held))
 	for _, ls := range n.held {
-		held = append(held, ls)
+		if !ls.releasing {
+			ls.releasing = true
+			n.wg.Go(func() { n.release(ls) })
+		}
 	}
 	n.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, ls := range held {
-		wg.Go(func() { n.release(ls) })
+	// The leases are renewed until they are given up: a hand-over's
+	// snapshot upload can outlast the lease.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.wg.Wait()
+	}()
+	for waiting := true; waiting; {
+		select {
+		case <-done:
+			waiting = false
+		case <-time.After(n.cfg.LeaseTTL / 3):
+			n.mu.Lock()
+			held := make([]*lease, 0, len(n.held))
+			for _, ls := range n.held {
+				held = append(held, ls)
+			}
+			n.mu.Unlock()
+			for _, ls := range held {
+				ls.renew()
+			}
+		}
 	}
-	wg.Wait()
 	ctx, cancel := n.kvCtx()
 	defer cancel()
 	_ = n.leases.Delete(ctx, "node."+n.cfg.ID)

@@ -88,6 +88,8 @@ type node struct {
 	// (a folder), in files, instead of one store.
 	perPartition bool
 	files        *profiles.PartitionFiles
+	// snapshots is the node's snapshot config (with perPartition).
+	snapshots jetstream.SnapshotConfig
 }
 
 func startNode(t *testing.T, url, id, path string) *node {
@@ -128,7 +130,7 @@ func (n *node) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nd, err := jetstream.StartNode(t.Context(), l, app, jetstream.NodeConfig{ID: n.id, LeaseTTL: testTTL})
+	nd, err := jetstream.StartNode(t.Context(), l, app, jetstream.NodeConfig{ID: n.id, LeaseTTL: testTTL, Snapshots: n.snapshots})
 	if err != nil {
 		t.Fatal(err)
 	}

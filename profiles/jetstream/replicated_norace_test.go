@@ -14,19 +14,31 @@ import (
 	"testing"
 )
 
-// With the stream and both KV buckets replicated on three servers, one
-// server going down and a Cartera node dying at once lose nothing: the
-// other node takes the dead one's partitions over and every acknowledged
-// event is applied exactly once.
+// With the stream, both KV buckets and the snapshot bucket replicated on
+// three servers, one server going down and a Cartera node dying at once
+// lose nothing: the other node takes the dead one's partitions over (with
+// one file per partition, restored from their snapshots) and every
+// acknowledged event is applied exactly once.
 func TestReplicatedClusterTakeOver(t *testing.T) {
+	for _, mode := range []string{"one file", "file per partition"} {
+		t.Run(mode, func(t *testing.T) { replicatedTakeOver(t, mode == "file per partition") })
+	}
+}
+
+func replicatedTakeOver(t *testing.T, perPartition bool) {
 	nc := startNATSCluster(t, 3)
 	all := strings.Join(nc.urls, ",")
 	dir := t.TempDir()
 	replicated := func(url string) func(*node) {
-		return func(n *node) { n.url, n.replicas = url, 3 }
+		return func(n *node) {
+			n.url, n.replicas, n.perPartition = url, 3, perPartition
+			if perPartition {
+				n.snapshots = testSnapshots
+			}
+		}
 	}
-	a := startNodeWith(t, "a", filepath.Join(dir, "a.db"), replicated(nc.urls[0]+","+nc.urls[1]))
-	b := startNodeWith(t, "b", filepath.Join(dir, "b.db"), replicated(nc.urls[1]+","+nc.urls[0]))
+	a := startNodeWith(t, "a", filepath.Join(dir, "a"), replicated(nc.urls[0]+","+nc.urls[1]))
+	b := startNodeWith(t, "b", filepath.Join(dir, "b"), replicated(nc.urls[1]+","+nc.urls[0]))
 	nodes := []*node{a, b}
 	eventually(t, "two nodes hold 4 partitions each", func() bool { return balanced(a, b) })
 
@@ -36,6 +48,9 @@ func TestReplicatedClusterTakeOver(t *testing.T) {
 	ids := publish(t, ingest, 16, 0, 120)
 	waitAppliedOnce(t, nodes, ids)
 	waitCheckpointed(t, nc.urls[0])
+	if perPartition {
+		waitSnapshotted(t, nc.urls[0])
+	}
 
 	// The third server goes down (the other two are a quorum) and b dies.
 	nc.servers[2].Shutdown()
@@ -45,4 +60,8 @@ func TestReplicatedClusterTakeOver(t *testing.T) {
 	eventually(t, "a holds every partition", func() bool { return len(a.held()) == testPartitions })
 	waitAppliedOnce(t, nodes, ids)
 	waitCheckpointed(t, nc.urls[0])
+	if perPartition {
+		partOf := func(u string) int { return ingest.Partition(trackEvent(u, 0)) }
+		checkOnceInState(t, stateOf(t, []*node{a}, partOf, 16), ids)
+	}
 }
