@@ -169,17 +169,11 @@ func (f *PartitionFiles) State(p int) (PartitionState, error) {
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		return PartitionState{}, nil
 	}
-	db, err := openAtRest(path)
+	st, err := PartitionFileState(path, p)
 	if err != nil {
 		return PartitionState{}, fmt.Errorf("read the state of partition %d: %w", p, err)
 	}
-	defer db.Close()
-	var st PartitionState
-	err = db.View(func(tx *bbolt.Tx) error {
-		st = readPartitionState(tx, p)
-		return nil
-	})
-	return st, err
+	return st, nil
 }
 
 // Restore replaces partition p's file with the snapshot read from r, once

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestBacktestFromTheLog: the tier journey with a lower threshold, run over
@@ -134,23 +130,7 @@ func TestBacktestFromTheLog(t *testing.T) {
 // Backtests run one at a time: a second while one runs is refused with a
 // message, not queued, and the next after it runs.
 func TestBacktestOneAtATime(t *testing.T) {
-	f, err := parseServeFlags([]string{"--data", filepath.Join(t.TempDir(), "c.db"), "--config", "../../examples/cartera.yaml"}, &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := loadConfig(f, envOf(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defs, err := compileDefinitions(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := openApp(context.Background(), cfg, defs, appOptions{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.close()
+	a := openTestApp(t, filepath.Join(t.TempDir(), "c.db"), "../../examples/cartera.yaml")
 	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	a.backtests <- struct{}{} // one is running
 	if _, err := a.backtest(context.Background(), backtestRequest{Since: "1d"}, now); !errors.Is(err, errBacktestBusy) {
@@ -165,7 +145,7 @@ func TestBacktestOneAtATime(t *testing.T) {
 	}
 	// One that runs out of time stops with a message saying so.
 	a.backtestTime = time.Nanosecond
-	_, err = a.backtest(context.Background(), backtestRequest{Since: "1d"}, now)
+	_, err := a.backtest(context.Background(), backtestRequest{Since: "1d"}, now)
 	if msg, _, ok := backtestError(err); !ok || !strings.Contains(msg, "ran longer than") {
 		t.Errorf("backtest out of time: err %v, want one that asks for a shorter window", err)
 	}

@@ -79,24 +79,8 @@ func TestReloadIsSerialisedAndWhole(t *testing.T) {
 		write(t, journeyFile, fmt.Sprintf("id: reload_mark_%d\nname: Mark %d\ntrigger: {event: Reload Mark}\nsteps:\n  - id: done\n    exit: true\n", n, n))
 	}
 	mark(0)
-	f, err := parseServeFlags([]string{"--data", filepath.Join(dir, "c.db"), "--config", cfgPath}, &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := loadConfig(f, envOf(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defs, err := compileDefinitions(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	a, err := openApp(ctx, cfg, defs, appOptions{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.close()
+	a := openTestApp(t, filepath.Join(dir, "c.db"), cfgPath)
 	check := &pairCheck{a: a}
 	a.store.Use(check)
 
@@ -157,4 +141,28 @@ func write(t *testing.T, path, text string) {
 	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// openTestApp opens the core of serve (store, rules, journeys) on data
+// with the config file at cfgPath, in process; it is closed by t.Cleanup.
+func openTestApp(t *testing.T, data, cfgPath string) *app {
+	t.Helper()
+	f, err := parseServeFlags([]string{"--data", data, "--config", cfgPath}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(f, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defs, err := compileDefinitions(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := openApp(context.Background(), cfg, defs, appOptions{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.close() })
+	return a
 }
