@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/csv"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -121,14 +120,7 @@ func TestConsoleAdAudience(t *testing.T) {
 func TestConsoleAdAudienceSync(t *testing.T) {
 	t.Parallel()
 	rig := newDeliveryRig(t, "")
-	b, err := os.ReadFile(rig.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	users := "\nconsole:\n  users:\n    - {name: mara, role: marketer, password_bcrypt: \"" + bcryptOf(t, marketerPassword) + "\"}\n"
-	if err := os.WriteFile(rig.config, append(b, users...), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	withMarketer(t, rig.config)
 	s, _ := rig.serve(t, nil)
 	mustOK(t, s.send(t, dlWebKey, "/v1/identify", `{"userId":"u-bea","traits":{"email":"bea@example.com","consent":{"ads":true}}}`))
 	mustOK(t, s.send(t, dlWebKey, "/v1/track", `{"userId":"u-bea","event":"Product Added","properties":{"cart_id":"c-bea"}}`))

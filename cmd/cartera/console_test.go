@@ -507,14 +507,7 @@ func TestConsoleAudience(t *testing.T) {
 func TestConsoleAudienceSync(t *testing.T) {
 	t.Parallel()
 	rig := newDeliveryRig(t, "")
-	b, err := os.ReadFile(rig.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	users := "\nconsole:\n  users:\n    - {name: mara, role: marketer, password_bcrypt: \"" + bcryptOf(t, marketerPassword) + "\"}\n"
-	if err := os.WriteFile(rig.config, append(b, users...), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	withMarketer(t, rig.config)
 	s, _ := rig.serve(t, nil)
 	mustOK(t, s.send(t, dlWebKey, "/v1/identify", `{"userId":"u-bea","traits":{"email":"bea@example.com","consent":{"ads":true}}}`))
 	mustOK(t, s.send(t, dlPOSKey, "/v1/track", `{"userId":"u-bea","event":"Order Completed","properties":{"order_id":"pos-9","revenue":20,"channel":"pos","store_id":"madrid-1"}}`))
@@ -538,5 +531,19 @@ func TestConsoleAudienceSync(t *testing.T) {
 	}
 	if _, page, _ := mara.get(t, "/console/audiences/email_reachable"); !strings.Contains(page, `id="sync-none"`) {
 		t.Error("email_reachable, mirrored nowhere, does not say so")
+	}
+}
+
+// withMarketer adds the console user mara (marketer, marketerPassword) to
+// the config file at path.
+func withMarketer(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := "\nconsole:\n  users:\n    - {name: mara, role: marketer, password_bcrypt: \"" + bcryptOf(t, marketerPassword) + "\"}\n"
+	if err := os.WriteFile(path, append(b, users...), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -220,38 +219,7 @@ func TestFailoverRestoresSnapshots(t *testing.T) {
 
 	// The load: batches of 10 events, one for each of 10 users, until
 	// stopped; the offset of each acknowledged one is kept.
-	var mu sync.Mutex
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			var recs [][]byte
-			var batch []string
-			for j := range 10 {
-				u := "u" + strconv.Itoa((i+j)%users)
-				recs = append(recs, trackEvent(u, 10_000+i*10+j))
-				batch = append(batch, fmt.Sprintf("m-%s-%d", u, 10_000+i*10+j))
-			}
-			first, _, err := ingest.Append(context.Background(), recs)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			mu.Lock()
-			for j, id := range batch {
-				offset[id] = first + uint64(j)
-			}
-			ids = append(ids, batch...)
-			mu.Unlock()
-			time.Sleep(2 * time.Millisecond)
-		}
-	}()
+	ld := startLoad(t, ingest, offset, func(i, j int) (string, int) { return "u" + strconv.Itoa((i+j)%users), 10_000 + i*10 + j }, 2*time.Millisecond)
 	eventually(t, "c applies some of the load", func() bool {
 		n := 0
 		for id := range c.seen.snapshot() {
@@ -266,23 +234,19 @@ func TestFailoverRestoresSnapshots(t *testing.T) {
 	c.kill()
 	eventually(t, "a and b hold 4 partitions each", func() bool { return balanced(a, b) })
 	t.Logf("c's partitions %v re-owned %s after the kill (lease %s)", cHeld, time.Since(killed).Round(time.Millisecond), testTTL)
-	mu.Lock()
-	n := len(ids)
-	mu.Unlock()
-	eventually(t, "more events after the takeover", func() bool { mu.Lock(); defer mu.Unlock(); return len(ids) >= n+100 })
-	close(stop)
-	<-done
+	n := ld.count()
+	eventually(t, "more events after the takeover", func() bool { return ld.count() >= n+100 })
+	_, loaded := ld.end()
+	ids = append(ids, loaded...)
 	// Retries: earlier events sent again, from before the load and from
 	// the load, are recognized by their messageIds.
 	publish(t, ingest, users, 0, 48)
-	mu.Lock()
 	var retry [][]byte
 	for _, id := range ids[len(before) : len(before)+40] {
 		parts := strings.Split(id, "-")
 		i, _ := strconv.Atoi(parts[2])
 		retry = append(retry, trackEvent(parts[1], i))
 	}
-	mu.Unlock()
 	if _, _, err := ingest.Append(t.Context(), retry); err != nil {
 		t.Fatal(err)
 	}

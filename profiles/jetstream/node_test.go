@@ -497,49 +497,14 @@ func TestKillMidLoad(t *testing.T) {
 	cfg.Partitions = testPartitions
 	ingest := open(t, cfg)
 
-	offset := map[string]uint64{}
-	var ids []string
-	var mu sync.Mutex
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			var recs [][]byte
-			var batch []string
-			for j := range 10 {
-				u := "u" + strconv.Itoa(j)
-				recs = append(recs, trackEvent(u, i*10+j))
-				batch = append(batch, fmt.Sprintf("m-%s-%d", u, i*10+j))
-			}
-			first, _, err := ingest.Append(context.Background(), recs)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			mu.Lock()
-			for j, id := range batch {
-				offset[id] = first + uint64(j)
-			}
-			ids = append(ids, batch...)
-			mu.Unlock()
-		}
-	}()
+	ld := startLoad(t, ingest, nil, func(i, j int) (string, int) { return "u" + strconv.Itoa(j), i*10 + j }, 0)
 	eventually(t, "b applies some events", func() bool { return len(b.seen.snapshot()) >= 50 })
 	bHeld := b.held()
 	b.kill()
 	eventually(t, "a holds every partition", func() bool { return len(a.held()) == testPartitions })
-	mu.Lock()
-	n := len(ids)
-	mu.Unlock()
-	eventually(t, "more events after the takeover", func() bool { mu.Lock(); defer mu.Unlock(); return len(ids) >= n+100 })
-	close(stop)
-	<-done
+	n := ld.count()
+	eventually(t, "more events after the takeover", func() bool { return ld.count() >= n+100 })
+	offset, ids := ld.end()
 
 	total := map[string]int{}
 	for _, nd := range nodes {
@@ -584,4 +549,69 @@ func TestKillMidLoad(t *testing.T) {
 		}
 	}
 	t.Logf("%d events, %d applied again after the kill", len(ids), dups)
+}
+
+// load appends batches of 10 events to a log until ended, keeping the
+// offset of each acknowledged one.
+type load struct {
+	mu     sync.Mutex
+	offset map[string]uint64
+	ids    []string
+	stop   chan struct{}
+	done   chan struct{}
+}
+
+// startLoad starts appending to ingest: event j of batch i is about the
+// user and has the sequence number that event gives, and a pause follows
+// each batch. The offsets and ids go on from those given (nil: none).
+func startLoad(t *testing.T, ingest *jetstream.Log, offset map[string]uint64, event func(i, j int) (user string, seq int), pause time.Duration) *load {
+	if offset == nil {
+		offset = map[string]uint64{}
+	}
+	ld := &load{offset: offset, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(ld.done)
+		for i := 0; ; i++ {
+			select {
+			case <-ld.stop:
+				return
+			default:
+			}
+			var recs [][]byte
+			var batch []string
+			for j := range 10 {
+				u, seq := event(i, j)
+				recs = append(recs, trackEvent(u, seq))
+				batch = append(batch, fmt.Sprintf("m-%s-%d", u, seq))
+			}
+			first, _, err := ingest.Append(context.Background(), recs)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ld.mu.Lock()
+			for j, id := range batch {
+				ld.offset[id] = first + uint64(j)
+			}
+			ld.ids = append(ld.ids, batch...)
+			ld.mu.Unlock()
+			time.Sleep(pause)
+		}
+	}()
+	return ld
+}
+
+// count is how many events were acknowledged so far.
+func (ld *load) count() int {
+	ld.mu.Lock()
+	defer ld.mu.Unlock()
+	return len(ld.ids)
+}
+
+// end stops the load and returns each acknowledged messageId's offset and
+// the ids in the order they were acknowledged.
+func (ld *load) end() (map[string]uint64, []string) {
+	close(ld.stop)
+	<-ld.done
+	return ld.offset, ld.ids
 }
