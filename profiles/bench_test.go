@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // benchPeople is how many people the ingest benchmark's events are about.
@@ -191,6 +193,11 @@ func BenchmarkHotProfiles(b *testing.B) {
 				}
 				b.StopTimer()
 				b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N*len(batch)), "cpu-µs/event")
+				hit := testutil.ToFloat64(ts.metrics.HotReads.WithLabelValues("hit"))
+				all := hit + testutil.ToFloat64(ts.metrics.HotReads.WithLabelValues("miss")) + testutil.ToFloat64(ts.metrics.HotReads.WithLabelValues("stale"))
+				if all > 0 {
+					b.ReportMetric(100*hit/all, "%hits")
+				}
 			})
 		}
 	}
