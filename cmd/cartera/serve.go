@@ -114,6 +114,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		metricsElsewhere: cfg.MetricsAddr != "",
 		limits:           newEdgeLimits(cfg.Limits, reg),
 	}
+	a.limits.watchLag(store.Lag)
 	con, err := openConsole(a, cfg, reg, log)
 	if err != nil {
 		return err
