@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -261,5 +262,25 @@ func TestFairShareConfig(t *testing.T) {
 	}
 	if cfg := DefaultConfig(); cfg.Validate() != nil {
 		t.Errorf("the default config: %v", cfg.Validate())
+	}
+}
+
+// TestFairShareServed: serve runs the fair share, with the settings of
+// CARTERA_LIMITS, and shows it in /metrics; a setting past the 503 bounds
+// stops start-up with the field named.
+func TestFairShareServed(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, map[string]string{"CARTERA_LIMITS": "fair_share.lag=250ms,fair_share.min_rate=100"})
+	m := s.admin(t, "GET", "/metrics")
+	for _, want := range []string{`cartera_requests_limited_total{limit="fair_share"} 0`, "\ncartera_cpu_wait_seconds "} {
+		if !strings.Contains(m.raw, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	m2 := &Main{Stdout: io.Discard, Stderr: io.Discard, Getenv: envOf(map[string]string{"CARTERA_LIMITS": "fair_share.lag=45s"})}
+	err := m2.Run(context.Background(), []string{"serve", "--addr", "127.0.0.1:0", "--data", filepath.Join(t.TempDir(), "c.db"), "--config", "../../examples/cartera.yaml"})
+	if err == nil || !strings.Contains(err.Error(), "limits.fair_share.lag: want under profiles.log.max_lag (30s), got 45s") {
+		t.Errorf("fair_share.lag over profiles.log.max_lag: %v", err)
 	}
 }
