@@ -39,9 +39,9 @@ type FairShareConfig struct {
 	MinRate float64 `yaml:"min_rate"`
 }
 
-// DefaultFairShareConfig returns soft bounds a hundredth of the 503
-// bounds in events and a thirtieth in time, and a CPU wait that an idle
-// two-core machine does not reach.
+// DefaultFairShareConfig returns soft bounds far under the 503 bounds (a
+// hundredth in events; a tenth of a second, which an applier keeping up
+// stays under), and a CPU wait that an idle machine does not reach.
 func DefaultFairShareConfig() FairShareConfig {
 	return FairShareConfig{LagEvents: 10_000, Lag: 100 * time.Millisecond, CPUWait: 10 * time.Millisecond, Window: 2 * time.Second, Margin: 1.5, MinRate: 500}
 }
