@@ -16,10 +16,11 @@ import (
 // FairShareConfig makes the write keys that send more than their share
 // pay when the gateway is under load: while applying lags past LagEvents
 // or Lag (well below profiles.log's 503 bounds), or goroutines wait past
-// CPUWait for a CPU, a key whose share of the events accepted lately is
-// over Margin times an even split among the keys sending, and which sends
-// MinRate events a second or more, is refused (429 with Retry-After),
-// heaviest first; keys under either, a trickle, go on.
+// CPUWait for a CPU, a key whose share of the events sent lately
+// (refused requests counted as the key's usual batch) is over Margin
+// times an even split among the keys sending, and which sends MinRate
+// events a second or more, is refused (429 with Retry-After), heaviest
+// first; keys under either, a trickle, go on.
 type FairShareConfig struct {
 	// LagEvents and Lag are the soft bounds of the apply lag (0: that
 	// signal is off).
@@ -221,6 +222,14 @@ func (l *edgeLimits) fairCheck(c *fiber.Ctx, key, source string, now time.Time) 
 func (l *edgeLimits) fairAccepted(key string, n int, now time.Time) {
 	if l.fair != nil {
 		l.fair.shares.Add(key, n, now)
+	}
+}
+
+// fairRefused counts a request refused for key, by any of its limits:
+// what a key asks for counts toward its share, not only what it got.
+func (l *edgeLimits) fairRefused(key string, now time.Time) {
+	if l.fair != nil {
+		l.fair.shares.Refused(key, now)
 	}
 }
 

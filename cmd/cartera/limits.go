@@ -329,18 +329,11 @@ func (l *edgeLimits) ingestLimit(sources *profiles.Sources) fiber.Handler {
 		sum := sha256.Sum256([]byte(key))
 		id := string(sum[:16])
 		now := l.now()
-		if err := l.check(c, l.keyRequests, "write_key_requests", id, now, "this write key"); err != nil {
+		if err := l.keyLimits(c, id, source, now); err != nil {
+			l.fairRefused(id, now)
 			return err
 		}
 		ev := l.keyEvents.Get(id, now)
-		if ev != nil {
-			if wait := debt(ev, now); wait > 0 {
-				return l.refuse(c, "write_key_events", wait, "events for this write key")
-			}
-		}
-		if err := l.fairCheck(c, id, source, now); err != nil {
-			return err
-		}
 		err := c.Next()
 		if n, ok := c.Locals(localAccepted).(int); ok && err == nil {
 			if ev != nil {
@@ -350,6 +343,20 @@ func (l *edgeLimits) ingestLimit(sources *profiles.Sources) fiber.Handler {
 		}
 		return err
 	}
+}
+
+// keyLimits refuses a request of the write key id (of source) over its
+// request rate, in debt of events, or over its fair share under load.
+func (l *edgeLimits) keyLimits(c *fiber.Ctx, id, source string, now time.Time) error {
+	if err := l.check(c, l.keyRequests, "write_key_requests", id, now, "this write key"); err != nil {
+		return err
+	}
+	if ev := l.keyEvents.Get(id, now); ev != nil {
+		if wait := debt(ev, now); wait > 0 {
+			return l.refuse(c, "write_key_events", wait, "events for this write key")
+		}
+	}
+	return l.fairCheck(c, id, source, now)
 }
 
 // localAccepted is the fiber.Ctx local the ingest handler sets to the

@@ -1,7 +1,10 @@
 // Package fairshare says which clients take more than their share of a
 // resource that is running short: it keeps, per key (a write key), the
-// events accepted recently, decayed with a half-life, and compares each
-// key's share of them with an even split among the keys that send. It
+// events sent recently, decayed with a half-life, and compares each key's
+// share of them with an even split among the keys that send. A refused
+// request counts too (as the key's usual batch), so that a key refused
+// stays the heaviest while it goes on sending, and the others' shares do
+// not grow because it is refused. It
 // also samples how long the process's goroutines wait for a CPU, one of
 // the signals that the resource is short.
 //
@@ -11,7 +14,7 @@
 //
 //	s := fairshare.New(2*time.Second, 1.5, 500)
 //	if underLoad && s.Over(key, now).Over { /* 429 */ }
-//	s.Add(key, accepted, now)
+//	s.Add(key, accepted, now) // or s.Refused(key, now)
 package fairshare
 
 import (
@@ -28,19 +31,26 @@ const MaxKeys = 10_000
 // one event within the last half-life.
 const active = 0.5
 
-// Shares keeps the recently accepted events of each key.
+// Shares keeps the events each key sent recently.
 type Shares struct {
 	halfLife time.Duration
 	margin   float64
 	minRate  float64
 
 	mu    sync.Mutex
-	keys  map[string]*decayed
+	keys  map[string]*sender
 	total decayed
 	// sending is the keys counted as sending, as of countedAt (zero:
 	// count again): counted at most every half-life/16, not per call.
 	sending   int
 	countedAt time.Time
+}
+
+// sender is one key's count, and the events its accepted requests
+// brought, on average (what a refused one is counted as).
+type sender struct {
+	decayed
+	perRequest float64
 }
 
 // decayed is a count that halves every half-life, as of at.
@@ -69,27 +79,48 @@ func (d *decayed) add(n float64, now time.Time, halfLife time.Duration) {
 // when it also sends minRate events a second or more: a trickle is never
 // over, however uneven the split between trickles.
 func New(halfLife time.Duration, margin, minRate float64) *Shares {
-	return &Shares{halfLife: halfLife, margin: max(margin, 1), minRate: minRate, keys: map[string]*decayed{}}
+	return &Shares{halfLife: halfLife, margin: max(margin, 1), minRate: minRate, keys: map[string]*sender{}}
 }
 
-// Add counts n events accepted for key.
+// Add counts a request of n events accepted for key.
 func (s *Shares) Add(key string, n int, now time.Time) {
 	if n <= 0 {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	d := s.sender(key, now)
+	if d.perRequest == 0 {
+		d.perRequest = float64(n)
+	} else {
+		d.perRequest += (float64(n) - d.perRequest) / 8
+	}
+	d.add(float64(n), now, s.halfLife)
+	s.total.add(float64(n), now, s.halfLife)
+}
+
+// Refused counts a request refused for key (by this or another limit) as
+// the events its accepted requests brought on average (one when none was).
+func (s *Shares) Refused(key string, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.sender(key, now)
+	n := max(d.perRequest, 1)
+	d.add(n, now, s.halfLife)
+	s.total.add(n, now, s.halfLife)
+}
+
+func (s *Shares) sender(key string, now time.Time) *sender {
 	d, ok := s.keys[key]
 	if !ok {
 		if len(s.keys) >= MaxKeys {
 			s.evict(now)
 		}
-		d = &decayed{at: now}
+		d = &sender{decayed: decayed{at: now}}
 		s.keys[string([]byte(key))] = d
 		s.countedAt = time.Time{}
 	}
-	d.add(float64(n), now, s.halfLife)
-	s.total.add(float64(n), now, s.halfLife)
+	return d
 }
 
 func (s *Shares) evict(now time.Time) {

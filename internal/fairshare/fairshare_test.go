@@ -10,10 +10,12 @@ import (
 
 var t0 = time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
 
-// send is what a key sends: n events every step, for steps steps.
+// send is what a key sends every step: a request of n events accepted
+// (none when n is 0), and refused requests refused.
 type send struct {
-	key string
-	n   int
+	key     string
+	n       int
+	refused int
 }
 
 // TestOver: under a steady mix of keys (one step a tenth of a second, for
@@ -26,19 +28,24 @@ func TestOver(t *testing.T) {
 		over map[string]bool
 	}{
 		{"a key alone is never over, however much it sends",
-			[]send{{"flood", 1000}}, map[string]bool{"flood": false}},
+			[]send{{"flood", 1000, 0}}, map[string]bool{"flood": false}},
 		{"a flood beside a trickle: only the flood",
-			[]send{{"flood", 350}, {"trickle", 20}}, map[string]bool{"flood": true, "trickle": false}},
+			[]send{{"flood", 350, 0}, {"trickle", 20, 0}}, map[string]bool{"flood": true, "trickle": false}},
 		{"two trickles, one four times the other: neither (under the floor)",
-			[]send{{"app", 16}, {"pos", 4}}, map[string]bool{"app": false, "pos": false}},
+			[]send{{"app", 16, 0}, {"pos", 4, 0}}, map[string]bool{"app": false, "pos": false}},
 		{"two heavy keys near an even split: neither (within the margin)",
-			[]send{{"a", 300}, {"b", 250}}, map[string]bool{"a": false, "b": false}},
+			[]send{{"a", 300, 0}, {"b", 250, 0}}, map[string]bool{"a": false, "b": false}},
 		{"three keys: the heaviest only",
-			[]send{{"big", 400}, {"mid", 60}, {"small", 2}}, map[string]bool{"big": true, "mid": false, "small": false}},
+			[]send{{"big", 400, 0}, {"mid", 60, 0}, {"small", 2, 0}}, map[string]bool{"big": true, "mid": false, "small": false}},
 		{"many trickles and one flood: the flood only",
-			[]send{{"flood", 300}, {"t1", 1}, {"t2", 1}, {"t3", 2}, {"t4", 5}, {"t5", 1}}, map[string]bool{"flood": true, "t1": false, "t4": false}},
+			[]send{{"flood", 300, 0}, {"t1", 1, 0}, {"t2", 1, 0}, {"t3", 2, 0}, {"t4", 5, 0}, {"t5", 1, 0}}, map[string]bool{"flood": true, "t1": false, "t4": false}},
+		{"a flood mostly refused stays the heaviest: a steady key beside it is not over",
+			// Counting only what was accepted, steady would have 70 of 92.
+			[]send{{"flood", 20, 20}, {"steady", 70, 0}, {"trickle", 2, 0}}, map[string]bool{"flood": true, "steady": false, "trickle": false}},
+		{"a key refused from its first request counts one event a request",
+			[]send{{"flood", 0, 100}, {"trickle", 2, 0}}, map[string]bool{"flood": true, "trickle": false}},
 		{"a key that never sent is not over",
-			[]send{{"flood", 300}, {"trickle", 1}}, map[string]bool{"never": false}},
+			[]send{{"flood", 300, 0}, {"trickle", 1, 0}}, map[string]bool{"never": false}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := fairshare.New(2*time.Second, 1.5, 500)
@@ -47,6 +54,9 @@ func TestOver(t *testing.T) {
 				now = now.Add(100 * time.Millisecond)
 				for _, m := range c.mix {
 					s.Add(m.key, m.n, now)
+					for range m.refused {
+						s.Refused(m.key, now)
+					}
 				}
 			}
 			for key, want := range c.over {
