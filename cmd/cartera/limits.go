@@ -336,10 +336,15 @@ func (l *edgeLimits) ingestLimit(sources *profiles.Sources) fiber.Handler {
 		ev := l.keyEvents.Get(id, now)
 		err := c.Next()
 		if n, ok := c.Locals(localAccepted).(int); ok && err == nil {
+			// Charged as of now, not of the request's start: an older
+			// time moves the bucket's clock back, and the time between
+			// is credited twice (a flood of slow batches got 16,000
+			// events a second through a limit of 10,000).
+			accepted := l.now()
 			if ev != nil {
-				ev.ReserveN(now, min(n, ev.Burst()))
+				ev.ReserveN(accepted, min(n, ev.Burst()))
 			}
-			l.fairAccepted(id, n, now)
+			l.fairAccepted(id, n, accepted)
 		}
 		return err
 	}
