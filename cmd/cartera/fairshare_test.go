@@ -153,6 +153,10 @@ func TestFairShareRefusesTheFloodNotTheTrickle(t *testing.T) {
 				t.Errorf("refusal after the load: %q, want when the load was seen", msg)
 			}
 			mustOK(t, post(trickleKey, fairBatch("held-t", 1)))
+			// Applied before the clock moves on, or its age is a lag.
+			if err := la.store.WaitApplied(ctx, la.elog.Committed()); err != nil {
+				t.Fatal(err)
+			}
 			la.clock.Advance(time.Second)
 			mustOK(t, post(floodKey, fairBatch("after-", 100)))
 		})

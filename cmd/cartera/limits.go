@@ -329,12 +329,12 @@ func (l *edgeLimits) ingestLimit(sources *profiles.Sources) fiber.Handler {
 		sum := sha256.Sum256([]byte(key))
 		id := string(sum[:16])
 		now := l.now()
-		if err := l.keyLimits(c, id, source, now); err != nil {
+		ev, err := l.keyLimits(c, id, source, now)
+		if err != nil {
 			l.fairRefused(id, now)
 			return err
 		}
-		ev := l.keyEvents.Get(id, now)
-		err := c.Next()
+		err = c.Next()
 		if n, ok := c.Locals(localAccepted).(int); ok && err == nil {
 			// Charged as of now, not of the request's start: an older
 			// time moves the bucket's clock back, and the time between
@@ -351,17 +351,19 @@ func (l *edgeLimits) ingestLimit(sources *profiles.Sources) fiber.Handler {
 }
 
 // keyLimits refuses a request of the write key id (of source) over its
-// request rate, in debt of events, or over its fair share under load.
-func (l *edgeLimits) keyLimits(c *fiber.Ctx, id, source string, now time.Time) error {
+// request rate, in debt of events, or over its fair share under load. It
+// returns the key's bucket of events (nil: that limit is off).
+func (l *edgeLimits) keyLimits(c *fiber.Ctx, id, source string, now time.Time) (*rate.Limiter, error) {
 	if err := l.check(c, l.keyRequests, "write_key_requests", id, now, "this write key"); err != nil {
-		return err
+		return nil, err
 	}
-	if ev := l.keyEvents.Get(id, now); ev != nil {
+	ev := l.keyEvents.Get(id, now)
+	if ev != nil {
 		if wait := debt(ev, now); wait > 0 {
-			return l.refuse(c, "write_key_events", wait, "events for this write key")
+			return nil, l.refuse(c, "write_key_events", wait, "events for this write key")
 		}
 	}
-	return l.fairCheck(c, id, source, now)
+	return ev, l.fairCheck(c, id, source, now)
 }
 
 // localAccepted is the fiber.Ctx local the ingest handler sets to the
