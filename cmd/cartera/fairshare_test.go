@@ -288,3 +288,66 @@ func TestFairShareServed(t *testing.T) {
 		t.Errorf("fair_share.lag over profiles.log.max_lag: %v", err)
 	}
 }
+
+// TestFairShareServedFloodAndTrickle runs `serve` itself with its applier
+// held back: one write key floods in batches of 100 while another sends
+// one event at a time between them. Once the lag reaches the soft bound
+// (300 events) the flood is refused with 429 and Retry-After, counted by
+// source and signal, and the trickle is never refused; once applying
+// runs, everything acknowledged is there and nothing refused is. Only
+// the signal in events is on, and the shares' half-life is a minute, so
+// that a slow machine (the wall clock runs here) changes nothing.
+func TestFairShareServedFloodAndTrickle(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	s := startServerMain(t, filepath.Join(t.TempDir(), "cartera.db"), "../../examples/cartera.yaml",
+		map[string]string{"CARTERA_LIMITS": "fair_share.lag_events=300,fair_share.lag=0,fair_share.cpu_wait=0,fair_share.min_rate=0,fair_share.window=1m,refusal_delay=0s"},
+		io.Discard, func(m *Main) { m.holdApply = release })
+
+	const accepted, flood = 3, 10
+	for i := range flood {
+		r := s.send(t, "web_dev_write_key", "/v1/batch", fairBatch(fmt.Sprintf("f%d-", i), 100))
+		if i < accepted {
+			mustOK(t, r)
+		} else {
+			want429(t, r, fmt.Sprintf("flood request %d, applying held back", i+1))
+			if msg := fmt.Sprint(r.body["error"]); !strings.Contains(msg, "limits.fair_share") || !strings.Contains(msg, "applying lagged 3") {
+				t.Errorf("flood refusal %d: %q", i+1, msg)
+			}
+		}
+		mustOK(t, s.send(t, "app_dev_write_key", "/v1/track", fmt.Sprintf(`{"anonymousId":"t%d","event":"Product Viewed"}`, i)))
+	}
+	m := s.admin(t, "GET", "/metrics")
+	want := fmt.Sprintf(`cartera_fair_share_refused_total{signal="lag_events",source="web"} %d`, flood-accepted)
+	if !strings.Contains(m.raw, want) {
+		t.Errorf("/metrics lacks %s", want)
+	}
+	if strings.Contains(m.raw, `cartera_fair_share_refused_total{signal="lag_events",source="app"}`) {
+		t.Error("the trickle's source was refused")
+	}
+
+	close(release)
+	released = true
+	for _, c := range []struct {
+		who  string
+		want int
+	}{
+		{"anonymous_id:t9", 200}, {"anonymous_id:f0-99", 200}, {"anonymous_id:f2-0", 200}, {"anonymous_id:f3-0", 404}, {"anonymous_id:f9-50", 404},
+	} {
+		// A read waits for what was acknowledged before it (up to 2 s,
+		// then 503: ask again).
+		r := s.admin(t, "GET", "/v1/profiles/"+c.who)
+		for r.status == 503 {
+			r = s.admin(t, "GET", "/v1/profiles/"+c.who)
+		}
+		if r.status != c.want {
+			t.Errorf("%s: %d, want %d", c.who, r.status, c.want)
+		}
+	}
+}
