@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -266,6 +267,35 @@ func TestFairShareConfig(t *testing.T) {
 	}
 	if cfg := DefaultConfig(); cfg.Validate() != nil {
 		t.Errorf("the default config: %v", cfg.Validate())
+	}
+
+	// From the config file: what it names, over the defaults; the rest kept.
+	path := writeFile(t, "c.yaml", `
+limits:
+  fair_share: {lag: 250ms, cpu_wait: 0s, min_rate: 200}
+sources:
+  - name: web
+    write_keys: [file_web_key]
+`)
+	f, err := parseServeFlags([]string{"--config", path}, new(bytes.Buffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(f, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := DefaultFairShareConfig()
+	want.Lag, want.CPUWait, want.MinRate = 250*time.Millisecond, 0, 200
+	if cfg.Limits.FairShare != want {
+		t.Errorf("limits.fair_share from the file: %+v, want %+v", cfg.Limits.FairShare, want)
+	}
+	path = writeFile(t, "bad.yaml", "limits:\n  fair_share: {margin: 0.9}\n")
+	if f, err = parseServeFlags([]string{"--config", path}, new(bytes.Buffer)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadConfig(f, envOf(nil)); err == nil || !strings.Contains(err.Error(), "limits.fair_share.margin: want 1 (an even split) or more, got 0.9") {
+		t.Errorf("margin 0.9 in the file: %v", err)
 	}
 }
 
