@@ -83,6 +83,13 @@ func startServerLogged(tb testing.TB, data string, env map[string]string, stderr
 // startServerConfig is startServerLogged with another config file.
 func startServerConfig(tb testing.TB, data, config string, env map[string]string, stderr io.Writer) *server {
 	tb.Helper()
+	return startServerMain(tb, data, config, env, stderr, nil)
+}
+
+// startServerMain is startServerConfig with setup called on the Main
+// before it runs (nil: none).
+func startServerMain(tb testing.TB, data, config string, env map[string]string, stderr io.Writer, setup func(*Main)) *server {
+	tb.Helper()
 	vars := map[string]string{"CARTERA_ADMIN_TOKEN": testAdminToken, "CARTERA_LOG_LEVEL": "warn"}
 	for k, v := range env {
 		vars[k] = v
@@ -90,6 +97,9 @@ func startServerConfig(tb testing.TB, data, config string, env map[string]string
 	clock := withTestClock(tb, vars)
 	addr := make(chan string, 1)
 	m := &Main{Stdout: io.Discard, Stderr: stderr, Getenv: envOf(vars), OnListen: func(a string) { addr <- a }}
+	if setup != nil {
+		setup(m)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

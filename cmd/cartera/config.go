@@ -182,7 +182,18 @@ func (c *Config) Validate() error {
 	if err := c.TLS.Validate(); err != nil {
 		return err
 	}
-	return c.Profiles.Validate()
+	if err := c.Profiles.Validate(); err != nil {
+		return err
+	}
+	// The fair share's soft bounds come before the 503 for everyone.
+	fs, hard := c.Limits.FairShare, c.Profiles.Log
+	if fs.LagEvents >= hard.MaxLagEvents {
+		return fmt.Errorf("limits.fair_share.lag_events: want under profiles.log.max_lag_events (%d), got %d", hard.MaxLagEvents, fs.LagEvents)
+	}
+	if fs.Lag >= hard.MaxLag {
+		return fmt.Errorf("limits.fair_share.lag: want under profiles.log.max_lag (%s), got %s", hard.MaxLag, fs.Lag)
+	}
+	return nil
 }
 
 func splitHostPort(addr string) (string, string, error) {

@@ -33,7 +33,8 @@ type logAPI struct {
 	clock *clocktest.Clock
 }
 
-func newLogAPI(t *testing.T, lcfg profiles.LogConfig) *logAPI {
+// newLogAPI's sources are srcs, or one "web" source with the key do sends.
+func newLogAPI(t *testing.T, lcfg profiles.LogConfig, srcs ...profiles.SourceConfig) *logAPI {
 	t.Helper()
 	dir := t.TempDir()
 	clock := clocktest.New(time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC))
@@ -52,7 +53,10 @@ func newLogAPI(t *testing.T, lcfg profiles.LogConfig) *logAPI {
 		_ = store.Close()
 		_ = l.Close()
 	})
-	sources, err := profiles.NewSources([]profiles.SourceConfig{{Name: "web", WriteKeys: []string{"web_key_0123456789"}}})
+	if len(srcs) == 0 {
+		srcs = []profiles.SourceConfig{{Name: "web", WriteKeys: []string{"web_key_0123456789"}}}
+	}
+	sources, err := profiles.NewSources(srcs)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -74,6 +74,9 @@ type LimitsConfig struct {
 	// second per connection, instead of taking the CPU the other clients
 	// need. 0 answers at once.
 	RefusalDelay time.Duration `yaml:"refusal_delay"`
+	// FairShare refuses the write keys over their share while the
+	// gateway is under load (fairshare.go).
+	FairShare FairShareConfig `yaml:"fair_share"`
 }
 
 // DefaultLimitsConfig returns limits above what a shop's traffic needs and
@@ -90,6 +93,7 @@ func DefaultLimitsConfig() LimitsConfig {
 		HeaderTimeout:            10 * time.Second,
 		BodyTimeout:              30 * time.Second,
 		RefusalDelay:             time.Second,
+		FairShare:                DefaultFairShareConfig(),
 	}
 }
 
@@ -108,6 +112,9 @@ func (c *LimitsConfig) Validate() error {
 	}
 	if c.RefusalDelay < 0 || c.RefusalDelay > 10*time.Second {
 		return fmt.Errorf("limits.refusal_delay: want 0 (answer at once) to 10s, got %s", c.RefusalDelay)
+	}
+	if err := c.FairShare.validate(); err != nil {
+		return err
 	}
 	for _, p := range c.TrustedProxies {
 		if net.ParseIP(p) == nil {
@@ -132,15 +139,17 @@ func (c *LimitsConfig) rates() map[string]*RateLimit {
 	}
 }
 
-// applyLimitsEnv reads CARTERA_LIMITS: "off" turns every rate limit off
-// (a proxy in front limits already); otherwise comma-separated settings,
-// "write_key_requests=50/100" (per second/burst, or "off"),
-// "max_connections_per_address=64", "header_timeout=5s".
+// applyLimitsEnv reads CARTERA_LIMITS: "off" turns every rate limit and
+// the fair share off (a proxy in front limits already); otherwise
+// comma-separated settings, "write_key_requests=50/100" (per second/burst,
+// or "off"), "max_connections_per_address=64", "header_timeout=5s",
+// "fair_share.lag_events=5000" (or "fair_share=off").
 func applyLimitsEnv(c *LimitsConfig, v string) error {
 	if strings.TrimSpace(v) == "off" {
 		for _, r := range c.rates() {
 			*r = RateLimit{}
 		}
+		_ = applyFairShareEnv(&c.FairShare, "fair_share", "off")
 		return nil
 	}
 	for i, item := range strings.Split(v, ",") {
@@ -167,6 +176,12 @@ func applyLimitsEnv(c *LimitsConfig, v string) error {
 				return bad("PER_SECOND/BURST or off")
 			}
 			*r = RateLimit{PerSecond: f, Burst: n}
+			continue
+		}
+		if strings.HasPrefix(name, "fair_share") {
+			if err := applyFairShareEnv(&c.FairShare, name, val); err != nil {
+				return err
+			}
 			continue
 		}
 		switch name {
@@ -208,8 +223,10 @@ type edgeLimits struct {
 	cfg                                  LimitsConfig
 	keyRequests, keyEvents, addr, device *ratelimit.Set
 	token                                *ratelimit.Set
-	limited                              *prometheus.CounterVec
-	now                                  func() time.Time
+	// fair refuses the keys over their share under load (nil: off).
+	fair    *fairShare
+	limited *prometheus.CounterVec
+	now     func() time.Time
 	// pause holds a refused request (time.Sleep; tests record it).
 	pause func(time.Duration)
 }
@@ -231,10 +248,12 @@ func newEdgeLimits(cfg LimitsConfig, reg prometheus.Registerer) *edgeLimits {
 		}, []string{"limit"}),
 		now:   time.Now,
 		pause: time.Sleep,
+		fair:  newFairShare(cfg.FairShare, reg),
 	}
 	for name := range cfg.rates() {
 		l.limited.WithLabelValues(name)
 	}
+	l.limited.WithLabelValues("fair_share")
 	if reg != nil {
 		reg.MustRegister(l.limited)
 	}
@@ -303,27 +322,48 @@ func (l *edgeLimits) ingestLimit(sources *profiles.Sources) fiber.Handler {
 		if key == "" {
 			return c.Next()
 		}
-		if _, known := sources.Authenticate(key); !known {
+		source, known := sources.Authenticate(key)
+		if !known {
 			return c.Next() // the handler answers 401; the address limit applies
 		}
 		sum := sha256.Sum256([]byte(key))
 		id := string(sum[:16])
 		now := l.now()
-		if err := l.check(c, l.keyRequests, "write_key_requests", id, now, "this write key"); err != nil {
+		ev, err := l.keyLimits(c, id, source, now)
+		if err != nil {
+			l.fairRefused(id, now)
 			return err
 		}
-		ev := l.keyEvents.Get(id, now)
-		if ev != nil {
-			if wait := debt(ev, now); wait > 0 {
-				return l.refuse(c, "write_key_events", wait, "events for this write key")
+		err = c.Next()
+		if n, ok := c.Locals(localAccepted).(int); ok && err == nil {
+			// Charged as of now, not of the request's start: an older
+			// time moves the bucket's clock back, and the time between
+			// is credited twice (a flood of slow batches got 16,000
+			// events a second through a limit of 10,000).
+			accepted := l.now()
+			if ev != nil {
+				ev.ReserveN(accepted, min(n, ev.Burst()))
 			}
-		}
-		err := c.Next()
-		if n, ok := c.Locals(localAccepted).(int); ok && ev != nil && err == nil {
-			ev.ReserveN(now, min(n, ev.Burst()))
+			l.fairAccepted(id, n, accepted)
 		}
 		return err
 	}
+}
+
+// keyLimits refuses a request of the write key id (of source) over its
+// request rate, in debt of events, or over its fair share under load. It
+// returns the key's bucket of events (nil: that limit is off).
+func (l *edgeLimits) keyLimits(c *fiber.Ctx, id, source string, now time.Time) (*rate.Limiter, error) {
+	if err := l.check(c, l.keyRequests, "write_key_requests", id, now, "this write key"); err != nil {
+		return nil, err
+	}
+	ev := l.keyEvents.Get(id, now)
+	if ev != nil {
+		if wait := debt(ev, now); wait > 0 {
+			return nil, l.refuse(c, "write_key_events", wait, "events for this write key")
+		}
+	}
+	return ev, l.fairCheck(c, id, source, now)
 }
 
 // localAccepted is the fiber.Ctx local the ingest handler sets to the
@@ -358,6 +398,11 @@ func (l *edgeLimits) check(c *fiber.Ctx, set *ratelimit.Set, name, key string, n
 // refuse answers 429 with Retry-After in whole seconds, as Segment's SDKs
 // read it.
 func (l *edgeLimits) refuse(c *fiber.Ctx, name string, wait time.Duration, what string) error {
+	return l.refuseWith(c, name, wait, "too many "+what)
+}
+
+// refuseWith is refuse with the reason said in full.
+func (l *edgeLimits) refuseWith(c *fiber.Ctx, name string, wait time.Duration, why string) error {
 	l.limited.WithLabelValues(name).Inc()
 	if d := min(wait, l.cfg.RefusalDelay); d > 0 {
 		l.pause(d)
@@ -365,7 +410,7 @@ func (l *edgeLimits) refuse(c *fiber.Ctx, name string, wait time.Duration, what 
 	secs := max(1, int64(math.Ceil(wait.Seconds())))
 	c.Set(fiber.HeaderRetryAfter, strconv.FormatInt(secs, 10))
 	c.Set(fiber.HeaderAccessControlExposeHeaders, fiber.HeaderRetryAfter)
-	return &httpError{fiber.StatusTooManyRequests, fmt.Sprintf("rate limit (limits.%s): too many %s; retry after %d s", name, what, secs)}
+	return &httpError{fiber.StatusTooManyRequests, fmt.Sprintf("rate limit (limits.%s): %s; retry after %d s", name, why, secs)}
 }
 
 // writeKeyOf finds the write key as authenticate does, without judging it.

@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+
+	"cartera/internal/clocktest"
+	"cartera/profiles"
 )
 
 // limitedCount reads cartera_requests_limited_total{limit=name}.
@@ -296,5 +299,65 @@ func TestRefusalDelay(t *testing.T) {
 	}
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "limits.refusal_delay: want 0 (answer at once) to 10s") {
 		t.Errorf("refusal_delay=11s: %v", err)
+	}
+}
+
+// TestWriteKeyEventsChargedWhenAccepted: a request's events are charged
+// when the handler has accepted them, not as of the request's start. A
+// slow request charged at its start would move the bucket's clock back
+// over a faster one's charge and credit the time between twice: here
+// the key, 10 events a second, sends 20 in its first second and would be
+// let through at the second's end.
+func TestWriteKeyEventsChargedWhenAccepted(t *testing.T) {
+	cfg := DefaultLimitsConfig()
+	cfg.WriteKeyEvents = RateLimit{PerSecond: 10, Burst: 10}
+	cfg.RefusalDelay = 0
+	cfg.FairShare = FairShareConfig{}
+	l := newEdgeLimits(cfg, nil)
+	clock := clocktest.New(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
+	l.now = clock.Now
+	sources, err := profiles.NewSources([]profiles.SourceConfig{{Name: "web", WriteKeys: []string{"web_key_0123456789"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	app := fiber.New(fiber.Config{ErrorHandler: (&api{}).errorHandler})
+	app.Post("/b", l.ingestLimit(sources), func(c *fiber.Ctx) error {
+		if c.Query("slow") != "" {
+			entered <- struct{}{}
+			<-release
+		}
+		n, _ := strconv.Atoi(c.Query("n"))
+		setAccepted(c, n)
+		return c.SendString("ok")
+	})
+	post := func(query string) int {
+		req := httptest.NewRequest("POST", "/b?"+query, nil)
+		req.SetBasicAuth("web_key_0123456789", "")
+		resp, err := app.Test(req, -1)
+		if err != nil {
+			t.Error(err)
+			return 0
+		}
+		return resp.StatusCode
+	}
+	slow := make(chan int, 1)
+	go func() { slow <- post("n=10&slow=1") }() // comes in at 0 s
+	<-entered
+	clock.Advance(time.Second)
+	if got := post("n=10"); got != 200 { // at 1 s: the bucket is full
+		t.Fatalf("second request: %d", got)
+	}
+	close(release) // the slow one is accepted at 1 s: 20 events in a second
+	if got := <-slow; got != 200 {
+		t.Fatalf("slow request: %d", got)
+	}
+	clock.Advance(time.Second) // 10 more allowed: the debt of 10 is paid, no more
+	if got := post("n=1"); got != 429 {
+		t.Errorf("at 2 s, after 20 events in the first second at 10 a second: %d, want 429", got)
+	}
+	clock.Advance(100 * time.Millisecond)
+	if got := post("n=1"); got != 200 {
+		t.Errorf("at 2.1 s: %d, want 200", got)
 	}
 }

@@ -25,6 +25,9 @@ type Main struct {
 	// OnMetricsListen, when set, is told the address of the metrics
 	// listener (metrics_addr).
 	OnMetricsListen func(addr string)
+	// holdApply, when set, holds serve's applier back until it is closed:
+	// tests use it to make applying lag for as long as they need.
+	holdApply <-chan struct{}
 }
 
 // NewMain returns a Main wired to the process's stdio and environment.

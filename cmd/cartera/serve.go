@@ -87,7 +87,16 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	// for it see their events), before the log and the store close.
 	applyCtx, stopApply := context.WithCancel(context.WithoutCancel(ctx))
 	var applying sync.WaitGroup
-	applying.Go(func() { store.RunApplier(applyCtx) })
+	applying.Go(func() {
+		if m.holdApply != nil {
+			select {
+			case <-m.holdApply:
+			case <-applyCtx.Done():
+				return
+			}
+		}
+		store.RunApplier(applyCtx)
+	})
 	defer func() {
 		stopApply()
 		applying.Wait()
@@ -114,6 +123,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		metricsElsewhere: cfg.MetricsAddr != "",
 		limits:           newEdgeLimits(cfg.Limits, reg),
 	}
+	a.limits.watchLag(store.Lag)
 	con, err := openConsole(a, cfg, reg, log)
 	if err != nil {
 		return err
