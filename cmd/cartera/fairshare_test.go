@@ -272,7 +272,7 @@ func TestFairShareConfig(t *testing.T) {
 	// From the config file: what it names, over the defaults; the rest kept.
 	path := writeFile(t, "c.yaml", `
 limits:
-  fair_share: {lag: 250ms, cpu_wait: 0s, min_rate: 200}
+  fair_share: {lag: 250ms, cpu_wait: 20ms, min_rate: 200}
 sources:
   - name: web
     write_keys: [file_web_key]
@@ -286,7 +286,7 @@ sources:
 		t.Fatal(err)
 	}
 	want := DefaultFairShareConfig()
-	want.Lag, want.CPUWait, want.MinRate = 250*time.Millisecond, 0, 200
+	want.Lag, want.CPUWait, want.MinRate = 250*time.Millisecond, 20*time.Millisecond, 200
 	if cfg.Limits.FairShare != want {
 		t.Errorf("limits.fair_share from the file: %+v, want %+v", cfg.Limits.FairShare, want)
 	}
