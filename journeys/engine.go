@@ -347,12 +347,10 @@ type run struct {
 	// counts are the step counters this transaction changed, written by
 	// Flush.
 	counts counters
-	// expCounts are the experiment counters it changed (experiment.go).
-	expCounts counters
+	// trial is its experiment state (experiment.go).
+	trial
 	// key is scratch space for counter keys.
 	key []byte
-	// held is the last person's holdout roll (experiment.go).
-	held heldRoll
 	// memo holds the trigger conditions evaluated for the current event,
 	// by source.
 	memo map[string]memoResult

@@ -1,0 +1,280 @@
+package journeys
+
+// A person's experiment assignments, all in one record: the sidecar
+// sidecarExpRecord of the profile holds every arm the person was given
+// (one per journey and experiment) and the ledger of arms that lost to
+// them in merges. A run reads a person's record once, changes it in
+// memory, and writes it once, at its flush: entering a hundred splits
+// costs one put of the record, not a hundred inserts of a key each.
+//
+// Earlier versions kept one sidecar per assignment ("x" 0x00 journey 0x00
+// experiment) and one per ledger entry ("xm" 0x00 journey 0x00 experiment
+// 0x00 merged-away id). Both are still read, beside the record (the three
+// names share the prefix sidecarExpTag, so one scan finds them all), and a
+// record written for the person replaces them.
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"cartera/internal/codec"
+	"cartera/profiles"
+)
+
+// Sidecar names of the experiment records: sidecarExpTag is the prefix
+// they share, sidecarExpRecord the record, sidecarExperiment and
+// sidecarExpLedger (prefixes) the layout of earlier versions.
+//
+//	"xa" → codec.Format1, the number of entries, then each entry: journey
+//	       id, experiment, merged-away profile id ("" for an arm in force),
+//	       variant, assigned at, converted, revenue in cents. Entries are in
+//	       order of journey, experiment, merged-away id.
+const (
+	sidecarExpTag     = "x"
+	sidecarExpRecord  = "xa"
+	sidecarExperiment = "x\x00"
+	sidecarExpLedger  = "xm\x00"
+)
+
+// expEntry is one assignment of a person's record: in force when
+// mergedFrom is empty, else a ledger entry (the arm the merged-away
+// profile mergedFrom had).
+type expEntry struct {
+	journey, experiment, mergedFrom string
+	assignment
+}
+
+func cmpEntry(e expEntry, journey, experiment, mergedFrom string) int {
+	if c := strings.Compare(e.journey, journey); c != 0 {
+		return c
+	}
+	if c := strings.Compare(e.experiment, experiment); c != 0 {
+		return c
+	}
+	return strings.Compare(e.mergedFrom, mergedFrom)
+}
+
+// expRecord is a person's record as a run holds it.
+type expRecord struct {
+	list []expEntry // in order: journey, experiment, mergedFrom
+	// dirty says the run changed it (or read the old layout, which the
+	// write replaces); old names the old layout's sidecars read.
+	dirty bool
+	old   []string
+}
+
+// find returns the index of an entry, or where it would go.
+func (x *expRecord) find(journey, experiment, mergedFrom string) (int, bool) {
+	return slices.BinarySearchFunc(x.list, 0, func(e expEntry, _ int) int {
+		return cmpEntry(e, journey, experiment, mergedFrom)
+	})
+}
+
+// live returns the person's arm in force in an experiment, or nil. The
+// pointer is valid until the next add.
+func (x *expRecord) live(journey, experiment string) *expEntry {
+	if i, ok := x.find(journey, experiment, ""); ok {
+		return &x.list[i]
+	}
+	return nil
+}
+
+// add inserts an entry unless one with its journey, experiment and
+// mergedFrom is there already, and reports whether it did.
+func (x *expRecord) add(e expEntry) bool {
+	i, ok := x.find(e.journey, e.experiment, e.mergedFrom)
+	if ok {
+		return false
+	}
+	x.list = slices.Insert(x.list, i, e)
+	x.dirty = true
+	return true
+}
+
+func (x *expRecord) encode() []byte {
+	w := &codec.Writer{B: make([]byte, 0, 8+40*len(x.list))}
+	w.B = append(w.B, codec.Format1)
+	w.Uvarint(uint64(len(x.list)))
+	for _, e := range x.list {
+		w.String(e.journey)
+		w.String(e.experiment)
+		w.String(e.mergedFrom)
+		w.String(e.Variant)
+		w.Time(e.At)
+		w.Bool(e.Converted)
+		w.Varint(e.RevenueCents)
+	}
+	return w.B
+}
+
+// decodeExpRecord appends the entries of a stored record to list.
+func decodeExpRecord(v []byte, list []expEntry) ([]expEntry, error) {
+	if len(v) == 0 || v[0] != codec.Format1 {
+		return list, fmt.Errorf("experiment record: unknown format")
+	}
+	r := codec.NewReader(v[1:])
+	n := r.Uvarint()
+	if r.Err() != nil || n > uint64(len(v)) {
+		return list, fmt.Errorf("experiment record: corrupt length")
+	}
+	list = slices.Grow(list, int(n))
+	for range n {
+		e := expEntry{journey: r.String(), experiment: r.String(), mergedFrom: r.String()}
+		e.Variant, e.At, e.Converted, e.RevenueCents = r.String(), r.Time(), r.Bool(), r.Varint()
+		if r.Err() != nil {
+			break
+		}
+		list = append(list, e)
+	}
+	if err := r.Done(); err != nil {
+		return list, fmt.Errorf("experiment record: %w", err)
+	}
+	return list, nil
+}
+
+// readExpRecord reads a person's record, with any assignment of the old
+// layout folded in (the record's own entries win; none should clash).
+func readExpRecord(sc profiles.Sidecars, profileID string) (*expRecord, error) {
+	x := &expRecord{}
+	var old []expEntry
+	err := sc.Scan(profileID, sidecarExpTag, func(name string, v []byte) error {
+		var err error
+		switch {
+		case name == sidecarExpRecord:
+			x.list, err = decodeExpRecord(v, x.list)
+		case strings.HasPrefix(name, sidecarExperiment), strings.HasPrefix(name, sidecarExpLedger):
+			var e expEntry
+			e, err = decodeOldEntry(name, v)
+			old = append(old, e)
+			x.old = append(x.old, name)
+		}
+		if err != nil {
+			return fmt.Errorf("experiment record %q of %s: %w", name, profileID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !slices.IsSortedFunc(x.list, func(a, b expEntry) int { return cmpEntry(a, b.journey, b.experiment, b.mergedFrom) }) {
+		return nil, fmt.Errorf("experiment record of %s: entries out of order", profileID)
+	}
+	for _, e := range old {
+		x.add(e)
+	}
+	x.dirty = len(x.old) > 0
+	return x, nil
+}
+
+// decodeOldEntry reads a sidecar of the layout before the record: name is
+// "x" 0x00 journey 0x00 experiment, or "xm" 0x00 journey 0x00 experiment
+// 0x00 merged-away id.
+func decodeOldEntry(name string, v []byte) (expEntry, error) {
+	rest, ledger := strings.CutPrefix(name, sidecarExpLedger)
+	if !ledger {
+		rest = name[len(sidecarExperiment):]
+	}
+	parts := strings.SplitN(rest, "\x00", 3)
+	if len(parts) != 2 && !ledger || len(parts) != 3 && ledger {
+		return expEntry{}, fmt.Errorf("malformed name")
+	}
+	a, err := decodeAssignment(v)
+	if err != nil {
+		return expEntry{}, err
+	}
+	e := expEntry{journey: parts[0], experiment: parts[1], assignment: a}
+	if ledger {
+		e.mergedFrom = parts[2]
+	}
+	return e, nil
+}
+
+// experiments returns a person's record as this run has it, reading it
+// the first time.
+func (r *run) experiments(profileID string) (*expRecord, error) {
+	if x := r.assigned[profileID]; x != nil {
+		return x, nil
+	}
+	sc, err := r.sidecars()
+	if err != nil {
+		return nil, err
+	}
+	x, err := readExpRecord(sc, profileID)
+	if err != nil {
+		return nil, err
+	}
+	if r.assigned == nil {
+		r.assigned = map[string]*expRecord{}
+	}
+	r.assigned[profileID] = x
+	return x, nil
+}
+
+// dropExperiments removes a person's record and any sidecar of the old
+// layout, and forgets them (a profile merged away).
+func (r *run) dropExperiments(profileID string, x *expRecord) error {
+	sc, err := r.sidecars()
+	if err != nil {
+		return err
+	}
+	for _, name := range append(x.old, sidecarExpRecord) {
+		if err := sc.Delete(profileID, name); err != nil {
+			return err
+		}
+	}
+	delete(r.assigned, profileID)
+	return nil
+}
+
+// flushAssignments writes the records this run changed, in profile order,
+// and removes the old layout's sidecars they replace. An erased person's
+// is not written (the erasure removes the profile's sidecars).
+func (r *run) flushAssignments() error {
+	if len(r.assigned) == 0 {
+		return nil
+	}
+	sc, err := r.sidecars()
+	if err != nil {
+		return err
+	}
+	for _, id := range slices.Sorted(maps.Keys(r.assigned)) {
+		x := r.assigned[id]
+		if !x.dirty || r.erased[id] {
+			continue
+		}
+		for _, name := range x.old {
+			if err := sc.Delete(id, name); err != nil {
+				return err
+			}
+		}
+		if len(x.list) == 0 {
+			if err := sc.Delete(id, sidecarExpRecord); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := sc.Put(id, sidecarExpRecord, x.encode()); err != nil {
+			return err
+		}
+	}
+	clear(r.assigned)
+	return nil
+}
+
+// assignmentsOf lists a record's entries for the profile API: the arms in
+// force, then the ledger.
+func assignmentsOf(x *expRecord) []Assignment {
+	var out, ledger []Assignment
+	for _, e := range x.list {
+		a := Assignment{Journey: e.journey, Experiment: strings.TrimPrefix(e.experiment, "@"), Variant: e.Variant,
+			AssignedAt: e.At, Converted: e.Converted, MergedFrom: e.mergedFrom}
+		if e.mergedFrom == "" {
+			out = append(out, a)
+		} else {
+			ledger = append(ledger, a)
+		}
+	}
+	return append(out, ledger...)
+}
