@@ -109,20 +109,23 @@ func (x *expRecord) encode() []byte {
 	return w.B
 }
 
-// decodeExpRecord appends the entries of a stored record to list.
+// decodeExpRecord appends the entries of a stored record to list. Their
+// strings share one copy of the record.
 func decodeExpRecord(v []byte, list []expEntry) ([]expEntry, error) {
 	if len(v) == 0 || v[0] != codec.Format1 {
 		return list, fmt.Errorf("experiment record: unknown format")
 	}
-	r := codec.NewReader(v[1:])
+	all := string(v)
+	r := codec.NewReader(v)
+	r.Byte()
 	n := r.Uvarint()
 	if r.Err() != nil || n > uint64(len(v)) {
 		return list, fmt.Errorf("experiment record: corrupt length")
 	}
 	list = slices.Grow(list, int(n))
 	for range n {
-		e := expEntry{journey: r.String(), experiment: r.String(), mergedFrom: r.String()}
-		e.Variant, e.At, e.Converted, e.RevenueCents = r.String(), r.Time(), r.Bool(), r.Varint()
+		e := expEntry{journey: r.StringIn(all), experiment: r.StringIn(all), mergedFrom: r.StringIn(all)}
+		e.Variant, e.At, e.Converted, e.RevenueCents = r.StringIn(all), r.Time(), r.Bool(), r.Varint()
 		if r.Err() != nil {
 			break
 		}
