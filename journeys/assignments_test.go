@@ -77,6 +77,12 @@ func TestAssignmentsOneRecord(t *testing.T) {
 			t.Errorf("assignment %+v, want variant %q at %v, not converted", a, w, t0)
 		}
 	}
+	// The history says which arm, in the words made once at parse.
+	arms := map[string]string{"at_once": "arm at_once (45%) of experiment reminder_timing → remind",
+		"later": "arm later (45%) of experiment reminder_timing → idle", "control": "arm control (10%) of experiment reminder_timing, the control: gets nothing → the end"}
+	if e := find(h.history(pid), DecisionSplit, "timing"); e == nil || e.Why != arms[want["cart/reminder_timing"]] {
+		t.Errorf("history of the split = %+v, want %q", e, arms[want["cart/reminder_timing"]])
+	}
 	h.track("ana", "Order Completed", map[string]any{"revenue": 12.5})
 	h.clock.Advance(time.Minute)
 	h.track("ana", "Product Added", nil)

@@ -130,6 +130,9 @@ func (p *parser) split(s *Step, v *yaml.Node) {
 	if total != 100 {
 		f.Errorf(list, "split: percentages add up to %d, want 100", total)
 	}
+	for i := range s.Variants {
+		s.Variants[i].why = splitWhy(s, s.Variants[i])
+	}
 }
 
 // assignment is a person's arm in one experiment.
