@@ -18,6 +18,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"cartera/internal/codec"
 	"cartera/profiles"
@@ -29,8 +30,9 @@ import (
 //
 //	"xa" → codec.Format1, the number of entries, then each entry: journey
 //	       id, experiment, merged-away profile id ("" for an arm in force),
-//	       variant, assigned at, converted, revenue in cents. Entries are in
-//	       order of journey, experiment, merged-away id.
+//	       variant, assigned at (unix nanoseconds, varint), converted,
+//	       revenue in cents. Entries are in order of journey, experiment,
+//	       merged-away id.
 const (
 	sidecarExpTag     = "x"
 	sidecarExpRecord  = "xa"
@@ -102,7 +104,7 @@ func (x *expRecord) encode() []byte {
 		w.String(e.experiment)
 		w.String(e.mergedFrom)
 		w.String(e.Variant)
-		w.Time(e.At)
+		w.Varint(e.At.UnixNano())
 		w.Bool(e.Converted)
 		w.Varint(e.RevenueCents)
 	}
@@ -125,7 +127,7 @@ func decodeExpRecord(v []byte, list []expEntry) ([]expEntry, error) {
 	list = slices.Grow(list, int(n))
 	for range n {
 		e := expEntry{journey: r.StringIn(all), experiment: r.StringIn(all), mergedFrom: r.StringIn(all)}
-		e.Variant, e.At, e.Converted, e.RevenueCents = r.StringIn(all), r.Time(), r.Bool(), r.Varint()
+		e.Variant, e.At, e.Converted, e.RevenueCents = r.StringIn(all), time.Unix(0, r.Varint()).UTC(), r.Bool(), r.Varint()
 		if r.Err() != nil {
 			break
 		}
