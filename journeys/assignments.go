@@ -65,6 +65,15 @@ type expRecord struct {
 	// write replaces); old names the old layout's sidecars read.
 	dirty bool
 	old   []string
+	// inline holds the first entries, in the record's allocation: most
+	// people are in a few experiments.
+	inline [2]expEntry
+}
+
+func newExpRecord() *expRecord {
+	x := &expRecord{}
+	x.list = x.inline[:0]
+	return x
 }
 
 // find returns the index of an entry, or where it would go.
@@ -95,8 +104,9 @@ func (x *expRecord) add(e expEntry) bool {
 	return true
 }
 
-func (x *expRecord) encode() []byte {
-	w := &codec.Writer{B: make([]byte, 0, 8+40*len(x.list))}
+// encode appends the record to b.
+func (x *expRecord) encode(b []byte) []byte {
+	w := &codec.Writer{B: b}
 	w.B = append(w.B, codec.Format1)
 	w.Uvarint(uint64(len(x.list)))
 	for _, e := range x.list {
@@ -142,7 +152,7 @@ func decodeExpRecord(v []byte, list []expEntry) ([]expEntry, error) {
 // readExpRecord reads a person's record, with any assignment of the old
 // layout folded in (the record's own entries win; none should clash).
 func readExpRecord(sc profiles.Sidecars, profileID string) (*expRecord, error) {
-	x := &expRecord{}
+	x := newExpRecord()
 	var old []expEntry
 	err := sc.Scan(profileID, sidecarExpTag, func(name string, v []byte) error {
 		var err error
@@ -244,6 +254,9 @@ func (r *run) flushAssignments() error {
 	if err != nil {
 		return err
 	}
+	// The values in one block (bbolt keeps a value until the commit),
+	// each capped so that the next does not grow into it.
+	var block []byte
 	for _, id := range slices.Sorted(maps.Keys(r.assigned)) {
 		x := r.assigned[id]
 		if !x.dirty || r.erased[id] {
@@ -260,7 +273,12 @@ func (r *run) flushAssignments() error {
 			}
 			continue
 		}
-		if err := sc.Put(id, sidecarExpRecord, x.encode()); err != nil {
+		if cap(block)-len(block) < 64*len(x.list) {
+			block = make([]byte, 0, max(4096, 2*64*len(x.list)))
+		}
+		start := len(block)
+		block = x.encode(block)
+		if err := sc.Put(id, sidecarExpRecord, block[start:len(block):len(block)]); err != nil {
 			return err
 		}
 	}

@@ -293,7 +293,7 @@ func TestAssignmentsErased(t *testing.T) {
 // TestExpRecordCodec: a record reads back as written; one cut short or
 // out of order is refused.
 func TestExpRecordCodec(t *testing.T) {
-	x := &expRecord{}
+	x := newExpRecord()
 	for _, e := range []expEntry{
 		{journey: "b", experiment: "e", assignment: assignment{Variant: "one", At: t0, Converted: true, RevenueCents: -3}},
 		{journey: "a", experiment: "@global", assignment: assignment{Variant: HoldoutVariant, At: t0.Add(time.Hour)}},
@@ -306,7 +306,7 @@ func TestExpRecordCodec(t *testing.T) {
 	if x.add(expEntry{journey: "b", experiment: "e", assignment: assignment{Variant: "other"}}) {
 		t.Error("a second arm in force for b/e was added")
 	}
-	v := x.encode()
+	v := x.encode(nil)
 	got, err := decodeExpRecord(v, nil)
 	if err != nil {
 		t.Fatal(err)
