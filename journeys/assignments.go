@@ -9,9 +9,11 @@ package journeys
 //
 // Earlier versions kept one sidecar per assignment ("x" 0x00 journey 0x00
 // experiment) and one per ledger entry ("xm" 0x00 journey 0x00 experiment
-// 0x00 merged-away id). Both are still read, beside the record (the three
-// names share the prefix sidecarExpTag, so one scan finds them all), and a
-// record written for the person replaces them.
+// 0x00 merged-away id). In a store an earlier version wrote with
+// experiments (migrate.go: no layout mark), both are still read, beside
+// the record (the three names share the prefix sidecarExpTag, so one scan
+// finds them all), and a record written for the person replaces them. A
+// store without that past reads the record alone, with one Get.
 
 import (
 	"fmt"
@@ -150,9 +152,21 @@ func decodeExpRecord(v []byte, list []expEntry) ([]expEntry, error) {
 }
 
 // readExpRecord reads a person's record, with any assignment of the old
-// layout folded in (the record's own entries win; none should clash).
-func readExpRecord(sc profiles.Sidecars, profileID string) (*expRecord, error) {
+// layout folded in when the store may hold some (the record's own entries
+// win; none should clash).
+func readExpRecord(sc profiles.Sidecars, profileID string, oldLayout bool) (*expRecord, error) {
 	x := newExpRecord()
+	if !oldLayout {
+		v := sc.Get(profileID, sidecarExpRecord)
+		if v == nil {
+			return x, nil
+		}
+		var err error
+		if x.list, err = decodeExpRecord(v, x.list); err != nil {
+			return nil, fmt.Errorf("experiment record of %s: %w", profileID, err)
+		}
+		return x, nil
+	}
 	var old []expEntry
 	err := sc.Scan(profileID, sidecarExpTag, func(name string, v []byte) error {
 		var err error
@@ -216,7 +230,7 @@ func (r *run) experiments(profileID string) (*expRecord, error) {
 	if err != nil {
 		return nil, err
 	}
-	x, err := readExpRecord(sc, profileID)
+	x, err := readExpRecord(sc, profileID, r.oldExpLayout())
 	if err != nil {
 		return nil, err
 	}

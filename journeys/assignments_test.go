@@ -33,6 +33,29 @@ func (h *harness) expSidecars(pid string) []string {
 	return names
 }
 
+// asUpgraded makes the store look as an earlier version left it: without
+// the mark that its assignments are all records (an earlier version never
+// wrote it), then restarts the engine on it.
+func (h *harness) asUpgraded() {
+	h.t.Helper()
+	err := h.store.DB().Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketExperiments).Delete(expLayoutKey)
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.restart()
+	err = h.store.DB().View(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketExperiments).Get(expLayoutKey) != nil {
+			h.t.Error("a store with experiment counters and no mark was marked as all records on open")
+		}
+		return nil
+	})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+}
+
 // twoSplits is the cart split and a second journey with a split on the
 // same trigger.
 const twoSplits = `
@@ -60,6 +83,17 @@ func TestAssignmentsOneRecord(t *testing.T) {
 	pid := h.track("ana", "Product Added", nil)
 	if got := h.expSidecars(pid); !slices.Equal(got, []string{sidecarExpRecord}) {
 		t.Fatalf("experiment sidecars = %q, want the one record", got)
+	}
+	// A new store is marked as holding records only: runs read the
+	// record alone, without looking for the old layout.
+	err := h.store.DB().View(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketExperiments).Get(expLayoutKey) == nil {
+			t.Error("a new store is not marked as holding records only")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	as, err := h.engine.Assignments(pid)
 	if err != nil {
@@ -120,7 +154,8 @@ func oldAssignment(variant string, at time.Time, converted bool, cents int64) []
 
 // TestAssignmentsOldLayout: a store written before the record (one
 // sidecar per assignment and per ledger entry, as the code of dac2e17
-// wrote them) keeps its assignments: the arm in force is read, not drawn
+// wrote them, and without the layout mark) keeps its assignments: the arm
+// in force is read, not drawn
 // again, across re-entries and restarts, and is not counted twice; the
 // ledger shows; the first write replaces the old sidecars with the record.
 func TestAssignmentsOldLayout(t *testing.T) {
@@ -166,6 +201,7 @@ func TestAssignmentsOldLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.asUpgraded()
 	before := h.results("cart")["reminder_timing"]
 	check := func(when string) {
 		t.Helper()
@@ -238,6 +274,7 @@ func TestAssignmentsMergeOldLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.asUpgraded()
 	h.clock.Advance(time.Minute)
 	res := h.ingest(&profiles.Event{Type: profiles.TypeIdentify, UserID: "ana", AnonymousID: "anon-1"})
 	if len(res.Merged) != 1 {

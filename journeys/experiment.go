@@ -334,6 +334,8 @@ type trial struct {
 	assigned map[string]*expRecord
 	// held is the last person's holdout roll.
 	held heldRoll
+	// layout is the assignments' layout (migrate.go), once read.
+	layout int8
 }
 
 // expCount adds to an experiment counter; flushExperiments writes them

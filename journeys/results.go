@@ -121,7 +121,9 @@ func (e *Engine) Assignments(profileID string) ([]Assignment, error) {
 		if err != nil {
 			return err
 		}
-		x, err := readExpRecord(sc, profileID)
+		// Whatever the layout mark says: a rare read, and the scan finds
+		// both layouts.
+		x, err := readExpRecord(sc, profileID, true)
 		if err != nil {
 			return err
 		}
