@@ -67,6 +67,12 @@ type expRecord struct {
 	// write replaces); old names the old layout's sidecars read.
 	dirty bool
 	old   []string
+	// stored says the profile has the record's key in the store (or this
+	// transaction put it there): writing it at the flush replaces a
+	// value, rather than inserting a key into a leaf the transaction
+	// has filled with other people's records (bbolt moves every key
+	// after it: the history's regression, docs/benchmarks.md).
+	stored bool
 	// inline holds the first entries, in the record's allocation: most
 	// people are in a few experiments.
 	inline [2]expEntry
@@ -161,6 +167,7 @@ func readExpRecord(sc profiles.Sidecars, profileID string, oldLayout bool) (*exp
 		if v == nil {
 			return x, nil
 		}
+		x.stored = true
 		var err error
 		if x.list, err = decodeExpRecord(v, x.list); err != nil {
 			return nil, fmt.Errorf("experiment record of %s: %w", profileID, err)
@@ -172,6 +179,7 @@ func readExpRecord(sc profiles.Sidecars, profileID string, oldLayout bool) (*exp
 		var err error
 		switch {
 		case name == sidecarExpRecord:
+			x.stored = true
 			x.list, err = decodeExpRecord(v, x.list)
 		case strings.HasPrefix(name, sidecarExperiment), strings.HasPrefix(name, sidecarExpLedger):
 			var e expEntry
@@ -239,6 +247,21 @@ func (r *run) experiments(profileID string) (*expRecord, error) {
 	}
 	r.assigned[profileID] = x
 	return x, nil
+}
+
+// place puts a new record's key in the store at once (its value as it
+// is now; the flush writes the final one), so that the flush replaces
+// a value instead of inserting a key.
+func (r *run) place(profileID string, x *expRecord) error {
+	if x.stored {
+		return nil
+	}
+	sc, err := r.sidecars()
+	if err != nil {
+		return err
+	}
+	x.stored = true
+	return sc.Put(profileID, sidecarExpRecord, x.encode(nil))
 }
 
 // dropExperiments removes a person's record and any sidecar of the old

@@ -363,3 +363,40 @@ func TestExpRecordCodec(t *testing.T) {
 		t.Error("a record of another format decoded")
 	}
 }
+
+// TestAssignmentPlacedAtOnce: a person's first assignment puts the
+// record's key in the store at once, so that the flush replaces a value
+// rather than inserting a key among the transaction's other records; the
+// flush writes every assignment of the run.
+func TestAssignmentPlacedAtOnce(t *testing.T) {
+	h := newHarness(t, openPolicy, map[string]string{"cart.yaml": splitJourney, "promo.yaml": twoSplits})
+	pid := h.track("ana", "Signed Up", nil)
+	tx, err := h.store.DB().Begin(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	r := h.engine.Begin(tx).(*run)
+	r.now = t0
+	sc, err := profiles.SidecarsIn(tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := h.engine.Set()
+	if _, err := r.assign(pid, set.Journey("cart"), set.Journey("cart").Step("timing")); err != nil {
+		t.Fatal(err)
+	}
+	if sc.Get(pid, sidecarExpRecord) == nil {
+		t.Fatal("the first assignment did not put the record's key")
+	}
+	if _, err := r.assign(pid, set.Journey("promo"), set.Journey("promo").Step("offer")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := decodeExpRecord(sc.Get(pid, sidecarExpRecord), nil)
+	if err != nil || len(got) != 2 || got[0].journey != "cart" || got[1].journey != "promo" {
+		t.Errorf("record after the flush = %+v, %v; want both assignments", got, err)
+	}
+}

@@ -203,7 +203,7 @@ func (r *run) assign(profileID string, j *Journey, s *Step) (Variant, error) {
 	}
 	x.add(expEntry{journey: j.ID, experiment: exp, assignment: assignment{Variant: vr.Name, At: r.now}})
 	r.expCount(j.ID, exp, vr.Name, "assigned", 1)
-	return vr, nil
+	return vr, r.place(profileID, x)
 }
 
 // heldRoll is a person's roll for a holdout.
@@ -238,6 +238,9 @@ func (r *run) heldOut(profileID string, j *Journey) (bool, error) {
 		}
 		x.add(expEntry{journey: j.ID, experiment: exp, assignment: assignment{Variant: variant, At: r.now}})
 		r.expCount(j.ID, exp, variant, "assigned", 1)
+		if err := r.place(profileID, x); err != nil {
+			return false, err
+		}
 	}
 	return out, nil
 }
@@ -321,6 +324,9 @@ func (r *run) mergeExperiments(survivorID, loserID string) error {
 			r.expCount(e.journey, e.experiment, e.Variant, "converted", -1)
 			r.expCount(e.journey, e.experiment, e.Variant, "revenue_cents", -e.RevenueCents)
 		}
+	}
+	if err := r.place(survivorID, kept); err != nil {
+		return err
 	}
 	return r.dropExperiments(loserID, lost)
 }
