@@ -249,9 +249,13 @@ func (r *run) experiments(profileID string) (*expRecord, error) {
 	return x, nil
 }
 
-// place puts a new record's key in the store at once (its value as it
-// is now; the flush writes the final one), so that the flush replaces
-// a value instead of inserting a key.
+// emptyExpRecord is a record of no entries: what place puts (bbolt keeps
+// the value until the commit; this one never changes).
+var emptyExpRecord = []byte{codec.Format1, 0}
+
+// place puts a new record's key in the store at once, holding an empty
+// record that the flush replaces with the run's, so that the flush
+// replaces a value instead of inserting a key.
 func (r *run) place(profileID string, x *expRecord) error {
 	if x.stored {
 		return nil
@@ -261,7 +265,7 @@ func (r *run) place(profileID string, x *expRecord) error {
 		return err
 	}
 	x.stored = true
-	return sc.Put(profileID, sidecarExpRecord, x.encode(nil))
+	return sc.Put(profileID, sidecarExpRecord, emptyExpRecord)
 }
 
 // dropExperiments removes a person's record and any sidecar of the old
