@@ -149,6 +149,9 @@ func decodeExpRecord(v []byte, list []expEntry) ([]expEntry, error) {
 		if r.Err() != nil {
 			break
 		}
+		if len(list) > 0 && cmpEntry(list[len(list)-1], e.journey, e.experiment, e.mergedFrom) >= 0 {
+			return list, fmt.Errorf("experiment record: entries out of order")
+		}
 		list = append(list, e)
 	}
 	if err := r.Done(); err != nil {
@@ -194,9 +197,6 @@ func readExpRecord(sc profiles.Sidecars, profileID string, oldLayout bool) (*exp
 	})
 	if err != nil {
 		return nil, err
-	}
-	if !slices.IsSortedFunc(x.list, func(a, b expEntry) int { return cmpEntry(a, b.journey, b.experiment, b.mergedFrom) }) {
-		return nil, fmt.Errorf("experiment record of %s: entries out of order", profileID)
 	}
 	for _, e := range old {
 		x.add(e)

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -361,6 +362,10 @@ func TestExpRecordCodec(t *testing.T) {
 	}
 	if _, err := decodeExpRecord([]byte("{}"), nil); err == nil {
 		t.Error("a record of another format decoded")
+	}
+	swapped := &expRecord{list: []expEntry{got[1], got[0]}}
+	if _, err := decodeExpRecord(swapped.encode(nil), nil); err == nil || !strings.Contains(err.Error(), "order") {
+		t.Errorf("a record out of order decoded: %v", err)
 	}
 }
 
