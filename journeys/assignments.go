@@ -63,8 +63,9 @@ func cmpEntry(e expEntry, journey, experiment, mergedFrom string) int {
 // expRecord is a person's record as a run holds it.
 type expRecord struct {
 	list []expEntry // in order: journey, experiment, mergedFrom
-	// dirty says the run changed it (or read the old layout, which the
-	// write replaces); old names the old layout's sidecars read.
+	// dirty says the run has it other than the store does (changed, or
+	// read from the old layout, which the write replaces); old names the
+	// old layout's sidecars read.
 	dirty bool
 	old   []string
 	// stored says the profile has the record's key in the store (or this
@@ -229,33 +230,53 @@ func decodeOldEntry(name string, v []byte) (expEntry, error) {
 }
 
 // experiments returns a person's record as this run has it, reading it
-// the first time.
+// the first time. The run holds the last person's record apart, and the
+// others' only when the flush has to write them: a person whose record
+// is only read, or put at once (place), costs no map entry.
 func (r *run) experiments(profileID string) (*expRecord, error) {
-	if x := r.assigned[profileID]; x != nil {
-		return x, nil
+	if r.last != nil && r.lastID == profileID {
+		return r.last, nil
 	}
-	sc, err := r.sidecars()
-	if err != nil {
-		return nil, err
+	x := r.assigned[profileID]
+	if x == nil {
+		sc, err := r.sidecars()
+		if err != nil {
+			return nil, err
+		}
+		if x, err = readExpRecord(sc, profileID, r.oldExpLayout()); err != nil {
+			return nil, err
+		}
 	}
-	x, err := readExpRecord(sc, profileID, r.oldExpLayout())
-	if err != nil {
-		return nil, err
+	r.keepLast()
+	r.lastID, r.last = profileID, x
+	return x, nil
+}
+
+// keepLast moves the last person's record among those the flush writes
+// if the run has it other than the store.
+func (r *run) keepLast() {
+	if r.last == nil || !r.last.dirty {
+		return
 	}
 	if r.assigned == nil {
 		r.assigned = map[string]*expRecord{}
 	}
-	r.assigned[profileID] = x
-	return x, nil
+	r.assigned[r.lastID] = r.last
 }
 
-// emptyExpRecord is a record of no entries: what place puts (bbolt keeps
-// the value until the commit; this one never changes).
-var emptyExpRecord = []byte{codec.Format1, 0}
+// forgetExperiments drops what the run holds of a person's record (merged
+// away or erased: nothing of theirs is to be written).
+func (r *run) forgetExperiments(profileID string) {
+	delete(r.assigned, profileID)
+	if r.lastID == profileID {
+		r.lastID, r.last = "", nil
+	}
+}
 
-// place puts a new record's key in the store at once, holding an empty
-// record that the flush replaces with the run's, so that the flush
-// replaces a value instead of inserting a key.
+// place puts a new record in the store at once, as it is now: so that
+// the flush, if the run changes it again, replaces a value instead of
+// inserting a key; and if it does not (a person in one experiment, the
+// common case), the flush has nothing to write.
 func (r *run) place(profileID string, x *expRecord) error {
 	if x.stored {
 		return nil
@@ -265,7 +286,10 @@ func (r *run) place(profileID string, x *expRecord) error {
 		return err
 	}
 	x.stored = true
-	return sc.Put(profileID, sidecarExpRecord, emptyExpRecord)
+	// The store now holds what the run does, but for the old layout's
+	// sidecars, which the flush removes.
+	x.dirty = len(x.old) > 0
+	return sc.Put(profileID, sidecarExpRecord, x.encode(nil))
 }
 
 // dropExperiments removes a person's record and any sidecar of the old
@@ -280,7 +304,7 @@ func (r *run) dropExperiments(profileID string, x *expRecord) error {
 			return err
 		}
 	}
-	delete(r.assigned, profileID)
+	r.forgetExperiments(profileID)
 	return nil
 }
 
@@ -288,6 +312,8 @@ func (r *run) dropExperiments(profileID string, x *expRecord) error {
 // and removes the old layout's sidecars they replace. An erased person's
 // is not written (the erasure removes the profile's sidecars).
 func (r *run) flushAssignments() error {
+	r.keepLast()
+	r.lastID, r.last = "", nil
 	if len(r.assigned) == 0 {
 		return nil
 	}

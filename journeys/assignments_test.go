@@ -370,9 +370,9 @@ func TestExpRecordCodec(t *testing.T) {
 }
 
 // TestAssignmentPlacedAtOnce: a person's first assignment puts the
-// record's key in the store at once, so that the flush replaces a value
-// rather than inserting a key among the transaction's other records; the
-// flush writes every assignment of the run.
+// record in the store at once, so that the flush replaces a value rather
+// than inserting a key among the transaction's other records; the flush
+// writes every assignment of the run.
 func TestAssignmentPlacedAtOnce(t *testing.T) {
 	h := newHarness(t, openPolicy, map[string]string{"cart.yaml": splitJourney, "promo.yaml": twoSplits})
 	pid := h.track("ana", "Signed Up", nil)
@@ -391,8 +391,8 @@ func TestAssignmentPlacedAtOnce(t *testing.T) {
 	if _, err := r.assign(pid, set.Journey("cart"), set.Journey("cart").Step("timing")); err != nil {
 		t.Fatal(err)
 	}
-	if sc.Get(pid, sidecarExpRecord) == nil {
-		t.Fatal("the first assignment did not put the record's key")
+	if got, err := decodeExpRecord(sc.Get(pid, sidecarExpRecord), nil); err != nil || len(got) != 1 || got[0].journey != "cart" {
+		t.Fatalf("after the first assignment the record is %+v, %v; want it put at once", got, err)
 	}
 	if _, err := r.assign(pid, set.Journey("promo"), set.Journey("promo").Step("offer")); err != nil {
 		t.Fatal(err)

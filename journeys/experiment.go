@@ -303,7 +303,7 @@ func (r *run) mergeExperiments(survivorID, loserID string) error {
 		return err
 	}
 	if len(lost.list) == 0 && len(lost.old) == 0 {
-		delete(r.assigned, loserID)
+		r.forgetExperiments(loserID)
 		return nil
 	}
 	kept, err := r.experiments(survivorID)
@@ -335,8 +335,11 @@ func (r *run) mergeExperiments(survivorID, loserID string) error {
 type trial struct {
 	// expCounts are the experiment counters the run changed.
 	expCounts counters
-	// assigned are the experiment records of the people it touched, by
-	// profile id (assignments.go).
+	// last is the record of the last person it touched (lastID), and
+	// assigned, by profile id, the others' that the flush is to write
+	// (assignments.go).
+	lastID   string
+	last     *expRecord
 	assigned map[string]*expRecord
 	// held is the last person's holdout roll.
 	held heldRoll
