@@ -1,6 +1,7 @@
 package journeys
 
 import (
+	"bytes"
 	"encoding/binary"
 	"slices"
 
@@ -19,6 +20,20 @@ type counters struct {
 	// being written (bbolt copies it).
 	keys []string
 	buf  []byte
+	// cur reads the stored values: one cursor for the transaction's reads
+	// of a bucket, where each Get would make one (and grow its stack).
+	cur *bbolt.Cursor
+}
+
+// stored reads a counter's stored value in b.
+func (c *counters) stored(b *bbolt.Bucket, key []byte) int64 {
+	if c.cur == nil || c.cur.Bucket() != b {
+		c.cur = b.Cursor()
+	}
+	if k, v := c.cur.Seek(key); bytes.Equal(k, key) && len(v) == 8 {
+		return int64(binary.BigEndian.Uint64(v))
+	}
+	return 0
 }
 
 // slot returns the index of key, reading its stored value from b the
@@ -27,10 +42,7 @@ func (c *counters) slot(b *bbolt.Bucket, key []byte) int {
 	if i, ok := c.idx[string(key)]; ok {
 		return i
 	}
-	var n int64
-	if v := b.Get(key); len(v) == 8 {
-		n = int64(binary.BigEndian.Uint64(v))
-	}
+	n := c.stored(b, key)
 	if c.idx == nil {
 		c.idx = map[string]int{}
 	}
@@ -51,10 +63,7 @@ func (c *counters) get(b *bbolt.Bucket, key []byte) int64 {
 	if i, ok := c.idx[string(key)]; ok {
 		return c.vals[i]
 	}
-	if v := b.Get(key); len(v) == 8 {
-		return int64(binary.BigEndian.Uint64(v))
-	}
-	return 0
+	return c.stored(b, key)
 }
 
 // flush writes the counters to b, in key order, and forgets them. In

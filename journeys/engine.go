@@ -248,32 +248,13 @@ func New(db *bbolt.DB, set *Set, opts Options) (*Engine, error) {
 	if err := migrateSidecars(db, e.log); err != nil {
 		return nil, err
 	}
+	if err := markExperimentLayout(db); err != nil {
+		return nil, fmt.Errorf("mark experiment layout: %w", err)
+	}
 	if err := e.Replace(set); err != nil {
 		return nil, err
 	}
 	return e, nil
-}
-
-// migrateSidecars moves live-instance and entry records that earlier
-// versions kept in buckets of their own (keyed by profile id 0x00 ...)
-// beside the profiles.
-func migrateSidecars(db *bbolt.DB, log *slog.Logger) error {
-	for _, m := range []struct {
-		bucket []byte
-		tag    string
-	}{{bucketOldActive, sidecarActive}, {bucketOldEntry, sidecarEntry}} {
-		moved, err := profiles.MigrateToSidecars(db, m.bucket, func(k []byte) (string, string, bool) {
-			pid, rest, ok := bytes.Cut(k, []byte{0})
-			return string(pid), m.tag + string(rest), ok
-		})
-		if err != nil {
-			return err
-		}
-		if moved > 0 {
-			log.Info("journey records moved beside the profiles", "bucket", string(m.bucket), "records", moved)
-		}
-	}
-	return nil
 }
 
 // Set is the journeys in force.
@@ -347,12 +328,10 @@ type run struct {
 	// counts are the step counters this transaction changed, written by
 	// Flush.
 	counts counters
-	// expCounts are the experiment counters it changed (experiment.go).
-	expCounts counters
+	// trial is its experiment state (experiment.go).
+	trial
 	// key is scratch space for counter keys.
 	key []byte
-	// held is the last person's holdout roll (experiment.go).
-	held heldRoll
 	// memo holds the trigger conditions evaluated for the current event,
 	// by source.
 	memo map[string]memoResult

@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
@@ -29,22 +28,10 @@ import (
 	"cartera/rules"
 )
 
-// Sidecar names of the engine's experiment records about a profile:
-//
-//	"x" 0x00 journey id 0x00 experiment → assignment (codec.Format1: variant,
-//	               assigned at, converted, revenue in cents)
-//	"xm" 0x00 journey id 0x00 experiment 0x00 merged-away profile id → the
-//	               assignment that profile had when it merged into this one
-//	               and lost to this one's (the ledger)
-//
-// Bucket journey_experiments holds the counters: journey id 0x00
-// experiment 0x00 variant 0x00 counter (assigned, converted, revenue_cents)
-// → 8-byte big-endian count.
-const (
-	sidecarExperiment = "x\x00"
-	sidecarExpLedger  = "xm\x00"
-)
-
+// A person's assignments are one record beside the profile
+// (assignments.go). Bucket journey_experiments holds the counters: journey
+// id 0x00 experiment 0x00 variant 0x00 counter (assigned, converted,
+// revenue_cents) → 8-byte big-endian count.
 var bucketExperiments = []byte("journey_experiments")
 
 // DefaultExperimentWindow is how long after their assignment a person's
@@ -62,10 +49,6 @@ const (
 // holdoutExperiment is the experiment name the holdout's records use: the
 // "@" keeps it apart from split experiments (lower_snake_case names).
 func holdoutExperiment(name string) string { return "@" + name }
-
-func expName(journey, experiment string) string {
-	return sidecarExperiment + journey + "\x00" + experiment
-}
 
 // ExperimentName is the split step's experiment: its experiment field, or
 // its id.
@@ -147,6 +130,9 @@ func (p *parser) split(s *Step, v *yaml.Node) {
 	if total != 100 {
 		f.Errorf(list, "split: percentages add up to %d, want 100", total)
 	}
+	for i := range s.Variants {
+		s.Variants[i].why = splitWhy(s, s.Variants[i])
+	}
 }
 
 // assignment is a person's arm in one experiment.
@@ -157,16 +143,8 @@ type assignment struct {
 	RevenueCents int64
 }
 
-func encodeAssignment(a assignment) []byte {
-	w := &codec.Writer{B: make([]byte, 0, 32)}
-	w.B = append(w.B, codec.Format1)
-	w.String(a.Variant)
-	w.Time(a.At)
-	w.Bool(a.Converted)
-	w.Varint(a.RevenueCents)
-	return w.B
-}
-
+// decodeAssignment reads an assignment of the layout before the record
+// (codec.Format1: variant, assigned at, converted, revenue in cents).
 func decodeAssignment(v []byte) (assignment, error) {
 	if len(v) == 0 || v[0] != codec.Format1 {
 		return assignment{}, fmt.Errorf("experiment assignment: unknown format")
@@ -205,17 +183,13 @@ func pick(variants []Variant, at int) Variant {
 // the first time.
 func (r *run) assign(profileID string, j *Journey, s *Step) (Variant, error) {
 	exp := s.ExperimentName()
-	sc, err := r.sidecars()
+	x, err := r.experiments(profileID)
 	if err != nil {
 		return Variant{}, err
 	}
-	if v := sc.Get(profileID, expName(j.ID, exp)); v != nil {
-		a, err := decodeAssignment(v)
-		if err != nil {
-			return Variant{}, fmt.Errorf("experiment %s of %s for %s: %w", exp, j.ID, profileID, err)
-		}
+	if e := x.live(j.ID, exp); e != nil {
 		for _, vr := range s.Variants {
-			if vr.Name == a.Variant {
+			if vr.Name == e.Variant {
 				return vr, nil
 			}
 		}
@@ -227,11 +201,9 @@ func (r *run) assign(profileID string, j *Journey, s *Step) (Variant, error) {
 	if s.Allocation == AllocAdaptive && !vr.Control {
 		vr = r.adaptiveArm(j.ID, exp, s.Variants)
 	}
-	if err := sc.Put(profileID, expName(j.ID, exp), encodeAssignment(assignment{Variant: vr.Name, At: r.now})); err != nil {
-		return Variant{}, err
-	}
+	x.add(expEntry{journey: j.ID, experiment: exp, assignment: assignment{Variant: vr.Name, At: r.now}})
 	r.expCount(j.ID, exp, vr.Name, "assigned", 1)
-	return vr, nil
+	return vr, r.place(profileID, x)
 }
 
 // heldRoll is a person's roll for a holdout.
@@ -253,21 +225,22 @@ func (r *run) heldOut(profileID string, j *Journey) (bool, error) {
 		r.held = heldRoll{profileID: profileID, holdout: h.Name, roll: roll(profileID, "", h.Name)}
 	}
 	out := r.held.roll < h.Basis
-	sc, err := r.sidecars()
+	x, err := r.experiments(profileID)
 	if err != nil {
 		return false, err
 	}
 	exp := holdoutExperiment(h.Name)
-	if sc.Get(profileID, expName(j.ID, exp)) == nil {
+	if x.live(j.ID, exp) == nil {
 		variant := TreatedVariant
 		if out {
 			variant = HoldoutVariant
 			r.count(j.ID, "", "holdout", 1)
 		}
-		if err := sc.Put(profileID, expName(j.ID, exp), encodeAssignment(assignment{Variant: variant, At: r.now})); err != nil {
+		x.add(expEntry{journey: j.ID, experiment: exp, assignment: assignment{Variant: variant, At: r.now}})
+		r.expCount(j.ID, exp, variant, "assigned", 1)
+		if err := r.place(profileID, x); err != nil {
 			return false, err
 		}
-		r.expCount(j.ID, exp, variant, "assigned", 1)
 	}
 	return out, nil
 }
@@ -280,56 +253,42 @@ func (r *run) experimentGoals(p *profiles.Profile, ev *profiles.Event, name stri
 	if !r.set.expGoals[name] {
 		return nil
 	}
-	sc, err := r.sidecars()
+	x, err := r.experiments(p.ID)
 	if err != nil {
 		return err
 	}
-	type hit struct {
-		sidecar string
-		a       assignment
+	var cents int64
+	if rev, ok := revenueOf(ev); ok {
+		cents = int64(math.Round(rev * 100))
 	}
-	var hits []hit
-	err = sc.Scan(p.ID, sidecarExperiment, func(sidecar string, v []byte) error {
-		journey, exp, ok := strings.Cut(sidecar[len(sidecarExperiment):], "\x00")
-		j := r.set.Journey(journey)
-		if !ok || j == nil || j.Goal == nil || j.Goal.Event != name {
-			return nil
+	for i := range x.list {
+		e := &x.list[i]
+		if e.mergedFrom != "" || e.Converted {
+			continue
 		}
-		a, err := decodeAssignment(v)
-		if err != nil {
-			return fmt.Errorf("experiment %s of %s for %s: %w", exp, journey, p.ID, err)
+		j := r.set.Journey(e.journey)
+		if j == nil || j.Goal == nil || j.Goal.Event != name {
+			continue
 		}
 		window := j.Goal.Within
 		if window == 0 {
 			window = DefaultExperimentWindow
 		}
-		if a.Converted || r.now.After(a.At.Add(window)) {
-			return nil
+		if r.now.After(e.At.Add(window)) {
+			continue
 		}
-		if !converted[journey] && j.Goal.When != nil {
+		if !converted[e.journey] && j.Goal.When != nil {
 			// No instance to give the trigger: a condition that reads it
 			// does not hold.
 			ok, err := j.Goal.When.Bool(&rules.Input{Profile: pv, Event: rules.ViewOf(ev), Now: r.now})
 			if err != nil || !ok {
-				return nil
+				continue
 			}
 		}
-		hits = append(hits, hit{sidecar, a})
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	rev, _ := revenueOf(ev)
-	cents := int64(math.Round(rev * 100))
-	for _, h := range hits {
-		journey, exp, _ := strings.Cut(h.sidecar[len(sidecarExperiment):], "\x00")
-		h.a.Converted, h.a.RevenueCents = true, cents
-		if err := sc.Put(p.ID, h.sidecar, encodeAssignment(h.a)); err != nil {
-			return err
-		}
-		r.expCount(journey, exp, h.a.Variant, "converted", 1)
-		r.expCount(journey, exp, h.a.Variant, "revenue_cents", cents)
+		e.Converted, e.RevenueCents = true, cents
+		x.dirty = true
+		r.expCount(e.journey, e.experiment, e.Variant, "converted", 1)
+		r.expCount(e.journey, e.experiment, e.Variant, "revenue_cents", cents)
 	}
 	return nil
 }
@@ -339,47 +298,53 @@ func (r *run) experimentGoals(p *profiles.Profile, ev *profiles.Event, name stri
 // kept in the survivor's ledger and taken out of the counts (two profiles
 // were one person all along).
 func (r *run) mergeExperiments(survivorID, loserID string) error {
-	sc, err := r.sidecars()
+	lost, err := r.experiments(loserID)
 	if err != nil {
 		return err
 	}
-	type record struct{ name, v string }
-	var moved []record
-	for _, prefix := range []string{sidecarExperiment, sidecarExpLedger} {
-		err := sc.Scan(loserID, prefix, func(name string, v []byte) error {
-			moved = append(moved, record{name, string(v)})
-			return nil
-		})
-		if err != nil {
-			return err
-		}
+	if len(lost.list) == 0 && len(lost.old) == 0 {
+		r.forgetExperiments(loserID)
+		return nil
 	}
-	for _, m := range moved {
-		if err := sc.Delete(loserID, m.name); err != nil {
-			return err
-		}
-		if strings.HasPrefix(m.name, sidecarExpLedger) || sc.Get(survivorID, m.name) == nil {
-			if err := sc.Put(survivorID, m.name, []byte(m.v)); err != nil {
-				return err
-			}
+	kept, err := r.experiments(survivorID)
+	if err != nil {
+		return err
+	}
+	for _, e := range lost.list {
+		if e.mergedFrom != "" || kept.live(e.journey, e.experiment) == nil {
+			kept.add(e)
 			continue
 		}
-		a, err := decodeAssignment([]byte(m.v))
-		if err != nil {
-			return fmt.Errorf("merge experiments of %s: %w", loserID, err)
+		e.mergedFrom = loserID
+		if !kept.add(e) {
+			continue
 		}
-		rest := m.name[len(sidecarExperiment):]
-		if err := sc.Put(survivorID, sidecarExpLedger+rest+"\x00"+loserID, []byte(m.v)); err != nil {
-			return err
-		}
-		journey, exp, _ := strings.Cut(rest, "\x00")
-		r.expCount(journey, exp, a.Variant, "assigned", -1)
-		if a.Converted {
-			r.expCount(journey, exp, a.Variant, "converted", -1)
-			r.expCount(journey, exp, a.Variant, "revenue_cents", -a.RevenueCents)
+		r.expCount(e.journey, e.experiment, e.Variant, "assigned", -1)
+		if e.Converted {
+			r.expCount(e.journey, e.experiment, e.Variant, "converted", -1)
+			r.expCount(e.journey, e.experiment, e.Variant, "revenue_cents", -e.RevenueCents)
 		}
 	}
-	return nil
+	if err := r.place(survivorID, kept); err != nil {
+		return err
+	}
+	return r.dropExperiments(loserID, lost)
+}
+
+// trial is a run's experiment state.
+type trial struct {
+	// expCounts are the experiment counters the run changed.
+	expCounts counters
+	// last is the record of the last person it touched (lastID), and
+	// assigned, by profile id, the others' that the flush is to write
+	// (assignments.go).
+	lastID   string
+	last     *expRecord
+	assigned map[string]*expRecord
+	// held is the last person's holdout roll.
+	held heldRoll
+	// layout is the assignments' layout (migrate.go), once read.
+	layout int8
 }
 
 // expCount adds to an experiment counter; flushExperiments writes them
@@ -389,7 +354,11 @@ func (r *run) expCount(journey, experiment, variant, what string, delta int64) {
 	r.expCounts.add(r.tx.Bucket(bucketExperiments), r.key, delta)
 }
 
+// flushExperiments writes the people's records, then the counters.
 func (r *run) flushExperiments() error {
+	if err := r.flushAssignments(); err != nil {
+		return err
+	}
 	return r.expCounts.flush(r.tx.Bucket(bucketExperiments))
 }
 

@@ -24,6 +24,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -96,13 +98,20 @@ func (r *run) flushHourly() error {
 	if len(r.hourly) == 0 {
 		return nil
 	}
+	// In key order, each value in one block (bbolt keeps a value until
+	// the commit), the stored ones read with one cursor: as counters.flush.
 	b := r.tx.Bucket(bucketHourly)
-	for k, d := range r.hourly {
+	c := b.Cursor()
+	keys := slices.Sorted(maps.Keys(r.hourly))
+	vals := make([]byte, 8*len(keys))
+	for i, k := range keys {
 		var n uint64
-		if v := b.Get([]byte(k)); len(v) == 8 {
+		if sk, v := c.Seek([]byte(k)); string(sk) == k && len(v) == 8 {
 			n = binary.BigEndian.Uint64(v)
 		}
-		if err := b.Put([]byte(k), u64(n+uint64(max(d, 0)))); err != nil {
+		v := vals[8*i : 8*i+8 : 8*i+8]
+		binary.BigEndian.PutUint64(v, n+uint64(max(r.hourly[k], 0)))
+		if err := b.Put([]byte(k), v); err != nil {
 			return err
 		}
 	}

@@ -153,6 +153,9 @@ type Variant struct {
 	Percent int
 	Next    string
 	Control bool
+	// why is what the history says of a person in it, made once at
+	// parse (splitWhy).
+	why string
 }
 
 // Channels a send can use.

@@ -133,6 +133,7 @@ func (r *run) Erased(p *profiles.Profile) error {
 		r.erased = map[string]bool{}
 	}
 	r.erased[p.ID] = true
+	r.forgetExperiments(p.ID)
 	if err := r.tx.Bucket(bucketHistory).Delete([]byte(p.ID)); err != nil {
 		return err
 	}

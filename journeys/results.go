@@ -121,24 +121,13 @@ func (e *Engine) Assignments(profileID string) ([]Assignment, error) {
 		if err != nil {
 			return err
 		}
-		for _, prefix := range []string{sidecarExperiment, sidecarExpLedger} {
-			err := sc.Scan(profileID, prefix, func(name string, v []byte) error {
-				parts := strings.SplitN(name[len(prefix):], "\x00", 3)
-				a, err := decodeAssignment(v)
-				if err != nil || len(parts) < 2 {
-					return fmt.Errorf("experiment record %q of %s: %v", name, profileID, err)
-				}
-				as := Assignment{Journey: parts[0], Experiment: strings.TrimPrefix(parts[1], "@"), Variant: a.Variant, AssignedAt: a.At, Converted: a.Converted}
-				if len(parts) == 3 {
-					as.MergedFrom = parts[2]
-				}
-				out = append(out, as)
-				return nil
-			})
-			if err != nil {
-				return err
-			}
+		// Whatever the layout mark says: a rare read, and the scan finds
+		// both layouts.
+		x, err := readExpRecord(sc, profileID, true)
+		if err != nil {
+			return err
 		}
+		out = assignmentsOf(x)
 		return nil
 	})
 	return out, err

@@ -11,7 +11,8 @@ import (
 func TestSidecarNamesApart(t *testing.T) {
 	names := map[string]string{
 		"active": sidecarActive, "entry": sidecarEntry,
-		"send hours": sidecarSendHours, "experiment": sidecarExperiment, "experiment ledger": sidecarExpLedger,
+		"send hours": sidecarSendHours, "experiment (before the record)": sidecarExperiment, "experiment ledger (before the record)": sidecarExpLedger,
+		"experiment record": sidecarExpRecord,
 	}
 	for a, x := range names {
 		for b, y := range names {

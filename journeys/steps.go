@@ -82,7 +82,11 @@ func (r *run) step(p *profiles.Profile, j *Journey, in *Instance, s *Step) (next
 			return "", false, err
 		}
 		in.Variant = v.Name
-		r.decide(in, s.ID, DecisionSplit, splitWhy(s, v))
+		why := v.why
+		if why == "" {
+			why = splitWhy(s, v)
+		}
+		r.decide(in, s.ID, DecisionSplit, why)
 		r.countArm(j.ID, s.ID, v.Name)
 		return v.Next, false, nil
 	case StepAudience:

@@ -36,8 +36,9 @@ type Sidecars struct {
 	b *bbolt.Bucket
 	// key is where Get, Put and Delete build their keys: bbolt copies a
 	// key it keeps, so one buffer serves every call of the transaction
-	// (a journey event reads and writes a dozen sidecars).
-	key *[]byte
+	// (a journey event reads and writes a dozen sidecars). scan is
+	// Scan's, apart, since fn may call Get.
+	key, scan *[]byte
 }
 
 // SidecarsIn opens the sidecars of tx's profile store file.
@@ -46,7 +47,7 @@ func SidecarsIn(tx *bbolt.Tx) (Sidecars, error) {
 	if b == nil {
 		return Sidecars{}, fmt.Errorf("profiles bucket missing: the profile store must be opened first")
 	}
-	return Sidecars{b: b, key: new([]byte)}, nil
+	return Sidecars{b: b, key: new([]byte), scan: new([]byte)}, nil
 }
 
 // keyOf builds a sidecar's key in the scratch buffer, valid until the
@@ -83,7 +84,11 @@ func (s Sidecars) Delete(profileID, name string) error {
 // Scan calls fn, in key order, with each sidecar of a profile whose name
 // starts with prefix. fn must not write to the bucket; collect first.
 func (s Sidecars) Scan(profileID, prefix string, fn func(name string, v []byte) error) error {
-	start := SidecarKey(profileID, prefix)
+	// The start key is built in the scan buffer, taken for the scan's
+	// time so that a Scan within fn builds its own.
+	start := append(append(append((*s.scan)[:0], profileID...), 0), prefix...)
+	*s.scan = nil
+	defer func() { *s.scan = start[:0] }()
 	skip := len(profileID) + 1
 	c := s.b.Cursor()
 	for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, start); k, v = c.Next() {

@@ -43,6 +43,24 @@ func TestSidecars(t *testing.T) {
 		if want := []string{`"x\x00one"=1`, `"x\x00two"=2`}; !slices.Equal(seen, want) {
 			t.Errorf("Scan(a, x) = %v, want %v", seen, want)
 		}
+		// A Scan and a Get within a Scan leave it on its way (they build
+		// their keys apart from its own).
+		seen = seen[:0]
+		err = sc.Scan(a, "x\x00", func(name string, v []byte) error {
+			var inner []string
+			err := sc.Scan(b, "x\x00", func(name string, v []byte) error {
+				inner = append(inner, string(v))
+				return nil
+			})
+			if !slices.Equal(inner, []string{"b1"}) || string(sc.Get(b, "x\x00one")) != "b1" {
+				t.Errorf("Scan(b) within Scan(a) = %v, %v", inner, err)
+			}
+			seen = append(seen, string(v))
+			return err
+		})
+		if err != nil || !slices.Equal(seen, []string{"1", "2"}) {
+			t.Errorf("Scan(a, x) with a Scan(b, x) within = %v, %v; want [1 2]", seen, err)
+		}
 		return sc.Delete(a, "x\x00one")
 	})
 	if err != nil {

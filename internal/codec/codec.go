@@ -207,12 +207,13 @@ func (w *Writer) Map(m map[string]any) error {
 // error every read returns a zero value and Err reports it.
 type Reader struct {
 	b   []byte
+	n   int // len of the b it was made with
 	err error
 }
 
 // NewReader reads b, which must stay unchanged while read (strings are
 // copied out).
-func NewReader(b []byte) *Reader { return &Reader{b: b} }
+func NewReader(b []byte) *Reader { return &Reader{b: b, n: len(b)} }
 
 // Err is the first error met.
 func (r *Reader) Err() error { return r.err }
@@ -272,6 +273,21 @@ func (r *Reader) take(n uint64) []byte {
 
 // String reads a string.
 func (r *Reader) String() string { return string(r.take(r.Uvarint())) }
+
+// StringIn reads a string as a slice of s, which holds the bytes the
+// Reader was made with (string(b)): no copy is made, so the strings of a
+// value read this way cost one allocation between them, s's.
+func (r *Reader) StringIn(s string) string {
+	n := r.Uvarint()
+	at := r.n - len(r.b)
+	if r.take(n) == nil || len(s) != r.n {
+		if len(s) != r.n {
+			r.fail()
+		}
+		return ""
+	}
+	return s[at : at+int(n)]
+}
 
 // Bytes reads a byte slice (a copy).
 func (r *Reader) Bytes() []byte {

@@ -79,3 +79,41 @@ func TestTime(t *testing.T) {
 		}
 	}
 }
+
+// TestStringIn: strings read as slices of the value's string form are the
+// ones written, with no allocation each; a value cut short, or a string
+// form of another length, is an error.
+func TestStringIn(t *testing.T) {
+	w := &Writer{}
+	for _, s := range []string{"journey", "", "experiment-ünï"} {
+		w.String(s)
+	}
+	w.Bool(true)
+	all := string(w.B)
+	var got []string
+	allocs := testing.AllocsPerRun(10, func() {
+		r := NewReader(w.B)
+		got = append(got[:0], r.StringIn(all), r.StringIn(all), r.StringIn(all))
+		if !r.Bool() || r.Done() != nil {
+			t.Fatalf("read: %v", r.Err())
+		}
+	})
+	if allocs > 1 { // the Reader
+		t.Errorf("%v allocations, want none for the strings", allocs)
+	}
+	if got[0] != "journey" || got[1] != "" || got[2] != "experiment-ünï" {
+		t.Errorf("read %q", got)
+	}
+	for n := range len(w.B) - 1 {
+		r := NewReader(w.B[:n])
+		for range 3 {
+			r.StringIn(all[:n])
+		}
+		if r.Bool(); r.Err() == nil {
+			t.Errorf("cut to %d bytes: no error", n)
+		}
+	}
+	if r := NewReader(w.B); r.StringIn(all[1:]) != "" || r.Err() == nil {
+		t.Error("a string form of another length was read")
+	}
+}
