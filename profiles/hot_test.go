@@ -78,8 +78,7 @@ func TestHotProfilesLRU(t *testing.T) {
 // consent), in many small commits so that people come back often.
 func TestHotProfilesSameAsDecoding(t *testing.T) {
 	run := func(hot int) (map[string]*Profile, *Metrics) {
-		cfg := DefaultConfig()
-		cfg.HotProfiles = hot
+		cfg := hotConfig(hot)
 		m := NewMetrics(nil)
 		st, err := Open(context.Background(), filepath.Join(t.TempDir(), "p.db"), cfg,
 			Options{Now: clocktest.New(t0).Now, Rand: rand.NewChaCha8([32]byte{7}), Metrics: m})
@@ -149,7 +148,7 @@ func TestHotProfilesSameAsDecoding(t *testing.T) {
 // A record written by anything but the writer's flush (here, straight into
 // the file) is decoded again, not overwritten with what was held.
 func TestHotProfilesSeeRecordsWrittenElsewhere(t *testing.T) {
-	ts := openStore(t, DefaultConfig())
+	ts := openStore(t, hotConfig(100))
 	ts.ingest(identify("m1", user("u1"), traits("plan", "free")))
 	p := ts.lookup(KindUserID, "u1")
 	if ts.hot.len() != 1 {
@@ -177,7 +176,7 @@ func TestHotProfilesSeeRecordsWrittenElsewhere(t *testing.T) {
 
 // An erasure leaves no decoded copy of the person in memory.
 func TestHotProfilesEraseDrops(t *testing.T) {
-	ts := openStore(t, DefaultConfig())
+	ts := openStore(t, hotConfig(100))
 	ts.ingest(identify("m1", user("u1"), traits("email", "ana@example.com")), identify("m2", user("u2")))
 	if ts.hot.len() != 2 {
 		t.Fatalf("%d held, want 2", ts.hot.len())
@@ -193,4 +192,11 @@ func TestHotProfilesEraseDrops(t *testing.T) {
 	if held || n != 1 {
 		t.Errorf("after the erasure: erased person held %v, %d held (want only u2)", held, n)
 	}
+}
+
+// hotConfig is the default config with a cache of n hot profiles.
+func hotConfig(n int) Config {
+	cfg := DefaultConfig()
+	cfg.HotProfiles = n
+	return cfg
 }
