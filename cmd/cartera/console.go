@@ -30,7 +30,7 @@ func openConsole(a *api, cfg *Config, reg prometheus.Gatherer, log *slog.Logger)
 	}
 	b := consoleBackend{a: a}
 	o := console.Options{DB: a.store.DB(), People: b, Journeys: b, Audiences: a.rules, Metrics: reg, Kinds: kinds, Now: a.now, Log: log.With("component", "console"),
-		Backtest: b}
+		Backtest: b, EventLog: a.store}
 	if a.core != nil {
 		o.AdAudiences = b
 	}

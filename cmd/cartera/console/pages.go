@@ -26,6 +26,8 @@ func (c *Console) overview(ctx *fiber.Ctx) error {
 	type source struct {
 		Name               string
 		Accepted, Rejected float64
+		PerSec             float64
+		Known              bool
 	}
 	type dest struct {
 		Name                                 string
@@ -40,8 +42,16 @@ func (c *Console) overview(ctx *fiber.Ctx) error {
 		names[k] = true
 	}
 	var sources []source
+	list, err := c.samples.since(r.At.Add(-24*time.Hour - 2*c.o.SampleEvery))
+	if err != nil {
+		return err
+	}
+	rate := map[string]rateRow{}
+	for _, x := range perSecond(list, r.At, r.Accepted, func(s sample) map[string]float64 { return s.Sources }) {
+		rate[x.Name] = x
+	}
 	for _, n := range slices.Sorted(maps.Keys(names)) {
-		sources = append(sources, source{Name: n, Accepted: r.Accepted[n], Rejected: r.Rejected[n]})
+		sources = append(sources, source{Name: n, Accepted: r.Accepted[n], Rejected: r.Rejected[n], PerSec: rate[n].PerSec, Known: rate[n].Known})
 	}
 	sizes := channels.Sizes{Queued: map[string]int{}}
 	if c.o.Outbox != nil {
@@ -62,10 +72,7 @@ func (c *Console) overview(ctx *fiber.Ctx) error {
 	for _, n := range slices.Sorted(maps.Keys(dn)) {
 		dests = append(dests, dest{Name: n, Queued: sizes.Queued[n], Delivered: r.Delivered[n], Retried: r.Retried[n], Dead: r.Dead[n], Suppressed: r.Suppressed[n]})
 	}
-	list, err := c.samples.since(r.At.Add(-24*time.Hour - 2*c.o.SampleEvery))
-	if err != nil {
-		return err
-	}
+	chRates := perSecond(list, r.At, r.Channels, func(s sample) map[string]float64 { return s.Channels })
 	list = append(list, sampleOf(r))
 	hourChart, dayChart := overviewCharts(list, r.At)
 	lastHour := slices.DeleteFunc(slices.Clone(list), func(s sample) bool { return s.At.Before(r.At.Add(-time.Hour - c.o.SampleEvery)) })
@@ -76,6 +83,7 @@ func (c *Console) overview(ctx *fiber.Ctx) error {
 		"DeliveredSpark": sparkline(rates(lastHour, func(s sample) float64 { return s.Delivered }), "deliveries"),
 		"FailedSpark":    sparkline(rates(lastHour, func(s sample) float64 { return s.Failed }), "failures"),
 		"Samples":        len(list) - 1, "HourChart": hourChart, "DayChart": dayChart,
+		"Lag": c.lag(), "Channels": chRates,
 	})
 }
 
