@@ -111,6 +111,9 @@ type Wallet interface {
 type Outbox interface {
 	Sizes() (channels.Sizes, error)
 	List(state string, limit int) ([]*channels.Message, error)
+	// InFlight lists the messages delivery workers hold now (claimed and
+	// not yet settled), the longest held first.
+	InFlight(limit int) []channels.InFlight
 	Retry(seq uint64) error
 	Drop(seq uint64) error
 }

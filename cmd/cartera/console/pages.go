@@ -343,12 +343,17 @@ func (c *Console) outbox(ctx *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	inflight := c.o.Outbox.InFlight(outboxLimit)
 	if !c.session(ctx).role.Can(RoleMarketer) {
 		// Errors from mail servers may quote the address.
 		for _, m := range append(slices.Clone(dead), queued...) {
 			m.LastError = emailIn.ReplaceAllStringFunc(m.LastError, MaskEmail)
 		}
+		for i := range inflight {
+			inflight[i].LastError = emailIn.ReplaceAllStringFunc(inflight[i].LastError, MaskEmail)
+		}
 	}
+	data["InFlight"] = inflight
 	q := make(map[string]float64, len(sizes.Queued))
 	for k, v := range sizes.Queued {
 		q[k] = float64(v)
