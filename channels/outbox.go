@@ -102,10 +102,10 @@ type Outbox struct {
 
 // lane is one destination's delivery state.
 type lane struct {
-	d       Destination
-	cfg     DestinationConfig
-	wake    chan struct{}
-	mu      sync.Mutex
+	d    Destination
+	cfg  DestinationConfig
+	wake chan struct{}
+	mu   sync.Mutex
 	// claimed are the messages workers hold (claimed and not yet
 	// settled), by seq: a copy without the payload, for InFlight.
 	claimed map[uint64]InFlight
