@@ -36,9 +36,10 @@ type PushRecord struct {
 	Results []PushCount `json:"results"`
 }
 
-// CardField is one labelled value of a card.
+// CardField is one labelled value of a card; Key is the template's
+// field key.
 type CardField struct {
-	Label, Value string
+	Key, Label, Value string
 }
 
 // Device is a device that follows a pass. Its library id is a persistent
@@ -137,7 +138,7 @@ func cardFields(fs []apple.Field) []CardField {
 		if v == "" {
 			v = fmt.Sprint(f.Value)
 		}
-		out = append(out, CardField{Label: f.Label, Value: v})
+		out = append(out, CardField{Key: f.Key, Label: f.Label, Value: v})
 	}
 	return out
 }

@@ -40,10 +40,10 @@ func TestCardsShowPassDevicesAndPushes(t *testing.T) {
 	if c.Serial != p.Serial || c.Tier != "gold" || c.Style != "storeCard" || c.Organization != "Cartera Shoes" || c.Background != "rgb(176, 128, 20)" {
 		t.Errorf("card %+v", c)
 	}
-	if want := []wallet.CardField{{Label: "POINTS", Value: "120"}}; !slices.Equal(c.Header, want) {
+	if want := []wallet.CardField{{Key: "points", Label: "POINTS", Value: "120"}}; !slices.Equal(c.Header, want) {
 		t.Errorf("header %+v, want %+v", c.Header, want)
 	}
-	if want := []wallet.CardField{{Label: "TIER", Value: "Gold"}}; !slices.Equal(c.Primary, want) {
+	if want := []wallet.CardField{{Key: "tier", Label: "TIER", Value: "Gold"}}; !slices.Equal(c.Primary, want) {
 		t.Errorf("primary %+v, want %+v", c.Primary, want)
 	}
 	if c.Barcode != "40001234" || c.BarcodeFormat != "PKBarcodeFormatQR" {

@@ -198,6 +198,14 @@ func (c *Console) person(ctx *fiber.Ctx) error {
 	}
 	v["Consent"] = consent
 	v["Timeline"] = timeline(p.Events, p.History, mask)
+	cards := make([]cardView, 0, len(p.Passes))
+	for _, pc := range p.Passes {
+		if mask {
+			pc = maskCard(pc)
+		}
+		cards = append(cards, cardView{Card: pc, SVG: passCard(pc)})
+	}
+	v["Cards"] = cards
 	return c.render(ctx, fiber.StatusOK, "person", "Person", "people", v)
 }
 
