@@ -29,7 +29,8 @@ func TestPersonPassCards(t *testing.T) {
 		Background: "rgb(176, 128, 20)", Foreground: "rgb(255, 255, 255)", Label: `red"/><script>`,
 		Header:    []wallet.CardField{{Key: "points", Label: "Points", Value: "120"}},
 		Primary:   []wallet.CardField{{Key: "tier", Label: "Tier", Value: "Gold"}},
-		Secondary: []wallet.CardField{{Key: "member_name", Label: "Member", Value: "Ana Pérez"}},
+		Secondary: []wallet.CardField{{Key: "name", Label: "Member", Value: "Ana Pérez"}},
+		Auxiliary: []wallet.CardField{{Key: "member", Label: "CARD", Value: "4000 1234"}},
 		Back:      []wallet.CardField{{Key: "message", Label: "Latest", Value: "Write to ana@example.com"}},
 		Barcode:   "40001234", BarcodeFormat: "PKBarcodeFormatQR", Updated: t0,
 		Devices: []wallet.Device{{Hash: "0588a13419dda265", Since: t0.Add(-time.Hour)}},
@@ -44,7 +45,7 @@ func TestPersonPassCards(t *testing.T) {
 		`<svg class="pass-card" data-serial="S123"`,
 		`fill="rgb(176, 128, 20)"`,
 		`<text class="value header" data-key="points" x="304" y="34" fill="rgb(255, 255, 255)" font-size="14" text-anchor="end">120</text>`,
-		`<text class="value primary" data-key="tier"`, `>Gold</text>`, `>Ana Pérez</text>`, `>POINTS</text>`,
+		`<text class="value primary" data-key="tier"`, `>Gold</text>`, `>Ana Pérez</text>`, `>POINTS</text>`, `>4000 1234</text>`,
 		`<text class="barcode"`, `>40001234</text>`, `>QR</text>`,
 		`<code class="device">0588a13419dda265</code>`, `2026-12-06 09:00:00Z`,
 		`<td class="result">apns sent ×2, google failed ×1</td>`,
@@ -59,7 +60,7 @@ func TestPersonPassCards(t *testing.T) {
 		t.Error("a colour that is not rgb() reached the page")
 	}
 	_, page = r.get(t, RoleViewer, "/console/people/profile_id:p1")
-	for _, leak := range []string{">40001234<", "Ana Pérez", "ana@example.com"} {
+	for _, leak := range []string{">40001234<", ">4000 1234<", "Ana Pérez", "ana@example.com"} {
 		if strings.Contains(page, leak) {
 			t.Errorf("the viewer's person page shows %s", leak)
 		}
