@@ -216,9 +216,13 @@ func rates(list []sample, pick func(sample) float64) []float64 {
 // sparkline draws values as an inline SVG polyline, scaled to its maximum.
 // It writes only numbers it formats itself, so the HTML is safe.
 func sparkline(values []float64, label string) template.HTML {
-	const w, h = 240.0, 40.0
+	return sparklineSized(values, label, 240, 40)
+}
+
+// sparklineSized is sparkline at another size.
+func sparklineSized(values []float64, label string, w, h float64) template.HTML {
 	if len(values) < 2 {
-		return template.HTML(fmt.Sprintf(`<svg class="spark" width="%.0f" height="%.0f" role="img" aria-label="%s: not enough samples yet"><text x="4" y="24" font-size="11">collecting samples…</text></svg>`, w, h, template.HTMLEscapeString(label)))
+		return template.HTML(fmt.Sprintf(`<svg class="spark" width="%.0f" height="%.0f" role="img" aria-label="%s: not enough samples yet"><text x="4" y="%.0f" font-size="11">collecting samples…</text></svg>`, w, h, template.HTMLEscapeString(label), h*0.6))
 	}
 	top := slices.Max(values)
 	if top <= 0 {

@@ -81,6 +81,22 @@ func TestOverviewLagAndRates(t *testing.T) {
 		}
 	}
 
+	// The last hour's sparklines leave out a sample of an earlier version
+	// (no counters by source), rather than read it as zero.
+	if err := r.c.samples.add(sample{At: clock.Now().Add(-90 * time.Second), Accepted: 5}); err != nil {
+		t.Fatal(err)
+	}
+	r.c.Sample() // 10:01: app 160
+	clock.Advance(time.Minute)
+	accepted.WithLabelValues("app", "track").Add(120)
+	_, page = r.get(t, RoleViewer, "/console/")
+	if want := `aria-label="events from app per minute, last 2 minutes, peak 120"`; !strings.Contains(page, want) {
+		t.Errorf("the overview lacks %s:\n%s", want, page)
+	}
+	if want := `aria-label="actions on email per minute, last 2 minutes, peak 15"`; !strings.Contains(page, want) {
+		t.Errorf("the overview lacks %s", want)
+	}
+
 	// A restart's counters start again from zero and count from there.
 	r2 := newRig(t, &pagedAudiences{}, clock, func(o *Options) { o.Metrics = prometheus.NewRegistry() })
 	if _, page = r2.get(t, RoleViewer, "/console/"); !strings.Contains(page, "No event log in this process.") {

@@ -26,8 +26,7 @@ func (c *Console) overview(ctx *fiber.Ctx) error {
 	type source struct {
 		Name               string
 		Accepted, Rejected float64
-		PerSec             float64
-		Known              bool
+		rateRow
 	}
 	type dest struct {
 		Name                                 string
@@ -46,12 +45,14 @@ func (c *Console) overview(ctx *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	bySource := func(s sample) map[string]float64 { return s.Sources }
+	lastHour := slices.DeleteFunc(append(slices.Clone(list), sampleOf(r)), func(s sample) bool { return s.At.Before(r.At.Add(-time.Hour - c.o.SampleEvery)) })
 	rate := map[string]rateRow{}
-	for _, x := range perSecond(list, r.At, r.Accepted, func(s sample) map[string]float64 { return s.Sources }) {
+	for _, x := range withSparks(perSecond(list, r.At, r.Accepted, bySource), lastHour, bySource, "events from") {
 		rate[x.Name] = x
 	}
 	for _, n := range slices.Sorted(maps.Keys(names)) {
-		sources = append(sources, source{Name: n, Accepted: r.Accepted[n], Rejected: r.Rejected[n], PerSec: rate[n].PerSec, Known: rate[n].Known})
+		sources = append(sources, source{Name: n, Accepted: r.Accepted[n], Rejected: r.Rejected[n], rateRow: rate[n]})
 	}
 	sizes := channels.Sizes{Queued: map[string]int{}}
 	if c.o.Outbox != nil {
@@ -72,10 +73,10 @@ func (c *Console) overview(ctx *fiber.Ctx) error {
 	for _, n := range slices.Sorted(maps.Keys(dn)) {
 		dests = append(dests, dest{Name: n, Queued: sizes.Queued[n], Delivered: r.Delivered[n], Retried: r.Retried[n], Dead: r.Dead[n], Suppressed: r.Suppressed[n]})
 	}
-	chRates := perSecond(list, r.At, r.Channels, func(s sample) map[string]float64 { return s.Channels })
+	byChannel := func(s sample) map[string]float64 { return s.Channels }
+	chRates := withSparks(perSecond(list, r.At, r.Channels, byChannel), lastHour, byChannel, "actions on")
 	list = append(list, sampleOf(r))
 	hourChart, dayChart := overviewCharts(list, r.At)
-	lastHour := slices.DeleteFunc(slices.Clone(list), func(s sample) bool { return s.At.Before(r.At.Add(-time.Hour - c.o.SampleEvery)) })
 	return c.render(ctx, fiber.StatusOK, "overview", "Overview", "overview", map[string]any{
 		"Sources": sources, "Destinations": dests, "Actions": rowsOf(r.Actions), "DeadNow": sizes.Dead,
 		"AcceptedTotal": sum(r.Accepted), "DeliveredTotal": sum(r.Delivered), "FailedTotal": sum(r.Retried) + sum(r.Dead),

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"html/template"
 	"maps"
 	"slices"
 	"time"
@@ -22,6 +23,20 @@ type rateRow struct {
 	// counter (the first minute after an upgrade).
 	PerSec float64
 	Known  bool
+	// Spark draws its increase a minute over the last hour.
+	Spark template.HTML
+}
+
+// withSparks draws each row's increase per minute over the samples of the
+// last hour that keep it (pick is nil in samples of earlier versions,
+// which are left out rather than read as zero).
+func withSparks(rows []rateRow, hour []sample, pick func(sample) map[string]float64, what string) []rateRow {
+	kept := slices.DeleteFunc(slices.Clone(hour), func(s sample) bool { return pick(s) == nil })
+	for i := range rows {
+		name := rows[i].Name
+		rows[i].Spark = sparklineSized(rates(kept, func(s sample) float64 { return pick(s)[name] }), what+" "+name, 120, 24)
+	}
+	return rows
 }
 
 // perSecond rates the counters of cur against the newest sample taken
