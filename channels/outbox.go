@@ -102,11 +102,13 @@ type Outbox struct {
 
 // lane is one destination's delivery state.
 type lane struct {
-	d       Destination
-	cfg     DestinationConfig
-	wake    chan struct{}
-	mu      sync.Mutex
-	claimed map[uint64]bool
+	d    Destination
+	cfg  DestinationConfig
+	wake chan struct{}
+	mu   sync.Mutex
+	// claimed are the messages workers hold (claimed and not yet
+	// settled), by seq: a copy without the payload, for InFlight.
+	claimed map[uint64]InFlight
 	fails   int
 	openTil time.Time
 }
@@ -147,7 +149,7 @@ func (o *Outbox) Register(d Destination, cfg DestinationConfig) error {
 	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.lanes[d.Name()] = &lane{d: d, cfg: cfg, wake: make(chan struct{}, 1), claimed: map[uint64]bool{}}
+	o.lanes[d.Name()] = &lane{d: d, cfg: cfg, wake: make(chan struct{}, 1), claimed: map[uint64]InFlight{}}
 	return nil
 }
 
@@ -369,7 +371,7 @@ func (o *Outbox) claim(l *lane) (batch []*Message, next time.Time, err error) {
 				break
 			}
 			seq := binary.BigEndian.Uint64(k[8:])
-			if l.claimed[seq] {
+			if _, ok := l.claimed[seq]; ok {
 				continue
 			}
 			m := &Message{}
@@ -384,8 +386,11 @@ func (o *Outbox) claim(l *lane) (batch []*Message, next time.Time, err error) {
 	if err == nil && len(bad) > 0 {
 		err = o.bury(l.d.Name(), bad)
 	}
+	since := time.Unix(0, now).UTC()
 	for _, m := range batch {
-		l.claimed[m.Seq] = true
+		c := *m
+		c.Payload = nil
+		l.claimed[m.Seq] = InFlight{Message: c, Since: since}
 	}
 	return batch, next, err
 }

@@ -25,8 +25,8 @@ var latencyBuckets = prometheus.ExponentialBuckets(0.0001, 1.5, 26)
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Actions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cartera_journey_actions_total", Help: "Journey actions committed, by journey and action (enter, send, suppressed, exit, ...).",
-		}, []string{"journey", "action"}),
+			Name: "cartera_journey_actions_total", Help: "Journey actions committed, by journey, action (enter, send, suppressed, exit, ...) and channel (email, sms, webhook, audience, wallet; empty for actions without one).",
+		}, []string{"journey", "action", "channel"}),
 		EvalErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cartera_journey_eval_errors_total", Help: "Journey conditions that failed to evaluate (counted as false).",
 		}),
@@ -50,6 +50,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 func (m *Metrics) observe(actions []Action) {
 	for _, a := range actions {
-		m.Actions.WithLabelValues(a.Journey, a.Action).Inc()
+		m.Actions.WithLabelValues(a.Journey, a.Action, a.Channel).Inc()
 	}
 }

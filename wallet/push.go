@@ -87,14 +87,22 @@ func (u *Updates) Deliver(ctx context.Context, msgs []*channels.Message) []chann
 	failed := map[string]error{}
 	pushedTo := map[string]int{}
 	counts := map[string]map[string]int64{}
-	tally := func(platform, outcome string) {
+	byPass := map[string][]PushCount{}
+	tally := func(serial, platform, outcome string) {
 		if counts[platform] == nil {
 			counts[platform] = map[string]int64{}
 		}
 		counts[platform][outcome]++
+		for i, c := range byPass[serial] {
+			if c.Platform == platform && c.Outcome == outcome {
+				byPass[serial][i].N++
+				return
+			}
+		}
+		byPass[serial] = append(byPass[serial], PushCount{Platform: platform, Outcome: outcome, N: 1})
 	}
 	defer func() {
-		if err := u.s.countPushes(counts); err != nil {
+		if err := u.s.countPushes(counts, byPass); err != nil {
 			u.log.Error("count wallet pushes", "err", err)
 		}
 	}()
@@ -113,18 +121,18 @@ func (u *Updates) Deliver(ctx context.Context, msgs []*channels.Message) []chann
 			switch {
 			case res.Err == nil:
 				pushedTo[r.serial]++
-				tally("apns", PushSent)
+				tally(r.serial, "apns", PushSent)
 			case res.Unregistered():
-				tally("apns", PushUnregistered)
+				tally(r.serial, "apns", PushUnregistered)
 				// A device id is a persistent id of a person's phone: the
 				// log has its hash, as events do; the push token stays out.
 				u.log.Info("wallet registration removed", "serial", r.serial, "device", deviceHash(r.device), "status", res.Status, "reason", res.Reason)
 				gone = append(gone, r)
 			case res.Retryable():
 				failed[r.serial] = fmt.Errorf("apns push: %w", res.Err)
-				tally("apns", PushFailed)
+				tally(r.serial, "apns", PushFailed)
 			default:
-				tally("apns", PushRefused)
+				tally(r.serial, "apns", PushRefused)
 				u.log.Warn("apns push refused", "serial", r.serial, "status", res.Status, "reason", res.Reason)
 			}
 		}
@@ -138,9 +146,9 @@ func (u *Updates) Deliver(ctx context.Context, msgs []*channels.Message) []chann
 		for _, serial := range order {
 			if err := u.patchGoogle(ctx, serial, updates[serial].message); err != nil {
 				failed[serial] = err
-				tally("google", PushFailed)
+				tally(serial, "google", PushFailed)
 			} else {
-				tally("google", PushSent)
+				tally(serial, "google", PushSent)
 			}
 		}
 	}

@@ -169,7 +169,7 @@ func New(db *bbolt.DB, chain *apple.Chain, templates map[string]*Template, cfg C
 		return nil, err
 	}
 	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketPasses, bucketByProfile, bucketDevices, bucketPassRegs} {
+		for _, b := range [][]byte{bucketPasses, bucketByProfile, bucketDevices, bucketPassRegs, bucketPushes} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

@@ -165,12 +165,16 @@ func (s *Service) Stats() (Stats, error) {
 	return st, nil
 }
 
-// countPushes adds to the push counters: platform → outcome → count.
-func (s *Service) countPushes(counts map[string]map[string]int64) error {
+// countPushes adds to the push counters (platform → outcome → count) and
+// keeps what each pass's update got (serial → outcomes), in one commit.
+func (s *Service) countPushes(counts map[string]map[string]int64, byPass map[string][]PushCount) error {
 	if len(counts) == 0 {
 		return nil
 	}
 	err := s.db.Update(func(tx *bbolt.Tx) error {
+		if err := recordPushes(tx, s.now(), byPass); err != nil {
+			return err
+		}
 		b := tx.Bucket(bucketStats)
 		for platform, outcomes := range counts {
 			for outcome, n := range outcomes {

@@ -30,7 +30,7 @@ func openConsole(a *api, cfg *Config, reg prometheus.Gatherer, log *slog.Logger)
 	}
 	b := consoleBackend{a: a}
 	o := console.Options{DB: a.store.DB(), People: b, Journeys: b, Audiences: a.rules, Metrics: reg, Kinds: kinds, Now: a.now, Log: log.With("component", "console"),
-		Backtest: b}
+		Backtest: b, EventLog: a.store}
 	if a.core != nil {
 		o.AdAudiences = b
 	}
@@ -76,8 +76,10 @@ func (b consoleBackend) Person(id profiles.Identifier, events int) (*console.Per
 	for _, m := range v.Audiences {
 		out.Audiences = append(out.Audiences, console.Membership{Audience: m.ID, Membership: m.Membership})
 	}
-	for _, ps := range v.Passes {
-		out.Passes = append(out.Passes, console.Pass{Serial: ps.Serial, Template: ps.Template, Tier: ps.Tier, Voided: ps.Voided, Updated: ps.Updated})
+	if b.a.core != nil && b.a.core.wallet != nil {
+		if out.Passes, err = b.a.core.wallet.Cards(p.ID); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }

@@ -4,6 +4,8 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -21,6 +23,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"cartera/cmd/cartera/console"
+	"cartera/internal/smtptest"
 )
 
 // chromiumPath finds Debian's chromium. Without it the browser test skips,
@@ -45,7 +48,10 @@ func chromiumPath(t *testing.T) string {
 // page to docs/console/.
 func TestConsoleInBrowser(t *testing.T) {
 	chromium := chromiumPath(t)
-	r := startConsole(t, nil)
+	// Mail goes to a relay that can be made slow, to hold a message in
+	// flight for the Outbox page.
+	relay := smtptest.StartWith(t, smtptest.Options{User: dlSMTPUser, Pass: dlSMTPPass})
+	r := startConsole(t, map[string]string{"CARTERA_SMTP_URL": relay.URL, "CARTERA_SMTP_CA_FILE": relay.CAFile})
 	// Ana is a VIP: her cart takes the priority branch, not the example's
 	// reminder_timing experiment, whose control arm (a tenth of people,
 	// by profile id) would end her instance at once.
@@ -411,6 +417,25 @@ func TestConsoleInBrowser(t *testing.T) {
 	if rep := r.do(t, "POST", "/wallet/v1/log", map[string]string{"Content-Type": "application/json"}, []byte(`{"logs":["Web service error for pass.example.cartera.loyalty: test line 42"]}`)); rep.status != 200 {
 		t.Fatalf("device log: %d %s", rep.status, rep.raw)
 	}
+	// Ana's page draws her pass as the phone shows it, with the device
+	// that follows it, by hash.
+	do("Ana's pass", chromedp.Navigate(person), chromedp.WaitVisible(chromedp.CSS(`svg.pass-card[data-serial="`+serial+`"]`)))
+	sel, _ := json.Marshal(`svg.pass-card[data-serial="` + serial + `"] text.value.primary`)
+	if v, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector(`+string(sel)+`).textContent`)); err != nil || !strings.EqualFold(v, tier) {
+		t.Errorf("Ana's pass card shows %q (%v) as its primary field, want her tier %s", v, err, tier)
+	}
+	if bg, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('svg.pass-card rect.card-bg').getAttribute('fill')`)); err != nil || !strings.HasPrefix(bg, "rgb(") {
+		t.Errorf("Ana's pass card background %q (%v), want the tier's rgb() colour", bg, err)
+	}
+	d1 := sha256.Sum256([]byte("d1"))
+	passBox := `#passes .pass[data-serial="` + serial + `"]`
+	if devs := text(passBox + " table.pass-devices"); !strings.Contains(devs, hex.EncodeToString(d1[:8])) || strings.Contains(devs, "aa11") {
+		t.Errorf("the devices of Ana's pass: %q, want d1's hash and no push token", devs)
+	}
+	if pushes := text(passBox + " table.pass-pushes"); !strings.Contains(pushes, "No update pushed yet.") {
+		t.Errorf("the pushes of Ana's pass: %q", pushes)
+	}
+	shot("person-pass")
 	do("wallet", chromedp.Navigate(base+"/wallet"), chromedp.WaitVisible(chromedp.ID("passes-by-tier")))
 	if n, d := text("#passes-issued"), text("#devices"); n != "1" || d != "1" {
 		t.Errorf("wallet page: %s passes issued, %s devices; want 1 and 1", n, d)
@@ -422,9 +447,27 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("device log: %q", l)
 	}
 	shot("wallet")
+	// A minute on, the first sample (taken at start) is a minute old:
+	// the rates are over that minute.
+	if rep := r.do(t, "POST", "/v1/admin/clock", map[string]string{"Authorization": "Bearer " + testAdminToken, "Content-Type": "application/json"}, []byte(`{"advance":"1m"}`)); rep.status != 200 {
+		t.Fatalf("advance the clock: %d %s", rep.status, rep.raw)
+	}
 	do("overview", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.ID("by-source")))
 	if src := text("#by-source"); !strings.Contains(src, "app") || !strings.Contains(src, "shop") {
 		t.Errorf("events by source: %q", src)
+	}
+	// Every app event came after the first sample, at least a minute
+	// ago: a rate above zero and at most the total over 60 s.
+	rate, _ := strconv.ParseFloat(strings.TrimSuffix(text(`#by-source tr[data-source="app"] td.rate`), "/s"), 64)
+	appTotal, _ := strconv.ParseFloat(text(`#by-source tr[data-source="app"] td:nth-child(2)`), 64)
+	if rate <= 0 || appTotal < 3 || rate > appTotal/60+0.005 {
+		t.Errorf("app's events/s over the last minute: %.2f for %v events, want above 0 and at most %.2f", rate, appTotal, appTotal/60)
+	}
+	if n, secs := text("#lag-events"), text("#lag-seconds"); !regexp.MustCompile(`^\d+$`).MatchString(n) || !regexp.MustCompile(`^\d+\.\d s$`).MatchString(secs) {
+		t.Errorf("apply lag %q events, %q; want a count of events and seconds", n, secs)
+	}
+	if n, _ := strconv.Atoi(text(`#by-channel tr[data-channel="email"] td.total`)); n < 2 {
+		t.Errorf("email actions: %d, want at least Ana's reminder and Cy's suppressed one", n)
 	}
 	// The charts count the events since the first sample, taken before
 	// serve listened: the 9 sent above.
@@ -438,6 +481,18 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 	shot("overview")
+
+	// A welcome mail the relay holds is in flight on the Outbox page.
+	relay.SetDelay(time.Minute)
+	mustOK(t, r.send(t, "shop_dev_write_key", "/v1/identify", `{"userId":"u-dee","traits":{"email":"dee@example.com","loyalty_card":"4000 9999","consent":{"email":true}}}`))
+	mustOK(t, r.send(t, "shop_dev_write_key", "/v1/track", `{"userId":"u-dee","event":"Signed Up"}`))
+	eventually(t, 15*time.Second, "Dee's welcome mail held at the relay", func() bool { return relay.Receiving() == 1 })
+	do("outbox in flight", chromedp.Navigate(base+"/outbox"), chromedp.WaitVisible(chromedp.ID("inflight")))
+	if fl := text("#inflight"); !strings.Contains(fl, "email") || !strings.Contains(fl, "welcome welcome_email") {
+		t.Errorf("in flight: %q, want Dee's welcome email", fl)
+	}
+	shot("outbox")
+	relay.SetDelay(0)
 
 	// A day after her unopened reminder the cart journey adds Ana to
 	// retargeting: the audience's page lists her, held by the journey.

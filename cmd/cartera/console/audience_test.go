@@ -263,8 +263,9 @@ func (q queues) List(state string, limit int) ([]*channels.Message, error) {
 	}
 	return out, nil
 }
-func (queues) Retry(uint64) error { return nil }
-func (queues) Drop(uint64) error  { return nil }
+func (queues) InFlight(int) []channels.InFlight { return nil }
+func (queues) Retry(uint64) error               { return nil }
+func (queues) Drop(uint64) error                { return nil }
 
 // TestAudienceSyncState: an audience mirrored on Meta and Google shows
 // each destination's counters from the registry, its queue, its last sync

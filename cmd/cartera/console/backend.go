@@ -36,10 +36,12 @@ type Person struct {
 	ConsentHistory []profiles.ConsentChange
 	Audiences      []Membership
 	Journeys       []journeys.InstanceView
-	Passes         []Pass
-	Merges         []profiles.LedgerEntry
-	EventCount     int
-	Events         []profiles.Event
+	// Passes are the person's passes as the phone shows them, with
+	// their devices and pushes (wallet.Service.Cards).
+	Passes     []wallet.Card
+	Merges     []profiles.LedgerEntry
+	EventCount int
+	Events     []profiles.Event
 	// History is what journeys did and decided for the person, newest
 	// first (journeys.Engine.History).
 	History []journeys.HistoryEntry
@@ -49,15 +51,6 @@ type Person struct {
 type Membership struct {
 	Audience string
 	rules.Membership
-}
-
-// Pass is one wallet pass of the person.
-type Pass struct {
-	Serial   string
-	Template string
-	Tier     string
-	Voided   bool
-	Updated  time.Time
 }
 
 // Journeys is what the console reads and does about journeys.
@@ -111,6 +104,9 @@ type Wallet interface {
 type Outbox interface {
 	Sizes() (channels.Sizes, error)
 	List(state string, limit int) ([]*channels.Message, error)
+	// InFlight lists the messages delivery workers hold now (claimed and
+	// not yet settled), the longest held first.
+	InFlight(limit int) []channels.InFlight
 	Retry(seq uint64) error
 	Drop(seq uint64) error
 }

@@ -45,6 +45,8 @@ type Options struct {
 	Backtest Backtester
 	// Metrics is the binary's Prometheus registry.
 	Metrics prometheus.Gatherer
+	// EventLog may be nil (no event log): the Overview then shows no lag.
+	EventLog EventLog
 	// Kinds are the identifier kinds people can be looked up by.
 	Kinds []string
 	Now   func() time.Time
@@ -133,6 +135,9 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%.2f", v)
 	},
+	// rate is a rate per second, to two decimals ("0.15/s").
+	"rate":   func(v float64) string { return fmt.Sprintf("%.2f/s", v) },
+	"secs":   func(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) },
 	"join":   strings.Join,
 	"reason": Reason,
 	// split cuts "journey/step" in two.

@@ -9,7 +9,9 @@
 // console_samples, metrics.go, kept 25 hours). It
 // does not own any data it shows: it reads people, journeys, audiences,
 // the outbox and the metrics through the small interfaces of backend.go
-// (and AdAudiences, adaudience.go, for the audiences journeys fill),
+// (and AdAudiences, adaudience.go, for the audiences journeys fill; the
+// event log's apply lag through EventLog, rates.go; a person's passes as
+// wallet.Card, drawn by passcard.go),
 // which cmd/cartera implements with the same accessors as the admin API.
 // What a reload changes comes from cmd/cartera as FileChanges (reload.go),
 // line diffs of internal/linediff that the reload page draws.

@@ -28,6 +28,9 @@ type reading struct {
 	Delivered, Retried, Dead, Suppressed map[string]float64
 	// Actions are journey actions by action (enter, send, ...).
 	Actions map[string]float64
+	// Channels are journey actions that have a channel (sends,
+	// suppressions, audience changes, pass updates), by channel.
+	Channels map[string]float64
 }
 
 func sum(m map[string]float64) float64 {
@@ -41,7 +44,7 @@ func sum(m map[string]float64) float64 {
 // read gathers the counters by name, summed by one label.
 func read(g prometheus.Gatherer, at time.Time) (reading, error) {
 	r := reading{At: at, Accepted: map[string]float64{}, Rejected: map[string]float64{}, Delivered: map[string]float64{},
-		Retried: map[string]float64{}, Dead: map[string]float64{}, Suppressed: map[string]float64{}, Actions: map[string]float64{}}
+		Retried: map[string]float64{}, Dead: map[string]float64{}, Suppressed: map[string]float64{}, Actions: map[string]float64{}, Channels: map[string]float64{}}
 	want := map[string]struct {
 		into  map[string]float64
 		label string
@@ -73,8 +76,17 @@ func read(g prometheus.Gatherer, at time.Time) (reading, error) {
 					key = lp.GetValue()
 				}
 			}
-			if c := m.GetCounter(); c != nil {
-				w.into[key] += c.GetValue()
+			c := m.GetCounter()
+			if c == nil {
+				continue
+			}
+			w.into[key] += c.GetValue()
+			if mf.GetName() == "cartera_journey_actions_total" {
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == "channel" && lp.GetValue() != "" {
+						r.Channels[lp.GetValue()] += c.GetValue()
+					}
+				}
 			}
 		}
 	}
@@ -93,10 +105,16 @@ type sample struct {
 	// audiences on ad platforms (Options.AdDestinations), by destination:
 	// the last sample in which one grew is that destination's last sync.
 	Synced map[string]float64 `json:"synced,omitempty"`
+	// Sources are the accepted counters by source, and Channels the
+	// journey actions by channel, for the Overview's rates per second
+	// (absent in samples of earlier versions).
+	Sources  map[string]float64 `json:"sources"`
+	Channels map[string]float64 `json:"channels"`
 }
 
 func sampleOf(r reading) sample {
-	return sample{At: r.At, Accepted: sum(r.Accepted), Delivered: sum(r.Delivered), Failed: sum(r.Retried) + sum(r.Dead)}
+	return sample{At: r.At, Accepted: sum(r.Accepted), Delivered: sum(r.Delivered), Failed: sum(r.Retried) + sum(r.Dead),
+		Sources: maps.Clone(r.Accepted), Channels: maps.Clone(r.Channels)}
 }
 
 // The samples are kept in the gateway's bbolt file, so that the charts of
@@ -198,9 +216,13 @@ func rates(list []sample, pick func(sample) float64) []float64 {
 // sparkline draws values as an inline SVG polyline, scaled to its maximum.
 // It writes only numbers it formats itself, so the HTML is safe.
 func sparkline(values []float64, label string) template.HTML {
-	const w, h = 240.0, 40.0
+	return sparklineSized(values, label, 240, 40)
+}
+
+// sparklineSized is sparkline at another size.
+func sparklineSized(values []float64, label string, w, h float64) template.HTML {
 	if len(values) < 2 {
-		return template.HTML(fmt.Sprintf(`<svg class="spark" width="%.0f" height="%.0f" role="img" aria-label="%s: not enough samples yet"><text x="4" y="24" font-size="11">collecting samples…</text></svg>`, w, h, template.HTMLEscapeString(label)))
+		return template.HTML(fmt.Sprintf(`<svg class="spark" width="%.0f" height="%.0f" role="img" aria-label="%s: not enough samples yet"><text x="4" y="%.0f" font-size="11">collecting samples…</text></svg>`, w, h, template.HTMLEscapeString(label), h*0.6))
 	}
 	top := slices.Max(values)
 	if top <= 0 {

@@ -26,6 +26,7 @@ func (c *Console) overview(ctx *fiber.Ctx) error {
 	type source struct {
 		Name               string
 		Accepted, Rejected float64
+		rateRow
 	}
 	type dest struct {
 		Name                                 string
@@ -40,8 +41,18 @@ func (c *Console) overview(ctx *fiber.Ctx) error {
 		names[k] = true
 	}
 	var sources []source
+	list, err := c.samples.since(r.At.Add(-24*time.Hour - 2*c.o.SampleEvery))
+	if err != nil {
+		return err
+	}
+	bySource := func(s sample) map[string]float64 { return s.Sources }
+	lastHour := slices.DeleteFunc(append(slices.Clone(list), sampleOf(r)), func(s sample) bool { return s.At.Before(r.At.Add(-time.Hour - c.o.SampleEvery)) })
+	rate := map[string]rateRow{}
+	for _, x := range withSparks(perSecond(list, r.At, r.Accepted, bySource), lastHour, bySource, "events from") {
+		rate[x.Name] = x
+	}
 	for _, n := range slices.Sorted(maps.Keys(names)) {
-		sources = append(sources, source{Name: n, Accepted: r.Accepted[n], Rejected: r.Rejected[n]})
+		sources = append(sources, source{Name: n, Accepted: r.Accepted[n], Rejected: r.Rejected[n], rateRow: rate[n]})
 	}
 	sizes := channels.Sizes{Queued: map[string]int{}}
 	if c.o.Outbox != nil {
@@ -62,13 +73,10 @@ func (c *Console) overview(ctx *fiber.Ctx) error {
 	for _, n := range slices.Sorted(maps.Keys(dn)) {
 		dests = append(dests, dest{Name: n, Queued: sizes.Queued[n], Delivered: r.Delivered[n], Retried: r.Retried[n], Dead: r.Dead[n], Suppressed: r.Suppressed[n]})
 	}
-	list, err := c.samples.since(r.At.Add(-24*time.Hour - 2*c.o.SampleEvery))
-	if err != nil {
-		return err
-	}
+	byChannel := func(s sample) map[string]float64 { return s.Channels }
+	chRates := withSparks(perSecond(list, r.At, r.Channels, byChannel), lastHour, byChannel, "actions on")
 	list = append(list, sampleOf(r))
 	hourChart, dayChart := overviewCharts(list, r.At)
-	lastHour := slices.DeleteFunc(slices.Clone(list), func(s sample) bool { return s.At.Before(r.At.Add(-time.Hour - c.o.SampleEvery)) })
 	return c.render(ctx, fiber.StatusOK, "overview", "Overview", "overview", map[string]any{
 		"Sources": sources, "Destinations": dests, "Actions": rowsOf(r.Actions), "DeadNow": sizes.Dead,
 		"AcceptedTotal": sum(r.Accepted), "DeliveredTotal": sum(r.Delivered), "FailedTotal": sum(r.Retried) + sum(r.Dead),
@@ -76,6 +84,7 @@ func (c *Console) overview(ctx *fiber.Ctx) error {
 		"DeliveredSpark": sparkline(rates(lastHour, func(s sample) float64 { return s.Delivered }), "deliveries"),
 		"FailedSpark":    sparkline(rates(lastHour, func(s sample) float64 { return s.Failed }), "failures"),
 		"Samples":        len(list) - 1, "HourChart": hourChart, "DayChart": dayChart,
+		"Lag": c.lag(), "Channels": chRates,
 	})
 }
 
@@ -190,6 +199,14 @@ func (c *Console) person(ctx *fiber.Ctx) error {
 	}
 	v["Consent"] = consent
 	v["Timeline"] = timeline(p.Events, p.History, mask)
+	cards := make([]cardView, 0, len(p.Passes))
+	for _, pc := range p.Passes {
+		if mask {
+			pc = maskCard(pc)
+		}
+		cards = append(cards, cardView{Card: pc, SVG: passCard(pc)})
+	}
+	v["Cards"] = cards
 	return c.render(ctx, fiber.StatusOK, "person", "Person", "people", v)
 }
 
@@ -335,12 +352,17 @@ func (c *Console) outbox(ctx *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	inflight := c.o.Outbox.InFlight(outboxLimit)
 	if !c.session(ctx).role.Can(RoleMarketer) {
 		// Errors from mail servers may quote the address.
 		for _, m := range append(slices.Clone(dead), queued...) {
 			m.LastError = emailIn.ReplaceAllStringFunc(m.LastError, MaskEmail)
 		}
+		for i := range inflight {
+			inflight[i].LastError = emailIn.ReplaceAllStringFunc(inflight[i].LastError, MaskEmail)
+		}
 	}
+	data["InFlight"] = inflight
 	q := make(map[string]float64, len(sizes.Queued))
 	for k, v := range sizes.Queued {
 		q[k] = float64(v)

@@ -1,0 +1,124 @@
+package console
+
+import (
+	"fmt"
+	"html/template"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+
+	"cartera/wallet"
+)
+
+// The person page draws each pass as the phone shows it, as inline SVG:
+// its colours are presentation attributes, which the console's
+// Content-Security-Policy (no inline styles) allows.
+
+const cardW = 320.0
+
+var cssRGB = regexp.MustCompile(`^rgb\(\d{1,3}, ?\d{1,3}, ?\d{1,3}\)$`)
+
+// colorOr is c when it is an rgb() colour, else def.
+func colorOr(c, def string) string {
+	if cssRGB.MatchString(c) {
+		return c
+	}
+	return def
+}
+
+// clip shortens s to n characters, as a field too long for its place is
+// cut on the phone.
+func clip(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n-1]) + "…"
+}
+
+// cardView is a pass for the person page: the drawn card, devices and
+// pushes.
+type cardView struct {
+	wallet.Card
+	SVG template.HTML
+}
+
+// maskCard masks what a card shows for a viewer: field values by their
+// key and label, as traits are, and the barcode (often a loyalty card
+// number).
+func maskCard(c wallet.Card) wallet.Card {
+	mask := func(fs []wallet.CardField) []wallet.CardField {
+		out := make([]wallet.CardField, len(fs))
+		for i, f := range fs {
+			f.Value = compact(maskValue(f.Key+" "+f.Label, f.Value))
+			out[i] = f
+		}
+		return out
+	}
+	c.Header, c.Primary, c.Secondary, c.Auxiliary, c.Back = mask(c.Header), mask(c.Primary), mask(c.Secondary), mask(c.Auxiliary), mask(c.Back)
+	if c.Barcode != "" {
+		c.Barcode = maskOther(c.Barcode)
+	}
+	return c
+}
+
+// passCard draws a card: logo text and header fields on top, primary
+// fields large, secondary and auxiliary fields in rows, the barcode's
+// message in its white box, in the pass's colours. Every text is
+// escaped; colours are checked to be rgb().
+func passCard(c wallet.Card) template.HTML {
+	bg := colorOr(c.Background, "rgb(255, 255, 255)")
+	fg := colorOr(c.Foreground, "rgb(0, 0, 0)")
+	lb := colorOr(c.Label, fg)
+	esc := template.HTMLEscapeString
+	var b strings.Builder
+	h := 250.0
+	fmt.Fprintf(&b, `<svg class="pass-card" data-serial="%s" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" role="img" aria-label="%s pass %s">`,
+		esc(c.Serial), cardW, h, cardW, h, esc(c.Template), esc(c.Serial))
+	fmt.Fprintf(&b, `<rect class="card-bg" x="0.5" y="0.5" width="%.0f" height="%.0f" rx="12" fill="%s" stroke="rgb(200, 200, 200)"/>`, cardW-1, h-1, esc(bg))
+	logo := c.LogoText
+	if logo == "" {
+		logo = c.Organization
+	}
+	if c.NoTemplate {
+		logo = "template " + c.Template + " not configured"
+	}
+	fmt.Fprintf(&b, `<text class="logo" x="16" y="32" fill="%s" font-size="16" font-weight="bold">%s</text>`, esc(fg), esc(clip(logo, 22)))
+	field := func(f wallet.CardField, group string, x, y, size float64, anchor string, width int) {
+		fmt.Fprintf(&b, `<text class="label" x="%.0f" y="%.0f" fill="%s" font-size="9" text-anchor="%s">%s</text>`, x, y, esc(lb), anchor, esc(clip(strings.ToUpper(f.Label), width)))
+		fmt.Fprintf(&b, `<text class="value %s" data-key="%s" x="%.0f" y="%.0f" fill="%s" font-size="%.0f" text-anchor="%s">%s</text>`,
+			group, esc(f.Key), x, y+size+2, esc(fg), size, anchor, esc(clip(f.Value, width)))
+	}
+	for i, f := range c.Header {
+		if i == 2 {
+			break
+		}
+		field(f, "header", cardW-16-float64(i)*90, 18, 14, "end", 12)
+	}
+	for i, f := range c.Primary {
+		if i == 2 {
+			break
+		}
+		field(f, "primary", 16+float64(i)*150, 58, 26, "start", 11)
+	}
+	row := func(fs []wallet.CardField, group string, y float64) {
+		for i, f := range fs {
+			if i == 4 {
+				break
+			}
+			field(f, group, 16+float64(i)*74, y, 13, "start", 10)
+		}
+	}
+	row(c.Secondary, "secondary", 112)
+	row(c.Auxiliary, "auxiliary", 148)
+	switch {
+	case c.Voided:
+		fmt.Fprintf(&b, `<text class="voided" x="%.0f" y="215" fill="rgb(190, 30, 30)" font-size="18" font-weight="bold" text-anchor="middle">VOIDED</text>`, cardW/2)
+	case c.Barcode != "":
+		format := strings.TrimPrefix(c.BarcodeFormat, "PKBarcodeFormat")
+		fmt.Fprintf(&b, `<rect x="60" y="186" width="200" height="50" rx="4" fill="rgb(255, 255, 255)" stroke="rgb(200, 200, 200)"/>`)
+		fmt.Fprintf(&b, `<text x="%.0f" y="202" fill="rgb(120, 120, 120)" font-size="9" text-anchor="middle">%s</text>`, cardW/2, esc(format))
+		fmt.Fprintf(&b, `<text class="barcode" x="%.0f" y="224" fill="rgb(0, 0, 0)" font-size="14" font-family="monospace" text-anchor="middle">%s</text>`, cardW/2, esc(clip(c.Barcode, 24)))
+	}
+	b.WriteString(`</svg>`)
+	return template.HTML(b.String())
+}

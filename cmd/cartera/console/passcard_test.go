@@ -1,0 +1,73 @@
+package console
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"cartera/internal/clocktest"
+	"cartera/profiles"
+	"cartera/wallet"
+)
+
+// onePerson is the console's People with one person.
+type onePerson struct {
+	People
+	p *Person
+}
+
+func (o onePerson) Person(profiles.Identifier, int) (*Person, error) { return o.p, nil }
+
+// TestPersonPassCards: the person page draws each pass in its colours with
+// its fields and barcode, lists its devices by hash and its pushes with
+// their results; a viewer gets the barcode and personal fields masked; a
+// colour that is not rgb() is not written into the page.
+func TestPersonPassCards(t *testing.T) {
+	clock := clocktest.New(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
+	t0 := clock.Now()
+	card := wallet.Card{Serial: "S123", Template: "loyalty", Tier: "gold", Style: "storeCard", Organization: "Cartera Shoes", LogoText: "Cartera",
+		Background: "rgb(176, 128, 20)", Foreground: "rgb(255, 255, 255)", Label: `red"/><script>`,
+		Header:    []wallet.CardField{{Key: "points", Label: "Points", Value: "120"}},
+		Primary:   []wallet.CardField{{Key: "tier", Label: "Tier", Value: "Gold"}},
+		Secondary: []wallet.CardField{{Key: "name", Label: "Member", Value: "Ana Pérez"}},
+		Auxiliary: []wallet.CardField{{Key: "member", Label: "CARD", Value: "4000 1234"}},
+		Back:      []wallet.CardField{{Key: "message", Label: "Latest", Value: "Write to ana@example.com"}},
+		Barcode:   "40001234", BarcodeFormat: "PKBarcodeFormatQR", Updated: t0,
+		Devices: []wallet.Device{{Hash: "0588a13419dda265", Since: t0.Add(-time.Hour)}},
+		Pushes:  []wallet.PushRecord{{At: t0, Results: []wallet.PushCount{{Platform: "apns", Outcome: wallet.PushSent, N: 2}, {Platform: "google", Outcome: wallet.PushFailed, N: 1}}}},
+	}
+	voided := wallet.Card{Serial: "S9", Template: "loyalty", Tier: "silver", Voided: true}
+	r := newRig(t, &pagedAudiences{}, clock, func(o *Options) {
+		o.People = onePerson{p: &Person{ID: "p1", Passes: []wallet.Card{card, voided}}}
+	})
+	_, page := r.get(t, RoleMarketer, "/console/people/profile_id:p1")
+	for _, want := range []string{
+		`<svg class="pass-card" data-serial="S123"`,
+		`fill="rgb(176, 128, 20)"`,
+		`<text class="value header" data-key="points" x="304" y="34" fill="rgb(255, 255, 255)" font-size="14" text-anchor="end">120</text>`,
+		`<text class="value primary" data-key="tier"`, `>Gold</text>`, `>Ana Pérez</text>`, `>POINTS</text>`, `>4000 1234</text>`,
+		`<text class="barcode"`, `>40001234</text>`, `>QR</text>`,
+		`<code class="device">0588a13419dda265</code>`, `2026-12-06 09:00:00Z`,
+		`<td class="result">apns sent ×2, google failed ×1</td>`,
+		`Write to ana@example.com`,
+		`<svg class="pass-card" data-serial="S9"`, `>VOIDED</text>`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the marketer's person page lacks %s", want)
+		}
+	}
+	if strings.Contains(page, "<script>") || strings.Contains(page, `red"`) {
+		t.Error("a colour that is not rgb() reached the page")
+	}
+	_, page = r.get(t, RoleViewer, "/console/people/profile_id:p1")
+	for _, leak := range []string{">40001234<", ">4000 1234<", "Ana Pérez", "ana@example.com"} {
+		if strings.Contains(page, leak) {
+			t.Errorf("the viewer's person page shows %s", leak)
+		}
+	}
+	for _, kept := range []string{">120</text>", ">Gold</text>", "a***@example.com", "0588a13419dda265"} {
+		if !strings.Contains(page, kept) {
+			t.Errorf("the viewer's person page lacks %s", kept)
+		}
+	}
+}
