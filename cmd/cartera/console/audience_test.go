@@ -70,6 +70,12 @@ type rig struct {
 
 func newRig(t *testing.T, aud Audiences, clock *clocktest.Clock, more ...func(*Options)) *rig {
 	t.Helper()
+	return newRigConfig(t, DefaultConfig(), aud, clock, more...)
+}
+
+// newRigConfig is newRig with the console's config.
+func newRigConfig(t *testing.T, cfg Config, aud Audiences, clock *clocktest.Clock, more ...func(*Options)) *rig {
+	t.Helper()
 	db, err := bbolt.Open(filepath.Join(t.TempDir(), "c.db"), 0o600, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -80,7 +86,7 @@ func newRig(t *testing.T, aud Audiences, clock *clocktest.Clock, more ...func(*O
 	for _, f := range more {
 		f(&o)
 	}
-	c, err := New(DefaultConfig(), o)
+	c, err := New(cfg, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -245,6 +245,8 @@ func (c *Console) Mount(app fiber.Router) {
 	in.Post("/outbox/:seq/retry", c.need(RoleAdmin), c.outboxOp("retry"))
 	in.Post("/outbox/:seq/drop", c.need(RoleAdmin), c.outboxOp("drop"))
 	in.Get("/audit", c.need(RoleAdmin), c.auditPage)
+	in.Get("/users", c.need(RoleAdmin), c.usersPage)
+	in.Post("/users/:name/signout", c.need(RoleAdmin), c.signOut)
 	app.Get("/console", func(ctx *fiber.Ctx) error { return ctx.Redirect("/console/", fiber.StatusFound) })
 }
 
