@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -29,7 +30,10 @@ import (
 //	go test -run '^$' -bench BenchmarkAppendR3 -benchtime 1x ./profiles/jetstream   (not with -race)
 //
 // The NATS servers run in the benchmark's process, so the CPU time per
-// event they report is the client's and the servers' together.
+// event they report is the client's and the servers' together; with
+// CARTERA_BENCH_NATS=nats://host:port (a nats-server started with -js)
+// the single-server benchmarks use that server instead and report
+// Cartera's CPU time alone. None of them runs without -bench.
 
 // benchPeople is how many people the capacity benchmarks' events are about.
 const benchPeople = 10_000
@@ -87,11 +91,27 @@ func processCPU(tb testing.TB) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// startNATSSync starts one embedded NATS server with JetStream on file
+// benchNATS is the NATS server of a capacity benchmark and its config:
+// a stream and buckets of their own (so that several runs can share one
+// server). By default it is one embedded server with JetStream on file
 // storage; always makes it fsync every write before acknowledging it
-// (sync_interval: always), instead of NATS's default of every 2 minutes.
-func startNATSSync(b *testing.B, always bool) string {
+// (sync_interval: always) instead of NATS's default (every 2 minutes).
+// With CARTERA_BENCH_NATS set to a server's URL, that server (another
+// process, with its own sync setting) is used instead, so that the CPU
+// time reported is Cartera's alone; benchmarks that need an embedded
+// server with SyncAlways are then skipped.
+func benchNATS(b *testing.B, always bool) jetstream.Config {
 	b.Helper()
+	name := fmt.Sprintf("BENCH_%d", time.Now().UnixNano())
+	cfg := jetstream.DefaultConfig()
+	cfg.Stream, cfg.Subject, cfg.AckWait = name, "bench."+name, 30*time.Second
+	if url := os.Getenv("CARTERA_BENCH_NATS"); url != "" {
+		if always {
+			b.Skip("CARTERA_BENCH_NATS: the external server's sync setting applies")
+		}
+		cfg.URL = url
+		return cfg
+	}
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: b.TempDir(),
 		NoLog: true, NoSigs: true, SyncAlways: always})
 	if err != nil {
@@ -102,7 +122,8 @@ func startNATSSync(b *testing.B, always bool) string {
 		b.Fatal("nats server did not start")
 	}
 	b.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s.ClientURL()
+	cfg.URL = s.ClientURL()
+	return cfg
 }
 
 // appendLog is what the append benchmarks append to: eventlog.Log or
@@ -197,8 +218,8 @@ func BenchmarkAppend(b *testing.B) {
 					defer el.Close()
 					l = el
 				default:
-					cfg := testConfig(startNATSSync(b, kind == "jetstream-R1-syncalways"))
-					cfg.Partitions, cfg.AckWait = 64, 30*time.Second
+					cfg := benchNATS(b, kind == "jetstream-R1-syncalways")
+					cfg.Partitions = 64
 					jl, err := jetstream.Open(context.Background(), cfg)
 					if err != nil {
 						b.Fatal(err)
@@ -309,8 +330,8 @@ func applyOnce(b *testing.B, mode string) (wall, cpu time.Duration) {
 			go st.RunApplier(ctx)
 		}
 	default:
-		cfg := testConfig(startNATSSync(b, false))
-		cfg.Partitions, cfg.AckWait = 8, 30*time.Second
+		cfg := benchNATS(b, false)
+		cfg.Partitions = 8
 		if mode == "node-files/partitions=64" {
 			cfg.Partitions = 64
 		}

@@ -123,7 +123,9 @@ func reownOnce(b *testing.B, n, tail int) (map[jetstream.Step]time.Duration, int
 		return l, nd, files
 	}
 	waitFor := func(what string, cond func() bool) {
-		deadline := time.Now().Add(10 * time.Minute)
+		// 10 minutes, and a millisecond more per profile: 1 M profiles
+		// take minutes to apply on a loaded machine.
+		deadline := time.Now().Add(10*time.Minute + time.Duration(n)*time.Millisecond)
 		for !cond() {
 			if time.Now().After(deadline) {
 				b.Fatalf("never: %s", what)
