@@ -261,7 +261,7 @@ const applyEvents = 20_000
 
 // BenchmarkNodeApply measures applying 20,000 realistic events (about
 // 10,000 people) already in the log, with the profiles processors only
-// (and a counter), fsync on every commit, in three ways:
+// (and a counter), each commit fsynced, in three ways:
 //
 //   - single-node: one profiles.Store applying the local event log, as
 //     `serve` does without --cluster;

@@ -17,7 +17,8 @@ import (
 
 // BenchmarkReown times moving a partition that holds N profiles to a new
 // owner after its node dies, on one embedded NATS server (file storage,
-// fsync on): the dead node's periodic snapshot (written to a local file,
+// NATS's default sync; the partition files fsync each commit): the dead
+// node's periodic snapshot (written to a local file,
 // then uploaded to the Object Store), the new owner's restore (download
 // into its partition file) and its replay of the events applied after the
 // snapshot (tail: N/10). Run it once per size:
