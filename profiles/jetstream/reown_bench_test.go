@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -117,7 +118,10 @@ func reownOnce(b *testing.B, n, tail int) (map[jetstream.Step]time.Duration, int
 		files := profiles.NewPartitionFiles(filepath.Join(dir, id), func(path string) (*profiles.Store, error) {
 			return profiles.Open(context.Background(), path, profiles.DefaultConfig(), profiles.Options{Now: clocktest.New(t0).Now})
 		})
-		nd, err := jetstream.StartNode(context.Background(), l, files, jetstream.NodeConfig{ID: id, LeaseTTL: 2 * time.Second, Snapshots: snaps})
+		// Warnings (a snapshot that failed) go to stderr: the benchmark
+		// would otherwise wait for a snapshot that is not coming.
+		lg := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		nd, err := jetstream.StartNode(context.Background(), l, files, jetstream.NodeConfig{ID: id, LeaseTTL: 2 * time.Second, Snapshots: snaps, Logger: lg})
 		if err != nil {
 			b.Fatal(err)
 		}
