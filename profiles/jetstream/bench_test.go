@@ -12,7 +12,8 @@ import (
 )
 
 // BenchmarkApply compares applying b.N events already in the stream (64
-// users, 8 partitions, one embedded NATS server, fsync on) by one store
+// users, 8 partitions, one embedded NATS server with its default sync,
+// the store fsyncing each commit) by one store
 // following the whole stream against one node holding every partition
 // through leases: a fence check and a checkpoint per partition and commit.
 func BenchmarkApply(b *testing.B) {

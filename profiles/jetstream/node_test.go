@@ -170,7 +170,7 @@ func (n *node) held() []int {
 
 // eventually polls cond until it holds; the long bound only turns a hang
 // into a failure.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for !cond() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,7 +18,8 @@ import (
 
 // BenchmarkReown times moving a partition that holds N profiles to a new
 // owner after its node dies, on one embedded NATS server (file storage,
-// fsync on): the dead node's periodic snapshot (written to a local file,
+// NATS's default sync; the partition files fsync each commit): the dead
+// node's periodic snapshot (written to a local file,
 // then uploaded to the Object Store), the new owner's restore (download
 // into its partition file) and its replay of the events applied after the
 // snapshot (tail: N/10). Run it once per size:
@@ -116,14 +118,19 @@ func reownOnce(b *testing.B, n, tail int) (map[jetstream.Step]time.Duration, int
 		files := profiles.NewPartitionFiles(filepath.Join(dir, id), func(path string) (*profiles.Store, error) {
 			return profiles.Open(context.Background(), path, profiles.DefaultConfig(), profiles.Options{Now: clocktest.New(t0).Now})
 		})
-		nd, err := jetstream.StartNode(context.Background(), l, files, jetstream.NodeConfig{ID: id, LeaseTTL: 2 * time.Second, Snapshots: snaps})
+		// Warnings (a snapshot that failed) go to stderr: the benchmark
+		// would otherwise wait for a snapshot that is not coming.
+		lg := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		nd, err := jetstream.StartNode(context.Background(), l, files, jetstream.NodeConfig{ID: id, LeaseTTL: 2 * time.Second, Snapshots: snaps, Logger: lg})
 		if err != nil {
 			b.Fatal(err)
 		}
 		return l, nd, files
 	}
 	waitFor := func(what string, cond func() bool) {
-		deadline := time.Now().Add(10 * time.Minute)
+		// 10 minutes, and a millisecond more per profile: 1 M profiles
+		// take minutes to apply on a loaded machine.
+		deadline := time.Now().Add(10*time.Minute + time.Duration(n)*time.Millisecond)
 		for !cond() {
 			if time.Now().After(deadline) {
 				b.Fatalf("never: %s", what)

@@ -30,7 +30,7 @@ type natsCluster struct {
 	urls    []string
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -40,7 +40,7 @@ func freePort(t *testing.T) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-func startNATSCluster(t *testing.T, n int) *natsCluster {
+func startNATSCluster(t testing.TB, n int) *natsCluster {
 	t.Helper()
 	routes := make([]int, n)
 	for i := range routes {
