@@ -94,6 +94,14 @@ func (c SnapshotConfig) validate() error {
 
 func snapshotName(p int) string { return fmt.Sprintf("p%04d", p) }
 
+// snapshotChunk is the size of a snapshot's chunks in the Object Store.
+// nats.go's Put keeps up to 4,000 chunks unacknowledged, and nats-server
+// refuses a stream's messages (429) once 128 MiB wait in its inbound
+// queue: with the default 128 KiB chunks a snapshot over 128 MiB could be
+// refused part way (seen with 1.5 GB at 1 M profiles, docs/cluster.md).
+// 16 KiB chunks keep at most 62.5 MiB in flight.
+const snapshotChunk = 16 << 10
+
 // openSnapshots opens the snapshot bucket, creating it if it is missing.
 func (l *Log) openSnapshots(ctx context.Context) (jetstream.ObjectStore, error) {
 	bucket := l.cfg.Stream + "_SNAPSHOTS"
@@ -293,7 +301,7 @@ func (n *Node) snapshot(ctx context.Context, ls *lease) error {
 	up := time.Now()
 	_, err = n.obs.Put(ctx, jetstream.ObjectMeta{Name: snapshotName(ls.p), Metadata: map[string]string{
 		"offset": strconv.FormatUint(st.Offset, 10), "epoch": st.Epoch, "node": n.cfg.ID,
-	}}, f)
+	}, Opts: &jetstream.ObjectMetaOptions{ChunkSize: snapshotChunk}}, f)
 	if err != nil {
 		return fmt.Errorf("upload the snapshot of partition %d: %w", ls.p, err)
 	}
