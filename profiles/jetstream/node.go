@@ -598,7 +598,10 @@ func (n *Node) release(ls *lease) {
 	ls.cancel()
 	<-ls.done
 	if n.snap != nil {
-		if err := n.snapshot(context.Background(), ls); err != nil {
+		err := retry(handOverTries, time.Sleep, func() error { return n.snapshot(context.Background(), ls) }, func(err error, try int) {
+			n.log.Warn("cluster: snapshot at hand-over failed, trying again", "partition", ls.p, "try", try, "err", err)
+		})
+		if err != nil {
 			// The next owner restores the snapshot before and replays.
 			n.log.Warn("cluster: snapshot at hand-over", "partition", ls.p, "err", err)
 		}
@@ -608,6 +611,25 @@ func (n *Node) release(ls *lease) {
 	delete(n.held, ls.p)
 	n.mu.Unlock()
 	n.log.Info("cluster: partition released", "partition", ls.p)
+}
+
+// handOverTries is how often a hand-over's snapshot is tried (an upload
+// the server refuses for a moment, 429, is worth another try: without it
+// the next owner replays from the last periodic snapshot).
+const handOverTries = 3
+
+// retry calls do up to tries times, pausing one second more after each
+// failure, and returns its last error; a fenced partition is not tried
+// again (the lease is gone). failed hears of each failure but the last.
+func retry(tries int, pause func(time.Duration), do func() error, failed func(err error, try int)) error {
+	for try := 1; ; try++ {
+		err := do()
+		if err == nil || try >= tries || errors.Is(err, profiles.ErrFenced) {
+			return err
+		}
+		failed(err, try)
+		pause(time.Duration(try) * time.Second)
+	}
 }
 
 // giveUp checkpoints and deletes the lease of a partition whose applier
