@@ -228,6 +228,17 @@ func TestLimitsConfig(t *testing.T) {
 		{"write_key_events=-1/3", "limits.write_key_events.per_second"},
 		{"header_timeout=soon", "header_timeout: want a duration"},
 		{"speed=3", `unknown limit "speed"`},
+		{"fair_share.lag_events=5000,fair_share.lag=250ms,fair_share.cpu_wait=0,fair_share.window=5s,fair_share.margin=2,fair_share.min_rate=100", ""},
+		{"fair_share=off", ""},
+		{"fair_share=on", "fair_share: want off"},
+		{"fair_share.lag_events=-1", "limits.fair_share.lag_events: want 0 (off) or more"},
+		{"fair_share.lag=-1s", "limits.fair_share.lag: want 0 (off)"},
+		{"fair_share.lag=soon", "fair_share.lag: want a duration"},
+		{"fair_share.cpu_wait=2s", "limits.fair_share.cpu_wait: want 0 (off) up to 1s"},
+		{"fair_share.window=10ms", "limits.fair_share.window: want 100ms to 1m"},
+		{"fair_share.margin=0.5", "limits.fair_share.margin: want 1 (an even split) or more"},
+		{"fair_share.min_rate=-3", "limits.fair_share.min_rate: want 0 or more"},
+		{"fair_share.speed=3", `unknown limit "fair_share.speed"`},
 	} {
 		cfg := DefaultLimitsConfig()
 		err := applyLimitsEnv(&cfg, c.env)
