@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/makiuchi-d/gozxing"
+	"github.com/makiuchi-d/gozxing/oned"
 	"github.com/makiuchi-d/gozxing/qrcode"
 	"rsc.io/qr"
 
@@ -130,4 +131,77 @@ func TestPassCardQR(t *testing.T) {
 			t.Errorf("a PDF417 card is not its message as text: %s", svg)
 		}
 	})
+}
+
+var code128Box = regexp.MustCompile(`<svg class="barcode-code128" [^>]*viewBox="0 0 (\d+) 1"[^>]*>(.*?)</svg>`)
+
+// scanCode128 rebuilds the Code 128 barcode drawn in page from its rects,
+// renders it at 3 pixels a module and reads it with ZXing's Code 128
+// reader.
+func scanCode128(t *testing.T, page string) string {
+	t.Helper()
+	m := code128Box.FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("no Code 128 barcode drawn")
+	}
+	n, _ := strconv.Atoi(m[1])
+	const px, height = 3, 40
+	img := image.NewGray(image.Rect(0, 0, n*px, height))
+	for i := range img.Pix {
+		img.Pix[i] = 0xff
+	}
+	runs := regexp.MustCompile(`<rect class="m" x="(\d+)" y="0" width="(\d+)" height="1" fill="rgb\(0, 0, 0\)"/>`).FindAllStringSubmatch(m[2], -1)
+	if got := len(anyRect.FindAllString(m[2], -1)) - 1; got != len(runs) || got == 0 {
+		t.Fatalf("%d rects in the code, %d of them bars", got, len(runs))
+	}
+	for _, r := range runs {
+		x, _ := strconv.Atoi(r[1])
+		w, _ := strconv.Atoi(r[2])
+		if x < code128Quiet || x+w > n-code128Quiet {
+			t.Fatalf("bar at %d width %d is in the quiet zone", x, w)
+		}
+		for X := x * px; X < (x+w)*px; X++ {
+			for Y := range height {
+				img.SetGray(X, Y, color.Gray{})
+			}
+		}
+	}
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := oned.NewCode128Reader().Decode(bmp, map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_PURE_BARCODE: true})
+	if err != nil {
+		t.Fatalf("the drawn Code 128 barcode does not scan: %v", err)
+	}
+	return res.GetText()
+}
+
+// TestPassCardCode128: a Code 128 pass's card draws its bars, and a reader
+// reads the message back from the drawn rects; a message Code 128 cannot
+// hold (non-ASCII, over 80 characters) and a viewer's masked card keep the
+// message as text, with no bars.
+func TestPassCardCode128(t *testing.T) {
+	for _, msg := range []string{"40001234", "CARTERA-4000 abc", "u-1/Gold?x=1", strings.Repeat("7", 80)} {
+		t.Run(msg[:min(len(msg), 20)], func(t *testing.T) {
+			svg := string(passCard(wallet.Card{Serial: "S1", Barcode: msg, BarcodeFormat: "PKBarcodeFormatCode128"}, false))
+			if got := scanCode128(t, svg); got != msg {
+				t.Errorf("the drawn Code 128 barcode reads %q, want %q", got, msg)
+			}
+			if !strings.Contains(svg, `<text class="barcode"`) {
+				t.Error("the message is not written under the bars")
+			}
+		})
+	}
+	for name, c := range map[string]struct {
+		msg    string
+		masked bool
+	}{"non-ASCII": {"Núñez 4000", false}, "too long": {strings.Repeat("7", 81), false}, "viewer": {"40***", true}} {
+		t.Run(name, func(t *testing.T) {
+			svg := string(passCard(wallet.Card{Serial: "S1", Barcode: c.msg, BarcodeFormat: "PKBarcodeFormatCode128"}, c.masked))
+			if strings.Contains(svg, "barcode-code128") || !strings.Contains(svg, ">Code128") || !strings.Contains(svg, ">"+clip(c.msg, 24)+"</text>") {
+				t.Errorf("the card is not the message as text: %s", svg)
+			}
+		})
+	}
 }

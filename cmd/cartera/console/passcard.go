@@ -64,8 +64,9 @@ func maskCard(c wallet.Card) wallet.Card {
 
 // passCard draws a card: logo text and header fields on top, primary
 // fields large, secondary and auxiliary fields in rows, and the barcode
-// in its white box, in the pass's colours: a QR code drawn module by
-// module with its message under it, any other format as its message.
+// in its white box, in the pass's colours: a QR or Code 128 code drawn
+// module by module with its message under it, PDF417 and Aztec as their
+// message.
 // A masked card (a viewer's) draws no code: its message is the masked
 // one, and a code of it would scan as something the pass does not hold.
 // Every text is escaped; colours are checked to be rgb().
@@ -112,9 +113,14 @@ func passCard(c wallet.Card, masked bool) template.HTML {
 	row(c.Secondary, "secondary", 112)
 	row(c.Auxiliary, "auxiliary", 148)
 	const qrTop = 170.0
-	var qrCode string
-	if c.Barcode != "" && !masked && !c.Voided && c.BarcodeFormat == apple.BarcodeQR {
-		qrCode = qrSVG(c.Barcode, c.BarcodeEncoding, (cardW-qrSide)/2, qrTop)
+	var qrCode, barCode string
+	if c.Barcode != "" && !masked && !c.Voided {
+		switch c.BarcodeFormat {
+		case apple.BarcodeQR:
+			qrCode = qrSVG(c.Barcode, c.BarcodeEncoding, (cardW-qrSide)/2, qrTop)
+		case apple.BarcodeCode128:
+			barCode = code128SVG(c.Barcode, 24, 178, cardW-48, 40)
+		}
 	}
 	switch {
 	case c.Voided:
@@ -129,6 +135,12 @@ func passCard(c wallet.Card, masked bool) template.HTML {
 		b.WriteString(qrCode)
 		fmt.Fprintf(&b, `<text class="barcode" x="%.0f" y="%.0f" fill="rgb(0, 0, 0)" font-size="10" font-family="monospace" text-anchor="middle">%s</text>`,
 			cardW/2, top+qrSide+14, esc(clip(c.Barcode, 24)))
+	case barCode != "":
+		// A white box with the bars and the message under them.
+		fmt.Fprintf(&b, `<rect x="16" y="172" width="%.0f" height="70" rx="4" fill="rgb(255, 255, 255)" stroke="rgb(200, 200, 200)"/>`, cardW-32)
+		b.WriteString(barCode)
+		fmt.Fprintf(&b, `<text class="barcode" x="%.0f" y="234" fill="rgb(0, 0, 0)" font-size="10" font-family="monospace" text-anchor="middle">%s</text>`,
+			cardW/2, esc(clip(c.Barcode, 40)))
 	case c.Barcode != "":
 		format := strings.TrimPrefix(c.BarcodeFormat, "PKBarcodeFormat")
 		if masked {
