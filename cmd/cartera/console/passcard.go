@@ -66,10 +66,9 @@ func maskCard(c wallet.Card) wallet.Card {
 // fields large, secondary and auxiliary fields in rows, and the barcode
 // in its white box, in the pass's colours: a QR or Code 128 code drawn
 // module by module with its message under it, PDF417 and Aztec as their
-// message.
-// A masked card (a viewer's) draws no code: its message is the masked
-// one, and a code of it would scan as something the pass does not hold.
-// Every text is escaped; colours are checked to be rgb().
+// message. A masked card (a viewer's) draws no code: its message is the
+// masked one, and a code of it would scan as something the pass does not
+// hold. Every text is escaped; colours are checked to be rgb().
 func passCard(c wallet.Card, masked bool) template.HTML {
 	bg := colorOr(c.Background, "rgb(255, 255, 255)")
 	fg := colorOr(c.Foreground, "rgb(0, 0, 0)")
