@@ -64,7 +64,10 @@ type Card struct {
 	// Barcode is the barcode's message and format (PKBarcodeFormatQR, ...);
 	// empty for a voided pass.
 	Barcode, BarcodeFormat string
-	Voided                 bool
+	// BarcodeEncoding is the character set the phone encodes the message
+	// in (iso-8859-1 unless the template sets another).
+	BarcodeEncoding string
+	Voided          bool
 	// NoTemplate is true when the pass's template is no longer configured:
 	// the card shows the serial only.
 	NoTemplate bool
@@ -112,6 +115,7 @@ func (s *Service) card(p *Pass) Card {
 	c.Background, c.Foreground, c.Label = cssColor(ap.BackgroundColor), cssColor(ap.ForegroundColor), cssColor(ap.LabelColor)
 	if len(ap.Barcodes) > 0 {
 		c.Barcode, c.BarcodeFormat = ap.Barcodes[0].Message, cmp.Or(ap.Barcodes[0].Format, apple.DefaultBarcodeFormat)
+		c.BarcodeEncoding = cmp.Or(ap.Barcodes[0].MessageEncoding, apple.DefaultBarcodeCoding)
 	}
 	f := fieldsOf(ap)
 	if f == nil {

@@ -46,8 +46,8 @@ func TestCardsShowPassDevicesAndPushes(t *testing.T) {
 	if want := []wallet.CardField{{Key: "tier", Label: "TIER", Value: "Gold"}}; !slices.Equal(c.Primary, want) {
 		t.Errorf("primary %+v, want %+v", c.Primary, want)
 	}
-	if c.Barcode != "40001234" || c.BarcodeFormat != "PKBarcodeFormatQR" {
-		t.Errorf("barcode %q %q", c.Barcode, c.BarcodeFormat)
+	if c.Barcode != "40001234" || c.BarcodeFormat != "PKBarcodeFormatQR" || c.BarcodeEncoding != "iso-8859-1" {
+		t.Errorf("barcode %q %q %q", c.Barcode, c.BarcodeFormat, c.BarcodeEncoding)
 	}
 	if len(c.Devices) != 2 || len(c.Pushes) != 0 {
 		t.Fatalf("devices %+v, pushes %+v", c.Devices, c.Pushes)

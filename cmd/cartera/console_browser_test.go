@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"image/png"
 	"net/url"
 	"os"
 	"os/exec"
@@ -21,6 +22,8 @@ import (
 
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/makiuchi-d/gozxing"
+	"github.com/makiuchi-d/gozxing/qrcode"
 
 	"cartera/cmd/cartera/console"
 	"cartera/internal/smtptest"
@@ -431,6 +434,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	if bg, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('svg.pass-card rect.card-bg').getAttribute('fill')`)); err != nil || !strings.HasPrefix(bg, "rgb(") {
 		t.Errorf("Ana's pass card background %q (%v), want the tier's rgb() colour", bg, err)
 	}
+	// Its QR code, as Chromium draws it, scans to her loyalty card.
+	if got, err := scanScreenshot(ctx, `svg.pass-card[data-serial="`+serial+`"] svg.barcode-qr`); err != nil || got != "40001234" {
+		t.Errorf("Ana's pass QR code scans to %q (%v), want her loyalty card 40001234", got, err)
+	}
 	d1 := sha256.Sum256([]byte("d1"))
 	passBox := `#passes .pass[data-serial="` + serial + `"]`
 	if devs := text(passBox + " table.pass-devices"); !strings.Contains(devs, hex.EncodeToString(d1[:8])) || strings.Contains(devs, "aa11") {
@@ -514,4 +521,25 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("retargeting is added to by %q", added)
 	}
 	shot("audience-retargeting")
+}
+
+// scanScreenshot reads the QR code in a screenshot of the element sel.
+func scanScreenshot(ctx context.Context, sel string) (string, error) {
+	shot, err := chromedp.Run(ctx, chromedp.Screenshot(chromedp.CSS(sel)))
+	if err != nil {
+		return "", fmt.Errorf("screenshot %s: %w", sel, err)
+	}
+	img, err := png.Decode(bytes.NewReader(shot))
+	if err != nil {
+		return "", fmt.Errorf("decode the screenshot of %s: %w", sel, err)
+	}
+	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
+	if err != nil {
+		return "", err
+	}
+	res, err := qrcode.NewQRCodeReader().Decode(bmp, map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_TRY_HARDER: true})
+	if err != nil {
+		return "", fmt.Errorf("scan %s: %w", sel, err)
+	}
+	return res.GetText(), nil
 }

@@ -92,6 +92,7 @@ type Field struct {
 // Barcode formats and the message encoding Build uses when none is set.
 const (
 	BarcodeQR            = "PKBarcodeFormatQR"
+	BarcodeCode128       = "PKBarcodeFormatCode128"
 	DefaultBarcodeFormat = BarcodeQR
 	DefaultBarcodeCoding = "iso-8859-1"
 )

@@ -204,7 +204,7 @@ func (c *Console) person(ctx *fiber.Ctx) error {
 		if mask {
 			pc = maskCard(pc)
 		}
-		cards = append(cards, cardView{Card: pc, SVG: passCard(pc)})
+		cards = append(cards, cardView{Card: pc, SVG: passCard(pc, mask)})
 	}
 	v["Cards"] = cards
 	return c.render(ctx, fiber.StatusOK, "person", "Person", "people", v)

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"cartera/wallet"
+	"cartera/wallet/apple"
 )
 
 // The person page draws each pass as the phone shows it, as inline SVG:
@@ -62,19 +63,19 @@ func maskCard(c wallet.Card) wallet.Card {
 }
 
 // passCard draws a card: logo text and header fields on top, primary
-// fields large, secondary and auxiliary fields in rows, the barcode's
-// message in its white box, in the pass's colours. Every text is
-// escaped; colours are checked to be rgb().
-func passCard(c wallet.Card) template.HTML {
+// fields large, secondary and auxiliary fields in rows, and the barcode
+// in its white box, in the pass's colours: a QR or Code 128 code drawn
+// module by module with its message under it, PDF417 and Aztec as their
+// message. A masked card (a viewer's) draws no code: its message is the
+// masked one, and a code of it would scan as something the pass does not
+// hold. Every text is escaped; colours are checked to be rgb().
+func passCard(c wallet.Card, masked bool) template.HTML {
 	bg := colorOr(c.Background, "rgb(255, 255, 255)")
 	fg := colorOr(c.Foreground, "rgb(0, 0, 0)")
 	lb := colorOr(c.Label, fg)
 	esc := template.HTMLEscapeString
 	var b strings.Builder
 	h := 250.0
-	fmt.Fprintf(&b, `<svg class="pass-card" data-serial="%s" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" role="img" aria-label="%s pass %s">`,
-		esc(c.Serial), cardW, h, cardW, h, esc(c.Template), esc(c.Serial))
-	fmt.Fprintf(&b, `<rect class="card-bg" x="0.5" y="0.5" width="%.0f" height="%.0f" rx="12" fill="%s" stroke="rgb(200, 200, 200)"/>`, cardW-1, h-1, esc(bg))
 	logo := c.LogoText
 	if logo == "" {
 		logo = c.Organization
@@ -110,15 +111,47 @@ func passCard(c wallet.Card) template.HTML {
 	}
 	row(c.Secondary, "secondary", 112)
 	row(c.Auxiliary, "auxiliary", 148)
+	const qrTop = 170.0
+	var qrCode, barCode string
+	if c.Barcode != "" && !masked && !c.Voided {
+		switch c.BarcodeFormat {
+		case apple.BarcodeQR:
+			qrCode = qrSVG(c.Barcode, c.BarcodeEncoding, (cardW-qrSide)/2, qrTop)
+		case apple.BarcodeCode128:
+			barCode = code128SVG(c.Barcode, 24, 178, cardW-48, 40)
+		}
+	}
 	switch {
 	case c.Voided:
 		fmt.Fprintf(&b, `<text class="voided" x="%.0f" y="215" fill="rgb(190, 30, 30)" font-size="18" font-weight="bold" text-anchor="middle">VOIDED</text>`, cardW/2)
+	case qrCode != "":
+		// A white box with the code and its message under it, as the
+		// phone shows a QR code.
+		top := qrTop
+		h = top + qrSide + 40
+		fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="%.0f" height="%.0f" rx="4" fill="rgb(255, 255, 255)" stroke="rgb(200, 200, 200)"/>`,
+			(cardW-qrSide)/2-8, top-4, qrSide+16, qrSide+26)
+		b.WriteString(qrCode)
+		fmt.Fprintf(&b, `<text class="barcode" x="%.0f" y="%.0f" fill="rgb(0, 0, 0)" font-size="10" font-family="monospace" text-anchor="middle">%s</text>`,
+			cardW/2, top+qrSide+14, esc(clip(c.Barcode, 24)))
+	case barCode != "":
+		// A white box with the bars and the message under them.
+		fmt.Fprintf(&b, `<rect x="16" y="172" width="%.0f" height="70" rx="4" fill="rgb(255, 255, 255)" stroke="rgb(200, 200, 200)"/>`, cardW-32)
+		b.WriteString(barCode)
+		fmt.Fprintf(&b, `<text class="barcode" x="%.0f" y="234" fill="rgb(0, 0, 0)" font-size="10" font-family="monospace" text-anchor="middle">%s</text>`,
+			cardW/2, esc(clip(c.Barcode, 40)))
 	case c.Barcode != "":
 		format := strings.TrimPrefix(c.BarcodeFormat, "PKBarcodeFormat")
+		if masked {
+			format += " (hidden)"
+		}
 		fmt.Fprintf(&b, `<rect x="60" y="186" width="200" height="50" rx="4" fill="rgb(255, 255, 255)" stroke="rgb(200, 200, 200)"/>`)
 		fmt.Fprintf(&b, `<text x="%.0f" y="202" fill="rgb(120, 120, 120)" font-size="9" text-anchor="middle">%s</text>`, cardW/2, esc(format))
 		fmt.Fprintf(&b, `<text class="barcode" x="%.0f" y="224" fill="rgb(0, 0, 0)" font-size="14" font-family="monospace" text-anchor="middle">%s</text>`, cardW/2, esc(clip(c.Barcode, 24)))
 	}
 	b.WriteString(`</svg>`)
-	return template.HTML(b.String())
+	head := fmt.Sprintf(`<svg class="pass-card" data-serial="%s" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" role="img" aria-label="%s pass %s">`,
+		esc(c.Serial), cardW, h, cardW, h, esc(c.Template), esc(c.Serial))
+	head += fmt.Sprintf(`<rect class="card-bg" x="0.5" y="0.5" width="%.0f" height="%.0f" rx="12" fill="%s" stroke="rgb(200, 200, 200)"/>`, cardW-1, h-1, esc(bg))
+	return template.HTML(head + b.String())
 }

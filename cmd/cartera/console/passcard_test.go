@@ -20,7 +20,8 @@ func (o onePerson) Person(profiles.Identifier, int) (*Person, error) { return o.
 
 // TestPersonPassCards: the person page draws each pass in its colours with
 // its fields and barcode, lists its devices by hash and its pushes with
-// their results; a viewer gets the barcode and personal fields masked; a
+// their results; the barcode is a QR code that scans; a viewer gets no
+// code, the barcode's message and personal fields masked; a
 // colour that is not rgb() is not written into the page.
 func TestPersonPassCards(t *testing.T) {
 	clock := clocktest.New(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
@@ -46,7 +47,7 @@ func TestPersonPassCards(t *testing.T) {
 		`fill="rgb(176, 128, 20)"`,
 		`<text class="value header" data-key="points" x="304" y="34" fill="rgb(255, 255, 255)" font-size="14" text-anchor="end">120</text>`,
 		`<text class="value primary" data-key="tier"`, `>Gold</text>`, `>Ana Pérez</text>`, `>POINTS</text>`, `>4000 1234</text>`,
-		`<text class="barcode"`, `>40001234</text>`, `>QR</text>`,
+		`<text class="barcode"`, `>40001234</text>`,
 		`<code class="device">0588a13419dda265</code>`, `2026-12-06 09:00:00Z`,
 		`<td class="result">apns sent ×2, google failed ×1</td>`,
 		`Write to ana@example.com`,
@@ -55,6 +56,9 @@ func TestPersonPassCards(t *testing.T) {
 		if !strings.Contains(page, want) {
 			t.Errorf("the marketer's person page lacks %s", want)
 		}
+	}
+	if got, _ := scanQR(t, page); got != "40001234" {
+		t.Errorf("the marketer's card has a QR code that reads %q", got)
 	}
 	if strings.Contains(page, "<script>") || strings.Contains(page, `red"`) {
 		t.Error("a colour that is not rgb() reached the page")
@@ -65,7 +69,10 @@ func TestPersonPassCards(t *testing.T) {
 			t.Errorf("the viewer's person page shows %s", leak)
 		}
 	}
-	for _, kept := range []string{">120</text>", ">Gold</text>", "a***@example.com", "0588a13419dda265"} {
+	if strings.Contains(page, "barcode-qr") {
+		t.Error("the viewer's person page draws a QR code")
+	}
+	for _, kept := range []string{">120</text>", ">Gold</text>", "a***@example.com", "0588a13419dda265", ">QR (hidden)</text>", ">40***</text>"} {
 		if !strings.Contains(page, kept) {
 			t.Errorf("the viewer's person page lacks %s", kept)
 		}
