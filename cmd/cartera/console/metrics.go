@@ -221,6 +221,12 @@ func sparkline(values []float64, label string) template.HTML {
 
 // sparklineSized is sparkline at another size.
 func sparklineSized(values []float64, label string, w, h float64) template.HTML {
+	return sparklineStep(values, label, w, h, "minute", "minutes")
+}
+
+// sparklineStep is sparklineSized with values per step other than a
+// minute (its label names the step and, in the plural, how many).
+func sparklineStep(values []float64, label string, w, h float64, step, steps string) template.HTML {
 	if len(values) < 2 {
 		return template.HTML(fmt.Sprintf(`<svg class="spark" width="%.0f" height="%.0f" role="img" aria-label="%s: not enough samples yet"><text x="4" y="%.0f" font-size="11">collecting samples…</text></svg>`, w, h, template.HTMLEscapeString(label), h*0.6))
 	}
@@ -234,8 +240,8 @@ func sparklineSized(values []float64, label string, w, h float64) template.HTML 
 		y := h - 2 - (v/top)*(h-4)
 		fmt.Fprintf(&pts, "%.1f,%.1f ", x, y)
 	}
-	return template.HTML(fmt.Sprintf(`<svg class="spark" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" role="img" aria-label="%s per minute, last %d minutes, peak %.0f"><polyline fill="none" stroke="currentColor" stroke-width="1.5" points="%s"/></svg>`,
-		w, h, w, h, template.HTMLEscapeString(label), len(values), top, strings.TrimSpace(pts.String())))
+	return template.HTML(fmt.Sprintf(`<svg class="spark" width="%.0f" height="%.0f" viewBox="0 0 %.0f %.0f" role="img" aria-label="%s per %s, last %d %s, peak %.0f"><polyline fill="none" stroke="currentColor" stroke-width="1.5" points="%s"/></svg>`,
+		w, h, w, h, template.HTMLEscapeString(label), step, len(values), steps, top, strings.TrimSpace(pts.String())))
 }
 
 // row is one line of a table of counters by name.

@@ -106,3 +106,41 @@ func TestOverviewLagAndRates(t *testing.T) {
 		t.Errorf("after a restart: %v, want 2/s", got)
 	}
 }
+
+// TestOverviewDaySparks: each source and channel has a sparkline of the
+// last day, per quarter of an hour, starting at the first quarter sampled
+// (not a day of zeros) and leaving out samples of earlier versions.
+func TestOverviewDaySparks(t *testing.T) {
+	clock := clocktest.New(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
+	reg := prometheus.NewRegistry()
+	accepted := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cartera_events_accepted_total"}, []string{"source", "type"})
+	actions := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cartera_journey_actions_total"}, []string{"journey", "action", "channel"})
+	reg.MustRegister(accepted, actions)
+	r := newRig(t, &pagedAudiences{}, clock, func(o *Options) { o.Metrics = reg })
+	// An earlier version's sample two hours back: no counters by source.
+	if err := r.c.samples.add(sample{At: clock.Now().Add(-2 * time.Hour), Accepted: 5}); err != nil {
+		t.Fatal(err)
+	}
+	// Samples every 15 minutes over the last hour: app sends 30 a quarter,
+	// 90 in the last one.
+	clock.Advance(-time.Hour)
+	for q := range 4 {
+		n := 30.0
+		if q == 3 {
+			n = 90
+		}
+		accepted.WithLabelValues("app", "track").Add(n)
+		actions.WithLabelValues("cart", "send", "email").Add(n / 10)
+		r.c.Sample()
+		clock.Advance(15 * time.Minute)
+	}
+	_, page := r.get(t, RoleViewer, "/console/")
+	for _, want := range []string{
+		`aria-label="events from app per 15 minutes, last 4 quarters of an hour, peak 90"`,
+		`aria-label="actions on email per 15 minutes, last 4 quarters of an hour, peak 9"`,
+	} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the overview lacks %s", want)
+		}
+	}
+}

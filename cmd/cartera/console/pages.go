@@ -48,7 +48,8 @@ func (c *Console) overview(ctx *fiber.Ctx) error {
 	bySource := func(s sample) map[string]float64 { return s.Sources }
 	lastHour := slices.DeleteFunc(append(slices.Clone(list), sampleOf(r)), func(s sample) bool { return s.At.Before(r.At.Add(-time.Hour - c.o.SampleEvery)) })
 	rate := map[string]rateRow{}
-	for _, x := range withSparks(perSecond(list, r.At, r.Accepted, bySource), lastHour, bySource, "events from") {
+	withNow := append(slices.Clone(list), sampleOf(r))
+	for _, x := range withDaySparks(withSparks(perSecond(list, r.At, r.Accepted, bySource), lastHour, bySource, "events from"), withNow, r.At, bySource, "events from") {
 		rate[x.Name] = x
 	}
 	for _, n := range slices.Sorted(maps.Keys(names)) {
@@ -74,7 +75,7 @@ func (c *Console) overview(ctx *fiber.Ctx) error {
 		dests = append(dests, dest{Name: n, Queued: sizes.Queued[n], Delivered: r.Delivered[n], Retried: r.Retried[n], Dead: r.Dead[n], Suppressed: r.Suppressed[n]})
 	}
 	byChannel := func(s sample) map[string]float64 { return s.Channels }
-	chRates := withSparks(perSecond(list, r.At, r.Channels, byChannel), lastHour, byChannel, "actions on")
+	chRates := withDaySparks(withSparks(perSecond(list, r.At, r.Channels, byChannel), lastHour, byChannel, "actions on"), withNow, r.At, byChannel, "actions on")
 	list = append(list, sampleOf(r))
 	hourChart, dayChart := overviewCharts(list, r.At)
 	return c.render(ctx, fiber.StatusOK, "overview", "Overview", "overview", map[string]any{

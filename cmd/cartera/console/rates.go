@@ -3,6 +3,7 @@ package console
 import (
 	"html/template"
 	"maps"
+	"math"
 	"slices"
 	"time"
 )
@@ -23,8 +24,9 @@ type rateRow struct {
 	// counter (the first minute after an upgrade).
 	PerSec float64
 	Known  bool
-	// Spark draws its increase a minute over the last hour.
-	Spark template.HTML
+	// Spark draws its increase a minute over the last hour, DaySpark a
+	// quarter of an hour over the last day.
+	Spark, DaySpark template.HTML
 }
 
 // withSparks draws each row's increase per minute over the samples of the
@@ -35,6 +37,33 @@ func withSparks(rows []rateRow, hour []sample, pick func(sample) map[string]floa
 	for i := range rows {
 		name := rows[i].Name
 		rows[i].Spark = sparklineSized(rates(kept, func(s sample) float64 { return pick(s)[name] }), what+" "+name, 120, 24)
+	}
+	return rows
+}
+
+// withDaySparks draws each row's increase per 15 minutes over the last
+// day before now, from the first quarter sampled on (a store that started
+// an hour ago draws four points, not a day of zeros); samples of earlier
+// versions (pick nil) are left out, and a quarter nothing was sampled in
+// counts as none.
+func withDaySparks(rows []rateRow, list []sample, now time.Time, pick func(sample) map[string]float64, what string) []rateRow {
+	kept := slices.DeleteFunc(slices.Clone(list), func(s sample) bool { return pick(s) == nil })
+	const quarter, quarters = 15 * time.Minute, 96
+	for i := range rows {
+		name := rows[i].Name
+		v := buckets(kept, now.Add(-quarters*quarter), quarter, quarters, func(s sample) float64 { return pick(s)[name] })
+		first := slices.IndexFunc(v, func(x float64) bool { return !math.IsNaN(x) })
+		if first < 0 {
+			v = nil
+		} else {
+			v = v[first:]
+			for j, x := range v {
+				if math.IsNaN(x) {
+					v[j] = 0
+				}
+			}
+		}
+		rows[i].DaySpark = sparklineStep(v, what+" "+name, 120, 24, "15 minutes", "quarters of an hour")
 	}
 	return rows
 }
