@@ -67,7 +67,10 @@ type Card struct {
 	// BarcodeEncoding is the character set the phone encodes the message
 	// in (iso-8859-1 unless the template sets another).
 	BarcodeEncoding string
-	Voided          bool
+	// Logo and Strip are the template's PNG images for the pass's tier
+	// (the @2x ones when there are), nil when it has none.
+	Logo, Strip []byte
+	Voided      bool
 	// NoTemplate is true when the pass's template is no longer configured:
 	// the card shows the serial only.
 	NoTemplate bool
@@ -111,6 +114,9 @@ func (s *Service) card(p *Pass) Card {
 		return c
 	}
 	ap := t.ApplePass(p, "")
+	if a := t.Assets(p.Tier); a != nil {
+		c.Logo, c.Strip = firstFile(a, "logo@2x.png", "logo.png"), firstFile(a, "strip@2x.png", "strip.png")
+	}
 	c.Style, c.Organization, c.Description, c.LogoText = t.tier(p.Tier).Style, ap.OrganizationName, ap.Description, ap.LogoText
 	c.Background, c.Foreground, c.Label = cssColor(ap.BackgroundColor), cssColor(ap.ForegroundColor), cssColor(ap.LabelColor)
 	if len(ap.Barcodes) > 0 {
@@ -124,6 +130,16 @@ func (s *Service) card(p *Pass) Card {
 	c.Header, c.Primary, c.Secondary = cardFields(f.HeaderFields), cardFields(f.PrimaryFields), cardFields(f.SecondaryFields)
 	c.Auxiliary, c.Back = cardFields(f.AuxiliaryFields), cardFields(f.BackFields)
 	return c
+}
+
+// firstFile is the first of names the assets hold, or nil.
+func firstFile(a *apple.Assets, names ...string) []byte {
+	for _, n := range names {
+		if b := a.File(n); b != nil {
+			return b
+		}
+	}
+	return nil
 }
 
 func fieldsOf(ap apple.Pass) *apple.Fields {

@@ -46,6 +46,10 @@ func TestCardsShowPassDevicesAndPushes(t *testing.T) {
 	if want := []wallet.CardField{{Key: "tier", Label: "TIER", Value: "Gold"}}; !slices.Equal(c.Primary, want) {
 		t.Errorf("primary %+v, want %+v", c.Primary, want)
 	}
+	// The tier's images: gold has a strip of its own, the logo is shared.
+	if string(c.Strip) != "\x89PNG gold strip" || string(c.Logo) != "\x89PNG logo" {
+		t.Errorf("images: strip %q, logo %q", c.Strip, c.Logo)
+	}
 	if c.Barcode != "40001234" || c.BarcodeFormat != "PKBarcodeFormatQR" || c.BarcodeEncoding != "iso-8859-1" {
 		t.Errorf("barcode %q %q %q", c.Barcode, c.BarcodeFormat, c.BarcodeEncoding)
 	}

@@ -434,6 +434,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	if bg, err := chromedp.Run(ctx, chromedp.Evaluate[string](`document.querySelector('svg.pass-card rect.card-bg').getAttribute('fill')`)); err != nil || !strings.HasPrefix(bg, "rgb(") {
 		t.Errorf("Ana's pass card background %q (%v), want the tier's rgb() colour", bg, err)
 	}
+	// The gold tier's strip and the template's logo are drawn on it.
+	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`Array.from(document.querySelectorAll('svg.pass-card image')).filter(i => i.getBBox().width > 0 && i.getAttribute('href').startsWith('data:image/png;base64,')).length`)); err != nil || n != 2 {
+		t.Errorf("Ana's pass card draws %d images (%v), want its strip and logo", n, err)
+	}
 	// Its QR code, as Chromium draws it, scans to her loyalty card.
 	if got, err := scanScreenshot(ctx, `svg.pass-card[data-serial="`+serial+`"] svg.barcode-qr`); err != nil || got != "40001234" {
 		t.Errorf("Ana's pass QR code scans to %q (%v), want her loyalty card 40001234", got, err)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -67,6 +68,20 @@ func (a *Assets) Names() []string {
 func (a *Assets) Has(name string) bool {
 	_, ok := slices.BinarySearchFunc(a.files, name, func(f asset, n string) int { return strings.Compare(f.name, n) })
 	return ok
+}
+
+// File returns the contents of the file name ("logo@2x.png"), or nil
+// when there is none.
+func (a *Assets) File(name string) []byte {
+	i, ok := slices.BinarySearchFunc(a.files, name, func(f asset, n string) int { return strings.Compare(f.name, n) })
+	if !ok {
+		return nil
+	}
+	b, err := io.ReadAll(flate.NewReader(bytes.NewReader(a.files[i].compressed)))
+	if err != nil || len(b) != a.files[i].size {
+		return nil // deflated by NewAssets: cannot fail
+	}
+	return b
 }
 
 // Build returns a signed .pkpass of p with these assets; see [Build].

@@ -1,6 +1,8 @@
 package console
 
 import (
+	"encoding/base64"
+	"encoding/binary"
 	"fmt"
 	"html/template"
 	"regexp"
@@ -83,7 +85,18 @@ func passCard(c wallet.Card, masked bool) template.HTML {
 	if c.NoTemplate {
 		logo = "template " + c.Template + " not configured"
 	}
-	fmt.Fprintf(&b, `<text class="logo" x="16" y="32" fill="%s" font-size="16" font-weight="bold">%s</text>`, esc(fg), esc(clip(logo, 22)))
+	// The strip behind the primary fields, the logo before its text, as
+	// a store card shows them.
+	if img, _, _ := pngImage(c.Strip); img != "" {
+		fmt.Fprintf(&b, `<image class="strip" x="1" y="44" width="%.0f" height="62" preserveAspectRatio="xMidYMid slice" href="%s"/>`, cardW-2, img)
+	}
+	logoX := 16.0
+	if img, w, h := pngImage(c.Logo); img != "" {
+		lw := min(w*24/h, 100) // 24 high, as the phone fits a logo in its bar
+		fmt.Fprintf(&b, `<image class="logo-image" x="16" y="12" width="%.0f" height="24" preserveAspectRatio="xMinYMid meet" href="%s"/>`, lw, img)
+		logoX += lw + 6
+	}
+	fmt.Fprintf(&b, `<text class="logo" x="%.0f" y="32" fill="%s" font-size="16" font-weight="bold">%s</text>`, logoX, esc(fg), esc(clip(logo, 22)))
 	field := func(f wallet.CardField, group string, x, y, size float64, anchor string, width int) {
 		fmt.Fprintf(&b, `<text class="label" x="%.0f" y="%.0f" fill="%s" font-size="9" text-anchor="%s">%s</text>`, x, y, esc(lb), anchor, esc(clip(strings.ToUpper(f.Label), width)))
 		fmt.Fprintf(&b, `<text class="value %s" data-key="%s" x="%.0f" y="%.0f" fill="%s" font-size="%.0f" text-anchor="%s">%s</text>`,
@@ -154,4 +167,19 @@ func passCard(c wallet.Card, masked bool) template.HTML {
 		esc(c.Serial), cardW, h, cardW, h, esc(c.Template), esc(c.Serial))
 	head += fmt.Sprintf(`<rect class="card-bg" x="0.5" y="0.5" width="%.0f" height="%.0f" rx="12" fill="%s" stroke="rgb(200, 200, 200)"/>`, cardW-1, h-1, esc(bg))
 	return template.HTML(head + b.String())
+}
+
+// pngImage is a PNG as a data: URI (the console's Content-Security-Policy
+// allows data: images) with its width and height from its header; "" for
+// anything that is not a PNG with a sane size.
+func pngImage(b []byte) (uri string, w, h float64) {
+	const sig = "\x89PNG\r\n\x1a\n"
+	if len(b) < 24 || string(b[:8]) != sig || string(b[12:16]) != "IHDR" {
+		return "", 0, 0
+	}
+	w, h = float64(binary.BigEndian.Uint32(b[16:20])), float64(binary.BigEndian.Uint32(b[20:24]))
+	if w < 1 || h < 1 || w > 4096 || h > 4096 {
+		return "", 0, 0
+	}
+	return "data:image/png;base64," + base64.StdEncoding.EncodeToString(b), w, h
 }

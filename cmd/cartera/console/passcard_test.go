@@ -1,6 +1,10 @@
 package console
 
 import (
+	"bytes"
+	"encoding/base64"
+	"image"
+	"image/png"
 	"strings"
 	"testing"
 	"time"
@@ -76,5 +80,47 @@ func TestPersonPassCards(t *testing.T) {
 		if !strings.Contains(page, kept) {
 			t.Errorf("the viewer's person page lacks %s", kept)
 		}
+	}
+}
+
+// A pass's strip and logo are drawn as its PNGs (data: URIs, which the
+// console's CSP allows), the logo 24 high before the logo text; bytes
+// that are not a PNG are not drawn.
+func TestPassCardImages(t *testing.T) {
+	pngOf := func(w, h int) []byte {
+		var buf bytes.Buffer
+		if err := png.Encode(&buf, image.NewRGBA(image.Rect(0, 0, w, h))); err != nil {
+			t.Fatal(err)
+		}
+		return buf.Bytes()
+	}
+	logo, strip := pngOf(80, 25), pngOf(375, 123)
+	svg := string(passCard(wallet.Card{Serial: "S1", Template: "loyalty", LogoText: "Cartera", Logo: logo, Strip: strip}, false))
+	src := func(class string) []byte {
+		t.Helper()
+		i := strings.Index(svg, `<image class="`+class+`"`)
+		if i < 0 {
+			t.Fatalf("no %s image in %s", class, svg)
+		}
+		tag := svg[i : i+strings.Index(svg[i:], "/>")]
+		const pre = `href="data:image/png;base64,`
+		j := strings.Index(tag, pre)
+		if j < 0 {
+			t.Fatalf("%s: no PNG data URI in %s", class, tag)
+		}
+		b, err := base64.StdEncoding.DecodeString(strings.TrimSuffix(tag[j+len(pre):], `"`))
+		if err != nil {
+			t.Fatalf("%s: %v", class, err)
+		}
+		return b
+	}
+	if !bytes.Equal(src("logo-image"), logo) || !bytes.Equal(src("strip"), strip) {
+		t.Error("the images drawn are not the pass's")
+	}
+	if !strings.Contains(svg, `<image class="logo-image" x="16" y="12" width="77" height="24"`) || !strings.Contains(svg, `<text class="logo" x="99" y="32"`) {
+		t.Errorf("the logo is not 77×24 with its text after it: %s", svg)
+	}
+	if svg := string(passCard(wallet.Card{Serial: "S2", Template: "loyalty", Logo: []byte("\x89PNG not one"), Strip: []byte("<svg onload=x>")}, false)); strings.Contains(svg, "<image") {
+		t.Errorf("bytes that are not a PNG were drawn: %s", svg)
 	}
 }
