@@ -375,6 +375,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	if users := text("#users"); !strings.Contains(users, "mara") || !strings.Contains(users, "marketer") || !strings.Contains(users, console.DevUser) {
 		t.Errorf("the users page lacks mara (marketer) or %s:\n%s", console.DevUser, users)
 	}
+	shot("users")
 	do("open the outbox", chromedp.Navigate(base+"/outbox"), chromedp.WaitVisible(chromedp.ID("dead")))
 	shot("outbox")
 	do("back to Ana", chromedp.Navigate(person), chromedp.WaitVisible(chromedp.ID("profile-id")))
