@@ -87,21 +87,28 @@ type ConversionsConfig struct {
 	Events []string `yaml:"events"`
 	// Sources are the sources trusted to report sales (default [pos]):
 	// an event from a browser's write key is never sent.
-	Sources []string `yaml:"sources"`
-	Meta    *struct {
-		PixelID       string `yaml:"pixel_id"`
-		AccessToken   string `yaml:"access_token"`
-		TestEventCode string `yaml:"test_event_code"`
-	} `yaml:"meta"`
-	Google *struct {
-		OperatingAccountID   string `yaml:"operating_account_id"`
-		OperatingAccountType string `yaml:"operating_account_type"`
-		LoginAccountID       string `yaml:"login_account_id"`
-		LoginAccountType     string `yaml:"login_account_type"`
-		ConversionActionID   string `yaml:"conversion_action_id"`
-		StatusPolls          int    `yaml:"status_polls"`
-		GoogleCredentials    `yaml:",inline"`
-	} `yaml:"google"`
+	Sources []string           `yaml:"sources"`
+	Meta    *MetaConversions   `yaml:"meta"`
+	Google  *GoogleConversions `yaml:"google"`
+}
+
+// MetaConversions sends store sales to Meta's Conversions API.
+type MetaConversions struct {
+	PixelID       string `yaml:"pixel_id"`
+	AccessToken   string `yaml:"access_token"`
+	TestEventCode string `yaml:"test_event_code"`
+}
+
+// GoogleConversions sends store sales to Google's Data Manager API as
+// offline conversions.
+type GoogleConversions struct {
+	OperatingAccountID   string `yaml:"operating_account_id"`
+	OperatingAccountType string `yaml:"operating_account_type"`
+	LoginAccountID       string `yaml:"login_account_id"`
+	LoginAccountType     string `yaml:"login_account_type"`
+	ConversionActionID   string `yaml:"conversion_action_id"`
+	StatusPolls          int    `yaml:"status_polls"`
+	GoogleCredentials    `yaml:",inline"`
 }
 
 // metaVersion is the Marketing API root and version: a meta_url that ends

@@ -86,15 +86,7 @@ func TestGoogleStatusWiring(t *testing.T) {
 	}{
 		{"data manager audience", func(c *Config) { c.Channels.Audiences = map[string]AudienceDestinations{"vip": {Google: dm()}} }, true},
 		{"conversions", func(c *Config) {
-			c.Channels.Conversions.Google = &struct {
-				OperatingAccountID   string `yaml:"operating_account_id"`
-				OperatingAccountType string `yaml:"operating_account_type"`
-				LoginAccountID       string `yaml:"login_account_id"`
-				LoginAccountType     string `yaml:"login_account_type"`
-				ConversionActionID   string `yaml:"conversion_action_id"`
-				StatusPolls          int    `yaml:"status_polls"`
-				GoogleCredentials    `yaml:",inline"`
-			}{OperatingAccountID: "1234567890", ConversionActionID: "555", GoogleCredentials: GoogleCredentials{AccessToken: "ya29.test"}}
+			c.Channels.Conversions.Google = &GoogleConversions{OperatingAccountID: "1234567890", ConversionActionID: "555", GoogleCredentials: GoogleCredentials{AccessToken: "ya29.test"}}
 		}, true},
 		{"off", func(c *Config) {
 			c.Channels.Audiences = map[string]AudienceDestinations{"vip": {Google: dm()}}
