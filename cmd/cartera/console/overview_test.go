@@ -23,10 +23,7 @@ func (l fixedLag) Lag() (uint64, time.Duration) { return l.events, l.age }
 // since the previous sample, and says when it has no sample to rate from.
 func TestOverviewLagAndRates(t *testing.T) {
 	clock := clocktest.New(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
-	reg := prometheus.NewRegistry()
-	accepted := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cartera_events_accepted_total"}, []string{"source", "type"})
-	actions := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cartera_journey_actions_total"}, []string{"journey", "action", "channel"})
-	reg.MustRegister(accepted, actions)
+	reg, accepted, actions := overviewMetrics()
 	r := newRig(t, &pagedAudiences{}, clock, func(o *Options) {
 		o.Metrics, o.EventLog = reg, fixedLag{events: 42, age: 2500 * time.Millisecond}
 	})
@@ -112,10 +109,7 @@ func TestOverviewLagAndRates(t *testing.T) {
 // (not a day of zeros) and leaving out samples of earlier versions.
 func TestOverviewDaySparks(t *testing.T) {
 	clock := clocktest.New(time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC))
-	reg := prometheus.NewRegistry()
-	accepted := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cartera_events_accepted_total"}, []string{"source", "type"})
-	actions := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cartera_journey_actions_total"}, []string{"journey", "action", "channel"})
-	reg.MustRegister(accepted, actions)
+	reg, accepted, actions := overviewMetrics()
 	r := newRig(t, &pagedAudiences{}, clock, func(o *Options) { o.Metrics = reg })
 	// An earlier version's sample two hours back: no counters by source.
 	if err := r.c.samples.add(sample{At: clock.Now().Add(-2 * time.Hour), Accepted: 5}); err != nil {
@@ -143,4 +137,14 @@ func TestOverviewDaySparks(t *testing.T) {
 			t.Errorf("the overview lacks %s", want)
 		}
 	}
+}
+
+// overviewMetrics is a registry with the two counters the Overview rates:
+// events accepted by source and type, journey actions by channel.
+func overviewMetrics() (reg *prometheus.Registry, accepted, actions *prometheus.CounterVec) {
+	reg = prometheus.NewRegistry()
+	accepted = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cartera_events_accepted_total"}, []string{"source", "type"})
+	actions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cartera_journey_actions_total"}, []string{"journey", "action", "channel"})
+	reg.MustRegister(accepted, actions)
+	return reg, accepted, actions
 }
