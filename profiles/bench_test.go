@@ -99,6 +99,26 @@ func BenchmarkDecode(b *testing.B) {
 			}
 		}
 	})
+	b.Run("stored", func(b *testing.B) {
+		opts := opts
+		opts.Type = TypeTrack
+		e, err := Decode([]byte(track), opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		body, err := json.Marshal(e)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			var back Event
+			if err := decodeEvent(body, &back); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("batch=100", func(b *testing.B) {
 		body := []byte(batch)
 		b.ReportAllocs()

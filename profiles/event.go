@@ -140,12 +140,17 @@ type wireEvent struct {
 	Context     json.RawMessage `json:"context"`
 	Timestamp   json.RawMessage `json:"timestamp"`
 	SentAt      json.RawMessage `json:"sentAt"`
+
+	// The objects, when the scan of wirescan.go decoded them.
+	properties, traits, context map[string]any
 }
 
 type wireBatch struct {
 	Batch   json.RawMessage `json:"batch"`
 	SentAt  json.RawMessage `json:"sentAt"`
 	Context json.RawMessage `json:"context"`
+
+	context map[string]any // decoded by the scan
 }
 
 // Decode parses and validates one message sent to a single-event endpoint.
@@ -153,6 +158,19 @@ func Decode(body []byte, opts DecodeOptions) (*Event, error) {
 	if len(body) > MaxEventBytes {
 		return nil, fmt.Errorf("event is %d bytes, limit %d: %w", len(body), MaxEventBytes, ErrTooLarge)
 	}
+	var w wireEvent
+	if scanEvent(body, &w) {
+		if e, err := decodeWire(&w, opts, time.Time{}, nil); err == nil {
+			return e, nil
+		}
+	}
+	// Errors come from encoding/json's path, which names them as it
+	// always has.
+	return decodeSlow(body, opts)
+}
+
+// decodeSlow decodes one message with encoding/json.
+func decodeSlow(body []byte, opts DecodeOptions) (*Event, error) {
 	var w wireEvent
 	if err := unmarshal(body, &w); err != nil {
 		return nil, err
@@ -167,6 +185,15 @@ func DecodeBatch(body []byte, opts DecodeOptions) ([]*Event, error) {
 	if len(body) > MaxBatchBytes {
 		return nil, fmt.Errorf("batch is %d bytes, limit %d: %w", len(body), MaxBatchBytes, ErrTooLarge)
 	}
+	if events, ok := decodeBatchFast(body, opts); ok {
+		return events, nil
+	}
+	return decodeBatchSlow(body, opts)
+}
+
+// decodeBatchSlow decodes a batch with encoding/json: what the fast path
+// does not take, and every error.
+func decodeBatchSlow(body []byte, opts DecodeOptions) ([]*Event, error) {
 	var w wireBatch
 	if err := unmarshal(body, &w); err != nil {
 		return nil, err
@@ -206,6 +233,32 @@ func DecodeBatch(body []byte, opts DecodeOptions) ([]*Event, error) {
 		events = append(events, ev)
 	}
 	return events, nil
+}
+
+// decodeBatchFast decodes a valid batch in one read (wirescan.go); false
+// for anything else, which DecodeBatch then decodes, and refuses, with
+// encoding/json.
+func decodeBatchFast(body []byte, opts DecodeOptions) ([]*Event, bool) {
+	var w wireBatch
+	wes, ok := scanBatch(body, &w)
+	if !ok || len(wes) == 0 {
+		return nil, false
+	}
+	sentAt, err := parseTime("sentAt", w.SentAt)
+	if err != nil {
+		return nil, false
+	}
+	ctx, err := objectField("context", w.Context, w.context)
+	if err != nil {
+		return nil, false
+	}
+	events := make([]*Event, len(wes))
+	for i := range wes {
+		if events[i], err = decodeWire(&wes[i], opts, sentAt, ctx); err != nil {
+			return nil, false
+		}
+	}
+	return events, true
 }
 
 // unmarshal decodes a JSON object and turns syntax errors into messages with
@@ -284,13 +337,13 @@ func decodeWire(w *wireEvent, opts DecodeOptions, batchSentAt time.Time, batchCt
 	if e.Name, err = parseString("name", w.Name, false); err != nil {
 		return nil, err
 	}
-	if e.Properties, err = parseObject("properties", w.Properties); err != nil {
+	if e.Properties, err = objectField("properties", w.Properties, w.properties); err != nil {
 		return nil, err
 	}
-	if e.Traits, err = parseObject("traits", w.Traits); err != nil {
+	if e.Traits, err = objectField("traits", w.Traits, w.traits); err != nil {
 		return nil, err
 	}
-	if e.Context, err = parseObject("context", w.Context); err != nil {
+	if e.Context, err = objectField("context", w.Context, w.context); err != nil {
 		return nil, err
 	}
 	for k, v := range batchCtx {
@@ -463,6 +516,9 @@ func parseString(field string, raw json.RawMessage, idLike bool) (string, error)
 	}
 	switch raw[0] {
 	case '"':
+		if s, ok := quickString(raw); ok {
+			return s, nil
+		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return "", invalid(field, "invalid string: %v", err)
@@ -474,6 +530,14 @@ func parseString(field string, raw json.RawMessage, idLike bool) (string, error)
 		}
 	}
 	return "", invalid(field, "want string, got %s", kindOfRaw(raw))
+}
+
+// objectField is the object the scan decoded, else raw's.
+func objectField(field string, raw json.RawMessage, decoded map[string]any) (map[string]any, error) {
+	if decoded != nil {
+		return decoded, nil
+	}
+	return parseObject(field, raw)
 }
 
 func parseObject(field string, raw json.RawMessage) (map[string]any, error) {
@@ -501,9 +565,11 @@ func parseTime(field string, raw json.RawMessage) (time.Time, error) {
 	if raw[0] != '"' {
 		return time.Time{}, invalid(field, "want ISO-8601 time string, got %s", kindOfRaw(raw))
 	}
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return time.Time{}, invalid(field, "invalid string: %v", err)
+	s, ok := quickString(raw)
+	if !ok {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return time.Time{}, invalid(field, "invalid string: %v", err)
+		}
 	}
 	for _, layout := range timeLayouts {
 		if t, err := time.Parse(layout, s); err == nil {

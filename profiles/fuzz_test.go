@@ -3,6 +3,8 @@ package profiles
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +28,11 @@ var fuzzSeeds = []string{
 	`{"type":"alias","userId":"u1","previousId":" "}`,
 	`{"type":"purchase","userId":"u1"}`,
 	`{"type":"track",` + "\n" + `"event": }`,
+	`{"Type":"track","userId":"u1","event":"x","messageId":"m1","MessageID":"m2"}`,
+	`{"type":"track","userId":"u1","event":"x","meſſageId":"m9","properties":{"a":1,"a":[2,{"b":null}]}}`,
+	`{"type":"track","userId":"u\u00e9\ud800","event":"x\n","properties":{"k\u0041":"\ud83d\ude00","n":-1.5e+300}}`,
+	"{\"type\":\"track\",\"userId\":\"u\xff\",\"event\":\"caf\xc3\xa9\",\"context\":{\"k\":\"\xfe\"}}",
+	`{"type":"track","userId":"u1","event":"x","context":null,"traits":{},"properties":[]} `,
 	`[1,2]`,
 	`null`,
 	`"x"`,
@@ -98,7 +105,29 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("Decode returned event %v and error %v", e, err)
 		}
 		checkDecoded(t, e, err)
+		slow, slowErr := decodeSlow(body, opts)
+		agree(t, []*Event{e}, err, []*Event{slow}, slowErr)
 	})
+}
+
+// agree fails unless the fast path (wirescan.go) and encoding/json's
+// decoded a body the same way: the same events, or the same error.
+func agree[T any](t *testing.T, fast T, fastErr error, slow T, slowErr error) {
+	t.Helper()
+	if fmt.Sprint(fastErr) != fmt.Sprint(slowErr) {
+		t.Fatalf("fast path's error %v, encoding/json's %v", fastErr, slowErr)
+	}
+	if fastErr == nil && !reflect.DeepEqual(fast, slow) {
+		t.Fatalf("fast path and encoding/json disagree:\nfast %s\nslow %s", dump(fast), dump(slow))
+	}
+}
+
+func dump(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprintf("%#v", v)
+	}
+	return string(b)
 }
 
 func FuzzDecodeBatch(f *testing.F) {
@@ -111,7 +140,10 @@ func FuzzDecodeBatch(f *testing.F) {
 	f.Add([]byte(`{"batch":[7]}`))
 	f.Add([]byte(`{"sentAt":5,"batch":[{"type":"page","userId":"u1"}]}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		evs, err := DecodeBatch(body, DecodeOptions{Source: "fuzz", ReceivedAt: fuzzReceived, NewID: func() string { return "generated" }})
+		opts := DecodeOptions{Source: "fuzz", ReceivedAt: fuzzReceived, NewID: func() string { return "generated" }}
+		evs, err := DecodeBatch(body, opts)
+		slow, slowErr := decodeBatchSlow(body, opts)
+		agree(t, evs, err, slow, slowErr)
 		if err != nil {
 			if evs != nil {
 				t.Fatalf("DecodeBatch returned %d events with error %v", len(evs), err)
@@ -152,10 +184,26 @@ func FuzzRecordCodec(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"type":"track","event":"x","messageId":"m"}`))
+	for _, seed := range fuzzSeeds {
+		if e, err := Decode([]byte(seed), DecodeOptions{Source: "fuzz", ReceivedAt: fuzzReceived, NewID: func() string { return "generated" }}); err == nil {
+			if b, err := json.Marshal(e); err == nil {
+				f.Add(b)
+			}
+		}
+	}
+	f.Add([]byte(`{"type":"track","timestamp":"2026-03-02T10:00:00+01:00","receivedAt":null,"verified":true,"Source":"x"}`))
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var e Event
-		_ = decodeEvent(b, &e)
+		var e, slow Event
+		err := decodeEvent(b, &e)
+		slowErr := decodeStoredSlow(b, &slow)
+		if err == nil && slowErr != nil {
+			// encoding/json keeps what it decoded before an error.
+			t.Fatalf("decodeEvent took %q, encoding/json refused it: %v", b, slowErr)
+		}
+		if err == nil {
+			agree(t, e, err, slow, slowErr)
+		}
 		var p Profile
 		if err := decodeProfile(b, &p); err != nil {
 			return
@@ -169,4 +217,50 @@ func FuzzRecordCodec(f *testing.F) {
 			t.Fatalf("decode a re-encoded profile: %v", err)
 		}
 	})
+}
+
+// TestFastPathTakes: the one-read decoding of wirescan.go takes what SDKs
+// send and what the store writes, and leaves to encoding/json only what it
+// must (FuzzDecode and FuzzDecodeBatch check that both paths agree).
+func TestFastPathTakes(t *testing.T) {
+	opts := DecodeOptions{Source: "web", ReceivedAt: fuzzReceived, NewID: func() string { return "generated" }}
+	for _, tc := range []struct {
+		body string
+		fast bool
+	}{
+		{fuzzSeeds[0], true},
+		{fuzzSeeds[1], true},
+		{`{"type":"screen","userId":42,"name":"Cart","unknown":{"x":[1,true,null]}}`, true},
+		{`{"type":"track","userId":"u\u00e9","event":"caf\u00e9 \ud83d\ude00"}`, true},
+		{`{"Type":"track","userId":"u1","event":"x"}`, false},                              // matched by case only
+		{`{"type":"track","userId":"u1","event":"x","properties":{"a":1,"a":2}}`, false},   // a repeated name
+		{"{\"type\":\"track\",\"userId\":\"u\xff\",\"event\":\"x\"}", false},               // not UTF-8
+		{`{"type":"track","userId":"u1","event":"x"} {}`, false},                           // more after it
+		{`{"type":"track","userId":"u1","event":"x","properties":{"revenue":"12"}}`, true}, // refused, by decodeWire
+	} {
+		var w wireEvent
+		if got := scanEvent([]byte(tc.body), &w); got != tc.fast {
+			t.Errorf("scanEvent(%s) = %v, want %v", tc.body, got, tc.fast)
+		}
+		batch := `{"sentAt":"2026-03-02T10:00:05Z","batch":[` + tc.body + `]}`
+		var wb wireBatch
+		if _, got := scanBatch([]byte(batch), &wb); got != tc.fast {
+			t.Errorf("scanBatch(%s) = %v, want %v", batch, got, tc.fast)
+		}
+		if !tc.fast {
+			continue
+		}
+		e, err := Decode([]byte(tc.body), opts)
+		if err != nil {
+			continue
+		}
+		stored, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back Event
+		if !scanStored(stored, &back) {
+			t.Errorf("scanStored(%s) fell back to encoding/json", stored)
+		}
+	}
 }

@@ -470,6 +470,15 @@ func ForEachEvent(tx *bbolt.Tx, profileID string, fn func(*Event) error) error {
 // decodeEvent decodes a stored event keeping numbers exact (json.Number),
 // as they were when ingested.
 func decodeEvent(v []byte, e *Event) error {
+	if scanStored(v, e) {
+		return nil
+	}
+	*e = Event{}
+	return decodeStoredSlow(v, e)
+}
+
+// decodeStoredSlow decodes a stored event with encoding/json.
+func decodeStoredSlow(v []byte, e *Event) error {
 	dec := json.NewDecoder(bytes.NewReader(v))
 	dec.UseNumber()
 	return dec.Decode(e)
