@@ -171,7 +171,7 @@ func (s *Store) Append(ctx context.Context, events []*Event) (uint64, error) {
 	}
 	recs := make([][]byte, len(events))
 	for i, e := range events {
-		v, err := json.Marshal(e)
+		v, err := encodeEvent(e)
 		if err != nil {
 			return 0, fmt.Errorf("encode event: %w", err)
 		}

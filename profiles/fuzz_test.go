@@ -105,6 +105,9 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("Decode returned event %v and error %v", e, err)
 		}
 		checkDecoded(t, e, err)
+		if e != nil {
+			checkEncodeEvent(t, e)
+		}
 		slow, slowErr := decodeSlow(body, opts)
 		agree(t, []*Event{e}, err, []*Event{slow}, slowErr)
 	})
@@ -203,6 +206,7 @@ func FuzzRecordCodec(f *testing.F) {
 		}
 		if err == nil {
 			agree(t, e, err, slow, slowErr)
+			checkEncodeEvent(t, &e)
 		}
 		var p Profile
 		if err := decodeProfile(b, &p); err != nil {

@@ -61,7 +61,7 @@ func (s *Store) Ingest(ctx context.Context, events []*Event) ([]Result, error) {
 	for _, e := range events {
 		// Encoded here, in parallel with other callers; the committer
 		// only copies the bytes into the page.
-		v, err := json.Marshal(e)
+		v, err := encodeEvent(e)
 		if err != nil {
 			return nil, fmt.Errorf("encode event: %w", err)
 		}
@@ -712,7 +712,7 @@ func (s *Store) store(st *txState, p *Profile, e *Event) error {
 	}
 	v := e.stored
 	if v == nil {
-		if v, err = json.Marshal(e); err != nil {
+		if v, err = encodeEvent(e); err != nil {
 			return fmt.Errorf("encode event: %w", err)
 		}
 	}
