@@ -258,6 +258,14 @@ func (s *Store) DB() *bbolt.DB { return s.db }
 // ProfileCount is the number of live profiles.
 func (s *Store) ProfileCount() int64 { return s.profileCount.Load() }
 
+// PagesWritten is what the store's commits have written since it opened:
+// pages, and their bytes. Divided by the events applied, it is the write
+// amplification of the B-tree, which bounds how fast events are applied.
+func (s *Store) PagesWritten() (pages, bytes int64) {
+	st := s.db.Stats().TxStats
+	return st.GetPageCount(), st.GetPageAlloc()
+}
+
 // Normalize returns the canonical value of an identifier, as stored in the
 // graph ("" when invalid for its kind).
 func (s *Store) Normalize(id Identifier) (Identifier, error) {

@@ -811,3 +811,18 @@ func TestDedupeFollowsThePerson(t *testing.T) {
 		t.Error("m5 still a duplicate after the window")
 	}
 }
+
+// TestPagesWritten: the store counts the pages its commits write, so that
+// an operator can read the B-tree's write amplification per event.
+func TestPagesWritten(t *testing.T) {
+	ts := openStore(t, DefaultConfig())
+	pages0, bytes0 := ts.PagesWritten()
+	ts.ingest(track("m-pages-1", "Product Viewed", user("u-pages")))
+	pages1, bytes1 := ts.PagesWritten()
+	if pages1 <= pages0 || bytes1 <= bytes0 {
+		t.Fatalf("after a commit: pages %d→%d, bytes %d→%d; want both to grow", pages0, pages1, bytes0, bytes1)
+	}
+	if page := int64(ts.DB().Info().PageSize); bytes1-bytes0 < (pages1-pages0)*page {
+		t.Fatalf("%d pages in %d bytes, less than a page (%d bytes) each", pages1-pages0, bytes1-bytes0, page)
+	}
+}

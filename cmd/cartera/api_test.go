@@ -349,6 +349,7 @@ func TestMetricsAndHealth(t *testing.T) {
 		`cartera_events_rejected_total{reason="invalid",source="web"} 1`,
 		`cartera_events_rejected_total{reason="unauthorized",source="unknown"} 1`,
 		`cartera_profiles 1`,
+		`cartera_store_pages_written_total`,
 		`cartera_commit_duration_seconds_count`,
 		`cartera_profile_merges_total 0`,
 	} {

@@ -103,7 +103,13 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}()
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "cartera_profiles", Help: "Live profiles.",
-	}, func() float64 { return float64(store.ProfileCount()) }))
+	}, func() float64 { return float64(store.ProfileCount()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "cartera_store_pages_written_total", Help: "Pages of the bbolt file written by commits since the start (per event applied: the B-tree's write amplification).",
+		}, func() float64 { n, _ := store.PagesWritten(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "cartera_store_page_bytes_written_total", Help: "Bytes of the pages of the bbolt file written by commits since the start.",
+		}, func() float64 { _, b := store.PagesWritten(); return float64(b) }))
 
 	a := &api{
 		store:   store,
