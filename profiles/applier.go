@@ -285,9 +285,10 @@ func decodeRecords(recs [][]byte) []*Event {
 	events := make([]*Event, len(recs))
 	decode := func(lo, hi int) {
 		for i := lo; i < hi; i++ {
+			route, body := RecordRoute(recs[i])
 			var e Event
-			if decodeEvent(recs[i], &e) == nil {
-				e.stored = recs[i]
+			if decodeEvent(body, &e) == nil {
+				e.stored, e.route = body, route
 				events[i] = &e
 			}
 		}

@@ -55,6 +55,9 @@ type Event struct {
 	// stored is the event's JSON, encoded by the caller of Ingest so that
 	// the single committer does not spend its time on it.
 	stored []byte
+	// route is the profile a cluster's identity index gave the event
+	// (route.go); "" when the store resolves it.
+	route string
 }
 
 // ErrTooLarge is returned for an event over MaxEventBytes or a batch over
