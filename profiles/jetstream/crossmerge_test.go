@@ -1,0 +1,441 @@
+package jetstream_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"cartera/internal/clocktest"
+	"cartera/profiles"
+	"cartera/profiles/jetstream"
+)
+
+// visitorEvent is a track event (identify when both ids are given) about
+// a user id, an anonymous id, or both.
+func visitorEvent(mid, user, anon string) []byte {
+	e := &profiles.Event{Type: profiles.TypeTrack, MessageID: mid, UserID: user, AnonymousID: anon, Event: "Viewed",
+		Timestamp: t0, ReceivedAt: t0, Source: "web"}
+	if user != "" && anon != "" {
+		e.Type, e.Event = profiles.TypeIdentify, ""
+		e.Traits = map[string]any{"plan": "gold"}
+	}
+	v, err := json.Marshal(e)
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// waitFor is eventually, saying at the end why the condition did not hold.
+func waitFor(t *testing.T, what string, why *string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("never: %s (%s)", what, *why)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func newRouter(t *testing.T, l *jetstream.Log) *jetstream.Router {
+	t.Helper()
+	r, err := jetstream.NewRouter(t.Context(), l, jetstream.RouterConfig{Identity: profiles.DefaultIdentityConfig(), Now: clocktest.New(t0).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// profileOf resolves an event's identifiers without linking anything new
+// (they are all known).
+func profileOf(t *testing.T, r *jetstream.Router, rec []byte) string {
+	t.Helper()
+	e, err := profiles.DecodeRecord(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := r.Resolve(t.Context(), e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+func partitionOf(l *jetstream.Log, pid string) int {
+	return l.Partition(profiles.RoutedRecord(pid, nil))
+}
+
+// lookup finds, on whichever node holds its partition, the profile an
+// identifier leads to (nil: none).
+func lookup(nodes []*node, id profiles.Identifier) (*profiles.Profile, *profiles.Store) {
+	for _, n := range nodes {
+		if n.down {
+			continue
+		}
+		for _, p := range n.files.Open() {
+			st, ok := n.files.Store(p)
+			if !ok {
+				continue
+			}
+			prof, err := st.Lookup(id)
+			if err == nil {
+				return prof, st
+			}
+		}
+	}
+	return nil, nil
+}
+
+// people counts, over every open partition file, the profiles that hold
+// an identifier.
+func people(nodes []*node, id profiles.Identifier) int {
+	n := 0
+	for _, nd := range nodes {
+		if nd.down {
+			continue
+		}
+		for _, p := range nd.files.Open() {
+			if st, ok := nd.files.Store(p); ok {
+				if _, err := st.Lookup(id); err == nil {
+					n++
+				}
+			}
+		}
+	}
+	return n
+}
+
+// mergeSetup starts two nodes with a file per partition and a router, and
+// finds a visitor and a user whose profiles are in different partitions
+// (each made by one event, applied); it returns their first messageIds.
+type mergeSetup struct {
+	nodes       []*node
+	ingest      *jetstream.Log
+	router      *jetstream.Router
+	user, anon  string
+	upid, apid  string
+	first       []string
+	uIdent      profiles.Identifier
+	aIdent      profiles.Identifier
+	snapshotsOn bool
+}
+
+func setUpMerge(t *testing.T, ns *natsServer, snapshots jetstream.SnapshotConfig) *mergeSetup {
+	t.Helper()
+	dir := t.TempDir()
+	withFiles := func(n *node) { n.url, n.perPartition, n.snapshots = ns.url(), true, snapshots }
+	a := startNodeWith(t, "a", filepath.Join(dir, "a"), withFiles)
+	b := startNodeWith(t, "b", filepath.Join(dir, "b"), withFiles)
+	ms := &mergeSetup{nodes: []*node{a, b}}
+	eventually(t, "two nodes hold 4 partitions each", func() bool { return balanced(a, b) })
+	cfg := testConfig(ns.url())
+	cfg.Partitions = testPartitions
+	ms.ingest = open(t, cfg)
+	ms.router = newRouter(t, ms.ingest)
+	for i := range 50 {
+		user, anon := "user-"+strconv.Itoa(i), "anon-"+strconv.Itoa(i)
+		recs := [][]byte{visitorEvent("m-"+user+"-first", user, ""), visitorEvent("m-"+anon+"-first", "", anon)}
+		if _, _, err := ms.router.Append(t.Context(), recs); err != nil {
+			t.Fatal(err)
+		}
+		ms.first = append(ms.first, "m-"+user+"-first", "m-"+anon+"-first")
+		upid, apid := profileOf(t, ms.router, recs[0]), profileOf(t, ms.router, recs[1])
+		if upid == apid {
+			t.Fatalf("two people with nothing in common got one profile %s", upid)
+		}
+		if partitionOf(ms.ingest, upid) != partitionOf(ms.ingest, apid) {
+			ms.user, ms.anon, ms.upid, ms.apid = user, anon, upid, apid
+			break
+		}
+	}
+	if ms.user == "" {
+		t.Fatal("no two people in different partitions among 50")
+	}
+	ms.uIdent = profiles.Identifier{Kind: profiles.KindUserID, Value: ms.user}
+	ms.aIdent = profiles.Identifier{Kind: profiles.KindAnonymousID, Value: ms.anon}
+	return ms
+}
+
+// ackLoad appends events about one identity through a router, one batch
+// of 5 at a time, until stopped; it keeps the acknowledged messageIds.
+type ackLoad struct {
+	mu   sync.Mutex
+	ids  []string
+	stop chan struct{}
+	done chan struct{}
+}
+
+func startAckLoad(t *testing.T, r *jetstream.Router, name, user, anon string) *ackLoad {
+	ld := &ackLoad{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(ld.done)
+		for i := 0; ; i++ {
+			select {
+			case <-ld.stop:
+				return
+			default:
+			}
+			var recs [][]byte
+			var batch []string
+			for j := range 5 {
+				mid := fmt.Sprintf("m-%s-%d-%d", name, i, j)
+				recs = append(recs, visitorEvent(mid, user, anon))
+				batch = append(batch, mid)
+			}
+			if _, _, err := r.Append(context.Background(), recs); err != nil {
+				t.Error(err)
+				return
+			}
+			ld.mu.Lock()
+			ld.ids = append(ld.ids, batch...)
+			ld.mu.Unlock()
+		}
+	}()
+	return ld
+}
+
+func (ld *ackLoad) count() int {
+	ld.mu.Lock()
+	defer ld.mu.Unlock()
+	return len(ld.ids)
+}
+
+func (ld *ackLoad) end() []string {
+	close(ld.stop)
+	<-ld.done
+	return ld.ids
+}
+
+// merged waits until one profile holds both identities and every one of
+// ids, and returns it with its store; then it checks each id is stored on
+// it exactly once and nothing else is.
+func (ms *mergeSetup) merged(t *testing.T, ids []string) (*profiles.Profile, *profiles.Store) {
+	t.Helper()
+	var prof *profiles.Profile
+	var st *profiles.Store
+	var why string
+	waitFor(t, "one profile holds both people and every acknowledged event", &why, func() bool {
+		prof, st = lookup(ms.nodes, ms.uIdent)
+		if prof == nil {
+			why = "no profile holds " + ms.user
+			return false
+		}
+		if !prof.HasIdentity(ms.aIdent) {
+			why = fmt.Sprintf("profile %s does not hold %s", prof.ID, ms.anon)
+			return false
+		}
+		if prof.EventCount != len(ids) {
+			why = fmt.Sprintf("profile %s holds %d events, want %d", prof.ID, prof.EventCount, len(ids))
+			return false
+		}
+		return true
+	})
+	events, err := st.Events(prof.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range events {
+		got = append(got, e.MessageID)
+	}
+	want := slices.Clone(ids)
+	sort.Strings(got)
+	sort.Strings(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("the merged profile's events are not the acknowledged ones once each: %d stored, %d acknowledged; first stored %v", len(got), len(want), got[:min(5, len(got))])
+	}
+	if n := people(ms.nodes, ms.uIdent); n != 1 {
+		t.Fatalf("%d profiles hold %s, want 1", n, ms.user)
+	}
+	if n := people(ms.nodes, ms.aIdent); n != 1 {
+		t.Fatalf("%d profiles hold %s, want 1", n, ms.anon)
+	}
+	return prof, st
+}
+
+// A visitor and a user, each with a profile in another partition, keep
+// sending events while an identify links them: the router merges them in
+// the identity index, the newer profile's partition sends its state to the
+// older one's, and the events routed to the newer one before the merge
+// but appended after it are forwarded. In the end one profile holds both
+// identities and every acknowledged event once, and each event went
+// through the processors once. A record addressed to the merged-away
+// profile later (a router that resolved before the merge) is forwarded
+// too, and a retried messageId is still a duplicate.
+func TestMergeAcrossPartitionsUnderLoad(t *testing.T) {
+	ns := startNATS(t)
+	ms := setUpMerge(t, ns, jetstream.SnapshotConfig{})
+	waitAppliedOnce(t, ms.nodes, ms.first)
+
+	ul := startAckLoad(t, ms.router, "u", ms.user, "")
+	al := startAckLoad(t, ms.router, "a", "", ms.anon)
+	eventually(t, "both loads acknowledged events", func() bool { return ul.count() >= 20 && al.count() >= 20 })
+	if _, _, err := ms.router.Append(t.Context(), [][]byte{visitorEvent("m-identify", ms.user, ms.anon)}); err != nil {
+		t.Fatal(err)
+	}
+	n1, n2 := ul.count(), al.count()
+	eventually(t, "both loads go on after the identify", func() bool { return ul.count() >= n1+20 && al.count() >= n2+20 })
+	ids := append(append(append(ul.end(), al.end()...), "m-identify"), ms.first...)
+	// Only this person's events (the others' first ones are elsewhere).
+	ids = slices.DeleteFunc(ids, func(id string) bool {
+		return strings.HasSuffix(id, "-first") && id != "m-"+ms.user+"-first" && id != "m-"+ms.anon+"-first"
+	})
+	if got := ms.router.Merges(); got != 1 {
+		t.Fatalf("the router started %d merges, want 1", got)
+	}
+
+	prof, st := ms.merged(t, ids)
+	survivor, loser := min(ms.upid, ms.apid), max(ms.upid, ms.apid)
+	if prof.ID != survivor || !slices.Contains(prof.MergedFrom, loser) {
+		t.Fatalf("the merged profile is %s (merged from %v), want %s with %s merged in", prof.ID, prof.MergedFrom, survivor, loser)
+	}
+	if partitionOf(ms.ingest, prof.ID) == partitionOf(ms.ingest, loser) {
+		t.Fatal("the test's two profiles share a partition")
+	}
+	if i := slices.IndexFunc(prof.Ledger, func(l profiles.LedgerEntry) bool { return l.Action == profiles.LedgerMerge && l.Profile == loser }); i < 0 {
+		t.Fatalf("no merge of %s in the ledger: %+v", loser, prof.Ledger)
+	}
+
+	// A router that resolved before the merge appends for the loser: the
+	// loser's partition forwards it. A retry of an event the loser held
+	// before the merge is forwarded and found a duplicate.
+	late := profiles.RoutedRecord(loser, visitorEvent("m-late", "", ms.anon))
+	retry := profiles.RoutedRecord(loser, visitorEvent("m-"+ms.anon+"-first", "", ms.anon))
+	if _, _, err := ms.ingest.Append(t.Context(), [][]byte{late, retry}); err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, "m-late")
+	prof, st = ms.merged(t, ids)
+	if prof.ID != survivor {
+		t.Fatalf("the profile changed to %s", prof.ID)
+	}
+	all := append(slices.Clone(ids), othersFirst(ms)...)
+	waitAppliedOnce(t, ms.nodes, all)
+	_ = st
+}
+
+// othersFirst are the first events of the people setUpMerge tried before
+// finding two in different partitions.
+func othersFirst(ms *mergeSetup) []string {
+	var out []string
+	for _, id := range ms.first {
+		if id != "m-"+ms.user+"-first" && id != "m-"+ms.anon+"-first" {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// A MergeIn applied twice (its sender died between appending it and
+// committing the MergeOut, and its next owner sends it again) merges
+// once: the survivor remembers the merge.
+func TestMergeInTwiceMergesOnce(t *testing.T) {
+	ns := startNATS(t)
+	ms := setUpMerge(t, ns, jetstream.SnapshotConfig{})
+	if _, _, err := ms.router.Append(t.Context(), [][]byte{visitorEvent("m-identify", ms.user, ms.anon)}); err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{"m-" + ms.user + "-first", "m-" + ms.anon + "-first", "m-identify"}
+	prof, _ := ms.merged(t, ids)
+
+	// Find the MergeIn in the survivor's partition and append it again.
+	js := clientJS(t, ns.url())
+	stream, err := js.Stream(t.Context(), "CARTERA_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mergeIn []byte
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := stream.GetMsg(t.Context(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pid, body := profiles.RecordRoute(m.Data); pid == prof.ID && profiles.IsMergeBody(body) {
+			mergeIn = m.Data
+		}
+	}
+	if mergeIn == nil {
+		t.Fatal("no MergeIn record in the survivor's partition")
+	}
+	if _, _, err := ms.ingest.Append(t.Context(), [][]byte{mergeIn, profiles.RoutedRecord(prof.ID, visitorEvent("m-after", ms.user, ""))}); err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, "m-after")
+	prof2, _ := ms.merged(t, ids)
+	if len(prof2.MergedFrom) != len(prof.MergedFrom) {
+		t.Fatalf("merged from %v after the MergeIn again, %v before", prof2.MergedFrom, prof.MergedFrom)
+	}
+}
+
+// Routers on two nodes that see the same new person at once give them one
+// profile id: the first compare-and-set create of an identifier wins, and
+// the other router takes its profile. With two identifiers, racers may
+// first make two profiles and merge them; afterwards every identifier
+// leads to one profile on both routers.
+func TestRoutersAgreeOnNewPeople(t *testing.T) {
+	ns := startNATS(t)
+	cfg := testConfig(ns.url())
+	r1, r2 := newRouter(t, open(t, cfg)), newRouter(t, open(t, cfg))
+	race := func(mk func(g int) *profiles.Event) map[string]int {
+		var mu sync.Mutex
+		got := map[string]int{}
+		var wg sync.WaitGroup
+		for g := range 8 {
+			r := r1
+			if g%2 == 1 {
+				r = r2
+			}
+			wg.Go(func() {
+				pid, err := r.Resolve(context.Background(), mk(g))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				got[pid]++
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+		return got
+	}
+	for i := range 10 {
+		anon, user := "anon-"+strconv.Itoa(i), "user-"+strconv.Itoa(i)
+		got := race(func(int) *profiles.Event {
+			return &profiles.Event{Type: profiles.TypeTrack, AnonymousID: anon, MessageID: "x"}
+		})
+		if len(got) != 1 {
+			t.Fatalf("person %d: 8 racers on one new identifier got %d profiles: %v", i, len(got), got)
+		}
+		// Half of them with a user id as well, new too.
+		race(func(g int) *profiles.Event {
+			e := &profiles.Event{Type: profiles.TypeTrack, UserID: user, MessageID: "x"}
+			if g%4 >= 2 {
+				e.AnonymousID = anon + "-2"
+			}
+			return e
+		})
+		want := profileOf(t, r1, visitorEvent("y", user, anon+"-2"))
+		for _, r := range []*jetstream.Router{r1, r2} {
+			for _, rec := range [][]byte{visitorEvent("y", "", anon+"-2"), visitorEvent("y", user, ""), visitorEvent("y", user, anon+"-2")} {
+				if pid := profileOf(t, r, rec); pid != want {
+					t.Fatalf("person %d: %s resolves to %s, want %s", i, rec, pid, want)
+				}
+			}
+		}
+	}
+	t.Logf("%d merges among the racers", r1.Merges()+r2.Merges())
+}

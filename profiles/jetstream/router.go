@@ -1,0 +1,290 @@
+package jetstream
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"cartera/profiles"
+)
+
+// The identity index, KV bucket <Stream>_IDENTITY (no TTL, one revision a
+// key), says which profile each identifier belongs to across the cluster:
+//
+//	id.<hash>    the id of the profile an identifier belongs to; <hash> is
+//	             the hex of the first 16 bytes of SHA-256(kind 0x00
+//	             value), so no email or phone is written in NATS as is.
+//	             Created with Create (only if absent): of two routers that
+//	             see a new identifier at once, one wins and the other
+//	             takes its profile.
+//	fwd.<id>     "<survivor> pending" or "<survivor> sent": profile <id>
+//	             was merged into <survivor>. Created with Create, so a
+//	             profile merges away once only; "sent" once its MergeOut
+//	             record is in the log. Survivors are always the smaller
+//	             (older) id, so forwards never make a cycle.
+//
+// Profile ids are made by the router (profiles.NewProfileID): the
+// creation time first, so the smaller of two ids is the older profile,
+// which survives a merge, as on a single node.
+
+// RouterConfig says how a Router reads identifiers and makes ids.
+type RouterConfig struct {
+	// Identity is the store's identity config: the router reads the same
+	// identifiers from an event as the store would.
+	Identity profiles.IdentityConfig
+	// Now is the clock of new profile ids; time.Now when nil.
+	Now func() time.Time
+	// Rand is the source of new profile ids; crypto/rand when nil.
+	Rand io.Reader
+}
+
+// Router appends events to the log addressed to the profile the identity
+// index gives them, so that each lands in the partition of its profile
+// (partitions keyed by profile). An event whose identifiers lead to two
+// profiles merges them: the index forwards the newer to the older, and a
+// MergeOut record asks the newer one's partition to send its state over
+// (profiles/crossmerge.go). It is a profiles.EventLog: Store.Append can
+// go through it.
+type Router struct {
+	l    *Log
+	kv   jetstream.KeyValue
+	ids  *profiles.IdentifierReader
+	now  func() time.Time
+	rand io.Reader
+
+	merges atomic.Int64
+}
+
+// identityBucket is the name of the identity index.
+func (c Config) identityBucket() string { return c.Stream + "_IDENTITY" }
+
+// NewRouter opens (creating it if need be) the identity index of l's
+// cluster.
+func NewRouter(ctx context.Context, l *Log, cfg RouterConfig) (*Router, error) {
+	if err := cfg.Identity.Validate(); err != nil {
+		return nil, err
+	}
+	kv, err := openBucket(ctx, l.js, jetstream.KeyValueConfig{
+		Bucket: l.cfg.identityBucket(), Description: "Cartera cluster: identifier → profile id, and merged profiles",
+		History: 1, Storage: jetstream.FileStorage, Replicas: l.cfg.Replicas,
+	})
+	if err != nil {
+		return nil, err
+	}
+	r := &Router{l: l, kv: kv, ids: profiles.NewIdentifierReader(cfg.Identity), now: cfg.Now, rand: cfg.Rand}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.rand == nil {
+		r.rand = rand.Reader
+	}
+	return r, nil
+}
+
+// Merges is how many merges this router started.
+func (r *Router) Merges() int64 { return r.merges.Load() }
+
+// Append resolves each event record's identifiers in the index, then
+// appends them, each addressed to its profile, and returns their offsets
+// once JetStream has acknowledged them. A record that is not an event
+// (nothing to resolve) is refused.
+func (r *Router) Append(ctx context.Context, recs [][]byte) (first, last uint64, err error) {
+	out := make([][]byte, len(recs))
+	for i, rec := range recs {
+		if id, _ := profiles.RecordRoute(rec); id != "" {
+			return 0, 0, fmt.Errorf("route record %d: it is routed already", i)
+		}
+		e, err := profiles.DecodeRecord(rec)
+		if err != nil {
+			return 0, 0, fmt.Errorf("route record %d: %w", i, err)
+		}
+		pid, err := r.Resolve(ctx, e)
+		if err != nil {
+			return 0, 0, fmt.Errorf("route record %d: %w", i, err)
+		}
+		out[i] = profiles.RoutedRecord(pid, rec)
+	}
+	return r.l.Append(ctx, out)
+}
+
+// Read reads the whole log (profiles.EventLog).
+func (r *Router) Read(ctx context.Context, from uint64, max int) ([][]byte, error) {
+	return r.l.Read(ctx, from, max)
+}
+
+// Committed is the log's (profiles.EventLog).
+func (r *Router) Committed() uint64 { return r.l.Committed() }
+
+// ErrNoIdentifier is returned by Resolve for an event with no identifier.
+var ErrNoIdentifier = errors.New("the event has no identifier")
+
+// Resolve returns the profile id of an event: the oldest of the profiles
+// its identifiers belong to (merging the others into it), or a new one.
+// Its identifiers that belong to no profile yet are linked to it.
+func (r *Router) Resolve(ctx context.Context, e *profiles.Event) (string, error) {
+	ids := r.ids.Identifiers(e)
+	if e.Type == profiles.TypeAlias {
+		if prev := strings.TrimSpace(e.PreviousID); prev != "" {
+			// As on a single node: a previousId is a userId if the index
+			// knows it as one, else an anonymousId.
+			id := profiles.Identifier{Kind: profiles.KindUserID, Value: prev}
+			if ent, err := r.kv.Get(ctx, identifierKey(id)); errors.Is(err, jetstream.ErrKeyNotFound) || (err == nil && ent == nil) {
+				id.Kind = profiles.KindAnonymousID
+			} else if err != nil {
+				return "", fmt.Errorf("resolve previousId: %w", err)
+			}
+			if !slices.Contains(ids, id) {
+				ids = append(ids, id)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return "", ErrNoIdentifier
+	}
+	for range 20 {
+		pid, again, err := r.resolve(ctx, ids)
+		if err != nil || !again {
+			return pid, err
+		}
+	}
+	return "", errors.New("resolve identity: the index kept changing (20 tries)")
+}
+
+// resolve makes one attempt; again says a compare-and-set lost to another
+// router and the attempt must start over.
+func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier) (pid string, again bool, err error) {
+	type entry struct {
+		key  string
+		pid  string // as written in the index
+		rev  uint64
+		live string // the profile it leads to, following forwards
+	}
+	entries := make([]entry, len(ids))
+	var people []string
+	for i, id := range ids {
+		entries[i].key = identifierKey(id)
+		ent, err := r.kv.Get(ctx, entries[i].key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return "", false, fmt.Errorf("resolve identity: %w", err)
+		}
+		entries[i].pid, entries[i].rev = string(ent.Value()), ent.Revision()
+		live, err := r.follow(ctx, entries[i].pid)
+		if err != nil {
+			return "", false, err
+		}
+		entries[i].live = live
+		if !slices.Contains(people, live) {
+			people = append(people, live)
+		}
+	}
+	if len(people) == 0 {
+		if pid, err = profiles.NewProfileID(r.now(), r.rand); err != nil {
+			return "", false, err
+		}
+	} else {
+		pid = slices.Min(people)
+		for _, loser := range people {
+			if loser == pid {
+				continue
+			}
+			won, err := r.merge(ctx, loser, pid)
+			if err != nil {
+				return "", false, err
+			}
+			if !won {
+				return "", true, nil
+			}
+		}
+	}
+	for _, en := range entries {
+		switch {
+		case en.pid == "":
+			if _, err := r.kv.Create(ctx, en.key, []byte(pid)); errors.Is(err, jetstream.ErrKeyExists) {
+				return "", true, nil // another router linked it first
+			} else if err != nil {
+				return "", false, fmt.Errorf("link identifier: %w", err)
+			}
+		case en.pid != pid:
+			// Shorten the forward chain for the next lookups; a lost
+			// compare-and-set is someone else doing the same.
+			_, _ = r.kv.Update(ctx, en.key, []byte(pid), en.rev)
+		}
+	}
+	return pid, false, nil
+}
+
+// follow returns the profile pid became, following forwards, and sends
+// the MergeOut of a forward left pending (its router died before).
+func (r *Router) follow(ctx context.Context, pid string) (string, error) {
+	for range 1000 {
+		ent, err := r.kv.Get(ctx, forwardKey(pid))
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return pid, nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("resolve identity: %w", err)
+		}
+		to, state, _ := strings.Cut(string(ent.Value()), " ")
+		if !profiles.ValidProfileID(to) {
+			return "", fmt.Errorf("resolve identity: the forward of %s is %q, not a profile id", pid, ent.Value())
+		}
+		if state != "sent" {
+			if err := r.sendMergeOut(ctx, pid, to, ent.Revision()); err != nil {
+				return "", err
+			}
+		}
+		pid = to
+	}
+	return "", fmt.Errorf("resolve identity: the forwards from %s do not end", pid)
+}
+
+// merge forwards loser to survivor in the index and appends the MergeOut
+// record; won is false when another router merged loser first.
+func (r *Router) merge(ctx context.Context, loser, survivor string) (won bool, err error) {
+	rev, err := r.kv.Create(ctx, forwardKey(loser), []byte(survivor+" pending"))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("merge %s into %s: %w", loser, survivor, err)
+	}
+	r.merges.Add(1)
+	return true, r.sendMergeOut(ctx, loser, survivor, rev)
+}
+
+// sendMergeOut appends the MergeOut of loser (applying it twice is the
+// same as once), then marks the forward sent.
+func (r *Router) sendMergeOut(ctx context.Context, loser, survivor string, rev uint64) error {
+	body, err := profiles.MergeBody(profiles.MergeRecord{Op: profiles.MergeOut, Loser: loser, Survivor: survivor})
+	if err != nil {
+		return err
+	}
+	if _, _, err := r.l.Append(ctx, [][]byte{profiles.RoutedRecord(loser, body)}); err != nil {
+		return fmt.Errorf("merge %s into %s: %w", loser, survivor, err)
+	}
+	if _, err := r.kv.Update(ctx, forwardKey(loser), []byte(survivor+" sent"), rev); err != nil && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return fmt.Errorf("merge %s into %s: mark it sent: %w", loser, survivor, err)
+	}
+	return nil
+}
+
+// identifierKey is the index key of an identifier.
+func identifierKey(id profiles.Identifier) string {
+	h := sha256.Sum256([]byte(id.Kind + "\x00" + id.Value))
+	return "id." + hex.EncodeToString(h[:16])
+}
+
+func forwardKey(pid string) string { return "fwd." + pid }
