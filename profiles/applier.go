@@ -286,9 +286,10 @@ func decodeRecords(recs [][]byte) []*Event {
 	decode := func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			route, body := RecordRoute(recs[i])
+			foreign, body, err := splitForeign(body)
 			var e Event
-			if decodeEvent(body, &e) == nil {
-				e.stored, e.route = body, route
+			if err == nil && decodeEvent(body, &e) == nil {
+				e.stored, e.route, e.foreign = body, route, foreign
 				events[i] = &e
 			}
 		}

@@ -539,7 +539,7 @@ func (s *Store) apply(st *txState, e *Event) (Result, error) {
 	// this profile cannot be).
 	var link []Identifier
 	for _, id := range ids {
-		if owner[id] == "" && !target.HasIdentity(id) {
+		if owner[id] == "" && !target.HasIdentity(id) && !slices.Contains(e.foreign, id) {
 			link = append(link, id)
 		}
 	}

@@ -1,10 +1,13 @@
 package profiles
 
 import (
+	"bytes"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 )
 
@@ -16,13 +19,21 @@ import (
 //	'@' profile id (24 hex) ' ' event JSON       an event for that profile
 //	'@' profile id (24 hex) ' ' 'M' merge JSON   a step of a merge across
 //	                                            partitions (MergeRecord)
+//	'@' profile id (24 hex) ' ' 'X' identifiers JSON '\n' event JSON
+//	                                            an event for that profile,
+//	                                            and those of its identifiers
+//	                                            that belong to other profiles
+//	                                            (a merge the router refused):
+//	                                            the partition does not link
+//	                                            them to this one
 //
 // A record that starts with '{' is an event as before, resolved by the
 // partition's own identity graph.
 const (
-	routeMark = '@'
-	mergeMark = 'M'
-	routeHead = 1 + idLen + 1
+	routeMark   = '@'
+	mergeMark   = 'M'
+	foreignMark = 'X'
+	routeHead   = 1 + idLen + 1
 )
 
 // RoutedRecord is the log record of body (an event's JSON, or a merge
@@ -42,6 +53,40 @@ func RecordRoute(rec []byte) (profileID string, body []byte) {
 		return "", rec
 	}
 	return string(rec[1 : routeHead-1]), rec[routeHead:]
+}
+
+// RoutedEvent is the body of a routed event record: the event's JSON,
+// after the identifiers of it that belong to other profiles, if any.
+func RoutedEvent(event []byte, foreign []Identifier) ([]byte, error) {
+	if len(foreign) == 0 {
+		return event, nil
+	}
+	v, err := json.Marshal(foreign)
+	if err != nil {
+		return nil, fmt.Errorf("encode identifiers: %w", err)
+	}
+	out := make([]byte, 0, 2+len(v)+len(event))
+	out = append(out, foreignMark)
+	out = append(out, v...)
+	out = append(out, '\n')
+	return append(out, event...), nil
+}
+
+// splitForeign splits a routed event's body into the identifiers not to
+// link and the event's JSON.
+func splitForeign(body []byte) ([]Identifier, []byte, error) {
+	if len(body) == 0 || body[0] != foreignMark {
+		return nil, body, nil
+	}
+	head, event, ok := bytes.Cut(body[1:], []byte{'\n'})
+	if !ok {
+		return nil, body, errors.New("decode routed event: no end to its identifiers")
+	}
+	var ids []Identifier
+	if err := json.Unmarshal(head, &ids); err != nil {
+		return nil, body, fmt.Errorf("decode routed event's identifiers: %w", err)
+	}
+	return ids, event, nil
 }
 
 // NewProfileID makes a profile id as a Store does: the creation time in
@@ -151,6 +196,20 @@ func NewIdentifierReader(c IdentityConfig) *IdentifierReader {
 // first. An alias's previousId is not among them: which kind it is depends
 // on the graph.
 func (ir *IdentifierReader) Identifiers(e *Event) []Identifier { return ir.r.extract(e) }
+
+// Limit is how many identifiers of kind one profile may hold.
+func (ir *IdentifierReader) Limit(kind string) int { return ir.r.limit(kind) }
+
+// Kinds lists the identifier kinds known: the built-in ones and those the
+// config declares, in order.
+func (ir *IdentifierReader) Kinds() []string {
+	out := make([]string, 0, len(ir.r.known))
+	for k := range ir.r.known {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
 
 // DecodeRecord decodes an event record's JSON (the body of a routed one)
 // as the store does.

@@ -439,3 +439,61 @@ func TestRoutersAgreeOnNewPeople(t *testing.T) {
 	}
 	t.Logf("%d merges among the racers", r1.Merges()+r2.Merges())
 }
+
+// Two users on one device (one anonymousId) stay two people, as on a
+// single node, where a profile holds one user id: the router does not
+// merge two profiles with different user ids, nor link a second user id
+// to a profile; the event goes to the profile of its user id (or, with a
+// new user id, to the device's profile, whose partition refuses the
+// second user id in turn).
+func TestRouterKeepsTwoUsersApart(t *testing.T) {
+	ns := startNATS(t)
+	ms := setUpMerge(t, ns, jetstream.SnapshotConfig{})
+	r := ms.router
+	// user and anon become one; a second user has a profile of their own.
+	recs := [][]byte{visitorEvent("m-identify", ms.user, ms.anon), visitorEvent("m-other", "other", "")}
+	if _, _, err := r.Append(t.Context(), recs); err != nil {
+		t.Fatal(err)
+	}
+	first := profileOf(t, r, visitorEvent("y", ms.user, ""))
+	other := profileOf(t, r, visitorEvent("y", "other", ""))
+	merges := r.Merges()
+	// The other user signs in on the same device, and a third, new, too.
+	recs = [][]byte{visitorEvent("m-shared", "other", ms.anon), visitorEvent("m-third", "third", ms.anon)}
+	if _, _, err := r.Append(t.Context(), recs); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Merges(); got != merges {
+		t.Fatalf("the router started %d merges for two users on one device", got-merges)
+	}
+	for _, c := range []struct {
+		rec  []byte
+		want string
+	}{
+		{visitorEvent("y", "other", ms.anon), other},
+		{visitorEvent("y", "other", ""), other},
+		{visitorEvent("y", ms.user, ""), first},
+		{visitorEvent("y", "", ms.anon), first},
+	} {
+		if got := profileOf(t, r, c.rec); got != c.want {
+			t.Fatalf("%s resolves to %s, want %s", c.rec, got, c.want)
+		}
+	}
+	// The third user id was linked to nobody: alone, it is a new person.
+	third := profileOf(t, r, visitorEvent("y", "third", ""))
+	if third == first || third == other {
+		t.Fatalf("the third user id resolves to an existing profile %s", third)
+	}
+	ids := []string{"m-" + ms.user + "-first", "m-" + ms.anon + "-first", "m-identify", "m-third"}
+	ms.merged(t, ids)
+	var why string
+	waitFor(t, "the other user's profile holds its two events", &why, func() bool {
+		p, _ := lookup(ms.nodes, profiles.Identifier{Kind: profiles.KindUserID, Value: "other"})
+		if p == nil {
+			why = "no profile"
+			return false
+		}
+		why = fmt.Sprintf("%s holds %d events", p.ID, p.EventCount)
+		return p.ID == other && p.EventCount == 2 && !p.HasIdentity(ms.aIdent)
+	})
+}

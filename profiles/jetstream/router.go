@@ -27,6 +27,12 @@ import (
 //	             Created with Create (only if absent): of two routers that
 //	             see a new identifier at once, one wins and the other
 //	             takes its profile.
+//	one.<id>.<k> the index key of the identifier of kind <k> (the hex of
+//	             the first 4 bytes of SHA-256(kind)) that profile <id>
+//	             holds, for each kind a profile may hold one of (user_id
+//	             by default): created with Create when the first is
+//	             linked. A second one is not linked, and two profiles that
+//	             hold different ones are not merged, as on a single node.
 //	fwd.<id>     "<survivor> pending" or "<survivor> sent": profile <id>
 //	             was merged into <survivor>. Created with Create, so a
 //	             profile merges away once only; "sent" once its MergeOut
@@ -108,11 +114,15 @@ func (r *Router) Append(ctx context.Context, recs [][]byte) (first, last uint64,
 		if err != nil {
 			return 0, 0, fmt.Errorf("route record %d: %w", i, err)
 		}
-		pid, err := r.Resolve(ctx, e)
+		pid, foreign, err := r.resolveEvent(ctx, e)
 		if err != nil {
 			return 0, 0, fmt.Errorf("route record %d: %w", i, err)
 		}
-		out[i] = profiles.RoutedRecord(pid, rec)
+		body, err := profiles.RoutedEvent(rec, foreign)
+		if err != nil {
+			return 0, 0, fmt.Errorf("route record %d: %w", i, err)
+		}
+		out[i] = profiles.RoutedRecord(pid, body)
 	}
 	return r.l.Append(ctx, out)
 }
@@ -132,6 +142,13 @@ var ErrNoIdentifier = errors.New("the event has no identifier")
 // its identifiers belong to (merging the others into it), or a new one.
 // Its identifiers that belong to no profile yet are linked to it.
 func (r *Router) Resolve(ctx context.Context, e *profiles.Event) (string, error) {
+	pid, _, err := r.resolveEvent(ctx, e)
+	return pid, err
+}
+
+// resolveEvent is Resolve, which also returns the event's identifiers
+// that stay on other profiles (merges refused).
+func (r *Router) resolveEvent(ctx context.Context, e *profiles.Event) (string, []profiles.Identifier, error) {
 	ids := r.ids.Identifiers(e)
 	if e.Type == profiles.TypeAlias {
 		if prev := strings.TrimSpace(e.PreviousID); prev != "" {
@@ -141,7 +158,7 @@ func (r *Router) Resolve(ctx context.Context, e *profiles.Event) (string, error)
 			if ent, err := r.kv.Get(ctx, identifierKey(id)); errors.Is(err, jetstream.ErrKeyNotFound) || (err == nil && ent == nil) {
 				id.Kind = profiles.KindAnonymousID
 			} else if err != nil {
-				return "", fmt.Errorf("resolve previousId: %w", err)
+				return "", nil, fmt.Errorf("resolve previousId: %w", err)
 			}
 			if !slices.Contains(ids, id) {
 				ids = append(ids, id)
@@ -149,20 +166,20 @@ func (r *Router) Resolve(ctx context.Context, e *profiles.Event) (string, error)
 		}
 	}
 	if len(ids) == 0 {
-		return "", ErrNoIdentifier
+		return "", nil, ErrNoIdentifier
 	}
 	for range 20 {
-		pid, again, err := r.resolve(ctx, ids)
+		pid, foreign, again, err := r.resolve(ctx, ids)
 		if err != nil || !again {
-			return pid, err
+			return pid, foreign, err
 		}
 	}
-	return "", errors.New("resolve identity: the index kept changing (20 tries)")
+	return "", nil, errors.New("resolve identity: the index kept changing (20 tries)")
 }
 
 // resolve makes one attempt; again says a compare-and-set lost to another
 // router and the attempt must start over.
-func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier) (pid string, again bool, err error) {
+func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier) (pid string, foreign []profiles.Identifier, again bool, err error) {
 	type entry struct {
 		key  string
 		pid  string // as written in the index
@@ -178,52 +195,134 @@ func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier) (pid st
 			continue
 		}
 		if err != nil {
-			return "", false, fmt.Errorf("resolve identity: %w", err)
+			return "", nil, false, fmt.Errorf("resolve identity: %w", err)
 		}
 		entries[i].pid, entries[i].rev = string(ent.Value()), ent.Revision()
 		live, err := r.follow(ctx, entries[i].pid)
 		if err != nil {
-			return "", false, err
+			return "", nil, false, err
 		}
 		entries[i].live = live
 		if !slices.Contains(people, live) {
 			people = append(people, live)
 		}
 	}
+	joined := map[string]bool{} // the people the event's profile is now
 	if len(people) == 0 {
 		if pid, err = profiles.NewProfileID(r.now(), r.rand); err != nil {
-			return "", false, err
+			return "", nil, false, err
 		}
 	} else {
-		pid = slices.Min(people)
-		for _, loser := range people {
-			if loser == pid {
+		// As on a single node: the event belongs to the profile of its
+		// most trusted identifier, which merges each other one it may
+		// (the older of the two surviving).
+		pid = people[0]
+		joined[pid] = true
+		for _, other := range people[1:] {
+			ok, err := r.mayMerge(ctx, pid, other)
+			if err != nil {
+				return "", nil, false, err
+			}
+			if !ok {
 				continue
 			}
-			won, err := r.merge(ctx, loser, pid)
+			survivor, loser := min(pid, other), max(pid, other)
+			won, err := r.merge(ctx, loser, survivor)
 			if err != nil {
-				return "", false, err
+				return "", nil, false, err
 			}
 			if !won {
-				return "", true, nil
+				return "", nil, true, nil
 			}
+			pid = survivor
+			joined[other] = true
 		}
 	}
-	for _, en := range entries {
+	for i, en := range entries {
 		switch {
 		case en.pid == "":
-			if _, err := r.kv.Create(ctx, en.key, []byte(pid)); errors.Is(err, jetstream.ErrKeyExists) {
-				return "", true, nil // another router linked it first
-			} else if err != nil {
-				return "", false, fmt.Errorf("link identifier: %w", err)
+			if ok, err := r.claimOne(ctx, pid, ids[i], en.key); err != nil {
+				return "", nil, false, err
+			} else if !ok {
+				continue // the profile holds another of its kind
 			}
+			if _, err := r.kv.Create(ctx, en.key, []byte(pid)); errors.Is(err, jetstream.ErrKeyExists) {
+				return "", nil, true, nil // another router linked it first
+			} else if err != nil {
+				return "", nil, false, fmt.Errorf("link identifier: %w", err)
+			}
+		case !joined[en.live]:
+			// Its profile stays apart (a merge refused).
+			foreign = append(foreign, ids[i])
 		case en.pid != pid:
 			// Shorten the forward chain for the next lookups; a lost
 			// compare-and-set is someone else doing the same.
 			_, _ = r.kv.Update(ctx, en.key, []byte(pid), en.rev)
 		}
 	}
-	return pid, false, nil
+	return pid, foreign, false, nil
+}
+
+// oneKey is the index key of the identifier of kind that pid holds, for a
+// kind a profile may hold one of.
+func oneKey(pid, kind string) string {
+	h := sha256.Sum256([]byte(kind))
+	return "one." + pid + "." + hex.EncodeToString(h[:4])
+}
+
+// claimOne records that pid holds id (index key key), if id's kind is one
+// a profile may hold one of; ok is false when pid holds another already.
+func (r *Router) claimOne(ctx context.Context, pid string, id profiles.Identifier, key string) (ok bool, err error) {
+	if r.ids.Limit(id.Kind) != 1 {
+		return true, nil
+	}
+	k := oneKey(pid, id.Kind)
+	_, err = r.kv.Create(ctx, k, []byte(key))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		ent, gerr := r.kv.Get(ctx, k)
+		if gerr != nil {
+			return false, fmt.Errorf("link identifier: %w", gerr)
+		}
+		return string(ent.Value()) == key, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("link identifier: %w", err)
+	}
+	return true, nil
+}
+
+// mayMerge says whether profiles a and b may merge: not if they hold
+// different identifiers of a kind a profile may hold one of.
+func (r *Router) mayMerge(ctx context.Context, a, b string) (bool, error) {
+	for _, kind := range r.ids.Kinds() {
+		if r.ids.Limit(kind) != 1 {
+			continue
+		}
+		va, err := r.getValue(ctx, oneKey(a, kind))
+		if err != nil {
+			return false, err
+		}
+		vb, err := r.getValue(ctx, oneKey(b, kind))
+		if err != nil {
+			return false, err
+		}
+		if va != "" && vb != "" && va != vb {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// getValue reads a key of the index ("" when absent).
+func (r *Router) getValue(ctx context.Context, key string) (string, error) {
+	ent, err := r.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the identity index: %w", err)
+	}
+	return string(ent.Value()), nil
 }
 
 // follow returns the profile pid became, following forwards, and sends
@@ -262,6 +361,21 @@ func (r *Router) merge(ctx context.Context, loser, survivor string) (won bool, e
 		return false, fmt.Errorf("merge %s into %s: %w", loser, survivor, err)
 	}
 	r.merges.Add(1)
+	// The survivor takes the loser's one-of-a-kind identifiers it lacks.
+	for _, kind := range r.ids.Kinds() {
+		if r.ids.Limit(kind) != 1 {
+			continue
+		}
+		v, err := r.getValue(ctx, oneKey(loser, kind))
+		if err != nil {
+			return true, err
+		}
+		if v != "" {
+			if _, err := r.kv.Create(ctx, oneKey(survivor, kind), []byte(v)); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+				return true, fmt.Errorf("merge %s into %s: %w", loser, survivor, err)
+			}
+		}
+	}
 	return true, r.sendMergeOut(ctx, loser, survivor, rev)
 }
 
