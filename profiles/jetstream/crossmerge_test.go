@@ -174,7 +174,7 @@ type ackLoad struct {
 	done chan struct{}
 }
 
-func startAckLoad(t *testing.T, r *jetstream.Router, name, user, anon string) *ackLoad {
+func startAckLoad(t *testing.T, r *jetstream.Router, name, user, anon string, pause time.Duration) *ackLoad {
 	ld := &ackLoad{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(ld.done)
@@ -198,6 +198,7 @@ func startAckLoad(t *testing.T, r *jetstream.Router, name, user, anon string) *a
 			ld.mu.Lock()
 			ld.ids = append(ld.ids, batch...)
 			ld.mu.Unlock()
+			time.Sleep(pause)
 		}
 	}()
 	return ld
@@ -276,8 +277,8 @@ func TestMergeAcrossPartitionsUnderLoad(t *testing.T) {
 	ms := setUpMerge(t, ns, jetstream.SnapshotConfig{})
 	waitAppliedOnce(t, ms.nodes, ms.first)
 
-	ul := startAckLoad(t, ms.router, "u", ms.user, "")
-	al := startAckLoad(t, ms.router, "a", "", ms.anon)
+	ul := startAckLoad(t, ms.router, "u", ms.user, "", 0)
+	al := startAckLoad(t, ms.router, "a", "", ms.anon, 0)
 	eventually(t, "both loads acknowledged events", func() bool { return ul.count() >= 20 && al.count() >= 20 })
 	if _, _, err := ms.router.Append(t.Context(), [][]byte{visitorEvent("m-identify", ms.user, ms.anon)}); err != nil {
 		t.Fatal(err)
@@ -496,4 +497,43 @@ func TestRouterKeepsTwoUsersApart(t *testing.T) {
 		why = fmt.Sprintf("%s holds %d events", p.ID, p.EventCount)
 		return p.ID == other && p.EventCount == 2 && !p.HasIdentity(ms.aIdent)
 	})
+}
+
+// The node that holds the loser's partition dies while both people keep
+// sending events and an identify links them: its partitions are re-owned
+// from their snapshots, and the MergeOut (or what follows it) is applied
+// again from the stream, its MergeIn perhaps sent twice. Still one profile
+// ends up with every acknowledged event once, under the survivor's id.
+func TestMergeAcrossPartitionsNodeDies(t *testing.T) {
+	ns := startNATS(t)
+	ms := setUpMerge(t, ns, testSnapshots)
+	waitAppliedOnce(t, ms.nodes, ms.first)
+	loser := max(ms.upid, ms.apid)
+	victim := ms.nodes[0]
+	if !slices.Contains(victim.held(), partitionOf(ms.ingest, loser)) {
+		victim = ms.nodes[1]
+	}
+	survivorNode := ms.nodes[0]
+	if survivorNode == victim {
+		survivorNode = ms.nodes[1]
+	}
+
+	// Slow enough that the person's events stay under the 1,000 a
+	// profile keeps through the lease's lapse.
+	ul := startAckLoad(t, ms.router, "u", ms.user, "", 50*time.Millisecond)
+	al := startAckLoad(t, ms.router, "a", "", ms.anon, 50*time.Millisecond)
+	eventually(t, "both loads acknowledged events", func() bool { return ul.count() >= 30 && al.count() >= 30 })
+	if _, _, err := ms.router.Append(t.Context(), [][]byte{visitorEvent("m-identify", ms.user, ms.anon)}); err != nil {
+		t.Fatal(err)
+	}
+	victim.kill()
+	eventually(t, "the other node holds every partition", func() bool { return len(survivorNode.held()) == testPartitions })
+	n1, n2 := ul.count(), al.count()
+	eventually(t, "both loads go on after the take-over", func() bool { return ul.count() >= n1+20 && al.count() >= n2+20 })
+	ids := append(append(ul.end(), al.end()...), "m-identify", "m-"+ms.user+"-first", "m-"+ms.anon+"-first")
+
+	prof, _ := ms.merged(t, ids)
+	if prof.ID != min(ms.upid, ms.apid) || !slices.Contains(prof.MergedFrom, loser) {
+		t.Fatalf("the merged profile is %s (merged from %v), want %s with %s merged in", prof.ID, prof.MergedFrom, min(ms.upid, ms.apid), loser)
+	}
 }
