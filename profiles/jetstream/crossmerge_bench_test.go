@@ -149,10 +149,10 @@ func BenchmarkMergeAcrossPartitions(b *testing.B) {
 
 // BenchmarkRouterAppend compares appending events of 64 known people in
 // batches of 100 straight to the log (partitioned by userId) and through
-// the router (each event's identifiers looked up in the identity index
-// first, one KV read per identifier).
+// the router: each event's identifiers looked up in the identity index
+// first, one KV read per identifier, or found in the router's cache.
 func BenchmarkRouterAppend(b *testing.B) {
-	for _, mode := range []string{"log", "router"} {
+	for _, mode := range []string{"log", "router", "router-cached"} {
 		b.Run(mode, func(b *testing.B) {
 			ctx := context.Background()
 			cfg := testConfig(startNATSB(b))
@@ -162,14 +162,18 @@ func BenchmarkRouterAppend(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer l.Close()
-			r, err := jetstream.NewRouter(ctx, l, jetstream.RouterConfig{Identity: profiles.DefaultIdentityConfig(), Now: clocktest.New(t0).Now})
+			rcfg := jetstream.RouterConfig{Identity: profiles.DefaultIdentityConfig(), Now: clocktest.New(t0).Now}
+			if mode == "router-cached" {
+				rcfg.CacheTTL = time.Hour
+			}
+			r, err := jetstream.NewRouter(ctx, l, rcfg)
 			if err != nil {
 				b.Fatal(err)
 			}
 			var app interface {
 				Append(context.Context, [][]byte) (uint64, uint64, error)
 			} = l
-			if mode == "router" {
+			if mode != "log" {
 				app = r
 				for u := range 64 {
 					if _, _, err := r.Append(ctx, [][]byte{trackEvent("u"+strconv.Itoa(u), -1)}); err != nil {

@@ -46,9 +46,16 @@ func waitFor(t *testing.T, what string, why *string, cond func() bool) {
 	}
 }
 
-func newRouter(t *testing.T, l *jetstream.Log) *jetstream.Router {
+// newRouter makes a router on l; with cache, Append trusts what it read
+// for as long as the test runs (the clock does not move), so events for a
+// profile merged away go on being routed to it and forwarded.
+func newRouter(t *testing.T, l *jetstream.Log, cache bool) *jetstream.Router {
 	t.Helper()
-	r, err := jetstream.NewRouter(t.Context(), l, jetstream.RouterConfig{Identity: profiles.DefaultIdentityConfig(), Now: clocktest.New(t0).Now})
+	cfg := jetstream.RouterConfig{Identity: profiles.DefaultIdentityConfig(), Now: clocktest.New(t0).Now}
+	if cache {
+		cfg.CacheTTL = time.Hour
+	}
+	r, err := jetstream.NewRouter(t.Context(), l, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +147,7 @@ func setUpMerge(t *testing.T, ns *natsServer, snapshots jetstream.SnapshotConfig
 	cfg := testConfig(ns.url())
 	cfg.Partitions = testPartitions
 	ms.ingest = open(t, cfg)
-	ms.router = newRouter(t, ms.ingest)
+	ms.router = newRouter(t, ms.ingest, true)
 	for i := range 50 {
 		user, anon := "user-"+strconv.Itoa(i), "anon-"+strconv.Itoa(i)
 		recs := [][]byte{visitorEvent("m-"+user+"-first", user, ""), visitorEvent("m-"+anon+"-first", "", anon)}
@@ -277,8 +284,13 @@ func TestMergeAcrossPartitionsUnderLoad(t *testing.T) {
 	ms := setUpMerge(t, ns, jetstream.SnapshotConfig{})
 	waitAppliedOnce(t, ms.nodes, ms.first)
 
-	ul := startAckLoad(t, ms.router, "u", ms.user, "", 0)
-	al := startAckLoad(t, ms.router, "a", "", ms.anon, 0)
+	// Each person's events come through a router of their own (other
+	// nodes), whose cache keeps routing them to the person's old profile
+	// after the merge: the loser's partition forwards them.
+	cfg := testConfig(ns.url())
+	cfg.Partitions = testPartitions
+	ul := startAckLoad(t, newRouter(t, open(t, cfg), true), "u", ms.user, "", 0)
+	al := startAckLoad(t, newRouter(t, open(t, cfg), true), "a", "", ms.anon, 0)
 	eventually(t, "both loads acknowledged events", func() bool { return ul.count() >= 20 && al.count() >= 20 })
 	if _, _, err := ms.router.Append(t.Context(), [][]byte{visitorEvent("m-identify", ms.user, ms.anon)}); err != nil {
 		t.Fatal(err)
@@ -296,6 +308,11 @@ func TestMergeAcrossPartitionsUnderLoad(t *testing.T) {
 
 	prof, st := ms.merged(t, ids)
 	survivor, loser := min(ms.upid, ms.apid), max(ms.upid, ms.apid)
+	if n := forwardedIn(t, ns.url(), loser); n == 0 {
+		t.Fatal("no event of the load was forwarded from the loser's partition")
+	} else {
+		t.Logf("%d events forwarded from the loser's partition", n)
+	}
 	if prof.ID != survivor || !slices.Contains(prof.MergedFrom, loser) {
 		t.Fatalf("the merged profile is %s (merged from %v), want %s with %s merged in", prof.ID, prof.MergedFrom, survivor, loser)
 	}
@@ -322,6 +339,36 @@ func TestMergeAcrossPartitionsUnderLoad(t *testing.T) {
 	all := append(slices.Clone(ids), othersFirst(ms)...)
 	waitAppliedOnce(t, ms.nodes, all)
 	_ = st
+}
+
+// forwardedIn counts the events addressed to profile pid that are in the
+// stream after pid's MergeOut: its partition forwarded each of them.
+func forwardedIn(t *testing.T, url, pid string) int {
+	t.Helper()
+	stream, err := clientJS(t, url).Stream(t.Context(), "CARTERA_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, out := 0, false
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := stream.GetMsg(t.Context(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		to, body := profiles.RecordRoute(m.Data)
+		switch {
+		case to != pid:
+		case profiles.IsMergeBody(body):
+			out = true
+		case out:
+			n++
+		}
+	}
+	return n
 }
 
 // othersFirst are the first events of the people setUpMerge tried before
@@ -389,7 +436,7 @@ func TestMergeInTwiceMergesOnce(t *testing.T) {
 func TestRoutersAgreeOnNewPeople(t *testing.T) {
 	ns := startNATS(t)
 	cfg := testConfig(ns.url())
-	r1, r2 := newRouter(t, open(t, cfg)), newRouter(t, open(t, cfg))
+	r1, r2 := newRouter(t, open(t, cfg), false), newRouter(t, open(t, cfg), false)
 	race := func(mk func(g int) *profiles.Event) map[string]int {
 		var mu sync.Mutex
 		got := map[string]int{}

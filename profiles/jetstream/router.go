@@ -1,6 +1,7 @@
 package jetstream
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -52,7 +54,19 @@ type RouterConfig struct {
 	Now func() time.Time
 	// Rand is the source of new profile ids; crypto/rand when nil.
 	Rand io.Reader
+	// CacheTTL is how long Append trusts what it read of the index for
+	// an identifier without reading it again (0: it always reads). A
+	// profile merged away meanwhile still gets the events routed to it
+	// from the cache; its partition forwards them to the survivor.
+	// Measured by Now.
+	CacheTTL time.Duration
+	// CacheSize bounds the identifiers cached (DefaultCacheSize when 0);
+	// the cache is emptied when it is full.
+	CacheSize int
 }
+
+// DefaultCacheSize is the default RouterConfig.CacheSize.
+const DefaultCacheSize = 100_000
 
 // Router appends events to the log addressed to the profile the identity
 // index gives them, so that each lands in the partition of its profile
@@ -69,6 +83,16 @@ type Router struct {
 	rand io.Reader
 
 	merges atomic.Int64
+
+	ttl     time.Duration
+	size    int
+	cacheMu sync.Mutex
+	cache   map[string]cachedRoute // index key → profile
+}
+
+type cachedRoute struct {
+	pid string
+	at  time.Time
 }
 
 // identityBucket is the name of the identity index.
@@ -87,7 +111,11 @@ func NewRouter(ctx context.Context, l *Log, cfg RouterConfig) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Router{l: l, kv: kv, ids: profiles.NewIdentifierReader(cfg.Identity), now: cfg.Now, rand: cfg.Rand}
+	if cfg.CacheTTL < 0 || cfg.CacheSize < 0 {
+		return nil, fmt.Errorf("cluster router: cache TTL %s and size %d must not be negative", cfg.CacheTTL, cfg.CacheSize)
+	}
+	r := &Router{l: l, kv: kv, ids: profiles.NewIdentifierReader(cfg.Identity), now: cfg.Now, rand: cfg.Rand,
+		ttl: cfg.CacheTTL, size: cmp.Or(cfg.CacheSize, DefaultCacheSize), cache: map[string]cachedRoute{}}
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -114,7 +142,7 @@ func (r *Router) Append(ctx context.Context, recs [][]byte) (first, last uint64,
 		if err != nil {
 			return 0, 0, fmt.Errorf("route record %d: %w", i, err)
 		}
-		pid, foreign, err := r.resolveEvent(ctx, e)
+		pid, foreign, err := r.resolveEvent(ctx, e, true)
 		if err != nil {
 			return 0, 0, fmt.Errorf("route record %d: %w", i, err)
 		}
@@ -142,13 +170,14 @@ var ErrNoIdentifier = errors.New("the event has no identifier")
 // its identifiers belong to (merging the others into it), or a new one.
 // Its identifiers that belong to no profile yet are linked to it.
 func (r *Router) Resolve(ctx context.Context, e *profiles.Event) (string, error) {
-	pid, _, err := r.resolveEvent(ctx, e)
+	pid, _, err := r.resolveEvent(ctx, e, false)
 	return pid, err
 }
 
 // resolveEvent is Resolve, which also returns the event's identifiers
-// that stay on other profiles (merges refused).
-func (r *Router) resolveEvent(ctx context.Context, e *profiles.Event) (string, []profiles.Identifier, error) {
+// that stay on other profiles (merges refused); with cached, an event
+// whose every identifier is cached, for one profile, goes to it.
+func (r *Router) resolveEvent(ctx context.Context, e *profiles.Event, cached bool) (string, []profiles.Identifier, error) {
 	ids := r.ids.Identifiers(e)
 	if e.Type == profiles.TypeAlias {
 		if prev := strings.TrimSpace(e.PreviousID); prev != "" {
@@ -168,9 +197,15 @@ func (r *Router) resolveEvent(ctx context.Context, e *profiles.Event) (string, [
 	if len(ids) == 0 {
 		return "", nil, ErrNoIdentifier
 	}
+	if cached {
+		if pid := r.fromCache(ids); pid != "" {
+			return pid, nil, nil
+		}
+	}
 	for range 20 {
-		pid, foreign, again, err := r.resolve(ctx, ids)
+		pid, foreign, mine, again, err := r.resolve(ctx, ids)
 		if err != nil || !again {
+			r.keep(mine, pid)
 			return pid, foreign, err
 		}
 	}
@@ -179,7 +214,7 @@ func (r *Router) resolveEvent(ctx context.Context, e *profiles.Event) (string, [
 
 // resolve makes one attempt; again says a compare-and-set lost to another
 // router and the attempt must start over.
-func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier) (pid string, foreign []profiles.Identifier, again bool, err error) {
+func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier) (pid string, foreign, mine []profiles.Identifier, again bool, err error) {
 	type entry struct {
 		key  string
 		pid  string // as written in the index
@@ -195,12 +230,12 @@ func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier) (pid st
 			continue
 		}
 		if err != nil {
-			return "", nil, false, fmt.Errorf("resolve identity: %w", err)
+			return "", nil, nil, false, fmt.Errorf("resolve identity: %w", err)
 		}
 		entries[i].pid, entries[i].rev = string(ent.Value()), ent.Revision()
 		live, err := r.follow(ctx, entries[i].pid)
 		if err != nil {
-			return "", nil, false, err
+			return "", nil, nil, false, err
 		}
 		entries[i].live = live
 		if !slices.Contains(people, live) {
@@ -210,7 +245,7 @@ func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier) (pid st
 	joined := map[string]bool{} // the people the event's profile is now
 	if len(people) == 0 {
 		if pid, err = profiles.NewProfileID(r.now(), r.rand); err != nil {
-			return "", nil, false, err
+			return "", nil, nil, false, err
 		}
 	} else {
 		// As on a single node: the event belongs to the profile of its
@@ -221,7 +256,7 @@ func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier) (pid st
 		for _, other := range people[1:] {
 			ok, err := r.mayMerge(ctx, pid, other)
 			if err != nil {
-				return "", nil, false, err
+				return "", nil, nil, false, err
 			}
 			if !ok {
 				continue
@@ -229,10 +264,10 @@ func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier) (pid st
 			survivor, loser := min(pid, other), max(pid, other)
 			won, err := r.merge(ctx, loser, survivor)
 			if err != nil {
-				return "", nil, false, err
+				return "", nil, nil, false, err
 			}
 			if !won {
-				return "", nil, true, nil
+				return "", nil, nil, true, nil
 			}
 			pid = survivor
 			joined[other] = true
@@ -242,15 +277,16 @@ func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier) (pid st
 		switch {
 		case en.pid == "":
 			if ok, err := r.claimOne(ctx, pid, ids[i], en.key); err != nil {
-				return "", nil, false, err
+				return "", nil, nil, false, err
 			} else if !ok {
 				continue // the profile holds another of its kind
 			}
 			if _, err := r.kv.Create(ctx, en.key, []byte(pid)); errors.Is(err, jetstream.ErrKeyExists) {
-				return "", nil, true, nil // another router linked it first
+				return "", nil, nil, true, nil // another router linked it first
 			} else if err != nil {
-				return "", nil, false, fmt.Errorf("link identifier: %w", err)
+				return "", nil, nil, false, fmt.Errorf("link identifier: %w", err)
 			}
+			mine = append(mine, ids[i])
 		case !joined[en.live]:
 			// Its profile stays apart (a merge refused).
 			foreign = append(foreign, ids[i])
@@ -258,9 +294,48 @@ func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier) (pid st
 			// Shorten the forward chain for the next lookups; a lost
 			// compare-and-set is someone else doing the same.
 			_, _ = r.kv.Update(ctx, en.key, []byte(pid), en.rev)
+			mine = append(mine, ids[i])
+		default:
+			mine = append(mine, ids[i])
 		}
 	}
-	return pid, foreign, false, nil
+	return pid, foreign, mine, false, nil
+}
+
+// fromCache returns the profile every one of ids is cached for, if they
+// are all cached, recently enough, for the same one ("" otherwise).
+func (r *Router) fromCache(ids []profiles.Identifier) string {
+	if r.ttl <= 0 {
+		return ""
+	}
+	now := r.now()
+	r.cacheMu.Lock()
+	defer r.cacheMu.Unlock()
+	pid := ""
+	for _, id := range ids {
+		c, ok := r.cache[identifierKey(id)]
+		if !ok || now.Sub(c.at) > r.ttl || (pid != "" && c.pid != pid) {
+			return ""
+		}
+		pid = c.pid
+	}
+	return pid
+}
+
+// keep caches ids as belonging to pid.
+func (r *Router) keep(ids []profiles.Identifier, pid string) {
+	if r.ttl <= 0 || len(ids) == 0 {
+		return
+	}
+	now := r.now()
+	r.cacheMu.Lock()
+	defer r.cacheMu.Unlock()
+	if len(r.cache)+len(ids) > r.size {
+		clear(r.cache)
+	}
+	for _, id := range ids {
+		r.cache[identifierKey(id)] = cachedRoute{pid: pid, at: now}
+	}
 }
 
 // oneKey is the index key of the identifier of kind that pid holds, for a
