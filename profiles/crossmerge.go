@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -307,12 +309,30 @@ func (s *Store) mergeInTx(st *txState, m *MergeRecord) error {
 	if err := st.profiles.Put([]byte(m.Loser), state.Profile); err != nil {
 		return err
 	}
+	// A messageId both hold was applied to each: a retry routed to the
+	// survivor after the index forwarded the loser, applied before this
+	// state came. The survivor's copy of the event stays, the loser's is
+	// left out.
+	both := map[string]bool{}
 	for name, v := range state.Sidecars {
+		if mid, ok := strings.CutPrefix(name, sidecarMessage); ok && st.profiles.Get(messageKey(m.Survivor, mid)) != nil {
+			both[mid] = true
+		}
 		if err := st.profiles.Put(SidecarKey(m.Loser, name), v); err != nil {
 			return err
 		}
 	}
+	kept := 0
 	for _, ev := range state.Events {
+		if len(both) > 0 {
+			var id struct {
+				MessageID string `json:"messageId"`
+			}
+			if json.Unmarshal(ev.JSON, &id) == nil && both[id.MessageID] {
+				continue
+			}
+		}
+		kept++
 		seq, err := st.events.NextSequence()
 		if err != nil {
 			return err
@@ -330,7 +350,7 @@ func (s *Store) mergeInTx(st *txState, m *MergeRecord) error {
 	if err != nil {
 		return err
 	}
-	loser.EventCount = len(state.Events)
+	loser.EventCount = kept
 	st.profileDelta++
 	survivor, err := st.get(m.Survivor)
 	if errors.Is(err, ErrNotFound) {

@@ -584,3 +584,44 @@ func TestMergeAcrossPartitionsNodeDies(t *testing.T) {
 		t.Fatalf("the merged profile is %s (merged from %v), want %s with %s merged in", prof.ID, prof.MergedFrom, min(ms.upid, ms.apid), loser)
 	}
 }
+
+// A retry of an event the loser holds, routed to the survivor once the
+// index forwards the loser but applied there before the loser's state
+// comes, is stored once: the merge leaves the loser's copy out.
+func TestRetryDuringMergeStoredOnce(t *testing.T) {
+	ns := startNATS(t)
+	ms := setUpMerge(t, ns, jetstream.SnapshotConfig{})
+	survivor, loser := min(ms.upid, ms.apid), max(ms.upid, ms.apid)
+	user, anon := "", ms.anon
+	if loser == ms.upid {
+		user, anon = ms.user, ""
+	}
+	retried := "m-" + ms.anon + "-first"
+	if user != "" {
+		retried = "m-" + ms.user + "-first"
+	}
+	waitAppliedOnce(t, ms.nodes, ms.first)
+	if _, _, err := ms.ingest.Append(t.Context(), [][]byte{profiles.RoutedRecord(survivor, visitorEvent(retried, user, anon))}); err != nil {
+		t.Fatal(err)
+	}
+	var why string
+	waitFor(t, "the retry applied to the survivor", &why, func() bool {
+		for _, n := range ms.nodes {
+			st, ok := n.files.Store(partitionOf(ms.ingest, survivor))
+			if !ok {
+				continue
+			}
+			evs, err := st.Events(survivor, 0)
+			why = fmt.Sprintf("%d events (%v)", len(evs), err)
+			return err == nil && len(evs) == 2
+		}
+		return false
+	})
+	if _, _, err := ms.router.Append(t.Context(), [][]byte{visitorEvent("m-identify", ms.user, ms.anon)}); err != nil {
+		t.Fatal(err)
+	}
+	prof, _ := ms.merged(t, []string{"m-" + ms.user + "-first", "m-" + ms.anon + "-first", "m-identify"})
+	if !slices.Contains(prof.MergedFrom, loser) {
+		t.Fatalf("%s was not merged into %s", loser, prof.ID)
+	}
+}
