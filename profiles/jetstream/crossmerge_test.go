@@ -625,3 +625,69 @@ func TestRetryDuringMergeStoredOnce(t *testing.T) {
 		t.Fatalf("%s was not merged into %s", loser, prof.ID)
 	}
 }
+
+// An unverified event from a client source (a public write key) does not
+// merge a protected profile (one a server source sent events for) across
+// partitions, nor link identifiers to it: it resolves among the other
+// profiles, a new one if need be, as the store's guard does on one node.
+// A verified event merges them.
+func TestRouterGuardsProtectedProfiles(t *testing.T) {
+	ns := startNATS(t)
+	srcs, err := profiles.NewSources([]profiles.SourceConfig{{Name: "web", Trust: profiles.TrustClient}, {Name: "crm", Trust: profiles.TrustServer}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := jetstream.NewRouter(t.Context(), open(t, testConfig(ns.url())), jetstream.RouterConfig{
+		Identity: profiles.DefaultIdentityConfig(), Now: clocktest.New(t0).Now, Trust: srcs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := func(source string, verified bool, user, anon, email string) *profiles.Event {
+		e := &profiles.Event{Type: profiles.TypeIdentify, MessageID: "m", UserID: user, AnonymousID: anon, Source: source, Verified: verified}
+		if email != "" {
+			e.Traits = map[string]any{"email": email}
+		}
+		return e
+	}
+	resolve := func(e *profiles.Event) string {
+		t.Helper()
+		pid, err := r.Resolve(t.Context(), e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pid
+	}
+	vip := resolve(ev("crm", false, "vip", "", "vip@example.com"))
+	x := resolve(ev("web", false, "", "x", ""))
+	// A page claims the VIP's email, then their user id.
+	if got := resolve(ev("web", false, "", "x", "vip@example.com")); got != x {
+		t.Fatalf("an unverified claim of a protected email went to %s, want the visitor's own %s", got, x)
+	}
+	y := resolve(ev("web", false, "vip", "y", ""))
+	if y == vip || y == x {
+		t.Fatalf("an unverified claim of a protected user id with a new anonymous id went to %s (vip %s, x %s), want a new profile", y, vip, x)
+	}
+	for _, c := range []struct {
+		e    *profiles.Event
+		want string
+	}{
+		{ev("crm", false, "", "", "vip@example.com"), vip},
+		{ev("crm", false, "vip", "", ""), vip},
+		{ev("crm", false, "", "x", ""), x},
+		{ev("crm", false, "", "y", ""), y},
+	} {
+		if got := resolve(c.e); got != c.want {
+			t.Fatalf("%+v resolves to %s, want %s", c.e, got, c.want)
+		}
+	}
+	if n := r.Merges(); n != 0 {
+		t.Fatalf("%d merges from unverified claims", n)
+	}
+	// The same from a verified event merges the visitor into the VIP.
+	if got := resolve(ev("web", true, "vip", "x", "")); got != min(vip, x) {
+		t.Fatalf("a verified event went to %s, want %s", got, min(vip, x))
+	}
+	if n := r.Merges(); n != 1 {
+		t.Fatalf("%d merges after a verified event, want 1", n)
+	}
+}

@@ -35,6 +35,11 @@ import (
 //	             by default): created with Create when the first is
 //	             linked. A second one is not linked, and two profiles that
 //	             hold different ones are not merged, as on a single node.
+//	prot.<id>    present when profile <id> is protected: an event from a
+//	             server source (not a client source, see
+//	             profiles.SourceTrust) was routed to it. An unverified
+//	             event from a client source never merges such a profile
+//	             nor links identifiers to it (as the store's guard does).
 //	fwd.<id>     "<survivor> pending" or "<survivor> sent": profile <id>
 //	             was merged into <survivor>. Created with Create, so a
 //	             profile merges away once only; "sent" once its MergeOut
@@ -60,6 +65,9 @@ type RouterConfig struct {
 	// from the cache; its partition forwards them to the survivor.
 	// Measured by Now.
 	CacheTTL time.Duration
+	// Trust says which sources are client sources, as the store's
+	// Options.Trust does; nil trusts every source.
+	Trust profiles.SourceTrust
 	// CacheSize bounds the identifiers cached (DefaultCacheSize when 0);
 	// the cache is emptied when it is full.
 	CacheSize int
@@ -83,6 +91,12 @@ type Router struct {
 	rand io.Reader
 
 	merges atomic.Int64
+
+	trust profiles.SourceTrust
+	// protected holds profiles known to be protected (that never
+	// changes back), so that each is marked in the index once.
+	protMu    sync.Mutex
+	protected map[string]bool
 
 	ttl     time.Duration
 	size    int
@@ -115,7 +129,8 @@ func NewRouter(ctx context.Context, l *Log, cfg RouterConfig) (*Router, error) {
 		return nil, fmt.Errorf("cluster router: cache TTL %s and size %d must not be negative", cfg.CacheTTL, cfg.CacheSize)
 	}
 	r := &Router{l: l, kv: kv, ids: profiles.NewIdentifierReader(cfg.Identity), now: cfg.Now, rand: cfg.Rand,
-		ttl: cfg.CacheTTL, size: cmp.Or(cfg.CacheSize, DefaultCacheSize), cache: map[string]cachedRoute{}}
+		ttl: cfg.CacheTTL, size: cmp.Or(cfg.CacheSize, DefaultCacheSize), cache: map[string]cachedRoute{},
+		trust: cfg.Trust, protected: map[string]bool{}}
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -197,13 +212,17 @@ func (r *Router) resolveEvent(ctx context.Context, e *profiles.Event, cached boo
 	if len(ids) == 0 {
 		return "", nil, ErrNoIdentifier
 	}
+	untrusted := r.trust != nil && !e.Verified && r.trust.IsClient(e.Source)
 	if cached {
 		if pid := r.fromCache(ids); pid != "" {
-			return pid, nil, nil
+			return pid, nil, r.protect(ctx, pid, untrusted)
 		}
 	}
 	for range 20 {
-		pid, foreign, mine, again, err := r.resolve(ctx, ids)
+		pid, foreign, mine, again, err := r.resolve(ctx, ids, untrusted)
+		if err == nil && !again {
+			err = r.protect(ctx, pid, untrusted)
+		}
 		if err != nil || !again {
 			r.keep(mine, pid)
 			return pid, foreign, err
@@ -214,7 +233,7 @@ func (r *Router) resolveEvent(ctx context.Context, e *profiles.Event, cached boo
 
 // resolve makes one attempt; again says a compare-and-set lost to another
 // router and the attempt must start over.
-func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier) (pid string, foreign, mine []profiles.Identifier, again bool, err error) {
+func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier, untrusted bool) (pid string, foreign, mine []profiles.Identifier, again bool, err error) {
 	type entry struct {
 		key  string
 		pid  string // as written in the index
@@ -243,6 +262,31 @@ func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier) (pid st
 		}
 	}
 	joined := map[string]bool{} // the people the event's profile is now
+	if untrusted && len(people) > 0 {
+		// The store's guard: an unverified event from a client source
+		// resolves among the profiles that are not protected (a new one
+		// if need be) and leaves the protected ones alone, unless it
+		// names nothing else.
+		var open []string
+		for _, p := range people {
+			prot, err := r.isProtected(ctx, p)
+			if err != nil {
+				return "", nil, nil, false, err
+			}
+			if !prot {
+				open = append(open, p)
+			}
+		}
+		rest := false
+		for _, en := range entries {
+			rest = rest || en.live == "" || slices.Contains(open, en.live)
+		}
+		if len(open) < len(people) && rest {
+			people = open
+		} else if len(open) < len(people) {
+			people = people[:1]
+		}
+	}
 	if len(people) == 0 {
 		if pid, err = profiles.NewProfileID(r.now(), r.rand); err != nil {
 			return "", nil, nil, false, err
@@ -254,7 +298,7 @@ func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier) (pid st
 		pid = people[0]
 		joined[pid] = true
 		for _, other := range people[1:] {
-			ok, err := r.mayMerge(ctx, pid, other)
+			ok, err := r.mayMerge(ctx, pid, other, untrusted)
 			if err != nil {
 				return "", nil, nil, false, err
 			}
@@ -276,6 +320,13 @@ func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier) (pid st
 	for i, en := range entries {
 		switch {
 		case en.pid == "":
+			if untrusted && len(people) > 0 {
+				if prot, err := r.isProtected(ctx, pid); err != nil {
+					return "", nil, nil, false, err
+				} else if prot {
+					continue // not linked to a protected profile
+				}
+			}
 			if ok, err := r.claimOne(ctx, pid, ids[i], en.key); err != nil {
 				return "", nil, nil, false, err
 			} else if !ok {
@@ -288,7 +339,8 @@ func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier) (pid st
 			}
 			mine = append(mine, ids[i])
 		case !joined[en.live]:
-			// Its profile stays apart (a merge refused).
+			// Its profile stays apart (a merge refused, or protected
+			// from this event).
 			foreign = append(foreign, ids[i])
 		case en.pid != pid:
 			// Shorten the forward chain for the next lookups; a lost
@@ -338,6 +390,56 @@ func (r *Router) keep(ids []profiles.Identifier, pid string) {
 	}
 }
 
+// protect marks pid protected after a trusted event was routed to it
+// (untrusted: nothing to mark).
+func (r *Router) protect(ctx context.Context, pid string, untrusted bool) error {
+	if r.trust == nil || untrusted {
+		return nil
+	}
+	r.protMu.Lock()
+	known := r.protected[pid]
+	r.protMu.Unlock()
+	if known {
+		return nil
+	}
+	if _, err := r.kv.Create(ctx, "prot."+pid, []byte("1")); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("mark profile %s protected: %w", pid, err)
+	}
+	r.knowProtected(pid)
+	return nil
+}
+
+// isProtected says whether pid is protected.
+func (r *Router) isProtected(ctx context.Context, pid string) (bool, error) {
+	if r.trust == nil {
+		return false, nil
+	}
+	r.protMu.Lock()
+	known := r.protected[pid]
+	r.protMu.Unlock()
+	if known {
+		return true, nil
+	}
+	_, err := r.kv.Get(ctx, "prot."+pid)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read the identity index: %w", err)
+	}
+	r.knowProtected(pid)
+	return true, nil
+}
+
+func (r *Router) knowProtected(pid string) {
+	r.protMu.Lock()
+	defer r.protMu.Unlock()
+	if len(r.protected) >= r.size {
+		clear(r.protected)
+	}
+	r.protected[pid] = true
+}
+
 // oneKey is the index key of the identifier of kind that pid holds, for a
 // kind a profile may hold one of.
 func oneKey(pid, kind string) string {
@@ -367,8 +469,16 @@ func (r *Router) claimOne(ctx context.Context, pid string, id profiles.Identifie
 }
 
 // mayMerge says whether profiles a and b may merge: not if they hold
-// different identifiers of a kind a profile may hold one of.
-func (r *Router) mayMerge(ctx context.Context, a, b string) (bool, error) {
+// different identifiers of a kind a profile may hold one of, nor, for an
+// untrusted event, if either is protected.
+func (r *Router) mayMerge(ctx context.Context, a, b string, untrusted bool) (bool, error) {
+	if untrusted {
+		for _, p := range []string{a, b} {
+			if prot, err := r.isProtected(ctx, p); err != nil || prot {
+				return false, err
+			}
+		}
+	}
 	for _, kind := range r.ids.Kinds() {
 		if r.ids.Limit(kind) != 1 {
 			continue
@@ -436,6 +546,13 @@ func (r *Router) merge(ctx context.Context, loser, survivor string) (won bool, e
 		return false, fmt.Errorf("merge %s into %s: %w", loser, survivor, err)
 	}
 	r.merges.Add(1)
+	if prot, err := r.isProtected(ctx, loser); err != nil {
+		return true, err
+	} else if prot {
+		if err := r.protect(ctx, survivor, false); err != nil {
+			return true, err
+		}
+	}
 	// The survivor takes the loser's one-of-a-kind identifiers it lacks.
 	for _, kind := range r.ids.Kinds() {
 		if r.ids.Limit(kind) != 1 {
