@@ -691,3 +691,52 @@ func TestRouterGuardsProtectedProfiles(t *testing.T) {
 		t.Fatalf("%d merges after a verified event, want 1", n)
 	}
 }
+
+// Identifier limits above one hold across partitions: with two emails a
+// profile, two profiles that would hold three together are not merged,
+// and a third email is not linked to a profile that holds two.
+func TestRouterKeepsEmailLimit(t *testing.T) {
+	ns := startNATS(t)
+	idcfg := profiles.DefaultIdentityConfig()
+	idcfg.Limits[profiles.KindEmail] = 2
+	r, err := jetstream.NewRouter(t.Context(), open(t, testConfig(ns.url())), jetstream.RouterConfig{Identity: idcfg, Now: clocktest.New(t0).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := func(anon, email string) *profiles.Event {
+		return &profiles.Event{Type: profiles.TypeIdentify, MessageID: "m", AnonymousID: anon, Traits: map[string]any{"email": email}, Source: "web"}
+	}
+	resolve := func(e *profiles.Event) string {
+		t.Helper()
+		pid, err := r.Resolve(t.Context(), e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pid
+	}
+	a := resolve(ev("pa", "a1@example.com"))
+	if got := resolve(ev("pa", "a2@example.com")); got != a {
+		t.Fatalf("a second email went to %s, want %s", got, a)
+	}
+	b := resolve(ev("pb", "b1@example.com"))
+	// pa's profile (two emails) and b1's (one) would hold three.
+	if got := resolve(ev("pa", "b1@example.com")); got != b {
+		t.Fatalf("the event went to %s, want the profile of its most trusted identifier (the email's) %s", got, b)
+	}
+	if n := r.Merges(); n != 0 {
+		t.Fatalf("%d merges past the email limit", n)
+	}
+	// A third email is not linked to a: alone, it is a new person.
+	if got := resolve(ev("pa", "a3@example.com")); got != a {
+		t.Fatalf("the event went to %s, want %s", got, a)
+	}
+	if got := resolve(&profiles.Event{Type: profiles.TypeIdentify, Traits: map[string]any{"email": "a3@example.com"}}); got == a {
+		t.Fatal("a third email was linked to a profile that holds two")
+	}
+	// One email each merges: c and d hold two together.
+	c := resolve(ev("pc", "c1@example.com"))
+	d := resolve(ev("pd", "d1@example.com"))
+	if got := resolve(ev("pc", "d1@example.com")); got != min(c, d) || r.Merges() != 1 {
+		t.Fatalf("two profiles of one email each: went to %s (c %s, d %s), %d merges, want a merge into %s", got, c, d, r.Merges(), min(c, d))
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,12 +30,13 @@ import (
 //	             Created with Create (only if absent): of two routers that
 //	             see a new identifier at once, one wins and the other
 //	             takes its profile.
-//	one.<id>.<k> the index key of the identifier of kind <k> (the hex of
-//	             the first 4 bytes of SHA-256(kind)) that profile <id>
-//	             holds, for each kind a profile may hold one of (user_id
-//	             by default): created with Create when the first is
-//	             linked. A second one is not linked, and two profiles that
-//	             hold different ones are not merged, as on a single node.
+//	n.<id>.<k>   how many identifiers of kind <k> (the hex of the first 4
+//	             bytes of SHA-256(kind)) profile <id> holds, decimal,
+//	             counted with compare-and-set as they are linked. One past
+//	             the kind's limit (IdentityConfig.Limits: one user id, five
+//	             emails by default) is not linked, and two profiles that
+//	             would hold more together are not merged, as on a single
+//	             node.
 //	prot.<id>    present when profile <id> is protected: an event from a
 //	             server source (not a client source, see
 //	             profiles.SourceTrust) was routed to it. An unverified
@@ -327,14 +329,19 @@ func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier, untrust
 					continue // not linked to a protected profile
 				}
 			}
-			if ok, err := r.claimOne(ctx, pid, ids[i], en.key); err != nil {
+			kind, limit := ids[i].Kind, r.ids.Limit(ids[i].Kind)
+			if ok, err := r.addCount(ctx, pid, kind, 1, limit); err != nil {
 				return "", nil, nil, false, err
 			} else if !ok {
-				continue // the profile holds another of its kind
+				continue // the profile holds as many of its kind as it may
 			}
-			if _, err := r.kv.Create(ctx, en.key, []byte(pid)); errors.Is(err, jetstream.ErrKeyExists) {
-				return "", nil, nil, true, nil // another router linked it first
-			} else if err != nil {
+			if _, err := r.kv.Create(ctx, en.key, []byte(pid)); err != nil {
+				// Not linked: uncount it (if that fails, the profile
+				// may hold one fewer of the kind than its limit).
+				_, _ = r.addCount(ctx, pid, kind, -1, 0)
+				if errors.Is(err, jetstream.ErrKeyExists) {
+					return "", nil, nil, true, nil // another router linked it first
+				}
 				return "", nil, nil, false, fmt.Errorf("link identifier: %w", err)
 			}
 			mine = append(mine, ids[i])
@@ -440,37 +447,60 @@ func (r *Router) knowProtected(pid string) {
 	r.protected[pid] = true
 }
 
-// oneKey is the index key of the identifier of kind that pid holds, for a
-// kind a profile may hold one of.
-func oneKey(pid, kind string) string {
+// countKey is the index key of how many identifiers of kind pid holds.
+func countKey(pid, kind string) string {
 	h := sha256.Sum256([]byte(kind))
-	return "one." + pid + "." + hex.EncodeToString(h[:4])
+	return "n." + pid + "." + hex.EncodeToString(h[:4])
 }
 
-// claimOne records that pid holds id (index key key), if id's kind is one
-// a profile may hold one of; ok is false when pid holds another already.
-func (r *Router) claimOne(ctx context.Context, pid string, id profiles.Identifier, key string) (ok bool, err error) {
-	if r.ids.Limit(id.Kind) != 1 {
-		return true, nil
-	}
-	k := oneKey(pid, id.Kind)
-	_, err = r.kv.Create(ctx, k, []byte(key))
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		ent, gerr := r.kv.Get(ctx, k)
-		if gerr != nil {
-			return false, fmt.Errorf("link identifier: %w", gerr)
-		}
-		return string(ent.Value()) == key, nil
+// count reads how many identifiers of kind pid holds, and the revision.
+func (r *Router) count(ctx context.Context, pid, kind string) (n int, rev uint64, err error) {
+	ent, err := r.kv.Get(ctx, countKey(pid, kind))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, 0, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("link identifier: %w", err)
+		return 0, 0, fmt.Errorf("read the identity index: %w", err)
 	}
-	return true, nil
+	n, err = strconv.Atoi(string(ent.Value()))
+	if err != nil {
+		return 0, 0, fmt.Errorf("read the identity index: %s is %q, not a count", countKey(pid, kind), ent.Value())
+	}
+	return n, ent.Revision(), nil
 }
 
-// mayMerge says whether profiles a and b may merge: not if they hold
-// different identifiers of a kind a profile may hold one of, nor, for an
-// untrusted event, if either is protected.
+// addCount adds delta to the count of kind pid holds, with compare-and-set;
+// with limit > 0, not past limit (ok false then).
+func (r *Router) addCount(ctx context.Context, pid, kind string, delta, limit int) (ok bool, err error) {
+	for range 20 {
+		n, rev, err := r.count(ctx, pid, kind)
+		if err != nil {
+			return false, err
+		}
+		if limit > 0 && n+delta > limit {
+			return false, nil
+		}
+		v := []byte(strconv.Itoa(max(n+delta, 0)))
+		if rev == 0 {
+			_, err = r.kv.Create(ctx, countKey(pid, kind), v)
+		} else {
+			_, err = r.kv.Update(ctx, countKey(pid, kind), v, rev)
+		}
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+			continue // another router counted meanwhile
+		default:
+			return false, fmt.Errorf("count identifiers: %w", err)
+		}
+	}
+	return false, fmt.Errorf("count identifiers of profile %s: the count kept changing", pid)
+}
+
+// mayMerge says whether profiles a and b may merge: not if together they
+// would hold more identifiers of a kind than its limit (two user ids),
+// nor, for an untrusted event, if either is protected.
 func (r *Router) mayMerge(ctx context.Context, a, b string, untrusted bool) (bool, error) {
 	if untrusted {
 		for _, p := range []string{a, b} {
@@ -480,34 +510,19 @@ func (r *Router) mayMerge(ctx context.Context, a, b string, untrusted bool) (boo
 		}
 	}
 	for _, kind := range r.ids.Kinds() {
-		if r.ids.Limit(kind) != 1 {
-			continue
-		}
-		va, err := r.getValue(ctx, oneKey(a, kind))
+		na, _, err := r.count(ctx, a, kind)
 		if err != nil {
 			return false, err
 		}
-		vb, err := r.getValue(ctx, oneKey(b, kind))
+		nb, _, err := r.count(ctx, b, kind)
 		if err != nil {
 			return false, err
 		}
-		if va != "" && vb != "" && va != vb {
+		if na+nb > r.ids.Limit(kind) {
 			return false, nil
 		}
 	}
 	return true, nil
-}
-
-// getValue reads a key of the index ("" when absent).
-func (r *Router) getValue(ctx context.Context, key string) (string, error) {
-	ent, err := r.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("read the identity index: %w", err)
-	}
-	return string(ent.Value()), nil
 }
 
 // follow returns the profile pid became, following forwards, and sends
@@ -553,17 +568,14 @@ func (r *Router) merge(ctx context.Context, loser, survivor string) (won bool, e
 			return true, err
 		}
 	}
-	// The survivor takes the loser's one-of-a-kind identifiers it lacks.
+	// The survivor counts the loser's identifiers as its own.
 	for _, kind := range r.ids.Kinds() {
-		if r.ids.Limit(kind) != 1 {
-			continue
-		}
-		v, err := r.getValue(ctx, oneKey(loser, kind))
+		n, _, err := r.count(ctx, loser, kind)
 		if err != nil {
 			return true, err
 		}
-		if v != "" {
-			if _, err := r.kv.Create(ctx, oneKey(survivor, kind), []byte(v)); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		if n > 0 {
+			if _, err := r.addCount(ctx, survivor, kind, n, 0); err != nil {
 				return true, fmt.Errorf("merge %s into %s: %w", loser, survivor, err)
 			}
 		}
