@@ -740,3 +740,40 @@ func TestRouterKeepsEmailLimit(t *testing.T) {
 		t.Fatalf("two profiles of one email each: went to %s (c %s, d %s), %d merges, want a merge into %s", got, c, d, r.Merges(), min(c, d))
 	}
 }
+
+// Erasing a person from the index removes the keys of their identifiers:
+// a later event with them makes a new profile, and the index holds no key
+// of theirs but the forwards of profiles merged into them.
+func TestRouterErase(t *testing.T) {
+	ns := startNATS(t)
+	ms := setUpMerge(t, ns, jetstream.SnapshotConfig{})
+	if _, _, err := ms.router.Append(t.Context(), [][]byte{visitorEvent("m-identify", ms.user, ms.anon), visitorEvent("m-other", "other", "")}); err != nil {
+		t.Fatal(err)
+	}
+	prof, _ := ms.merged(t, []string{"m-" + ms.user + "-first", "m-" + ms.anon + "-first", "m-identify"})
+	other := profileOf(t, ms.router, visitorEvent("y", "other", ""))
+	if err := ms.router.Erase(t.Context(), prof); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := clientJS(t, ns.url()).KeyValue(t.Context(), "CARTERA_EVENTS_IDENTITY")
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := kv.Keys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if strings.Contains(k, prof.ID) && !strings.HasPrefix(k, "fwd.") {
+			t.Errorf("key %s of the erased profile is still in the index", k)
+		}
+	}
+	for _, rec := range [][]byte{visitorEvent("y", ms.user, ""), visitorEvent("y", "", ms.anon)} {
+		if pid := profileOf(t, ms.router, rec); pid == prof.ID || slices.Contains(prof.MergedFrom, pid) {
+			t.Fatalf("%s resolves to the erased profile %s after the erasure", rec, pid)
+		}
+	}
+	if got := profileOf(t, ms.router, visitorEvent("y", "other", "")); got != other {
+		t.Fatalf("another person's identifier resolves to %s after an erasure, want %s", got, other)
+	}
+}

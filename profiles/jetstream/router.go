@@ -606,3 +606,53 @@ func identifierKey(id profiles.Identifier) string {
 }
 
 func forwardKey(pid string) string { return "fwd." + pid }
+
+// Erase removes a person from the index (GDPR erasure): the keys of
+// their identifiers that still lead to them, their counts and their
+// protection. A later event with the same identifiers makes a new
+// profile. Erasing their state is the partition's (profiles.Store.Erase
+// on the node that holds it), not done here. Forwards of profiles merged
+// into them stay: they hold profile ids only.
+func (r *Router) Erase(ctx context.Context, p *profiles.Profile) error {
+	mine := append([]string{p.ID}, p.MergedFrom...)
+	for _, rec := range p.Identities {
+		key := identifierKey(profiles.Identifier{Kind: rec.Kind, Value: rec.Value})
+		ent, err := r.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("erase from the identity index: %w", err)
+		}
+		live, err := r.follow(ctx, string(ent.Value()))
+		if err != nil {
+			return err
+		}
+		if live != p.ID && !slices.Contains(mine, string(ent.Value())) {
+			continue // someone else's now
+		}
+		if err := r.kv.Purge(ctx, key, jetstream.LastRevision(ent.Revision())); err != nil {
+			return fmt.Errorf("erase from the identity index: %w", err)
+		}
+	}
+	keys := []string{"prot." + p.ID}
+	for _, kind := range r.ids.Kinds() {
+		keys = append(keys, countKey(p.ID, kind))
+	}
+	for _, k := range keys {
+		if err := r.kv.Purge(ctx, k); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("erase from the identity index: %w", err)
+		}
+	}
+	r.protMu.Lock()
+	delete(r.protected, p.ID)
+	r.protMu.Unlock()
+	r.cacheMu.Lock()
+	for k, c := range r.cache {
+		if slices.Contains(mine, c.pid) {
+			delete(r.cache, k)
+		}
+	}
+	r.cacheMu.Unlock()
+	return nil
+}
