@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+
 	"cartera/internal/clocktest"
 	"cartera/profiles"
 	"cartera/profiles/jetstream"
@@ -136,15 +138,15 @@ type mergeSetup struct {
 	snapshotsOn bool
 }
 
-func setUpMerge(t *testing.T, ns *natsServer, snapshots jetstream.SnapshotConfig) *mergeSetup {
+func setUpMerge(t *testing.T, url string, snapshots jetstream.SnapshotConfig) *mergeSetup {
 	t.Helper()
 	dir := t.TempDir()
-	withFiles := func(n *node) { n.url, n.perPartition, n.snapshots = ns.url(), true, snapshots }
+	withFiles := func(n *node) { n.url, n.perPartition, n.snapshots = url, true, snapshots }
 	a := startNodeWith(t, "a", filepath.Join(dir, "a"), withFiles)
 	b := startNodeWith(t, "b", filepath.Join(dir, "b"), withFiles)
 	ms := &mergeSetup{nodes: []*node{a, b}}
 	eventually(t, "two nodes hold 4 partitions each", func() bool { return balanced(a, b) })
-	cfg := testConfig(ns.url())
+	cfg := testConfig(url)
 	cfg.Partitions = testPartitions
 	ms.ingest = open(t, cfg)
 	ms.router = newRouter(t, ms.ingest, true)
@@ -281,7 +283,7 @@ func (ms *mergeSetup) merged(t *testing.T, ids []string) (*profiles.Profile, *pr
 // too, and a retried messageId is still a duplicate.
 func TestMergeAcrossPartitionsUnderLoad(t *testing.T) {
 	ns := startNATS(t)
-	ms := setUpMerge(t, ns, jetstream.SnapshotConfig{})
+	ms := setUpMerge(t, ns.url(), jetstream.SnapshotConfig{})
 	waitAppliedOnce(t, ms.nodes, ms.first)
 
 	// Each person's events come through a router of their own (other
@@ -388,7 +390,7 @@ func othersFirst(ms *mergeSetup) []string {
 // once: the survivor remembers the merge.
 func TestMergeInTwiceMergesOnce(t *testing.T) {
 	ns := startNATS(t)
-	ms := setUpMerge(t, ns, jetstream.SnapshotConfig{})
+	ms := setUpMerge(t, ns.url(), jetstream.SnapshotConfig{})
 	if _, _, err := ms.router.Append(t.Context(), [][]byte{visitorEvent("m-identify", ms.user, ms.anon)}); err != nil {
 		t.Fatal(err)
 	}
@@ -496,7 +498,7 @@ func TestRoutersAgreeOnNewPeople(t *testing.T) {
 // second user id in turn).
 func TestRouterKeepsTwoUsersApart(t *testing.T) {
 	ns := startNATS(t)
-	ms := setUpMerge(t, ns, jetstream.SnapshotConfig{})
+	ms := setUpMerge(t, ns.url(), jetstream.SnapshotConfig{})
 	r := ms.router
 	// user and anon become one; a second user has a profile of their own.
 	recs := [][]byte{visitorEvent("m-identify", ms.user, ms.anon), visitorEvent("m-other", "other", "")}
@@ -553,7 +555,7 @@ func TestRouterKeepsTwoUsersApart(t *testing.T) {
 // ends up with every acknowledged event once, under the survivor's id.
 func TestMergeAcrossPartitionsNodeDies(t *testing.T) {
 	ns := startNATS(t)
-	ms := setUpMerge(t, ns, testSnapshots)
+	ms := setUpMerge(t, ns.url(), testSnapshots)
 	waitAppliedOnce(t, ms.nodes, ms.first)
 	loser := max(ms.upid, ms.apid)
 	victim := ms.nodes[0]
@@ -590,7 +592,7 @@ func TestMergeAcrossPartitionsNodeDies(t *testing.T) {
 // comes, is stored once: the merge leaves the loser's copy out.
 func TestRetryDuringMergeStoredOnce(t *testing.T) {
 	ns := startNATS(t)
-	ms := setUpMerge(t, ns, jetstream.SnapshotConfig{})
+	ms := setUpMerge(t, ns.url(), jetstream.SnapshotConfig{})
 	survivor, loser := min(ms.upid, ms.apid), max(ms.upid, ms.apid)
 	user, anon := "", ms.anon
 	if loser == ms.upid {
@@ -746,7 +748,7 @@ func TestRouterKeepsEmailLimit(t *testing.T) {
 // of theirs but the forwards of profiles merged into them.
 func TestRouterErase(t *testing.T) {
 	ns := startNATS(t)
-	ms := setUpMerge(t, ns, jetstream.SnapshotConfig{})
+	ms := setUpMerge(t, ns.url(), jetstream.SnapshotConfig{})
 	if _, _, err := ms.router.Append(t.Context(), [][]byte{visitorEvent("m-identify", ms.user, ms.anon), visitorEvent("m-other", "other", "")}); err != nil {
 		t.Fatal(err)
 	}
@@ -776,4 +778,73 @@ func TestRouterErase(t *testing.T) {
 	if got := profileOf(t, ms.router, visitorEvent("y", "other", "")); got != other {
 		t.Fatalf("another person's identifier resolves to %s after an erasure, want %s", got, other)
 	}
+}
+
+// A loser's state larger than the server's largest message is sent
+// without its oldest events, halved until it fits, and the survivor's
+// ledger says how many were left out: the merge does not stall the
+// partition.
+func TestMergeOfLargeStateLeavesOutOldestEvents(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(),
+		NoLog: true, NoSigs: true, MaxPayload: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		t.Fatal("nats server did not start")
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	ms := setUpMerge(t, s.ClientURL(), jetstream.SnapshotConfig{})
+	loser := max(ms.upid, ms.apid)
+	user, anon, name := ms.user, "", ms.user
+	if loser == ms.apid {
+		user, anon, name = "", ms.anon, ms.anon
+	}
+	var recs [][]byte
+	for i := range 999 {
+		recs = append(recs, visitorEvent(fmt.Sprintf("m-%s-%03d", name, i), user, anon))
+	}
+	for len(recs) > 0 {
+		k := min(100, len(recs))
+		if _, _, err := ms.router.Append(t.Context(), recs[:k]); err != nil {
+			t.Fatal(err)
+		}
+		recs = recs[k:]
+	}
+	if _, _, err := ms.router.Append(t.Context(), [][]byte{visitorEvent("m-identify", ms.user, ms.anon)}); err != nil {
+		t.Fatal(err)
+	}
+	var prof *profiles.Profile
+	var st *profiles.Store
+	why := ""
+	waitFor(t, "the loser merged", &why, func() bool {
+		prof, st = lookup(ms.nodes, ms.uIdent)
+		why = fmt.Sprintf("%+v", prof)
+		return prof != nil && slices.Contains(prof.MergedFrom, loser)
+	})
+	i := slices.IndexFunc(prof.Ledger, func(l profiles.LedgerEntry) bool { return l.Action == profiles.LedgerMerge && l.Profile == loser })
+	if i < 0 || !strings.Contains(prof.Ledger[i].Reason, "oldest events of the merged profile were left out") {
+		t.Fatalf("the merge's ledger entry does not say events were left out: %+v", prof.Ledger)
+	}
+	events, err := st.Events(prof.ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The survivor's first event and the identify, and the newest of the
+	// loser's 1,000: a suffix of them, in order.
+	var kept []string
+	for _, e := range events {
+		if strings.HasPrefix(e.MessageID, "m-"+name+"-") && e.MessageID != "m-"+name+"-first" {
+			kept = append(kept, e.MessageID)
+		}
+	}
+	if len(kept) == 0 || len(kept) >= 999 || len(events) != len(kept)+2 || prof.EventCount != len(events) {
+		t.Fatalf("%d of the loser's events kept, %d stored, event count %d", len(kept), len(events), prof.EventCount)
+	}
+	slices.Sort(kept)
+	if want := fmt.Sprintf("m-%s-%03d", name, 998); kept[len(kept)-1] != want || kept[0] != fmt.Sprintf("m-%s-%03d", name, 999-len(kept)) {
+		t.Fatalf("kept %s to %s, want the newest %d ending at %s", kept[0], kept[len(kept)-1], len(kept), want)
+	}
+	t.Logf("%d of the loser's 1,000 events kept", len(kept))
 }
