@@ -848,3 +848,23 @@ func TestMergeOfLargeStateLeavesOutOldestEvents(t *testing.T) {
 	}
 	t.Logf("%d of the loser's 1,000 events kept", len(kept))
 }
+
+// An alias (previousId) that links two profiles in different partitions
+// merges them, as an identify does: the router takes the previousId for a
+// user id if the index knows it as one, else for an anonymous id.
+func TestAliasMergesAcrossPartitions(t *testing.T) {
+	ns := startNATS(t)
+	ms := setUpMerge(t, ns.url(), jetstream.SnapshotConfig{})
+	alias, err := json.Marshal(&profiles.Event{Type: profiles.TypeAlias, MessageID: "m-alias", UserID: ms.user, PreviousID: ms.anon,
+		Timestamp: t0, ReceivedAt: t0, Source: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ms.router.Append(t.Context(), [][]byte{alias}); err != nil {
+		t.Fatal(err)
+	}
+	prof, _ := ms.merged(t, []string{"m-" + ms.user + "-first", "m-" + ms.anon + "-first", "m-alias"})
+	if !slices.Contains(prof.MergedFrom, max(ms.upid, ms.apid)) {
+		t.Fatalf("merged from %v, want %s", prof.MergedFrom, max(ms.upid, ms.apid))
+	}
+}
