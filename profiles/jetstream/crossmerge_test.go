@@ -868,3 +868,78 @@ func TestAliasMergesAcrossPartitions(t *testing.T) {
 		t.Fatalf("merged from %v, want %s", prof.MergedFrom, max(ms.upid, ms.apid))
 	}
 }
+
+// The node holding the loser's partition dies after applying the
+// MergeOut, before any snapshot covers it: the partition's next owner
+// applies it again from the stream (recreating the loser from its earlier
+// records first), and sends the MergeIn a second time; the survivor
+// merges once. Events afterwards, routed afresh or to the loser, end on
+// the survivor once.
+func TestMergeOutAppliedAgainAfterCrash(t *testing.T) {
+	ns := startNATS(t)
+	// No snapshot after the hand-overs of the start: a crash replays the
+	// partitions from there.
+	ms := setUpMerge(t, ns.url(), jetstream.SnapshotConfig{Events: 1_000_000, Interval: time.Hour})
+	waitAppliedOnce(t, ms.nodes, ms.first)
+	survivor, loser := min(ms.upid, ms.apid), max(ms.upid, ms.apid)
+	if _, _, err := ms.router.Append(t.Context(), [][]byte{visitorEvent("m-identify", ms.user, ms.anon)}); err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{"m-" + ms.user + "-first", "m-" + ms.anon + "-first", "m-identify"}
+	ms.merged(t, ids)
+	victim, rest := ms.nodes[0], ms.nodes[1]
+	if !slices.Contains(victim.held(), partitionOf(ms.ingest, loser)) {
+		victim, rest = rest, victim
+	}
+	victim.kill()
+	eventually(t, "the other node holds every partition", func() bool { return len(rest.held()) == testPartitions })
+
+	cfg := testConfig(ns.url())
+	cfg.Partitions = testPartitions
+	fresh := newRouter(t, open(t, cfg), false)
+	late := profiles.RoutedRecord(loser, visitorEvent("m-late", "", ms.anon))
+	if _, _, err := ms.ingest.Append(t.Context(), [][]byte{late}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := fresh.Append(t.Context(), [][]byte{visitorEvent("m-after-u", ms.user, ""), visitorEvent("m-after-a", "", ms.anon)}); err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, "m-late", "m-after-u", "m-after-a")
+	prof, _ := ms.merged(t, ids)
+	times := 0
+	for _, id := range prof.MergedFrom {
+		if id == loser {
+			times++
+		}
+	}
+	if prof.ID != survivor || times != 1 {
+		t.Fatalf("profile %s merged from %v, want %s with %s once", prof.ID, prof.MergedFrom, survivor, loser)
+	}
+	if n := mergeIns(t, ns.url(), survivor); n < 2 {
+		t.Fatalf("%d MergeIn records for the survivor: the MergeOut was not applied again", n)
+	}
+}
+
+// mergeIns counts the merge records addressed to pid in the stream.
+func mergeIns(t *testing.T, url, pid string) int {
+	t.Helper()
+	stream, err := clientJS(t, url).Stream(t.Context(), "CARTERA_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := stream.GetMsg(t.Context(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if to, body := profiles.RecordRoute(m.Data); to == pid && profiles.IsMergeBody(body) {
+			n++
+		}
+	}
+	return n
+}
