@@ -2,6 +2,8 @@ package jetstream_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
@@ -942,4 +944,48 @@ func mergeIns(t *testing.T, url, pid string) int {
 		}
 	}
 	return n
+}
+
+// With a secret, the index keys identifiers by their HMAC: routers with
+// the same secret agree, and one with another secret, or none, refuses to
+// start rather than split people.
+func TestRouterSecret(t *testing.T) {
+	ns := startNATS(t)
+	cfg := testConfig(ns.url())
+	mk := func(secret string) (*jetstream.Router, error) {
+		rc := jetstream.RouterConfig{Identity: profiles.DefaultIdentityConfig(), Now: clocktest.New(t0).Now}
+		if secret != "" {
+			rc.Secret = []byte(secret)
+		}
+		return jetstream.NewRouter(t.Context(), open(t, cfg), rc)
+	}
+	if _, err := mk("short"); err == nil || !strings.Contains(err.Error(), "at least 16") {
+		t.Fatalf("a 5-byte secret: %v", err)
+	}
+	r1, err := mk("a secret of the cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := profileOf(t, r1, visitorEvent("m", "ana", ""))
+	r2, err := mk("a secret of the cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := profileOf(t, r2, visitorEvent("m", "ana", "")); got != pid {
+		t.Fatalf("a router with the same secret resolves ana to %s, want %s", got, pid)
+	}
+	for _, secret := range []string{"another secret of the cluster", ""} {
+		if _, err := mk(secret); err == nil || !strings.Contains(err.Error(), "RouterConfig.Secret") {
+			t.Fatalf("a router with secret %q on an index keyed by another: %v", secret, err)
+		}
+	}
+	// No key of the index is the plain hash of ana's user id.
+	kv, err := clientJS(t, ns.url()).KeyValue(t.Context(), "CARTERA_EVENTS_IDENTITY")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256([]byte("user_id\x00ana"))
+	if _, err := kv.Get(t.Context(), "id."+hex.EncodeToString(h[:16])); err == nil {
+		t.Fatal("the index holds the unkeyed hash of an identifier")
+	}
 }

@@ -1,8 +1,10 @@
 package jetstream
 
 import (
+	"bytes"
 	"cmp"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -24,9 +26,13 @@ import (
 // The identity index, KV bucket <Stream>_IDENTITY (no TTL, one revision a
 // key), says which profile each identifier belongs to across the cluster:
 //
+//	keying       how the id. keys are made: "sha256", or "hmac-sha256"
+//	             and a check of RouterConfig.Secret; created by the first
+//	             router, checked by the others.
 //	id.<hash>    the id of the profile an identifier belongs to; <hash> is
 //	             the hex of the first 16 bytes of SHA-256(kind 0x00
-//	             value), so no email or phone is written in NATS as is.
+//	             value), or of its HMAC-SHA256 under RouterConfig.Secret,
+//	             so no email or phone is written in NATS as is.
 //	             Created with Create (only if absent): of two routers that
 //	             see a new identifier at once, one wins and the other
 //	             takes its profile.
@@ -61,6 +67,12 @@ type RouterConfig struct {
 	Now func() time.Time
 	// Rand is the source of new profile ids; crypto/rand when nil.
 	Rand io.Reader
+	// Secret, when set, keys the hash of identifiers in the index
+	// (HMAC-SHA256), so that who can read the bucket cannot test an
+	// email against it. Every router of a cluster needs the same one:
+	// the first records a check of it in the index, and a router with
+	// another (or none) refuses to start. At least 16 bytes.
+	Secret []byte
 	// CacheTTL is how long Append trusts what it read of the index for
 	// an identifier without reading it again (0: it always reads). A
 	// profile merged away meanwhile still gets the events routed to it
@@ -94,7 +106,8 @@ type Router struct {
 
 	merges atomic.Int64
 
-	trust profiles.SourceTrust
+	trust  profiles.SourceTrust
+	secret []byte
 	// protected holds profiles known to be protected (that never
 	// changes back), so that each is marked in the index once.
 	protMu    sync.Mutex
@@ -127,12 +140,18 @@ func NewRouter(ctx context.Context, l *Log, cfg RouterConfig) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Secret != nil && len(cfg.Secret) < 16 {
+		return nil, fmt.Errorf("cluster router: the secret is %d bytes, want at least 16", len(cfg.Secret))
+	}
 	if cfg.CacheTTL < 0 || cfg.CacheSize < 0 {
 		return nil, fmt.Errorf("cluster router: cache TTL %s and size %d must not be negative", cfg.CacheTTL, cfg.CacheSize)
 	}
 	r := &Router{l: l, kv: kv, ids: profiles.NewIdentifierReader(cfg.Identity), now: cfg.Now, rand: cfg.Rand,
 		ttl: cfg.CacheTTL, size: cmp.Or(cfg.CacheSize, DefaultCacheSize), cache: map[string]cachedRoute{},
-		trust: cfg.Trust, protected: map[string]bool{}}
+		trust: cfg.Trust, secret: bytes.Clone(cfg.Secret), protected: map[string]bool{}}
+	if err := r.checkKeying(ctx); err != nil {
+		return nil, err
+	}
 	if r.now == nil {
 		r.now = time.Now
 	}
@@ -201,7 +220,7 @@ func (r *Router) resolveEvent(ctx context.Context, e *profiles.Event, cached boo
 			// As on a single node: a previousId is a userId if the index
 			// knows it as one, else an anonymousId.
 			id := profiles.Identifier{Kind: profiles.KindUserID, Value: prev}
-			if ent, err := r.kv.Get(ctx, identifierKey(id)); errors.Is(err, jetstream.ErrKeyNotFound) || (err == nil && ent == nil) {
+			if ent, err := r.kv.Get(ctx, r.identifierKey(id)); errors.Is(err, jetstream.ErrKeyNotFound) || (err == nil && ent == nil) {
 				id.Kind = profiles.KindAnonymousID
 			} else if err != nil {
 				return "", nil, fmt.Errorf("resolve previousId: %w", err)
@@ -245,7 +264,7 @@ func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier, untrust
 	entries := make([]entry, len(ids))
 	var people []string
 	for i, id := range ids {
-		entries[i].key = identifierKey(id)
+		entries[i].key = r.identifierKey(id)
 		ent, err := r.kv.Get(ctx, entries[i].key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue
@@ -372,7 +391,7 @@ func (r *Router) fromCache(ids []profiles.Identifier) string {
 	defer r.cacheMu.Unlock()
 	pid := ""
 	for _, id := range ids {
-		c, ok := r.cache[identifierKey(id)]
+		c, ok := r.cache[r.identifierKey(id)]
 		if !ok || now.Sub(c.at) > r.ttl || (pid != "" && c.pid != pid) {
 			return ""
 		}
@@ -393,7 +412,7 @@ func (r *Router) keep(ids []profiles.Identifier, pid string) {
 		clear(r.cache)
 	}
 	for _, id := range ids {
-		r.cache[identifierKey(id)] = cachedRoute{pid: pid, at: now}
+		r.cache[r.identifierKey(id)] = cachedRoute{pid: pid, at: now}
 	}
 }
 
@@ -599,10 +618,63 @@ func (r *Router) sendMergeOut(ctx context.Context, loser, survivor string, rev u
 	return nil
 }
 
-// identifierKey is the index key of an identifier.
-func identifierKey(id profiles.Identifier) string {
-	h := sha256.Sum256([]byte(id.Kind + "\x00" + id.Value))
-	return "id." + hex.EncodeToString(h[:16])
+// identifierKey is the index key of an identifier: its keyed hash with
+// a Secret, its SHA-256 without.
+func (r *Router) identifierKey(id profiles.Identifier) string {
+	var sum []byte
+	if r.secret != nil {
+		m := hmac.New(sha256.New, r.secret)
+		m.Write([]byte(id.Kind + "\x00" + id.Value))
+		sum = m.Sum(nil)
+	} else {
+		h := sha256.Sum256([]byte(id.Kind + "\x00" + id.Value))
+		sum = h[:]
+	}
+	return "id." + hex.EncodeToString(sum[:16])
+}
+
+// keyCheck is the value of the index's "keying" key: how its
+// identifiers' keys are made, so that routers that would make them
+// differently refuse to start instead of splitting people.
+func (r *Router) keyCheck() string {
+	if r.secret == nil {
+		return "sha256"
+	}
+	m := hmac.New(sha256.New, r.secret)
+	m.Write([]byte("cartera/identity-index/keying/v1"))
+	return "hmac-sha256 " + hex.EncodeToString(m.Sum(nil)[:8])
+}
+
+// checkKeying records (first) or checks how the index's keys are made.
+func (r *Router) checkKeying(ctx context.Context) error {
+	want := r.keyCheck()
+	_, err := r.kv.Create(ctx, "keying", []byte(want))
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		ent, gerr := r.kv.Get(ctx, "keying")
+		if gerr != nil {
+			return fmt.Errorf("read the identity index's keying: %w", gerr)
+		}
+		if got := string(ent.Value()); got != want {
+			how := fmt.Sprintf("with %s, this router's with %s", describeKeying(got), describeKeying(want))
+			if r.secret != nil && strings.HasPrefix(got, "hmac-sha256 ") {
+				how = "with another secret than this router's"
+			}
+			return fmt.Errorf("cluster router: the identity index's keys are made %s: every router of a cluster needs the same RouterConfig.Secret", how)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("record the identity index's keying: %w", err)
+	}
+	return nil
+}
+
+// describeKeying names a keying without its check value.
+func describeKeying(v string) string {
+	if strings.HasPrefix(v, "hmac-sha256 ") {
+		return "a secret"
+	}
+	return "no secret"
 }
 
 func forwardKey(pid string) string { return "fwd." + pid }
@@ -616,7 +688,7 @@ func forwardKey(pid string) string { return "fwd." + pid }
 func (r *Router) Erase(ctx context.Context, p *profiles.Profile) error {
 	mine := append([]string{p.ID}, p.MergedFrom...)
 	for _, rec := range p.Identities {
-		key := identifierKey(profiles.Identifier{Kind: rec.Kind, Value: rec.Value})
+		key := r.identifierKey(profiles.Identifier{Kind: rec.Kind, Value: rec.Value})
 		ent, err := r.kv.Get(ctx, key)
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			continue
