@@ -47,9 +47,10 @@ func RoutedRecord(profileID string, body []byte) []byte {
 }
 
 // RecordRoute splits a log record into the profile it is addressed to
-// ("" for a plain event record) and its body.
+// ("" for a plain event record, or one whose address is not a profile
+// id) and its body.
 func RecordRoute(rec []byte) (profileID string, body []byte) {
-	if len(rec) < routeHead || rec[0] != routeMark || rec[routeHead-1] != ' ' {
+	if len(rec) < routeHead || rec[0] != routeMark || rec[routeHead-1] != ' ' || !ValidProfileID(string(rec[1:routeHead-1])) {
 		return "", rec
 	}
 	return string(rec[1 : routeHead-1]), rec[routeHead:]
