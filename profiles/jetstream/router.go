@@ -202,9 +202,11 @@ func (r *Router) Committed() uint64 { return r.l.Committed() }
 // ErrNoIdentifier is returned by Resolve for an event with no identifier.
 var ErrNoIdentifier = errors.New("the event has no identifier")
 
-// Resolve returns the profile id of an event: the oldest of the profiles
-// its identifiers belong to (merging the others into it), or a new one.
-// Its identifiers that belong to no profile yet are linked to it.
+// Resolve returns the profile id of an event, always reading the index:
+// the profile of its most trusted identifier, which merges each other
+// profile its identifiers lead to that it may (limits, source trust; the
+// older of two surviving), or a new one. Its identifiers that belong to
+// no profile yet are linked to it, within the limits.
 func (r *Router) Resolve(ctx context.Context, e *profiles.Event) (string, error) {
 	pid, _, err := r.resolveEvent(ctx, e, false)
 	return pid, err
