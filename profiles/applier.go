@@ -285,9 +285,11 @@ func decodeRecords(recs [][]byte) []*Event {
 	events := make([]*Event, len(recs))
 	decode := func(lo, hi int) {
 		for i := lo; i < hi; i++ {
+			route, body := RecordRoute(recs[i])
+			foreign, body, err := splitForeign(body)
 			var e Event
-			if decodeEvent(recs[i], &e) == nil {
-				e.stored = recs[i]
+			if err == nil && decodeEvent(body, &e) == nil {
+				e.stored, e.route, e.foreign = body, route, foreign
 				events[i] = &e
 			}
 		}

@@ -23,5 +23,8 @@
 //
 // All state about a person is keyed by the profile id, so partitions of
 // profiles can later move between nodes; only a merge touches two people in
-// one transaction.
+// one transaction. In a cluster whose router resolves identities in a
+// shared index (profiles/jetstream), log records arrive addressed to a
+// profile (route.go), and a merge of two profiles held in different
+// partitions goes through the log as two records (crossmerge.go).
 package profiles

@@ -55,6 +55,12 @@ type Event struct {
 	// stored is the event's JSON, encoded by the caller of Ingest so that
 	// the single committer does not spend its time on it.
 	stored []byte
+	// route is the profile a cluster's identity index gave the event
+	// (route.go); "" when the store resolves it.
+	route string
+	// foreign are identifiers of the event that the index keeps on other
+	// profiles: not linked to route's.
+	foreign []Identifier
 }
 
 // ErrTooLarge is returned for an event over MaxEventBytes or a batch over

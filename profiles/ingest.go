@@ -47,6 +47,9 @@ type commitReq struct {
 	// request back.
 	appliedKey []byte
 	fence      func() error
+	// merge, when set, is a step of a merge across partitions
+	// (crossmerge.go), applied before the events.
+	merge *mergeStep
 }
 
 // Ingest applies events in order and returns once they are durably
@@ -174,6 +177,12 @@ func (s *Store) commit(batch []*commitReq) {
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		st = s.newTxState(tx)
 		for _, r := range batch {
+			if r.merge != nil {
+				if err := s.mergeStepTx(st, r.merge.rec); err != nil {
+					failed = r
+					return &eventError{fmt.Errorf("apply merge of %s into %s: %w", r.merge.rec.Loser, r.merge.rec.Survivor, err)}
+				}
+			}
 			for i, e := range r.events {
 				res, err := s.apply(st, e)
 				if err != nil {
@@ -432,6 +441,16 @@ func (s *Store) apply(st *txState, e *Event) (Result, error) {
 			}
 		}
 	}
+	if e.route != "" {
+		// The cluster's identity index said whose event this is: that
+		// profile, here or yet to be made with that id.
+		owners = owners[:0]
+		if _, err := st.get(e.route); err == nil {
+			owners = append(owners, e.route)
+		} else if !errors.Is(err, ErrNotFound) {
+			return Result{}, err
+		}
+	}
 	// A retry carries the original's identifiers, so its messageId is on
 	// one of these profiles (dedupe.go).
 	if e.MessageID != "" && st.seen(owners, e.MessageID) {
@@ -454,9 +473,13 @@ func (s *Store) apply(st *txState, e *Event) (Result, error) {
 	res := Result{}
 	var target *Profile
 	if len(owners) == 0 {
-		id, err := s.newProfileID()
-		if err != nil {
-			return Result{}, err
+		id := e.route
+		if _, err := st.get(id); id == "" || err == nil {
+			// (A routed event the guard kept off its profile gets a
+			// profile of its own, as on a single node.)
+			if id, err = s.newProfileID(); err != nil {
+				return Result{}, err
+			}
 		}
 		now := s.now().UTC()
 		target = &Profile{ID: id, CreatedAt: now, UpdatedAt: now}
@@ -516,7 +539,7 @@ func (s *Store) apply(st *txState, e *Event) (Result, error) {
 	// this profile cannot be).
 	var link []Identifier
 	for _, id := range ids {
-		if owner[id] == "" && !target.HasIdentity(id) {
+		if owner[id] == "" && !target.HasIdentity(id) && !slices.Contains(e.foreign, id) {
 			link = append(link, id)
 		}
 	}
@@ -587,6 +610,12 @@ func (s *Store) mergeConflict(a, b *Profile) (string, bool) {
 // merge folds two profiles into the older one (survivorOf) and returns it.
 func (s *Store) merge(st *txState, a, b *Profile, e *Event, linking []Identifier) (*Profile, error) {
 	survivor, loser := survivorOf(a, b)
+	return s.mergeInto(st, survivor, loser, e, linking, "one event carried identifiers of both profiles; the older profile survives")
+}
+
+// mergeInto folds loser into survivor, e being the event that caused it
+// and reason why, and returns survivor.
+func (s *Store) mergeInto(st *txState, survivor, loser *Profile, e *Event, linking []Identifier, reason string) (*Profile, error) {
 	for _, r := range loser.Identities {
 		if err := st.identities.Put(identityKey(Identifier{Kind: r.Kind, Value: r.Value}), []byte(survivor.ID)); err != nil {
 			return nil, err
@@ -613,7 +642,7 @@ func (s *Store) merge(st *txState, a, b *Profile, e *Event, linking []Identifier
 	survivor.addLedger(LedgerEntry{
 		At: s.now().UTC(), Action: LedgerMerge, Profile: loser.ID, Identifiers: linking,
 		MessageID: e.MessageID, EventType: e.Type, Event: e.Event, Source: e.Source,
-		Reason: "one event carried identifiers of both profiles; the older profile survives",
+		Reason: reason,
 	})
 	if err := s.trimEvents(st, survivor); err != nil {
 		return nil, err

@@ -29,6 +29,10 @@ type Metrics struct {
 	// came from: hit (the hot-profile cache), miss (decoded: not held),
 	// stale (decoded: held, but the record had changed since).
 	HotReads *prometheus.CounterVec
+	// Forwarded counts event-log records a partition appended again for
+	// the profile they became: addressed to a profile merged into one of
+	// another partition (cluster mode, crossmerge.go).
+	Forwarded prometheus.Counter
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -82,10 +86,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		HotReads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cartera_profile_hot_reads_total", Help: "Profiles the writer read, by result: hit (kept decoded in memory), miss (decoded from the file), stale (kept, but changed since: decoded).",
 		}, []string{"result"}),
+		Forwarded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cartera_records_forwarded_total", Help: "Event-log records addressed to a profile merged into one of another partition, appended again for that one (cluster mode).",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Accepted, m.Rejected, m.Duplicates, m.Dropped, m.PlanViolations, m.CommitSeconds,
-			m.CommitEvents, m.Merges, m.RefusedMerges, m.RefusedIDs, m.Guarded, m.Erasures, m.ScrubbedPages, m.DeadEvents, m.HotReads)
+			m.CommitEvents, m.Merges, m.RefusedMerges, m.RefusedIDs, m.Guarded, m.Erasures, m.ScrubbedPages, m.DeadEvents, m.HotReads, m.Forwarded)
 	}
 	return m
 }

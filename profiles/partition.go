@@ -88,6 +88,7 @@ func (s *Store) PartitionApplied(p int) uint64 {
 func (s *Store) ApplyPartition(ctx context.Context, p int, from uint64, log PartitionLog) error {
 	t := &partTarget{key: partitionKey(p), fence: log.Fence}
 	t.through = max(s.PartitionApplied(p), from-min(from, 1))
+	fwd, _ := log.(Forwarder)
 	backoff := 10 * time.Millisecond
 	for {
 		recs, err := log.Read(ctx, t.through+1, s.cfg.MaxBatchEvents)
@@ -95,7 +96,7 @@ func (s *Store) ApplyPartition(ctx context.Context, p int, from uint64, log Part
 			before := t.through
 			// A commit once read is seen through to its checkpoint even
 			// if ctx ends meanwhile: the next owner starts after it.
-			err = s.applyRecords(context.WithoutCancel(ctx), t, recs)
+			err = s.applyRecords(context.WithoutCancel(ctx), t, recs, fwd)
 			if t.through > before {
 				if cerr := log.Checkpoint(t.through); cerr != nil && err == nil {
 					err = cerr
@@ -121,21 +122,4 @@ func (s *Store) ApplyPartition(ctx context.Context, p int, from uint64, log Part
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
-}
-
-// applyRecords applies the records above what t applied.
-func (s *Store) applyRecords(ctx context.Context, t *partTarget, recs []Record) error {
-	offs := make([]uint64, 0, len(recs))
-	raws := make([][]byte, 0, len(recs))
-	for _, r := range recs {
-		if r.Offset <= t.through || (len(offs) > 0 && r.Offset <= offs[len(offs)-1]) {
-			continue
-		}
-		offs = append(offs, r.Offset)
-		raws = append(raws, r.Data)
-	}
-	if len(offs) == 0 {
-		return nil
-	}
-	return s.applySpan(ctx, t, offs, decodeRecords(raws), raws)
 }

@@ -8,7 +8,8 @@
 // recorded when the cluster is created, in the KV bucket <Stream>_META
 // (key "partitions") and in the stream's metadata: a node configured with
 // another count refuses to start. An event's partition is a hash (FNV-1a)
-// of its userId, or of its anonymousId when it has none. The offset of a
+// of its userId, or of its anonymousId when it has none (or of the profile
+// id a routed record is addressed to, below). The offset of a
 // record is its stream sequence, so offsets are consecutive over the whole
 // stream and ascending, with gaps, within a partition.
 //
@@ -72,13 +73,25 @@
 //     snapshot loses those records for that partition (a warning is
 //     logged at claim time, the reader cannot tell them apart).
 //
-// Not done here: identity across partitions. An anonymous visitor's
-// events land in the partition of their anonymousId, and once
-// identified, in the partition of their userId.
+// Identity across partitions (router.go): a Router resolves each event's
+// identifiers in the KV bucket <Stream>_IDENTITY (identifier → profile id,
+// written with compare-and-set) before appending it addressed to that
+// profile, so that partitions are keyed by profile: a visitor's anonymous
+// and signed-in events land in one partition. An event whose identifiers
+// lead to two profiles merges them through the log: the index forwards the
+// newer profile to the older, a MergeOut record asks the newer one's
+// partition to send its state to the older one's partition as a MergeIn
+// record, and records still addressed to the newer one are forwarded there
+// (profiles/crossmerge.go). Appends that do not go through a Router are
+// partitioned by userId, else anonymousId, as before; a cluster must use
+// one or the other. What holds and what does not: docs/cluster.md,
+// "Identity across partitions".
 //
 //	l, err := jetstream.Open(ctx, jetstream.Config{URL: "nats://127.0.0.1:4222", Stream: "CARTERA_EVENTS", Subject: "cartera.events", Partitions: 64, Replicas: 3, AckWait: 5 * time.Second})
 //	files := profiles.NewPartitionFiles(dir, openStore)
 //	n, err := jetstream.StartNode(ctx, l, files, jetstream.NodeConfig{ID: "node-1", LeaseTTL: 10 * time.Second,
 //		Snapshots: jetstream.SnapshotConfig{Events: 50_000, Interval: 5 * time.Minute}})
 //	defer n.Close()
+//	r, err := jetstream.NewRouter(ctx, l, jetstream.RouterConfig{Identity: idcfg, CacheTTL: 2 * time.Second})
+//	_, last, err := r.Append(ctx, records) // each addressed to its profile
 package jetstream

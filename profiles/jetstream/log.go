@@ -15,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"cartera/profiles"
 )
 
 // ErrClosed is returned by Append and Read after Close.
@@ -232,9 +234,13 @@ func partition(key string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
-// identityKey is the userId of an event record, or its anonymousId ("" for
-// neither, or a record that is not JSON: partition 0's hash).
+// identityKey is the profile a routed record is addressed to (Router),
+// else the userId of an event record, or its anonymousId ("" for neither,
+// or a record that is not JSON: partition 0's hash).
 func identityKey(rec []byte) string {
+	if pid, _ := profiles.RecordRoute(rec); pid != "" {
+		return "p:" + pid
+	}
 	var ids struct {
 		UserID      json.RawMessage `json:"userId"`
 		AnonymousID json.RawMessage `json:"anonymousId"`

@@ -500,6 +500,17 @@ func (ls *lease) Read(ctx context.Context, from uint64, max int) ([]profiles.Rec
 	return recs, err
 }
 
+// Forward appends records addressed to other profiles (routed records:
+// an event for a profile merged away from this partition, a merge's
+// state), wherever their partitions are (profiles.Forwarder).
+func (ls *lease) Forward(ctx context.Context, recs [][]byte) error {
+	_, _, err := ls.n.l.Append(ctx, recs)
+	return err
+}
+
+// MaxRecord is the largest record the server takes (profiles.Forwarder).
+func (ls *lease) MaxRecord() int { return int(ls.n.l.nc.MaxPayload()) }
+
 // Fence checks, before a commit of the partition's records, that this
 // node still holds the lease: by its own clock with a margin, then in the
 // lease bucket (the revision it wrote last is still the latest).

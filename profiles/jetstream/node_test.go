@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -110,7 +112,7 @@ func (n *node) start() {
 	t := n.t
 	t.Helper()
 	openStore := func(path string) (*profiles.Store, error) {
-		return profiles.Open(context.Background(), path, profiles.DefaultConfig(), profiles.Options{Now: clocktest.New(t0).Now, Processors: []profiles.Processor{n.seen}})
+		return profiles.Open(context.Background(), path, profiles.DefaultConfig(), profiles.Options{Now: clocktest.New(t0).Now, Processors: []profiles.Processor{n.seen}, Logger: testLogger()})
 	}
 	var app jetstream.Applier
 	var st *profiles.Store
@@ -130,7 +132,7 @@ func (n *node) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nd, err := jetstream.StartNode(t.Context(), l, app, jetstream.NodeConfig{ID: n.id, LeaseTTL: testTTL, Snapshots: n.snapshots})
+	nd, err := jetstream.StartNode(t.Context(), l, app, jetstream.NodeConfig{ID: n.id, LeaseTTL: testTTL, Snapshots: n.snapshots, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -614,4 +616,11 @@ func (ld *load) end() (map[string]uint64, []string) {
 	close(ld.stop)
 	<-ld.done
 	return ld.offset, ld.ids
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("CARTERA_TEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
