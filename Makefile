@@ -8,7 +8,7 @@ BIN     ?= bin/cartera
 SDKTEST := internal/sdktest
 BROWSERTEST := internal/browsertest
 
-.PHONY: vulndb run demo build test test-go test-clock sdk bench soak lint fuzz clean console-screenshots
+.PHONY: vulndb run cluster demo build test test-go test-clock sdk bench soak lint fuzz clean console-screenshots
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cartera
@@ -20,6 +20,21 @@ build:
 CARTERA_DEV_CLOCK ?= 1
 run: build
 	CARTERA_DEV_CLOCK=$(CARTERA_DEV_CLOCK) ./$(BIN) serve --config examples/cartera.yaml
+
+# cluster is `make run` in cluster mode: three NATS servers with JetStream
+# on 127.0.0.1:4222-4224 (cmd/cartera-nats, stores in data/nats/), then
+# one Cartera node on :8080 whose event log is a stream replicated on all
+# three (R3), with the examples and the dev clock; `make demo` works
+# against it. Ctrl-C stops both. Several Cartera nodes sharing the stream
+# are not run yet (docs/cluster.md).
+cluster: build
+	$(GO) build -o bin/cartera-nats ./cmd/cartera-nats
+	@mkdir -p data/nats; rm -f data/nats/ready
+	@./bin/cartera-nats --dir data/nats --ready-file data/nats/ready & nats=$$!; \
+	trap 'kill $$nats 2>/dev/null; wait $$nats 2>/dev/null' EXIT INT TERM; \
+	for i in $$(seq 1 600); do [ -s data/nats/ready ] && break; kill -0 $$nats 2>/dev/null || exit 1; sleep 0.1; done; \
+	CARTERA_DEV_CLOCK=$(CARTERA_DEV_CLOCK) CARTERA_CLUSTER_URL=$$(cat data/nats/ready) CARTERA_CLUSTER_REPLICAS=3 \
+		./$(BIN) serve --config examples/cartera.yaml --data data/cluster/cartera.db
 
 # demo replays the seed scenario against `make run` (in another terminal).
 demo: build
@@ -34,7 +49,7 @@ test: sdk
 	CARTERA_SDK_TEST=1 CARTERA_BROWSER_TEST=1 $(GO) test -race -count=1 -timeout 25m ./...
 	# Three NATS servers at R3: built without -race (a data race inside
 	# nats-server; see profiles/jetstream/replicated_norace_test.go).
-	$(GO) test -count=1 -run TestReplicatedClusterTakeOver ./profiles/jetstream
+	$(GO) test -count=1 -run 'TestReplicatedClusterTakeOver|TestServeOnReplicatedCluster|TestClusterTakesR3Stream' ./profiles/jetstream ./cmd/cartera ./internal/natscluster
 
 # console-screenshots saves a screenshot of each console page to
 # docs/console/ (the README shows them).

@@ -139,6 +139,8 @@ func TestClusterConfig(t *testing.T) {
 		{"flag", []string{"--cluster", "nats://10.0.0.1:4222"}, nil, "nats://10.0.0.1:4222", ""},
 		{"env", nil, map[string]string{"CARTERA_CLUSTER_URL": "nats://10.0.0.2:4222"}, "nats://10.0.0.2:4222", ""},
 		{"flag over env", []string{"--cluster", "nats://a:1"}, map[string]string{"CARTERA_CLUSTER_URL": "nats://b:1"}, "nats://a:1", ""},
+		{"replicas", nil, map[string]string{"CARTERA_CLUSTER_URL": "nats://c:1", "CARTERA_CLUSTER_REPLICAS": "3"}, "nats://c:1", ""},
+		{"replicas not a number", nil, map[string]string{"CARTERA_CLUSTER_REPLICAS": "three"}, "", "CARTERA_CLUSTER_REPLICAS"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -147,8 +149,17 @@ func TestClusterConfig(t *testing.T) {
 				t.Fatal(err)
 			}
 			cfg, err := loadConfig(f, envOf(tc.env))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("load: %v, want an error naming %s", err, tc.wantErr)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
+			}
+			if want := tc.env["CARTERA_CLUSTER_REPLICAS"]; want != "" && fmt.Sprint(cfg.Cluster.Replicas) != want {
+				t.Fatalf("replicas %d, want %s", cfg.Cluster.Replicas, want)
 			}
 			if cfg.Cluster.URL != tc.wantURL {
 				t.Fatalf("cluster url %q, want %q", cfg.Cluster.URL, tc.wantURL)

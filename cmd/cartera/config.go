@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -368,6 +369,13 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 		if v := getenv(name); v != "" {
 			*p = v
 		}
+	}
+	if v := getenv("CARTERA_CLUSTER_REPLICAS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("CARTERA_CLUSTER_REPLICAS: want a number of replicas such as 3, got %q", v)
+		}
+		cfg.Cluster.Replicas = n
 	}
 	if v := getenv("CARTERA_JOURNEYS"); v != "" {
 		cfg.Journeys = parseFolders(v)

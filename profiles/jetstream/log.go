@@ -416,7 +416,11 @@ func (l *Log) startFeed(ctx context.Context, from uint64, filter ...string) (*fe
 	if err != nil {
 		return nil, fmt.Errorf("jetstream event log: follow from %d: %w", from, err)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(1024))
+	// Heartbeats every second: when the server the consumer lives on
+	// goes down, two missed ones make the ordered consumer start again on
+	// another (with nats.go's default, half the 30 s pull expiry, applying
+	// stood still for ~10 s; TestServeOnReplicatedCluster).
+	it, err := cons.Messages(jetstream.PullMaxMessages(1024), jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("jetstream event log: follow from %d: %w", from, err)
 	}
