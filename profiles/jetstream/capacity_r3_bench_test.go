@@ -25,7 +25,7 @@ func BenchmarkAppendR3(b *testing.B) {
 	for _, batch := range []int{1, 100} {
 		b.Run(fmt.Sprintf("log=jetstream-R3/batch=%d", batch), func(b *testing.B) {
 			nc := startNATSCluster(b, 3)
-			cfg := testConfig(strings.Join(nc.urls, ","))
+			cfg := testConfig(strings.Join(nc.URLs, ","))
 			cfg.Partitions, cfg.Replicas, cfg.AckWait = 64, 3, 30*time.Second
 			l, err := jetstream.Open(context.Background(), cfg)
 			if err != nil {

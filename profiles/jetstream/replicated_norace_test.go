@@ -27,7 +27,7 @@ func TestReplicatedClusterTakeOver(t *testing.T) {
 
 func replicatedTakeOver(t *testing.T, perPartition bool) {
 	nc := startNATSCluster(t, 3)
-	all := strings.Join(nc.urls, ",")
+	all := strings.Join(nc.URLs, ",")
 	dir := t.TempDir()
 	replicated := func(url string) func(*node) {
 		return func(n *node) {
@@ -37,8 +37,8 @@ func replicatedTakeOver(t *testing.T, perPartition bool) {
 			}
 		}
 	}
-	a := startNodeWith(t, "a", filepath.Join(dir, "a"), replicated(nc.urls[0]+","+nc.urls[1]))
-	b := startNodeWith(t, "b", filepath.Join(dir, "b"), replicated(nc.urls[1]+","+nc.urls[0]))
+	a := startNodeWith(t, "a", filepath.Join(dir, "a"), replicated(nc.URLs[0]+","+nc.URLs[1]))
+	b := startNodeWith(t, "b", filepath.Join(dir, "b"), replicated(nc.URLs[1]+","+nc.URLs[0]))
 	nodes := []*node{a, b}
 	eventually(t, "two nodes hold 4 partitions each", func() bool { return balanced(a, b) })
 
@@ -47,19 +47,19 @@ func replicatedTakeOver(t *testing.T, perPartition bool) {
 	ingest := open(t, cfg)
 	ids := publish(t, ingest, 16, 0, 120)
 	waitAppliedOnce(t, nodes, ids)
-	waitCheckpointed(t, nc.urls[0])
+	waitCheckpointed(t, nc.URLs[0])
 	if perPartition {
-		waitSnapshotted(t, nc.urls[0])
+		waitSnapshotted(t, nc.URLs[0])
 	}
 
 	// The third server goes down (the other two are a quorum) and b dies.
-	nc.servers[2].Shutdown()
-	nc.servers[2].WaitForShutdown()
+	nc.Server(2).Shutdown()
+	nc.Server(2).WaitForShutdown()
 	b.kill()
 	ids = append(ids, publish(t, ingest, 16, 1000, 120)...)
 	eventually(t, "a holds every partition", func() bool { return len(a.held()) == testPartitions })
 	waitAppliedOnce(t, nodes, ids)
-	waitCheckpointed(t, nc.urls[0])
+	waitCheckpointed(t, nc.URLs[0])
 	if perPartition {
 		partOf := func(u string) int { return ingest.Partition(trackEvent(u, 0)) }
 		checkOnceInState(t, stateOf(t, []*node{a}, partOf, 16), ids)
