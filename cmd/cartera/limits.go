@@ -57,7 +57,9 @@ type LimitsConfig struct {
 	// WriteKeyConcurrency caps the ingestion requests of one write key
 	// decoded and appended at once; more wait their turn, parked (up to
 	// 5 s, then 429), so that one key's burst of batches does not hold
-	// the other keys' requests in the queue for a CPU (0: no cap).
+	// the other keys' requests in the queue for a CPU (0, the default: no
+	// cap; docs/benchmarks.md, round 9, found no measurable gain on two
+	// shared cores, where the disk bounds the others' tail).
 	WriteKeyConcurrency int `yaml:"write_key_concurrency"`
 	// MaxConnections caps open connections; MaxConnectionsPerAddress
 	// those of one client address (0: no cap).
@@ -90,7 +92,6 @@ func DefaultLimitsConfig() LimitsConfig {
 	return LimitsConfig{
 		WriteKeyRequests:         RateLimit{PerSecond: 1000, Burst: 2000},
 		WriteKeyEvents:           RateLimit{PerSecond: 10000, Burst: 20000},
-		WriteKeyConcurrency:      4,
 		AddressRequests:          RateLimit{PerSecond: 2000, Burst: 4000},
 		WalletDeviceRequests:     RateLimit{PerSecond: 2, Burst: 100},
 		TrackingTokenRequests:    RateLimit{PerSecond: 2, Burst: 30},
