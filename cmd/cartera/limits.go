@@ -54,6 +54,13 @@ type LimitsConfig struct {
 	// serial for pass downloads); TrackingTokenRequests per email link.
 	WalletDeviceRequests  RateLimit `yaml:"wallet_device_requests"`
 	TrackingTokenRequests RateLimit `yaml:"tracking_token_requests"`
+	// WriteKeyConcurrency caps the ingestion requests of one write key
+	// decoded and appended at once; more wait their turn, parked (up to
+	// 5 s, then 429), so that one key's burst of batches does not hold
+	// the other keys' requests in the queue for a CPU (0, the default: no
+	// cap; docs/benchmarks.md, round 9, found no measurable gain on two
+	// shared cores, where the disk bounds the others' tail).
+	WriteKeyConcurrency int `yaml:"write_key_concurrency"`
 	// MaxConnections caps open connections; MaxConnectionsPerAddress
 	// those of one client address (0: no cap).
 	MaxConnections           int `yaml:"max_connections"`
@@ -103,6 +110,9 @@ func (c *LimitsConfig) Validate() error {
 		if err := r.validate("limits." + name); err != nil {
 			return err
 		}
+	}
+	if c.WriteKeyConcurrency < 0 {
+		return fmt.Errorf("limits.write_key_concurrency: want 0 (no cap) or more, got %d", c.WriteKeyConcurrency)
 	}
 	if c.MaxConnections < 0 || c.MaxConnectionsPerAddress < 0 {
 		return errors.New("limits.max_connections, max_connections_per_address: want 0 (no cap) or more")
@@ -185,15 +195,18 @@ func applyLimitsEnv(c *LimitsConfig, v string) error {
 			continue
 		}
 		switch name {
-		case "max_connections", "max_connections_per_address":
+		case "max_connections", "max_connections_per_address", "write_key_concurrency":
 			n, err := strconv.Atoi(val)
 			if err != nil {
 				return bad("a whole number")
 			}
-			if name == "max_connections" {
+			switch name {
+			case "max_connections":
 				c.MaxConnections = n
-			} else {
+			case "max_connections_per_address":
 				c.MaxConnectionsPerAddress = n
+			default:
+				c.WriteKeyConcurrency = n
 			}
 		case "refusal_delay":
 			d, err := time.ParseDuration(val)
@@ -224,9 +237,13 @@ type edgeLimits struct {
 	keyRequests, keyEvents, addr, device *ratelimit.Set
 	token                                *ratelimit.Set
 	// fair refuses the keys over their share under load (nil: off).
-	fair    *fairShare
-	limited *prometheus.CounterVec
-	now     func() time.Time
+	fair *fairShare
+	// slots caps the requests of one key handled at once (nil: no cap);
+	// a request waits slotWait at most for one.
+	slots    *keySlots
+	slotWait time.Duration
+	limited  *prometheus.CounterVec
+	now      func() time.Time
 	// pause holds a refused request (time.Sleep; tests record it).
 	pause func(time.Duration)
 }
@@ -246,14 +263,17 @@ func newEdgeLimits(cfg LimitsConfig, reg prometheus.Registerer) *edgeLimits {
 			Name: "cartera_requests_limited_total",
 			Help: "Requests answered 429 by a rate limit, by limit.",
 		}, []string{"limit"}),
-		now:   time.Now,
-		pause: time.Sleep,
-		fair:  newFairShare(cfg.FairShare, reg),
+		now:      time.Now,
+		pause:    time.Sleep,
+		fair:     newFairShare(cfg.FairShare, reg),
+		slots:    newKeySlots(cfg.WriteKeyConcurrency, reg),
+		slotWait: keySlotWait,
 	}
 	for name := range cfg.rates() {
 		l.limited.WithLabelValues(name)
 	}
 	l.limited.WithLabelValues("fair_share")
+	l.limited.WithLabelValues("write_key_concurrency")
 	if reg != nil {
 		reg.MustRegister(l.limited)
 	}
@@ -326,14 +346,20 @@ func (l *edgeLimits) ingestLimit(sources *profiles.Sources) fiber.Handler {
 		if !known {
 			return c.Next() // the handler answers 401; the address limit applies
 		}
-		sum := sha256.Sum256([]byte(key))
-		id := string(sum[:16])
+		id := keyID(key)
 		now := l.now()
 		ev, err := l.keyLimits(c, id, source, now)
 		if err != nil {
 			l.fairRefused(id, now)
 			return err
 		}
+		release, ok := l.slots.acquire(id, l.slotWait)
+		if !ok {
+			l.fairRefused(id, now)
+			return l.refuseWith(c, "write_key_concurrency", time.Second,
+				fmt.Sprintf("too many requests at once for this write key (%d handled at a time)", l.cfg.WriteKeyConcurrency))
+		}
+		defer release()
 		err = c.Next()
 		if n, ok := c.Locals(localAccepted).(int); ok && err == nil {
 			// Charged as of now, not of the request's start: an older
@@ -348,6 +374,13 @@ func (l *edgeLimits) ingestLimit(sources *profiles.Sources) fiber.Handler {
 		}
 		return err
 	}
+}
+
+// keyID is what the limits know a write key by: a hash, so that no
+// limiter holds the key itself.
+func keyID(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return string(sum[:16])
 }
 
 // keyLimits refuses a request of the write key id (of source) over its

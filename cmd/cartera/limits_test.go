@@ -239,6 +239,10 @@ func TestLimitsConfig(t *testing.T) {
 		{"fair_share.margin=0.5", "limits.fair_share.margin: want 1 (an even split) or more"},
 		{"fair_share.min_rate=-3", "limits.fair_share.min_rate: want 0 or more"},
 		{"fair_share.speed=3", `unknown limit "fair_share.speed"`},
+		{"write_key_concurrency=2", ""},
+		{"write_key_concurrency=0", ""},
+		{"write_key_concurrency=two", "write_key_concurrency: want a whole number"},
+		{"write_key_concurrency=-1", "limits.write_key_concurrency: want 0 (no cap) or more"},
 	} {
 		cfg := DefaultLimitsConfig()
 		err := applyLimitsEnv(&cfg, c.env)
