@@ -250,7 +250,7 @@ func New(db *bbolt.DB, set *Set, opts Options) (*Engine, error) {
 	if err := markExperimentLayout(db); err != nil {
 		return nil, fmt.Errorf("mark experiment layout: %w", err)
 	}
-	if err := migrateCounters(db, e.log); err != nil {
+	if err := migrateCounters(db, e.log, migratePage); err != nil {
 		return nil, err
 	}
 	if err := e.Replace(set); err != nil {

@@ -58,7 +58,7 @@ func markExperimentLayout(db *bbolt.DB) error {
 		counted := false
 		err := tx.Bucket(bucketCounters).ForEach(func(k, v []byte) error {
 			return eachCounter(v, func(name []byte, _ int64) {
-				counted = counted || name[0] == expMark
+				counted = counted || len(name) > 0 && name[0] == expMark
 			})
 		})
 		if err != nil || counted {
@@ -77,7 +77,7 @@ var (
 	bucketOldHourly = []byte("journey_hourly")
 )
 
-// migratePage is the most old counter keys folded per transaction.
+// migratePage is the most old counter keys New folds per transaction.
 const migratePage = 20000
 
 // migrateCounters folds the counters of the layout before the tallies
@@ -85,8 +85,9 @@ const migratePage = 20000
 // deleted in the same transaction, a page of keys per transaction (a
 // crash between two leaves each count in one place), and an emptied old
 // bucket is dropped. It runs after markExperimentLayout, which looks at
-// journey_experiments as an earlier version left it.
-func migrateCounters(db *bbolt.DB, log *slog.Logger) error {
+// journey_experiments as an earlier version left it. page is the most
+// keys per transaction.
+func migrateCounters(db *bbolt.DB, log *slog.Logger, page int) error {
 	for _, m := range []struct {
 		old, new []byte
 		// from is where the old keys start (journey_experiments also
@@ -127,7 +128,7 @@ func migrateCounters(db *bbolt.DB, log *slog.Logger) error {
 				}
 				sums := map[string]map[string]int64{}
 				var doomed [][]byte
-				for ; k != nil && len(doomed) < migratePage; k, v = c.Next() {
+				for ; k != nil && len(doomed) < page; k, v = c.Next() {
 					key, name, ok := m.split(k)
 					if !ok || len(v) != 8 {
 						continue // not a counter: left as it is
@@ -143,7 +144,10 @@ func migrateCounters(db *bbolt.DB, log *slog.Logger) error {
 				} else {
 					from = bytes.Clone(k)
 				}
-				nb := tx.Bucket(m.new)
+				nb, err := tx.CreateBucketIfNotExists(m.new)
+				if err != nil {
+					return err
+				}
 				for key, counts := range sums {
 					t, err := decodeTally(nb.Get([]byte(key)))
 					if err != nil {
