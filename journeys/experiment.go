@@ -264,8 +264,7 @@ func (r *run) experimentGoals(p *profiles.Profile, ev *profiles.Event, name stri
 	if rev, ok := revenueOf(ev); ok {
 		cents = int64(math.Round(rev * 100))
 	}
-	for i := range x.list {
-		e := &x.list[i]
+	for _, e := range x.list {
 		if e.mergedFrom != "" || e.Converted {
 			continue
 		}
@@ -313,7 +312,8 @@ func (r *run) mergeExperiments(survivorID, loserID string) error {
 	if err != nil {
 		return err
 	}
-	for _, e := range lost.list {
+	for _, p := range lost.list {
+		e := *p
 		if e.mergedFrom != "" || kept.live(e.journey, e.experiment) == nil {
 			kept.add(e)
 			continue
