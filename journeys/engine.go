@@ -244,13 +244,7 @@ func New(db *bbolt.DB, set *Set, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := migrateSidecars(db, e.log); err != nil {
-		return nil, err
-	}
-	if err := markExperimentLayout(db); err != nil {
-		return nil, fmt.Errorf("mark experiment layout: %w", err)
-	}
-	if err := migrateCounters(db, e.log, migratePage); err != nil {
+	if err := upgrade(db, e.log); err != nil {
 		return nil, err
 	}
 	if err := e.Replace(set); err != nil {
@@ -332,8 +326,6 @@ type run struct {
 	counts tallies
 	// trial is its experiment state (experiment.go).
 	trial
-	// key is scratch space for counter keys.
-	key []byte
 	// memo holds the trigger conditions evaluated for the current event,
 	// by source.
 	memo map[string]memoResult

@@ -13,6 +13,17 @@ import (
 	"cartera/profiles"
 )
 
+// upgrade brings a store an earlier version wrote to the current layout.
+func upgrade(db *bbolt.DB, log *slog.Logger) error {
+	if err := migrateSidecars(db, log); err != nil {
+		return err
+	}
+	if err := markExperimentLayout(db); err != nil {
+		return fmt.Errorf("mark experiment layout: %w", err)
+	}
+	return migrateCounters(db, log, migratePage)
+}
+
 // migrateSidecars moves live-instance and entry records that earlier
 // versions kept in buckets of their own (keyed by profile id 0x00 ...)
 // beside the profiles.
