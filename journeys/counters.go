@@ -94,7 +94,7 @@ type tally struct {
 }
 
 // decodeTally reads a stored tally (nil: none yet). The names are slices
-// of one copy of v.
+// of one copy of v. On an error it returns the entries read before it.
 func decodeTally(v []byte) (*tally, error) {
 	t := &tally{}
 	if len(v) < 2 {
@@ -172,19 +172,16 @@ type tallies struct {
 	lastHourly  *tally
 	// key is scratch for bucket keys, name for counter names.
 	key, name []byte
-	// err is the first stored tally that did not decode: flush returns
-	// it, and the transaction fails rather than losing counts.
-	err error
 }
 
-// load reads the tally at key in b.
-func (c *tallies) load(b *bbolt.Bucket, key []byte) *tally {
+// loadTally reads the tally at key in b. One that does not decode (the
+// store damaged) is logged and counted on from the entries that did, as
+// a counter of the key-per-counter layout that did not read was counted
+// from 0: a damaged counter must not stop the journeys.
+func (r *run) loadTally(b *bbolt.Bucket, key []byte) *tally {
 	t, err := decodeTally(b.Get(key))
 	if err != nil {
-		if c.err == nil {
-			c.err = fmt.Errorf("read counters %q: %w", key, err)
-		}
-		return &tally{}
+		r.e.log.Error("journey counters damaged: counting on from what could be read", "key", fmt.Sprintf("%q", key), "entries", len(t.names), "err", err)
 	}
 	return t
 }
@@ -198,7 +195,7 @@ func (r *run) total(journey string) *tally {
 	t := c.totals[journey]
 	if t == nil {
 		c.key = append(c.key[:0], journey...)
-		t = c.load(r.tx.Bucket(bucketCounters), c.key)
+		t = r.loadTally(r.tx.Bucket(bucketCounters), c.key)
 		if c.totals == nil {
 			c.totals = map[string]*tally{}
 		}
@@ -218,7 +215,7 @@ func (r *run) hourly(journey string) *tally {
 	t := c.hours[ref]
 	if t == nil {
 		c.key = hourKey(c.key, journey, ref.hour)
-		t = c.load(r.tx.Bucket(bucketHourly), c.key)
+		t = r.loadTally(r.tx.Bucket(bucketHourly), c.key)
 		if c.hours == nil {
 			c.hours = map[hourRef]*tally{}
 		}
@@ -232,9 +229,6 @@ func (r *run) hourly(journey string) *tally {
 // forgets them.
 func (r *run) flushCounters() error {
 	c := &r.counts
-	if c.err != nil {
-		return c.err
-	}
 	if len(c.totals) > 0 {
 		b := r.tx.Bucket(bucketCounters)
 		for _, j := range sortedKeys(c.totals, strings.Compare) {

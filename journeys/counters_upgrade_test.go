@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -185,5 +186,37 @@ func TestCountersLayoutMark(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCountersDamaged: a tally that does not decode makes the counts API
+// say so, and the journeys go on: the next entry counts on from the
+// entries read before the damage (here none).
+func TestCountersDamaged(t *testing.T) {
+	h := openHarness(t, openPolicy, map[string]string{"cart.yaml": splitJourney}, true)
+	h.track("ana", "Product Added", nil)
+	if n := h.count("cart", "", "entered"); n != 1 {
+		t.Fatalf("entered = %d", n)
+	}
+	err := h.store.DB().Update(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketCounters).Put([]byte("cart"), []byte{1, 0xff})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.engine.Counts("cart"); err == nil || !strings.Contains(err.Error(), "read counters of cart") {
+		t.Errorf("Counts of a damaged tally: %v", err)
+	}
+	h.clock.Advance(time.Minute)
+	h.track("bea", "Product Added", nil)
+	if got := len(h.actions(ActEnter, "")); got != 2 {
+		t.Fatalf("%d entries, want 2: the damaged counters stopped the journey", got)
+	}
+	if n := h.count("cart", "", "entered"); n != 1 {
+		t.Errorf("entered after the damage = %d, want 1 (counted on from nothing)", n)
+	}
+	p, err := h.engine.Period("cart", t0, t0)
+	if err != nil || p[""]["entered"] != 2 {
+		t.Errorf("the hour's entered = %v, %v; want 2 (its tally is whole)", p[""], err)
 	}
 }

@@ -68,9 +68,12 @@ func markExperimentLayout(db *bbolt.DB) error {
 		}
 		counted := false
 		err := tx.Bucket(bucketCounters).ForEach(func(k, v []byte) error {
-			return eachCounter(v, func(name []byte, _ int64) {
+			err := eachCounter(v, func(name []byte, _ int64) {
 				counted = counted || len(name) > 0 && name[0] == expMark
 			})
+			// A damaged tally may have held some: no mark.
+			counted = counted || err != nil
+			return nil
 		})
 		if err != nil || counted {
 			return err
@@ -162,7 +165,7 @@ func migrateCounters(db *bbolt.DB, log *slog.Logger, page int) error {
 				for key, counts := range sums {
 					t, err := decodeTally(nb.Get([]byte(key)))
 					if err != nil {
-						return fmt.Errorf("counters %q: %w", key, err)
+						log.Error("journey counters damaged: folding into what could be read", "key", fmt.Sprintf("%q", key), "err", err)
 					}
 					for name, n := range counts {
 						t.add([]byte(name), n)
