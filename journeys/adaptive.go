@@ -81,12 +81,6 @@ func (r *run) adaptiveArm(journey, experiment string, variants []Variant) Varian
 	return variants[i]
 }
 
-// expValue reads an experiment counter as this transaction has it.
-func (r *run) expValue(journey, experiment, variant, what string) int64 {
-	r.key = counterKey(r.key, journey, experiment, variant, what)
-	return r.expCounts.get(r.tx.Bucket(bucketExperiments), r.key)
-}
-
 // allocation reads a split's allocation.
 func allocation(f *rules.File, v *yaml.Node) string {
 	s := f.String(v, "split.allocation")

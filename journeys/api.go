@@ -3,7 +3,7 @@ package journeys
 import (
 	"bytes"
 	"encoding/binary"
-	"strings"
+	"fmt"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -18,21 +18,23 @@ type StepCounts map[string]int64
 func (e *Engine) Counts(journeyID string) (map[string]StepCounts, error) {
 	out := map[string]StepCounts{}
 	err := e.db.View(func(tx *bbolt.Tx) error {
-		c := tx.Bucket(bucketCounts).Cursor()
-		prefix := []byte(journeyID + "\x00")
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			step, what, ok := strings.Cut(string(k[len(prefix):]), "\x00")
-			if !ok || len(v) != 8 {
-				continue
+		return eachCounter(tx.Bucket(bucketCounters).Get([]byte(journeyID)), func(name []byte, n int64) {
+			step, what, ok := bytes.Cut(name, []byte{0})
+			if !ok || name[0] == expMark {
+				return
 			}
-			if out[step] == nil {
-				out[step] = StepCounts{}
+			sc := out[string(step)]
+			if sc == nil {
+				sc = StepCounts{}
+				out[string(step)] = sc
 			}
-			out[step][what] = int64(binary.BigEndian.Uint64(v))
-		}
-		return nil
+			sc[string(what)] = n
+		})
 	})
-	return out, err
+	if err != nil {
+		return nil, fmt.Errorf("read counters of %s: %w", journeyID, err)
+	}
+	return out, nil
 }
 
 // InstanceView is a profile's journey instance as the profile API shows it.

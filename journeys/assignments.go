@@ -50,7 +50,7 @@ type expEntry struct {
 	assignment
 }
 
-func cmpEntry(e expEntry, journey, experiment, mergedFrom string) int {
+func cmpEntry(e *expEntry, journey, experiment, mergedFrom string) int {
 	if c := strings.Compare(e.journey, journey); c != 0 {
 		return c
 	}
@@ -62,7 +62,10 @@ func cmpEntry(e expEntry, journey, experiment, mergedFrom string) int {
 
 // expRecord is a person's record as a run holds it.
 type expRecord struct {
-	list []expEntry // in order: journey, experiment, mergedFrom
+	// list is in order: journey, experiment, mergedFrom. Pointers, so
+	// that an insertion among a hundred entries (an event entering a
+	// hundred splits) moves pointers, not entries.
+	list []*expEntry
 	// dirty says the run has it other than the store does (changed, or
 	// read from the old layout, which the write replaces); old names the
 	// old layout's sidecars read.
@@ -74,29 +77,54 @@ type expRecord struct {
 	// has filled with other people's records (bbolt moves every key
 	// after it: the history's regression, docs/benchmarks.md).
 	stored bool
-	// inline holds the first entries, in the record's allocation: most
-	// people are in a few experiments.
+	// inline holds the first entries (used of them), and ptrs the list's
+	// first pointers, in the record's allocation: most people are in a
+	// few experiments.
 	inline [2]expEntry
+	used   int
+	ptrs   [2]*expEntry
 }
 
 func newExpRecord() *expRecord {
 	x := &expRecord{}
-	x.list = x.inline[:0]
+	x.list = x.ptrs[:0]
 	return x
+}
+
+// adopt appends decoded entries to the list (in order, after those
+// there).
+func (x *expRecord) adopt(es []expEntry) {
+	for i := range es {
+		x.list = append(x.list, &es[i])
+	}
+}
+
+// decode appends a stored record's entries to the list, into the
+// record's inline entries when they fit.
+func (x *expRecord) decode(v []byte) error {
+	into := []expEntry(nil)
+	if x.used == 0 {
+		into = x.inline[:0:len(x.inline)]
+	}
+	es, err := decodeExpRecord(v, into)
+	if x.used == 0 && len(es) <= len(x.inline) {
+		x.used = len(es)
+	}
+	x.adopt(es)
+	return err
 }
 
 // find returns the index of an entry, or where it would go.
 func (x *expRecord) find(journey, experiment, mergedFrom string) (int, bool) {
-	return slices.BinarySearchFunc(x.list, 0, func(e expEntry, _ int) int {
+	return slices.BinarySearchFunc(x.list, 0, func(e *expEntry, _ int) int {
 		return cmpEntry(e, journey, experiment, mergedFrom)
 	})
 }
 
-// live returns the person's arm in force in an experiment, or nil. The
-// pointer is valid until the next add.
+// live returns the person's arm in force in an experiment, or nil.
 func (x *expRecord) live(journey, experiment string) *expEntry {
 	if i, ok := x.find(journey, experiment, ""); ok {
-		return &x.list[i]
+		return x.list[i]
 	}
 	return nil
 }
@@ -108,7 +136,15 @@ func (x *expRecord) add(e expEntry) bool {
 	if ok {
 		return false
 	}
-	x.list = slices.Insert(x.list, i, e)
+	var p *expEntry
+	if x.used < len(x.inline) {
+		p = &x.inline[x.used]
+		x.used++
+	} else {
+		p = new(expEntry)
+	}
+	*p = e
+	x.list = slices.Insert(x.list, i, p)
 	x.dirty = true
 	return true
 }
@@ -150,7 +186,7 @@ func decodeExpRecord(v []byte, list []expEntry) ([]expEntry, error) {
 		if r.Err() != nil {
 			break
 		}
-		if len(list) > 0 && cmpEntry(list[len(list)-1], e.journey, e.experiment, e.mergedFrom) >= 0 {
+		if len(list) > 0 && cmpEntry(&list[len(list)-1], e.journey, e.experiment, e.mergedFrom) >= 0 {
 			return list, fmt.Errorf("experiment record: entries out of order")
 		}
 		list = append(list, e)
@@ -172,8 +208,7 @@ func readExpRecord(sc profiles.Sidecars, profileID string, oldLayout bool) (*exp
 			return x, nil
 		}
 		x.stored = true
-		var err error
-		if x.list, err = decodeExpRecord(v, x.list); err != nil {
+		if err := x.decode(v); err != nil {
 			return nil, fmt.Errorf("experiment record of %s: %w", profileID, err)
 		}
 		return x, nil
@@ -184,7 +219,7 @@ func readExpRecord(sc profiles.Sidecars, profileID string, oldLayout bool) (*exp
 		switch {
 		case name == sidecarExpRecord:
 			x.stored = true
-			x.list, err = decodeExpRecord(v, x.list)
+			err = x.decode(v)
 		case strings.HasPrefix(name, sidecarExperiment), strings.HasPrefix(name, sidecarExpLedger):
 			var e expEntry
 			e, err = decodeOldEntry(name, v)

@@ -349,8 +349,12 @@ func TestExpRecordCodec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(got) != fmt.Sprint(x.list) {
-		t.Errorf("decoded %+v, want %+v", got, x.list)
+	var want []expEntry
+	for _, e := range x.list {
+		want = append(want, *e)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("decoded %+v, want %+v", got, want)
 	}
 	if got[0].journey != "a" || got[1].mergedFrom != "" || got[2].mergedFrom != "p2" {
 		t.Errorf("order = %+v", got)
@@ -363,7 +367,7 @@ func TestExpRecordCodec(t *testing.T) {
 	if _, err := decodeExpRecord([]byte("{}"), nil); err == nil {
 		t.Error("a record of another format decoded")
 	}
-	swapped := &expRecord{list: []expEntry{got[1], got[0]}}
+	swapped := &expRecord{list: []*expEntry{&got[1], &got[0]}}
 	if _, err := decodeExpRecord(swapped.encode(nil), nil); err == nil || !strings.Contains(err.Error(), "order") {
 		t.Errorf("a record out of order decoded: %v", err)
 	}

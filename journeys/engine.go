@@ -29,7 +29,7 @@ import (
 //	sidecar "t" of a profile → engagement by local hour, for best times (besttime.go): codec.Format1, 24 counters
 //	sidecar "e" 0x00 journey id of a profile → entry history (re-entry, cooldown): codec.Format1 binary, JSON from
 //	                   earlier versions; earlier versions kept these in a bucket journey_entries
-//	journey_counts     journey id 0x00 step id 0x00 counter → 8-byte big-endian count
+//	journey_counters   journey id → the journey's counters, one value (counters.go)
 //	journey_defs       journey id 0x00 version → journey file bytes (instances finish on their version)
 //	journey_outbox     sequence (8) → JSON Action awaiting delivery
 //	journey_outbox_keys idempotency key → sequence: a step's effect is recorded once
@@ -43,7 +43,6 @@ var (
 	bucketOldActive = []byte("journey_active")
 	bucketTimers    = []byte("journey_timers")
 	bucketOldEntry  = []byte("journey_entries")
-	bucketCounts    = []byte("journey_counts")
 	bucketDefs      = []byte("journey_defs")
 	bucketOutbox    = []byte("journey_outbox")
 	bucketOutboxKey = []byte("journey_outbox_keys")
@@ -235,7 +234,7 @@ func New(db *bbolt.DB, set *Set, opts Options) (*Engine, error) {
 		e.metrics = NewMetrics(nil)
 	}
 	err := db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketInstances, bucketTimers, bucketCounts, bucketDefs, bucketOutbox, bucketOutboxKey, bucketSends, bucketAdMembers, bucketSchedules, bucketExperiments, bucketHourly, bucketHistory} {
+		for _, b := range [][]byte{bucketInstances, bucketTimers, bucketCounters, bucketDefs, bucketOutbox, bucketOutboxKey, bucketSends, bucketAdMembers, bucketSchedules, bucketExperiments, bucketHourly, bucketHistory} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return fmt.Errorf("create bucket %s: %w", b, err)
 			}
@@ -245,11 +244,8 @@ func New(db *bbolt.DB, set *Set, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := migrateSidecars(db, e.log); err != nil {
+	if err := upgrade(db, e.log); err != nil {
 		return nil, err
-	}
-	if err := markExperimentLayout(db); err != nil {
-		return nil, fmt.Errorf("mark experiment layout: %w", err)
 	}
 	if err := e.Replace(set); err != nil {
 		return nil, err
@@ -325,13 +321,11 @@ type run struct {
 	// Done observes once the actions are durable.
 	received  time.Time
 	latencies []latency
-	// counts are the step counters this transaction changed, written by
-	// Flush.
-	counts counters
+	// counts are the counters this transaction read and changed, written
+	// by Flush (counters.go).
+	counts tallies
 	// trial is its experiment state (experiment.go).
 	trial
-	// key is scratch space for counter keys.
-	key []byte
 	// memo holds the trigger conditions evaluated for the current event,
 	// by source.
 	memo map[string]memoResult
@@ -361,16 +355,16 @@ func (e *Engine) Begin(tx *bbolt.Tx) profiles.TxProcessor {
 	return &run{e: e, tx: tx, set: e.set.Load(), views: map[string]*rules.ProfileView{}}
 }
 
-// Flush implements profiles.TxProcessor: the step counters are written;
-// everything else is written as it goes.
+// Flush implements profiles.TxProcessor: the assignments, histories and
+// counters are written; everything else is written as it goes.
 func (r *run) Flush() error {
-	if err := r.flushExperiments(); err != nil {
+	if err := r.flushAssignments(); err != nil {
 		return err
 	}
-	if err := r.flushJournal(); err != nil {
+	if err := r.flushHistory(); err != nil {
 		return err
 	}
-	return r.counts.flush(r.tx.Bucket(bucketCounts))
+	return r.flushCounters()
 }
 
 // Done implements profiles.TxProcessor: actions are told after commit.

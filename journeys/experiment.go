@@ -29,9 +29,12 @@ import (
 )
 
 // A person's assignments are one record beside the profile
-// (assignments.go). Bucket journey_experiments holds the counters: journey
-// id 0x00 experiment 0x00 variant 0x00 counter (assigned, converted,
-// revenue_cents) → 8-byte big-endian count.
+// (assignments.go); the experiments' counters (assigned, converted,
+// revenue_cents by variant) are in their journey's tally (counters.go).
+// Bucket journey_experiments holds the assignments' layout mark
+// (migrate.go); earlier versions kept the counters there, a key each:
+// journey id 0x00 experiment 0x00 variant 0x00 counter → 8-byte
+// big-endian count.
 var bucketExperiments = []byte("journey_experiments")
 
 // DefaultExperimentWindow is how long after their assignment a person's
@@ -261,8 +264,7 @@ func (r *run) experimentGoals(p *profiles.Profile, ev *profiles.Event, name stri
 	if rev, ok := revenueOf(ev); ok {
 		cents = int64(math.Round(rev * 100))
 	}
-	for i := range x.list {
-		e := &x.list[i]
+	for _, e := range x.list {
 		if e.mergedFrom != "" || e.Converted {
 			continue
 		}
@@ -310,7 +312,8 @@ func (r *run) mergeExperiments(survivorID, loserID string) error {
 	if err != nil {
 		return err
 	}
-	for _, e := range lost.list {
+	for _, p := range lost.list {
+		e := *p
 		if e.mergedFrom != "" || kept.live(e.journey, e.experiment) == nil {
 			kept.add(e)
 			continue
@@ -333,8 +336,6 @@ func (r *run) mergeExperiments(survivorID, loserID string) error {
 
 // trial is a run's experiment state.
 type trial struct {
-	// expCounts are the experiment counters the run changed.
-	expCounts counters
 	// last is the record of the last person it touched (lastID), and
 	// assigned, by profile id, the others' that the flush is to write
 	// (assignments.go).
@@ -345,21 +346,6 @@ type trial struct {
 	held heldRoll
 	// layout is the assignments' layout (migrate.go), once read.
 	layout int8
-}
-
-// expCount adds to an experiment counter; flushExperiments writes them
-// with the step counters.
-func (r *run) expCount(journey, experiment, variant, what string, delta int64) {
-	r.key = counterKey(r.key, journey, experiment, variant, what)
-	r.expCounts.add(r.tx.Bucket(bucketExperiments), r.key, delta)
-}
-
-// flushExperiments writes the people's records, then the counters.
-func (r *run) flushExperiments() error {
-	if err := r.flushAssignments(); err != nil {
-		return err
-	}
-	return r.expCounts.flush(r.tx.Bucket(bucketExperiments))
 }
 
 // Assignment is a person's arm in one experiment, as the profile API

@@ -50,11 +50,11 @@ steps:
 }
 
 // enterOnce runs the journey engine on one event of each person given,
-// each of whom enters 100 of the harness's journeys, in one write
+// each of whom enters entered of the harness's journeys, in one write
 // transaction it rolls back, and returns how long the engine took (Event
 // and Flush): wall time, and the CPU time of the thread (threadCPU; the
 // caller locks it).
-func enterOnce(b *testing.B, h *harness, pids ...string) (wall, cpu time.Duration) {
+func enterOnce(b *testing.B, h *harness, entered int, pids ...string) (wall, cpu time.Duration) {
 	ev := &profiles.Event{Type: profiles.TypeTrack, MessageID: "x", UserID: "ana", Event: "Event 3", Timestamp: t0, ReceivedAt: t0, Source: "bench"}
 	tx, err := h.store.DB().Begin(true)
 	if err != nil {
@@ -78,85 +78,102 @@ func enterOnce(b *testing.B, h *harness, pids ...string) (wall, cpu time.Duratio
 		b.Fatal(err)
 	}
 	wall, cpu = time.Since(start), threadCPU()-startCPU
-	if n := len(r.(*run).actions); n != 100*len(pids) {
-		b.Fatalf("%d actions, want %d enters", n, 100*len(pids))
+	if n := len(r.(*run).actions); n != entered*len(pids) {
+		b.Fatalf("%d actions, want %d enters", n, entered*len(pids))
 	}
 	return wall, cpu
 }
 
 // BenchmarkExperimentEvent: the journey engine's work for one event of a
-// person in 100 of 1000 journeys, with splits and without (a branch in
-// their place): "enter" is the event that starts the 100 instances (each
-// split draws and records an assignment; the transaction is rolled back
-// after each op, so each op meets every counter for the first time),
-// "enter_warm" the same once sixty other people entered (every arm's
-// counters exist, as in a running experiment), "goal" a goal event (each
-// assignment is read; after the first op all are converted). The
-// difference between with and without is what experiments cost;
-// "extra_per_split" measures it directly: each op enters the person once
-// with branches and once with splits, alternating, and reports the
-// difference per journey entered, in wall time (ns/split) and in the CPU
-// time of the benchmark's thread (cpu-ns/split: what the engine spent,
-// less what a shared machine's other work takes from it; GC's background
-// workers run on other threads and are not in it), so that the load of a
-// shared machine falls on both sides alike. "batch=50" is the same with
-// fifty people's events in one transaction, as a group commit under load
-// holds them: the counters are read and written once for all fifty.
+// person in a tenth of 1000 journeys (100 entered), with splits and
+// without (a branch in their place): "enter" is the event that starts the
+// 100 instances (each split draws and records an assignment; the
+// transaction is rolled back after each op, so each op meets every
+// counter for the first time), "enter_warm" the same once sixty other
+// people entered (every arm's counters exist, as in a running
+// experiment), "goal" a goal event (each assignment is read; after the
+// first op all are converted). The difference between with and without is
+// what experiments cost; "extra_per_split" measures it directly: each op
+// enters the person once with branches and once with splits, alternating,
+// and reports the difference per journey entered, in wall time (ns/split)
+// and in the CPU time of the benchmark's thread (cpu-ns/split: what the
+// engine spent, less what a shared machine's other work takes from it;
+// GC's background workers run on other threads and are not in it), so
+// that the load of a shared machine falls on both sides alike. "batch=50"
+// is the same with fifty people's events in one transaction, as a group
+// commit under load holds them: the counters are read and written once
+// for all fifty. "journeys=100" is extra_per_split in a store of 100
+// journeys (10 entered).
 func BenchmarkExperimentEvent(b *testing.B) {
+	for _, n := range []int{100, 1000} {
+		benchmarkExperimentEvent(b, n)
+	}
+}
+
+func benchmarkExperimentEvent(b *testing.B, journeys int) {
 	hs := map[bool]*harness{}
 	pids := map[bool]string{}
 	for _, splits := range []bool{false, true} {
-		hs[splits] = openHarness(b, openPolicy, experimentJourneys(1000, splits), true)
+		hs[splits] = openHarness(b, openPolicy, experimentJourneys(journeys, splits), true)
 		pids[splits] = hs[splits].track("ana", "Signed Up", nil)
 	}
+	entered := journeys / 10
 	extra := func(b *testing.B, people map[bool][]string) {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
 		var with, without, withCPU, withoutCPU time.Duration
 		b.ReportAllocs()
 		for b.Loop() {
-			w, c := enterOnce(b, hs[false], people[false]...)
+			w, c := enterOnce(b, hs[false], entered, people[false]...)
 			without, withoutCPU = without+w, withoutCPU+c
-			w, c = enterOnce(b, hs[true], people[true]...)
+			w, c = enterOnce(b, hs[true], entered, people[true]...)
 			with, withCPU = with+w, withCPU+c
 		}
 		events := float64(b.N * len(people[true]))
-		b.ReportMetric(float64((with-without).Nanoseconds())/(100*events), "ns/split")
-		b.ReportMetric(float64((withCPU-withoutCPU).Nanoseconds())/(100*events), "cpu-ns/split")
+		b.ReportMetric(float64((with-without).Nanoseconds())/(float64(entered)*events), "ns/split")
+		b.ReportMetric(float64((withCPU-withoutCPU).Nanoseconds())/(float64(entered)*events), "cpu-ns/split")
 		b.ReportMetric(float64(withoutCPU.Nanoseconds())/events, "cpu-ns/branch-event")
 	}
+	prefix := fmt.Sprintf("journeys=%d", journeys)
 	one := map[bool][]string{false: {pids[false]}, true: {pids[true]}}
-	b.Run("journeys=1000/extra_per_split/enter", func(b *testing.B) { extra(b, one) })
+	b.Run(prefix+"/extra_per_split/enter", func(b *testing.B) { extra(b, one) })
 	for _, splits := range []bool{false, true} {
 		h, pid := hs[splits], pids[splits]
-		name := fmt.Sprintf("journeys=1000/splits=%v", splits)
+		name := fmt.Sprintf("%s/splits=%v", prefix, splits)
 		enter := func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				enterOnce(b, h, pid)
+				enterOnce(b, h, entered, pid)
 			}
 		}
-		b.Run(name+"/enter", enter)
+		if journeys == 1000 {
+			b.Run(name+"/enter", enter)
+		}
 		// Warm: sixty other people enter first, so every arm's counters
 		// exist, as they do once an experiment runs; a new person's
 		// entry then updates counters rather than inserting them.
 		for i := range 60 {
 			h.track(fmt.Sprintf("warm-%d", i), "Event 3", nil)
 		}
-		b.Run(name+"/enter_warm", enter)
+		if journeys == 1000 {
+			b.Run(name+"/enter_warm", enter)
+		}
 	}
-	b.Run("journeys=1000/extra_per_split/enter_warm", func(b *testing.B) { extra(b, one) })
+	b.Run(prefix+"/extra_per_split/enter_warm", func(b *testing.B) { extra(b, one) })
 	batch := map[bool][]string{}
 	for _, splits := range []bool{false, true} {
 		for i := range 50 {
 			batch[splits] = append(batch[splits], hs[splits].track(fmt.Sprintf("batch-%d", i), "Signed Up", nil))
 		}
 	}
-	b.Run("journeys=1000/extra_per_split/enter_warm/batch=50", func(b *testing.B) { extra(b, batch) })
+	b.Run(prefix+"/extra_per_split/enter_warm/batch=50", func(b *testing.B) { extra(b, batch) })
+	if journeys != 1000 {
+		return
+	}
 	for _, splits := range []bool{false, true} {
 		h, pid := hs[splits], pids[splits]
 		h.track("ana", "Event 3", nil)
-		b.Run(fmt.Sprintf("journeys=1000/splits=%v/goal", splits), func(b *testing.B) {
+		b.Run(fmt.Sprintf("%s/splits=%v/goal", prefix, splits), func(b *testing.B) {
 			ev := &profiles.Event{Type: profiles.TypeTrack, MessageID: "y", UserID: "ana", Event: "Order Completed",
 				Properties: map[string]any{"revenue": 10.0}, Timestamp: t0, ReceivedAt: t0, Source: "bench"}
 			tx, err := h.store.DB().Begin(true)
@@ -180,8 +197,10 @@ func BenchmarkExperimentEvent(b *testing.B) {
 }
 
 // BenchmarkExperimentResults: GET /v1/journeys/{id}'s experiments for a
-// split with a million people assigned (synthetic counters): the counters
-// are read and each arm's posterior drawn.
+// split with a million people assigned (synthetic counters, written a key
+// each as earlier versions kept them, and folded into the journey's tally
+// when the store opens again): the counters are read and each arm's
+// posterior drawn.
 func BenchmarkExperimentResults(b *testing.B) {
 	h := openHarness(b, openPolicy, map[string]string{"cart.yaml": splitJourney}, true)
 	err := h.store.DB().Update(func(tx *bbolt.Tx) error {
@@ -204,6 +223,7 @@ func BenchmarkExperimentResults(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	h.restart()
 	j := h.engine.Set().Journey("cart")
 	b.ReportAllocs()
 	for b.Loop() {

@@ -114,8 +114,7 @@ func (e *Engine) History(profileID string, limit int) ([]HistoryEntry, error) {
 	return out, nil
 }
 
-// journal is what a run adds to the histories and the hourly counters,
-// written by Flush.
+// journal is what a run adds to the histories, written by Flush.
 type journal struct {
 	// trail is the history this run adds, by profile; erased are the
 	// profiles being erased, which keep none.
@@ -123,15 +122,6 @@ type journal struct {
 	erased map[string]bool
 	// why is what the next action's history entry says decided it.
 	why string
-	// hourly are the hourly counters this run changed (hourly.go).
-	hourly map[string]int64
-}
-
-func (r *run) flushJournal() error {
-	if err := r.flushHistory(); err != nil {
-		return err
-	}
-	return r.flushHourly()
 }
 
 // note adds an entry to the person's history of this run.

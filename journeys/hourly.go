@@ -1,14 +1,14 @@
 package journeys
 
 // Hourly counters: what each step of a journey did, hour by hour, so that
-// the console can show a journey's counts for a chosen time range.
+// the console can show a journey's counts for a chosen time range. They
+// are a tally per journey and hour (counters.go):
 //
-//	journey_hourly  journey id 0x00 hour (8-byte big-endian unix seconds of its start) step id 0x00 counter
-//	                → 8-byte big-endian count
+//	journey_counters_hourly  journey id 0x00 hour (8-byte big-endian unix seconds of its start) → tally
 //
-// The counters are those of journey_counts that only grow (entered, sent,
+// Its counters are the journey's that only grow (entered, sent,
 // suppressed, delayed, exited, converted, variant:<arm>, ...; "waiting"
-// is a gauge and stays there), and besides them:
+// is a gauge and is not there), and besides them:
 //
 //	suppressed:<reason>, delayed:<reason>, exited:<reason>
 //	               the same, by reason (the detail's reason, held ones
@@ -24,8 +24,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -33,34 +31,17 @@ import (
 	"go.etcd.io/bbolt"
 )
 
-var bucketHourly = []byte("journey_hourly")
-
 // Counters of the hourly buckets besides the cumulative ones.
 const (
 	CounterFrom        = "from:"
 	CounterGoalSeconds = "goal_seconds"
 )
 
-func hourKey(journey string, hour time.Time, step, what string) string {
-	var b strings.Builder
-	b.Grow(len(journey) + len(step) + len(what) + 11)
-	b.WriteString(journey)
-	b.WriteByte(0)
-	var h [8]byte
-	binary.BigEndian.PutUint64(h[:], uint64(hour.Unix()))
-	b.Write(h[:])
-	b.WriteString(step)
-	b.WriteByte(0)
-	b.WriteString(what)
-	return b.String()
-}
-
-// countHourly adds to a counter of the current hour.
-func (r *run) countHourly(journey, step, what string, delta int64) {
-	if r.hourly == nil {
-		r.hourly = map[string]int64{}
-	}
-	r.hourly[hourKey(journey, r.now.UTC().Truncate(time.Hour), step, what)] += delta
+// hourKey builds the key of a journey's hour in buf (reused).
+func hourKey(buf []byte, journey string, hour int64) []byte {
+	buf = append(buf[:0], journey...)
+	buf = append(buf, 0)
+	return binary.BigEndian.AppendUint64(buf, uint64(hour))
 }
 
 // countAction counts an action by its reason.
@@ -94,57 +75,39 @@ func ReasonKey(reason string) string {
 	return reason
 }
 
-func (r *run) flushHourly() error {
-	if len(r.hourly) == 0 {
-		return nil
-	}
-	// In key order, each value in one block (bbolt keeps a value until
-	// the commit), the stored ones read with one cursor: as counters.flush.
-	b := r.tx.Bucket(bucketHourly)
-	c := b.Cursor()
-	keys := slices.Sorted(maps.Keys(r.hourly))
-	vals := make([]byte, 8*len(keys))
-	for i, k := range keys {
-		var n uint64
-		if sk, v := c.Seek([]byte(k)); string(sk) == k && len(v) == 8 {
-			n = binary.BigEndian.Uint64(v)
-		}
-		v := vals[8*i : 8*i+8 : 8*i+8]
-		binary.BigEndian.PutUint64(v, n+uint64(max(r.hourly[k], 0)))
-		if err := b.Put([]byte(k), v); err != nil {
-			return err
-		}
-	}
-	clear(r.hourly)
-	return nil
-}
-
 // Period returns a journey's hourly counters summed over the hours from
 // from's to to's (both included), by step ("" is the journey as a whole).
-// It reads only that journey's keys of those hours.
+// It reads only that journey's tallies of those hours.
 func (e *Engine) Period(journeyID string, from, to time.Time) (map[string]StepCounts, error) {
 	out := map[string]StepCounts{}
 	prefix := []byte(journeyID + "\x00")
-	start := append(bytes.Clone(prefix), u64(uint64(max(from.UTC().Truncate(time.Hour).Unix(), 0)))...)
-	last := uint64(max(to.UTC().Truncate(time.Hour).Unix(), 0))
+	start := hourKey(nil, journeyID, max(from.Truncate(time.Hour).Unix(), 0))
+	last := uint64(max(to.Truncate(time.Hour).Unix(), 0))
 	err := e.db.View(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketHourly).Cursor()
 		for k, v := c.Seek(start); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			rest := k[len(prefix):]
-			if len(rest) < 9 || len(v) != 8 {
+			if len(rest) != 8 {
 				continue
 			}
-			if binary.BigEndian.Uint64(rest[:8]) > last {
+			if binary.BigEndian.Uint64(rest) > last {
 				break
 			}
-			step, what, ok := strings.Cut(string(rest[8:]), "\x00")
-			if !ok {
-				continue
+			err := eachCounter(v, func(name []byte, n int64) {
+				step, what, ok := bytes.Cut(name, []byte{0})
+				if !ok {
+					return
+				}
+				sc := out[string(step)]
+				if sc == nil {
+					sc = StepCounts{}
+					out[string(step)] = sc
+				}
+				sc[string(what)] += n
+			})
+			if err != nil {
+				return fmt.Errorf("journey %s hour %d: %w", journeyID, binary.BigEndian.Uint64(rest), err)
 			}
-			if out[step] == nil {
-				out[step] = StepCounts{}
-			}
-			out[step][what] += int64(binary.BigEndian.Uint64(v))
 		}
 		return nil
 	})

@@ -278,24 +278,6 @@ func (r *run) finish(in *Instance, reason string, removeAudiences bool) error {
 	return r.save(in)
 }
 
-// count adds to a per-step counter (step "" is the journey as a whole).
-// Counters are kept in memory for the transaction and written by Flush.
-func (r *run) count(journey, step, what string, delta int64) {
-	r.key = counterKey(r.key, journey, step, what)
-	r.counts.add(r.tx.Bucket(bucketCounts), r.key, delta)
-	if delta > 0 && what != "waiting" {
-		r.countHourly(journey, step, what, delta)
-	}
-}
-
-// countArm adds one to a split step's counter of runs through an arm
-// ("variant:" and its name).
-func (r *run) countArm(journey, step, arm string) {
-	r.key = append(counterKey(r.key, journey, step, "variant:"), arm...)
-	r.counts.add(r.tx.Bucket(bucketCounts), r.key, 1)
-	r.countHourly(journey, step, "variant:"+arm, 1)
-}
-
 // revenueOf is an event's revenue property (Segment's e-commerce spec), as
 // a number.
 func revenueOf(ev *profiles.Event) (float64, bool) {

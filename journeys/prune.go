@@ -23,7 +23,7 @@ type PruneStats struct {
 	Instances  int // finished instances entered before the retention
 	OutboxKeys int // idempotency keys of those instances' actions
 	Sends      int // send records older than every cap and priority window
-	Hours      int // hourly counters of hours before the retention
+	Hours      int // journeys' hours of counters (one tally each) before the retention
 }
 
 // Prune removes what only grows: finished instances entered more than

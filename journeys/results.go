@@ -1,8 +1,6 @@
 package journeys
 
 import (
-	"bytes"
-	"encoding/binary"
 	"fmt"
 	"strings"
 	"time"
@@ -34,12 +32,13 @@ func (e *Engine) Experiments(j *Journey) ([]ExperimentResult, error) {
 	counts := map[string]map[string]*Arm{} // experiment → variant → arm
 	var order []string                     // experiments in key order
 	err := e.db.View(func(tx *bbolt.Tx) error {
-		prefix := []byte(j.ID + "\x00")
-		c := tx.Bucket(bucketExperiments).Cursor()
-		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			parts := strings.SplitN(string(k[len(prefix):]), "\x00", 3)
-			if len(parts) != 3 || len(v) != 8 {
-				continue
+		return eachCounter(tx.Bucket(bucketCounters).Get([]byte(j.ID)), func(name []byte, n int64) {
+			if len(name) == 0 || name[0] != expMark {
+				return
+			}
+			parts := strings.SplitN(string(name[1:]), "\x00", 3)
+			if len(parts) != 3 {
+				return
 			}
 			exp, variant, what := parts[0], parts[1], parts[2]
 			if counts[exp] == nil {
@@ -51,7 +50,6 @@ func (e *Engine) Experiments(j *Journey) ([]ExperimentResult, error) {
 				a = &Arm{Name: variant}
 				counts[exp][variant] = a
 			}
-			n := int64(binary.BigEndian.Uint64(v))
 			switch what {
 			case "assigned":
 				a.Assigned = n
@@ -60,8 +58,7 @@ func (e *Engine) Experiments(j *Journey) ([]ExperimentResult, error) {
 			case "revenue_cents":
 				a.RevenueCents = n
 			}
-		}
-		return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read experiment counters of %s: %w", j.ID, err)
