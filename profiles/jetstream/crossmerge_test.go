@@ -129,15 +129,14 @@ func people(nodes []*node, id profiles.Identifier) int {
 // finds a visitor and a user whose profiles are in different partitions
 // (each made by one event, applied); it returns their first messageIds.
 type mergeSetup struct {
-	nodes       []*node
-	ingest      *jetstream.Log
-	router      *jetstream.Router
-	user, anon  string
-	upid, apid  string
-	first       []string
-	uIdent      profiles.Identifier
-	aIdent      profiles.Identifier
-	snapshotsOn bool
+	nodes      []*node
+	ingest     *jetstream.Log
+	router     *jetstream.Router
+	user, anon string
+	upid, apid string
+	first      []string
+	uIdent     profiles.Identifier
+	aIdent     profiles.Identifier
 }
 
 func setUpMerge(t *testing.T, url string, snapshots jetstream.SnapshotConfig) *mergeSetup {
@@ -310,7 +309,7 @@ func TestMergeAcrossPartitionsUnderLoad(t *testing.T) {
 		t.Fatalf("the router started %d merges, want 1", got)
 	}
 
-	prof, st := ms.merged(t, ids)
+	prof, _ := ms.merged(t, ids)
 	survivor, loser := min(ms.upid, ms.apid), max(ms.upid, ms.apid)
 	if n := forwardedIn(t, ns.url(), loser); n == 0 {
 		t.Fatal("no event of the load was forwarded from the loser's partition")
@@ -336,7 +335,7 @@ func TestMergeAcrossPartitionsUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids = append(ids, "m-late")
-	prof, st = ms.merged(t, ids)
+	prof, st := ms.merged(t, ids)
 	if prof.ID != survivor {
 		t.Fatalf("the profile changed to %s", prof.ID)
 	}
