@@ -81,8 +81,15 @@ sdk:
 	cd $(SDKTEST) && npm ci --no-audit --no-fund --loglevel=error
 	cd $(BROWSERTEST) && npm ci --no-audit --no-fund --loglevel=error
 
+# bench runs the Go benchmarks, then issue 14's load targets over HTTP
+# (cmd/cartera-bench/targets.sh, about 5 minutes: a burst of ~10 M events,
+# single tracks, half rates, event -> action; docs/benchmarks.md round 10).
+# BENCH_TARGETS= skips the HTTP runs; SUSTAINED=600s adds ten minutes
+# sustained.
+BENCH_TARGETS ?= burst track batch-half track-half action
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(if $(strip $(BENCH_TARGETS)),GO=$(GO) TARGETS="$(BENCH_TARGETS)$(if $(SUSTAINED), sustained)" cmd/cartera-bench/targets.sh)
 
 # soak repeats the kill -9 fault tests of `make test` (acknowledged events;
 # sends and timers) 200 times in a row (CARTERA_SOAK_KILLS) against one store.

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# targets.sh runs issue 14's load targets over HTTP against a fresh gateway
+# each (docs/benchmarks.md, round 10, has the figures and what bounds them):
+#
+#   burst        /v1/batch, 16 clients x 100 events, as fast as acknowledged,
+#                BURST (100s: ~10 M events at ~100 k/s), lag bounds lifted
+#   track        single /v1/track, 64 clients, as fast as acknowledged, 30 s
+#   batch-half   /v1/batch offered at 30,000/s (half the batch target), 30 s
+#   track-half   /v1/track offered at 7,500/s (half the track target), 30 s
+#   action       /v1/track offered at 3,000/s: event -> first action, 30 s
+#   sustained    /v1/batch offered at SUSTAINED_RATE for SUSTAINED (off
+#                unless SUSTAINED is set, e.g. SUSTAINED=600s)
+#
+# `make bench` runs it after the Go benchmarks; `TARGETS="burst track"`
+# picks some. Each prints the load generator's summary. The machine's load
+# changes every figure: run old and new binaries alternately
+# (CARTERA=path/to/cartera) to compare.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+GO="${GO:-go}"
+BURST="${BURST:-100s}"
+SUSTAINED="${SUSTAINED:-}"
+SUSTAINED_RATE="${SUSTAINED_RATE:-6000}"
+TARGETS="${TARGETS:-burst track batch-half track-half action${SUSTAINED:+ sustained}}"
+for t in $TARGETS; do
+  case $t in
+  burst|track|batch-half|track-half|action) ;;
+  sustained) [ -n "$SUSTAINED" ] || { echo "targets.sh: sustained needs SUSTAINED, such as SUSTAINED=600s" >&2; exit 2; } ;;
+  *) echo "targets.sh: unknown target $t (burst, track, batch-half, track-half, action, sustained)" >&2; exit 2 ;;
+  esac
+done
+work=$(mktemp -d /tmp/cartera-targets.XXXXXX)
+trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
+if [ -z "${CARTERA:-}" ]; then
+  "$GO" build -o "$work/cartera" ./cmd/cartera
+  CARTERA="$work/cartera"
+fi
+"$GO" build -o "$work/cartera-bench" ./cmd/cartera-bench
+port=$(( 20000 + RANDOM % 20000 ))
+token=bench-admin-token-0123456789
+
+# run NAME CONFIG LOAD-FLAGS...: a fresh store, the gateway, the load.
+run() {
+  local name=$1 config=$2; shift 2
+  rm -rf "$work/data"
+  "$CARTERA" serve --config "$config" --data "$work/data/bench.db" --addr "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 150); do
+    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
+    kill -0 "$pid" 2>/dev/null || { cat "$work/serve.log"; exit 1; }
+    sleep 0.2
+  done
+  echo "== $name ($(uptime | sed 's/.*load average/load average/'))"
+  "$work/cartera-bench" load --url "http://127.0.0.1:$port" --admin-token "$token" --people 100000 --warmup 2s "$@" \
+    | grep -E 'accepted:|ack latency|first journey action|journey exit|event log|errors'
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  pid=
+}
+
+cfg=cmd/cartera-bench/testdata
+for t in $TARGETS; do
+  case $t in
+  burst)      run "burst of $BURST" $cfg/burst.yaml --clients 16 --duration "$BURST" ;;
+  track)      run "single track, 64 clients" $cfg/cartera.yaml --mode track --clients 64 --duration 30s ;;
+  batch-half) run "batch at 30,000/s" $cfg/burst.yaml --clients 16 --rate 30000 --duration 30s ;;
+  track-half) run "track at 7,500/s" $cfg/burst.yaml --mode track --clients 64 --rate 7500 --duration 30s ;;
+  action)     run "track at 3,000/s" $cfg/cartera.yaml --mode track --clients 64 --rate 3000 --duration 30s ;;
+  sustained)  run "batch at $SUSTAINED_RATE/s for $SUSTAINED" $cfg/cartera.yaml --clients 16 --rate "$SUSTAINED_RATE" --duration "$SUSTAINED" ;;
+  esac
+done
