@@ -175,55 +175,25 @@ func setUpMerge(t *testing.T, url string, snapshots jetstream.SnapshotConfig) *m
 	return ms
 }
 
-// ackLoad appends events about one identity through a router, one batch
-// of 5 at a time, until stopped; it keeps the acknowledged messageIds.
-type ackLoad struct {
-	mu   sync.Mutex
-	ids  []string
-	stop chan struct{}
-	done chan struct{}
-}
-
-func startAckLoad(t *testing.T, r *jetstream.Router, name, user, anon string, pause time.Duration) *ackLoad {
-	ld := &ackLoad{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(ld.done)
-		for i := 0; ; i++ {
-			select {
-			case <-ld.stop:
-				return
-			default:
-			}
-			var recs [][]byte
-			var batch []string
-			for j := range 5 {
-				mid := fmt.Sprintf("m-%s-%d-%d", name, i, j)
-				recs = append(recs, visitorEvent(mid, user, anon))
-				batch = append(batch, mid)
-			}
-			if _, _, err := r.Append(context.Background(), recs); err != nil {
-				t.Error(err)
-				return
-			}
-			ld.mu.Lock()
-			ld.ids = append(ld.ids, batch...)
-			ld.mu.Unlock()
-			time.Sleep(pause)
+// startAckLoad appends events about one identity through a router, in
+// batches of 5, until ended.
+func startAckLoad(t *testing.T, r *jetstream.Router, name, user, anon string, pause time.Duration) *load {
+	return startBatches(t, r, nil, func(i int) ([][]byte, []string) {
+		var recs [][]byte
+		var ids []string
+		for j := range 5 {
+			mid := fmt.Sprintf("m-%s-%d-%d", name, i, j)
+			recs = append(recs, visitorEvent(mid, user, anon))
+			ids = append(ids, mid)
 		}
-	}()
-	return ld
+		return recs, ids
+	}, pause)
 }
 
-func (ld *ackLoad) count() int {
-	ld.mu.Lock()
-	defer ld.mu.Unlock()
-	return len(ld.ids)
-}
-
-func (ld *ackLoad) end() []string {
-	close(ld.stop)
-	<-ld.done
-	return ld.ids
+// acked ends a load and returns the messageIds it had acknowledged.
+func (ld *load) acked() []string {
+	_, ids := ld.end()
+	return ids
 }
 
 // merged waits until one profile holds both identities and every one of
@@ -300,7 +270,7 @@ func TestMergeAcrossPartitionsUnderLoad(t *testing.T) {
 	}
 	n1, n2 := ul.count(), al.count()
 	eventually(t, "both loads go on after the identify", func() bool { return ul.count() >= n1+20 && al.count() >= n2+20 })
-	ids := append(append(append(ul.end(), al.end()...), "m-identify"), ms.first...)
+	ids := append(append(append(ul.acked(), al.acked()...), "m-identify"), ms.first...)
 	// Only this person's events (the others' first ones are elsewhere).
 	ids = slices.DeleteFunc(ids, func(id string) bool {
 		return strings.HasSuffix(id, "-first") && id != "m-"+ms.user+"-first" && id != "m-"+ms.anon+"-first"
@@ -580,7 +550,7 @@ func TestMergeAcrossPartitionsNodeDies(t *testing.T) {
 	eventually(t, "the other node holds every partition", func() bool { return len(survivorNode.held()) == testPartitions })
 	n1, n2 := ul.count(), al.count()
 	eventually(t, "both loads go on after the take-over", func() bool { return ul.count() >= n1+20 && al.count() >= n2+20 })
-	ids := append(append(ul.end(), al.end()...), "m-identify", "m-"+ms.user+"-first", "m-"+ms.anon+"-first")
+	ids := append(append(ul.acked(), al.acked()...), "m-identify", "m-"+ms.user+"-first", "m-"+ms.anon+"-first")
 
 	prof, _ := ms.merged(t, ids)
 	if prof.ID != min(ms.upid, ms.apid) || !slices.Contains(prof.MergedFrom, loser) {

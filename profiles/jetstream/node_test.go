@@ -553,8 +553,9 @@ func TestKillMidLoad(t *testing.T) {
 	t.Logf("%d events, %d applied again after the kill", len(ids), dups)
 }
 
-// load appends batches of 10 events to a log until ended, keeping the
-// offset of each acknowledged one.
+// load appends batches of events until ended, keeping the offset of each
+// acknowledged one (meaningful when the appender is one Log: a Router's
+// batch may go to several partitions).
 type load struct {
 	mu     sync.Mutex
 	offset map[string]uint64
@@ -563,10 +564,15 @@ type load struct {
 	done   chan struct{}
 }
 
-// startLoad starts appending to ingest: event j of batch i is about the
-// user and has the sequence number that event gives, and a pause follows
-// each batch. The offsets and ids go on from those given (nil: none).
-func startLoad(t *testing.T, ingest *jetstream.Log, offset map[string]uint64, event func(i, j int) (user string, seq int), pause time.Duration) *load {
+// appender is a jetstream.Log or a jetstream.Router.
+type appender interface {
+	Append(ctx context.Context, recs [][]byte) (first, last uint64, err error)
+}
+
+// startBatches appends batch(i) (records and their messageIds) for i = 0,
+// 1, … with a pause after each, until the load is ended. The offsets and
+// ids go on from those given (nil: none).
+func startBatches(t *testing.T, to appender, offset map[string]uint64, batch func(i int) ([][]byte, []string), pause time.Duration) *load {
 	if offset == nil {
 		offset = map[string]uint64{}
 	}
@@ -579,28 +585,37 @@ func startLoad(t *testing.T, ingest *jetstream.Log, offset map[string]uint64, ev
 				return
 			default:
 			}
-			var recs [][]byte
-			var batch []string
-			for j := range 10 {
-				u, seq := event(i, j)
-				recs = append(recs, trackEvent(u, seq))
-				batch = append(batch, fmt.Sprintf("m-%s-%d", u, seq))
-			}
-			first, _, err := ingest.Append(context.Background(), recs)
+			recs, ids := batch(i)
+			first, _, err := to.Append(context.Background(), recs)
 			if err != nil {
 				t.Error(err)
 				return
 			}
 			ld.mu.Lock()
-			for j, id := range batch {
+			for j, id := range ids {
 				ld.offset[id] = first + uint64(j)
 			}
-			ld.ids = append(ld.ids, batch...)
+			ld.ids = append(ld.ids, ids...)
 			ld.mu.Unlock()
 			time.Sleep(pause)
 		}
 	}()
 	return ld
+}
+
+// startLoad starts appending to ingest batches of 10: event j of batch i
+// is about the user and has the sequence number that event gives.
+func startLoad(t *testing.T, ingest *jetstream.Log, offset map[string]uint64, event func(i, j int) (user string, seq int), pause time.Duration) *load {
+	return startBatches(t, ingest, offset, func(i int) ([][]byte, []string) {
+		var recs [][]byte
+		var ids []string
+		for j := range 10 {
+			u, seq := event(i, j)
+			recs = append(recs, trackEvent(u, seq))
+			ids = append(ids, fmt.Sprintf("m-%s-%d", u, seq))
+		}
+		return recs, ids
+	}, pause)
 }
 
 // count is how many events were acknowledged so far.
