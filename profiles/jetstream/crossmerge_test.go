@@ -305,34 +305,20 @@ func TestMergeAcrossPartitionsUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids = append(ids, "m-late")
-	prof, st := ms.merged(t, ids)
-	if prof.ID != survivor {
+	if prof, _ = ms.merged(t, ids); prof.ID != survivor {
 		t.Fatalf("the profile changed to %s", prof.ID)
 	}
 	all := append(slices.Clone(ids), othersFirst(ms)...)
 	waitAppliedOnce(t, ms.nodes, all)
-	_ = st
 }
 
 // forwardedIn counts the events addressed to profile pid that are in the
 // stream after pid's MergeOut: its partition forwarded each of them.
 func forwardedIn(t *testing.T, url, pid string) int {
 	t.Helper()
-	stream, err := clientJS(t, url).Stream(t.Context(), "CARTERA_EVENTS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
 	n, out := 0, false
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		m, err := stream.GetMsg(t.Context(), seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		to, body := profiles.RecordRoute(m.Data)
+	eachRecord(t, url, func(_ uint64, data []byte) {
+		to, body := profiles.RecordRoute(data)
 		switch {
 		case to != pid:
 		case profiles.IsMergeBody(body):
@@ -340,7 +326,7 @@ func forwardedIn(t *testing.T, url, pid string) int {
 		case out:
 			n++
 		}
-	}
+	})
 	return n
 }
 
@@ -894,24 +880,12 @@ func TestMergeOutAppliedAgainAfterCrash(t *testing.T) {
 // mergeIns counts the merge records addressed to pid in the stream.
 func mergeIns(t *testing.T, url, pid string) int {
 	t.Helper()
-	stream, err := clientJS(t, url).Stream(t.Context(), "CARTERA_EVENTS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
 	n := 0
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		m, err := stream.GetMsg(t.Context(), seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if to, body := profiles.RecordRoute(m.Data); to == pid && profiles.IsMergeBody(body) {
+	eachRecord(t, url, func(_ uint64, data []byte) {
+		if to, body := profiles.RecordRoute(data); to == pid && profiles.IsMergeBody(body) {
 			n++
 		}
-	}
+	})
 	return n
 }
 

@@ -144,6 +144,20 @@ func waitSnapshotted(t *testing.T, url string) (lastSeq uint64) {
 // offsetsInStream returns the offset of each messageId in the stream.
 func offsetsInStream(t *testing.T, url string) map[string]uint64 {
 	t.Helper()
+	out := map[string]uint64{}
+	eachRecord(t, url, func(seq uint64, data []byte) {
+		var e profiles.Event
+		if err := json.Unmarshal(data, &e); err != nil {
+			t.Fatal(err)
+		}
+		out[e.MessageID] = seq
+	})
+	return out
+}
+
+// eachRecord calls f with each record in the stream, in order.
+func eachRecord(t *testing.T, url string, f func(seq uint64, data []byte)) {
+	t.Helper()
 	stream, err := clientJS(t, url).Stream(t.Context(), "CARTERA_EVENTS")
 	if err != nil {
 		t.Fatal(err)
@@ -152,19 +166,13 @@ func offsetsInStream(t *testing.T, url string) map[string]uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]uint64{}
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
 		m, err := stream.GetMsg(t.Context(), seq)
 		if err != nil {
 			t.Fatal(err)
 		}
-		var e profiles.Event
-		if err := json.Unmarshal(m.Data, &e); err != nil {
-			t.Fatal(err)
-		}
-		out[e.MessageID] = seq
+		f(seq, m.Data)
 	}
-	return out
 }
 
 // purge drops the stream's records below seq, as its retention would once
