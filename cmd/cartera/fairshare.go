@@ -19,8 +19,9 @@ import (
 // CPUWait for a CPU, a key whose share of the events sent lately
 // (refused requests counted as the key's usual batch) is over Margin
 // times an even split among the keys sending, and which sends MinRate
-// events a second or more, is refused (429 with Retry-After), heaviest
-// first; keys under either, a trickle, go on.
+// events a second or more, is paced (one request per slot at its share of
+// the events accepted lately; a later one gets 429 with Retry-After),
+// heaviest first; keys under either, a trickle, go on.
 type FairShareConfig struct {
 	// LagEvents and Lag are the soft bounds of the apply lag (0: that
 	// signal is off).
@@ -129,8 +130,9 @@ type fairShare struct {
 	lag func() (uint64, time.Duration)
 	// cpuWait is the CPU signal (the runtime's, or a test's).
 	cpuWait func(time.Time) time.Duration
-	// refused counts refusals by source and the signal that was on.
-	refused *prometheus.CounterVec
+	// refused counts refusals by source and the signal that was on;
+	// paced the requests over their share let in at their pace.
+	refused, paced *prometheus.CounterVec
 
 	mu sync.Mutex
 	// lastSignal, lastDetail and lastAt are the signal last seen on.
@@ -152,10 +154,14 @@ func newFairShare(cfg FairShareConfig, reg prometheus.Registerer) *fairShare {
 			Name: "cartera_fair_share_refused_total",
 			Help: "Ingestion requests answered 429 because their write key sent more than its share while the gateway was under load, by source and the signal of load (lag_events, lag, cpu).",
 		}, []string{"source", "signal"}),
+		paced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cartera_fair_share_paced_total",
+			Help: "Ingestion requests of a write key over its share, while the gateway was under load, let in at the key's pace (held until their slot) instead of refused, by source.",
+		}, []string{"source"}),
 	}
 	f.cpuWait = f.cpu.P99
 	if reg != nil {
-		reg.MustRegister(f.refused, gauge("cartera_cpu_wait_seconds",
+		reg.MustRegister(f.refused, f.paced, gauge("cartera_cpu_wait_seconds",
 			"99th percentile of the time goroutines waited for a CPU over the last quarter of a second (the fair share's CPU signal).",
 			func() float64 { return f.cpu.P99(time.Now()).Seconds() }))
 	}
@@ -214,8 +220,20 @@ func (l *edgeLimits) fairCheck(c *fiber.Ctx, key, source string, now time.Time) 
 	if !v.Over {
 		return nil
 	}
+	// Paced, not refused for the whole window: refused outright, a
+	// key's clients all came back at once when the load lifted, and
+	// the others' latency paid for the burst (docs/benchmarks.md,
+	// round 11).
+	wait, ok := f.shares.Pace(key, v, now, l.cfg.RefusalDelay)
+	if ok {
+		if wait > 0 {
+			l.pause(wait)
+		}
+		f.paced.WithLabelValues(source).Inc()
+		return nil
+	}
 	f.refused.WithLabelValues(source, signal).Inc()
-	return l.refuseWith(c, "fair_share", time.Second,
+	return l.refuseWith(c, "fair_share", wait,
 		fmt.Sprintf("this write key sent %.0f%% of the recent events (%.0f a second), over its share (%.0f%% of %d keys), while the gateway is under load (%s)",
 			100*v.Share, v.Rate, 100*v.Fair, v.Keys, detail))
 }

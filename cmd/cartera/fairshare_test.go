@@ -36,7 +36,8 @@ func fairBatch(prefix string, n int) string {
 
 // TestFairShareRefusesTheFloodNotTheTrickle: one write key floods while the
 // apply is held back (or the CPU signal is on); once the gateway is under
-// load the flooding key gets 429s with Retry-After, counted by source and
+// load the flooding key is paced: a request at its slot goes in, the
+// others get 429s with Retry-After, counted by source and
 // signal, while the other key, sending a trickle between the flood's
 // requests, is never refused. Once the load is gone the flood is accepted
 // again. The gateway's parts are the real ones: the store, the event log,
@@ -53,7 +54,7 @@ func TestFairShareRefusesTheFloodNotTheTrickle(t *testing.T) {
 		wantDetail string
 	}{
 		{signal: "lag_events", fair: FairShareConfig{LagEvents: 300},
-			wantDetail: "applying lagged 3"},
+			wantDetail: "applying lagged 4"},
 		{signal: "lag", fair: FairShareConfig{Lag: 100 * time.Millisecond},
 			press:      func(la *logAPI, _ *fairShare) { la.clock.Advance(150 * time.Millisecond) },
 			wantDetail: "applying lagged 150ms"},
@@ -99,26 +100,37 @@ func TestFairShareRefusesTheFloodNotTheTrickle(t *testing.T) {
 				return r
 			}
 
+			// Before the load, 3 requests go in; under it, the flood is
+			// over its share: one more is let in at its pace (its slot is
+			// now), the next slot is more than the longest hold away
+			// (100 events at 1.5 × half of ~300 events in 2 s), so the
+			// rest are refused.
 			const accepted, flood = 3, 12
 			for i := range flood {
 				if i == accepted && c.press != nil {
 					c.press(la, l.fair)
 				}
 				r := post(floodKey, fairBatch(fmt.Sprintf("f%d-", i), 100))
-				if i < accepted {
+				if i <= accepted {
 					mustOK(t, r)
 				} else {
 					want429(t, r, fmt.Sprintf("flood request %d under load", i+1))
 					if msg := fmt.Sprint(r.body["error"]); !strings.Contains(msg, "limits.fair_share") || !strings.Contains(msg, c.wantDetail) {
 						t.Errorf("flood refusal %d: %q, want limits.fair_share and %q", i+1, msg, c.wantDetail)
 					}
+					if ra := r.header.Get("Retry-After"); ra != "2" {
+						t.Errorf("flood refusal %d: Retry-After %q, want 2 (its next slot, 1.3 s on)", i+1, ra)
+					}
 				}
 				// The trickle, between the flood's requests, is never refused.
 				mustOK(t, post(trickleKey, fairBatch(fmt.Sprintf("t%d-", i), 1)))
 			}
-			refused := flood - accepted
+			refused := flood - accepted - 1
 			if got := testutil.ToFloat64(l.fair.refused.WithLabelValues("web", c.signal)); got != float64(refused) {
 				t.Errorf("cartera_fair_share_refused_total{source=web,signal=%s} = %v, want %d", c.signal, got, refused)
+			}
+			if got := testutil.ToFloat64(l.fair.paced.WithLabelValues("web")); got != 1 {
+				t.Errorf("cartera_fair_share_paced_total{source=web} = %v, want 1", got)
 			}
 			if got := testutil.ToFloat64(l.limited.WithLabelValues("fair_share")); got != float64(refused) {
 				t.Errorf("cartera_requests_limited_total{limit=fair_share} = %v, want %d", got, refused)
@@ -132,7 +144,7 @@ func TestFairShareRefusesTheFloodNotTheTrickle(t *testing.T) {
 				t.Errorf("paused %v, want %d refusals of 1s", paused, refused)
 			}
 			// Only what was accepted is in the log: the refusals took nothing.
-			if got, want := la.elog.Committed(), uint64(accepted*100+flood); got != want {
+			if got, want := la.elog.Committed(), uint64((accepted+1)*100+flood); got != want {
 				t.Errorf("the log holds %d events, want %d", got, want)
 			}
 
@@ -147,9 +159,16 @@ func TestFairShareRefusesTheFloodNotTheTrickle(t *testing.T) {
 			l.fair.cpuWait = func(time.Time) time.Duration { return 0 }
 			// The load counts for a window after it was last seen: the
 			// flood, still over its share, still pays; the trickle not.
+			// It is paced: held until its slot (0.3 s on), then let in;
+			// a second request at once is refused.
 			la.clock.Advance(time.Second)
-			r := post(floodKey, fairBatch("held-", 100))
-			want429(t, r, "flood a second after the load")
+			paused = nil
+			mustOK(t, post(floodKey, fairBatch("held-", 100)))
+			if len(paused) != 1 || paused[0] <= 0 || paused[0] >= time.Second {
+				t.Errorf("the paced request was held %v, want once until its slot, under 1s", paused)
+			}
+			r := post(floodKey, fairBatch("held2-", 100))
+			want429(t, r, "flood's second request a second after the load")
 			if msg := fmt.Sprint(r.body["error"]); !strings.Contains(msg, "ago") {
 				t.Errorf("refusal after the load: %q, want when the load was seen", msg)
 			}
@@ -301,8 +320,10 @@ func TestFairShareServed(t *testing.T) {
 // TestFairShareServedFloodAndTrickle runs `serve` itself with its applier
 // held back: one write key floods in batches of 100 while another sends
 // one event at a time between them. Once the lag reaches the soft bound
-// (300 events) the flood is refused with 429 and Retry-After, counted by
-// source and signal, and the trickle is never refused; once applying
+// (300 events) the flood is paced: one request is let in at its slot, and
+// the next slot being past the hold (refusal_delay 0s), the rest are
+// refused with 429 and Retry-After, counted by source and signal; the
+// trickle is never refused; once applying
 // runs, everything acknowledged is there and nothing refused is. Only
 // the signal in events is on, and the shares' half-life is a minute, so
 // that a slow machine (the wall clock runs here) changes nothing.
@@ -322,20 +343,24 @@ func TestFairShareServedFloodAndTrickle(t *testing.T) {
 	const accepted, flood = 3, 10
 	for i := range flood {
 		r := s.send(t, "web_dev_write_key", "/v1/batch", fairBatch(fmt.Sprintf("f%d-", i), 100))
-		if i < accepted {
-			mustOK(t, r)
+		if i <= accepted {
+			mustOK(t, r) // the last at its pace: its slot was now
 		} else {
 			want429(t, r, fmt.Sprintf("flood request %d, applying held back", i+1))
-			if msg := fmt.Sprint(r.body["error"]); !strings.Contains(msg, "limits.fair_share") || !strings.Contains(msg, "applying lagged 3") {
+			if msg := fmt.Sprint(r.body["error"]); !strings.Contains(msg, "limits.fair_share") || !strings.Contains(msg, "applying lagged 4") {
 				t.Errorf("flood refusal %d: %q", i+1, msg)
 			}
 		}
 		mustOK(t, s.send(t, "app_dev_write_key", "/v1/track", fmt.Sprintf(`{"anonymousId":"t%d","event":"Product Viewed"}`, i)))
 	}
 	m := s.admin(t, "GET", "/metrics")
-	want := fmt.Sprintf(`cartera_fair_share_refused_total{signal="lag_events",source="web"} %d`, flood-accepted)
-	if !strings.Contains(m.raw, want) {
-		t.Errorf("/metrics lacks %s", want)
+	for _, want := range []string{
+		fmt.Sprintf(`cartera_fair_share_refused_total{signal="lag_events",source="web"} %d`, flood-accepted-1),
+		`cartera_fair_share_paced_total{source="web"} 1`,
+	} {
+		if !strings.Contains(m.raw, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 	if strings.Contains(m.raw, `cartera_fair_share_refused_total{signal="lag_events",source="app"}`) {
 		t.Error("the trickle's source was refused")
@@ -347,7 +372,7 @@ func TestFairShareServedFloodAndTrickle(t *testing.T) {
 		who  string
 		want int
 	}{
-		{"anonymous_id:t9", 200}, {"anonymous_id:f0-99", 200}, {"anonymous_id:f2-0", 200}, {"anonymous_id:f3-0", 404}, {"anonymous_id:f9-50", 404},
+		{"anonymous_id:t9", 200}, {"anonymous_id:f0-99", 200}, {"anonymous_id:f3-0", 200}, {"anonymous_id:f4-0", 404}, {"anonymous_id:f9-50", 404},
 	} {
 		// A read waits for what was acknowledged before it (up to 2 s,
 		// then 503: ask again).

@@ -12,8 +12,13 @@
 // while it is under load (its apply lag or the CPU), so that a key sending
 // more than the others is refused only when that hurts them.
 //
+// A key over its share is paced rather than refused outright (Pace): one
+// request of its usual batch per slot, so that it comes in evenly.
+//
 //	s := fairshare.New(2*time.Second, 1.5, 500)
-//	if underLoad && s.Over(key, now).Over { /* 429 */ }
+//	if v := s.Over(key, now); underLoad && v.Over {
+//		if wait, ok := s.Pace(key, v, now, time.Second); ok { /* hold wait, let in */ } else { /* 429 */ }
+//	}
 //	s.Add(key, accepted, now) // or s.Refused(key, now)
 package fairshare
 
@@ -40,6 +45,9 @@ type Shares struct {
 	mu    sync.Mutex
 	keys  map[string]*sender
 	total decayed
+	// accepted counts the events accepted, without the refused: the
+	// rate the over keys are paced from.
+	accepted decayed
 	// sending is the keys counted as sending, as of countedAt (zero:
 	// count again): counted at most every half-life/16, not per call.
 	sending   int
@@ -51,6 +59,8 @@ type Shares struct {
 type sender struct {
 	decayed
 	perRequest float64
+	// next is when the key's next paced request may go (Pace).
+	next time.Time
 }
 
 // decayed is a count that halves every half-life, as of at.
@@ -97,6 +107,7 @@ func (s *Shares) Add(key string, n int, now time.Time) {
 	}
 	d.add(float64(n), now, s.halfLife)
 	s.total.add(float64(n), now, s.halfLife)
+	s.accepted.add(float64(n), now, s.halfLife)
 }
 
 // Refused counts a request refused for key (by this or another limit) as
@@ -147,6 +158,35 @@ type Verdict struct {
 	Keys        int
 	Rate        float64
 	Over        bool
+}
+
+// Pace paces a key over its share instead of refusing it outright, so
+// that it comes in evenly rather than in bursts each time the load lifts:
+// one request of its usual batch per slot, at margin times its fair share
+// of the events accepted lately (at least minRate a second). It reserves
+// the key's next slot and returns how long from now it is, if that is
+// within hold; otherwise it reserves nothing, ok is false, and wait says
+// when a slot is free.
+func (s *Shares) Pace(key string, v Verdict, now time.Time, hold time.Duration) (wait time.Duration, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, found := s.keys[key]
+	if !found {
+		return 0, true
+	}
+	rate := max(s.margin*v.Fair*s.accepted.value(now, s.halfLife)*math.Ln2/s.halfLife.Seconds(), s.minRate)
+	if rate <= 0 || math.IsNaN(rate) {
+		return s.halfLife, false
+	}
+	slot := d.next
+	if slot.Before(now) {
+		slot = now
+	}
+	if wait = slot.Sub(now); wait > hold {
+		return wait, false
+	}
+	d.next = slot.Add(time.Duration(max(d.perRequest, 1) / rate * float64(time.Second)))
+	return wait, true
 }
 
 // Over says whether key sends more than its share. A key alone is never

@@ -144,3 +144,66 @@ func TestQuantile(t *testing.T) {
 		})
 	}
 }
+
+// TestPace: a key over its share gets one request of its usual batch per
+// slot, at margin times its fair share of the events accepted lately (or
+// minRate, the higher), reserved only within the hold; a key never seen
+// is not held.
+func TestPace(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		minRate float64
+		// spacing is the time between slots: 100 events at the rate.
+		spacing time.Duration
+	}{
+		// 3,030 events accepted within the instant decay to a rate of
+		// 3,030·ln 2/2 s = 1,050/s; 1.5 × ½ of it is 787.5/s.
+		{"share of the accepted", 0, paceSpacing(100, 0.75*3030*math.Ln2/2)},
+		{"min rate", 1000, 100 * time.Millisecond},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := fairshare.New(2*time.Second, 1.5, c.minRate)
+			for range 30 {
+				s.Add("flood", 100, t0)
+				s.Add("trickle", 1, t0)
+			}
+			for range 5 {
+				s.Refused("flood", t0) // asked for, not accepted: no pace
+			}
+			v := s.Over("flood", t0)
+			if !v.Over {
+				t.Fatalf("flood not over its share: %+v", v)
+			}
+			if wait, ok := s.Pace("unknown", v, t0, time.Second); !ok || wait != 0 {
+				t.Errorf("a key never seen: wait %v ok %v, want let in at once", wait, ok)
+			}
+			n := 0
+			for ; ; n++ {
+				wait, ok := s.Pace("flood", v, t0, time.Second)
+				want := time.Duration(n) * c.spacing
+				if d := wait - want; d < -time.Millisecond || d > time.Millisecond {
+					t.Fatalf("slot %d is %v on, want %v", n, wait, want)
+				}
+				if !ok {
+					if wait <= time.Second {
+						t.Fatalf("slot %d, %v on, refused within the hold", n, wait)
+					}
+					break
+				}
+			}
+			if want := int(time.Second/c.spacing) + 1; n != want {
+				t.Errorf("%d slots reserved within the hold of 1s, want %d", n, want)
+			}
+			// Refused, nothing was reserved: later, the same slot is free.
+			later := t0.Add(time.Duration(n) * c.spacing)
+			if wait, ok := s.Pace("flood", v, later, 0); !ok || wait != 0 {
+				t.Errorf("at its slot: wait %v ok %v, want let in at once", wait, ok)
+			}
+		})
+	}
+}
+
+// paceSpacing is the time between slots of n events at rate a second.
+func paceSpacing(n, rate float64) time.Duration {
+	return time.Duration(n / rate * float64(time.Second))
+}
