@@ -43,7 +43,8 @@ type Cluster struct {
 func (c *Cluster) URL() string { return strings.Join(c.URLs, ",") }
 
 // Start starts cfg.Servers servers and returns once JetStream has elected
-// a meta leader (streams can then be created), or ctx ends.
+// a meta leader that sees every server online (replicated streams can
+// then be placed), or ctx ends.
 func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 	if cfg.Servers < 1 {
 		return nil, fmt.Errorf("natscluster: want at least 1 server, got %d", cfg.Servers)
@@ -102,16 +103,20 @@ func Start(ctx context.Context, cfg Config) (*Cluster, error) {
 		}
 		c.URLs = append(c.URLs, s.ClientURL())
 	}
+	// Ready once a leader is elected and, in a cluster, sees every
+	// server online with JetStream: before that, an R3 stream or bucket
+	// is refused ("no suitable peers for placement, peer offline"), as a
+	// replicated test saw about once in twenty starts.
 	for {
 		for _, s := range c.servers {
-			if s.JetStreamIsLeader() {
+			if s.JetStreamIsLeader() && (cfg.Servers == 1 || len(s.JetStreamClusterPeers()) == cfg.Servers) {
 				return c, nil
 			}
 		}
 		select {
 		case <-ctx.Done():
 			c.Close()
-			return nil, fmt.Errorf("natscluster: JetStream elected no leader: %w", ctx.Err())
+			return nil, fmt.Errorf("natscluster: JetStream elected no leader that sees all %d servers: %w", cfg.Servers, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
