@@ -24,6 +24,7 @@ import (
 )
 
 func main() {
+	setProcs(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := NewMain().Run(ctx, os.Args[1:])
 	stop()

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -203,7 +204,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	if cfg.AdminToken == "" {
 		log.Warn("no admin token configured: the administration API refuses every request; set CARTERA_ADMIN_TOKEN")
 	}
-	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data, "config", cfg.path, "sources", sources.Names(), "profiles", store.ProfileCount())
+	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data, "config", cfg.path, "sources", sources.Names(), "profiles", store.ProfileCount(), "procs", runtime.GOMAXPROCS(0))
 	if _, _, _, dev := cfg.Console.DevLogin(); dev {
 		log.Warn("console: user dev has the well-known dev password of examples/cartera.yaml; never run a deployment like this")
 	}
