@@ -82,11 +82,12 @@ sdk:
 	cd $(BROWSERTEST) && npm ci --no-audit --no-fund --loglevel=error
 
 # bench runs the Go benchmarks, then issue 14's load targets over HTTP
-# (cmd/cartera-bench/targets.sh, about 5 minutes: a burst of ~10 M events,
-# single tracks, half rates, event -> action; docs/benchmarks.md round 10).
+# (cmd/cartera-bench/targets.sh, about 6 minutes: a burst of ~10 M events,
+# single tracks, half rates, event -> action; docs/benchmarks.md rounds 10
+# and 12) and issue 18's flood (one key floods, another's trickle).
 # BENCH_TARGETS= skips the HTTP runs; SUSTAINED=600s adds ten minutes
 # sustained.
-BENCH_TARGETS ?= burst track batch-half track-half action
+BENCH_TARGETS ?= burst track batch-half track-half action flood
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 	$(if $(strip $(BENCH_TARGETS)),GO=$(GO) TARGETS="$(BENCH_TARGETS)$(if $(SUSTAINED), sustained)" cmd/cartera-bench/targets.sh)

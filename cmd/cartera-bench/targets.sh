@@ -10,6 +10,9 @@
 #   action       /v1/track offered at 3,000/s: event -> first action, 30 s
 #   sustained    /v1/batch offered at SUSTAINED_RATE for SUSTAINED (off
 #                unless SUSTAINED is set, e.g. SUSTAINED=600s)
+#   flood        issue 18's test (flood.yaml): another key's trickle of
+#                single tracks (200/s, 4 clients) alone, then during one
+#                key's flood of batches (16 clients x 100, unpaced)
 #
 # `make bench` runs it after the Go benchmarks; `TARGETS="burst track"`
 # picks some. Each prints the load generator's summary. The machine's load
@@ -21,12 +24,12 @@ GO="${GO:-go}"
 BURST="${BURST:-100s}"
 SUSTAINED="${SUSTAINED:-}"
 SUSTAINED_RATE="${SUSTAINED_RATE:-6000}"
-TARGETS="${TARGETS:-burst track batch-half track-half action${SUSTAINED:+ sustained}}"
+TARGETS="${TARGETS:-burst track batch-half track-half action flood${SUSTAINED:+ sustained}}"
 for t in $TARGETS; do
   case $t in
-  burst|track|batch-half|track-half|action) ;;
+  burst|track|batch-half|track-half|action|flood) ;;
   sustained) [ -n "$SUSTAINED" ] || { echo "targets.sh: sustained needs SUSTAINED, such as SUSTAINED=600s" >&2; exit 2; } ;;
-  *) echo "targets.sh: unknown target $t (burst, track, batch-half, track-half, action, sustained)" >&2; exit 2 ;;
+  *) echo "targets.sh: unknown target $t (burst, track, batch-half, track-half, action, flood, sustained)" >&2; exit 2 ;;
   esac
 done
 work=$(mktemp -d /tmp/cartera-targets.XXXXXX)
@@ -57,6 +60,31 @@ run() {
   pid=
 }
 
+# flood: one gateway on flood.yaml; the trickle alone, then the same
+# trickle during the flood.
+flood() {
+  rm -rf "$work/data"
+  "$CARTERA" serve --config $cfg/flood.yaml --data "$work/data/flood.db" --addr "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
+  pid=$!
+  for _ in $(seq 1 150); do
+    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
+    kill -0 "$pid" 2>/dev/null || { cat "$work/serve.log"; exit 1; }
+    sleep 0.2
+  done
+  local load=("$work/cartera-bench" load --url "http://127.0.0.1:$port" --admin-token "$token" --people 100000)
+  local trickle=(--mode track --clients 4 --rate 200 --duration 20s --web-key app_bench_key --pos-key pos_trickle_key)
+  echo "== one key flooding, another's trickle ($(uptime | sed 's/.*load average/load average/'))"
+  echo "trickle alone:         $("${load[@]}" "${trickle[@]}" --warmup 2s | grep 'ack latency')"
+  "${load[@]}" --mode batch --clients 16 --batch 100 --duration 30s --warmup 1s --web-key web_bench_key --pos-key web_bench_key >"$work/flood.txt" 2>&1 &
+  local fpid=$!
+  sleep 4
+  echo "trickle during flood:  $("${load[@]}" "${trickle[@]}" --warmup 1s | grep 'ack latency')"
+  wait "$fpid"
+  echo "the flood:             $(grep -E 'accepted:' "$work/flood.txt")"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  pid=
+}
+
 cfg=cmd/cartera-bench/testdata
 for t in $TARGETS; do
   case $t in
@@ -65,6 +93,7 @@ for t in $TARGETS; do
   batch-half) run "batch at 30,000/s" $cfg/burst.yaml --clients 16 --rate 30000 --duration 30s ;;
   track-half) run "track at 7,500/s" $cfg/burst.yaml --mode track --clients 64 --rate 7500 --duration 30s ;;
   action)     run "track at 3,000/s" $cfg/cartera.yaml --mode track --clients 64 --rate 3000 --duration 30s ;;
+  flood)      flood ;;
   sustained)  run "batch at $SUSTAINED_RATE/s for $SUSTAINED" $cfg/cartera.yaml --clients 16 --rate "$SUSTAINED_RATE" --duration "$SUSTAINED" ;;
   esac
 done
