@@ -12,9 +12,10 @@ import "runtime"
 // queue for the other; with two per CPU, the kernel shares the CPUs
 // between the threads and runs a thread that wakes (an fsync returned, a
 // request arrived) within a fraction of a millisecond. On two cores that
-// took single tracks from ~10,400 to ~14,900 a second and their p99 at
+// took single tracks from ~10,600 to ~15,300 a second and their p99 at
 // 7,500/s from 33 to 13 ms, and another key's p99 during a flood from 9 to
-// 5 ms, with applying as fast as before (docs/benchmarks.md, round 12).
+// 5 ms; applying keeps its pace at rates it keeps up with, and is 8–13 %
+// slower while ingestion floods (docs/benchmarks.md, round 12).
 const procsPerCPU = 2
 
 // procsFor is the GOMAXPROCS main sets, given the GOMAXPROCS environment
