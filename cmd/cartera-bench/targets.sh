@@ -42,17 +42,22 @@ fi
 port=$(( 20000 + RANDOM % 20000 ))
 token=bench-admin-token-0123456789
 
-# run NAME CONFIG LOAD-FLAGS...: a fresh store, the gateway, the load.
-run() {
-  local name=$1 config=$2; shift 2
+# start CONFIG: the gateway on a fresh store, once it answers.
+start() {
   rm -rf "$work/data"
-  "$CARTERA" serve --config "$config" --data "$work/data/bench.db" --addr "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
+  "$CARTERA" serve --config "$1" --data "$work/data/bench.db" --addr "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
   pid=$!
   for _ in $(seq 1 150); do
     curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
     kill -0 "$pid" 2>/dev/null || { cat "$work/serve.log"; exit 1; }
     sleep 0.2
   done
+}
+
+# run NAME CONFIG LOAD-FLAGS...: a fresh store, the gateway, the load.
+run() {
+  local name=$1 config=$2; shift 2
+  start "$config"
   echo "== $name ($(uptime | sed 's/.*load average/load average/'))"
   "$work/cartera-bench" load --url "http://127.0.0.1:$port" --admin-token "$token" --people 100000 --warmup 2s "$@" \
     | grep -E 'accepted:|ack latency|first journey action|journey exit|event log|errors'
@@ -63,14 +68,7 @@ run() {
 # flood: one gateway on flood.yaml; the trickle alone, then the same
 # trickle during the flood.
 flood() {
-  rm -rf "$work/data"
-  "$CARTERA" serve --config $cfg/flood.yaml --data "$work/data/flood.db" --addr "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
-  pid=$!
-  for _ in $(seq 1 150); do
-    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
-    kill -0 "$pid" 2>/dev/null || { cat "$work/serve.log"; exit 1; }
-    sleep 0.2
-  done
+  start $cfg/flood.yaml
   local load=("$work/cartera-bench" load --url "http://127.0.0.1:$port" --admin-token "$token" --people 100000)
   local trickle=(--mode track --clients 4 --rate 200 --duration 20s --web-key app_bench_key --pos-key pos_trickle_key)
   echo "== one key flooding, another's trickle ($(uptime | sed 's/.*load average/load average/'))"
