@@ -28,11 +28,7 @@ func BenchmarkMergeAcrossPartitions(b *testing.B) {
 			ctx := context.Background()
 			cfg := testConfig(startNATSB(b))
 			cfg.Partitions = testPartitions
-			l, err := jetstream.Open(ctx, cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer l.Close()
+			l := open(b, cfg)
 			files := profiles.NewPartitionFiles(b.TempDir(), func(path string) (*profiles.Store, error) {
 				return profiles.Open(ctx, path, profiles.DefaultConfig(), profiles.Options{Now: clocktest.New(t0).Now})
 			})
@@ -157,11 +153,7 @@ func BenchmarkRouterAppend(b *testing.B) {
 			ctx := context.Background()
 			cfg := testConfig(startNATSB(b))
 			cfg.Partitions = testPartitions
-			l, err := jetstream.Open(ctx, cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer l.Close()
+			l := open(b, cfg)
 			rcfg := jetstream.RouterConfig{Identity: profiles.DefaultIdentityConfig(), Now: clocktest.New(t0).Now}
 			if mode == "router-cached" {
 				rcfg.CacheTTL = time.Hour

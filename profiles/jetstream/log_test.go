@@ -64,7 +64,7 @@ func testConfig(url string) jetstream.Config {
 	return cfg
 }
 
-func open(t *testing.T, cfg jetstream.Config) *jetstream.Log {
+func open(t testing.TB, cfg jetstream.Config) *jetstream.Log {
 	t.Helper()
 	l, err := jetstream.Open(t.Context(), cfg)
 	if err != nil {
