@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -309,15 +308,7 @@ func eventKey(profileID string, ts time.Time, seq uint64) []byte {
 	return k
 }
 
-func (s *Store) newProfileID() (string, error) {
-	var b [12]byte
-	ms := uint64(s.now().UnixMilli())
-	b[0], b[1], b[2], b[3], b[4], b[5] = byte(ms>>40), byte(ms>>32), byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
-	if _, err := io.ReadFull(s.rand, b[6:]); err != nil {
-		return "", fmt.Errorf("make profile id: %w", err)
-	}
-	return hex.EncodeToString(b[:]), nil
-}
+func (s *Store) newProfileID() (string, error) { return NewProfileID(s.now(), s.rand) }
 
 // resolveTx finds the live profile id an identifier names, or "".
 func (s *Store) resolveTx(tx *bbolt.Tx, id Identifier) string {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	njs "github.com/nats-io/nats.go/jetstream"
 
 	"cartera/internal/clocktest"
 	"cartera/profiles"
@@ -142,7 +143,12 @@ type mergeSetup struct {
 func setUpMerge(t *testing.T, url string, snapshots jetstream.SnapshotConfig) *mergeSetup {
 	t.Helper()
 	dir := t.TempDir()
-	withFiles := func(n *node) { n.url, n.perPartition, n.snapshots = url, true, snapshots }
+	// Every acknowledged event must be on the merged profile: the loads
+	// run as fast as they are acknowledged, past the default 1,000 kept
+	// on a slow machine, so the stores keep more.
+	withFiles := func(n *node) {
+		n.url, n.perPartition, n.snapshots, n.maxEvents = url, true, snapshots, 1_000_000
+	}
 	a := startNodeWith(t, "a", filepath.Join(dir, "a"), withFiles)
 	b := startNodeWith(t, "b", filepath.Join(dir, "b"), withFiles)
 	ms := &mergeSetup{nodes: []*node{a, b}}
@@ -317,8 +323,8 @@ func TestMergeAcrossPartitionsUnderLoad(t *testing.T) {
 func forwardedIn(t *testing.T, url, pid string) int {
 	t.Helper()
 	n, out := 0, false
-	eachRecord(t, url, func(_ uint64, data []byte) {
-		to, body := profiles.RecordRoute(data)
+	eachRecord(t, url, func(m *njs.RawStreamMsg) {
+		to, body := profiles.RecordRoute(m.Data)
 		switch {
 		case to != pid:
 		case profiles.IsMergeBody(body):
@@ -355,25 +361,12 @@ func TestMergeInTwiceMergesOnce(t *testing.T) {
 	prof, _ := ms.merged(t, ids)
 
 	// Find the MergeIn in the survivor's partition and append it again.
-	js := clientJS(t, ns.url())
-	stream, err := js.Stream(t.Context(), "CARTERA_EVENTS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
 	var mergeIn []byte
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		m, err := stream.GetMsg(t.Context(), seq)
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachRecord(t, ns.url(), func(m *njs.RawStreamMsg) {
 		if pid, body := profiles.RecordRoute(m.Data); pid == prof.ID && profiles.IsMergeBody(body) {
 			mergeIn = m.Data
 		}
-	}
+	})
 	if mergeIn == nil {
 		t.Fatal("no MergeIn record in the survivor's partition")
 	}
@@ -881,8 +874,8 @@ func TestMergeOutAppliedAgainAfterCrash(t *testing.T) {
 func mergeIns(t *testing.T, url, pid string) int {
 	t.Helper()
 	n := 0
-	eachRecord(t, url, func(_ uint64, data []byte) {
-		if to, body := profiles.RecordRoute(data); to == pid && profiles.IsMergeBody(body) {
+	eachRecord(t, url, func(m *njs.RawStreamMsg) {
+		if to, body := profiles.RecordRoute(m.Data); to == pid && profiles.IsMergeBody(body) {
 			n++
 		}
 	})

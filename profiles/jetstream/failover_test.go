@@ -145,18 +145,18 @@ func waitSnapshotted(t *testing.T, url string) (lastSeq uint64) {
 func offsetsInStream(t *testing.T, url string) map[string]uint64 {
 	t.Helper()
 	out := map[string]uint64{}
-	eachRecord(t, url, func(seq uint64, data []byte) {
+	eachRecord(t, url, func(m *njs.RawStreamMsg) {
 		var e profiles.Event
-		if err := json.Unmarshal(data, &e); err != nil {
+		if err := json.Unmarshal(m.Data, &e); err != nil {
 			t.Fatal(err)
 		}
-		out[e.MessageID] = seq
+		out[e.MessageID] = m.Sequence
 	})
 	return out
 }
 
 // eachRecord calls f with each record in the stream, in order.
-func eachRecord(t *testing.T, url string, f func(seq uint64, data []byte)) {
+func eachRecord(t *testing.T, url string, f func(m *njs.RawStreamMsg)) {
 	t.Helper()
 	stream, err := clientJS(t, url).Stream(t.Context(), "CARTERA_EVENTS")
 	if err != nil {
@@ -171,7 +171,7 @@ func eachRecord(t *testing.T, url string, f func(seq uint64, data []byte)) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f(seq, m.Data)
+		f(m)
 	}
 }
 

@@ -92,6 +92,8 @@ type node struct {
 	files        *profiles.PartitionFiles
 	// snapshots is the node's snapshot config (with perPartition).
 	snapshots jetstream.SnapshotConfig
+	// maxEvents is profiles.max_events (the default when 0).
+	maxEvents int
 }
 
 func startNode(t *testing.T, url, id, path string) *node {
@@ -111,8 +113,12 @@ func startNodeWith(t *testing.T, id, path string, set func(*node)) *node {
 func (n *node) start() {
 	t := n.t
 	t.Helper()
+	pcfg := profiles.DefaultConfig()
+	if n.maxEvents > 0 {
+		pcfg.MaxEvents = n.maxEvents
+	}
 	openStore := func(path string) (*profiles.Store, error) {
-		return profiles.Open(context.Background(), path, profiles.DefaultConfig(), profiles.Options{Now: clocktest.New(t0).Now, Processors: []profiles.Processor{n.seen}, Logger: testLogger()})
+		return profiles.Open(context.Background(), path, pcfg, profiles.Options{Now: clocktest.New(t0).Now, Processors: []profiles.Processor{n.seen}, Logger: testLogger()})
 	}
 	var app jetstream.Applier
 	var st *profiles.Store
@@ -363,24 +369,11 @@ func TestNodesShareTakeOverAndRebalance(t *testing.T) {
 func waitCheckpointed(t *testing.T, url string) {
 	t.Helper()
 	last := map[int]uint64{}
-	js := clientJS(t, url)
-	stream, err := js.Stream(t.Context(), "CARTERA_EVENTS")
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
-		m, err := stream.GetMsg(t.Context(), seq)
-		if err != nil {
-			t.Fatal(err)
-		}
+	eachRecord(t, url, func(m *njs.RawStreamMsg) {
 		p, _ := strconv.Atoi(strings.TrimPrefix(m.Subject, "cartera.events."))
-		last[p] = seq
-	}
-	meta, err := js.KeyValue(t.Context(), "CARTERA_EVENTS_META")
+		last[p] = m.Sequence
+	})
+	meta, err := clientJS(t, url).KeyValue(t.Context(), "CARTERA_EVENTS_META")
 	if err != nil {
 		t.Fatal(err)
 	}
