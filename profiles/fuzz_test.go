@@ -262,9 +262,12 @@ func TestFastPathTakes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var back Event
+		var back, slow Event
 		if !scanStored(stored, &back) {
 			t.Errorf("scanStored(%s) fell back to encoding/json", stored)
+			continue
 		}
+		// What it read is what encoding/json reads.
+		agree(t, back, nil, slow, decodeStoredSlow(stored, &slow))
 	}
 }

@@ -474,9 +474,14 @@ func (s *Store) apply(st *txState, e *Event) (Result, error) {
 	var target *Profile
 	if len(owners) == 0 {
 		id := e.route
-		if _, err := st.get(id); id == "" || err == nil {
-			// (A routed event the guard kept off its profile gets a
-			// profile of its own, as on a single node.)
+		if id != "" {
+			if _, err := st.get(id); err == nil {
+				// A routed event the guard kept off its profile gets a
+				// profile of its own, as on a single node.
+				id = ""
+			}
+		}
+		if id == "" {
 			if id, err = s.newProfileID(); err != nil {
 				return Result{}, err
 			}

@@ -33,7 +33,7 @@ for t in $TARGETS; do
   esac
 done
 work=$(mktemp -d /tmp/cartera-targets.XXXXXX)
-trap 'kill "${pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill ${pid:-} ${fpid:-} 2>/dev/null || true; rm -rf "$work"' EXIT
 if [ -z "${CARTERA:-}" ]; then
   "$GO" build -o "$work/cartera" ./cmd/cartera
   CARTERA="$work/cartera"
@@ -52,6 +52,7 @@ start() {
     kill -0 "$pid" 2>/dev/null || { cat "$work/serve.log"; exit 1; }
     sleep 0.2
   done
+  curl -sf "http://127.0.0.1:$port/healthz" >/dev/null || { echo "targets.sh: the gateway on :$port did not answer within 30 s" >&2; cat "$work/serve.log"; exit 1; }
 }
 
 # run NAME CONFIG LOAD-FLAGS...: a fresh store, the gateway, the load.
@@ -74,10 +75,11 @@ flood() {
   echo "== one key flooding, another's trickle ($(uptime | sed 's/.*load average/load average/'))"
   echo "trickle alone:         $("${load[@]}" "${trickle[@]}" --warmup 2s | grep 'ack latency')"
   "${load[@]}" --mode batch --clients 16 --batch 100 --duration 30s --warmup 1s --web-key web_bench_key --pos-key web_bench_key >"$work/flood.txt" 2>&1 &
-  local fpid=$!
+  fpid=$!
   sleep 4
   echo "trickle during flood:  $("${load[@]}" "${trickle[@]}" --warmup 1s | grep 'ack latency')"
   wait "$fpid"
+  fpid=
   echo "the flood:             $(grep -E 'accepted:' "$work/flood.txt")"
   kill "$pid"; wait "$pid" 2>/dev/null || true
   pid=

@@ -355,7 +355,7 @@ func (l *edgeLimits) ingestLimit(sources *profiles.Sources) fiber.Handler {
 		}
 		release, ok := l.slots.acquire(id, l.slotWait)
 		if !ok {
-			l.fairRefused(id, now)
+			l.fairRefused(id, l.now()) // after the wait for a slot
 			return l.refuseWith(c, "write_key_concurrency", time.Second,
 				fmt.Sprintf("too many requests at once for this write key (%d handled at a time)", l.cfg.WriteKeyConcurrency))
 		}
