@@ -735,14 +735,9 @@ func TestRouterErase(t *testing.T) {
 // ledger says how many were left out: the merge does not stall the
 // partition.
 func TestMergeOfLargeStateLeavesOutOldestEvents(t *testing.T) {
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(),
-		NoLog: true, NoSigs: true, MaxPayload: 64 << 10})
+	s, err := newNATSServer(t.TempDir(), func(o *server.Options) { o.MaxPayload = 64 << 10 })
 	if err != nil {
 		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(30 * time.Second) {
-		t.Fatal("nats server did not start")
 	}
 	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 	ms := setUpMerge(t, s.ClientURL(), jetstream.SnapshotConfig{})

@@ -12,8 +12,12 @@ import (
 )
 
 // newNATSServer starts one NATS server with JetStream in dir.
-func newNATSServer(dir string) (*server.Server, error) {
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true})
+func newNATSServer(dir string, set ...func(*server.Options)) (*server.Server, error) {
+	opts := &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: dir, NoLog: true, NoSigs: true}
+	for _, f := range set {
+		f(opts)
+	}
+	s, err := server.NewServer(opts)
 	if err != nil {
 		return nil, err
 	}
