@@ -348,35 +348,53 @@ func (s *Store) applyOne(ctx context.Context, t *partTarget, offset uint64, e *E
 		var probe Event
 		err = fmt.Errorf("decode event-log record: %w", decodeEvent(raw, &probe))
 	} else {
-		for tries < s.cfg.Log.MaxApplyTries {
-			if tries > 0 {
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(time.Duration(tries) * 20 * time.Millisecond):
-				}
-			}
-			tries++
-			if err = s.submitApply(ctx, t, []*Event{e}, offset); err == nil || !isEventError(err) {
-				// Applied, or the store itself failed: RunApplier
-				// retries without counting it against the event.
-				return err
-			}
+		tries, err = s.retry(ctx, func() error { return s.submitApply(ctx, t, []*Event{e}, offset) })
+		if err == nil || !isEventError(err) {
+			// Applied, or the store itself failed: RunApplier
+			// retries without counting it against the event.
+			return err
 		}
 	}
 	dead := &deadEvent{Offset: offset, At: s.now().UTC(), Tries: tries, Error: err.Error()}
 	if e != nil {
 		dead.Type, dead.Event, dead.Source, dead.MessageID = e.Type, e.Event, e.Source, e.MessageID
 	}
+	return s.recordDead(ctx, t, dead)
+}
+
+// retry runs apply until it succeeds, fails for the store rather than for
+// the records (not an eventError), or has failed MaxApplyTries times,
+// waiting a little longer before each try; it returns the tries made and
+// the last error.
+func (s *Store) retry(ctx context.Context, apply func() error) (tries int, err error) {
+	for tries < s.cfg.Log.MaxApplyTries {
+		if tries > 0 {
+			select {
+			case <-ctx.Done():
+				return tries, ctx.Err()
+			case <-time.After(time.Duration(tries) * 20 * time.Millisecond):
+			}
+		}
+		tries++
+		if err = apply(); err == nil || !isEventError(err) {
+			return tries, err
+		}
+	}
+	return tries, err
+}
+
+// recordDead records a log record the processors keep failing on (or that
+// does not decode) as dead, and goes on after it.
+func (s *Store) recordDead(ctx context.Context, t *partTarget, dead *deadEvent) error {
 	// Logged without the event's contents: its type and where it is.
-	s.log.Error("dead event: skipped after failed applies", "offset", offset, "type", dead.Type, "event", dead.Event, "source", dead.Source, "tries", tries)
+	s.log.Error("dead event: skipped after failed applies", "offset", dead.Offset, "type", dead.Type, "event", dead.Event, "source", dead.Source, "tries", dead.Tries)
 	s.metrics.DeadEvents.Inc()
-	req := &commitReq{dead: dead, through: offset, done: make(chan error, 1)}
+	req := &commitReq{dead: dead, through: dead.Offset, done: make(chan error, 1)}
 	t.prepare(req)
 	if err := s.submit(ctx, req); err != nil {
-		return fmt.Errorf("record dead event at offset %d: %w", offset, err)
+		return fmt.Errorf("record dead event at offset %d: %w", dead.Offset, err)
 	}
-	s.advance(t, offset)
+	s.advance(t, dead.Offset)
 	return nil
 }
 

@@ -97,7 +97,7 @@ func (s *Store) applyRecords(ctx context.Context, t *partTarget, recs []Record, 
 		switch {
 		case perr != nil:
 			// Recorded as dead, as an event that does not decode.
-			err = s.applyOne(ctx, t, offs[i], nil, raw)
+			err = s.recordDead(ctx, t, &deadEvent{Offset: offs[i], At: s.now().UTC(), Type: deadMerge, Error: perr.Error()})
 		case !isMerge:
 			err = s.forward(ctx, t, offs[i], fwd, RoutedRecord(to, body))
 		case m.Op == MergeOut:
@@ -111,7 +111,7 @@ func (s *Store) applyRecords(ctx context.Context, t *partTarget, recs []Record, 
 				err = s.forward(ctx, t, offs[i], fwd, RoutedRecord(to, b))
 			}
 		default:
-			err = s.submitMerge(ctx, t, offs[i], m)
+			_, err = s.submitMerge(ctx, t, offs[i], m)
 		}
 		if err != nil {
 			return err
@@ -178,21 +178,34 @@ func (s *Store) mergeOut(ctx context.Context, t *partTarget, off uint64, fwd For
 			return fmt.Errorf("merge %s into %s: send the state: %w", m.Loser, m.Survivor, err)
 		}
 	}
-	if err := s.submitMerge(ctx, t, off, m); err != nil {
-		return err
+	applied, err := s.submitMerge(ctx, t, off, m)
+	if applied {
+		moved[m.Loser] = m.Survivor
 	}
-	moved[m.Loser] = m.Survivor
-	return nil
+	return err
 }
 
-func (s *Store) submitMerge(ctx context.Context, t *partTarget, off uint64, m *MergeRecord) error {
-	req := &commitReq{merge: &mergeStep{rec: m}, through: off, done: make(chan error, 1)}
-	t.prepare(req)
-	if err := s.submit(ctx, req); err != nil {
-		return err
+// deadMerge is the type of a dead merge step.
+const deadMerge = "merge"
+
+// submitMerge commits a merge step. One the processors keep failing on is
+// recorded as dead, as an event is, so that it does not hold up the
+// partition for ever; applied says whether it was committed.
+func (s *Store) submitMerge(ctx context.Context, t *partTarget, off uint64, m *MergeRecord) (applied bool, err error) {
+	tries, err := s.retry(ctx, func() error {
+		req := &commitReq{merge: &mergeStep{rec: m}, through: off, done: make(chan error, 1)}
+		t.prepare(req)
+		return s.submit(ctx, req)
+	})
+	if err == nil {
+		s.advance(t, off)
+		return true, nil
 	}
-	s.advance(t, off)
-	return nil
+	if !isEventError(err) {
+		return false, err
+	}
+	return false, s.recordDead(ctx, t, &deadEvent{Offset: off, At: s.now().UTC(), Type: deadMerge, Event: m.Op, Tries: tries,
+		Error: fmt.Sprintf("merge step %q at offset %d: %v", m.Op, off, err)})
 }
 
 // exportState reads everything stored under a profile (nil if there is no

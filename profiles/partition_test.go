@@ -2,9 +2,11 @@ package profiles
 
 import (
 	"context"
+	crand "crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -30,8 +32,12 @@ func (l *partLog) add(t *testing.T, off uint64, e *Event) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	l.addRaw(off, v)
+}
+
+func (l *partLog) addRaw(off uint64, data []byte) {
 	l.mu.Lock()
-	l.recs = append(l.recs, Record{Offset: off, Data: v})
+	l.recs = append(l.recs, Record{Offset: off, Data: data})
 	close(l.more)
 	l.more = make(chan struct{})
 	l.mu.Unlock()
@@ -136,4 +142,65 @@ func TestApplyPartition(t *testing.T) {
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("ApplyPartition after cancel: %v", err)
 	}
+}
+
+// A merge step the processors keep failing on, and one that does not
+// decode, are recorded as dead, with what was wrong, and the partition
+// goes on after them: before, it retried such a step for ever.
+func TestDeadMergeSteps(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Log.MaxApplyTries = 2
+	ts := openStore(t, cfg)
+	newID := func() string {
+		id, err := NewProfileID(time.Now(), crand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	loser, survivor, other := newID(), newID(), newID()
+	// The state carried is of another profile than the loser.
+	state, err := encodeProfile(&Profile{ID: other}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := MergeBody(MergeRecord{Op: MergeIn, Loser: loser, Survivor: survivor, State: &ProfileState{Profile: state}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := newPartLog()
+	log.addRaw(3, RoutedRecord(survivor, in))
+	log.addRaw(4, RoutedRecord(survivor, []byte{mergeMark, '{'}))
+	log.add(t, 7, track("p1", "A", user("ann")))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- ts.ApplyPartition(ctx, 5, 1, log) }()
+	waitFor(t, "partition 5 applied through 7", func() bool { return ts.PartitionApplied(5) == 7 })
+	if got := ts.lookup(KindUserID, "ann").EventCount; got != 1 {
+		t.Fatalf("ann has %d events, want 1", got)
+	}
+	dead, err := ts.DeadEvents()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off, want := range map[uint64]string{
+		3: `merge step "in" at offset 3: commit events: apply merge of ` + loser + " into " + survivor + ": merge " + loser + " into " + survivor + ": the state is of profile " + other,
+		4: "decode merge record",
+	} {
+		var d deadEvent
+		if err := json.Unmarshal(dead[off], &d); err != nil {
+			t.Fatalf("dead record at %d: %v (%s)", off, err, dead[off])
+		}
+		if d.Type != deadMerge || !strings.Contains(d.Error, want) {
+			t.Errorf("dead record at %d: type %q, error %q; want %q and %q", off, d.Type, d.Error, deadMerge, want)
+		}
+	}
+	for _, id := range []string{loser, other} {
+		if _, err := ts.Lookup(Identifier{Kind: KindProfileID, Value: id}); err == nil {
+			t.Errorf("the state carried for %s was imported", id)
+		}
+	}
+	cancel()
+	<-done
 }
