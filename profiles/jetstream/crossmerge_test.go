@@ -75,6 +75,12 @@ func profileOf(t *testing.T, r *jetstream.Router, rec []byte) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return resolveEvent(t, r, e)
+}
+
+// resolveEvent is the profile the router addresses e to.
+func resolveEvent(t *testing.T, r *jetstream.Router, e *profiles.Event) string {
+	t.Helper()
 	pid, err := r.Resolve(t.Context(), e)
 	if err != nil {
 		t.Fatal(err)
@@ -601,14 +607,7 @@ func TestRouterGuardsProtectedProfiles(t *testing.T) {
 		}
 		return e
 	}
-	resolve := func(e *profiles.Event) string {
-		t.Helper()
-		pid, err := r.Resolve(t.Context(), e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pid
-	}
+	resolve := func(e *profiles.Event) string { return resolveEvent(t, r, e) }
 	vip := resolve(ev("crm", false, "vip", "", "vip@example.com"))
 	x := resolve(ev("web", false, "", "x", ""))
 	// A page claims the VIP's email, then their user id.
@@ -658,14 +657,7 @@ func TestRouterKeepsEmailLimit(t *testing.T) {
 	ev := func(anon, email string) *profiles.Event {
 		return &profiles.Event{Type: profiles.TypeIdentify, MessageID: "m", AnonymousID: anon, Traits: map[string]any{"email": email}, Source: "web"}
 	}
-	resolve := func(e *profiles.Event) string {
-		t.Helper()
-		pid, err := r.Resolve(t.Context(), e)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pid
-	}
+	resolve := func(e *profiles.Event) string { return resolveEvent(t, r, e) }
 	a := resolve(ev("pa", "a1@example.com"))
 	if got := resolve(ev("pa", "a2@example.com")); got != a {
 		t.Fatalf("a second email went to %s, want %s", got, a)
