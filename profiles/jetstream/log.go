@@ -276,10 +276,10 @@ func (l *Log) Append(ctx context.Context, recs [][]byte) (first, last uint64, er
 	if len(recs) == 0 {
 		return 0, 0, errors.New("jetstream event log: append of no records")
 	}
-	limit := l.nc.MaxPayload()
+	limit := l.MaxRecord()
 	for i, r := range recs {
-		if int64(len(r)) > limit {
-			return 0, 0, fmt.Errorf("%w: record %d is %d bytes, over the server's %d", ErrTooLarge, i, len(r), limit)
+		if len(r) > limit {
+			return 0, 0, fmt.Errorf("%w: record %d is %d bytes, over the %d a message of the server's can carry", ErrTooLarge, i, len(r), limit)
 		}
 	}
 	req := &appendReq{recs: recs, done: make(chan error, 1)}
@@ -301,6 +301,20 @@ func (l *Log) Append(ctx context.Context, recs [][]byte) (first, last uint64, er
 	case <-ctx.Done():
 		return 0, 0, ctx.Err()
 	}
+}
+
+// MaxRecord is the largest record Append takes: the server's largest
+// message less the headers each record is published with (NATS counts
+// headers and payload together against max_payload).
+func (l *Log) MaxRecord() int {
+	return int(l.nc.MaxPayload()) - publishHeaderLen(l.cfg.Stream)
+}
+
+// publishHeaderLen is the size of the headers publish sends with each
+// record, as nats.go encodes them: the status line, the expected stream
+// (jetstream.WithExpectStream), the blank line.
+func publishHeaderLen(stream string) int {
+	return len("NATS/1.0\r\n") + len(jetstream.ExpectedStreamHeader+": "+stream+"\r\n") + len("\r\n")
 }
 
 // writer publishes whatever appends are queued, in order, then waits for

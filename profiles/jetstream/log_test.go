@@ -389,3 +389,37 @@ func TestTrim(t *testing.T) {
 		t.Fatalf("committed after trim %d, want 5", got)
 	}
 }
+
+// The largest record Append takes is the server's max_payload less the
+// headers it is published with: that record is stored and read back
+// whole, and one byte more is refused with ErrTooLarge before anything is
+// published (not failed by the client as over max_payload, which a merge
+// sized by MaxRecord would retry for ever).
+func TestMaxRecordLeavesRoomForHeaders(t *testing.T) {
+	s, err := newNATSServer(t.TempDir(), func(o *server.Options) { o.MaxPayload = 4 << 10 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	l := open(t, testConfig(s.ClientURL()))
+	limit := l.MaxRecord()
+	if limit >= 4<<10 || limit < 4<<10-100 {
+		t.Fatalf("MaxRecord %d with max_payload %d", limit, 4<<10)
+	}
+	record := func(n int) []byte {
+		prefix := `{"type":"track","userId":"ann","event":"`
+		return []byte(prefix + strings.Repeat("x", n-len(prefix)-2) + `"}`)
+	}
+	first, _, err := l.Append(t.Context(), [][]byte{record(limit)})
+	if err != nil {
+		t.Fatalf("a record of MaxRecord (%d) bytes: %v", limit, err)
+	}
+	if got := readN(t, l, first, 1)[0]; len(got) != limit {
+		t.Fatalf("read back %d bytes, want %d", len(got), limit)
+	}
+	for _, n := range []int{limit + 1, 4 << 10} {
+		if _, _, err := l.Append(t.Context(), [][]byte{record(n)}); !errors.Is(err, jetstream.ErrTooLarge) {
+			t.Fatalf("a record of %d bytes (MaxRecord %d): %v, want ErrTooLarge", n, limit, err)
+		}
+	}
+}

@@ -509,7 +509,7 @@ func (ls *lease) Forward(ctx context.Context, recs [][]byte) error {
 }
 
 // MaxRecord is the largest record the server takes (profiles.Forwarder).
-func (ls *lease) MaxRecord() int { return int(ls.n.l.nc.MaxPayload()) }
+func (ls *lease) MaxRecord() int { return ls.n.l.MaxRecord() }
 
 // Fence checks, before a commit of the partition's records, that this
 // node still holds the lease: by its own clock with a margin, then in the
