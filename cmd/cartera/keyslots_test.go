@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -147,5 +148,59 @@ func TestWriteKeyConcurrencyRefusesAfterWaiting(t *testing.T) {
 	}
 	if len(l.slots.keys) != 0 {
 		t.Errorf("slots kept for %d keys with no request", len(l.slots.keys))
+	}
+}
+
+// TestPaceSlotNotTakenByARequestRefusedForConcurrency: under load, with
+// one request of the flooding key at a time, a request that finds the
+// key's only slot taken is refused for that, and takes nothing of the
+// key's pace: once the slot is free, the next request at the same instant
+// goes in at its pace slot. (Checked before the concurrency cap, the fair
+// share reserved the slot for the refused request, and refused the next
+// one for its share.)
+func TestPaceSlotNotTakenByARequestRefusedForConcurrency(t *testing.T) {
+	cfg := DefaultLimitsConfig()
+	cfg.WriteKeyConcurrency = 1
+	cfg.RefusalDelay = 0
+	l := newEdgeLimits(cfg, nil)
+	l.slotWait = time.Millisecond
+	var mu sync.Mutex
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	l.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	l.watchLag(func() (uint64, time.Duration) { return 1 << 20, time.Minute }) // always under load
+	flood, trickle := keyID("flood_key_0123456789"), keyID("trickle_key_0123456789")
+	for range 30 {
+		l.fairAccepted(flood, 100, l.now())
+		l.fairAccepted(trickle, 1, l.now())
+	}
+	post, entered, release := slotsApp(t, l)
+
+	advance(time.Second)
+	done := make(chan int, 1)
+	go func() {
+		st, _ := post("flood_key_0123456789", "hold=1&id=first")
+		done <- st
+	}()
+	<-entered // paced in at its slot, holding the key's only slot
+	advance(time.Second)
+	if st, _ := post("flood_key_0123456789", "id=second"); st != 429 {
+		t.Fatalf("second request with the key's slot taken: %d, want 429", st)
+	}
+	if got := testutil.ToFloat64(l.limited.WithLabelValues("write_key_concurrency")); got != 1 {
+		t.Errorf("refused for concurrency %v times, want 1", got)
+	}
+	close(release)
+	if st := <-done; st != 200 {
+		t.Fatalf("first request: %d", st)
+	}
+	if st, retry := post("flood_key_0123456789", "id=third"); st != 200 {
+		t.Errorf("third request, its pace slot free: %d (Retry-After %q), want 200", st, retry)
+	}
+	if got := testutil.ToFloat64(l.fair.paced.WithLabelValues("web")); got != 2 {
+		t.Errorf("paced %v requests, want 2 (the first and the third)", got)
+	}
+	if got := testutil.ToFloat64(l.limited.WithLabelValues("fair_share")); got != 0 {
+		t.Errorf("refused for the fair share %v times, want 0", got)
 	}
 }

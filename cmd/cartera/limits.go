@@ -348,7 +348,7 @@ func (l *edgeLimits) ingestLimit(sources *profiles.Sources) fiber.Handler {
 		}
 		id := keyID(key)
 		now := l.now()
-		ev, err := l.keyLimits(c, id, source, now)
+		ev, err := l.keyLimits(c, id, now)
 		if err != nil {
 			l.fairRefused(id, now)
 			return err
@@ -360,6 +360,14 @@ func (l *edgeLimits) ingestLimit(sources *profiles.Sources) fiber.Handler {
 				fmt.Sprintf("too many requests at once for this write key (%d handled at a time)", l.cfg.WriteKeyConcurrency))
 		}
 		defer release()
+		// The fair share last, once nothing else can refuse the request:
+		// a request it lets in takes the key's next slot, which one
+		// refused afterwards (no slot of the key's concurrency free)
+		// would have wasted.
+		if err := l.fairCheck(c, id, source, l.now()); err != nil {
+			l.fairRefused(id, l.now())
+			return err
+		}
 		err = c.Next()
 		if n, ok := c.Locals(localAccepted).(int); ok && err == nil {
 			// Charged as of now, not of the request's start: an older
@@ -383,10 +391,10 @@ func keyID(key string) string {
 	return string(sum[:16])
 }
 
-// keyLimits refuses a request of the write key id (of source) over its
-// request rate, in debt of events, or over its fair share under load. It
-// returns the key's bucket of events (nil: that limit is off).
-func (l *edgeLimits) keyLimits(c *fiber.Ctx, id, source string, now time.Time) (*rate.Limiter, error) {
+// keyLimits refuses a request of the write key id over its request rate,
+// or in debt of events. It returns the key's bucket of events (nil: that
+// limit is off).
+func (l *edgeLimits) keyLimits(c *fiber.Ctx, id string, now time.Time) (*rate.Limiter, error) {
 	if err := l.check(c, l.keyRequests, "write_key_requests", id, now, "this write key"); err != nil {
 		return nil, err
 	}
@@ -396,7 +404,7 @@ func (l *edgeLimits) keyLimits(c *fiber.Ctx, id, source string, now time.Time) (
 			return nil, l.refuse(c, "write_key_events", wait, "events for this write key")
 		}
 	}
-	return ev, l.fairCheck(c, id, source, now)
+	return ev, nil
 }
 
 // localAccepted is the fiber.Ctx local the ingest handler sets to the
