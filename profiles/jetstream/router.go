@@ -222,7 +222,7 @@ func (r *Router) resolveEvent(ctx context.Context, e *profiles.Event, cached boo
 			// As on a single node: a previousId is a userId if the index
 			// knows it as one, else an anonymousId.
 			id := profiles.Identifier{Kind: profiles.KindUserID, Value: prev}
-			if ent, err := r.kv.Get(ctx, r.identifierKey(id)); errors.Is(err, jetstream.ErrKeyNotFound) || (err == nil && ent == nil) {
+			if _, err := r.kv.Get(ctx, r.identifierKey(id)); errors.Is(err, jetstream.ErrKeyNotFound) {
 				id.Kind = profiles.KindAnonymousID
 			} else if err != nil {
 				return "", nil, fmt.Errorf("resolve previousId: %w", err)
