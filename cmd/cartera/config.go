@@ -354,6 +354,7 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 		"CARTERA_ACME_EMAIL":              &cfg.TLS.ACMEEmail,
 		"CARTERA_ACME_HTTP_ADDR":          &cfg.TLS.ACMEHTTPAddr,
 		"CARTERA_ACME_DIRECTORY_URL":      &cfg.TLS.ACMEDirectoryURL,
+		"CARTERA_ACME_CA_FILE":            &cfg.TLS.ACMECAFile,
 		"CARTERA_LOG_LEVEL":               &cfg.LogLevel,
 		"CARTERA_SMTP_URL":                &cfg.SMTPURL,
 		"CARTERA_APNS_URL":                &cfg.APNsURL,

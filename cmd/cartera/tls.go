@@ -2,11 +2,13 @@ package main
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -35,6 +37,10 @@ type TLSConfig struct {
 	// ACMEDirectoryURL is the CA (default Let's Encrypt's production
 	// directory; its staging directory for trials).
 	ACMEDirectoryURL string `yaml:"acme_directory_url"`
+	// ACMECAFile is a PEM file of the roots trusted for the directory's
+	// HTTPS, for a private ACME CA (step-ca, Pebble); the system's roots
+	// when empty.
+	ACMECAFile string `yaml:"acme_ca_file"`
 }
 
 func (c TLSConfig) on() bool { return c.Cert != "" || c.ACMEHost != "" }
@@ -52,8 +58,8 @@ func (c *TLSConfig) Validate() error {
 		if strings.ContainsAny(h, ":/ ") || !strings.Contains(h, ".") || net.ParseIP(h) != nil {
 			return fmt.Errorf("tls.acme_host: want a public host name such as shop.example.com, got %q", h)
 		}
-	} else if c.ACMEHTTPAddr != "" || c.ACMEEmail != "" || c.ACMEDirectoryURL != "" {
-		return errors.New("tls.acme_http_addr, acme_email, acme_directory_url: set tls.acme_host too")
+	} else if c.ACMEHTTPAddr != "" || c.ACMEEmail != "" || c.ACMEDirectoryURL != "" || c.ACMECAFile != "" {
+		return errors.New("tls.acme_http_addr, acme_email, acme_directory_url, acme_ca_file: set tls.acme_host too")
 	}
 	if c.ACMEHTTPAddr != "" {
 		if _, _, err := splitHostPort(c.ACMEHTTPAddr); err != nil {
@@ -79,7 +85,10 @@ func listenTLS(cfg *Config, ln net.Listener, log *slog.Logger) (_ net.Listener, 
 		}
 		tc.Certificates = []tls.Certificate{pair}
 	} else {
-		m := acmeManager(cfg)
+		m, err := acmeManager(cfg)
+		if err != nil {
+			return nil, stop, err
+		}
 		tc = m.TLSConfig() // answers TLS-ALPN-01 challenges
 		tc.MinVersion = tls.VersionTLS12
 		if t.ACMEHTTPAddr != "" {
@@ -102,17 +111,31 @@ func listenTLS(cfg *Config, ln net.Listener, log *slog.Logger) (_ net.Listener, 
 
 // acmeManager gets and renews certificates for the ACME host, cached in
 // the data folder beside the bbolt file.
-func acmeManager(cfg *Config) *autocert.Manager {
+func acmeManager(cfg *Config) (*autocert.Manager, error) {
 	m := &autocert.Manager{
 		Prompt:     autocert.AcceptTOS,
 		HostPolicy: autocert.HostWhitelist(cfg.TLS.ACMEHost),
 		Cache:      autocert.DirCache(acmeCacheDir(cfg)),
 		Email:      cfg.TLS.ACMEEmail,
 	}
-	if cfg.TLS.ACMEDirectoryURL != "" {
-		m.Client = &acme.Client{DirectoryURL: cfg.TLS.ACMEDirectoryURL}
+	if cfg.TLS.ACMEDirectoryURL == "" && cfg.TLS.ACMECAFile == "" {
+		return m, nil
 	}
-	return m
+	m.Client = &acme.Client{DirectoryURL: cfg.TLS.ACMEDirectoryURL}
+	if f := cfg.TLS.ACMECAFile; f != "" {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("tls.acme_ca_file: %w", err)
+		}
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls.acme_ca_file: %s holds no PEM certificate", f)
+		}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+		m.Client.HTTPClient = &http.Client{Transport: t, Timeout: time.Minute}
+	}
+	return m, nil
 }
 
 func acmeCacheDir(cfg *Config) string { return filepath.Join(filepath.Dir(cfg.Data), "acme") }

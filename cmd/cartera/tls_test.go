@@ -193,6 +193,7 @@ func TestTLSConfigValidate(t *testing.T) {
 		{TLSConfig{ACMEHost: "127.0.0.1"}, "tls.acme_host"},
 		{TLSConfig{ACMEHost: "localhost"}, "tls.acme_host"},
 		{TLSConfig{ACMEHTTPAddr: ":80"}, "set tls.acme_host too"},
+		{TLSConfig{ACMECAFile: "ca.pem"}, "set tls.acme_host too"},
 		{TLSConfig{ACMEHost: "shop.example.com", ACMEHTTPAddr: "80"}, "tls.acme_http_addr"},
 	} {
 		err := c.cfg.Validate()
@@ -208,6 +209,16 @@ func TestTLSConfigValidate(t *testing.T) {
 	err := m.Run(context.Background(), []string{"serve", "--addr", "127.0.0.1:0", "--data", filepath.Join(t.TempDir(), "c.db"), "--config", "../../examples/cartera.yaml"})
 	if err == nil || !strings.Contains(err.Error(), "tls.cert, tls.key") {
 		t.Errorf("mismatched key: %v", err)
+	}
+	// A CA file that holds no certificate stops start-up, naming it.
+	notPEM := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m = &Main{Stdout: io.Discard, Stderr: &errb, Getenv: envOf(map[string]string{"CARTERA_ACME_HOST": "shop.example.com", "CARTERA_ACME_CA_FILE": notPEM})}
+	err = m.Run(context.Background(), []string{"serve", "--addr", "127.0.0.1:0", "--data", filepath.Join(t.TempDir(), "c.db"), "--config", "../../examples/cartera.yaml"})
+	if err == nil || !strings.Contains(err.Error(), "tls.acme_ca_file: "+notPEM+" holds no PEM certificate") {
+		t.Errorf("a CA file with no certificate: %v", err)
 	}
 }
 
