@@ -250,6 +250,10 @@ func (s *Store) RunApplier(ctx context.Context) {
 	if s.elog == nil {
 		return
 	}
+	// A log whose records may be routed (a cluster's identity index in
+	// front of it) carries merge steps and events for profiles merged
+	// away too: this store then plays every partition's part.
+	fwd, _ := s.elog.log.(Forwarder)
 	backoff := 10 * time.Millisecond
 	for {
 		from := s.AppliedOffset() + 1
@@ -259,7 +263,11 @@ func (s *Store) RunApplier(ctx context.Context) {
 			for i := range offs {
 				offs[i] = from + uint64(i)
 			}
-			err = s.applySpan(ctx, nil, offs, decodeRecords(recs), recs)
+			if fwd != nil {
+				err = s.applyRecords(ctx, nil, offs, recs, fwd)
+			} else {
+				err = s.applySpan(ctx, nil, offs, decodeRecords(recs), recs)
+			}
 		}
 		switch {
 		case err == nil:

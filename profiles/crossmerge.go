@@ -50,10 +50,9 @@ type Forwarder interface {
 // mergeStep is a merge record being committed.
 type mergeStep struct{ rec *MergeRecord }
 
-// applyRecords applies the records above what t applied: plain and routed
-// events in group commits, merge steps and events to forward one at a
-// time, in order.
-func (s *Store) applyRecords(ctx context.Context, t *partTarget, recs []Record, fwd Forwarder) error {
+// applyPartRecords applies the records of a partition above what t
+// applied (see applyRecords).
+func (s *Store) applyPartRecords(ctx context.Context, t *partTarget, recs []Record, fwd Forwarder) error {
 	offs := make([]uint64, 0, len(recs))
 	raws := make([][]byte, 0, len(recs))
 	for _, r := range recs {
@@ -63,6 +62,14 @@ func (s *Store) applyRecords(ctx context.Context, t *partTarget, recs []Record, 
 		offs = append(offs, r.Offset)
 		raws = append(raws, r.Data)
 	}
+	return s.applyRecords(ctx, t, offs, raws, fwd)
+}
+
+// applyRecords applies the records raws at offsets offs (increasing) of
+// partition t (nil: the store's own log): plain and routed events in
+// group commits, merge steps and events to forward one at a time, in
+// order.
+func (s *Store) applyRecords(ctx context.Context, t *partTarget, offs []uint64, raws [][]byte, fwd Forwarder) error {
 	if len(offs) == 0 {
 		return nil
 	}

@@ -96,7 +96,7 @@ func (s *Store) ApplyPartition(ctx context.Context, p int, from uint64, log Part
 			before := t.through
 			// A commit once read is seen through to its checkpoint even
 			// if ctx ends meanwhile: the next owner starts after it.
-			err = s.applyRecords(context.WithoutCancel(ctx), t, recs, fwd)
+			err = s.applyPartRecords(context.WithoutCancel(ctx), t, recs, fwd)
 			if t.through > before {
 				if cerr := log.Checkpoint(t.through); cerr != nil && err == nil {
 					err = cerr

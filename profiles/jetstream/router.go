@@ -199,6 +199,17 @@ func (r *Router) Read(ctx context.Context, from uint64, max int) ([][]byte, erro
 // Committed is the log's (profiles.EventLog).
 func (r *Router) Committed() uint64 { return r.l.Committed() }
 
+// Forward appends records routed already (profiles.Forwarder): a store
+// that follows the whole log through the router sends merge steps and
+// forwarded events back into it, as a partition's owner does.
+func (r *Router) Forward(ctx context.Context, recs [][]byte) error {
+	_, _, err := r.l.Append(ctx, recs)
+	return err
+}
+
+// MaxRecord is the log's largest record (profiles.Forwarder).
+func (r *Router) MaxRecord() int { return r.l.MaxRecord() }
+
 // ErrNoIdentifier is returned by Resolve for an event with no identifier.
 var ErrNoIdentifier = errors.New("the event has no identifier")
 
