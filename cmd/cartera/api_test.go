@@ -27,6 +27,16 @@ type server struct {
 	// clock is the gateway's dev clock as the test sees it (nil when the
 	// test turned the dev clock off).
 	clock *clocktest.Running
+	// stop ends serve and waits for it (once; the test's cleanup calls
+	// it too).
+	stop func()
+}
+
+// stopNow ends serve before the test does, failing the test if serve
+// ended with an error.
+func (s *server) stopNow(tb testing.TB) {
+	tb.Helper()
+	s.stop()
 }
 
 // testClock returns the clock a test's gateway starts on: the instant of
@@ -107,13 +117,14 @@ func startServerMain(tb testing.TB, data, config string, env map[string]string, 
 	}()
 	select {
 	case a := <-addr:
-		tb.Cleanup(func() {
+		stop := sync.OnceFunc(func() {
 			cancel()
 			if err := <-done; err != nil {
 				tb.Errorf("serve: %v", err)
 			}
 		})
-		return &server{base: "http://" + a, data: data, clock: clock}
+		tb.Cleanup(stop)
+		return &server{base: "http://" + a, data: data, clock: clock, stop: stop}
 	case err := <-done:
 		cancel()
 		tb.Fatalf("serve exited: %v", err)

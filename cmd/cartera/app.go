@@ -160,6 +160,10 @@ type app struct {
 	mu        sync.Mutex // guards defs
 	defs      *definitions
 
+	// index is the cluster's identity index (nil: none), which an
+	// erasure must leave too.
+	index identityIndex
+
 	delivery *delivery
 	wallet   *wallet.Service
 	// googleWallet updates Google Wallet objects (nil: not configured).
@@ -284,6 +288,28 @@ func (a *app) prepareReload() (*definitions, error) {
 }
 
 func (a *app) close() error { return a.store.Close() }
+
+// identityIndex is the part of a cluster's identity index an erasure
+// needs (jetstream.Router).
+type identityIndex interface {
+	Erase(ctx context.Context, p *profiles.Profile) error
+}
+
+// erase erases a person (profiles.Store.Erase), from the cluster's
+// identity index first: if the store's erasure then fails, the person is
+// still there to erase again, and nothing routes new events to them.
+func (a *app) erase(ctx context.Context, id profiles.Identifier, dropLater bool) (*profiles.Erasure, error) {
+	if a.index != nil {
+		p, err := a.store.Lookup(id)
+		if err != nil {
+			return nil, err
+		}
+		if err := a.index.Erase(ctx, p); err != nil {
+			return nil, err
+		}
+	}
+	return a.store.Erase(id, dropLater)
+}
 
 // deliver is the delivery of the journey actions enqueue does not take:
 // set_trait is applied to the profile, passes are issued and updated;

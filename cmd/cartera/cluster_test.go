@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -141,6 +142,7 @@ func TestClusterConfig(t *testing.T) {
 		{"flag over env", []string{"--cluster", "nats://a:1"}, map[string]string{"CARTERA_CLUSTER_URL": "nats://b:1"}, "nats://a:1", ""},
 		{"replicas", nil, map[string]string{"CARTERA_CLUSTER_URL": "nats://c:1", "CARTERA_CLUSTER_REPLICAS": "3"}, "nats://c:1", ""},
 		{"replicas not a number", nil, map[string]string{"CARTERA_CLUSTER_REPLICAS": "three"}, "", "CARTERA_CLUSTER_REPLICAS"},
+		{"identity index not a boolean", nil, map[string]string{"CARTERA_CLUSTER_URL": "nats://c:1", "CARTERA_CLUSTER_IDENTITY_INDEX": "yes please"}, "", "CARTERA_CLUSTER_IDENTITY_INDEX: want 1 or 0"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -175,6 +177,10 @@ func TestClusterConfig(t *testing.T) {
 		{"no partitions", func(c *ClusterConfig) { c.Partitions = 0 }, "cluster.partitions"},
 		{"wildcard subject", func(c *ClusterConfig) { c.Subject = "events.>" }, "cluster.subject"},
 		{"six replicas", func(c *ClusterConfig) { c.Replicas = 6 }, "cluster.replicas"},
+		{"short identity secret", func(c *ClusterConfig) { c.IdentityIndex, c.IdentitySecret = true, "short" }, "cluster.identity_secret: want at least 16 bytes, got 5"},
+		{"identity secret without the index", func(c *ClusterConfig) { c.IdentitySecret = "identity-index-secret-0123456789" }, "cluster.identity_secret: set cluster.identity_index too"},
+		{"negative identity cache", func(c *ClusterConfig) { c.IdentityIndex, c.IdentityCache = true, -time.Second }, "cluster.identity_cache"},
+		{"identity index without a cluster", func(c *ClusterConfig) { c.URL, c.IdentityIndex = "", true }, "cluster.identity_index: set cluster.url too"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
@@ -186,4 +192,113 @@ func TestClusterConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// serve in cluster mode with the identity index: events are routed to
+// their profile in the index, and a device and a user the index made
+// separately, linked by an identify, end as one profile through the merge
+// steps in the log (the store here follows every partition); the index's
+// keys are keyed by the secret, with no identifier in them; an erasure
+// leaves the index too, so that the person's next event makes a new
+// profile. A store that holds people will not go behind an empty index.
+func TestServeClusterIdentityIndex(t *testing.T) {
+	ns := startNATS(t)
+	const secret = "identity-index-secret-0123456789"
+	env := map[string]string{"CARTERA_CLUSTER_URL": ns.url(), "CARTERA_CLUSTER_IDENTITY_INDEX": "1", "CARTERA_CLUSTER_IDENTITY_SECRET": secret}
+	s := startServerAt(t, filepath.Join(t.TempDir(), "cartera.db"), env)
+
+	mustOK(t, s.send(t, "web_dev_write_key", "/v1/track", `{"anonymousId":"device-7","event":"Product Viewed"}`))
+	mustOK(t, s.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"u7","traits":{"name":"Ana"}}`))
+	device, user := s.profile(t, "anonymous_id:device-7"), s.profile(t, "user_id:u7")
+	if device["id"] == user["id"] {
+		t.Fatalf("a device and a user with nothing in common share profile %v", device["id"])
+	}
+	mustOK(t, s.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"u7","anonymousId":"device-7"}`))
+	// The merge's second step is appended by the applier, after the
+	// identify was acknowledged: poll.
+	var p map[string]any
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		p = s.profile(t, "anonymous_id:device-7")
+		if p["id"] == s.profile(t, "user_id:u7")["id"] && len(eventsNamed(p, "Product Viewed")) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("never merged: device on %v, user on %v", p["id"], s.profile(t, "user_id:u7")["id"])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	survivor := min(device["id"].(string), user["id"].(string))
+	if p["id"] != survivor {
+		t.Errorf("merged into %v, want the older profile %s", p["id"], survivor)
+	}
+
+	kv := identityBucket(t, ns.url())
+	keys, err := kv.ListKeys(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idKeys []string
+	for k := range keys.Keys() {
+		if strings.Contains(k, "u7") || strings.Contains(k, "device-7") {
+			t.Errorf("the index has an identifier in a key: %s", k)
+		}
+		if strings.HasPrefix(k, "id.") {
+			idKeys = append(idKeys, k)
+		}
+	}
+	if len(idKeys) != 2 {
+		t.Errorf("%d identifier keys in the index, want 2 (the user's and the device's)", len(idKeys))
+	}
+	keying, err := kv.Get(t.Context(), "keying")
+	if err != nil || !strings.HasPrefix(string(keying.Value()), "hmac-sha256 ") {
+		t.Errorf("the index's keying %v, %v: want keyed by the secret", keying, err)
+	}
+
+	if r := s.admin(t, "DELETE", "/v1/profiles/user_id:u7"); r.status != 200 {
+		t.Fatalf("erase: %d %s", r.status, r.raw)
+	}
+	for _, k := range idKeys {
+		if _, err := kv.Get(t.Context(), k); err == nil {
+			t.Errorf("the erased person's key %s is still in the index", k)
+		}
+	}
+	mustOK(t, s.send(t, "web_dev_write_key", "/v1/track", `{"userId":"u7","event":"Back Again"}`))
+	again := s.profile(t, "user_id:u7")
+	if again["id"] == survivor || len(eventsNamed(again, "Product Viewed")) != 0 {
+		t.Errorf("after the erasure u7 is on %v with the old events, want a new profile", again["id"])
+	}
+
+	// A store that holds people, and a stream of its own with an index
+	// that knows nobody: refused at start, naming the setting.
+	ns2 := startNATS(t)
+	data := filepath.Join(t.TempDir(), "cartera.db")
+	used := startServerAt(t, data, map[string]string{"CARTERA_CLUSTER_URL": ns2.url()})
+	mustOK(t, used.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"u8"}`))
+	used.stopNow(t)
+	m := &Main{Stdout: io.Discard, Stderr: io.Discard, Getenv: envOf(map[string]string{"CARTERA_ADMIN_TOKEN": testAdminToken,
+		"CARTERA_CLUSTER_URL": ns2.url(), "CARTERA_CLUSTER_IDENTITY_INDEX": "1"})}
+	err = m.Run(t.Context(), []string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--config", "../../examples/cartera.yaml"})
+	if err == nil || !strings.Contains(err.Error(), "cluster.identity_index: the store holds 1 profiles and the identity index none") {
+		t.Errorf("a used store behind an empty index: %v", err)
+	}
+}
+
+// identityBucket opens the cluster's identity index bucket.
+func identityBucket(t *testing.T, url string) njs.KeyValue {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := njs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(t.Context(), DefaultClusterConfig().Stream+"_IDENTITY")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kv
 }

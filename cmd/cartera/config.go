@@ -365,6 +365,7 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 		"CARTERA_GOOGLE_TOKEN_URL":        &cfg.GoogleTokenURL,
 		"CARTERA_GOOGLE_WALLET_URL":       &cfg.GoogleWalletURL,
 		"CARTERA_CLUSTER_URL":             &cfg.Cluster.URL,
+		"CARTERA_CLUSTER_IDENTITY_SECRET": &cfg.Cluster.IdentitySecret,
 	}
 	for name, p := range str {
 		if v := getenv(name); v != "" {
@@ -377,6 +378,13 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 			return fmt.Errorf("CARTERA_CLUSTER_REPLICAS: want a number of replicas such as 3, got %q", v)
 		}
 		cfg.Cluster.Replicas = n
+	}
+	if v := getenv("CARTERA_CLUSTER_IDENTITY_INDEX"); v != "" {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("CARTERA_CLUSTER_IDENTITY_INDEX: want 1 or 0, got %q", v)
+		}
+		cfg.Cluster.IdentityIndex = on
 	}
 	if v := getenv("CARTERA_JOURNEYS"); v != "" {
 		cfg.Journeys = parseFolders(v)

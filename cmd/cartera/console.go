@@ -102,8 +102,8 @@ func (b consoleBackend) Export(id profiles.Identifier) ([]byte, error) {
 }
 
 // Erase is DELETE /v1/profiles/{id} (without drop_later).
-func (b consoleBackend) Erase(_ context.Context, id profiles.Identifier) error {
-	_, err := b.a.store.Erase(id, false)
+func (b consoleBackend) Erase(ctx context.Context, id profiles.Identifier) error {
+	_, err := b.a.core.erase(ctx, id, false)
 	return err
 }
 

@@ -91,6 +91,9 @@ func (a *api) appendFailed(c *fiber.Ctx, source string, err error) error {
 type servedLog struct {
 	local   *eventlog.Log
 	cluster *jetstream.Log
+	// index is the cluster's identity index in front of cluster (nil:
+	// none).
+	index *jetstream.Router
 }
 
 func (l servedLog) close() error {
@@ -102,15 +105,15 @@ func (l servedLog) close() error {
 
 // openLog opens the event log the config asks for, attaches it to the
 // store and registers its metrics.
-func openLog(ctx context.Context, cfg *Config, store *profiles.Store, reg prometheus.Registerer, log *slog.Logger) (servedLog, error) {
+func openLog(ctx context.Context, cfg *Config, store *profiles.Store, trust profiles.SourceTrust, reg prometheus.Registerer, log *slog.Logger) (servedLog, error) {
 	if cfg.Cluster.URL != "" {
-		l, err := openClusterLog(ctx, cfg, store, log)
+		cl, err := openClusterLog(ctx, cfg, store, trust, log)
 		if err != nil {
 			return servedLog{}, err
 		}
-		log.Info("cluster mode: the event log is on JetStream", "stream", cfg.Cluster.Stream, "partitions", cfg.Cluster.Partitions, "replicas", cfg.Cluster.Replicas)
-		registerLogMetrics(reg, l, store)
-		return servedLog{cluster: l}, nil
+		log.Info("cluster mode: the event log is on JetStream", "stream", cfg.Cluster.Stream, "partitions", cfg.Cluster.Partitions, "replicas", cfg.Cluster.Replicas, "identity_index", cl.router != nil)
+		registerLogMetrics(reg, cl.log, store)
+		return servedLog{cluster: cl.log, index: cl.router}, nil
 	}
 	l, err := openEventLog(cfg, store, log)
 	if err != nil {

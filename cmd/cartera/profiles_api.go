@@ -153,7 +153,7 @@ func (a *api) eraseProfile(c *fiber.Ctx) error {
 			return &httpError{fiber.StatusBadRequest, fmt.Sprintf("drop_later: want true or false, got %q", s)}
 		}
 	}
-	er, err := a.store.Erase(id, dropLater)
+	er, err := a.core.erase(c.UserContext(), id, dropLater)
 	if err != nil {
 		return err
 	}

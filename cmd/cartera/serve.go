@@ -75,9 +75,12 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		log.Warn("remove backup snapshots left by a crash", "err", err)
 	}
 	store, engine := core.store, core.rules
-	elog, err := openLog(ctx, cfg, store, reg, log)
+	elog, err := openLog(ctx, cfg, store, sources, reg, log)
 	if err != nil {
 		return err
+	}
+	if elog.index != nil {
+		core.index = elog.index
 	}
 	defer func() {
 		if err := elog.close(); err != nil {

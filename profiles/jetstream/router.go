@@ -199,6 +199,25 @@ func (r *Router) Read(ctx context.Context, from uint64, max int) ([][]byte, erro
 // Committed is the log's (profiles.EventLog).
 func (r *Router) Committed() uint64 { return r.l.Committed() }
 
+// Empty reports whether the index has never held an identifier (one
+// erased since still counts): a store that holds people cannot be put
+// behind an empty index, which would give each of them a second profile.
+func (r *Router) Empty(ctx context.Context) (bool, error) {
+	bucket := r.l.cfg.identityBucket()
+	s, err := r.l.js.Stream(ctx, "KV_"+bucket)
+	if err != nil {
+		return false, fmt.Errorf("identity index: %w", err)
+	}
+	_, err = s.GetLastMsgForSubject(ctx, "$KV."+bucket+"."+identifierKeyPrefix+">")
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("identity index: %w", err)
+	}
+	return false, nil
+}
+
 // Forward appends records routed already (profiles.Forwarder): a store
 // that follows the whole log through the router sends merge steps and
 // forwarded events back into it, as a partition's owner does.
@@ -643,8 +662,11 @@ func (r *Router) identifierKey(id profiles.Identifier) string {
 		h := sha256.Sum256([]byte(id.Kind + "\x00" + id.Value))
 		sum = h[:]
 	}
-	return "id." + hex.EncodeToString(sum[:16])
+	return identifierKeyPrefix + hex.EncodeToString(sum[:16])
 }
+
+// identifierKeyPrefix starts the index's keys of identifiers.
+const identifierKeyPrefix = "id."
 
 // keyCheck is the value of the index's "keying" key: how its
 // identifiers' keys are made, so that routers that would make them
