@@ -66,15 +66,27 @@ func (s *Store) applyPartRecords(ctx context.Context, t *partTarget, recs []Reco
 }
 
 // applyRecords applies the records raws at offsets offs (increasing) of
-// partition t (nil: the store's own log): plain and routed events in
-// group commits, merge steps and events to forward one at a time, in
-// order.
+// partition t (nil: the store's own log), in order: plain and routed
+// events in group commits, events to forward in one append for each run
+// of them, merge steps one at a time.
 func (s *Store) applyRecords(ctx context.Context, t *partTarget, offs []uint64, raws [][]byte, fwd Forwarder) error {
 	if len(offs) == 0 {
 		return nil
 	}
 	start := 0
+	// forwards are the events to forward read since the last commit, up
+	// to offset forwardsThrough: sent before anything after them is
+	// committed, so that a commit never covers one not sent.
+	var forwards [][]byte
+	var forwardsThrough uint64
 	flush := func(end int) error {
+		if len(forwards) > 0 {
+			err := s.forward(ctx, t, forwardsThrough, fwd, forwards)
+			forwards = nil
+			if err != nil {
+				return err
+			}
+		}
 		if end <= start {
 			return nil
 		}
@@ -96,6 +108,17 @@ func (s *Store) applyRecords(ctx context.Context, t *partTarget, offs []uint64, 
 		if !isMerge && to == "" {
 			continue
 		}
+		if !isMerge && start < i {
+			// Events to apply before this one to forward.
+			if err := flush(i); err != nil {
+				return err
+			}
+		}
+		if !isMerge {
+			forwards = append(forwards, RoutedRecord(to, body))
+			forwardsThrough, start = offs[i], i+1
+			continue
+		}
 		if err := flush(i); err != nil {
 			return err
 		}
@@ -105,8 +128,6 @@ func (s *Store) applyRecords(ctx context.Context, t *partTarget, offs []uint64, 
 		case perr != nil:
 			// Recorded as dead, as an event that does not decode.
 			err = s.recordDead(ctx, t, &deadEvent{Offset: offs[i], At: s.now().UTC(), Type: deadMerge, Error: perr.Error()})
-		case !isMerge:
-			err = s.forward(ctx, t, offs[i], fwd, RoutedRecord(to, body))
 		case m.Op == MergeOut:
 			err = s.mergeOut(ctx, t, offs[i], fwd, m, moved)
 		case to != "":
@@ -115,7 +136,7 @@ func (s *Store) applyRecords(ctx context.Context, t *partTarget, offs []uint64, 
 			m.Survivor = to
 			var b []byte
 			if b, err = MergeBody(*m); err == nil {
-				err = s.forward(ctx, t, offs[i], fwd, RoutedRecord(to, b))
+				err = s.forward(ctx, t, offs[i], fwd, [][]byte{RoutedRecord(to, b)})
 			}
 		default:
 			_, err = s.submitMerge(ctx, t, offs[i], m)
@@ -152,17 +173,18 @@ func (s *Store) movedAway(raws [][]byte) map[string]string {
 	return out
 }
 
-// forward appends rec (an event or merge step for a profile merged away
-// from here) to its new profile's partition, then commits the offset.
-func (s *Store) forward(ctx context.Context, t *partTarget, off uint64, fwd Forwarder, rec []byte) error {
+// forward appends recs (events or a merge step for profiles merged away
+// from here, read up to offset through) to their new profiles'
+// partitions in one append, then commits the offset.
+func (s *Store) forward(ctx context.Context, t *partTarget, through uint64, fwd Forwarder, recs [][]byte) error {
 	if fwd == nil {
-		return errors.New("forward a record: this partition's log cannot append")
+		return errors.New("forward records: this partition's log cannot append")
 	}
-	if err := fwd.Forward(ctx, [][]byte{rec}); err != nil {
-		return fmt.Errorf("forward the record at offset %d: %w", off, err)
+	if err := fwd.Forward(ctx, recs); err != nil {
+		return fmt.Errorf("forward %d records read up to offset %d: %w", len(recs), through, err)
 	}
-	s.metrics.Forwarded.Inc()
-	return s.submitApply(ctx, t, nil, off)
+	s.metrics.Forwarded.Add(float64(len(recs)))
+	return s.submitApply(ctx, t, nil, through)
 }
 
 // mergeOut sends the loser's state to the survivor's partition, then

@@ -204,3 +204,79 @@ func TestDeadMergeSteps(t *testing.T) {
 	cancel()
 	<-done
 }
+
+// forwardingLog is a partLog that can append (a Forwarder), and keeps
+// each append it was asked for.
+type forwardingLog struct {
+	*partLog
+	mu    sync.Mutex
+	calls [][][]byte
+}
+
+func (l *forwardingLog) Forward(_ context.Context, recs [][]byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls = append(l.calls, recs)
+	return nil
+}
+
+func (l *forwardingLog) MaxRecord() int { return 1 << 20 }
+
+// Events routed to a profile merged away from here are forwarded to its
+// survivor in one append for each run of them, before what follows them
+// is committed: three, then (after an event applied here) two, not five
+// appends of one.
+func TestForwardsInRuns(t *testing.T) {
+	ts := openStore(t, DefaultConfig())
+	newID := func() string {
+		id, err := NewProfileID(time.Now(), crand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	loser, survivor := newID(), newID()
+	out, err := MergeBody(MergeRecord{Op: MergeOut, Loser: loser, Survivor: survivor})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &forwardingLog{partLog: newPartLog()}
+	routed := func(off uint64, mid string) {
+		v, err := json.Marshal(track(mid, "Viewed", anon("device-1")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.addRaw(off, RoutedRecord(loser, v))
+	}
+	log.addRaw(3, RoutedRecord(loser, out))
+	routed(4, "m4")
+	routed(5, "m5")
+	routed(6, "m6")
+	log.add(t, 7, track("m7", "A", user("ann")))
+	routed(8, "m8")
+	routed(9, "m9")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- ts.ApplyPartition(ctx, 5, 1, log) }()
+	waitFor(t, "partition 5 applied through 9", func() bool { return ts.PartitionApplied(5) == 9 })
+	cancel()
+	<-done
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	var sizes []int
+	for _, call := range log.calls {
+		sizes = append(sizes, len(call))
+		for _, rec := range call {
+			if to, _ := RecordRoute(rec); to != survivor {
+				t.Errorf("forwarded to %q, want the survivor %s", to, survivor)
+			}
+		}
+	}
+	if fmt.Sprint(sizes) != "[3 2]" {
+		t.Errorf("forwarded in appends of %v records, want [3 2]", sizes)
+	}
+	if got := ts.lookup(KindUserID, "ann").EventCount; got != 1 {
+		t.Errorf("ann has %d events, want 1", got)
+	}
+}
