@@ -142,17 +142,46 @@ func registerLogMetrics(reg prometheus.Registerer, l profiles.EventLog, store *p
 	)
 }
 
-// runRetention trims the event log every interval until ctx ends: applied
-// segments older than the retention, and the oldest applied ones while the
-// log is over its size cap. What is not applied is never trimmed.
-func runRetention(ctx context.Context, l *eventlog.Log, store *profiles.Store, cfg profiles.LogConfig, now func() time.Time, interval time.Duration, log *slog.Logger) {
+// trimFunc trims an event log as its retention says at now, and says
+// what it removed (nothing: "").
+type trimFunc func(ctx context.Context, now time.Time) (removed string, err error)
+
+// retain is the retention of the served log: applied records older than
+// cfg.Retention, and the oldest applied ones while the log is over
+// cfg.MaxBytes. In cluster mode (one node following the whole stream) the
+// stream is trimmed below what the store applied, as the local log is.
+func (l servedLog) retain(store *profiles.Store, cfg profiles.LogConfig) trimFunc {
+	if l.cluster != nil {
+		r := jetstream.Retention{Age: cfg.Retention, MaxBytes: cfg.MaxBytes}
+		return func(ctx context.Context, now time.Time) (string, error) {
+			n, err := l.cluster.Retain(ctx, store.AppliedOffset(), r, now)
+			if n == 0 || err != nil {
+				return "", err
+			}
+			return fmt.Sprintf("%d records of the stream", n), nil
+		}
+	}
+	return func(_ context.Context, now time.Time) (string, error) {
+		n, err := retain(l.local, store.AppliedOffset(), cfg, now)
+		if n == 0 || err != nil {
+			return "", err
+		}
+		return fmt.Sprintf("%d segments, %d bytes left", n, l.local.Bytes()), nil
+	}
+}
+
+// runRetention trims the event log every interval until ctx ends. What is
+// not applied is never trimmed.
+func runRetention(ctx context.Context, trim trimFunc, now func() time.Time, interval time.Duration, log *slog.Logger) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if n, err := retain(l, store.AppliedOffset(), cfg, now()); err != nil {
-			log.Error("trim the event log", "err", err)
-		} else if n > 0 {
-			log.Info("event log trimmed", "segments", n, "bytes", l.Bytes())
+		if removed, err := trim(ctx, now()); err != nil {
+			if ctx.Err() == nil {
+				log.Error("trim the event log", "err", err)
+			}
+		} else if removed != "" {
+			log.Info("event log trimmed", "removed", removed)
 		}
 		select {
 		case <-ctx.Done():

@@ -323,3 +323,65 @@ func TestFullDiskAnswers503AndRecovers(t *testing.T) {
 		t.Fatalf("read after recovery: %d %v, want 4 events", status, body)
 	}
 }
+
+// In cluster mode (one node following the whole stream) retention trims
+// the stream below what the store applied, as it does the local log:
+// nothing while nothing is applied, nothing young, then every applied
+// record once old; the store then goes on from where it was.
+func TestClusterRetentionTrimsTheStream(t *testing.T) {
+	ns := startNATS(t)
+	data := filepath.Join(t.TempDir(), "cartera.db")
+	store, err := profiles.Open(t.Context(), data, profiles.DefaultConfig(), profiles.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	cfg := &Config{Data: data, Profiles: profiles.DefaultConfig(), Cluster: DefaultClusterConfig()}
+	cfg.Cluster.URL = ns.url()
+	elog, err := openLog(t.Context(), cfg, store, nil, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer elog.close()
+	var events []*profiles.Event
+	for i := range 5 {
+		events = append(events, &profiles.Event{Type: profiles.TypeTrack, Event: "Viewed", UserID: "ann", MessageID: "m" + string(rune('0'+i)), Timestamp: time.Now()})
+	}
+	last, err := store.Append(t.Context(), events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lcfg := profiles.DefaultLogConfig()
+	lcfg.Retention = time.Hour
+	trim := elog.retain(store, lcfg)
+	first := func() uint64 {
+		f, err := elog.cluster.FirstOffset(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	if removed, err := trim(t.Context(), time.Now().Add(2*time.Hour)); err != nil || removed != "" || first() != 1 {
+		t.Fatalf("nothing applied: removed %q (%v), first %d", removed, err, first())
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	wg.Go(func() { store.RunApplier(ctx) })
+	defer func() { cancel(); wg.Wait() }()
+	if err := store.WaitApplied(t.Context(), last); err != nil {
+		t.Fatal(err)
+	}
+	if removed, err := trim(t.Context(), time.Now()); err != nil || removed != "" || first() != 1 {
+		t.Fatalf("applied but young: removed %q (%v), first %d", removed, err, first())
+	}
+	if removed, err := trim(t.Context(), time.Now().Add(2*time.Hour)); err != nil || removed != "5 records of the stream" || first() != last+1 {
+		t.Fatalf("applied and old: removed %q (%v), first %d; want 5 records, first %d", removed, err, first(), last+1)
+	}
+	more, err := store.Append(t.Context(), events[:1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.WaitApplied(t.Context(), more); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -173,11 +173,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		}
 	}
 	work.Go(func() { store.RunPruner(workCtx, time.Hour) })
-	if elog.local != nil {
-		// In cluster mode the stream is not trimmed yet: a later owner
-		// of a partition may need to replay it.
-		work.Go(func() { runRetention(workCtx, elog.local, store, cfg.Profiles.Log, now, time.Hour, log) })
-	}
+	work.Go(func() { runRetention(workCtx, elog.retain(store, cfg.Profiles.Log), now, time.Hour, log) })
 	work.Go(func() {
 		if err := engine.Backfill(workCtx, store); err != nil && !errors.Is(err, context.Canceled) {
 			log.Error("backfill rules", "err", err)

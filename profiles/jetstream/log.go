@@ -575,6 +575,63 @@ func (l *Log) Trim(ctx context.Context, below uint64) error {
 	return nil
 }
 
+// Retention says which applied records a stream keeps: those stored
+// within Age (0: none is kept for its age) and, of those, the newest
+// within MaxBytes (0: no cap).
+type Retention struct {
+	Age      time.Duration
+	MaxBytes int64
+}
+
+// Retain trims the records below applied+1 that retention lets go: those
+// older than its Age at now (by the time JetStream stored them), and the
+// oldest while the stream is over MaxBytes. It returns how many records
+// it trimmed. What is not applied is never trimmed.
+func (l *Log) Retain(ctx context.Context, applied uint64, r Retention, now time.Time) (uint64, error) {
+	info, err := l.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("jetstream event log: retain: %w", err)
+	}
+	st := info.State
+	if st.Msgs == 0 {
+		return 0, nil
+	}
+	limit := min(applied, st.LastSeq) + 1 // trim below at most this
+	below := st.FirstSeq
+	if r.MaxBytes > 0 && st.Bytes > uint64(r.MaxBytes) {
+		// Records are of about one size: drop as many of the oldest as
+		// the excess holds.
+		avg := max(st.Bytes/st.Msgs, 1)
+		below = st.FirstSeq + (st.Bytes-uint64(r.MaxBytes)+avg-1)/avg
+	}
+	if r.Age >= 0 && below < limit {
+		// The first applied record stored within the age, by bisection.
+		cutoff := now.Add(-r.Age)
+		lo, hi := below, limit // records in [lo, hi) are candidates
+		for lo < hi {
+			mid := lo + (hi-lo)/2
+			m, err := l.stream.GetMsg(ctx, mid)
+			if err != nil {
+				return 0, fmt.Errorf("jetstream event log: retain: read record %d: %w", mid, err)
+			}
+			if m.Time.After(cutoff) {
+				hi = mid
+			} else {
+				lo = mid + 1
+			}
+		}
+		below = lo
+	}
+	below = min(below, limit)
+	if below <= st.FirstSeq {
+		return 0, nil
+	}
+	if err := l.Trim(ctx, below); err != nil {
+		return 0, err
+	}
+	return below - st.FirstSeq, nil
+}
+
 // FirstOffset is the sequence of the first record the stream keeps.
 func (l *Log) FirstOffset(ctx context.Context) (uint64, error) {
 	info, err := l.stream.Info(ctx)

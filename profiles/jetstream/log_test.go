@@ -423,3 +423,59 @@ func TestMaxRecordLeavesRoomForHeaders(t *testing.T) {
 		}
 	}
 }
+
+// Retain trims applied records older than the retention, and the oldest
+// while the stream is over its size cap, and never one not applied: the
+// reader then finds the first kept record where it was, and an offset
+// below it trimmed.
+func TestRetain(t *testing.T) {
+	ns := startNATS(t)
+	l := open(t, testConfig(ns.url()))
+	appendN := func(from, n int) {
+		var recs [][]byte
+		for i := range n {
+			recs = append(recs, event("ann", from+i))
+		}
+		if _, _, err := l.Append(t.Context(), recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendN(1, 5)
+	between := time.Now()
+	time.Sleep(20 * time.Millisecond)
+	appendN(6, 5)
+	first := func() uint64 {
+		f, err := l.FirstOffset(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	week := jetstream.Retention{Age: 7 * 24 * time.Hour}
+	for _, c := range []struct {
+		name      string
+		applied   uint64
+		r         jetstream.Retention
+		now       time.Time
+		trimmed   uint64
+		wantFirst uint64
+	}{
+		{"nothing applied, all old", 0, jetstream.Retention{}, time.Now().Add(time.Hour), 0, 1},
+		{"applied, all within the week", 8, week, time.Now(), 0, 1},
+		{"the first five older than an hour, eight applied", 8, jetstream.Retention{Age: time.Hour}, between.Add(time.Hour), 5, 6},
+		{"all older, only what is applied", 8, jetstream.Retention{Age: time.Hour}, time.Now().Add(2 * time.Hour), 3, 9},
+		{"over the cap, within the week: the oldest", 10, jetstream.Retention{Age: week.Age, MaxBytes: 1}, time.Now(), 2, 11},
+	} {
+		n, err := l.Retain(t.Context(), c.applied, c.r, c.now)
+		if err != nil || n != c.trimmed || first() != c.wantFirst {
+			t.Fatalf("%s: trimmed %d (%v), first %d; want %d trimmed, first %d", c.name, n, err, first(), c.trimmed, c.wantFirst)
+		}
+	}
+	appendN(11, 1)
+	if got := readN(t, l, 11, 1); string(got[0]) != string(event("ann", 11)) {
+		t.Fatalf("read at 11 after the trims: %s", got[0])
+	}
+	if _, err := l.Read(t.Context(), 10, 1); !errors.Is(err, jetstream.ErrTrimmed) {
+		t.Fatalf("read below the first kept: %v, want ErrTrimmed", err)
+	}
+}
