@@ -106,18 +106,25 @@ func TestServeClusterMode(t *testing.T) {
 	}
 }
 
-func clusterStream(t *testing.T, url string) *njs.StreamInfo {
+// clusterJS is a JetStream client of the NATS server at url, closed when
+// the test ends.
+func clusterJS(t *testing.T, url string) njs.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
 	js, err := njs.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := js.Stream(t.Context(), DefaultClusterConfig().Stream)
+	return js
+}
+
+func clusterStream(t *testing.T, url string) *njs.StreamInfo {
+	t.Helper()
+	st, err := clusterJS(t, url).Stream(t.Context(), DefaultClusterConfig().Stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,16 +294,7 @@ func TestServeClusterIdentityIndex(t *testing.T) {
 // identityBucket opens the cluster's identity index bucket.
 func identityBucket(t *testing.T, url string) njs.KeyValue {
 	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := njs.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kv, err := js.KeyValue(t.Context(), DefaultClusterConfig().Stream+"_IDENTITY")
+	kv, err := clusterJS(t, url).KeyValue(t.Context(), DefaultClusterConfig().Stream+"_IDENTITY")
 	if err != nil {
 		t.Fatal(err)
 	}
