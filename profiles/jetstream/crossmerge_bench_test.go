@@ -146,9 +146,11 @@ func BenchmarkMergeAcrossPartitions(b *testing.B) {
 // BenchmarkRouterAppend compares appending events of 64 known people in
 // batches of 100 straight to the log (partitioned by userId) and through
 // the router: each event's identifiers looked up in the identity index
-// first, one KV read per identifier, or found in the router's cache.
+// first, one KV read per identifier, or found in the router's cache; and
+// events each of a person the index has not seen (router-new: the
+// identifier linked, the profile's count kept).
 func BenchmarkRouterAppend(b *testing.B) {
-	for _, mode := range []string{"log", "router", "router-cached"} {
+	for _, mode := range []string{"log", "router", "router-cached", "router-new"} {
 		b.Run(mode, func(b *testing.B) {
 			ctx := context.Background()
 			cfg := testConfig(startNATSB(b))
@@ -176,7 +178,11 @@ func BenchmarkRouterAppend(b *testing.B) {
 			b.ResetTimer()
 			var recs [][]byte
 			for i := range b.N {
-				recs = append(recs, trackEvent("u"+strconv.Itoa(i%64), i))
+				user := "u" + strconv.Itoa(i%64)
+				if mode == "router-new" {
+					user = "new-" + strconv.Itoa(i) // a person the index has not seen
+				}
+				recs = append(recs, trackEvent(user, i))
 				if len(recs) == 100 || i == b.N-1 {
 					if _, _, err := app.Append(ctx, recs); err != nil {
 						b.Fatal(err)

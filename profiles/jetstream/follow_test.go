@@ -109,3 +109,54 @@ func TestStoreFollowingTheRouterMerges(t *testing.T) {
 		t.Errorf("the router started %d merges, want 1", r.Merges())
 	}
 }
+
+// A batch of many people, each a device's event, then the identify that
+// links it to a user, then the user's event, is routed with the people
+// resolved concurrently and each person's events in order: every person
+// ends as one profile with their three events, no merge needed.
+func TestRouterBatchOfPeople(t *testing.T) {
+	ns := startNATS(t)
+	l := open(t, testConfig(ns.url()))
+	r := newRouter(t, l, false)
+	st, err := profiles.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"), profiles.DefaultConfig(), profiles.Options{Now: clocktest.New(t0).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AttachLog(r); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { st.RunApplier(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait(); _ = st.Close() })
+
+	const people = 40
+	var recs [][]byte
+	for i := range people {
+		user, anon := fmt.Sprintf("user-%d", i), fmt.Sprintf("device-%d", i)
+		recs = append(recs, visitorEvent("m-"+anon, "", anon), visitorEvent("m-id-"+user, user, anon), visitorEvent("m-"+user, user, ""))
+	}
+	_, last, err := r.Append(t.Context(), recs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.WaitApplied(t.Context(), last); err != nil {
+		t.Fatal(err)
+	}
+	for i := range people {
+		u, err := st.Lookup(profiles.Identifier{Kind: profiles.KindUserID, Value: fmt.Sprintf("user-%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := st.Lookup(profiles.Identifier{Kind: profiles.KindAnonymousID, Value: fmt.Sprintf("device-%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u.ID != a.ID || u.EventCount != 3 || len(u.MergedFrom) != 0 {
+			t.Errorf("person %d: user on %s, device on %s, %d events, merged from %v; want one profile, 3 events, no merge", i, u.ID, a.ID, u.EventCount, u.MergedFrom)
+		}
+	}
+	if n := st.ProfileCount(); n != people || r.Merges() != 0 {
+		t.Errorf("%d profiles and %d merges, want %d and 0", n, r.Merges(), people)
+	}
+}

@@ -168,8 +168,13 @@ func (r *Router) Merges() int64 { return r.merges.Load() }
 // appends them, each addressed to its profile, and returns their offsets
 // once JetStream has acknowledged them. A record that is not an event
 // (nothing to resolve) is refused.
+//
+// Events that share no identifier are resolved concurrently (each is a
+// few round trips to the index); those that share one, in their order, so
+// that within a batch a person's identify still comes before their next
+// event, as on a single node.
 func (r *Router) Append(ctx context.Context, recs [][]byte) (first, last uint64, err error) {
-	out := make([][]byte, len(recs))
+	events := make([]*profiles.Event, len(recs))
 	for i, rec := range recs {
 		if id, _ := profiles.RecordRoute(rec); id != "" {
 			return 0, 0, fmt.Errorf("route record %d: it is routed already", i)
@@ -178,17 +183,119 @@ func (r *Router) Append(ctx context.Context, recs [][]byte) (first, last uint64,
 		if err != nil {
 			return 0, 0, fmt.Errorf("route record %d: %w", i, err)
 		}
-		pid, foreign, err := r.resolveEvent(ctx, e, true)
+		events[i] = e
+	}
+	out := make([][]byte, len(recs))
+	route := func(i int) error {
+		pid, foreign, err := r.resolveEvent(ctx, events[i], true)
 		if err != nil {
-			return 0, 0, fmt.Errorf("route record %d: %w", i, err)
+			return fmt.Errorf("route record %d: %w", i, err)
 		}
-		body, err := profiles.RoutedEvent(rec, foreign)
+		body, err := profiles.RoutedEvent(recs[i], foreign)
 		if err != nil {
-			return 0, 0, fmt.Errorf("route record %d: %w", i, err)
+			return fmt.Errorf("route record %d: %w", i, err)
 		}
 		out[i] = profiles.RoutedRecord(pid, body)
+		return nil
+	}
+	if err := r.inGroups(ctx, events, route); err != nil {
+		return 0, 0, err
 	}
 	return r.l.Append(ctx, out)
+}
+
+// resolveWorkers bounds the events of one Append resolved at once.
+const resolveWorkers = 16
+
+// inGroups calls route for every event: those linked by a shared
+// identifier (their groups) one after another in order, the groups
+// concurrently, on up to resolveWorkers goroutines. It returns the error
+// of the first event that failed, in order; the groups not started once
+// one failed are not routed.
+func (r *Router) inGroups(ctx context.Context, events []*profiles.Event, route func(int) error) error {
+	groups := r.linked(events)
+	if len(groups) == 1 {
+		for _, i := range groups[0] {
+			if err := route(i); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	errs := make([]error, len(events))
+	next := make(chan []int)
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	for range min(resolveWorkers, len(groups)) {
+		wg.Go(func() {
+			for g := range next {
+				for _, i := range g {
+					if failed.Load() || ctx.Err() != nil {
+						break
+					}
+					if errs[i] = route(i); errs[i] != nil {
+						failed.Store(true)
+						break
+					}
+				}
+			}
+		})
+	}
+	for _, g := range groups {
+		next <- g
+	}
+	close(next)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// linked partitions events (by index, in order) into groups that share
+// no identifier with one another: an event joins every group holding one
+// of its identifiers (an alias's previousId as either kind it may be).
+func (r *Router) linked(events []*profiles.Event) [][]int {
+	parent := make([]int, len(events))
+	for i := range parent {
+		parent[i] = i
+	}
+	var find func(int) int
+	find = func(i int) int {
+		if parent[i] != i {
+			parent[i] = find(parent[i])
+		}
+		return parent[i]
+	}
+	holder := map[profiles.Identifier]int{}
+	for i, e := range events {
+		ids := r.ids.Identifiers(e)
+		if prev := strings.TrimSpace(e.PreviousID); e.Type == profiles.TypeAlias && prev != "" {
+			ids = append(ids, profiles.Identifier{Kind: profiles.KindUserID, Value: prev}, profiles.Identifier{Kind: profiles.KindAnonymousID, Value: prev})
+		}
+		for _, id := range ids {
+			if j, ok := holder[id]; ok {
+				parent[find(i)] = find(j)
+			} else {
+				holder[id] = i
+			}
+		}
+	}
+	index := map[int]int{}
+	var groups [][]int
+	for i := range events {
+		root := find(i)
+		g, ok := index[root]
+		if !ok {
+			g = len(groups)
+			index[root] = g
+			groups = append(groups, nil)
+		}
+		groups[g] = append(groups[g], i)
+	}
+	return groups
 }
 
 // Read reads the whole log (profiles.EventLog).
