@@ -51,6 +51,11 @@ type LogConfig struct {
 	MaxBytes  int64         `yaml:"max_bytes"`
 	// SegmentBytes is the size of one segment file.
 	SegmentBytes int64 `yaml:"segment_bytes"`
+	// Dir is the event log's folder; empty, beside the data file
+	// (<data>.log). On a device of its own, the log's fsync (every
+	// acknowledgement) does not queue behind the bbolt file's writes, as
+	// etcd's --wal-dir.
+	Dir string `yaml:"dir"`
 }
 
 // DefaultLogConfig returns the event log's settings when the config says

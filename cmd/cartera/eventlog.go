@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"math"
 	"strconv"
 	"time"
@@ -22,14 +23,32 @@ import (
 // them to be applied; past it, the read answers 503.
 const readWait = 2 * time.Second
 
-// eventLogDir is where serve keeps the event log: beside the bbolt file.
+// eventLogDir is where serve keeps the event log by default: beside the
+// bbolt file.
 func eventLogDir(data string) string { return data + ".log" }
+
+// logDir is where serve keeps the event log: profiles.log.dir, or beside
+// the bbolt file.
+func logDir(cfg *Config) string {
+	if cfg.Profiles.Log.Dir != "" {
+		return cfg.Profiles.Log.Dir
+	}
+	return eventLogDir(cfg.Data)
+}
 
 // openEventLog opens the event log of the store and makes ingestion
 // acknowledge on it. An empty log starts after the last offset the store
 // applied, so that a removed log directory does not reuse offsets.
 func openEventLog(cfg *Config, store *profiles.Store, log *slog.Logger) (*eventlog.Log, error) {
-	l, err := eventlog.Open(eventLogDir(cfg.Data), eventlog.Options{
+	dir := logDir(cfg)
+	if beside := eventLogDir(cfg.Data); filepath.Clean(dir) != filepath.Clean(beside) {
+		// Events acknowledged and not applied may be in the old place:
+		// a new, empty log elsewhere would lose them.
+		if segs, _ := filepath.Glob(filepath.Join(beside, "*")); len(segs) > 0 {
+			return nil, fmt.Errorf("profiles.log.dir: the event log is at %s and the setting says %s: stop the gateway, move the files of %s into %s, then start it", beside, dir, beside, dir)
+		}
+	}
+	l, err := eventlog.Open(dir, eventlog.Options{
 		SegmentBytes: cfg.Profiles.Log.SegmentBytes,
 		FirstOffset:  store.AppliedOffset() + 1,
 		Logger:       log.With("component", "eventlog"),
@@ -42,7 +61,7 @@ func openEventLog(cfg *Config, store *profiles.Store, log *slog.Logger) (*eventl
 	// that are gone: say so instead of serving.
 	if first, applied := l.Segments()[0].First, store.AppliedOffset(); applied+1 < first {
 		_ = l.Close()
-		return nil, fmt.Errorf("event log %s starts at offset %d but the store applied only up to %d: the events between were trimmed; move the log folder away to start a new one (those events are lost to this store)", eventLogDir(cfg.Data), first, applied)
+		return nil, fmt.Errorf("event log %s starts at offset %d but the store applied only up to %d: the events between were trimmed; move the log folder away to start a new one (those events are lost to this store)", dir, first, applied)
 	}
 	if err := store.AttachLog(l); err != nil {
 		_ = l.Close()

@@ -385,3 +385,46 @@ func TestClusterRetentionTrimsTheStream(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// profiles.log.dir puts the event log in a folder of its own (another
+// device, in production): serve writes its segments there and none beside
+// the data file. Set for a store whose log is still beside it, serve
+// refuses to start, naming both places (a new log there would lose what
+// was not applied); once the files are moved, it starts and has all.
+func TestEventLogDir(t *testing.T) {
+	dir := t.TempDir()
+	data, elsewhere := filepath.Join(dir, "cartera.db"), filepath.Join(t.TempDir(), "wal")
+	s := startServerAt(t, data, map[string]string{"CARTERA_LOG_DIR": elsewhere})
+	mustOK(t, s.send(t, "web_dev_write_key", "/v1/track", `{"userId":"u1","event":"Logged Elsewhere"}`))
+	if p := s.profile(t, "user_id:u1"); len(eventsNamed(p, "Logged Elsewhere")) != 1 {
+		t.Fatalf("profile: %v", p["events"])
+	}
+	s.stopNow(t)
+	if segs, _ := filepath.Glob(filepath.Join(elsewhere, "*")); len(segs) == 0 {
+		t.Errorf("no segment in %s", elsewhere)
+	}
+	if _, err := os.Stat(eventLogDir(data)); !os.IsNotExist(err) {
+		t.Errorf("a log beside the data file too (%v)", err)
+	}
+
+	// A store whose log is beside it, then the setting.
+	data2 := filepath.Join(t.TempDir(), "cartera.db")
+	s = startServerAt(t, data2, nil)
+	mustOK(t, s.send(t, "web_dev_write_key", "/v1/track", `{"userId":"u2","event":"Logged Beside"}`))
+	s.stopNow(t)
+	moved := filepath.Join(t.TempDir(), "wal")
+	m := &Main{Stdout: io.Discard, Stderr: io.Discard, Getenv: envOf(map[string]string{"CARTERA_ADMIN_TOKEN": testAdminToken, "CARTERA_LOG_DIR": moved})}
+	err := m.Run(t.Context(), []string{"serve", "--addr", "127.0.0.1:0", "--data", data2, "--config", "../../examples/cartera.yaml"})
+	if err == nil || !strings.Contains(err.Error(), "profiles.log.dir: the event log is at "+eventLogDir(data2)+" and the setting says "+moved) {
+		t.Fatalf("the setting with the log still beside the store: %v", err)
+	}
+	if err := os.Rename(eventLogDir(data2), moved); err != nil {
+		t.Fatal(err)
+	}
+	s = startServerAt(t, data2, map[string]string{"CARTERA_LOG_DIR": moved})
+	mustOK(t, s.send(t, "web_dev_write_key", "/v1/track", `{"userId":"u2","event":"After The Move"}`))
+	p := s.profile(t, "user_id:u2")
+	if len(eventsNamed(p, "Logged Beside")) != 1 || len(eventsNamed(p, "After The Move")) != 1 {
+		t.Fatalf("after the move: %v", p["events"])
+	}
+}
