@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"math"
+	"path/filepath"
 	"strconv"
 	"time"
 
