@@ -239,6 +239,15 @@ func TestServeClusterIdentityIndex(t *testing.T) {
 	if p["id"] != survivor {
 		t.Errorf("merged into %v, want the older profile %s", p["id"], survivor)
 	}
+	// Three events, each of someone the cache did not know for all its
+	// identifiers; two identifiers linked; one merge.
+	m := s.admin(t, "GET", "/metrics")
+	for _, want := range []string{"\ncartera_identity_index_reads_total 3\n", "\ncartera_identity_index_cache_hits_total 0\n",
+		"\ncartera_identity_index_links_total 2\n", "\ncartera_identity_index_merges_total 1\n"} {
+		if !strings.Contains(m.raw, want) {
+			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
+		}
+	}
 
 	kv := identityBucket(t, ns.url())
 	keys, err := kv.ListKeys(t.Context())
@@ -283,9 +292,9 @@ func TestServeClusterIdentityIndex(t *testing.T) {
 	used := startServerAt(t, data, map[string]string{"CARTERA_CLUSTER_URL": ns2.url()})
 	mustOK(t, used.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"u8"}`))
 	used.stopNow(t)
-	m := &Main{Stdout: io.Discard, Stderr: io.Discard, Getenv: envOf(map[string]string{"CARTERA_ADMIN_TOKEN": testAdminToken,
+	main := &Main{Stdout: io.Discard, Stderr: io.Discard, Getenv: envOf(map[string]string{"CARTERA_ADMIN_TOKEN": testAdminToken,
 		"CARTERA_CLUSTER_URL": ns2.url(), "CARTERA_CLUSTER_IDENTITY_INDEX": "1"})}
-	err = m.Run(t.Context(), []string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--config", "../../examples/cartera.yaml"})
+	err = main.Run(t.Context(), []string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--config", "../../examples/cartera.yaml"})
 	if err == nil || !strings.Contains(err.Error(), "cluster.identity_index: the store holds 1 profiles and the identity index none") {
 		t.Errorf("a used store behind an empty index: %v", err)
 	}

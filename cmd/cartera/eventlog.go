@@ -132,6 +132,9 @@ func openLog(ctx context.Context, cfg *Config, store *profiles.Store, trust prof
 		}
 		log.Info("cluster mode: the event log is on JetStream", "stream", cfg.Cluster.Stream, "partitions", cfg.Cluster.Partitions, "replicas", cfg.Cluster.Replicas, "identity_index", cl.router != nil)
 		registerLogMetrics(reg, cl.log, store)
+		if cl.router != nil {
+			registerIndexMetrics(reg, cl.router)
+		}
 		return servedLog{cluster: cl.log, index: cl.router}, nil
 	}
 	l, err := openEventLog(cfg, store, log)
@@ -158,6 +161,24 @@ func registerLogMetrics(reg prometheus.Registerer, l profiles.EventLog, store *p
 		gauge("cartera_eventlog_applied_offset", "Offset of the last event applied to profiles, rules and journeys.", func() float64 { return float64(store.AppliedOffset()) }),
 		gauge("cartera_eventlog_lag_events", "Events acknowledged and not yet applied.", func() float64 { n, _ := store.Lag(); return float64(n) }),
 		gauge("cartera_eventlog_lag_seconds", "Age of the oldest event acknowledged and not yet applied.", func() float64 { _, d := store.Lag(); return d.Seconds() }),
+	)
+}
+
+// registerIndexMetrics exposes the counts of the cluster's identity index
+// as this node's router sees them.
+func registerIndexMetrics(reg prometheus.Registerer, r *jetstream.Router) {
+	counter := func(name, help string, f func(jetstream.RouterStats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(r.Stats())) })
+	}
+	reg.MustRegister(
+		counter("cartera_identity_index_cache_hits_total", "Events routed to their profile from the router's cache of the identity index (cluster.identity_cache).",
+			func(s jetstream.RouterStats) int64 { return s.Cached }),
+		counter("cartera_identity_index_reads_total", "Events resolved by reading the cluster's identity index.",
+			func(s jetstream.RouterStats) int64 { return s.Read }),
+		counter("cartera_identity_index_links_total", "Identifiers this node linked to a profile in the identity index.",
+			func(s jetstream.RouterStats) int64 { return s.Linked }),
+		counter("cartera_identity_index_merges_total", "Merges of two profiles this node started through the log (MergeOut records).",
+			func(s jetstream.RouterStats) int64 { return s.Merges }),
 	)
 }
 

@@ -105,6 +105,9 @@ type Router struct {
 	rand io.Reader
 
 	merges atomic.Int64
+	// cached and read count the events resolved from the cache and by
+	// reading the index; links the identifiers this router put in it.
+	cached, read, links atomic.Int64
 
 	trust  profiles.SourceTrust
 	secret []byte
@@ -163,6 +166,21 @@ func NewRouter(ctx context.Context, l *Log, cfg RouterConfig) (*Router, error) {
 
 // Merges is how many merges this router started.
 func (r *Router) Merges() int64 { return r.merges.Load() }
+
+// RouterStats are a router's counts since it opened.
+type RouterStats struct {
+	// Cached and Read are the events resolved from the router's cache
+	// and by reading the index.
+	Cached, Read int64
+	// Linked is the identifiers this router linked to a profile in the
+	// index; Merges the merges it started.
+	Linked, Merges int64
+}
+
+// Stats returns the router's counts.
+func (r *Router) Stats() RouterStats {
+	return RouterStats{Cached: r.cached.Load(), Read: r.read.Load(), Linked: r.links.Load(), Merges: r.merges.Load()}
+}
 
 // Append resolves each event record's identifiers in the index, then
 // appends them, each addressed to its profile, and returns their offsets
@@ -375,9 +393,11 @@ func (r *Router) resolveEvent(ctx context.Context, e *profiles.Event, cached boo
 	untrusted := r.trust != nil && !e.Verified && r.trust.IsClient(e.Source)
 	if cached {
 		if pid := r.fromCache(ids); pid != "" {
+			r.cached.Add(1)
 			return pid, nil, r.protect(ctx, pid, untrusted)
 		}
 	}
+	r.read.Add(1)
 	for range 20 {
 		pid, foreign, mine, again, err := r.resolve(ctx, ids, untrusted)
 		if err == nil && !again {
@@ -502,6 +522,7 @@ func (r *Router) resolve(ctx context.Context, ids []profiles.Identifier, untrust
 				}
 				return "", nil, nil, false, fmt.Errorf("link identifier: %w", err)
 			}
+			r.links.Add(1)
 			mine = append(mine, ids[i])
 		case !joined[en.live]:
 			// Its profile stays apart (a merge refused, or protected
