@@ -10,6 +10,7 @@ import (
 
 	"cartera/internal/clocktest"
 	"cartera/profiles"
+	"cartera/profiles/jetstream"
 )
 
 // TestStoreFollowingTheRouterMerges: one store follows the whole stream
@@ -26,17 +27,7 @@ func TestStoreFollowingTheRouterMerges(t *testing.T) {
 	l := open(t, cfg)
 	r := newRouter(t, l, true)
 	stale := newRouter(t, open(t, cfg), true) // another node's router, its cache from before the merge
-	st, err := profiles.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"), profiles.DefaultConfig(), profiles.Options{Now: clocktest.New(t0).Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.AttachLog(r); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { st.RunApplier(ctx) })
-	t.Cleanup(func() { cancel(); wg.Wait(); _ = st.Close() })
+	st := followingStore(t, r)
 
 	var recs [][]byte
 	for i := range 3 {
@@ -118,17 +109,7 @@ func TestRouterBatchOfPeople(t *testing.T) {
 	ns := startNATS(t)
 	l := open(t, testConfig(ns.url()))
 	r := newRouter(t, l, false)
-	st, err := profiles.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"), profiles.DefaultConfig(), profiles.Options{Now: clocktest.New(t0).Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.AttachLog(r); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { st.RunApplier(ctx) })
-	t.Cleanup(func() { cancel(); wg.Wait(); _ = st.Close() })
+	st := followingStore(t, r)
 
 	const people = 40
 	var recs [][]byte
@@ -159,4 +140,22 @@ func TestRouterBatchOfPeople(t *testing.T) {
 	if n := st.ProfileCount(); n != people || r.Merges() != 0 {
 		t.Errorf("%d profiles and %d merges, want %d and 0", n, r.Merges(), people)
 	}
+}
+
+// followingStore is a store that follows the whole log through r, as
+// serve's one node does, applying until the test ends.
+func followingStore(t *testing.T, r *jetstream.Router) *profiles.Store {
+	t.Helper()
+	st, err := profiles.Open(t.Context(), filepath.Join(t.TempDir(), "c.db"), profiles.DefaultConfig(), profiles.Options{Now: clocktest.New(t0).Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.AttachLog(r); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { st.RunApplier(ctx) })
+	t.Cleanup(func() { cancel(); wg.Wait(); _ = st.Close() })
+	return st
 }
