@@ -294,6 +294,19 @@ func TestFailoverRestoresSnapshots(t *testing.T) {
 			t.Fatalf("c's partition %d was not restored from a snapshot on a or b", p)
 		}
 	}
+	// The live nodes' metrics count the restores they timed.
+	timed, counted := 0, 0.0
+	for _, nd := range live {
+		for _, tm := range nd.node.Timings() {
+			if tm.Step == jetstream.StepRestore {
+				timed++
+			}
+		}
+		counted += nodeMetrics(t, nd.node)["cartera_cluster_partition_step_seconds{step=restore}"]
+	}
+	if timed == 0 || counted != float64(timed) {
+		t.Errorf("cartera_cluster_partition_step_seconds{step=\"restore\"} counts %v restores, the live nodes timed %d", counted, timed)
+	}
 	total := map[string]int{}
 	for _, nd := range nodes {
 		for id, k := range nd.seen.snapshot() {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"cartera/profiles"
 )
@@ -99,6 +100,12 @@ type Node struct {
 	timeMu  sync.Mutex
 	timings []Timing
 
+	// claimed, released and lost count partitions claimed, handed over
+	// and lost (the lease lapsed or was taken); steps times the steps of
+	// moving partitions (Timing), by step.
+	claimed, released, lost atomic.Int64
+	steps                   *prometheus.HistogramVec
+
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
@@ -162,7 +169,12 @@ func StartNode(ctx context.Context, l *Log, app Applier, cfg NodeConfig) (*Node,
 	}
 	n := &Node{l: l, cfg: cfg, log: lg, app: app, leases: kv, held: map[int]*lease{},
 		snapCfg: cfg.Snapshots.withDefaults(), snapWake: make(chan struct{}, 1),
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}),
+		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "cartera_cluster_partition_step_seconds",
+			Help:    "Time the steps of moving a partition took on this node: snapshot, snapshot-upload, restore, caught-up (from the start of applying to the stream's end as it was then).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}, []string{"step"})}
 	if snap, ok := app.(Snapshotter); ok {
 		if n.obs, err = l.openSnapshots(ctx); err != nil {
 			return nil, err
@@ -388,6 +400,7 @@ func (n *Node) claim(p int) {
 	n.mu.Lock()
 	n.held[p] = ls
 	n.mu.Unlock()
+	n.claimed.Add(1)
 	n.log.Info("cluster: partition claimed", "partition", p, "checkpoint", from)
 	actx, acancel := context.WithCancel(context.Background())
 	ls.cancel = acancel
@@ -460,6 +473,7 @@ func (ls *lease) margin() time.Duration { return ls.n.cfg.LeaseTTL / 4 }
 func (ls *lease) lose(why string) error {
 	if !ls.lost {
 		ls.lost = true
+		ls.n.lost.Add(1)
 		ls.n.log.Warn("cluster: partition lease lost", "partition", ls.p, "reason", why)
 	}
 	err := fmt.Errorf("%w: partition %d: %s", profiles.ErrFenced, ls.p, why)
@@ -621,6 +635,7 @@ func (n *Node) release(ls *lease) {
 	n.mu.Lock()
 	delete(n.held, ls.p)
 	n.mu.Unlock()
+	n.released.Add(1)
 	n.log.Info("cluster: partition released", "partition", ls.p)
 }
 

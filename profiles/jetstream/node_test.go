@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/bbolt"
 
 	"cartera/internal/clocktest"
@@ -434,6 +435,52 @@ func TestLostLeaseStopsApplying(t *testing.T) {
 	// again and applies the event once.
 	eventually(t, "a holds the partition again", func() bool { return slices.Contains(a.held(), p) })
 	waitAppliedOnce(t, []*node{a}, append(first, second...))
+
+	// Its metrics say so: every partition held, one more claim than
+	// partitions, one lease lost, none handed over.
+	m := nodeMetrics(t, a.node)
+	for name, want := range map[string]float64{
+		"cartera_cluster_partitions_held":           testPartitions,
+		"cartera_cluster_partitions_claimed_total":  testPartitions + 1,
+		"cartera_cluster_leases_lost_total":         1,
+		"cartera_cluster_partitions_released_total": 0,
+	} {
+		if got, ok := m[name]; !ok || got != want {
+			t.Errorf("%s = %v (reported: %v), want %v", name, got, ok, want)
+		}
+	}
+}
+
+// nodeMetrics gathers a node's metrics by name, summed over their labels,
+// and by name{label=value} for those with one label (a histogram by its
+// count).
+func nodeMetrics(t *testing.T, n *jetstream.Node) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(n.Collector())
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			var v float64
+			switch {
+			case m.GetGauge() != nil:
+				v = m.GetGauge().GetValue()
+			case m.GetCounter() != nil:
+				v = m.GetCounter().GetValue()
+			case m.GetHistogram() != nil:
+				v = float64(m.GetHistogram().GetSampleCount())
+			}
+			out[f.GetName()] += v
+			if ls := m.GetLabel(); len(ls) == 1 {
+				out[f.GetName()+"{"+ls[0].GetName()+"="+ls[0].GetValue()+"}"] += v
+			}
+		}
+	}
+	return out
 }
 
 // The partition count is kept in the cluster's KV bucket: a node

@@ -389,6 +389,7 @@ func (n *Node) Timings() []Timing {
 }
 
 func (n *Node) record(t Timing) {
+	n.steps.WithLabelValues(string(t.Step)).Observe(t.Took.Seconds())
 	n.timeMu.Lock()
 	defer n.timeMu.Unlock()
 	if len(n.timings) == 1024 {
