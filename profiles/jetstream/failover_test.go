@@ -14,6 +14,7 @@ import (
 	"time"
 
 	njs "github.com/nats-io/nats.go/jetstream"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"cartera/profiles"
 	"cartera/profiles/jetstream"
@@ -31,7 +32,27 @@ type personState struct {
 
 // stateOf reads each user's state from the file of their partition on
 // every live node that holds it, and fails if a partition is held twice.
+// A partition held by no node, or whose file closed under the read (a
+// lease that lapsed on a slow machine and is being claimed again), is
+// waited for, up to a minute.
 func stateOf(t *testing.T, nodes []*node, partOf func(string) int, users int) map[string]personState {
+	t.Helper()
+	var out map[string]personState
+	why := ""
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if out, why = readState(t, nodes, partOf, users); why == "" {
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(why)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// readState is one try of stateOf: why says what was not there yet.
+func readState(t *testing.T, nodes []*node, partOf func(string) int, users int) (map[string]personState, string) {
 	t.Helper()
 	holder := map[int]*node{}
 	for _, n := range nodes {
@@ -47,21 +68,27 @@ func stateOf(t *testing.T, nodes []*node, partOf func(string) int, users int) ma
 		u := "u" + strconv.Itoa(i)
 		n := holder[partOf(u)]
 		if n == nil {
-			t.Fatalf("partition %d of %s is held by no node", partOf(u), u)
+			return nil, fmt.Sprintf("partition %d of %s is held by no node", partOf(u), u)
 		}
 		st, ok := n.files.Store(partOf(u))
 		if !ok {
-			t.Fatalf("node %s holds partition %d but has no file open", n.id, partOf(u))
+			return nil, fmt.Sprintf("node %s holds partition %d but has no file open", n.id, partOf(u))
 		}
 		prof, err := st.Lookup(profiles.Identifier{Kind: profiles.KindUserID, Value: u})
 		if errors.Is(err, profiles.ErrNotFound) {
 			out[u] = personState{msgs: map[string]int{}}
 			continue
 		}
+		if errors.Is(err, profiles.ErrClosed) || errors.Is(err, berrors.ErrDatabaseNotOpen) {
+			return nil, fmt.Sprintf("partition %d's file closed while it was read: %v", partOf(u), err)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
 		evs, err := st.Events(prof.ID, 0)
+		if errors.Is(err, profiles.ErrClosed) || errors.Is(err, berrors.ErrDatabaseNotOpen) {
+			return nil, fmt.Sprintf("partition %d's file closed while it was read: %v", partOf(u), err)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -71,7 +98,7 @@ func stateOf(t *testing.T, nodes []*node, partOf func(string) int, users int) ma
 		}
 		out[u] = ps
 	}
-	return out
+	return out, ""
 }
 
 // checkOnceInState checks that every one of ids is stored exactly once in
