@@ -105,26 +105,33 @@ func readState(t *testing.T, nodes []*node, partOf func(string) int, users int) 
 // the owners' files, and nothing else is.
 func checkOnceInState(t *testing.T, state map[string]personState, ids []string) {
 	t.Helper()
+	if why := storedOnce(state, ids); why != "" {
+		t.Fatal(why)
+	}
+}
+
+// storedOnce says how state differs from every one of ids stored exactly
+// once, and nothing else ("": it does not).
+func storedOnce(state map[string]personState, ids []string) string {
 	total := map[string]int{}
 	for _, ps := range state {
 		for id, c := range ps.msgs {
 			total[id] += c
 		}
 	}
-	bad := 0
+	var bad []string
 	for _, id := range ids {
 		if total[id] != 1 {
-			if bad++; bad <= 5 {
-				t.Errorf("%s is stored %d times in the owners' files", id, total[id])
-			}
+			bad = append(bad, fmt.Sprintf("%s is stored %d times", id, total[id]))
 		}
 	}
-	if bad > 0 {
-		t.Fatalf("%d of %d acknowledged messageIds not stored exactly once", bad, len(ids))
+	if len(bad) > 0 {
+		return fmt.Sprintf("%d of %d acknowledged messageIds not stored exactly once in the owners' files: %s", len(bad), len(ids), strings.Join(bad[:min(5, len(bad))], "; "))
 	}
 	if len(total) != len(ids) {
-		t.Fatalf("%d messageIds stored, %d acknowledged", len(total), len(ids))
+		return fmt.Sprintf("%d messageIds stored, %d acknowledged", len(total), len(ids))
 	}
+	return ""
 }
 
 // waitSnapshotted waits until the snapshot of every partition covers its
