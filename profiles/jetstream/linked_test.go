@@ -11,7 +11,7 @@ import (
 // order within each group; an alias's previousId counts as both the
 // kinds it may be.
 func TestLinked(t *testing.T) {
-	r := &Router{ids: profiles.NewIdentifierReader(profiles.DefaultIdentityConfig())}
+	reader := profiles.NewIdentifierReader(profiles.DefaultIdentityConfig())
 	ev := func(typ, user, anon, prev string) *profiles.Event {
 		return &profiles.Event{Type: typ, UserID: user, AnonymousID: anon, PreviousID: prev}
 	}
@@ -32,7 +32,11 @@ func TestLinked(t *testing.T) {
 			ev("track", "", "old", ""), ev("track", "old", "", ""), ev("alias", "new", "", "old"), ev("track", "new", "", ""),
 		}, "[[0 1 2 3]]"},
 	} {
-		if got := fmt.Sprint(r.linked(c.events)); got != c.want {
+		ids := make([][]profiles.Identifier, len(c.events))
+		for i, e := range c.events {
+			ids[i] = reader.Identifiers(e)
+		}
+		if got := fmt.Sprint(linked(c.events, ids)); got != c.want {
 			t.Errorf("%s: groups %s, want %s", c.name, got, c.want)
 		}
 	}

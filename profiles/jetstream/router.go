@@ -203,9 +203,13 @@ func (r *Router) Append(ctx context.Context, recs [][]byte) (first, last uint64,
 		}
 		events[i] = e
 	}
+	ids := make([][]profiles.Identifier, len(events))
+	for i, e := range events {
+		ids[i] = r.ids.Identifiers(e)
+	}
 	out := make([][]byte, len(recs))
 	route := func(i int) error {
-		pid, foreign, err := r.resolveEvent(ctx, events[i], true)
+		pid, foreign, err := r.resolveEvent(ctx, events[i], ids[i], true)
 		if err != nil {
 			return fmt.Errorf("route record %d: %w", i, err)
 		}
@@ -216,7 +220,7 @@ func (r *Router) Append(ctx context.Context, recs [][]byte) (first, last uint64,
 		out[i] = profiles.RoutedRecord(pid, body)
 		return nil
 	}
-	if err := r.inGroups(ctx, events, route); err != nil {
+	if err := r.inGroups(ctx, events, ids, route); err != nil {
 		return 0, 0, err
 	}
 	return r.l.Append(ctx, out)
@@ -230,8 +234,8 @@ const resolveWorkers = 16
 // concurrently, on up to resolveWorkers goroutines. It returns the error
 // of the first event that failed, in order; the groups not started once
 // one failed are not routed.
-func (r *Router) inGroups(ctx context.Context, events []*profiles.Event, route func(int) error) error {
-	groups := r.linked(events)
+func (r *Router) inGroups(ctx context.Context, events []*profiles.Event, ids [][]profiles.Identifier, route func(int) error) error {
+	groups := linked(events, ids)
 	if len(groups) == 1 {
 		for _, i := range groups[0] {
 			if err := route(i); err != nil {
@@ -274,8 +278,9 @@ func (r *Router) inGroups(ctx context.Context, events []*profiles.Event, route f
 
 // linked partitions events (by index, in order) into groups that share
 // no identifier with one another: an event joins every group holding one
-// of its identifiers (an alias's previousId as either kind it may be).
-func (r *Router) linked(events []*profiles.Event) [][]int {
+// of its identifiers, ids[i] (an alias's previousId as either kind it may
+// be).
+func linked(events []*profiles.Event, ids [][]profiles.Identifier) [][]int {
 	parent := make([]int, len(events))
 	for i := range parent {
 		parent[i] = i
@@ -289,11 +294,11 @@ func (r *Router) linked(events []*profiles.Event) [][]int {
 	}
 	holder := map[profiles.Identifier]int{}
 	for i, e := range events {
-		ids := r.ids.Identifiers(e)
+		mine := ids[i]
 		if prev := strings.TrimSpace(e.PreviousID); e.Type == profiles.TypeAlias && prev != "" {
-			ids = append(ids, profiles.Identifier{Kind: profiles.KindUserID, Value: prev}, profiles.Identifier{Kind: profiles.KindAnonymousID, Value: prev})
+			mine = append(slices.Clip(mine), profiles.Identifier{Kind: profiles.KindUserID, Value: prev}, profiles.Identifier{Kind: profiles.KindAnonymousID, Value: prev})
 		}
-		for _, id := range ids {
+		for _, id := range mine {
 			if j, ok := holder[id]; ok {
 				parent[find(i)] = find(j)
 			} else {
@@ -363,15 +368,14 @@ var ErrNoIdentifier = errors.New("the event has no identifier")
 // older of two surviving), or a new one. Its identifiers that belong to
 // no profile yet are linked to it, within the limits.
 func (r *Router) Resolve(ctx context.Context, e *profiles.Event) (string, error) {
-	pid, _, err := r.resolveEvent(ctx, e, false)
+	pid, _, err := r.resolveEvent(ctx, e, r.ids.Identifiers(e), false)
 	return pid, err
 }
 
 // resolveEvent is Resolve, which also returns the event's identifiers
 // that stay on other profiles (merges refused); with cached, an event
 // whose every identifier is cached, for one profile, goes to it.
-func (r *Router) resolveEvent(ctx context.Context, e *profiles.Event, cached bool) (string, []profiles.Identifier, error) {
-	ids := r.ids.Identifiers(e)
+func (r *Router) resolveEvent(ctx context.Context, e *profiles.Event, ids []profiles.Identifier, cached bool) (string, []profiles.Identifier, error) {
 	if e.Type == profiles.TypeAlias {
 		if prev := strings.TrimSpace(e.PreviousID); prev != "" {
 			// As on a single node: a previousId is a userId if the index
