@@ -117,11 +117,7 @@ func TestWriteKeyConcurrency(t *testing.T) {
 // slot free within its wait gets a 429 with Retry-After, counted as
 // limits.write_key_concurrency, and never enters the handler.
 func TestWriteKeyConcurrencyRefusesAfterWaiting(t *testing.T) {
-	cfg := DefaultLimitsConfig()
-	cfg.WriteKeyConcurrency = 1
-	cfg.RefusalDelay = 0
-	l := newEdgeLimits(cfg, nil)
-	l.slotWait = time.Millisecond
+	l := oneSlotLimits()
 	post, entered, release := slotsApp(t, l)
 
 	done := make(chan int, 1)
@@ -159,11 +155,7 @@ func TestWriteKeyConcurrencyRefusesAfterWaiting(t *testing.T) {
 // share reserved the slot for the refused request, and refused the next
 // one for its share.)
 func TestPaceSlotNotTakenByARequestRefusedForConcurrency(t *testing.T) {
-	cfg := DefaultLimitsConfig()
-	cfg.WriteKeyConcurrency = 1
-	cfg.RefusalDelay = 0
-	l := newEdgeLimits(cfg, nil)
-	l.slotWait = time.Millisecond
+	l := oneSlotLimits()
 	var mu sync.Mutex
 	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 	l.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
@@ -203,4 +195,15 @@ func TestPaceSlotNotTakenByARequestRefusedForConcurrency(t *testing.T) {
 	if got := testutil.ToFloat64(l.limited.WithLabelValues("fair_share")); got != 0 {
 		t.Errorf("refused for the fair share %v times, want 0", got)
 	}
+}
+
+// oneSlotLimits are limits that handle one request of a write key at a
+// time, refuse another after a millisecond's wait, and never hold a 429.
+func oneSlotLimits() *edgeLimits {
+	cfg := DefaultLimitsConfig()
+	cfg.WriteKeyConcurrency = 1
+	cfg.RefusalDelay = 0
+	l := newEdgeLimits(cfg, nil)
+	l.slotWait = time.Millisecond
+	return l
 }

@@ -364,8 +364,9 @@ func (l *edgeLimits) ingestLimit(sources *profiles.Sources) fiber.Handler {
 		// a request it lets in takes the key's next slot, which one
 		// refused afterwards (no slot of the key's concurrency free)
 		// would have wasted.
-		if err := l.fairCheck(c, id, source, l.now()); err != nil {
-			l.fairRefused(id, l.now())
+		now = l.now() // after the wait for a slot
+		if err := l.fairCheck(c, id, source, now); err != nil {
+			l.fairRefused(id, now)
 			return err
 		}
 		err = c.Next()
