@@ -12,7 +12,8 @@
 #                unless SUSTAINED is set, e.g. SUSTAINED=600s)
 #   flood        issue 18's test (flood.yaml): another key's trickle of
 #                single tracks (200/s, 4 clients) alone, then during one
-#                key's flood of batches (16 clients x 100, unpaced)
+#                key's flood of batches (16 clients x 100, unpaced), then
+#                beside the same key paced at what the flood got accepted
 #
 # `make bench` runs it after the Go benchmarks; `TARGETS="burst track"`
 # picks some. Each prints the load generator's summary. The machine's load
@@ -81,6 +82,21 @@ flood() {
   wait "$fpid"
   fpid=
   echo "the flood:             $(grep -E 'accepted:' "$work/flood.txt")"
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  pid=
+  # The baseline the flood is judged against: the same key sending, paced,
+  # what the flood got accepted. What the trickle loses beside it is the
+  # cost of the key's allowance on this machine; what it loses beyond it
+  # during the flood is the cost of the flooding itself.
+  local rate
+  rate=$(sed -n 's/^accepted: \([0-9]*\) events.*/\1/p' "$work/flood.txt")
+  start $cfg/flood.yaml
+  "${load[@]}" --mode batch --clients 16 --batch 100 --rate "${rate:-3000}" --duration 30s --warmup 1s --web-key web_bench_key --pos-key web_bench_key >"$work/paced.txt" 2>&1 &
+  fpid=$!
+  sleep 4
+  echo "trickle beside the key paced at ${rate:-3000}/s: $("${load[@]}" "${trickle[@]}" --warmup 1s | grep 'ack latency')"
+  wait "$fpid"
+  fpid=
   kill "$pid"; wait "$pid" 2>/dev/null || true
   pid=
 }
