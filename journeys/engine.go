@@ -198,6 +198,13 @@ type Options struct {
 	// Rand draws the arms of adaptive splits (nil: seeded from
 	// crypto/rand); tests and simulate pass a seeded one.
 	Rand mrand.Source
+	// Fence, when set, is asked before the engine commits work of its
+	// own (timers firing) and before it hands actions to the outside
+	// world (DrainOutboxTo): an error stops that work. A cluster node
+	// sets it to its lease of the partition the engine's file holds
+	// (profiles.ErrFenced once another node may hold it). Processing
+	// events needs none: the store's commit of a partition is fenced.
+	Fence func() error
 }
 
 // Engine runs journeys durably. It is a profiles.Processor (after the rules

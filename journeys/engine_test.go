@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,6 +72,8 @@ type harness struct {
 	re     *rules.Engine
 	engine *Engine
 	seq    int
+	// fenced makes Options.Fence fail (a cluster node's lost lease).
+	fenced atomic.Bool
 
 	mu        sync.Mutex
 	observed  []Action
@@ -163,6 +166,12 @@ func (h *harness) open() {
 		Clock: ClockFunc(h.clock.Now), Rules: re, Rand: rand.NewPCG(17, 29),
 		Env:   func() *rules.Env { return re.Ruleset().Env },
 		Known: func() Known { return knownOf(re.Ruleset(), pol) },
+		Fence: func() error {
+			if h.fenced.Load() {
+				return errTestFenced
+			}
+			return nil
+		},
 	})
 	if err != nil {
 		h.t.Fatalf("journey engine: %v", err)
@@ -400,8 +409,8 @@ func TestSendOnTrigger(t *testing.T) {
 		t.Errorf("delivered %+v, want the send %+v", a, send)
 	}
 	wantKey := fmt.Sprintf("welcome/%s/", h.engine.Set().Journey("welcome").Version)
-	if !strings.HasPrefix(a.Key, wantKey) || !strings.HasSuffix(a.Key, "/hello/1") {
-		t.Errorf("key = %q, want %s<instance>/hello/1", a.Key, wantKey)
+	if !strings.HasPrefix(a.Key, wantKey) || !strings.HasSuffix(a.Key, "/hello/1/"+pid) {
+		t.Errorf("key = %q, want %s<instance>/hello/1/%s", a.Key, wantKey, pid)
 	}
 	if again := h.drain(); len(again) != 0 {
 		t.Errorf("second drain delivered %s", describe(again))
@@ -1764,4 +1773,43 @@ func dm(a Action) map[string]any {
 		panic(err)
 	}
 	return m
+}
+
+var errTestFenced = errors.New("fenced by the test")
+
+// TestFenceStopsTimersAndDrains: with the fence failing (a cluster node
+// that lost the lease of the partition this file holds), timers stay
+// unfired and the outbox undrained; once it passes again, both go on, once.
+func TestFenceStopsTimersAndDrains(t *testing.T) {
+	h := newHarness(t, openPolicy, map[string]string{"reminder.yaml": reminderJourney})
+	pid := h.track("ana", "Product Added", nil)
+	due := t0.Add(time.Hour)
+
+	h.fenced.Store(true)
+	if n, err := h.engine.FireDue(context.Background(), h.store, due, 100); !errors.Is(err, errTestFenced) || n != 0 {
+		t.Fatalf("FireDue fenced = %d, %v; want 0 and the fence's error", n, err)
+	}
+	if next, ok := h.engine.NextDue(); !ok || !next.Equal(due) {
+		t.Fatalf("NextDue after a fenced FireDue = %s %v, want %s", next, ok, due)
+	}
+	h.fenced.Store(false)
+	if n := h.fire(due); n != 1 {
+		t.Fatalf("FireDue unfenced fired %d, want 1", n)
+	}
+	h.fenced.Store(true)
+	called := 0
+	n, err := h.engine.DrainOutbox(context.Background(), func(context.Context, Action) error { called++; return nil }, 100)
+	if !errors.Is(err, errTestFenced) || n != 0 || called != 0 {
+		t.Fatalf("DrainOutbox fenced = %d, %v, %d delivered; want 0, the fence's error, none", n, err, called)
+	}
+	h.fenced.Store(false)
+	sends := 0
+	for _, a := range h.drain() {
+		if a.Action == ActSend && a.Profile == pid && a.Step == "remind" {
+			sends++
+		}
+	}
+	if sends != 1 {
+		t.Fatalf("%d sends of remind after the fence passed, want 1", sends)
+	}
 }

@@ -189,9 +189,15 @@ func (r *run) enter(p *profiles.Profile, j *Journey, ev *profiles.Event) error {
 }
 
 // outbox records an action that must reach the outside world, once: its
-// idempotency key is (journey, version, instance, step, run of the step).
+// idempotency key is (journey, version, instance, step, run of the step,
+// profile). Instance numbers count per store file, so in a cluster, where
+// each partition has a file of its own, two people's instances can share
+// one: the profile id makes the key the cluster's alone (receivers dedupe
+// on it). The instance comes first: pruning finds an instance's keys by
+// that prefix, in this layout and the one before it, which ended at the
+// run.
 func (r *run) outbox(in *Instance, step, action, channel string, detail Detail) error {
-	key := fmt.Sprintf("%s/%s/%d/%s/%d", in.Journey, in.Version, in.ID, step, in.Steps[step])
+	key := fmt.Sprintf("%s/%s/%d/%s/%d/%s", in.Journey, in.Version, in.ID, step, in.Steps[step], in.ProfileID)
 	keys := r.tx.Bucket(bucketOutboxKey)
 	if keys.Get([]byte(key)) != nil {
 		return nil // already recorded: a replay is a no-op

@@ -65,6 +65,9 @@ type drained struct {
 // commit before it is delivered. A failed enqueue counts as a failed
 // delivery of that action (backoff, then dead letters); the others go on.
 func (e *Engine) DrainOutboxTo(ctx context.Context, enq Enqueuer, deliver Deliverer, limit int) (int, error) {
+	if err := e.fence(); err != nil {
+		return 0, err
+	}
 	now := e.clock.Now()
 	var items, poisoned []outboxItem
 	err := e.db.View(func(tx *bbolt.Tx) error {
@@ -250,4 +253,16 @@ func ApplyTraits(ctx context.Context, st *profiles.Store, a Action, now time.Tim
 		return true, nil // the person is gone: nothing to set
 	}
 	return true, err
+}
+
+// fence asks Options.Fence, if set, whether this engine may still act on
+// its file's people.
+func (e *Engine) fence() error {
+	if e.opts.Fence == nil {
+		return nil
+	}
+	if err := e.opts.Fence(); err != nil {
+		return fmt.Errorf("journeys: %w", err)
+	}
+	return nil
 }

@@ -67,6 +67,9 @@ func (e *Engine) FireDue(ctx context.Context, st *profiles.Store, now time.Time,
 	n := 0
 	err := e.db.Update(func(tx *bbolt.Tx) error {
 		n = 0
+		if err := e.fence(); err != nil {
+			return err
+		}
 		r = e.Begin(tx).(*run)
 		r.now = now
 		timers := tx.Bucket(bucketTimers)

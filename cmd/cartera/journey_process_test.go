@@ -189,7 +189,7 @@ func TestProcessJourneyTimersSurviveKill(t *testing.T) {
 	}
 	runs = append(runs, srv.Logs())
 
-	keyRE := regexp.MustCompile(`^follow_up/[0-9a-f]{12}/[0-9]+/hello/1$`)
+	keyRE := regexp.MustCompile(`^follow_up/[0-9a-f]{12}/[0-9]+/hello/1/[0-9a-f]+$`)
 	profileOf := map[string]string{}
 	instances := map[string]bool{}
 	for i, logs := range runs {
