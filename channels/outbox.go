@@ -84,6 +84,11 @@ type OutboxOptions struct {
 	// Scrub overwrites the file's free pages (profiles.Store.Scrub); it
 	// runs after a message marked Scrub left the outbox. Nil: never.
 	Scrub func() error
+	// Fence, when set, is asked before each delivery: an error (a
+	// cluster node's lease of the partition whose file holds this outbox,
+	// lost) leaves the messages queued and untouched for the partition's
+	// next owner. Nil: always deliver.
+	Fence func() error
 }
 
 // Outbox is the durable queue of deliveries.
@@ -95,6 +100,7 @@ type Outbox struct {
 	sink    OutcomeSink
 	jitter  func() float64
 	scrub   func() error
+	fence   func() error
 
 	mu    sync.Mutex
 	lanes map[string]*lane
@@ -115,7 +121,7 @@ type lane struct {
 
 // NewOutbox creates the outbox's buckets in db.
 func NewOutbox(db *bbolt.DB, opts OutboxOptions) (*Outbox, error) {
-	o := &Outbox{db: db, now: opts.Now, log: opts.Logger, metrics: opts.Metrics, sink: opts.Sink, jitter: opts.Jitter, scrub: opts.Scrub, lanes: map[string]*lane{}}
+	o := &Outbox{db: db, now: opts.Now, log: opts.Logger, metrics: opts.Metrics, sink: opts.Sink, jitter: opts.Jitter, scrub: opts.Scrub, fence: opts.Fence, lanes: map[string]*lane{}}
 	if o.now == nil {
 		o.now = time.Now
 	}
@@ -279,6 +285,13 @@ func (o *Outbox) dispatch(ctx context.Context, l *lane) {
 			}
 			continue
 		}
+		if err := o.fenced(); err != nil {
+			o.log.Warn("outbox: not delivering", "destination", l.d.Name(), "err", err)
+			if !sleep(ctx, time.Second, nil) {
+				return
+			}
+			continue
+		}
 		batch, next, err := o.claim(l)
 		if err != nil {
 			o.log.Error("outbox claim", "destination", l.d.Name(), "err", err)
@@ -320,6 +333,15 @@ func (o *Outbox) dispatch(ctx context.Context, l *lane) {
 			o.deliver(ctx, l, batch)
 		}()
 	}
+}
+
+// fenced asks OutboxOptions.Fence, if set, whether this outbox may still
+// deliver.
+func (o *Outbox) fenced() error {
+	if o.fence == nil {
+		return nil
+	}
+	return o.fence()
 }
 
 // sleep waits d, or until wake, or ctx ends (false).
@@ -457,6 +479,9 @@ func (o *Outbox) unclaim(l *lane, batch []*Message) {
 func (o *Outbox) deliver(ctx context.Context, l *lane, batch []*Message) {
 	defer o.unclaim(l, batch)
 	name := l.d.Name()
+	if o.fenced() != nil {
+		return // dispatch says why, and waits
+	}
 	start := time.Now()
 	results := l.d.Deliver(ctx, batch)
 	o.metrics.Seconds.WithLabelValues(name).Observe(time.Since(start).Seconds())

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -392,5 +393,65 @@ func TestCircuitBreakerOpens(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(o.metrics.Open.WithLabelValues("flaky")); got != 0 {
 		t.Fatalf("circuit gauge after half-open = %v", got)
+	}
+}
+
+// TestFenceHoldsDeliveries: while the fence fails (a cluster node that
+// lost the lease of the partition whose file holds this outbox), nothing
+// is delivered and the messages stay queued as they were; once it passes,
+// each is delivered once.
+func TestFenceHoldsDeliveries(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "o.db"))
+	defer db.Close()
+	var fenced atomic.Bool
+	fenced.Store(true)
+	asked := make(chan struct{}, 100)
+	o, err := NewOutbox(db, OutboxOptions{Fence: func() error {
+		select {
+		case asked <- struct{}{}:
+		default:
+		}
+		if fenced.Load() {
+			return errors.New("this node no longer holds the partition")
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []*Message
+	for i := range 5 {
+		msgs = append(msgs, &Message{Key: fmt.Sprintf("f%d", i), Destination: "hook"})
+	}
+	if _, err := o.Add(msgs...); err != nil {
+		t.Fatal(err)
+	}
+	d := newCounting("hook")
+	if err := o.Register(d, fastConfig()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() { o.Run(ctx); close(stopped) }()
+	for range 2 { // asked, refused, and asked again after its pause
+		<-asked
+	}
+	for _, m := range msgs {
+		if n := d.count(m.Key); n != 0 {
+			t.Fatalf("%s delivered %d times while fenced", m.Key, n)
+		}
+	}
+	if q, _ := o.List(StateQueued, 10); len(q) != len(msgs) {
+		t.Fatalf("%d queued while fenced, want %d", len(q), len(msgs))
+	}
+	fenced.Store(false)
+	waitKeys(t, d, len(msgs))
+	cancel()
+	<-stopped
+	for _, m := range msgs {
+		if n := d.count(m.Key); n != 1 {
+			t.Errorf("%s delivered %d times, want 1", m.Key, n)
+		}
 	}
 }
