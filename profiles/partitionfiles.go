@@ -19,6 +19,7 @@ import (
 type PartitionFiles struct {
 	dir  string
 	open func(path string) (*Store, error)
+	work PartitionWork
 
 	mu   sync.Mutex
 	held map[int]*Store
@@ -30,6 +31,19 @@ type PartitionFiles struct {
 func NewPartitionFiles(dir string, open func(path string) (*Store, error)) *PartitionFiles {
 	return &PartitionFiles{dir: dir, open: open, held: map[int]*Store{}, busy: map[int]bool{}}
 }
+
+// PartitionWork is work that runs beside the applier of a partition while
+// the node holds it: what a store's engines do on their own (timers, the
+// outbox's deliveries, sweepers). ctx ends when the applier returns (the
+// partition handed over, its lease lost, the node closing); the file
+// closes only after the work has returned. fence is the partition's
+// lease check (PartitionLog.Fence): work with effects outside the file
+// asks it first, and stops on an error wrapping ErrFenced.
+type PartitionWork func(ctx context.Context, p int, st *Store, fence func() error)
+
+// Beside runs work beside the applier of each partition, from the moment
+// its file is open; set it before the files are used.
+func (f *PartitionFiles) Beside(work PartitionWork) { f.work = work }
 
 // PartitionPath is the file of partition p under dir.
 func PartitionPath(dir string, p int) string {
@@ -52,9 +66,16 @@ func (f *PartitionFiles) ApplyPartition(ctx context.Context, p int, from uint64,
 	}
 	f.held[p] = st
 	f.mu.Unlock()
+	var working sync.WaitGroup
+	workCtx, stopWork := context.WithCancel(ctx)
+	if f.work != nil {
+		working.Go(func() { f.work(workCtx, p, st, log.Fence) })
+	}
 	if err = st.ensureEpoch(p); err == nil {
 		err = st.ApplyPartition(ctx, p, from, log)
 	}
+	stopWork()
+	working.Wait()
 	f.mu.Lock()
 	delete(f.held, p)
 	f.mu.Unlock()
