@@ -142,6 +142,10 @@ type appOptions struct {
 	// identifiers from a server source (serve; simulate takes every
 	// event's source as written).
 	Trust profiles.SourceTrust
+	// Fence, when set, is asked before the core acts on its own (timers,
+	// drains, deliveries): a cluster node's lease of the partition whose
+	// file the core is on (partitions.go).
+	Fence func() error
 }
 
 // app is the running core: the store with the rules and journey engines in
@@ -154,6 +158,8 @@ type app struct {
 	pm       *profiles.Metrics
 	jm       *journeys.Metrics
 	log      *slog.Logger
+	// fence is appOptions.Fence (nil: none).
+	fence func() error
 
 	// reloading serialises reloads, from compiling to the swap.
 	reloading sync.Mutex
@@ -189,7 +195,7 @@ func openApp(ctx context.Context, cfg *Config, defs *definitions, opts appOption
 		_ = store.Close()
 		return nil, err
 	}
-	a := &app{cfg: cfg, store: store, rules: re, pm: pm, log: log, defs: defs, jm: journeys.NewMetrics(opts.Registry), backtests: make(chan struct{}, 1), backtestTime: maxBacktestTime}
+	a := &app{cfg: cfg, store: store, rules: re, pm: pm, log: log, fence: opts.Fence, defs: defs, jm: journeys.NewMetrics(opts.Registry), backtests: make(chan struct{}, 1), backtestTime: maxBacktestTime}
 	var clock journeys.Clock = journeys.ClockFunc(time.Now)
 	if opts.Now != nil {
 		clock = journeys.ClockFunc(opts.Now)
@@ -199,6 +205,7 @@ func openApp(ctx context.Context, cfg *Config, defs *definitions, opts appOption
 		Env:   func() *rules.Env { return re.Ruleset().Env },
 		Known: func() journeys.Known { return a.known() },
 		Rand:  opts.Draws,
+		Fence: opts.Fence,
 	})
 	if err != nil {
 		_ = store.Close()
@@ -335,6 +342,29 @@ func (a *app) drainJourneys(ctx context.Context, limit int) (int, error) {
 		a.delivery.outbox.Wake()
 	}
 	return n, err
+}
+
+// run does the core's own work until ctx ends, and returns once all of it
+// has stopped: the store's pruner, the rules' backfill and sweeper, the
+// journeys' timers and pruner, the outboxes and theirs. serve runs it on
+// its one store; a cluster node on each partition it holds
+// (partitions.go).
+func (a *app) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { a.store.RunPruner(ctx, time.Hour) })
+	wg.Go(func() {
+		if err := a.rules.Backfill(ctx, a.store); err != nil && !errors.Is(err, context.Canceled) {
+			a.log.Error("backfill rules", "err", err)
+		}
+		a.rules.RunSweeper(ctx, a.store, time.Hour)
+	})
+	wg.Go(func() { a.journeys.Run(ctx, a.store) })
+	wg.Go(func() { a.journeys.RunPruner(ctx, time.Hour, a.cfg.Retention.Journeys) })
+	wg.Go(func() { a.runOutbox(ctx) })
+	if a.delivery != nil {
+		wg.Go(func() { a.delivery.outbox.RunPruner(ctx, a.cfg.Channels.Retention, time.Hour) })
+	}
 }
 
 // runOutbox drains the outbox whenever actions commit, until ctx ends.

@@ -176,7 +176,7 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 	people := storeProfiles{a.store}
 	ob, err := channels.NewOutbox(a.store.DB(), channels.OutboxOptions{Now: now, Logger: a.log.With("component", "outbox"),
 		Metrics: channels.NewMetrics(reg), Sink: outcomeSink{a.store},
-		Scrub: func() error { _, err := a.store.Scrub(scrubWait); return err }})
+		Scrub: func() error { _, err := a.store.Scrub(scrubWait); return err }, Fence: a.fence})
 	if err != nil {
 		return err
 	}

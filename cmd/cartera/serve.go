@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -172,22 +171,12 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			m.OnMetricsListen(maddr)
 		}
 	}
-	work.Go(func() { store.RunPruner(workCtx, time.Hour) })
+	work.Go(func() { core.run(workCtx) })
 	work.Go(func() { runRetention(workCtx, elog.retain(store, cfg.Profiles.Log), now, time.Hour, log) })
-	work.Go(func() {
-		if err := engine.Backfill(workCtx, store); err != nil && !errors.Is(err, context.Canceled) {
-			log.Error("backfill rules", "err", err)
-		}
-		engine.RunSweeper(workCtx, store, time.Hour)
-	})
-	work.Go(func() { core.journeys.Run(workCtx, store) })
-	work.Go(func() { core.journeys.RunPruner(workCtx, time.Hour, cfg.Retention.Journeys) })
 	work.Go(func() { core.ensureGoogleClasses(workCtx) })
-	work.Go(func() { core.runOutbox(workCtx) })
 	con.Sample() // the charts' first sample, before any event comes in
 	work.Go(func() { con.Run(workCtx) })
 	if core.delivery != nil {
-		work.Go(func() { core.delivery.outbox.RunPruner(workCtx, cfg.Channels.Retention, time.Hour) })
 		if p := core.delivery.googleStatus; p != nil {
 			// Its goroutine is joined with the others: Close waits for it.
 			p.Open(workCtx)

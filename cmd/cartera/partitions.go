@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"cartera/profiles"
+)
+
+// partitionCores are the cores of a cluster node (step 1 of docs/cluster.md's
+// path to several nodes): on each partition file the node holds, the whole
+// core of serve (store, rules and journey engines, outbox, destinations,
+// wallet), opened when the node claims the partition and closed when it
+// gives it up, with its own work (timers, drains, deliveries, sweepers)
+// running while it holds it and fenced by its lease. Each partition's core
+// has a metrics registry of its own, not gathered anywhere yet.
+type partitionCores struct {
+	cfg  *Config
+	defs *definitions
+	opts appOptions
+
+	mu    sync.Mutex
+	cores map[*profiles.Store]*partitionCore
+}
+
+// partitionCore is one partition's core and the fence it acts under.
+type partitionCore struct {
+	*app
+	// p is the core's partition; running says its work has started. Both
+	// are set once, under partitionCores.mu.
+	p       int
+	running bool
+	reg     *prometheus.Registry
+	fence   atomic.Pointer[func() error]
+}
+
+// newPartitionCores opens cores with cfg (its Data is replaced by each
+// partition's file), defs and opts (its Registry and Fence are each
+// core's own).
+func newPartitionCores(cfg *Config, defs *definitions, opts appOptions) *partitionCores {
+	return &partitionCores{cfg: cfg, defs: defs, opts: opts, cores: map[*profiles.Store]*partitionCore{}}
+}
+
+// files is the PartitionFiles of a jetstream.Node, with a core on each
+// partition's file.
+func (pc *partitionCores) files(dir string) *profiles.PartitionFiles {
+	f := profiles.NewPartitionFiles(dir, pc.open)
+	f.Beside(pc.run)
+	return f
+}
+
+// open opens the core of the partition file at path.
+func (pc *partitionCores) open(path string) (*profiles.Store, error) {
+	cfg := *pc.cfg
+	cfg.Data = path
+	c := &partitionCore{reg: prometheus.NewRegistry()}
+	opts := pc.opts
+	opts.Registry = c.reg
+	// Until the node's lease is known (run), the core does nothing of its
+	// own: only the applier, which is fenced by the store, commits.
+	opts.Fence = func() error {
+		f := c.fence.Load()
+		if f == nil {
+			return fmt.Errorf("%w: not running yet", profiles.ErrFenced)
+		}
+		return (*f)()
+	}
+	a, err := openApp(context.Background(), &cfg, pc.defs, opts)
+	if err != nil {
+		return nil, err
+	}
+	c.app = a
+	pc.mu.Lock()
+	pc.cores[a.store] = c
+	pc.mu.Unlock()
+	return a.store, nil
+}
+
+// run is the core's own work while the node holds partition p.
+func (pc *partitionCores) run(ctx context.Context, p int, st *profiles.Store, fence func() error) {
+	pc.mu.Lock()
+	c := pc.cores[st]
+	if c != nil {
+		c.p, c.running = p, true
+	}
+	pc.mu.Unlock()
+	defer func() {
+		pc.mu.Lock()
+		delete(pc.cores, st)
+		pc.mu.Unlock()
+	}()
+	if c == nil {
+		return // opened by someone else's open: nothing of ours on it
+	}
+	c.fence.Store(&fence)
+	c.run(ctx)
+}
+
+// held returns the cores running now, by partition.
+func (pc *partitionCores) held() []*partitionCore {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	out := make([]*partitionCore, 0, len(pc.cores))
+	for _, c := range pc.cores {
+		if c.running {
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, func(a, b *partitionCore) int { return a.p - b.p })
+	return out
+}
+
+// wake wakes every open core's timers and outbox, as the dev clock does
+// serve's after moving time.
+func (pc *partitionCores) wake() {
+	for _, c := range pc.held() {
+		c.journeys.Wake()
+		if c.delivery != nil {
+			c.delivery.outbox.Wake()
+		}
+	}
+}
