@@ -16,8 +16,9 @@ import (
 	"cartera/profiles/jetstream"
 )
 
-// partitionFiles are a deployment of one journey with a send at once and
-// one an hour later, both webhooks (no consent needed).
+// partitionFiles are a deployment of two journeys: a send at once and one
+// an hour later, and a daily cron send at noon to every member, all
+// webhooks (no consent needed).
 var partitionFiles = map[string]string{
 	"cartera.yaml": `log_level: warn
 public_url: http://127.0.0.1:8080
@@ -41,6 +42,9 @@ channels:
   - name: signups
     aggregate: count
     event: Signed Up
+audiences:
+  - name: members
+    expression: profile.computed.signups > 0
 `,
 	"policies.yaml": `policies:
   timezone: UTC
@@ -58,6 +62,16 @@ steps:
     wait: 1h
   - id: later
     send: {channel: webhook, template: later}
+`,
+	"journeys/daily.yaml": `id: daily
+trigger:
+  schedule:
+    cron: "0 12 * * *"
+    timezone: UTC
+    audience: members
+steps:
+  - id: daily
+    send: {channel: webhook, template: daily}
 `,
 }
 
@@ -117,7 +131,9 @@ type webhookCall struct {
 // people sign up while one node holds everything and after a second
 // joined; an hour later (the clock moved) every person's second send is
 // made by the node that holds their partition then, from state and timers
-// that moved with a partition handed over. Each person gets each send
+// that moved with a partition handed over; at noon a cron journey's tick
+// fires in every partition, each enrolling its own members, so the
+// cluster fires it once for each person. Each person gets each send
 // exactly once, and no two people's sends share an idempotency key (an
 // instance number alone counts per file). A node has cores open for the
 // partitions it holds and no others.
@@ -221,6 +237,15 @@ func TestPartitionCoresRunJourneysWherePeopleAre(t *testing.T) {
 		n.cores.wake()
 	}
 	waitUntil(t, "32 second sends", func() bool { return sends("later") >= 32 })
+	if n := sends("daily"); n != 0 {
+		t.Fatalf("%d daily sends before noon", n)
+	}
+	// Noon: the cron tick of each partition enrols its own members.
+	clock.Advance(time.Hour)
+	for _, n := range nodes {
+		n.cores.wake()
+	}
+	waitUntil(t, "32 daily sends", func() bool { return sends("daily") >= 32 })
 
 	// Who holds which partition now (no hand-over since b joined).
 	owner := map[int]string{}
@@ -245,8 +270,8 @@ func TestPartitionCoresRunJourneysWherePeopleAre(t *testing.T) {
 		t.Fatalf("sends to %d people, want 32", len(perPerson))
 	}
 	for pid, steps := range perPerson {
-		if steps["hello"] != 1 || steps["later"] != 1 || len(steps) != 2 {
-			t.Errorf("%s got %v, want hello and later once each", pid, steps)
+		if steps["hello"] != 1 || steps["later"] != 1 || steps["daily"] != 1 || len(steps) != 3 {
+			t.Errorf("%s got %v, want hello, later and daily once each", pid, steps)
 		}
 	}
 	// Each second send came from the node that holds the person's
@@ -269,14 +294,16 @@ func TestPartitionCoresRunJourneysWherePeopleAre(t *testing.T) {
 				pid = prof.ID
 			}
 		}
-		var later []webhookCall
-		for _, c := range seen() {
-			if c.profile == pid && c.step == "later" {
-				later = append(later, c)
+		for _, step := range []string{"later", "daily"} {
+			var got []webhookCall
+			for _, c := range seen() {
+				if c.profile == pid && c.step == step {
+					got = append(got, c)
+				}
 			}
-		}
-		if len(later) != 1 || later[0].node != want {
-			t.Errorf("%s (partition %d, held by %s): second sends %+v, want one from %s", u, p, want, later, want)
+			if len(got) != 1 || got[0].node != want {
+				t.Errorf("%s (partition %d, held by %s): %s sends %+v, want one from %s", u, p, want, step, got, want)
+			}
 		}
 		if want == "b" {
 			fromB++
