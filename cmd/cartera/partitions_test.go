@@ -2,12 +2,14 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -79,13 +81,26 @@ steps:
 // to the stream, its lease-holding Node and the cores of what it holds.
 type partitionNode struct {
 	id    string
+	log   *jetstream.Log
 	node  *jetstream.Node
 	cores *partitionCores
+}
+
+// kill cuts the node's connection first, as a crash would: it cannot
+// renew, snapshot or give anything up, and its leases lapse.
+func (n *partitionNode) kill() {
+	_ = n.log.Close()
+	_ = n.node.Close()
 }
 
 // startPartitionNode starts node id on the stream at url, its partition
 // files under dir, its webhooks sent to hook/<id>.
 func startPartitionNode(t *testing.T, id, url, dir, hook string, cfg *Config, defs *definitions, now func() time.Time) *partitionNode {
+	return startPartitionNodeWith(t, id, url, dir, hook, cfg, defs, now, jetstream.SnapshotConfig{Events: 1000, Interval: time.Minute})
+}
+
+// startPartitionNodeWith is startPartitionNode snapshotting as snap says.
+func startPartitionNodeWith(t *testing.T, id, url, dir, hook string, cfg *Config, defs *definitions, now func() time.Time, snap jetstream.SnapshotConfig) *partitionNode {
 	t.Helper()
 	l, err := jetstream.Open(t.Context(), partitionLogConfig(url))
 	if err != nil {
@@ -97,13 +112,13 @@ func startPartitionNode(t *testing.T, id, url, dir, hook string, cfg *Config, de
 	cores := newPartitionCores(&ncfg, defs, appOptions{Now: now, Deliver: true, Logger: slog.New(slog.DiscardHandler), Getenv: envOf(nil)})
 	n, err := jetstream.StartNode(t.Context(), l, cores.files(filepath.Join(dir, id)), jetstream.NodeConfig{
 		ID: id, LeaseTTL: 3 * time.Second, Logger: slog.New(slog.DiscardHandler),
-		Snapshots: jetstream.SnapshotConfig{Events: 1000, Interval: time.Minute, Dir: t.TempDir()},
+		Snapshots: jetstream.SnapshotConfig{Events: snap.Events, Interval: snap.Interval, Dir: t.TempDir()},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = n.Close() })
-	return &partitionNode{id: id, node: n, cores: cores}
+	return &partitionNode{id: id, log: l, node: n, cores: cores}
 }
 
 func partitionLogConfig(url string) jetstream.Config {
@@ -140,57 +155,9 @@ type webhookCall struct {
 func TestPartitionCoresRunJourneysWherePeopleAre(t *testing.T) {
 	ns := startNATS(t)
 	dir := t.TempDir()
-	for name, body := range partitionFiles {
-		path := filepath.Join(dir, "conf", name)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cfg, err := loadConfig(&serveFlags{config: filepath.Join(dir, "conf", "cartera.yaml"), set: map[string]bool{"config": true}}, envOf(nil))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defs, err := compileDefinitions(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var calls []webhookCall
-	var callsMu = make(chan struct{}, 1)
-	hook := newStandIn(t, func(h hit, _ int) (int, string) {
-		var body struct {
-			ID        string `json:"id"`
-			ProfileID string `json:"profile_id"`
-			Step      string `json:"step"`
-		}
-		if err := json.Unmarshal([]byte(h.Body), &body); err != nil {
-			t.Errorf("webhook body %q: %v", h.Body, err)
-			return 400, `{}`
-		}
-		if body.ID != h.Header.Get("X-Cartera-Key") {
-			t.Errorf("body id %q, header key %q", body.ID, h.Header.Get("X-Cartera-Key"))
-		}
-		callsMu <- struct{}{}
-		calls = append(calls, webhookCall{node: strings.TrimPrefix(h.Path, "/hook/"), key: body.ID, profile: body.ProfileID, step: body.Step})
-		<-callsMu
-		return 200, `{}`
-	})
-	seen := func() []webhookCall {
-		callsMu <- struct{}{}
-		defer func() { <-callsMu }()
-		return slices.Clone(calls)
-	}
-	sends := func(step string) int {
-		n := 0
-		for _, c := range seen() {
-			if c.step == step {
-				n++
-			}
-		}
-		return n
-	}
+	cfg, defs := partitionDeployment(t, dir)
+	hook := newWebhookRecorder(t)
+	seen, sends := hook.seen, hook.sends
 	t0 := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
 	clock := clocktest.New(t0)
 
@@ -215,14 +182,14 @@ func TestPartitionCoresRunJourneysWherePeopleAre(t *testing.T) {
 		}
 	}
 	const partitions = 8
-	a := startPartitionNode(t, "a", ns.url(), dir, hook.URL+"/hook", cfg, defs, clock.Now)
+	a := startPartitionNode(t, "a", ns.url(), dir, hook.url, cfg, defs, clock.Now)
 	waitUntil(t, "node a holds every partition, a core on each", func() bool {
 		return len(a.node.Held()) == partitions && slices.Equal(a.coresHeld(), a.node.Held())
 	})
 	signUp(0, 24)
 	waitUntil(t, "24 first sends", func() bool { return sends("hello") >= 24 })
 
-	b := startPartitionNode(t, "b", ns.url(), dir, hook.URL+"/hook", cfg, defs, clock.Now)
+	b := startPartitionNode(t, "b", ns.url(), dir, hook.url, cfg, defs, clock.Now)
 	nodes := []*partitionNode{a, b}
 	waitUntil(t, "a and b share the partitions, each with cores on what it holds and nothing else", func() bool {
 		ha, hb := a.node.Held(), b.node.Held()
@@ -312,6 +279,233 @@ func TestPartitionCoresRunJourneysWherePeopleAre(t *testing.T) {
 	if fromB == 0 {
 		t.Error("no second send came from b: nothing moved with a partition")
 	}
+}
+
+// A node killed mid-load, with the identity index routing sign-ups to
+// their profiles: the survivor re-owns its partitions once their leases
+// lapse, restores their snapshots and applies what followed them. Every
+// acknowledged sign-up is in exactly one profile, applied once, and each
+// person's send has one idempotency key: a send the dead node made after
+// its last snapshot is made again by the survivor (the events after the
+// snapshot run through the journeys again), with the same key, since the
+// profile ids come from the index and the instance numbers from the
+// restored file. Receivers dedupe on it (channels/webhook's doc).
+func TestPartitionCoresNodeKilledMidLoad(t *testing.T) {
+	ns := startNATS(t)
+	dir := t.TempDir()
+	cfg, defs := partitionDeployment(t, dir)
+	hook := newWebhookRecorder(t)
+	clock := clocktest.New(time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC))
+	ingest, err := jetstream.Open(t.Context(), partitionLogConfig(ns.url()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ingest.Close()
+	router, err := jetstream.NewRouter(t.Context(), ingest, jetstream.RouterConfig{Identity: cfg.Profiles.Identity, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Snapshots every 10 events of a partition: the kill leaves some
+	// applied after the last one.
+	snap := jetstream.SnapshotConfig{Events: 10, Interval: time.Minute}
+	a := startPartitionNodeWith(t, "a", ns.url(), dir, hook.url, cfg, defs, clock.Now, snap)
+	b := startPartitionNodeWith(t, "b", ns.url(), dir, hook.url, cfg, defs, clock.Now, snap)
+	const partitions = 8
+	waitUntil(t, "a and b share the partitions", func() bool {
+		ha, hb := a.node.Held(), b.node.Held()
+		return len(ha) > 0 && len(hb) > 0 && len(ha)+len(hb) == partitions &&
+			slices.Equal(a.coresHeld(), ha) && slices.Equal(b.coresHeld(), hb)
+	})
+
+	const people, batch = 160, 8
+	user := func(i int) string { return fmt.Sprintf("kill-user-%03d", i) }
+	appended := make(chan int, people/batch)
+	go func() {
+		defer close(appended)
+		for i := 0; i < people; i += batch {
+			var recs [][]byte
+			for j := i; j < i+batch; j++ {
+				v, err := json.Marshal(&profiles.Event{Type: profiles.TypeTrack, Event: "Signed Up", MessageID: "m-" + user(j), UserID: user(j), Source: "web", Timestamp: clock.Now(), ReceivedAt: clock.Now()})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				recs = append(recs, v)
+			}
+			if _, _, err := router.Append(t.Context(), recs); err != nil {
+				t.Errorf("append sign-ups %d to %d: %v", i, i+batch, err)
+				return
+			}
+			appended <- i + batch
+			time.Sleep(10 * time.Millisecond) // a shop's pace: the kill, not the volume, is tested
+		}
+	}()
+	for n := range appended {
+		if n == people/2 {
+			waitUntil(t, "b sent some", func() bool {
+				for _, c := range hook.seen() {
+					if c.node == "b" {
+						return true
+					}
+				}
+				return false
+			})
+			b.kill()
+			break
+		}
+	}
+	for range appended {
+	}
+	waitUntil(t, "a holds every partition, a core on each", func() bool {
+		return len(a.node.Held()) == partitions && slices.Equal(a.coresHeld(), a.node.Held())
+	})
+	if held := b.cores.held(); len(held) != 0 {
+		t.Fatalf("the killed node still runs %d cores", len(held))
+	}
+
+	// Every acknowledged sign-up is in exactly one profile, once.
+	pids := map[string]string{}
+	for i := range people {
+		u := user(i)
+		waitUntil(t, u+" applied", func() bool {
+			for _, c := range a.cores.held() {
+				if _, err := c.store.Lookup(profiles.Identifier{Kind: profiles.KindUserID, Value: u}); err == nil {
+					return true
+				}
+			}
+			return false
+		})
+		found := 0
+		for _, c := range a.cores.held() {
+			prof, err := c.store.Lookup(profiles.Identifier{Kind: profiles.KindUserID, Value: u})
+			if errors.Is(err, profiles.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			found++
+			pids[u] = prof.ID
+			evs, err := c.store.Events(prof.ID, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			signUps := 0
+			for _, e := range evs {
+				if e.Event == "Signed Up" {
+					signUps++
+				}
+			}
+			if signUps != 1 {
+				t.Errorf("%s has %d sign-ups, want 1", u, signUps)
+			}
+		}
+		if found != 1 {
+			t.Errorf("%s is in %d partitions' files, want 1", u, found)
+		}
+	}
+	// Each person's send: one key, delivered at least once.
+	waitUntil(t, "a first send to everyone", func() bool {
+		got := map[string]bool{}
+		for _, c := range hook.seen() {
+			if c.step == "hello" {
+				got[c.profile] = true
+			}
+		}
+		return len(got) == people
+	})
+	keys := map[string]map[string]int{}
+	for _, c := range hook.seen() {
+		if c.step != "hello" {
+			continue
+		}
+		if keys[c.profile] == nil {
+			keys[c.profile] = map[string]int{}
+		}
+		keys[c.profile][c.key]++
+	}
+	again := 0
+	for u, pid := range pids {
+		if len(keys[pid]) != 1 {
+			t.Errorf("%s (%s): sends under keys %v, want one key", u, pid, keys[pid])
+		}
+		for _, n := range keys[pid] {
+			again += n - 1
+		}
+	}
+	t.Logf("%d of %d first sends were made again, under their key, after the kill", again, people)
+}
+
+// partitionDeployment writes partitionFiles under dir and loads them.
+func partitionDeployment(t *testing.T, dir string) (*Config, *definitions) {
+	t.Helper()
+	for name, body := range partitionFiles {
+		path := filepath.Join(dir, "conf", name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := loadConfig(&serveFlags{config: filepath.Join(dir, "conf", "cartera.yaml"), set: map[string]bool{"config": true}}, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defs, err := compileDefinitions(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg, defs
+}
+
+// webhookRecorder is the webhook receiver of the partition tests: it
+// records each call, and which node made it (its path, hook/<node>).
+type webhookRecorder struct {
+	url   string
+	mu    sync.Mutex
+	calls []webhookCall
+}
+
+func newWebhookRecorder(t *testing.T) *webhookRecorder {
+	r := &webhookRecorder{}
+	s := newStandIn(t, func(h hit, _ int) (int, string) {
+		var body struct {
+			ID        string `json:"id"`
+			ProfileID string `json:"profile_id"`
+			Step      string `json:"step"`
+		}
+		if err := json.Unmarshal([]byte(h.Body), &body); err != nil {
+			t.Errorf("webhook body %q: %v", h.Body, err)
+			return 400, `{}`
+		}
+		if body.ID != h.Header.Get("X-Cartera-Key") {
+			t.Errorf("body id %q, header key %q", body.ID, h.Header.Get("X-Cartera-Key"))
+		}
+		r.mu.Lock()
+		r.calls = append(r.calls, webhookCall{node: strings.TrimPrefix(h.Path, "/hook/"), key: body.ID, profile: body.ProfileID, step: body.Step})
+		r.mu.Unlock()
+		return 200, `{}`
+	})
+	r.url = s.URL + "/hook"
+	return r
+}
+
+func (r *webhookRecorder) seen() []webhookCall {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.calls)
+}
+
+// sends counts the calls of a step.
+func (r *webhookRecorder) sends(step string) int {
+	n := 0
+	for _, c := range r.seen() {
+		if c.step == step {
+			n++
+		}
+	}
+	return n
 }
 
 // waitUntil polls cond until it holds, for at most a minute.
