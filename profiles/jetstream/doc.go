@@ -82,9 +82,10 @@
 // newer profile to the older, a MergeOut record asks the newer one's
 // partition to send its state to the older one's partition as a MergeIn
 // record, and records still addressed to the newer one are forwarded there
-// (profiles/crossmerge.go). Appends that do not go through a Router are
-// partitioned by userId, else anonymousId, as before; a cluster must use
-// one or the other. What holds and what does not: docs/cluster.md,
+// (profiles/crossmerge.go). Router.Seed fills the index from a store that
+// already holds people, before the router takes events (seed.go). Appends
+// that do not go through a Router are partitioned by userId, else
+// anonymousId, as before; a cluster must use one or the other. What holds and what does not: docs/cluster.md,
 // "Identity across partitions".
 //
 //	l, err := jetstream.Open(ctx, jetstream.Config{URL: "nats://127.0.0.1:4222", Stream: "CARTERA_EVENTS", Subject: "cartera.events", Partitions: 64, Replicas: 3, AckWait: 5 * time.Second})

@@ -53,6 +53,11 @@ import (
 //	             profile merges away once only; "sent" once its MergeOut
 //	             record is in the log. Survivors are always the smaller
 //	             (older) id, so forwards never make a cycle.
+//	seed         how far Seed got (seed.go): "running <id>" while it
+//	             fills the index from a store (every profile up to <id>,
+//	             in key order, is in it; "running" before the first
+//	             batch), "done" once it read every profile. An index
+//	             whose seed is running counts as Empty.
 //
 // Profile ids are made by the router (profiles.NewProfileID): the
 // creation time first, so the smaller of two ids is the older profile,
@@ -329,10 +334,17 @@ func (r *Router) Read(ctx context.Context, from uint64, max int) ([][]byte, erro
 // Committed is the log's (profiles.EventLog).
 func (r *Router) Committed() uint64 { return r.l.Committed() }
 
-// Empty reports whether the index has never held an identifier (one
-// erased since still counts): a store that holds people cannot be put
-// behind an empty index, which would give each of them a second profile.
+// Empty reports whether the index knows nobody yet: it has never held
+// an identifier (one erased since still counts), or what it holds is a
+// Seed that has not finished (it crashed or was stopped half-way). A
+// store that holds people cannot be put behind an empty index, which
+// would give each of them a second profile: Seed it first.
 func (r *Router) Empty(ctx context.Context) (bool, error) {
+	if phase, _, err := r.seedState(ctx); err != nil {
+		return false, err
+	} else if phase == seedRunning {
+		return true, nil
+	}
 	bucket := r.l.cfg.identityBucket()
 	s, err := r.l.js.Stream(ctx, "KV_"+bucket)
 	if err != nil {
