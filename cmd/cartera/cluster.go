@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"cartera/profiles"
@@ -31,8 +32,9 @@ type ClusterConfig struct {
 	// IdentityIndex resolves each event's identifiers in the cluster's
 	// identity index (a JetStream KV bucket) before it is appended, so
 	// that its partition is its profile's; merges between profiles go
-	// through the log. Only for a new store and stream: an index is not
-	// seeded from a store that already holds people.
+	// through the log. Turned on for a store that already holds people,
+	// serve seeds the index from the store at start, before it listens
+	// (resuming a seed that a crash stopped).
 	IdentityIndex bool `yaml:"identity_index"`
 	// IdentitySecret keys the hash of the identifiers in the index
 	// (CARTERA_CLUSTER_IDENTITY_SECRET; at least 16 bytes), so that who
@@ -93,7 +95,7 @@ func openClusterLog(ctx context.Context, cfg *Config, store *profiles.Store, tru
 	var attach profiles.EventLog = l
 	var router *jetstream.Router
 	if cfg.Cluster.IdentityIndex {
-		if router, err = openIdentityIndex(ctx, cfg, l, store, trust); err != nil {
+		if router, err = openIdentityIndex(ctx, cfg, l, trust); err != nil {
 			_ = l.Close()
 			return clusterLog{}, err
 		}
@@ -103,13 +105,17 @@ func openClusterLog(ctx context.Context, cfg *Config, store *profiles.Store, tru
 		_ = l.Close()
 		return clusterLog{}, fmt.Errorf("cluster: stream %s: %w", cfg.Cluster.Stream, err)
 	}
+	if router != nil {
+		if err := seedIdentityIndex(ctx, router, store, log); err != nil {
+			_ = l.Close()
+			return clusterLog{}, err
+		}
+	}
 	return clusterLog{log: l, router: router}, nil
 }
 
-// openIdentityIndex opens the cluster's identity index in front of l. It
-// refuses a store that holds people while the index knows nobody: they
-// would each get a second profile (seeding the index is not built).
-func openIdentityIndex(ctx context.Context, cfg *Config, l *jetstream.Log, store *profiles.Store, trust profiles.SourceTrust) (*jetstream.Router, error) {
+// openIdentityIndex opens the cluster's identity index in front of l.
+func openIdentityIndex(ctx context.Context, cfg *Config, l *jetstream.Log, trust profiles.SourceTrust) (*jetstream.Router, error) {
 	c := cfg.Cluster
 	rcfg := jetstream.RouterConfig{Identity: cfg.Profiles.Identity, CacheTTL: c.IdentityCache, Trust: trust}
 	if c.IdentitySecret != "" {
@@ -121,14 +127,77 @@ func openIdentityIndex(ctx context.Context, cfg *Config, l *jetstream.Log, store
 	if err != nil {
 		return nil, fmt.Errorf("cluster.identity_index: %w", err)
 	}
-	empty, err := r.Empty(openCtx)
-	if err != nil {
-		return nil, fmt.Errorf("cluster.identity_index: %w", err)
-	}
-	if n := store.ProfileCount(); n > 0 && empty {
-		return nil, fmt.Errorf("cluster.identity_index: the store holds %d profiles and the identity index none: turn the index on with a new store and stream (seeding it from a store is not built)", n)
-	}
 	return r, nil
+}
+
+// seedIdentityIndex fills the identity index from the store when the
+// index knows nobody (or a seed did not finish: jetstream.Router.Empty)
+// and the store holds people, who would otherwise each get a second
+// profile. It runs before serve applies or routes anything: it first
+// applies what the stream holds beyond the store (events acknowledged
+// before the restart, appended without the index), so that the seed sees
+// every identifier they link; then it seeds. A crash or a stop during the
+// seed leaves the index empty to the next start, which goes on from the
+// last batch recorded. An index that holds other people than the store's
+// is refused.
+func seedIdentityIndex(ctx context.Context, r *jetstream.Router, store *profiles.Store, log *slog.Logger) error {
+	empty, err := r.Empty(ctx)
+	if err != nil {
+		return fmt.Errorf("cluster.identity_index: %w", err)
+	}
+	if !empty || store.ProfileCount() == 0 {
+		return nil
+	}
+	if err := applyBacklog(ctx, store, log); err != nil {
+		return fmt.Errorf("cluster.identity_index: apply the stream before seeding the index: %w", err)
+	}
+	total := store.ProfileCount()
+	log.Info("identity index: seeding it from the store", "profiles", total)
+	next := int64(seedLogEvery)
+	stats, err := r.Seed(ctx, store, func(s jetstream.SeedStats) {
+		if s.Profiles >= next {
+			log.Info("identity index: seeding", "profiles_done", s.Profiles, "profiles", total, "identifiers_linked", s.Linked, "identifiers_known", s.Known)
+			next = s.Profiles + seedLogEvery
+		}
+	})
+	var conflict *jetstream.SeedConflictError
+	switch {
+	case errors.As(err, &conflict):
+		return fmt.Errorf("cluster.identity_index: the store holds %d profiles and the identity index other people: %w; turn the index on with a stream of this store's", total, err)
+	case err != nil:
+		return fmt.Errorf("cluster.identity_index: %w", err)
+	}
+	log.Info("identity index: seeded from the store", "profiles", stats.Profiles, "identifiers_linked", stats.Linked, "identifiers_known", stats.Known,
+		"protected", stats.Protected, "resumed", stats.From != "")
+	return nil
+}
+
+// seedLogEvery is how many profiles seeding the identity index logs its
+// progress after.
+const seedLogEvery = 50_000
+
+// applyBacklog applies what the event log holds beyond what the store
+// applied, and returns once the store has applied it, and the records
+// applying it appended in turn (a merge's steps, forwarded events).
+func applyBacklog(ctx context.Context, store *profiles.Store, log *slog.Logger) error {
+	target, applied := store.LogCommitted(), store.AppliedOffset()
+	if applied >= target {
+		return nil
+	}
+	log.Info("identity index: applying the stream's events the store has not, before seeding", "events", target-applied)
+	applyCtx, stop := context.WithCancel(ctx)
+	var applying sync.WaitGroup
+	applying.Go(func() { store.RunApplier(applyCtx) })
+	defer func() {
+		stop()
+		applying.Wait()
+	}()
+	for ; store.AppliedOffset() < target; target = store.LogCommitted() {
+		if err := store.WaitApplied(ctx, target); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func openJetStream(ctx context.Context, cfg *Config, store *profiles.Store, log *slog.Logger) (*jetstream.Log, error) {

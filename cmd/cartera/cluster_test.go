@@ -207,7 +207,7 @@ func TestClusterConfig(t *testing.T) {
 // steps in the log (the store here follows every partition); the index's
 // keys are keyed by the secret, with no identifier in them; an erasure
 // leaves the index too, so that the person's next event makes a new
-// profile. A store that holds people will not go behind an empty index.
+// profile.
 func TestServeClusterIdentityIndex(t *testing.T) {
 	ns := startNATS(t)
 	const secret = "identity-index-secret-0123456789"
@@ -284,19 +284,56 @@ func TestServeClusterIdentityIndex(t *testing.T) {
 	if again["id"] == survivor || len(eventsNamed(again, "Product Viewed")) != 0 {
 		t.Errorf("after the erasure u7 is on %v with the old events, want a new profile", again["id"])
 	}
+}
 
-	// A store that holds people, and a stream of its own with an index
-	// that knows nobody: refused at start, naming the setting.
-	ns2 := startNATS(t)
+// serve turned on with the identity index over a store that already holds
+// people (its stream appended without the index) seeds the index from the
+// store before it listens, after applying the events the stream held that
+// the store had not: an event with an existing person's email goes to
+// their existing profile, as does one with the email of a person whose
+// only event was still waiting to be applied; no profile is made, none
+// merged. The log says how many were seeded, and names no one.
+func TestServeClusterIdentityIndexSeeded(t *testing.T) {
+	ns := startNATS(t)
 	data := filepath.Join(t.TempDir(), "cartera.db")
-	used := startServerAt(t, data, map[string]string{"CARTERA_CLUSTER_URL": ns2.url()})
-	mustOK(t, used.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"u8"}`))
+	used := startServerAt(t, data, map[string]string{"CARTERA_CLUSTER_URL": ns.url()})
+	mustOK(t, used.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"u8","anonymousId":"device-8","traits":{"email":"u8@example.com"}}`))
+	u8 := used.profile(t, "user_id:u8")["id"]
 	used.stopNow(t)
-	main := &Main{Stdout: io.Discard, Stderr: io.Discard, Getenv: envOf(map[string]string{"CARTERA_ADMIN_TOKEN": testAdminToken,
-		"CARTERA_CLUSTER_URL": ns2.url(), "CARTERA_CLUSTER_IDENTITY_INDEX": "1"})}
-	err = main.Run(t.Context(), []string{"serve", "--addr", "127.0.0.1:0", "--data", data, "--config", "../../examples/cartera.yaml"})
-	if err == nil || !strings.Contains(err.Error(), "cluster.identity_index: the store holds 1 profiles and the identity index none") {
-		t.Errorf("a used store behind an empty index: %v", err)
+	// Acknowledged and never applied by this run: the next start applies it.
+	pending := startServerMain(t, data, "../../examples/cartera.yaml", map[string]string{"CARTERA_CLUSTER_URL": ns.url()}, io.Discard,
+		func(m *Main) { m.holdApply = make(chan struct{}) })
+	mustOK(t, pending.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"u9","traits":{"email":"u9@example.com"}}`))
+	pending.stopNow(t)
+
+	var logs lockedBuffer
+	s := startServerLogged(t, data, map[string]string{"CARTERA_CLUSTER_URL": ns.url(), "CARTERA_CLUSTER_IDENTITY_INDEX": "1", "CARTERA_LOG_LEVEL": "info"}, &logs)
+	mustOK(t, s.send(t, "web_dev_write_key", "/v1/identify", `{"anonymousId":"device-new","traits":{"email":"u8@example.com"}}`))
+	mustOK(t, s.send(t, "web_dev_write_key", "/v1/identify", `{"anonymousId":"device-9","traits":{"email":"u9@example.com"}}`))
+	if got := s.profile(t, "anonymous_id:device-new")["id"]; got != u8 {
+		t.Errorf("an event with u8's email went to profile %v, want u8's %v", got, u8)
+	}
+	u9 := s.profile(t, "user_id:u9")["id"]
+	if got := s.profile(t, "anonymous_id:device-9")["id"]; got != u9 {
+		t.Errorf("an event with u9's email went to profile %v, want u9's %v (applied before the seed)", got, u9)
+	}
+	m := s.admin(t, "GET", "/metrics")
+	for _, want := range []string{"\ncartera_profiles 2\n", "\ncartera_identity_index_links_total 2\n", "\ncartera_identity_index_merges_total 0\n"} {
+		if !strings.Contains(m.raw, want) {
+			t.Errorf("/metrics lacks %q", strings.TrimSpace(want))
+		}
+	}
+	log := logs.String()
+	for _, want := range []string{`"msg":"identity index: applying the stream's events the store has not, before seeding","events":1`,
+		`"msg":"identity index: seeded from the store","profiles":2,"identifiers_linked":5,"identifiers_known":0,"protected":0,"resumed":false`} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the log lacks %s:\n%s", want, log)
+		}
+	}
+	for _, who := range []string{"u8", "u9", "device-8", "example.com"} {
+		if strings.Contains(log, who) {
+			t.Errorf("the log names %s:\n%s", who, log)
+		}
 	}
 }
 
