@@ -212,6 +212,10 @@ func (ir *IdentifierReader) Kinds() []string {
 	return out
 }
 
+// EncodeRecord encodes an event as a record of the event log, as
+// Store.Append does (DecodeRecord reads it back).
+func EncodeRecord(e *Event) ([]byte, error) { return encodeEvent(e) }
+
 // DecodeRecord decodes an event record's JSON (the body of a routed one)
 // as the store does.
 func DecodeRecord(body []byte) (*Event, error) {

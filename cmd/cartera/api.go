@@ -23,7 +23,10 @@ import (
 // api holds what the HTTP handlers need. It is the only place that knows
 // Fiber; the packages below it never see a request.
 type api struct {
-	store   *profiles.Store
+	store *profiles.Store
+	// events is where ingestion acknowledges events, when not store (a
+	// cluster node's: node.go).
+	events  eventAppender
 	rules   *rules.Engine
 	core    *app
 	sources *profiles.Sources
@@ -56,32 +59,7 @@ type httpError struct {
 func (e *httpError) Error() string { return e.msg }
 
 func (a *api) routes() *fiber.App {
-	if a.limits == nil {
-		a.limits = newEdgeLimits(DefaultLimitsConfig(), nil)
-	}
-	fcfg := fiber.Config{
-		// Fiber's limit is set well above the batch limit: past it fasthttp
-		// closes the connection unread, and clients often see a reset
-		// instead of the 413. Up to it, the handler answers a clean 413.
-		BodyLimit:             4 * profiles.MaxBatchBytes,
-		DisableStartupMessage: true,
-		// Paths are matched raw and parameters unescaped by the handlers,
-		// so an identifier may hold a '/' (%2F).
-		ErrorHandler: a.errorHandler,
-		ReadTimeout:  30 * time.Second,
-		WriteTimeout: 30 * time.Second,
-		IdleTimeout:  120 * time.Second,
-	}
-	a.limits.fiberConfig(&fcfg)
-	app := fiber.New(fcfg)
-	guardEdge(app)
-	a.limits.serverConfig(app.Server())
-	app.Use(transportHeaders, a.limits.edge)
-	app.Get("/healthz", func(c *fiber.Ctx) error {
-		return c.JSON(fiber.Map{"status": "ok"})
-	})
-	a.metricsRoute(app)
-
+	app := a.newApp()
 	a.ingestRoutes(app)
 	v1 := app.Group("/v1")
 
@@ -116,6 +94,37 @@ func (a *api) routes() *fiber.App {
 	adm.Get("/:ident/export", a.exportProfile)
 	adm.Get("/:ident", a.getProfile)
 	adm.Delete("/:ident", a.eraseProfile)
+	return app
+}
+
+// newApp is the fiber app of every route: its limits, transport headers,
+// /healthz and /metrics.
+func (a *api) newApp() *fiber.App {
+	if a.limits == nil {
+		a.limits = newEdgeLimits(DefaultLimitsConfig(), nil)
+	}
+	fcfg := fiber.Config{
+		// Fiber's limit is set well above the batch limit: past it fasthttp
+		// closes the connection unread, and clients often see a reset
+		// instead of the 413. Up to it, the handler answers a clean 413.
+		BodyLimit:             4 * profiles.MaxBatchBytes,
+		DisableStartupMessage: true,
+		// Paths are matched raw and parameters unescaped by the handlers,
+		// so an identifier may hold a '/' (%2F).
+		ErrorHandler: a.errorHandler,
+		ReadTimeout:  30 * time.Second,
+		WriteTimeout: 30 * time.Second,
+		IdleTimeout:  120 * time.Second,
+	}
+	a.limits.fiberConfig(&fcfg)
+	app := fiber.New(fcfg)
+	guardEdge(app)
+	a.limits.serverConfig(app.Server())
+	app.Use(transportHeaders, a.limits.edge)
+	app.Get("/healthz", func(c *fiber.Ctx) error {
+		return c.JSON(fiber.Map{"status": "ok"})
+	})
+	a.metricsRoute(app)
 	return app
 }
 

@@ -44,13 +44,29 @@ type ClusterConfig struct {
 	// IdentityCache is how long an identifier read from the index is
 	// trusted without reading it again (0: always read).
 	IdentityCache time.Duration `yaml:"identity_cache"`
+	// Node makes this gateway one of several nodes of the cluster
+	// (CARTERA_CLUSTER_NODE): it holds the partitions the leases give it,
+	// each with the core of serve on a file of its own, instead of one
+	// store applying the whole stream (node.go). Unique and stable across
+	// the node's restarts. Needs identity_index.
+	Node string `yaml:"node"`
+	// LeaseTTL is how long a node's lease of a partition lasts without
+	// renewal: how long a dead node's partitions wait for a new owner.
+	// Every node must use the same.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// SnapshotEvents and SnapshotInterval say when a node snapshots a
+	// partition it holds to the Object Store (whichever first), bounding
+	// what a new owner replays after the node dies.
+	SnapshotEvents   int           `yaml:"snapshot_events"`
+	SnapshotInterval time.Duration `yaml:"snapshot_interval"`
 }
 
 // DefaultClusterConfig is off (no URL), with the stream defaults of
 // jetstream.DefaultConfig.
 func DefaultClusterConfig() ClusterConfig {
 	d := jetstream.DefaultConfig()
-	return ClusterConfig{Stream: d.Stream, Subject: d.Subject, Partitions: d.Partitions, Replicas: d.Replicas, AckWait: d.AckWait, IdentityCache: time.Minute}
+	return ClusterConfig{Stream: d.Stream, Subject: d.Subject, Partitions: d.Partitions, Replicas: d.Replicas, AckWait: d.AckWait, IdentityCache: time.Minute,
+		LeaseTTL: 10 * time.Second, SnapshotEvents: 50_000, SnapshotInterval: 5 * time.Minute}
 }
 
 func (c ClusterConfig) jetstream() jetstream.Config {
@@ -60,10 +76,22 @@ func (c ClusterConfig) jetstream() jetstream.Config {
 // Validate checks the settings when cluster mode is on.
 func (c ClusterConfig) Validate() error {
 	if c.URL == "" {
-		if c.IdentityIndex {
+		switch {
+		case c.IdentityIndex:
 			return errors.New("cluster.identity_index: set cluster.url too")
+		case c.Node != "":
+			return errors.New("cluster.node: set cluster.url too")
 		}
 		return nil
+	}
+	if c.Node != "" {
+		if !c.IdentityIndex {
+			return errors.New("cluster.node: set cluster.identity_index too (a node's partitions are keyed by profile)")
+		}
+		n := jetstream.NodeConfig{ID: c.Node, LeaseTTL: c.LeaseTTL, Snapshots: jetstream.SnapshotConfig{Events: c.SnapshotEvents, Interval: c.SnapshotInterval}}
+		if err := n.Validate(); err != nil {
+			return err
+		}
 	}
 	switch {
 	case c.IdentitySecret != "" && !c.IdentityIndex:

@@ -150,6 +150,8 @@ func TestClusterConfig(t *testing.T) {
 		{"replicas", nil, map[string]string{"CARTERA_CLUSTER_URL": "nats://c:1", "CARTERA_CLUSTER_REPLICAS": "3"}, "nats://c:1", ""},
 		{"replicas not a number", nil, map[string]string{"CARTERA_CLUSTER_REPLICAS": "three"}, "", "CARTERA_CLUSTER_REPLICAS"},
 		{"identity index not a boolean", nil, map[string]string{"CARTERA_CLUSTER_URL": "nats://c:1", "CARTERA_CLUSTER_IDENTITY_INDEX": "yes please"}, "", "CARTERA_CLUSTER_IDENTITY_INDEX: want 1 or 0"},
+		{"node", nil, map[string]string{"CARTERA_CLUSTER_URL": "nats://c:1", "CARTERA_CLUSTER_IDENTITY_INDEX": "1", "CARTERA_CLUSTER_NODE": "node-2"}, "nats://c:1", ""},
+		{"node without the index", nil, map[string]string{"CARTERA_CLUSTER_URL": "nats://c:1", "CARTERA_CLUSTER_NODE": "node-2"}, "", "cluster.node: set cluster.identity_index too"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -170,6 +172,9 @@ func TestClusterConfig(t *testing.T) {
 			if want := tc.env["CARTERA_CLUSTER_REPLICAS"]; want != "" && fmt.Sprint(cfg.Cluster.Replicas) != want {
 				t.Fatalf("replicas %d, want %s", cfg.Cluster.Replicas, want)
 			}
+			if want := tc.env["CARTERA_CLUSTER_NODE"]; cfg.Cluster.Node != want {
+				t.Fatalf("node %q, want %q", cfg.Cluster.Node, want)
+			}
 			if cfg.Cluster.URL != tc.wantURL {
 				t.Fatalf("cluster url %q, want %q", cfg.Cluster.URL, tc.wantURL)
 			}
@@ -188,6 +193,11 @@ func TestClusterConfig(t *testing.T) {
 		{"identity secret without the index", func(c *ClusterConfig) { c.IdentitySecret = "identity-index-secret-0123456789" }, "cluster.identity_secret: set cluster.identity_index too"},
 		{"negative identity cache", func(c *ClusterConfig) { c.IdentityIndex, c.IdentityCache = true, -time.Second }, "cluster.identity_cache"},
 		{"identity index without a cluster", func(c *ClusterConfig) { c.URL, c.IdentityIndex = "", true }, "cluster.identity_index: set cluster.url too"},
+		{"node without a cluster", func(c *ClusterConfig) { c.URL, c.Node = "", "a" }, "cluster.node: set cluster.url too"},
+		{"node without the identity index", func(c *ClusterConfig) { c.Node = "a" }, "cluster.node: set cluster.identity_index too"},
+		{"node id with a dot", func(c *ClusterConfig) { c.IdentityIndex, c.Node = true, "node.1" }, `cluster.node: "node.1" is not a node id`},
+		{"lease too short", func(c *ClusterConfig) { c.IdentityIndex, c.Node, c.LeaseTTL = true, "a", time.Millisecond }, "cluster.lease_ttl: 1ms is under 100ms"},
+		{"negative snapshot events", func(c *ClusterConfig) { c.IdentityIndex, c.Node, c.SnapshotEvents = true, "a", -1 }, "cluster.snapshot_events"},
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {

@@ -366,6 +366,7 @@ func applyEnv(cfg *Config, getenv func(string) string) error {
 		"CARTERA_GOOGLE_WALLET_URL":       &cfg.GoogleWalletURL,
 		"CARTERA_CLUSTER_URL":             &cfg.Cluster.URL,
 		"CARTERA_CLUSTER_IDENTITY_SECRET": &cfg.Cluster.IdentitySecret,
+		"CARTERA_CLUSTER_NODE":            &cfg.Cluster.Node,
 		"CARTERA_LOG_DIR":                 &cfg.Profiles.Log.Dir,
 	}
 	for name, p := range str {

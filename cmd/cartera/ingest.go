@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -66,7 +67,7 @@ func (a *api) ingest(typ string) fiber.Handler {
 			a.metrics.Rejected.WithLabelValues(source, "tracking_plan").Inc()
 			return err
 		}
-		offset, err := a.store.Append(c.UserContext(), events)
+		offset, err := a.appendTo().Append(c.UserContext(), events)
 		if err != nil {
 			return a.appendFailed(c, source, err)
 		}
@@ -100,4 +101,19 @@ func (a *api) checkPlan(source string, batch bool, events []*profiles.Event) err
 		}
 	}
 	return nil
+}
+
+// eventAppender acknowledges events: profiles.Store (its event log), or a
+// cluster node's routerAppender. It returns the offset of the last one (0:
+// applied at once, with no log).
+type eventAppender interface {
+	Append(ctx context.Context, events []*profiles.Event) (uint64, error)
+}
+
+// appendTo is where ingestion acknowledges events.
+func (a *api) appendTo() eventAppender {
+	if a.events != nil {
+		return a.events
+	}
+	return a.store
 }

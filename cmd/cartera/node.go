@@ -1,0 +1,204 @@
+package main
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
+
+	"cartera/profiles"
+	"cartera/profiles/jetstream"
+)
+
+// nodeDeps is what serve hands a cluster node: what it loaded and
+// compiled before choosing the mode.
+type nodeDeps struct {
+	cfg     *Config
+	defs    *definitions
+	sources *profiles.Sources
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	now     func() time.Time
+}
+
+// serveNode runs serve as one node of a cluster (cluster.node): it holds
+// the partitions the cluster's leases give it, each with the whole core of
+// serve on a file of its own (partitionCores: journeys, timers, outbox
+// and deliveries run where each person's state is), and acknowledges
+// events from any client on the cluster's stream through the identity
+// index. Its HTTP API is ingestion, /healthz and /metrics; requests about a
+// person, the console, the wallet web service and tracking links are not
+// forwarded to the person's node yet (docs/cluster.md), and are answered
+// 501 here, saying so.
+func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
+	cfg, log := d.cfg, d.log
+	l, err := jetstream.Open(ctx, cfg.Cluster.jetstream())
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	defer func() {
+		if err := l.Close(); err != nil {
+			log.Error("close the cluster's stream", "err", err)
+		}
+	}()
+	router, err := openIdentityIndex(ctx, cfg, l, d.sources)
+	if err != nil {
+		return err
+	}
+	cores := newPartitionCores(cfg, d.defs, appOptions{Now: d.now, Logger: log, Deliver: true, Getenv: m.Getenv, Trust: d.sources})
+	dir := partitionsDir(cfg.Data)
+	node, err := jetstream.StartNode(ctx, l, cores.files(dir), jetstream.NodeConfig{
+		ID: cfg.Cluster.Node, LeaseTTL: cfg.Cluster.LeaseTTL, Logger: log.With("component", "cluster"),
+		Snapshots: jetstream.SnapshotConfig{Events: cfg.Cluster.SnapshotEvents, Interval: cfg.Cluster.SnapshotInterval, Dir: filepath.Join(dir, "snapshots")},
+	})
+	if err != nil {
+		return fmt.Errorf("cluster.node: %w", err)
+	}
+	// Closed after the requests drained: it snapshots and hands over
+	// what it holds, and each partition's core stops before its file
+	// closes.
+	defer func() {
+		if err := node.Close(); err != nil {
+			log.Error("leave the cluster", "err", err)
+		}
+	}()
+	d.reg.MustRegister(node.Collector())
+	registerIndexMetrics(d.reg, router)
+	pm := profiles.NewMetrics(d.reg)
+	a := &api{
+		events:  routerAppender{router},
+		sources: d.sources,
+		metrics: pm,
+		log:     log.With("component", "http"),
+		admin:   newTokenCheck(cfg.AdminToken),
+		now:     d.now,
+		newID:   newMessageID,
+		gather:  prometheus.Gatherers{d.reg, cores},
+		maxSkew: cfg.Profiles.MaxClockSkew,
+
+		metricsElsewhere: cfg.MetricsAddr != "",
+		limits:           newEdgeLimits(cfg.Limits, d.reg),
+	}
+	app := a.nodeRoutes()
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	tln, stopACME, err := listenTLS(cfg, ln, log)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	ln = tln
+	defer stopACME()
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	servePprof(workCtx, m.Getenv("CARTERA_PPROF_ADDR"), log)
+	if cfg.MetricsAddr != "" {
+		maddr, err := serveMetrics(workCtx, cfg.MetricsAddr, a.gather, log)
+		if err != nil {
+			_ = ln.Close()
+			return err
+		}
+		if m.OnMetricsListen != nil {
+			m.OnMetricsListen(maddr)
+		}
+	}
+	served := make(chan error, 1)
+	go func() { served <- app.Listener(ln) }()
+	log.Info("listening as a cluster node", "addr", ln.Addr().String(), "node", cfg.Cluster.Node, "partitions", dir, "stream", cfg.Cluster.Stream)
+	if m.OnListen != nil {
+		m.OnListen(ln.Addr().String())
+	}
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: draining requests", "timeout", cfg.ShutdownTimeout.String())
+	if err := app.ShutdownWithTimeout(cfg.ShutdownTimeout); err != nil {
+		log.Error("shutdown", "err", err)
+	}
+	<-served
+	log.Info("stopped")
+	return nil
+}
+
+// partitionsDir is where a cluster node keeps its partitions' files.
+func partitionsDir(data string) string { return data + ".partitions" }
+
+// nodeRoutes are the routes of a cluster node: ingestion, /healthz and
+// /metrics, and a 501 that says why for everything else.
+func (a *api) nodeRoutes() *fiber.App {
+	app := a.newApp()
+	a.ingestRoutes(app)
+	app.Use(func(c *fiber.Ctx) error {
+		return &httpError{fiber.StatusNotImplemented, "this gateway is a cluster node (cluster.node): it serves ingestion, /healthz and /metrics; " +
+			"requests about people, the console, the wallet web service and tracking links are not forwarded between nodes yet (docs/cluster.md)"}
+	})
+	return app
+}
+
+// routerAppender acknowledges events on the cluster's stream through the
+// identity index, each addressed to its profile: a cluster node's
+// ingestion, with no store of its own. The stream's limits are its
+// backpressure (the lag of applying is each partition's owner's).
+type routerAppender struct{ r *jetstream.Router }
+
+func (ra routerAppender) Append(ctx context.Context, events []*profiles.Event) (uint64, error) {
+	recs := make([][]byte, len(events))
+	for i, e := range events {
+		v, err := profiles.EncodeRecord(e)
+		if err != nil {
+			return 0, fmt.Errorf("encode event: %w", err)
+		}
+		recs[i] = v
+	}
+	_, last, err := ra.r.Append(ctx, recs)
+	return last, err
+}
+
+// Gather gathers the metrics of the cores running now, each labelled with
+// its partition (prometheus.Gatherer), for a node's /metrics.
+func (pc *partitionCores) Gather() ([]*dto.MetricFamily, error) {
+	byName := map[string]*dto.MetricFamily{}
+	var names []string
+	var errs []error
+	for _, c := range pc.held() {
+		mfs, err := c.reg.Gather()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("partition %d: %w", c.p, err))
+		}
+		label := &dto.LabelPair{Name: proto.String("partition"), Value: proto.String(strconv.Itoa(c.p))}
+		for _, mf := range mfs {
+			for _, m := range mf.Metric {
+				m.Label = append(m.Label, label)
+				slices.SortFunc(m.Label, func(a, b *dto.LabelPair) int { return cmp.Compare(a.GetName(), b.GetName()) })
+			}
+			if have, ok := byName[mf.GetName()]; ok {
+				have.Metric = append(have.Metric, mf.Metric...)
+				continue
+			}
+			byName[mf.GetName()] = mf
+			names = append(names, mf.GetName())
+		}
+	}
+	slices.Sort(names)
+	out := make([]*dto.MetricFamily, len(names))
+	for i, n := range names {
+		out[i] = byName[n]
+	}
+	return out, errors.Join(errs...)
+}

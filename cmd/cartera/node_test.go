@@ -1,0 +1,107 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// nodeConfig writes the partition tests' deployment for one serve node,
+// its webhooks sent to hook/<node>, with eight partitions.
+func nodeConfig(t *testing.T, dir, node, hook string) string {
+	t.Helper()
+	cfg, _ := partitionDeployment(t, filepath.Join(dir, node))
+	path := cfg.path
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = []byte(strings.Replace(string(b), "http://webhook.invalid/hook", hook+"/"+node, 1) + "cluster:\n  partitions: 8\n  lease_ttl: 3s\n")
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Several `serve` nodes on one stream (cluster.node): each holds some of
+// the partitions, with the core of serve on each, and any node takes
+// events for anyone. Sign-ups sent to either node reach every person's
+// journey once, on the node that holds their partition; a node that
+// leaves hands its partitions to the other, which goes on. Requests a
+// node does not serve yet are refused with 501, saying why; its /metrics
+// has the cluster's and each partition's.
+func TestServeClusterNodes(t *testing.T) {
+	ns := startNATS(t)
+	dir := t.TempDir()
+	hook := newWebhookRecorder(t)
+	env := func(node string) map[string]string {
+		return map[string]string{"CARTERA_CLUSTER_URL": ns.url(), "CARTERA_CLUSTER_IDENTITY_INDEX": "1", "CARTERA_CLUSTER_NODE": node}
+	}
+	a := startServerConfig(t, filepath.Join(dir, "a", "cartera.db"), nodeConfig(t, dir, "a", hook.url), env("a"), io.Discard)
+	b := startServerConfig(t, filepath.Join(dir, "b", "cartera.db"), nodeConfig(t, dir, "b", hook.url), env("b"), io.Discard)
+	held := func(s *server) int {
+		r := s.admin(t, "GET", "/metrics")
+		for line := range strings.Lines(r.raw) {
+			var n int
+			if _, err := fmt.Sscanf(line, "cartera_cluster_partitions_held %d", &n); err == nil {
+				return n
+			}
+		}
+		return -1
+	}
+	waitUntil(t, "a and b share the eight partitions", func() bool {
+		ha, hb := held(a), held(b)
+		return ha > 0 && hb > 0 && ha+hb == 8
+	})
+
+	signUps := func(s *server, from, to int) {
+		t.Helper()
+		var events []string
+		for i := from; i < to; i++ {
+			events = append(events, fmt.Sprintf(`{"type":"track","event":"Signed Up","userId":"node-user-%02d","messageId":"m-node-%02d"}`, i, i))
+		}
+		r := s.send(t, "partition_test_key", "/v1/batch", `{"batch":[`+strings.Join(events, ",")+`]}`)
+		if r.status != 200 {
+			t.Fatalf("batch to a node: %d %s", r.status, r.raw)
+		}
+	}
+	signUps(a, 0, 12)
+	signUps(b, 12, 24)
+	waitUntil(t, "24 first sends", func() bool { return hook.sends("hello") >= 24 })
+	from := map[string]int{}
+	people := map[string]int{}
+	for _, c := range hook.seen() {
+		from[c.node]++
+		people[c.profile]++
+	}
+	if len(people) != 24 || from["a"] == 0 || from["b"] == 0 {
+		t.Fatalf("first sends to %d people, %v by node; want 24 people, some from each node", len(people), from)
+	}
+	for pid, n := range people {
+		if n != 1 {
+			t.Errorf("%s got %d first sends, want 1", pid, n)
+		}
+	}
+
+	metrics := a.admin(t, "GET", "/metrics")
+	if metrics.status != 200 || !strings.Contains(metrics.raw, `cartera_events_accepted_total{partition="`) {
+		t.Errorf("a's /metrics: %d, without the partitions' accepted events:\n%.2000s", metrics.status, metrics.raw)
+	}
+	if r := a.admin(t, "GET", "/v1/profiles/user_id:node-user-01"); r.status != 501 || !strings.Contains(r.raw, "cluster node") {
+		t.Errorf("a profile read on a node: %d %s, want 501 saying why", r.status, r.raw)
+	}
+
+	// b leaves: a holds everything and goes on.
+	b.stopNow(t)
+	waitUntil(t, "a holds the eight partitions", func() bool { return held(a) == 8 })
+	signUps(a, 24, 30)
+	waitUntil(t, "30 first sends", func() bool { return hook.sends("hello") >= 30 })
+	for _, c := range hook.seen()[24:] {
+		if c.node != "a" {
+			t.Errorf("a send after b left came from %s", c.node)
+		}
+	}
+}
