@@ -198,6 +198,12 @@ func NewIdentifierReader(c IdentityConfig) *IdentifierReader {
 // on the graph.
 func (ir *IdentifierReader) Identifiers(e *Event) []Identifier { return ir.r.extract(e) }
 
+// Normalize normalizes an identifier as Store.Normalize does (a kind the
+// config does not know is ErrUnknownKind).
+func (ir *IdentifierReader) Normalize(id Identifier) (Identifier, error) {
+	return ir.r.normalizeIdentifier(id)
+}
+
 // Limit is how many identifiers of kind one profile may hold.
 func (ir *IdentifierReader) Limit(kind string) int { return ir.r.limit(kind) }
 

@@ -267,9 +267,12 @@ func (s *Store) PagesWritten() (pages, bytes int64) {
 
 // Normalize returns the canonical value of an identifier, as stored in the
 // graph ("" when invalid for its kind).
-func (s *Store) Normalize(id Identifier) (Identifier, error) {
+func (s *Store) Normalize(id Identifier) (Identifier, error) { return s.res.normalizeIdentifier(id) }
+
+// normalizeIdentifier is Store.Normalize.
+func (r *resolver) normalizeIdentifier(id Identifier) (Identifier, error) {
 	switch {
-	case id.Kind == KindProfileID, s.res.known[id.Kind]:
+	case id.Kind == KindProfileID, r.known[id.Kind]:
 	default:
 		return id, fmt.Errorf("%w %q", ErrUnknownKind, id.Kind)
 	}
@@ -278,7 +281,7 @@ func (s *Store) Normalize(id Identifier) (Identifier, error) {
 		id.Value = strings.TrimSpace(id.Value)
 		return id, nil
 	}
-	id.Value = s.res.Normalize(id.Kind, id.Value)
+	id.Value = r.Normalize(id.Kind, id.Value)
 	return id, nil
 }
 

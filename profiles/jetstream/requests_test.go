@@ -1,0 +1,91 @@
+package jetstream_test
+
+import (
+	"errors"
+	"testing"
+
+	"cartera/profiles"
+	"cartera/profiles/jetstream"
+)
+
+// A request about a partition's people reaches whoever answers for it,
+// and nobody once it stops answering (ErrNoHolder: ask again later).
+func TestAskTheHolder(t *testing.T) {
+	ns := startNATS(t)
+	holder, asker := open(t, testConfig(ns.url())), open(t, testConfig(ns.url()))
+	stop, err := holder.Answer(3, func(req []byte) []byte { return append([]byte("partition 3 says: "), req...) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := asker.Ask(t.Context(), 3, []byte("hello"))
+	if err != nil || string(got) != "partition 3 says: hello" {
+		t.Fatalf("ask partition 3 = %q, %v", got, err)
+	}
+	if _, err := asker.Ask(t.Context(), 4, []byte("hello")); !errors.Is(err, jetstream.ErrNoHolder) {
+		t.Fatalf("ask partition 4, which nobody answers = %v, want ErrNoHolder", err)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := asker.Ask(t.Context(), 3, []byte("hello")); !errors.Is(err, jetstream.ErrNoHolder) {
+		t.Fatalf("ask partition 3 after its holder stopped = %v, want ErrNoHolder", err)
+	}
+	if holder.RequestSubject(3) == holder.PartitionSubject(3) {
+		t.Fatalf("requests share the stream's subject %s", holder.RequestSubject(3))
+	}
+}
+
+// Lookup finds the profile an identifier leads to, written as the store
+// would normalize it, and follows merges; it links nothing new.
+func TestRouterLookup(t *testing.T) {
+	ns := startNATS(t)
+	l := open(t, testConfig(ns.url()))
+	r := newRouter(t, l, false)
+	ana := &profiles.Event{Type: profiles.TypeIdentify, MessageID: "m1", UserID: "ana", Timestamp: t0, ReceivedAt: t0, Source: "web",
+		Traits: map[string]any{"email": "Ana@Example.com"}}
+	visitor := &profiles.Event{Type: profiles.TypeTrack, Event: "Page Viewed", MessageID: "m2", AnonymousID: "v1", Timestamp: t0, ReceivedAt: t0, Source: "web"}
+	if _, _, err := r.Append(t.Context(), [][]byte{eventRecord(t, ana), eventRecord(t, visitor)}); err != nil {
+		t.Fatal(err)
+	}
+	lookup := func(kind, value string) string {
+		t.Helper()
+		pid, err := r.Lookup(t.Context(), profiles.Identifier{Kind: kind, Value: value})
+		if err != nil {
+			t.Fatalf("lookup %s: %v", kind, err)
+		}
+		return pid
+	}
+	pid := lookup(profiles.KindUserID, "ana")
+	if !profiles.ValidProfileID(pid) {
+		t.Fatalf("ana's profile id %q", pid)
+	}
+	if got := lookup(profiles.KindEmail, " ana@EXAMPLE.com "); got != pid {
+		t.Fatalf("ana's email, written otherwise, leads to %q, want %q", got, pid)
+	}
+	if got := lookup(profiles.KindProfileID, pid); got != pid {
+		t.Fatalf("ana's profile id leads to %q", got)
+	}
+	if got := lookup(profiles.KindUserID, "cy"); got != "" {
+		t.Fatalf("an unknown person leads to %q", got)
+	}
+	if got := lookup(profiles.KindUserID, "cy"); got != "" {
+		t.Fatalf("a second lookup of an unknown person leads to %q: the first linked it", got)
+	}
+	if _, err := r.Lookup(t.Context(), profiles.Identifier{Kind: "shoe_size", Value: "42"}); !errors.Is(err, profiles.ErrUnknownKind) {
+		t.Fatalf("lookup of an unknown kind = %v, want ErrUnknownKind", err)
+	}
+	// The visitor signs in as Ana: their profiles merge, and the
+	// visitor's device and old profile lead to the survivor.
+	visitorPID := lookup(profiles.KindAnonymousID, "v1")
+	if visitorPID == "" || visitorPID == pid {
+		t.Fatalf("the visitor's profile %q (ana's %q)", visitorPID, pid)
+	}
+	signIn := &profiles.Event{Type: profiles.TypeIdentify, MessageID: "m3", UserID: "ana", AnonymousID: "v1", Timestamp: t0, ReceivedAt: t0, Source: "web"}
+	if _, _, err := r.Append(t.Context(), [][]byte{eventRecord(t, signIn)}); err != nil {
+		t.Fatal(err)
+	}
+	a, v, old := lookup(profiles.KindUserID, "ana"), lookup(profiles.KindAnonymousID, "v1"), lookup(profiles.KindProfileID, visitorPID)
+	if a != v || old != a {
+		t.Fatalf("after the merge ana leads to %s, the device to %s, the visitor's old profile to %s; want one profile", a, v, old)
+	}
+}
