@@ -234,12 +234,15 @@ func partition(key string, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
+// profileKey is the partition key of the records addressed to profile pid.
+func profileKey(pid string) string { return "p:" + pid }
+
 // identityKey is the profile a routed record is addressed to (Router),
 // else the userId of an event record, or its anonymousId ("" for neither,
 // or a record that is not JSON: partition 0's hash).
 func identityKey(rec []byte) string {
 	if pid, _ := profiles.RecordRoute(rec); pid != "" {
-		return "p:" + pid
+		return profileKey(pid)
 	}
 	var ids struct {
 		UserID      json.RawMessage `json:"userId"`

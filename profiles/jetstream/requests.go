@@ -32,7 +32,7 @@ func (l *Log) RequestSubject(p int) string { return l.cfg.Stream + ".req." + str
 
 // ProfilePartition is the partition of the profile pid: where the records
 // a Router addresses to it go, and where its state is.
-func (l *Log) ProfilePartition(pid string) int { return partition(pid, l.cfg.Partitions) }
+func (l *Log) ProfilePartition(pid string) int { return partition(profileKey(pid), l.cfg.Partitions) }
 
 // MaxRequest is the size of the largest request or answer Ask and Answer
 // carry (the NATS server's max_payload).

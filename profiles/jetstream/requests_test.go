@@ -1,6 +1,7 @@
 package jetstream_test
 
 import (
+	crand "crypto/rand"
 	"errors"
 	"testing"
 
@@ -58,6 +59,21 @@ func TestRouterLookup(t *testing.T) {
 	pid := lookup(profiles.KindUserID, "ana")
 	if !profiles.ValidProfileID(pid) {
 		t.Fatalf("ana's profile id %q", pid)
+	}
+	// A person's state is where the records addressed to them go.
+	for i := range 20 {
+		p := pid
+		if i > 0 {
+			var err error
+			if p, err = profiles.NewProfileID(t0, crand.Reader); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, body := range []string{`{"type":"track","event":"A","userId":"ana"}`, `{"type":"track","event":"B"}`} {
+			if got, want := l.Partition(profiles.RoutedRecord(p, []byte(body))), l.ProfilePartition(p); got != want {
+				t.Fatalf("a record addressed to %s goes to partition %d, ProfilePartition says %d", p, got, want)
+			}
+		}
 	}
 	if got := lookup(profiles.KindEmail, " ana@EXAMPLE.com "); got != pid {
 		t.Fatalf("ana's email, written otherwise, leads to %q, want %q", got, pid)
