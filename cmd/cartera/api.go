@@ -48,6 +48,9 @@ type api struct {
 	metricsElsewhere bool
 	// limits are the rate limits and connection caps of the edge.
 	limits *edgeLimits
+	// people sends requests about a person to the node holding them (a
+	// cluster node's; nil otherwise: forward.go).
+	people *personForwarder
 }
 
 // httpError is an error with the status the edge answers.

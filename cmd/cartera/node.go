@@ -37,10 +37,11 @@ type nodeDeps struct {
 // serve on a file of its own (partitionCores: journeys, timers, outbox
 // and deliveries run where each person's state is), and acknowledges
 // events from any client on the cluster's stream through the identity
-// index. Its HTTP API is ingestion, /healthz and /metrics; requests about a
-// person, the console, the wallet web service and tracking links are not
-// forwarded to the person's node yet (docs/cluster.md), and are answered
-// 501 here, saying so.
+// index. Its HTTP API is ingestion, /healthz, /metrics and requests about
+// a person (/v1/profiles), which the node holding them answers
+// (forward.go); the journeys' and audiences' admin API, the console, the
+// wallet web service and tracking links are not served across nodes yet
+// (docs/cluster.md), and are answered 501 here, saying so.
 func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 	cfg, log := d.cfg, d.log
 	l, err := jetstream.Open(ctx, cfg.Cluster.jetstream())
@@ -57,6 +58,8 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 		return err
 	}
 	cores := newPartitionCores(cfg, d.defs, appOptions{Now: d.now, Logger: log, Deliver: true, Getenv: m.Getenv, Trust: d.sources})
+	cores.sources, cores.index = d.sources, router
+	cores.answer, cores.maxAnswer = l.Answer, l.MaxRequest()
 	dir := partitionsDir(cfg.Data)
 	node, err := jetstream.StartNode(ctx, l, cores.files(dir), jetstream.NodeConfig{
 		ID: cfg.Cluster.Node, LeaseTTL: cfg.Cluster.LeaseTTL, Logger: log.With("component", "cluster"),
@@ -89,6 +92,7 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 
 		metricsElsewhere: cfg.MetricsAddr != "",
 		limits:           newEdgeLimits(cfg.Limits, d.reg),
+		people:           &personForwarder{router: router, log: l},
 	}
 	app := a.nodeRoutes()
 
@@ -140,13 +144,20 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 func partitionsDir(data string) string { return data + ".partitions" }
 
 // nodeRoutes are the routes of a cluster node: ingestion, /healthz and
-// /metrics, and a 501 that says why for everything else.
+// /metrics; a person's profile, export and erasure, answered by the node
+// holding them (forward.go); and a 501 that says why for everything else.
 func (a *api) nodeRoutes() *fiber.App {
 	app := a.newApp()
 	a.ingestRoutes(app)
+	// adminOnly: the node has no store to read its writes in; the
+	// holder's core answers with what its partition applied.
+	people := app.Group("/v1/profiles", a.adminOnly)
+	people.Get("/:ident/export", a.forward)
+	people.Get("/:ident", a.forward)
+	people.Delete("/:ident", a.forward)
 	app.Use(func(c *fiber.Ctx) error {
-		return &httpError{fiber.StatusNotImplemented, "this gateway is a cluster node (cluster.node): it serves ingestion, /healthz and /metrics; " +
-			"requests about people, the console, the wallet web service and tracking links are not forwarded between nodes yet (docs/cluster.md)"}
+		return &httpError{fiber.StatusNotImplemented, "this gateway is a cluster node (cluster.node): it serves ingestion, /healthz, /metrics and /v1/profiles; " +
+			"the journeys' and audiences' admin API, the console, the wallet web service and tracking links are not served across nodes yet (docs/cluster.md)"}
 	})
 	return app
 }

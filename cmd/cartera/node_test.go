@@ -30,9 +30,10 @@ func nodeConfig(t *testing.T, dir, node, hook string) string {
 // the partitions, with the core of serve on each, and any node takes
 // events for anyone. Sign-ups sent to either node reach every person's
 // journey once, on the node that holds their partition; a node that
-// leaves hands its partitions to the other, which goes on. Requests a
-// node does not serve yet are refused with 501, saying why; its /metrics
-// has the cluster's and each partition's.
+// leaves hands its partitions to the other, which goes on. A person's
+// profile, export and erasure are answered through any node by the node
+// holding them. Requests a node does not serve yet are refused with 501,
+// saying why; its /metrics has the cluster's and each partition's.
 func TestServeClusterNodes(t *testing.T) {
 	ns := startNATS(t)
 	dir := t.TempDir()
@@ -90,8 +91,39 @@ func TestServeClusterNodes(t *testing.T) {
 	if metrics.status != 200 || !strings.Contains(metrics.raw, `cartera_events_accepted_total{partition="`) {
 		t.Errorf("a's /metrics: %d, without the partitions' accepted events:\n%.2000s", metrics.status, metrics.raw)
 	}
-	if r := a.admin(t, "GET", "/v1/profiles/user_id:node-user-01"); r.status != 501 || !strings.Contains(r.raw, "cluster node") {
-		t.Errorf("a profile read on a node: %d %s, want 501 saying why", r.status, r.raw)
+	if r := a.admin(t, "GET", "/v1/journeys"); r.status != 501 || !strings.Contains(r.raw, "cluster node") {
+		t.Errorf("the journeys' admin API on a node: %d %s, want 501 saying why", r.status, r.raw)
+	}
+
+	// A person's profile, from either node, whichever holds them; then
+	// erased through one node: gone from both, and out of the index.
+	var pids []string
+	for _, s := range []*server{a, b} {
+		r := s.admin(t, "GET", "/v1/profiles/user_id:node-user-01")
+		if r.status != 200 || r.body["id"] == nil {
+			t.Fatalf("node-user-01's profile through a node: %d %s", r.status, r.raw)
+		}
+		pids = append(pids, fmt.Sprint(r.body["id"]))
+		if r := s.admin(t, "GET", "/v1/profiles/profile_id:"+pids[0]+"/export"); r.status != 200 || !strings.Contains(r.raw, "node-user-01") {
+			t.Fatalf("node-user-01's export through a node: %d %.300s", r.status, r.raw)
+		}
+	}
+	if pids[0] != pids[1] {
+		t.Fatalf("node-user-01 is %s through a and %s through b", pids[0], pids[1])
+	}
+	if r := b.admin(t, "GET", "/v1/profiles/user_id:nobody"); r.status != 404 {
+		t.Errorf("an unknown person through a node: %d %s, want 404", r.status, r.raw)
+	}
+	if r := b.do(t, "GET", "/v1/profiles/user_id:node-user-01", nil, nil); r.status != 401 {
+		t.Errorf("a profile without the admin token: %d, want 401", r.status)
+	}
+	if r := b.admin(t, "DELETE", "/v1/profiles/user_id:node-user-01"); r.status != 200 {
+		t.Fatalf("erase node-user-01 through b: %d %s", r.status, r.raw)
+	}
+	for _, s := range []*server{a, b} {
+		if r := s.admin(t, "GET", "/v1/profiles/profile_id:"+pids[0]); r.status != 404 {
+			t.Errorf("the erased profile through a node: %d %.300s, want 404", r.status, r.raw)
+		}
 	}
 
 	// b leaves: a holds everything and goes on.

@@ -6,7 +6,9 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"cartera/profiles"
@@ -23,6 +25,14 @@ type partitionCores struct {
 	cfg  *Config
 	defs *definitions
 	opts appOptions
+	// sources and index are the node's (nil index: none).
+	sources *profiles.Sources
+	index   identityIndex
+	// answer, when set, answers the requests about a held partition's
+	// people with its core's routes (jetstream.Log.Answer: forward.go),
+	// up to maxAnswer bytes.
+	answer    func(p int, handle func([]byte) []byte) (stop func() error, err error)
+	maxAnswer int
 
 	mu    sync.Mutex
 	cores map[*profiles.Store]*partitionCore
@@ -74,6 +84,7 @@ func (pc *partitionCores) open(path string) (*profiles.Store, error) {
 	if err != nil {
 		return nil, err
 	}
+	a.index = pc.index
 	c.app = a
 	pc.mu.Lock()
 	pc.cores[a.store] = c
@@ -98,7 +109,35 @@ func (pc *partitionCores) run(ctx context.Context, p int, st *profiles.Store, fe
 		return // opened by someone else's open: nothing of ours on it
 	}
 	c.fence.Store(&fence)
+	if pc.answer != nil {
+		// Stopped before the file closes: when run returns.
+		stop, err := pc.answer(p, answerer{handle: pc.routes(c).Handler(), max: pc.maxAnswer}.answer)
+		if err != nil {
+			c.log.Error("answer requests about the partition's people", "partition", p, "err", err)
+		} else {
+			defer func() {
+				if err := stop(); err != nil {
+					c.log.Warn("stop answering requests", "partition", p, "err", err)
+				}
+			}()
+		}
+	}
 	c.run(ctx)
+}
+
+// routes are the HTTP routes of one partition's core, for the requests
+// forwarded to it: serve's, on the core's store, with no limits of their
+// own (the node that took the request applied them).
+func (pc *partitionCores) routes(c *partitionCore) *fiber.App {
+	now := pc.opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	a := &api{store: c.store, rules: c.rules, core: c.app, sources: pc.sources, metrics: c.pm,
+		log: c.log.With("component", "http", "partition", c.p), admin: newTokenCheck(pc.cfg.AdminToken),
+		now: now, newID: newMessageID, gather: c.reg, maxSkew: pc.cfg.Profiles.MaxClockSkew,
+		limits: newEdgeLimits(LimitsConfig{}, nil)}
+	return a.routes()
 }
 
 // held returns the cores running now, by partition.
