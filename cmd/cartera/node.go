@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -96,29 +95,16 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 	}
 	app := a.nodeRoutes()
 
-	ln, err := net.Listen("tcp", cfg.Addr)
+	ln, stopACME, err := listen(cfg, log)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
-	}
-	tln, stopACME, err := listenTLS(cfg, ln, log)
-	if err != nil {
-		_ = ln.Close()
 		return err
 	}
-	ln = tln
 	defer stopACME()
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
-	servePprof(workCtx, m.Getenv("CARTERA_PPROF_ADDR"), log)
-	if cfg.MetricsAddr != "" {
-		maddr, err := serveMetrics(workCtx, cfg.MetricsAddr, a.gather, log)
-		if err != nil {
-			_ = ln.Close()
-			return err
-		}
-		if m.OnMetricsListen != nil {
-			m.OnMetricsListen(maddr)
-		}
+	if err := m.serveSide(workCtx, cfg, a.gather, log); err != nil {
+		_ = ln.Close()
+		return err
 	}
 	served := make(chan error, 1)
 	go func() { served <- app.Listener(ln) }()

@@ -143,16 +143,10 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	a.console = con
 	app := a.routes()
 
-	ln, err := net.Listen("tcp", cfg.Addr)
+	ln, stopACME, err := listen(cfg, log)
 	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
-	}
-	tln, stopACME, err := listenTLS(cfg, ln, log)
-	if err != nil {
-		_ = ln.Close()
 		return err
 	}
-	ln = tln
 	defer stopACME()
 	// Background work runs on its own context: the shutdown stops it at
 	// once, while requests drain, and joins every goroutine before the
@@ -163,16 +157,9 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		stopWork()
 		joinWithin(&work, cfg.ShutdownTimeout, log)
 	}()
-	servePprof(workCtx, m.Getenv("CARTERA_PPROF_ADDR"), log)
-	if cfg.MetricsAddr != "" {
-		maddr, err := serveMetrics(workCtx, cfg.MetricsAddr, reg, log)
-		if err != nil {
-			_ = ln.Close()
-			return err
-		}
-		if m.OnMetricsListen != nil {
-			m.OnMetricsListen(maddr)
-		}
+	if err := m.serveSide(workCtx, cfg, reg, log); err != nil {
+		_ = ln.Close()
+		return err
 	}
 	work.Go(func() { core.run(workCtx) })
 	work.Go(func() { runRetention(workCtx, elog.retain(store, cfg.Profiles.Log), now, time.Hour, log) })
@@ -218,6 +205,38 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 	}
 	<-served
 	log.Info("stopped")
+	return nil
+}
+
+// listen listens on cfg.Addr, with TLS when the config asks for it; stop
+// ends the ACME client, if any.
+func listen(cfg *Config, log *slog.Logger) (ln net.Listener, stop func(), err error) {
+	plain, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	ln, stop, err = listenTLS(cfg, plain, log)
+	if err != nil {
+		_ = plain.Close()
+		return nil, nil, err
+	}
+	return ln, stop, nil
+}
+
+// serveSide starts what listens beside the API until ctx ends: pprof when
+// CARTERA_PPROF_ADDR asks for it, /metrics on metrics_addr when set.
+func (m *Main) serveSide(ctx context.Context, cfg *Config, gather prometheus.Gatherer, log *slog.Logger) error {
+	servePprof(ctx, m.Getenv("CARTERA_PPROF_ADDR"), log)
+	if cfg.MetricsAddr == "" {
+		return nil
+	}
+	maddr, err := serveMetrics(ctx, cfg.MetricsAddr, gather, log)
+	if err != nil {
+		return err
+	}
+	if m.OnMetricsListen != nil {
+		m.OnMetricsListen(maddr)
+	}
 	return nil
 }
 
