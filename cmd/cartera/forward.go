@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 
 	"cartera/profiles/jetstream"
+	"cartera/rules"
 )
 
 // Requests about a person on a cluster node (step 3 of docs/cluster.md's
@@ -138,4 +140,131 @@ func encodeAnswer(a forwardedAnswer) []byte {
 		panic(err)
 	}
 	return out
+}
+
+// Requests about everyone (step 4 of docs/cluster.md's path): the node
+// asks every partition's holder the same request and adds up their
+// answers. A partition nobody holds now fails the whole answer (503 with
+// Retry-After): a sum that leaves a partition out would be wrong.
+
+// askAll sends the request to every partition's holder, at most 16 at a
+// time, and returns the bodies of their answers, in partition order; any
+// answer but 200 is the answer.
+func (a *api) askAll(c *fiber.Ctx) ([][]byte, error) {
+	req := forwardedRequest{Method: c.Method(), URI: c.OriginalURL(), Header: map[string]string{}}
+	for _, h := range forwardedRequestHeaders {
+		if v := c.Get(h); v != "" {
+			req.Header[h] = v
+		}
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("encode a forwarded request: %w", err)
+	}
+	l, ctx := a.people.log, c.UserContext() // the fiber.Ctx is not for other goroutines
+	out := make([][]byte, l.Partitions())
+	errs := make([]error, l.Partitions())
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for p := range out {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			raw, err := l.Ask(ctx, p, body)
+			if err != nil {
+				errs[p] = err
+				return
+			}
+			var ans forwardedAnswer
+			if err := json.Unmarshal(raw, &ans); err != nil {
+				errs[p] = fmt.Errorf("decode the answer of partition %d: %w", p, err)
+				return
+			}
+			if ans.Status != fiber.StatusOK {
+				errs[p] = &httpError{ans.Status, fmt.Sprintf("partition %d answered %d: %s", p, ans.Status, ans.Body)}
+				return
+			}
+			out[p] = ans.Body
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if errors.Is(err, jetstream.ErrNoHolder) {
+			c.Set(fiber.HeaderRetryAfter, "1")
+			return nil, &httpError{fiber.StatusServiceUnavailable, "a partition is moving between nodes: retry"}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// listJourneysAcross is GET /v1/journeys on a node: each journey's
+// counters summed over every partition.
+func (a *api) listJourneysAcross(c *fiber.Ctx) error {
+	answers, err := a.askAll(c)
+	if err != nil {
+		return err
+	}
+	var out []journeySummary
+	at := map[string]int{}
+	for p, body := range answers {
+		var part struct {
+			Journeys []journeySummary `json:"journeys"`
+		}
+		if err := json.Unmarshal(body, &part); err != nil {
+			return fmt.Errorf("decode the journeys of partition %d: %w", p, err)
+		}
+		for _, j := range part.Journeys {
+			i, ok := at[j.ID]
+			if !ok {
+				at[j.ID] = len(out)
+				out = append(out, j)
+				continue
+			}
+			s := &out[i]
+			s.Entered += j.Entered
+			s.Waiting += j.Waiting
+			s.Converted += j.Converted
+			s.EvalErrors += j.EvalErrors
+			s.Revenue += j.Revenue
+		}
+	}
+	if out == nil {
+		out = []journeySummary{}
+	}
+	return c.JSON(fiber.Map{"journeys": out})
+}
+
+// listAudiencesAcross is GET /v1/audiences on a node: each audience's
+// size summed over every partition.
+func (a *api) listAudiencesAcross(c *fiber.Ctx) error {
+	answers, err := a.askAll(c)
+	if err != nil {
+		return err
+	}
+	var out []rules.AudienceInfo
+	at := map[string]int{}
+	for p, body := range answers {
+		var part struct {
+			Audiences []rules.AudienceInfo `json:"audiences"`
+		}
+		if err := json.Unmarshal(body, &part); err != nil {
+			return fmt.Errorf("decode the audiences of partition %d: %w", p, err)
+		}
+		for _, au := range part.Audiences {
+			i, ok := at[au.Name]
+			if !ok {
+				at[au.Name] = len(out)
+				out = append(out, au)
+				continue
+			}
+			out[i].Size += au.Size
+		}
+	}
+	if out == nil {
+		out = []rules.AudienceInfo{}
+	}
+	return c.JSON(fiber.Map{"audiences": out})
 }

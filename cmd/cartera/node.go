@@ -131,7 +131,8 @@ func partitionsDir(data string) string { return data + ".partitions" }
 
 // nodeRoutes are the routes of a cluster node: ingestion, /healthz and
 // /metrics; a person's profile, export and erasure, answered by the node
-// holding them (forward.go); and a 501 that says why for everything else.
+// holding them, and the lists of journeys and audiences, summed over every
+// partition (forward.go); and a 501 that says why for everything else.
 func (a *api) nodeRoutes() *fiber.App {
 	app := a.newApp()
 	a.ingestRoutes(app)
@@ -141,9 +142,12 @@ func (a *api) nodeRoutes() *fiber.App {
 	people.Get("/:ident/export", a.forward)
 	people.Get("/:ident", a.forward)
 	people.Delete("/:ident", a.forward)
+	app.Get("/v1/journeys", a.adminOnly, a.listJourneysAcross)
+	app.Get("/v1/audiences", a.adminOnly, a.listAudiencesAcross)
 	app.Use(func(c *fiber.Ctx) error {
-		return &httpError{fiber.StatusNotImplemented, "this gateway is a cluster node (cluster.node): it serves ingestion, /healthz, /metrics and /v1/profiles; " +
-			"the journeys' and audiences' admin API, the console, the wallet web service and tracking links are not served across nodes yet (docs/cluster.md)"}
+		return &httpError{fiber.StatusNotImplemented, "this gateway is a cluster node (cluster.node): it serves ingestion, /healthz, /metrics, /v1/profiles, " +
+			"and the lists of /v1/journeys and /v1/audiences; a journey's or an audience's own pages, reloads, backups, the console, the wallet web service " +
+			"and tracking links are not served across nodes yet (docs/cluster.md)"}
 	})
 	return app
 }

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"cartera/rules"
 )
 
 // nodeConfig writes the partition tests' deployment for one serve node,
@@ -91,8 +94,35 @@ func TestServeClusterNodes(t *testing.T) {
 	if metrics.status != 200 || !strings.Contains(metrics.raw, `cartera_events_accepted_total{partition="`) {
 		t.Errorf("a's /metrics: %d, without the partitions' accepted events:\n%.2000s", metrics.status, metrics.raw)
 	}
-	if r := a.admin(t, "GET", "/v1/journeys"); r.status != 501 || !strings.Contains(r.raw, "cluster node") {
-		t.Errorf("the journeys' admin API on a node: %d %s, want 501 saying why", r.status, r.raw)
+	if r := a.admin(t, "GET", "/v1/journeys/signup"); r.status != 501 || !strings.Contains(r.raw, "cluster node") {
+		t.Errorf("a journey's page on a node: %d %s, want 501 saying why", r.status, r.raw)
+	}
+	// The lists add up every partition's counts, through either node.
+	for _, s := range []*server{a, b} {
+		var js struct {
+			Journeys []journeySummary `json:"journeys"`
+		}
+		r := s.admin(t, "GET", "/v1/journeys")
+		if err := json.Unmarshal([]byte(r.raw), &js); err != nil || r.status != 200 {
+			t.Fatalf("journeys through a node: %d %s (%v)", r.status, r.raw, err)
+		}
+		entered := map[string]int64{}
+		for _, j := range js.Journeys {
+			entered[j.ID] = j.Entered
+		}
+		if len(js.Journeys) != 2 || entered["signup"] != 24 || entered["daily"] != 0 {
+			t.Errorf("journeys through a node: %+v, want signup entered 24 times and daily none", js.Journeys)
+		}
+		var as struct {
+			Audiences []rules.AudienceInfo `json:"audiences"`
+		}
+		r = s.admin(t, "GET", "/v1/audiences")
+		if err := json.Unmarshal([]byte(r.raw), &as); err != nil || r.status != 200 {
+			t.Fatalf("audiences through a node: %d %s (%v)", r.status, r.raw, err)
+		}
+		if len(as.Audiences) != 1 || as.Audiences[0].Name != "members" || as.Audiences[0].Size != 24 {
+			t.Errorf("audiences through a node: %+v, want members of size 24", as.Audiences)
+		}
 	}
 
 	// A person's profile, from either node, whichever holds them; then
