@@ -89,6 +89,12 @@ func (s *Store) ApplyPartition(ctx context.Context, p int, from uint64, log Part
 	t := &partTarget{key: partitionKey(p), fence: log.Fence}
 	t.through = max(s.PartitionApplied(p), from-min(from, 1))
 	fwd, _ := log.(Forwarder)
+	if app, ok := log.(PartitionAppender); ok {
+		// IngestFor goes through the stream while this runs (partingest.go).
+		pi := &partIngest{p: p, log: app}
+		s.partIngest.Store(pi)
+		defer s.partIngest.CompareAndSwap(pi, nil)
+	}
 	backoff := 10 * time.Millisecond
 	for {
 		recs, err := log.Read(ctx, t.through+1, s.cfg.MaxBatchEvents)

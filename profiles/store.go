@@ -118,6 +118,9 @@ type TxProcessor interface {
 type Store struct {
 	db      *bbolt.DB
 	cfg     Config
+	// partIngest is set while the store applies a partition whose log
+	// takes IngestFor's events (partingest.go).
+	partIngest atomic.Pointer[partIngest]
 	res     *resolver
 	log     *slog.Logger
 	metrics *Metrics
@@ -545,7 +548,9 @@ func (s *Store) AppendDerived(tx *bbolt.Tx, p *Profile, events []*Event, from Pr
 // messageId is the natural key of what happened ("unsubscribe:<key>"); it
 // is stored keyed with the store's secret in the internal namespace
 // (internal.go), so a repeat is still a duplicate and no client can
-// forestall it.
+// forestall it. While the store applies a cluster's partition, the event
+// goes through the partition's stream and is applied from there
+// (partingest.go).
 func (s *Store) IngestFor(ctx context.Context, profileID string, e *Event) (Result, error) {
 	if e.MessageID != "" {
 		keyed := *e
@@ -572,6 +577,9 @@ func (s *Store) IngestFor(ctx context.Context, profileID string, e *Event) (Resu
 	}
 	if e.Timestamp.IsZero() {
 		e.Timestamp = e.ReceivedAt
+	}
+	if pi := s.partIngest.Load(); pi != nil {
+		return s.ingestThroughLog(ctx, pi, profileID, e)
 	}
 	res, err := s.Ingest(ctx, []*Event{e})
 	if err != nil {

@@ -522,6 +522,18 @@ func (ls *lease) Forward(ctx context.Context, recs [][]byte) error {
 	return err
 }
 
+// AppendRecords appends records of the partition's store to the stream
+// (profiles.PartitionAppender: IngestFor on a node).
+func (ls *lease) AppendRecords(ctx context.Context, recs [][]byte) (uint64, error) {
+	for _, rec := range recs {
+		if q := ls.n.l.Partition(rec); q != ls.p {
+			return 0, fmt.Errorf("%w: a record of partition %d, not %d", profiles.ErrOtherPartition, q, ls.p)
+		}
+	}
+	_, last, err := ls.n.l.Append(ctx, recs)
+	return last, err
+}
+
 // MaxRecord is the largest record the server takes (profiles.Forwarder).
 func (ls *lease) MaxRecord() int { return ls.n.l.MaxRecord() }
 

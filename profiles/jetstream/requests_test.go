@@ -3,6 +3,7 @@ package jetstream_test
 import (
 	crand "crypto/rand"
 	"errors"
+	"strconv"
 	"testing"
 
 	"cartera/profiles"
@@ -103,5 +104,92 @@ func TestRouterLookup(t *testing.T) {
 	a, v, old := lookup(profiles.KindUserID, "ana"), lookup(profiles.KindAnonymousID, "v1"), lookup(profiles.KindProfileID, visitorPID)
 	if a != v || old != a {
 		t.Fatalf("after the merge ana leads to %s, the device to %s, the visitor's old profile to %s; want one profile", a, v, old)
+	}
+}
+
+// On a node, an event a partition's store records itself (IngestFor: an
+// email opened, a delivery's outcome) is appended to the partition's
+// stream and applied from there, so the next owner replays it; a stream
+// partitioned by user id (no identity index) has it committed straight
+// into the file, since a record addressed to the profile would land in
+// another partition.
+func TestIngestForOnANodeGoesThroughTheStream(t *testing.T) {
+	ns := startNATS(t)
+	dir := t.TempDir()
+	n := startNodeWith(t, "a", dir, func(n *node) { n.url, n.perPartition = ns.url(), true })
+	eventually(t, "a holds every partition", func() bool { return len(n.held()) == testPartitions })
+	cfg := testConfig(ns.url())
+	cfg.Partitions = testPartitions
+	l := open(t, cfg)
+	r := newRouter(t, l, false)
+	signUp := &profiles.Event{Type: profiles.TypeIdentify, MessageID: "m-ana", UserID: "ana", Timestamp: t0, ReceivedAt: t0, Source: "web"}
+	if _, _, err := r.Append(t.Context(), [][]byte{eventRecord(t, signUp)}); err != nil {
+		t.Fatal(err)
+	}
+	pid, err := r.Lookup(t.Context(), profiles.Identifier{Kind: profiles.KindUserID, Value: "ana"})
+	if err != nil || pid == "" {
+		t.Fatalf("ana's profile %q, %v", pid, err)
+	}
+	p := l.ProfilePartition(pid)
+	var st *profiles.Store
+	eventually(t, "ana applied", func() bool {
+		s, ok := n.files.Store(p)
+		if !ok {
+			return false
+		}
+		if _, err := s.Lookup(profiles.Identifier{Kind: profiles.KindUserID, Value: "ana"}); err != nil {
+			return false
+		}
+		st = s
+		return true
+	})
+	before := st.PartitionApplied(p)
+	if _, err := st.IngestFor(t.Context(), pid, &profiles.Event{Type: profiles.TypeTrack, Event: "Email Opened", MessageID: "open:k1", Source: "email"}); err != nil {
+		t.Fatal(err)
+	}
+	if applied := st.PartitionApplied(p); applied <= before {
+		t.Fatalf("partition %d applied through %d when IngestFor returned, as before it: no record of it went through the stream", p, applied)
+	}
+	prof, err := st.Lookup(profiles.Identifier{Kind: profiles.KindUserID, Value: "ana"})
+	if err != nil || prof.EventCount != 2 {
+		t.Fatalf("ana: %+v, %v; want 2 events", prof, err)
+	}
+
+	// Partitioned by user id: the profile's record would go elsewhere.
+	// (Of ten people, the first whose profile id hashes to another
+	// partition than their user id: one in eight does not.)
+	var bo *profiles.Profile
+	var q int
+	for i := range 10 {
+		plain := trackEvent("bo"+strconv.Itoa(i), 1)
+		if _, _, err := l.Append(t.Context(), [][]byte{plain}); err != nil {
+			t.Fatal(err)
+		}
+		q = l.Partition(plain)
+		eventually(t, "bo applied", func() bool {
+			s, ok := n.files.Store(q)
+			if !ok {
+				return false
+			}
+			bo, err = s.Lookup(profiles.Identifier{Kind: profiles.KindUserID, Value: "bo" + strconv.Itoa(i)})
+			st = s
+			return err == nil
+		})
+		if l.ProfilePartition(bo.ID) != q {
+			break
+		}
+	}
+	if l.ProfilePartition(bo.ID) == q {
+		t.Fatal("ten profile ids hashed to their people's partitions")
+	}
+	before = st.PartitionApplied(q)
+	if _, err := st.IngestFor(t.Context(), bo.ID, &profiles.Event{Type: profiles.TypeTrack, Event: "Email Opened", MessageID: "open:k2", Source: "email"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.PartitionApplied(q); got != before {
+		t.Fatalf("partition %d went from %d to %d, want nothing appended to it", q, before, got)
+	}
+	if prof, err := st.Lookup(profiles.Identifier{Kind: profiles.KindProfileID, Value: bo.ID}); err != nil || prof.EventCount != 2 {
+		t.Fatalf("bo: %+v, %v; want 2 events", prof, err)
 	}
 }
