@@ -57,7 +57,9 @@ func TestIngestForThroughThePartitionLog(t *testing.T) {
 		t.Fatalf("ann is %s, want the profile her sign-up was addressed to, %s", got, pid)
 	}
 
-	opened := func() *Event { return &Event{Type: TypeTrack, Event: "Email Opened", MessageID: "open:k1", Source: "email"} }
+	opened := func() *Event {
+		return &Event{Type: TypeTrack, Event: "Email Opened", MessageID: "open:k1", Source: "email"}
+	}
 	res, err := ts.IngestFor(ctx, pid, opened())
 	if err != nil || res.ProfileID != pid || res.Duplicate {
 		t.Fatalf("IngestFor = %+v, %v; want ann's profile, not a duplicate", res, err)

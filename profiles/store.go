@@ -116,19 +116,19 @@ type TxProcessor interface {
 // Store is the profile database: a bbolt file and the single writer that
 // group-commits events into it.
 type Store struct {
-	db      *bbolt.DB
-	cfg     Config
+	db  *bbolt.DB
+	cfg Config
 	// partIngest is set while the store applies a partition whose log
 	// takes IngestFor's events (partingest.go).
 	partIngest atomic.Pointer[partIngest]
-	res     *resolver
-	log     *slog.Logger
-	metrics *Metrics
-	now     func() time.Time
-	rand    io.Reader
-	tombKey []byte
-	msgKey  []byte
-	trust   SourceTrust
+	res        *resolver
+	log        *slog.Logger
+	metrics    *Metrics
+	now        func() time.Time
+	rand       io.Reader
+	tombKey    []byte
+	msgKey     []byte
+	trust      SourceTrust
 
 	profileCount atomic.Int64
 	tombCount    atomic.Int64
