@@ -116,19 +116,16 @@ type TxProcessor interface {
 // Store is the profile database: a bbolt file and the single writer that
 // group-commits events into it.
 type Store struct {
-	db  *bbolt.DB
-	cfg Config
-	// partIngest is set while the store applies a partition whose log
-	// takes IngestFor's events (partingest.go).
-	partIngest atomic.Pointer[partIngest]
-	res        *resolver
-	log        *slog.Logger
-	metrics    *Metrics
-	now        func() time.Time
-	rand       io.Reader
-	tombKey    []byte
-	msgKey     []byte
-	trust      SourceTrust
+	db      *bbolt.DB
+	cfg     Config
+	res     *resolver
+	log     *slog.Logger
+	metrics *Metrics
+	now     func() time.Time
+	rand    io.Reader
+	tombKey []byte
+	msgKey  []byte
+	trust   SourceTrust
 
 	profileCount atomic.Int64
 	tombCount    atomic.Int64
@@ -137,6 +134,9 @@ type Store struct {
 	elog *logState
 	// hot is the writer's cache of decoded profiles (hot.go); nil: none.
 	hot *hotProfiles
+	// partIngest is set while the store applies a partition whose log
+	// takes IngestFor's events (partingest.go).
+	partIngest atomic.Pointer[partIngest]
 
 	procs     atomic.Pointer[[]Processor]
 	reqs      chan *commitReq
