@@ -119,6 +119,20 @@ func loadTemplates(cfg *Config) (*email.Templates, error) {
 }
 
 // trackingSecret is the configured secret, or one kept beside the data.
+// newTracker makes the tracking links' and tokens' keeper from the config.
+func newTracker(cfg *Config, now func() time.Time) (*email.Tracker, error) {
+	secret, err := trackingSecret(cfg)
+	if err != nil {
+		return nil, err
+	}
+	t := &email.Tracker{Secret: secret, KeyID: cfg.Channels.TrackingKeyID, Previous: trackingKeys(cfg),
+		BaseURL: cfg.PublicURL, LinkHosts: linkHosts(cfg), LinkTTL: cfg.Channels.Email.LinkTTL, Now: now}
+	if err := t.Validate(); err != nil {
+		return nil, fmt.Errorf("channels.email: %w", err)
+	}
+	return t, nil
+}
+
 func trackingSecret(cfg *Config) ([]byte, error) {
 	if cfg.Channels.TrackingSecret != "" {
 		return []byte(cfg.Channels.TrackingSecret), nil
@@ -169,7 +183,7 @@ type delivery struct {
 }
 
 func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() time.Time) error {
-	secret, err := trackingSecret(cfg)
+	tracker, err := newTracker(cfg, now)
 	if err != nil {
 		return err
 	}
@@ -179,11 +193,6 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 		Scrub: func() error { _, err := a.store.Scrub(scrubWait); return err }, Fence: a.fence})
 	if err != nil {
 		return err
-	}
-	tracker := &email.Tracker{Secret: secret, KeyID: cfg.Channels.TrackingKeyID, Previous: trackingKeys(cfg),
-		BaseURL: cfg.PublicURL, LinkHosts: linkHosts(cfg), LinkTTL: cfg.Channels.Email.LinkTTL, Now: now}
-	if err := tracker.Validate(); err != nil {
-		return fmt.Errorf("channels.email: %w", err)
 	}
 	d := &delivery{outbox: ob, tracker: tracker, audiences: map[string][]string{}}
 	if usesDataManager(cfg) && !cfg.Channels.GoogleStatus.Off {

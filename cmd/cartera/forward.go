@@ -11,6 +11,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/valyala/fasthttp"
 
+	"cartera/channels/email"
+	"cartera/profiles"
 	"cartera/profiles/jetstream"
 	"cartera/rules"
 )
@@ -42,13 +44,15 @@ type forwardedAnswer struct {
 // their answers set.
 var (
 	forwardedRequestHeaders = []string{fiber.HeaderAuthorization, fiber.HeaderContentType, fiber.HeaderAccept}
-	forwardedAnswerHeaders  = []string{fiber.HeaderContentType, fiber.HeaderContentDisposition, fiber.HeaderRetryAfter, fiber.HeaderCacheControl}
+	forwardedAnswerHeaders  = []string{fiber.HeaderContentType, fiber.HeaderContentDisposition, fiber.HeaderRetryAfter, fiber.HeaderCacheControl, fiber.HeaderLocation}
 )
 
 // personForwarder sends requests about a person to the node holding them.
 type personForwarder struct {
 	router *jetstream.Router
 	log    *jetstream.Log
+	// tracker reads the tracking links' tokens, which name their person.
+	tracker *email.Tracker
 }
 
 // forward answers a request about the person named by the route's :ident
@@ -65,6 +69,37 @@ func (a *api) forward(c *fiber.Ctx) error {
 	if pid == "" {
 		return &httpError{fiber.StatusNotFound, "no profile holds that identifier (the cluster's identity index knows none)"}
 	}
+	return a.askHolder(c, pid)
+}
+
+// forwardByToken answers a tracking link (open, click, unsubscribe) with
+// the answer of the node that holds the person its token names (or, merged
+// since, the profile they became). A token that does not parse is answered
+// by partition 0's holder as any would answer it: the pixel, or the page
+// that says the link is unknown.
+func (a *api) forwardByToken(c *fiber.Ctx) error {
+	p := 0
+	if ti, err := a.people.tracker.Parse(c.Params("token")); err == nil {
+		pid, err := a.people.router.Lookup(c.UserContext(), profiles.Identifier{Kind: profiles.KindProfileID, Value: ti.ProfileID})
+		if err != nil {
+			return err
+		}
+		if pid == "" {
+			pid = ti.ProfileID // erased: its holder answers as for anyone erased
+		}
+		p = a.people.log.ProfilePartition(pid)
+	}
+	return a.askPartition(c, p)
+}
+
+// askHolder answers the request with the answer of the node holding
+// profile pid.
+func (a *api) askHolder(c *fiber.Ctx, pid string) error {
+	return a.askPartition(c, a.people.log.ProfilePartition(pid))
+}
+
+// askPartition answers the request with the answer of partition p's holder.
+func (a *api) askPartition(c *fiber.Ctx, p int) error {
 	req := forwardedRequest{Method: c.Method(), URI: c.OriginalURL(), Header: map[string]string{}, Body: c.Body()}
 	for _, h := range forwardedRequestHeaders {
 		if v := c.Get(h); v != "" {
@@ -78,7 +113,6 @@ func (a *api) forward(c *fiber.Ctx) error {
 	if len(body) > a.people.log.MaxRequest() {
 		return &httpError{fiber.StatusRequestEntityTooLarge, fmt.Sprintf("the request is larger than the cluster's NATS max_payload (%d bytes)", a.people.log.MaxRequest())}
 	}
-	p := a.people.log.ProfilePartition(pid)
 	out, err := a.people.log.Ask(c.UserContext(), p, body)
 	if errors.Is(err, jetstream.ErrNoHolder) {
 		c.Set(fiber.HeaderRetryAfter, "1")

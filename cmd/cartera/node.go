@@ -16,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
 
+	"cartera/channels/email"
 	"cartera/profiles"
 	"cartera/profiles/jetstream"
 )
@@ -75,6 +76,10 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 			log.Error("leave the cluster", "err", err)
 		}
 	}()
+	tracker, err := newTracker(cfg, d.now)
+	if err != nil {
+		return err
+	}
 	d.reg.MustRegister(node.Collector())
 	registerIndexMetrics(d.reg, router)
 	pm := profiles.NewMetrics(d.reg)
@@ -91,7 +96,7 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 
 		metricsElsewhere: cfg.MetricsAddr != "",
 		limits:           newEdgeLimits(cfg.Limits, d.reg),
-		people:           &personForwarder{router: router, log: l},
+		people:           &personForwarder{router: router, log: l, tracker: tracker},
 	}
 	app := a.nodeRoutes()
 
@@ -142,12 +147,16 @@ func (a *api) nodeRoutes() *fiber.App {
 	people.Get("/:ident/export", a.forward)
 	people.Get("/:ident", a.forward)
 	people.Delete("/:ident", a.forward)
+	app.Get(email.OpenPath+":token", a.forwardByToken)
+	app.Get(email.ClickPath+":token", a.forwardByToken)
+	app.Get(email.UnsubscribePath+":token", securePage, a.forwardByToken)
+	app.Post(email.UnsubscribePath+":token", securePage, a.forwardByToken)
 	app.Get("/v1/journeys", a.adminOnly, a.listJourneysAcross)
 	app.Get("/v1/audiences", a.adminOnly, a.listAudiencesAcross)
 	app.Use(func(c *fiber.Ctx) error {
 		return &httpError{fiber.StatusNotImplemented, "this gateway is a cluster node (cluster.node): it serves ingestion, /healthz, /metrics, /v1/profiles, " +
-			"and the lists of /v1/journeys and /v1/audiences; a journey's or an audience's own pages, reloads, backups, the console, the wallet web service " +
-			"and tracking links are not served across nodes yet (docs/cluster.md)"}
+			"tracking links and the lists of /v1/journeys and /v1/audiences; a journey's or an audience's own pages, reloads, backups, the console " +
+			"and the wallet web service are not served across nodes yet (docs/cluster.md)"}
 	})
 	return app
 }

@@ -4,11 +4,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"cartera/channels/email"
 	"cartera/rules"
 )
 
@@ -146,6 +149,43 @@ func TestServeClusterNodes(t *testing.T) {
 	}
 	if r := b.do(t, "GET", "/v1/profiles/user_id:node-user-01", nil, nil); r.status != 401 {
 		t.Errorf("a profile without the admin token: %d, want 401", r.status)
+	}
+	// Tracking links through either node reach the person's node: an
+	// open is recorded on the profile, an unsubscribe withdraws consent
+	// (read back by the holder before it says so).
+	cfg, err := loadConfig(&serveFlags{config: nodeConfig(t, dir, "t", hook.url), set: map[string]bool{"config": true}}, envOf(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := newTracker(cfg, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := email.MessageInfo{ProfileID: pids[0], Journey: "signup", Step: "hello", Template: "hello", Key: "node-test-key"}
+	path := func(u string) string {
+		t.Helper()
+		parsed, err := url.Parse(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return parsed.Path
+	}
+	if r := a.do(t, "GET", path(tr.OpenURL(msg)), nil, nil); r.status != 200 || r.header.Get("Content-Type") != "image/gif" {
+		t.Fatalf("an open pixel through a: %d %s", r.status, r.header.Get("Content-Type"))
+	}
+	if r := b.do(t, "POST", path(tr.UnsubscribeURL(msg)), nil, nil); r.status != 200 || !strings.Contains(r.raw, "Unsubscribed") {
+		t.Fatalf("an unsubscribe through b: %d %.300s", r.status, r.raw)
+	}
+	if r := b.do(t, "GET", email.ClickPath+"not-a-token", nil, nil); r.status != 404 {
+		t.Errorf("a click on a token that does not parse: %d %.200s, want 404", r.status, r.raw)
+	}
+	prof := a.admin(t, "GET", "/v1/profiles/profile_id:"+pids[0])
+	if !strings.Contains(prof.raw, `"Email Opened"`) {
+		t.Errorf("the open is not on the profile: %.1500s", prof.raw)
+	}
+	consent, _ := prof.body["consent"].(map[string]any)
+	if emailConsent, _ := consent["email"].(map[string]any); emailConsent == nil || emailConsent["granted"] != false {
+		t.Errorf("email consent after the unsubscribe: %v, want withdrawn", prof.body["consent"])
 	}
 	if r := b.admin(t, "DELETE", "/v1/profiles/user_id:node-user-01"); r.status != 200 {
 		t.Fatalf("erase node-user-01 through b: %d %s", r.status, r.raw)
