@@ -109,6 +109,21 @@ type Config struct {
 	// CacheBytes bounds the signed passes kept in memory (default 256 MiB).
 	CacheBytes int
 	Google     GoogleConfig
+	// SerialsNameProfile starts each new pass's serial with its profile
+	// id and a '-' (SerialProfile reads it back), so that a cluster node
+	// can send the wallet web service's requests about a pass to the node
+	// holding its person. Passes issued before keep their serials.
+	SerialsNameProfile bool
+}
+
+// SerialProfile returns the profile id a serial starts with
+// (Config.SerialsNameProfile), or "" for a serial that names none.
+func SerialProfile(serial string) string {
+	pid, _, ok := strings.Cut(serial, "-")
+	if !ok || !profiles.ValidProfileID(pid) {
+		return ""
+	}
+	return pid
 }
 
 // Deps are what the wallet uses of the rest of Cartera.
@@ -255,6 +270,9 @@ func (s *Service) Issue(ctx context.Context, profileID, template string) (*Pass,
 		p := &Pass{Template: template, ProfileID: prof.ID, Created: s.now().UTC()}
 		if p.Serial, err = s.randomString(16); err != nil {
 			return err
+		}
+		if s.cfg.SerialsNameProfile {
+			p.Serial = prof.ID + "-" + p.Serial
 		}
 		if p.Token, err = s.randomString(20); err != nil {
 			return err

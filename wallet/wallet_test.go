@@ -157,6 +157,12 @@ func writeTemplate(t testing.TB, root, id, yaml string) string {
 
 func newHarness(t testing.TB) *harness {
 	t.Helper()
+	return newHarnessWith(t, nil)
+}
+
+// newHarnessWith is newHarness with edit applied to the wallet's config.
+func newHarnessWith(t testing.TB, edit func(*wallet.Config)) *harness {
+	t.Helper()
 	h := &harness{t: t, clock: clocktest.New(t0), queue: &queue{keys: map[string]bool{}}, dir: t.TempDir(), logs: &syncBuffer{}}
 	specs, err := rules.Parse("rules.yaml", []byte(testRules))
 	if err != nil {
@@ -186,8 +192,11 @@ func newHarness(t testing.TB) *harness {
 	if h.chain, err = apple.DevChain(filepath.Join(h.dir, "wallet-dev"), t0); err != nil {
 		t.Fatal(err)
 	}
-	h.svc, err = wallet.New(st.DB(), h.chain, ts,
-		wallet.Config{PublicURL: "https://cartera.example", DefaultTemplate: "loyalty", LinkSecret: []byte("0123456789abcdef0123")},
+	wcfg := wallet.Config{PublicURL: "https://cartera.example", DefaultTemplate: "loyalty", LinkSecret: []byte("0123456789abcdef0123")}
+	if edit != nil {
+		edit(&wcfg)
+	}
+	h.svc, err = wallet.New(st.DB(), h.chain, ts, wcfg,
 		wallet.Deps{Viewer: re, Queue: h.queue, Recorder: st}, wallet.Options{Now: h.clock.Now, Logger: slog.New(slog.NewJSONHandler(h.logs, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -678,6 +687,23 @@ func TestExampleTemplateLoads(t *testing.T) {
 	for _, name := range []string{"icon.png", "icon@2x.png", "icon@3x.png", "logo.png", "strip.png", "es.lproj/pass.strings"} {
 		if !lt.Assets("gold").Has(name) {
 			t.Errorf("gold tier lacks %s", name)
+		}
+	}
+}
+
+// With SerialsNameProfile, a new pass's serial starts with its profile id
+// (what a cluster node routes the wallet web service's requests by), and
+// SerialProfile reads it back; a serial of the usual form names nobody.
+func TestSerialsNameProfile(t *testing.T) {
+	h := newHarnessWith(t, func(c *wallet.Config) { c.SerialsNameProfile = true })
+	id, p := h.issue("ana")
+	if !strings.HasPrefix(p.Serial, id+"-") || wallet.SerialProfile(p.Serial) != id {
+		t.Fatalf("serial %q of %s's pass, SerialProfile %q", p.Serial, id, wallet.SerialProfile(p.Serial))
+	}
+	_, plain := newHarness(t).issue("bo")
+	for _, s := range []string{plain.Serial, "", "-", "zz-abc", "not a serial"} {
+		if got := wallet.SerialProfile(s); got != "" {
+			t.Errorf("SerialProfile(%q) = %q, want none", s, got)
 		}
 	}
 }

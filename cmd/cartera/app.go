@@ -146,6 +146,9 @@ type appOptions struct {
 	// drains, deliveries): a cluster node's lease of the partition whose
 	// file the core is on (partitions.go).
 	Fence func() error
+	// SerialsNameProfile starts new passes' serials with their profile id
+	// (wallet.Config.SerialsNameProfile): a cluster node's partition cores.
+	SerialsNameProfile bool
 }
 
 // app is the running core: the store with the rules and journey engines in
@@ -160,6 +163,8 @@ type app struct {
 	log      *slog.Logger
 	// fence is appOptions.Fence (nil: none).
 	fence func() error
+	// serialsNameProfile is appOptions.SerialsNameProfile.
+	serialsNameProfile bool
 
 	// reloading serialises reloads, from compiling to the swap.
 	reloading sync.Mutex
@@ -195,7 +200,7 @@ func openApp(ctx context.Context, cfg *Config, defs *definitions, opts appOption
 		_ = store.Close()
 		return nil, err
 	}
-	a := &app{cfg: cfg, store: store, rules: re, pm: pm, log: log, fence: opts.Fence, defs: defs, jm: journeys.NewMetrics(opts.Registry), backtests: make(chan struct{}, 1), backtestTime: maxBacktestTime}
+	a := &app{cfg: cfg, store: store, rules: re, pm: pm, log: log, fence: opts.Fence, serialsNameProfile: opts.SerialsNameProfile, defs: defs, jm: journeys.NewMetrics(opts.Registry), backtests: make(chan struct{}, 1), backtestTime: maxBacktestTime}
 	var clock journeys.Clock = journeys.ClockFunc(time.Now)
 	if opts.Now != nil {
 		clock = journeys.ClockFunc(opts.Now)

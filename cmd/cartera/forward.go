@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/gofiber/fiber/v2"
@@ -15,6 +17,7 @@ import (
 	"cartera/profiles"
 	"cartera/profiles/jetstream"
 	"cartera/rules"
+	"cartera/wallet"
 )
 
 // Requests about a person on a cluster node (step 3 of docs/cluster.md's
@@ -43,8 +46,9 @@ type forwardedAnswer struct {
 // The headers that travel each way: what the core's routes read, and what
 // their answers set.
 var (
-	forwardedRequestHeaders = []string{fiber.HeaderAuthorization, fiber.HeaderContentType, fiber.HeaderAccept}
-	forwardedAnswerHeaders  = []string{fiber.HeaderContentType, fiber.HeaderContentDisposition, fiber.HeaderRetryAfter, fiber.HeaderCacheControl, fiber.HeaderLocation}
+	forwardedRequestHeaders = []string{fiber.HeaderAuthorization, fiber.HeaderContentType, fiber.HeaderAccept, fiber.HeaderIfModifiedSince}
+	forwardedAnswerHeaders  = []string{fiber.HeaderContentType, fiber.HeaderContentDisposition, fiber.HeaderRetryAfter, fiber.HeaderCacheControl,
+		fiber.HeaderLocation, fiber.HeaderLastModified}
 )
 
 // personForwarder sends requests about a person to the node holding them.
@@ -185,18 +189,38 @@ func encodeAnswer(a forwardedAnswer) []byte {
 // time, and returns the bodies of their answers, in partition order; any
 // answer but 200 is the answer.
 func (a *api) askAll(c *fiber.Ctx) ([][]byte, error) {
-	req := forwardedRequest{Method: c.Method(), URI: c.OriginalURL(), Header: map[string]string{}}
+	answers, err := a.askEach(c, func(int) string { return c.OriginalURL() }, fiber.StatusOK)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(answers))
+	for p, ans := range answers {
+		out[p] = ans.Body
+	}
+	return out, nil
+}
+
+// askEach sends every partition's holder the request, at the URI uri
+// gives for the partition, at most 16 at a time, and returns their
+// answers in partition order; an answer whose status is not among ok is
+// the answer.
+func (a *api) askEach(c *fiber.Ctx, uri func(p int) string, ok ...int) ([]forwardedAnswer, error) {
+	header := map[string]string{}
 	for _, h := range forwardedRequestHeaders {
 		if v := c.Get(h); v != "" {
-			req.Header[h] = v
+			header[h] = v
 		}
 	}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return nil, fmt.Errorf("encode a forwarded request: %w", err)
+	l, ctx, method := a.people.log, c.UserContext(), c.Method() // the fiber.Ctx is not for other goroutines
+	bodies := make([][]byte, l.Partitions())
+	for p := range bodies {
+		b, err := json.Marshal(forwardedRequest{Method: method, URI: uri(p), Header: header})
+		if err != nil {
+			return nil, fmt.Errorf("encode a forwarded request: %w", err)
+		}
+		bodies[p] = b
 	}
-	l, ctx := a.people.log, c.UserContext() // the fiber.Ctx is not for other goroutines
-	out := make([][]byte, l.Partitions())
+	out := make([]forwardedAnswer, l.Partitions())
 	errs := make([]error, l.Partitions())
 	sem := make(chan struct{}, 16)
 	var wg sync.WaitGroup
@@ -204,7 +228,7 @@ func (a *api) askAll(c *fiber.Ctx) ([][]byte, error) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			raw, err := l.Ask(ctx, p, body)
+			raw, err := l.Ask(ctx, p, bodies[p])
 			if err != nil {
 				errs[p] = err
 				return
@@ -214,11 +238,11 @@ func (a *api) askAll(c *fiber.Ctx) ([][]byte, error) {
 				errs[p] = fmt.Errorf("decode the answer of partition %d: %w", p, err)
 				return
 			}
-			if ans.Status != fiber.StatusOK {
+			if !slices.Contains(ok, ans.Status) {
 				errs[p] = &httpError{ans.Status, fmt.Sprintf("partition %d answered %d: %s", p, ans.Status, ans.Body)}
 				return
 			}
-			out[p] = ans.Body
+			out[p] = ans
 		})
 	}
 	wg.Wait()
@@ -301,4 +325,88 @@ func (a *api) listAudiencesAcross(c *fiber.Ctx) error {
 		out = []rules.AudienceInfo{}
 	}
 	return c.JSON(fiber.Map{"audiences": out})
+}
+
+// The wallet web service on a node: a pass's serial names its person
+// (wallet.SerialProfile: a partition core's serials start with the
+// profile id), so requests about a pass go to the node holding them; a
+// device's list of updated passes asks every partition.
+
+// forwardBySerial answers a request about the pass named by the route's
+// :serial (or :file, <serial>.pkpass) with the answer of the node holding
+// its person.
+func (a *api) forwardBySerial(c *fiber.Ctx) error {
+	serial := pathParam(c, "serial")
+	if serial == "" {
+		serial, _ = strings.CutSuffix(pathParam(c, "file"), ".pkpass")
+	}
+	pid := wallet.SerialProfile(serial)
+	if pid == "" {
+		return &httpError{fiber.StatusNotFound, "no such pass"}
+	}
+	live, err := a.people.router.Lookup(c.UserContext(), profiles.Identifier{Kind: profiles.KindProfileID, Value: pid})
+	if err != nil {
+		return err
+	}
+	if live == "" {
+		live = pid // erased: its holder answers as for anyone erased
+	}
+	return a.askHolder(c, live)
+}
+
+// forwardToAny answers a request that needs no person's state (a device's
+// log) with partition 0's holder's answer.
+func (a *api) forwardToAny(c *fiber.Ctx) error { return a.askPartition(c, 0) }
+
+// updatedPassesAcross is GET /wallet/v1/devices/{device}/registrations/
+// {passType} on a node: the serials updated on every partition, and a
+// lastUpdated tag that holds each partition's own (their tags count per
+// file), "c1:" and partition=tag pairs, which the device sends back as
+// passesUpdatedSince and each partition gets its own of. A tag of
+// another form counts as none (every pass is listed once more).
+func (a *api) updatedPassesAcross(c *fiber.Ctx) error {
+	since := map[int]string{}
+	if v, ok := strings.CutPrefix(c.Query("passesUpdatedSince"), "c1:"); ok {
+		for pair := range strings.SplitSeq(v, ",") {
+			p, tag, _ := strings.Cut(pair, "=")
+			if n, err := strconv.Atoi(p); err == nil {
+				if _, err := strconv.ParseUint(tag, 10, 64); err == nil {
+					since[n] = tag
+				}
+			}
+		}
+	}
+	path := c.Path()
+	answers, err := a.askEach(c, func(p int) string {
+		if tag := since[p]; tag != "" {
+			return path + "?passesUpdatedSince=" + tag
+		}
+		return path
+	}, fiber.StatusOK, fiber.StatusNoContent)
+	if err != nil {
+		return err
+	}
+	var serials []string
+	tags := make([]string, 0, len(answers))
+	for p, ans := range answers {
+		tag := since[p]
+		if ans.Status == fiber.StatusOK {
+			var part struct {
+				Serials     []string `json:"serialNumbers"`
+				LastUpdated string   `json:"lastUpdated"`
+			}
+			if err := json.Unmarshal(ans.Body, &part); err != nil {
+				return fmt.Errorf("decode the updated passes of partition %d: %w", p, err)
+			}
+			serials = append(serials, part.Serials...)
+			tag = part.LastUpdated
+		}
+		if tag != "" {
+			tags = append(tags, strconv.Itoa(p)+"="+tag)
+		}
+	}
+	if len(serials) == 0 {
+		return c.SendStatus(fiber.StatusNoContent)
+	}
+	return c.JSON(fiber.Map{"serialNumbers": serials, "lastUpdated": "c1:" + strings.Join(tags, ",")})
 }

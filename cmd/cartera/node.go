@@ -61,6 +61,15 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 	cores.sources, cores.index = d.sources, router
 	cores.answer, cores.maxAnswer = l.Answer, l.MaxRequest()
 	dir := partitionsDir(cfg.Data)
+	if d.defs.passes != nil {
+		// The partitions' cores open concurrently and share the folder of
+		// a development signing chain: it is made once, here, first.
+		pcfg := *cfg
+		pcfg.Data = profiles.PartitionPath(dir, 0)
+		if _, _, err := (&app{log: log}).signingChain(&pcfg, d.now()); err != nil {
+			return err
+		}
+	}
 	node, err := jetstream.StartNode(ctx, l, cores.files(dir), jetstream.NodeConfig{
 		ID: cfg.Cluster.Node, LeaseTTL: cfg.Cluster.LeaseTTL, Logger: log.With("component", "cluster"),
 		Snapshots: jetstream.SnapshotConfig{Events: cfg.Cluster.SnapshotEvents, Interval: cfg.Cluster.SnapshotInterval, Dir: filepath.Join(dir, "snapshots")},
@@ -147,6 +156,14 @@ func (a *api) nodeRoutes() *fiber.App {
 	people.Get("/:ident/export", a.forward)
 	people.Get("/:ident", a.forward)
 	people.Delete("/:ident", a.forward)
+	people.Post("/:ident/passes", a.forward)
+	w := app.Group("/wallet")
+	w.Get("/download/:file", a.forwardBySerial)
+	w.Post("/v1/devices/:device/registrations/:passType/:serial", a.forwardBySerial)
+	w.Delete("/v1/devices/:device/registrations/:passType/:serial", a.forwardBySerial)
+	w.Get("/v1/devices/:device/registrations/:passType", a.updatedPassesAcross)
+	w.Get("/v1/passes/:passType/:serial", a.forwardBySerial)
+	w.Post("/v1/log", a.forwardToAny)
 	app.Get(email.OpenPath+":token", a.forwardByToken)
 	app.Get(email.ClickPath+":token", a.forwardByToken)
 	app.Get(email.UnsubscribePath+":token", securePage, a.forwardByToken)
@@ -155,8 +172,8 @@ func (a *api) nodeRoutes() *fiber.App {
 	app.Get("/v1/audiences", a.adminOnly, a.listAudiencesAcross)
 	app.Use(func(c *fiber.Ctx) error {
 		return &httpError{fiber.StatusNotImplemented, "this gateway is a cluster node (cluster.node): it serves ingestion, /healthz, /metrics, /v1/profiles, " +
-			"tracking links and the lists of /v1/journeys and /v1/audiences; a journey's or an audience's own pages, reloads, backups, the console " +
-			"and the wallet web service are not served across nodes yet (docs/cluster.md)"}
+			"tracking links, the wallet web service and the lists of /v1/journeys and /v1/audiences; a journey's or an audience's own pages, reloads, " +
+			"backups and the console are not served across nodes yet (docs/cluster.md)"}
 	})
 	return app
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/zip"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -205,5 +206,87 @@ func TestServeClusterNodes(t *testing.T) {
 		if c.node != "a" {
 			t.Errorf("a send after b left came from %s", c.node)
 		}
+	}
+}
+
+// The wallet web service through cluster nodes, on the examples: a pass
+// issued through one node names its person in its serial, and its
+// download, a device's registration, the device's list of updated passes
+// (asked of every partition, its tag holding each one's) and the latest
+// pass are answered through either node by the node holding the person.
+func TestServeClusterNodesWallet(t *testing.T) {
+	ns := startNATS(t)
+	dir := t.TempDir()
+	env := func(node string) map[string]string {
+		return map[string]string{"CARTERA_CLUSTER_URL": ns.url(), "CARTERA_CLUSTER_IDENTITY_INDEX": "1", "CARTERA_CLUSTER_NODE": node}
+	}
+	a := startServerConfig(t, filepath.Join(dir, "a", "cartera.db"), "../../examples/cartera.yaml", env("a"), io.Discard)
+	b := startServerConfig(t, filepath.Join(dir, "b", "cartera.db"), "../../examples/cartera.yaml", env("b"), io.Discard)
+	if r := a.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"wallet-ana","traits":{"email":"ana@example.com","loyalty_card":"4000-1234"}}`); r.status != 200 {
+		t.Fatalf("identify: %d %s", r.status, r.raw)
+	}
+	var issued passView
+	waitUntil(t, "a pass issued through b", func() bool {
+		r := b.admin(t, "POST", "/v1/profiles/user_id:wallet-ana/passes")
+		if r.status != 200 && r.status != 201 {
+			return false // the identify is not applied yet, or a partition is moving
+		}
+		if err := json.Unmarshal([]byte(r.raw), &issued); err != nil {
+			t.Fatal(err)
+		}
+		return true
+	})
+	prof := a.admin(t, "GET", "/v1/profiles/user_id:wallet-ana")
+	if pid := fmt.Sprint(prof.body["id"]); !strings.HasPrefix(issued.Serial, pid+"-") {
+		t.Fatalf("serial %q does not name %s", issued.Serial, pid)
+	}
+	u, err := url.Parse(issued.AppleURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl := a.do(t, "GET", u.RequestURI(), nil, nil)
+	if dl.status != 200 || dl.header.Get("Content-Type") != "application/vnd.apple.pkpass" {
+		t.Fatalf("download through a: %d %s", dl.status, dl.header.Get("Content-Type"))
+	}
+	zr, err := zip.NewReader(strings.NewReader(dl.raw), int64(len(dl.raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pass struct {
+		AuthenticationToken string `json:"authenticationToken"`
+	}
+	for _, f := range zr.File {
+		if f.Name == "pass.json" {
+			rc, err := f.Open()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := json.NewDecoder(rc).Decode(&pass); err != nil {
+				t.Fatal(err)
+			}
+			rc.Close()
+		}
+	}
+	auth := map[string]string{"Authorization": "ApplePass " + pass.AuthenticationToken, "Content-Type": "application/json"}
+	reg := "/wallet/v1/devices/phone-1/registrations/" + issued.PassTypeIdentifier
+	if r := b.do(t, "POST", reg+"/"+issued.Serial, auth, []byte(`{"pushToken":"0a0b0c"}`)); r.status != 201 {
+		t.Fatalf("register the device through b: %d %s", r.status, r.raw)
+	}
+	var r reply
+	waitUntil(t, "every partition held, to list the device's passes", func() bool {
+		r = a.do(t, "GET", reg, nil, nil)
+		return r.status != 503 // a partition moving between the two nodes, just started
+	})
+	if r.status != 200 || fmt.Sprint(r.body["serialNumbers"]) != "["+issued.Serial+"]" || !strings.HasPrefix(fmt.Sprint(r.body["lastUpdated"]), "c1:") {
+		t.Fatalf("the device's passes through a: %d %s", r.status, r.raw)
+	}
+	if again := b.do(t, "GET", reg+"?passesUpdatedSince="+url.QueryEscape(fmt.Sprint(r.body["lastUpdated"])), nil, nil); again.status != 204 {
+		t.Fatalf("the device's passes since its tag, through b: %d %s, want 204", again.status, again.raw)
+	}
+	if r := b.do(t, "GET", "/wallet/v1/passes/"+issued.PassTypeIdentifier+"/"+issued.Serial, auth, nil); r.status != 200 || r.header.Get("Last-Modified") == "" {
+		t.Fatalf("the latest pass through b: %d %v", r.status, r.header)
+	}
+	if r := a.do(t, "GET", "/wallet/v1/passes/"+issued.PassTypeIdentifier+"/"+issued.Serial, map[string]string{"Authorization": "ApplePass wrong"}, nil); r.status != 401 {
+		t.Fatalf("the latest pass with a wrong token: %d, want 401", r.status)
 	}
 }

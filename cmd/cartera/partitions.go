@@ -71,6 +71,7 @@ func (pc *partitionCores) open(path string) (*profiles.Store, error) {
 	c := &partitionCore{reg: prometheus.NewRegistry()}
 	opts := pc.opts
 	opts.Registry = c.reg
+	opts.SerialsNameProfile = true // the wallet web service's requests are routed by them
 	// Until the node's lease is known (run), the core does nothing of its
 	// own: only the applier, which is fenced by the store, commits.
 	opts.Fence = func() error {

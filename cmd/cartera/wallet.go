@@ -191,7 +191,7 @@ func (a *app) openWallet(cfg *Config, templates map[string]*wallet.Template, now
 		m.Write([]byte("cartera wallet download links"))
 		return m.Sum(nil)
 	}
-	wc := wallet.Config{PublicURL: cfg.PublicURL, DefaultTemplate: cfg.Wallet.DefaultTemplate, LinkSecret: linkKey(secret)}
+	wc := wallet.Config{PublicURL: cfg.PublicURL, DefaultTemplate: cfg.Wallet.DefaultTemplate, LinkSecret: linkKey(secret), SerialsNameProfile: a.serialsNameProfile}
 	for _, k := range trackingKeys(cfg) {
 		wc.PreviousLinkSecrets = append(wc.PreviousLinkSecrets, linkKey(k.Secret))
 	}
