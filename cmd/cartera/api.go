@@ -51,6 +51,9 @@ type api struct {
 	// people sends requests about a person to the node holding them (a
 	// cluster node's; nil otherwise: forward.go).
 	people *personForwarder
+	// clockMoved, when set, is called after the dev clock moved (a
+	// cluster node tells the others and wakes its cores).
+	clockMoved func() error
 }
 
 // httpError is an error with the status the edge answers.

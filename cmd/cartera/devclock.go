@@ -43,6 +43,21 @@ func (c *devClock) Advance(d time.Duration) time.Time {
 	return c.Now()
 }
 
+// AtLeast moves the clock forward to offset (as Advance moved it) if it is
+// behind it, and reports whether it moved: how a cluster node follows
+// another's advance (node.go).
+func (c *devClock) AtLeast(offset time.Duration) bool {
+	for {
+		cur := c.offset.Load()
+		if int64(offset) <= cur {
+			return false
+		}
+		if c.offset.CompareAndSwap(cur, int64(offset)) {
+			return true
+		}
+	}
+}
+
 // maxClockStep bounds one advance, so a typo cannot age the data by years.
 const maxClockStep = 90 * 24 * time.Hour
 
@@ -82,6 +97,11 @@ func (a *api) advanceClock(c *fiber.Ctx) error {
 	}
 	a.clock.Advance(d)
 	a.log.Warn("dev clock advanced", "by", d.String(), "now", a.clock.Now().UTC())
+	if a.clockMoved != nil {
+		if err := a.clockMoved(); err != nil {
+			return err
+		}
+	}
 	if a.core != nil {
 		a.core.journeys.Wake()
 		if a.core.delivery != nil {

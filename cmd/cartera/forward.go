@@ -410,3 +410,28 @@ func (a *api) updatedPassesAcross(c *fiber.Ctx) error {
 	}
 	return c.JSON(fiber.Map{"serialNumbers": serials, "lastUpdated": "c1:" + strings.Join(tags, ",")})
 }
+
+// listOutboxAcross is GET /v1/outbox on a node: every partition's queued
+// (or dead) messages, each partition's up to the page's bound, in
+// partition order. A message's seq counts per partition: retrying or
+// dropping one by it is not served on a node.
+func (a *api) listOutboxAcross(c *fiber.Ctx) error {
+	answers, err := a.askAll(c)
+	if err != nil {
+		return err
+	}
+	var state string
+	msgs := []json.RawMessage{}
+	for p, body := range answers {
+		var part struct {
+			State    string            `json:"state"`
+			Messages []json.RawMessage `json:"messages"`
+		}
+		if err := json.Unmarshal(body, &part); err != nil {
+			return fmt.Errorf("decode the outbox of partition %d: %w", p, err)
+		}
+		state = part.State
+		msgs = append(msgs, part.Messages...)
+	}
+	return c.JSON(fiber.Map{"state": state, "messages": msgs})
+}

@@ -30,6 +30,8 @@ type nodeDeps struct {
 	log     *slog.Logger
 	reg     *prometheus.Registry
 	now     func() time.Time
+	// clock is the dev clock (nil: off).
+	clock *devClock
 }
 
 // serveNode runs serve as one node of a cluster (cluster.node): it holds
@@ -107,6 +109,24 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 		limits:           newEdgeLimits(cfg.Limits, d.reg),
 		people:           &personForwarder{router: router, log: l, tracker: tracker},
 	}
+	if d.clock != nil {
+		// Every node's dev clock moves together: an advance on one is
+		// broadcast, and each node moves to the furthest it heard of.
+		stop, err := l.Listen("devclock", func(data []byte) {
+			if off, err := time.ParseDuration(string(data)); err == nil && d.clock.AtLeast(off) {
+				cores.wake()
+			}
+		})
+		if err != nil {
+			return err
+		}
+		defer func() { _ = stop() }()
+		a.clock = d.clock
+		a.clockMoved = func() error {
+			cores.wake()
+			return l.Broadcast("devclock", []byte(time.Duration(d.clock.offset.Load()).String()))
+		}
+	}
 	app := a.nodeRoutes()
 
 	ln, stopACME, err := listen(cfg, log)
@@ -168,12 +188,15 @@ func (a *api) nodeRoutes() *fiber.App {
 	app.Get(email.ClickPath+":token", a.forwardByToken)
 	app.Get(email.UnsubscribePath+":token", securePage, a.forwardByToken)
 	app.Post(email.UnsubscribePath+":token", securePage, a.forwardByToken)
+	app.Get("/v1/admin/clock", a.adminOnly, a.getClock)
+	app.Post("/v1/admin/clock", a.adminOnly, a.advanceClock)
+	app.Get("/v1/outbox", a.adminOnly, a.listOutboxAcross)
 	app.Get("/v1/journeys", a.adminOnly, a.listJourneysAcross)
 	app.Get("/v1/audiences", a.adminOnly, a.listAudiencesAcross)
 	app.Use(func(c *fiber.Ctx) error {
 		return &httpError{fiber.StatusNotImplemented, "this gateway is a cluster node (cluster.node): it serves ingestion, /healthz, /metrics, /v1/profiles, " +
-			"tracking links, the wallet web service and the lists of /v1/journeys and /v1/audiences; a journey's or an audience's own pages, reloads, " +
-			"backups and the console are not served across nodes yet (docs/cluster.md)"}
+			"tracking links, the wallet web service, the dev clock and the lists of /v1/journeys, /v1/audiences and /v1/outbox; a journey's or an audience's " +
+			"own pages, the outbox's retries and drops, reloads, backups and the console are not served across nodes yet (docs/cluster.md)"}
 	})
 	return app
 }

@@ -94,6 +94,29 @@ func TestServeClusterNodes(t *testing.T) {
 		}
 	}
 
+	// The dev clock moves on every node at once: an hour later each
+	// node's timers send the second step to the people it holds.
+	if r := a.do(t, "POST", "/v1/admin/clock", map[string]string{"Authorization": "Bearer " + testAdminToken, "Content-Type": "application/json"}, []byte(`{"advance":"2h"}`)); r.status != 200 {
+		t.Fatalf("advance the clock through a: %d %s", r.status, r.raw)
+	}
+	waitUntil(t, "b's clock moved too", func() bool {
+		r := b.admin(t, "GET", "/v1/admin/clock")
+		return r.status == 200 && r.body["offset"] == "2h0m0s"
+	})
+	waitUntil(t, "24 second sends", func() bool { return hook.sends("later") >= 24 })
+	later := map[string]int{}
+	for _, c := range hook.seen() {
+		if c.step == "later" {
+			later[c.node]++
+		}
+	}
+	if later["a"] == 0 || later["b"] == 0 || later["a"]+later["b"] != 24 {
+		t.Errorf("second sends by node %v, want 24 from both", later)
+	}
+	if r := b.admin(t, "GET", "/v1/outbox"); r.status != 200 || r.body["state"] != "queued" || r.body["messages"] == nil {
+		t.Errorf("the outbox through b: %d %.300s", r.status, r.raw)
+	}
+
 	metrics := a.admin(t, "GET", "/metrics")
 	if metrics.status != 200 || !strings.Contains(metrics.raw, `cartera_events_accepted_total{partition="`) {
 		t.Errorf("a's /metrics: %d, without the partitions' accepted events:\n%.2000s", metrics.status, metrics.raw)
@@ -198,11 +221,12 @@ func TestServeClusterNodes(t *testing.T) {
 	}
 
 	// b leaves: a holds everything and goes on.
+	sentBefore := len(hook.seen())
 	b.stopNow(t)
 	waitUntil(t, "a holds the eight partitions", func() bool { return held(a) == 8 })
 	signUps(a, 24, 30)
 	waitUntil(t, "30 first sends", func() bool { return hook.sends("hello") >= 30 })
-	for _, c := range hook.seen()[24:] {
+	for _, c := range hook.seen()[sentBefore:] {
 		if c.node != "a" {
 			t.Errorf("a send after b left came from %s", c.node)
 		}

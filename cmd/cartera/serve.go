@@ -62,7 +62,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		log.Warn("dev clock on: POST /v1/admin/clock moves time forward for every engine; never run a deployment like this", "now", clock.Now().Format(time.RFC3339))
 	}
 	if cfg.Cluster.Node != "" {
-		return m.serveNode(ctx, nodeDeps{cfg: cfg, defs: defs, sources: sources, log: log, reg: reg, now: now})
+		return m.serveNode(ctx, nodeDeps{cfg: cfg, defs: defs, sources: sources, log: log, reg: reg, now: now, clock: clock})
 	}
 	core, err := openApp(ctx, cfg, defs, appOptions{Now: now, Logger: log, Registry: reg, Deliver: true, Getenv: m.Getenv, Trust: sources})
 	if err != nil {

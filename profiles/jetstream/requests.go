@@ -105,3 +105,26 @@ func (r *Router) Lookup(ctx context.Context, id profiles.Identifier) (string, er
 	}
 	return r.follow(ctx, string(ent.Value()))
 }
+
+// Broadcast sends data to every node listening on topic (Listen), now;
+// a node that is not listening misses it. For what every node must hear
+// at once and nothing needs to keep (a development clock moved forward).
+func (l *Log) Broadcast(topic string, data []byte) error {
+	if err := l.nc.Publish(l.cfg.Stream+".all."+topic, data); err != nil {
+		return fmt.Errorf("broadcast %s: %w", topic, err)
+	}
+	return l.nc.Flush()
+}
+
+// Listen calls fn with what is broadcast on topic, this node's own
+// broadcasts included, until stop is called.
+func (l *Log) Listen(topic string, fn func(data []byte)) (stop func() error, err error) {
+	sub, err := l.nc.Subscribe(l.cfg.Stream+".all."+topic, func(m *nats.Msg) { fn(m.Data) })
+	if err == nil {
+		err = l.nc.Flush()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen to %s: %w", topic, err)
+	}
+	return sub.Unsubscribe, nil
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"testing"
+	"time"
 
 	"cartera/profiles"
 	"cartera/profiles/jetstream"
@@ -191,5 +192,32 @@ func TestIngestForOnANodeGoesThroughTheStream(t *testing.T) {
 	}
 	if prof, err := st.Lookup(profiles.Identifier{Kind: profiles.KindProfileID, Value: bo.ID}); err != nil || prof.EventCount != 2 {
 		t.Fatalf("bo: %+v, %v; want 2 events", prof, err)
+	}
+}
+
+// What one node broadcasts, every node listening hears, itself included.
+func TestBroadcast(t *testing.T) {
+	ns := startNATS(t)
+	a, b := open(t, testConfig(ns.url())), open(t, testConfig(ns.url()))
+	heard := make(chan string, 4)
+	for _, l := range []*jetstream.Log{a, b} {
+		stop, err := l.Listen("clock", func(data []byte) { heard <- string(data) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop()
+	}
+	if err := a.Broadcast("clock", []byte("24h")); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		select {
+		case got := <-heard:
+			if got != "24h" {
+				t.Fatalf("heard %q", got)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a listener heard nothing")
+		}
 	}
 }
