@@ -38,10 +38,11 @@ cluster: build
 
 # cluster-nodes is `make cluster` with three Cartera nodes (cluster.node
 # a, b, c) on 127.0.0.1:8080-8082, sharing the stream's partitions: any
-# node takes events and answers /v1/profiles; the admin API of journeys
-# and audiences, the console, the wallet web service and tracking links
-# answer 501 on a node, and so `make demo` needs `make cluster` or `make
-# run` (docs/cluster.md). Ctrl-C stops everything.
+# node takes events and answers requests about a person, tracking links
+# and the wallet web service, and `make demo` works against it (on
+# :8080) once the partitions have settled (~20 s). The console and the
+# pages of one journey or audience answer 501 on a node
+# (docs/cluster.md). Ctrl-C stops everything.
 cluster-nodes: build
 	$(GO) build -o bin/cartera-nats ./cmd/cartera-nats
 	@mkdir -p data/nats; rm -f data/nats/ready
