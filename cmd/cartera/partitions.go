@@ -20,7 +20,8 @@ import (
 // wallet), opened when the node claims the partition and closed when it
 // gives it up, with its own work (timers, drains, deliveries, sweepers)
 // running while it holds it and fenced by its lease. Each partition's core
-// has a metrics registry of its own, not gathered anywhere yet.
+// has a metrics registry of its own, gathered with a partition label by
+// Gather (node.go).
 type partitionCores struct {
 	cfg  *Config
 	defs *definitions
@@ -107,7 +108,7 @@ func (pc *partitionCores) run(ctx context.Context, p int, st *profiles.Store, fe
 		pc.mu.Unlock()
 	}()
 	if c == nil {
-		return // opened by someone else's open: nothing of ours on it
+		return // not opened by open: no core of ours on it
 	}
 	c.fence.Store(&fence)
 	if pc.answer != nil {
