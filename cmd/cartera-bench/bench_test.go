@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -64,6 +65,19 @@ func TestSeedServeLoadLookup(t *testing.T) {
 		}
 	}
 
+	// The loads' events may still be being applied, and a read waits for
+	// them (2 s at most, then 503 for the client to retry): the lookups
+	// measure reads, so they start once a read has found applying caught
+	// up (make test runs this beside every other package).
+	for deadline := time.Now().Add(time.Minute); ; {
+		if _, status := srv.GetProfile(t, "user_id:u-42", 0); status == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("applying the loads' events did not catch up within a minute")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	out.Reset()
 	if err := run(ctx, []string{"lookup", "--url", srv.URL(), "--admin-token", sdktest.AdminToken, "--people", "500", "--requests", "50"}, &out, &errs); err != nil {
 		t.Fatalf("lookup: %v\n%s", err, errs.String())
