@@ -435,3 +435,47 @@ func (a *api) listOutboxAcross(c *fiber.Ctx) error {
 	}
 	return c.JSON(fiber.Map{"state": state, "messages": msgs})
 }
+
+// audienceMembersAcross is GET /v1/audiences/{id}/members on a node: a
+// page of the members of every partition, in profile id order. Each
+// partition answers the same page (members after the cursor, up to the
+// limit, in profile id order); the first limit of all of them together
+// are the page, since a partition with more to give gave a whole page of
+// smaller ids.
+func (a *api) audienceMembersAcross(c *fiber.Ctx) error {
+	limit := defaultPage
+	if s := c.Query("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > maxPage {
+			return &httpError{fiber.StatusBadRequest, fmt.Sprintf("limit: want 1 to %d, got %q", maxPage, s)}
+		}
+		limit = n
+	}
+	answers, err := a.askAll(c)
+	if err != nil {
+		return err
+	}
+	var members []rules.Member
+	more := false
+	for p, body := range answers {
+		var part struct {
+			Members []rules.Member `json:"members"`
+			Next    string         `json:"next"`
+		}
+		if err := json.Unmarshal(body, &part); err != nil {
+			return fmt.Errorf("decode the members of partition %d: %w", p, err)
+		}
+		members = append(members, part.Members...)
+		more = more || part.Next != ""
+	}
+	slices.SortFunc(members, func(x, y rules.Member) int { return strings.Compare(x.ProfileID, y.ProfileID) })
+	next := ""
+	if len(members) > limit || more {
+		members = members[:min(limit, len(members))]
+		next = members[len(members)-1].ProfileID
+	}
+	if members == nil {
+		members = []rules.Member{}
+	}
+	return c.JSON(fiber.Map{"audience": pathParam(c, "id"), "members": members, "next": next})
+}

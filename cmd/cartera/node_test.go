@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -149,6 +150,29 @@ func TestServeClusterNodes(t *testing.T) {
 		}
 		if len(as.Audiences) != 1 || as.Audiences[0].Name != "members" || as.Audiences[0].Size != 24 {
 			t.Errorf("audiences through a node: %+v, want members of size 24", as.Audiences)
+		}
+		// The members, a page of 10 at a time, in profile id order: each
+		// person once.
+		var all []string
+		for after, pages := "", 0; ; pages++ {
+			var page struct {
+				Members []rules.Member `json:"members"`
+				Next    string         `json:"next"`
+			}
+			r := s.admin(t, "GET", "/v1/audiences/members/members?limit=10&after="+after)
+			if err := json.Unmarshal([]byte(r.raw), &page); err != nil || r.status != 200 || pages > 5 {
+				t.Fatalf("members page %d through a node: %d %s (%v)", pages, r.status, r.raw, err)
+			}
+			for _, m := range page.Members {
+				all = append(all, m.ProfileID)
+			}
+			if page.Next == "" {
+				break
+			}
+			after = page.Next
+		}
+		if len(all) != 24 || !slices.IsSorted(all) || len(slices.Compact(slices.Clone(all))) != 24 {
+			t.Errorf("the members through a node, by pages of 10: %d %v, want 24 in order, each once", len(all), all)
 		}
 	}
 
