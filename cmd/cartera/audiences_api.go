@@ -25,13 +25,9 @@ func (a *api) listAudiences(c *fiber.Ctx) error {
 }
 
 func (a *api) audienceMembers(c *fiber.Ctx) error {
-	limit := defaultPage
-	if s := c.Query("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxPage {
-			return &httpError{fiber.StatusBadRequest, fmt.Sprintf("limit: want 1 to %d, got %q", maxPage, s)}
-		}
-		limit = n
+	limit, err := pageLimit(c)
+	if err != nil {
+		return err
 	}
 	id := pathParam(c, "id")
 	members, next, err := a.rules.Members(id, c.Query("after"), limit)
@@ -42,6 +38,19 @@ func (a *api) audienceMembers(c *fiber.Ctx) error {
 		members = []rules.Member{}
 	}
 	return c.JSON(fiber.Map{"audience": id, "members": members, "next": next})
+}
+
+// pageLimit reads a page's ?limit= (1 to maxPage; defaultPage when absent).
+func pageLimit(c *fiber.Ctx) (int, error) {
+	s := c.Query("limit")
+	if s == "" {
+		return defaultPage, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > maxPage {
+		return 0, &httpError{fiber.StatusBadRequest, fmt.Sprintf("limit: want 1 to %d, got %q", maxPage, s)}
+	}
+	return n, nil
 }
 
 // exportAudience writes an audience's members as CSV with hashed

@@ -265,32 +265,15 @@ func (a *api) listJourneysAcross(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	var out []journeySummary
-	at := map[string]int{}
-	for p, body := range answers {
-		var part struct {
-			Journeys []journeySummary `json:"journeys"`
-		}
-		if err := json.Unmarshal(body, &part); err != nil {
-			return fmt.Errorf("decode the journeys of partition %d: %w", p, err)
-		}
-		for _, j := range part.Journeys {
-			i, ok := at[j.ID]
-			if !ok {
-				at[j.ID] = len(out)
-				out = append(out, j)
-				continue
-			}
-			s := &out[i]
-			s.Entered += j.Entered
-			s.Waiting += j.Waiting
-			s.Converted += j.Converted
-			s.EvalErrors += j.EvalErrors
-			s.Revenue += j.Revenue
-		}
-	}
-	if out == nil {
-		out = []journeySummary{}
+	out, err := mergeLists(answers, "journeys", func(j journeySummary) string { return j.ID }, func(s *journeySummary, j journeySummary) {
+		s.Entered += j.Entered
+		s.Waiting += j.Waiting
+		s.Converted += j.Converted
+		s.EvalErrors += j.EvalErrors
+		s.Revenue += j.Revenue
+	})
+	if err != nil {
+		return err
 	}
 	return c.JSON(fiber.Map{"journeys": out})
 }
@@ -302,29 +285,40 @@ func (a *api) listAudiencesAcross(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	var out []rules.AudienceInfo
-	at := map[string]int{}
-	for p, body := range answers {
-		var part struct {
-			Audiences []rules.AudienceInfo `json:"audiences"`
-		}
-		if err := json.Unmarshal(body, &part); err != nil {
-			return fmt.Errorf("decode the audiences of partition %d: %w", p, err)
-		}
-		for _, au := range part.Audiences {
-			i, ok := at[au.Name]
-			if !ok {
-				at[au.Name] = len(out)
-				out = append(out, au)
-				continue
-			}
-			out[i].Size += au.Size
-		}
-	}
-	if out == nil {
-		out = []rules.AudienceInfo{}
+	out, err := mergeLists(answers, "audiences", func(au rules.AudienceInfo) string { return au.Name }, func(s *rules.AudienceInfo, au rules.AudienceInfo) {
+		s.Size += au.Size
+	})
+	if err != nil {
+		return err
 	}
 	return c.JSON(fiber.Map{"audiences": out})
+}
+
+// mergeLists reads the list under key of each partition's answer and
+// merges the items of one id (the first partition's order, then those
+// only later partitions have) with add.
+func mergeLists[T any](answers [][]byte, key string, id func(T) string, add func(into *T, more T)) ([]T, error) {
+	out := []T{}
+	at := map[string]int{}
+	for p, body := range answers {
+		var part map[string]json.RawMessage
+		var items []T
+		if err := json.Unmarshal(body, &part); err != nil {
+			return nil, fmt.Errorf("decode the %s of partition %d: %w", key, p, err)
+		}
+		if err := json.Unmarshal(part[key], &items); err != nil {
+			return nil, fmt.Errorf("decode the %s of partition %d: %w", key, p, err)
+		}
+		for _, it := range items {
+			if i, ok := at[id(it)]; ok {
+				add(&out[i], it)
+				continue
+			}
+			at[id(it)] = len(out)
+			out = append(out, it)
+		}
+	}
+	return out, nil
 }
 
 // The wallet web service on a node: a pass's serial names its person
@@ -443,13 +437,9 @@ func (a *api) listOutboxAcross(c *fiber.Ctx) error {
 // are the page, since a partition with more to give gave a whole page of
 // smaller ids.
 func (a *api) audienceMembersAcross(c *fiber.Ctx) error {
-	limit := defaultPage
-	if s := c.Query("limit"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > maxPage {
-			return &httpError{fiber.StatusBadRequest, fmt.Sprintf("limit: want 1 to %d, got %q", maxPage, s)}
-		}
-		limit = n
+	limit, err := pageLimit(c)
+	if err != nil {
+		return err
 	}
 	answers, err := a.askAll(c)
 	if err != nil {

@@ -140,24 +140,13 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 		_ = ln.Close()
 		return err
 	}
-	served := make(chan error, 1)
-	go func() { served <- app.Listener(ln) }()
-	log.Info("listening as a cluster node", "addr", ln.Addr().String(), "node", cfg.Cluster.Node, "partitions", dir, "stream", cfg.Cluster.Stream)
-	if m.OnListen != nil {
-		m.OnListen(ln.Addr().String())
+	listening := func() {
+		log.Info("listening as a cluster node", "addr", ln.Addr().String(), "node", cfg.Cluster.Node, "partitions", dir, "stream", cfg.Cluster.Stream)
+		if m.OnListen != nil {
+			m.OnListen(ln.Addr().String())
+		}
 	}
-	select {
-	case err := <-served:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	log.Info("shutting down: draining requests", "timeout", cfg.ShutdownTimeout.String())
-	if err := app.ShutdownWithTimeout(cfg.ShutdownTimeout); err != nil {
-		log.Error("shutdown", "err", err)
-	}
-	<-served
-	log.Info("stopped")
-	return nil
+	return serveUntil(ctx, app, ln, cfg, log, listening, stopWork)
 }
 
 // partitionsDir is where a cluster node keeps its partitions' files.

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gofiber/fiber/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -177,28 +178,37 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		}
 	}
 
+	listening := func() {
+		if cfg.AdminToken == "" {
+			log.Warn("no admin token configured: the administration API refuses every request; set CARTERA_ADMIN_TOKEN")
+		}
+		log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data, "config", cfg.path, "sources", sources.Names(), "profiles", store.ProfileCount(), "procs", runtime.GOMAXPROCS(0))
+		if _, _, _, dev := cfg.Console.DevLogin(); dev {
+			log.Warn("console: user dev has the well-known dev password of examples/cartera.yaml; never run a deployment like this")
+		}
+		if m.OnListen != nil {
+			m.OnListen(ln.Addr().String())
+		}
+		readyHint{addr: ln.Addr().String(), cfg: cfg, tokenFromEnv: m.Getenv("CARTERA_ADMIN_TOKEN") != "", keysFromEnv: m.Getenv("CARTERA_WRITE_KEYS") != ""}.write(m.Stdout)
+	}
+	// Deliveries in flight are cut short and stay queued untouched for
+	// the restart; timers and journey actions not yet taken stay too.
+	return serveUntil(ctx, app, ln, cfg, log, listening, stopWork)
+}
+
+// serveUntil serves app on ln until ctx ends or serving fails; listening
+// runs once it serves. At the end, stop runs first, then the requests in
+// flight drain for at most cfg.ShutdownTimeout.
+func serveUntil(ctx context.Context, app *fiber.App, ln net.Listener, cfg *Config, log *slog.Logger, listening, stop func()) error {
 	served := make(chan error, 1)
 	go func() { served <- app.Listener(ln) }()
-	if cfg.AdminToken == "" {
-		log.Warn("no admin token configured: the administration API refuses every request; set CARTERA_ADMIN_TOKEN")
-	}
-	log.Info("listening", "addr", ln.Addr().String(), "data", cfg.Data, "config", cfg.path, "sources", sources.Names(), "profiles", store.ProfileCount(), "procs", runtime.GOMAXPROCS(0))
-	if _, _, _, dev := cfg.Console.DevLogin(); dev {
-		log.Warn("console: user dev has the well-known dev password of examples/cartera.yaml; never run a deployment like this")
-	}
-	if m.OnListen != nil {
-		m.OnListen(ln.Addr().String())
-	}
-	readyHint{addr: ln.Addr().String(), cfg: cfg, tokenFromEnv: m.Getenv("CARTERA_ADMIN_TOKEN") != "", keysFromEnv: m.Getenv("CARTERA_WRITE_KEYS") != ""}.write(m.Stdout)
-
+	listening()
 	select {
 	case err := <-served:
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
-	// Deliveries in flight are cut short and stay queued untouched for
-	// the restart; timers and journey actions not yet taken stay too.
-	stopWork()
+	stop()
 	log.Info("shutting down: draining requests", "timeout", cfg.ShutdownTimeout.String())
 	if err := app.ShutdownWithTimeout(cfg.ShutdownTimeout); err != nil {
 		log.Error("shutdown", "err", err)
