@@ -2,6 +2,8 @@ package journeys
 
 import (
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -136,4 +138,50 @@ func days(d time.Duration) string {
 		return fmt.Sprintf("%dd", d/(24*time.Hour))
 	}
 	return fmtDuration(d)
+}
+
+// MergeExperiments adds up the results of one journey's experiments taken
+// from several stores (a cluster's partitions, each counting its own
+// people) and analyzes the sums as Experiments would have with every
+// person in one store: the same arms in the same order, the same seed.
+// An experiment or arm only some parts have is kept, in the order first
+// seen.
+func MergeExperiments(journeyID string, parts [][]ExperimentResult) []ExperimentResult {
+	var out []ExperimentResult
+	arms := map[string][]Arm{} // by kind and name
+	at := map[string]int{}
+	for _, part := range parts {
+		for _, r := range part {
+			key := r.Kind + "\x00" + r.Name
+			i, ok := at[key]
+			if !ok {
+				i = len(out)
+				at[key] = i
+				out = append(out, ExperimentResult{Name: r.Name, Kind: r.Kind, Step: r.Step, Allocation: r.Allocation, Window: r.Window})
+			}
+			for _, v := range r.Variants {
+				as := arms[key]
+				j := slices.IndexFunc(as, func(a Arm) bool { return a.Name == v.Name })
+				if j < 0 {
+					as = append(as, Arm{Name: v.Name, Control: v.Control})
+					j = len(as) - 1
+				}
+				as[j].Assigned += v.Assigned
+				as[j].Converted += v.Converted
+				as[j].RevenueCents += int64(math.Round(v.Revenue * 100))
+				arms[key] = as
+			}
+		}
+	}
+	for i, r := range out {
+		exp := r.Name
+		if r.Kind == "holdout" {
+			exp = "@" + exp
+		}
+		out[i].Variants = Analyze(arms[r.Kind+"\x00"+r.Name], seedOf(journeyID, exp))
+	}
+	if out == nil {
+		out = []ExperimentResult{}
+	}
+	return out
 }

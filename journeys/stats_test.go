@@ -187,3 +187,32 @@ steps:
 		t.Errorf("discount = %+v (uplift %+v), want clearly better", d, d.Uplift)
 	}
 }
+
+// Experiments' results from two stores add up to what one store with
+// everyone would show: the counts summed, the statistics computed on the
+// sums with the experiment's seed (a holdout's name without its '@'), and
+// an arm only one store has kept.
+func TestMergeExperiments(t *testing.T) {
+	partA := []Arm{{Name: "control", Control: true, Assigned: 40, Converted: 4, RevenueCents: 1999}, {Name: "at_once", Assigned: 41, Converted: 9, RevenueCents: 4550}}
+	partB := []Arm{{Name: "control", Control: true, Assigned: 38, Converted: 3, RevenueCents: 1001}, {Name: "at_once", Assigned: 40, Converted: 8, RevenueCents: 2000}, {Name: "late", Assigned: 2}}
+	hold := []Arm{{Name: HoldoutVariant, Control: true, Assigned: 5}, {Name: TreatedVariant, Assigned: 50, Converted: 5}}
+	result := func(arms []Arm) []ExperimentResult {
+		return []ExperimentResult{
+			{Name: "timing", Kind: "split", Step: "timing", Allocation: "fixed", Window: "7d", Variants: Analyze(arms, seedOf("cart", "timing"))},
+			{Name: "global", Kind: "holdout", Window: "7d", Variants: Analyze(hold, seedOf("cart", "@global"))},
+		}
+	}
+	got := MergeExperiments("cart", [][]ExperimentResult{result(partA), result(partB)})
+	sum := []Arm{{Name: "control", Control: true, Assigned: 78, Converted: 7, RevenueCents: 3000}, {Name: "at_once", Assigned: 81, Converted: 17, RevenueCents: 6550}, {Name: "late", Assigned: 2}}
+	doubled := []Arm{{Name: HoldoutVariant, Control: true, Assigned: 10}, {Name: TreatedVariant, Assigned: 100, Converted: 10}}
+	want := []ExperimentResult{
+		{Name: "timing", Kind: "split", Step: "timing", Allocation: "fixed", Window: "7d", Variants: Analyze(sum, seedOf("cart", "timing"))},
+		{Name: "global", Kind: "holdout", Window: "7d", Variants: Analyze(doubled, seedOf("cart", "@global"))},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("merged:\n%+v\nwant:\n%+v", got, want)
+	}
+	if got := MergeExperiments("cart", nil); got == nil || len(got) != 0 {
+		t.Fatalf("merging nothing = %#v, want an empty list", got)
+	}
+}

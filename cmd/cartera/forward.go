@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"cartera/channels/email"
+	"cartera/journeys"
 	"cartera/profiles"
 	"cartera/profiles/jetstream"
 	"cartera/rules"
@@ -265,13 +266,7 @@ func (a *api) listJourneysAcross(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	out, err := mergeLists(answers, "journeys", func(j journeySummary) string { return j.ID }, func(s *journeySummary, j journeySummary) {
-		s.Entered += j.Entered
-		s.Waiting += j.Waiting
-		s.Converted += j.Converted
-		s.EvalErrors += j.EvalErrors
-		s.Revenue += j.Revenue
-	})
+	out, err := mergeLists(answers, "journeys", func(j journeySummary) string { return j.ID }, addSummary)
 	if err != nil {
 		return err
 	}
@@ -468,4 +463,53 @@ func (a *api) audienceMembersAcross(c *fiber.Ctx) error {
 		members = []rules.Member{}
 	}
 	return c.JSON(fiber.Map{"audience": pathParam(c, "id"), "members": members, "next": next})
+}
+
+// getJourneyAcross is GET /v1/journeys/{id} on a node: the journey's
+// counters and each step's summed over every partition, and its
+// experiments' arms summed and analyzed as one store with everyone would
+// (journeys.MergeExperiments).
+func (a *api) getJourneyAcross(c *fiber.Ctx) error {
+	answers, err := a.askAll(c)
+	if err != nil {
+		return err
+	}
+	var (
+		sum        journeySummary
+		steps      []stepView
+		exps       [][]journeys.ExperimentResult
+		definition string
+	)
+	for p, body := range answers {
+		var part struct {
+			Journey     journeySummary              `json:"journey"`
+			Steps       []stepView                  `json:"steps"`
+			Experiments []journeys.ExperimentResult `json:"experiments"`
+			Definition  string                      `json:"definition"`
+		}
+		if err := json.Unmarshal(body, &part); err != nil {
+			return fmt.Errorf("decode journey %s of partition %d: %w", pathParam(c, "id"), p, err)
+		}
+		if p == 0 {
+			sum, steps, definition = part.Journey, part.Steps, part.Definition
+		} else {
+			addSummary(&sum, part.Journey)
+			for i := range min(len(steps), len(part.Steps)) {
+				for k, v := range part.Steps[i].Counts {
+					steps[i].Counts[k] += v
+				}
+			}
+		}
+		exps = append(exps, part.Experiments)
+	}
+	return c.JSON(fiber.Map{"journey": sum, "steps": steps, "experiments": journeys.MergeExperiments(sum.ID, exps), "definition": definition})
+}
+
+// addSummary adds a journey's counters of another partition to s.
+func addSummary(s *journeySummary, j journeySummary) {
+	s.Entered += j.Entered
+	s.Waiting += j.Waiting
+	s.Converted += j.Converted
+	s.EvalErrors += j.EvalErrors
+	s.Revenue += j.Revenue
 }

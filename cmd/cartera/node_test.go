@@ -122,8 +122,19 @@ func TestServeClusterNodes(t *testing.T) {
 	if metrics.status != 200 || !strings.Contains(metrics.raw, `cartera_events_accepted_total{partition="`) {
 		t.Errorf("a's /metrics: %d, without the partitions' accepted events:\n%.2000s", metrics.status, metrics.raw)
 	}
-	if r := a.admin(t, "GET", "/v1/journeys/signup"); r.status != 501 || !strings.Contains(r.raw, "cluster node") {
-		t.Errorf("a journey's page on a node: %d %s, want 501 saying why", r.status, r.raw)
+	if r := a.admin(t, "GET", "/v1/audiences/members/export.csv"); r.status != 501 || !strings.Contains(r.raw, "cluster node") {
+		t.Errorf("an audience's export on a node: %d %s, want 501 saying why", r.status, r.raw)
+	}
+	// A journey's page adds up every partition's steps.
+	var page struct {
+		Journey journeySummary `json:"journey"`
+		Steps   []stepView     `json:"steps"`
+	}
+	if r := b.admin(t, "GET", "/v1/journeys/signup"); r.status != 200 || json.Unmarshal([]byte(r.raw), &page) != nil {
+		t.Fatalf("a journey's page through b: %d %s", r.status, r.raw)
+	}
+	if page.Journey.Entered != 24 || len(page.Steps) != 3 || page.Steps[0].ID != "hello" || page.Steps[0].Counts["sent"] != 24 {
+		t.Errorf("the signup journey through b: %+v, want 24 entered and 24 hellos sent", page)
 	}
 	// The lists add up every partition's counts, through either node.
 	for _, s := range []*server{a, b} {
