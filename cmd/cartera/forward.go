@@ -513,3 +513,28 @@ func addSummary(s *journeySummary, j journeySummary) {
 	s.EvalErrors += j.EvalErrors
 	s.Revenue += j.Revenue
 }
+
+// exportAudienceAcross is GET /v1/audiences/{id}/export.csv on a node:
+// every partition's rows under one header, in profile id order as on one
+// store. Each partition's part travels in one NATS message: a partition
+// with more members than max_payload holds (~10,000 rows at 1 MB) answers
+// 502, saying so.
+func (a *api) exportAudienceAcross(c *fiber.Ctx) error {
+	answers, err := a.askAll(c)
+	if err != nil {
+		return err
+	}
+	header := ""
+	var rows []string
+	for _, body := range answers {
+		head, rest, _ := strings.Cut(string(body), "\n")
+		header = head
+		for line := range strings.Lines(rest) {
+			rows = append(rows, line)
+		}
+	}
+	slices.Sort(rows) // each row starts with its profile id, all of one length
+	c.Set(fiber.HeaderContentType, "text/csv; charset=utf-8")
+	c.Set(fiber.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="audience-%s.csv"`, pathParam(c, "id")))
+	return c.SendString(header + "\n" + strings.Join(rows, ""))
+}

@@ -184,10 +184,11 @@ func (a *api) nodeRoutes() *fiber.App {
 	app.Get("/v1/journeys/:id", a.adminOnly, a.getJourneyAcross)
 	app.Get("/v1/audiences", a.adminOnly, a.listAudiencesAcross)
 	app.Get("/v1/audiences/:id/members", a.adminOnly, a.audienceMembersAcross)
+	app.Get("/v1/audiences/:id/export.csv", a.adminOnly, a.exportAudienceAcross)
 	app.Use(func(c *fiber.Ctx) error {
 		return &httpError{fiber.StatusNotImplemented, "this gateway is a cluster node (cluster.node): it serves ingestion, /healthz, /metrics, /v1/profiles, " +
-			"tracking links, the wallet web service, the dev clock, the lists of /v1/journeys, /v1/audiences and /v1/outbox and an audience's members and a journey's " +
-			"page; an audience's export, the outbox's retries and drops, reloads, backups and the console are not served across nodes yet (docs/cluster.md)"}
+			"tracking links, the wallet web service, the dev clock, the lists of /v1/journeys, /v1/audiences and /v1/outbox and an audience's members and export and " +
+			"a journey's page; the outbox's retries and drops, reloads, backups and the console are not served across nodes yet (docs/cluster.md)"}
 	})
 	return app
 }

@@ -122,8 +122,14 @@ func TestServeClusterNodes(t *testing.T) {
 	if metrics.status != 200 || !strings.Contains(metrics.raw, `cartera_events_accepted_total{partition="`) {
 		t.Errorf("a's /metrics: %d, without the partitions' accepted events:\n%.2000s", metrics.status, metrics.raw)
 	}
-	if r := a.admin(t, "GET", "/v1/audiences/members/export.csv"); r.status != 501 || !strings.Contains(r.raw, "cluster node") {
-		t.Errorf("an audience's export on a node: %d %s, want 501 saying why", r.status, r.raw)
+	if r := a.admin(t, "POST", "/v1/journeys/reload"); r.status != 501 || !strings.Contains(r.raw, "cluster node") {
+		t.Errorf("a reload on a node: %d %s, want 501 saying why", r.status, r.raw)
+	}
+	// An audience's export: every partition's rows under one header.
+	csv := a.admin(t, "GET", "/v1/audiences/members/export.csv")
+	lines := strings.Split(strings.TrimSuffix(csv.raw, "\n"), "\n")
+	if csv.status != 200 || len(lines) != 25 || lines[0] != "profile_id,entered_at,email_sha256,phone_sha256" || !slices.IsSorted(lines[1:]) {
+		t.Errorf("the members' export through a: %d, %d lines:\n%s", csv.status, len(lines), csv.raw)
 	}
 	// A journey's page adds up every partition's steps.
 	var page struct {
