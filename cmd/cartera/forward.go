@@ -402,8 +402,9 @@ func (a *api) updatedPassesAcross(c *fiber.Ctx) error {
 
 // listOutboxAcross is GET /v1/outbox on a node: every partition's queued
 // (or dead) messages, each partition's up to the page's bound, in
-// partition order. A message's seq counts per partition: retrying or
-// dropping one by it is not served on a node.
+// partition order, each with its "partition": a message's seq counts per
+// partition, and retrying or dropping one through a node names both
+// (outboxOpAcross).
 func (a *api) listOutboxAcross(c *fiber.Ctx) error {
 	answers, err := a.askAll(c)
 	if err != nil {
@@ -420,9 +421,32 @@ func (a *api) listOutboxAcross(c *fiber.Ctx) error {
 			return fmt.Errorf("decode the outbox of partition %d: %w", p, err)
 		}
 		state = part.State
-		msgs = append(msgs, part.Messages...)
+		for _, m := range part.Messages {
+			var fields map[string]json.RawMessage
+			if err := json.Unmarshal(m, &fields); err != nil {
+				return fmt.Errorf("decode the outbox of partition %d: %w", p, err)
+			}
+			fields["partition"] = json.RawMessage(strconv.Itoa(p))
+			tagged, err := json.Marshal(fields)
+			if err != nil {
+				return err
+			}
+			msgs = append(msgs, tagged)
+		}
 	}
 	return c.JSON(fiber.Map{"state": state, "messages": msgs})
+}
+
+// outboxOpAcross is a retry or a drop of an outbox message on a node: the
+// message is its partition's (?partition=, as GET /v1/outbox lists it),
+// asked of that partition's holder.
+func (a *api) outboxOpAcross(c *fiber.Ctx) error {
+	p, err := strconv.Atoi(c.Query("partition"))
+	if err != nil || p < 0 || p >= a.people.log.Partitions() {
+		return &httpError{fiber.StatusBadRequest, fmt.Sprintf("partition: want the message's partition, 0 to %d, as GET /v1/outbox lists it; got %q",
+			a.people.log.Partitions()-1, c.Query("partition"))}
+	}
+	return a.askPartition(c, p)
 }
 
 // audienceMembersAcross is GET /v1/audiences/{id}/members on a node: a

@@ -39,10 +39,11 @@ type nodeDeps struct {
 // serve on a file of its own (partitionCores: journeys, timers, outbox
 // and deliveries run where each person's state is), and acknowledges
 // events from any client on the cluster's stream through the identity
-// index. Its HTTP API is ingestion, /healthz, /metrics and requests about
-// a person (/v1/profiles), which the node holding them answers
-// (forward.go); the journeys' and audiences' admin API, the console, the
-// wallet web service and tracking links are not served across nodes yet
+// index. Its HTTP API is ingestion, /healthz and /metrics; requests about
+// a person (profiles, passes, tracking links, the wallet web service),
+// which the node holding them answers; and the admin API's lists and
+// pages, put together from every partition's (forward.go). Reloads,
+// backups and the console are not served across nodes yet
 // (docs/cluster.md), and are answered 501 here, saying so.
 func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 	cfg, log := d.cfg, d.log
@@ -180,15 +181,16 @@ func (a *api) nodeRoutes() *fiber.App {
 	app.Get("/v1/admin/clock", a.adminOnly, a.getClock)
 	app.Post("/v1/admin/clock", a.adminOnly, a.advanceClock)
 	app.Get("/v1/outbox", a.adminOnly, a.listOutboxAcross)
+	app.Post("/v1/outbox/:seq/retry", a.adminOnly, a.outboxOpAcross)
+	app.Delete("/v1/outbox/:seq", a.adminOnly, a.outboxOpAcross)
 	app.Get("/v1/journeys", a.adminOnly, a.listJourneysAcross)
 	app.Get("/v1/journeys/:id", a.adminOnly, a.getJourneyAcross)
 	app.Get("/v1/audiences", a.adminOnly, a.listAudiencesAcross)
 	app.Get("/v1/audiences/:id/members", a.adminOnly, a.audienceMembersAcross)
 	app.Get("/v1/audiences/:id/export.csv", a.adminOnly, a.exportAudienceAcross)
 	app.Use(func(c *fiber.Ctx) error {
-		return &httpError{fiber.StatusNotImplemented, "this gateway is a cluster node (cluster.node): it serves ingestion, /healthz, /metrics, /v1/profiles, " +
-			"tracking links, the wallet web service, the dev clock, the lists of /v1/journeys, /v1/audiences and /v1/outbox and an audience's members and export and " +
-			"a journey's page; the outbox's retries and drops, reloads, backups and the console are not served across nodes yet (docs/cluster.md)"}
+		return &httpError{fiber.StatusNotImplemented, "this gateway is a cluster node (cluster.node): reloads, backups and the console " +
+			"are not served across nodes yet (docs/cluster.md)"}
 	})
 	return app
 }

@@ -117,6 +117,12 @@ func TestServeClusterNodes(t *testing.T) {
 	if r := b.admin(t, "GET", "/v1/outbox"); r.status != 200 || r.body["state"] != "queued" || r.body["messages"] == nil {
 		t.Errorf("the outbox through b: %d %.300s", r.status, r.raw)
 	}
+	if r := a.admin(t, "DELETE", "/v1/outbox/1"); r.status != 400 || !strings.Contains(r.raw, "partition") {
+		t.Errorf("a drop that names no partition through a: %d %s, want 400 asking for it", r.status, r.raw)
+	}
+	if r := a.admin(t, "DELETE", "/v1/outbox/999999?partition=3"); r.status != 404 {
+		t.Errorf("a drop of no message of partition 3 through a: %d %s, want its holder's 404", r.status, r.raw)
+	}
 
 	metrics := a.admin(t, "GET", "/metrics")
 	if metrics.status != 200 || !strings.Contains(metrics.raw, `cartera_events_accepted_total{partition="`) {
