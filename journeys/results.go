@@ -149,14 +149,12 @@ func days(d time.Duration) string {
 func MergeExperiments(journeyID string, parts [][]ExperimentResult) []ExperimentResult {
 	var out []ExperimentResult
 	arms := map[string][]Arm{} // by kind and name
-	at := map[string]int{}
+	seen := map[string]bool{}
 	for _, part := range parts {
 		for _, r := range part {
 			key := r.Kind + "\x00" + r.Name
-			i, ok := at[key]
-			if !ok {
-				i = len(out)
-				at[key] = i
+			if !seen[key] {
+				seen[key] = true
 				out = append(out, ExperimentResult{Name: r.Name, Kind: r.Kind, Step: r.Step, Allocation: r.Allocation, Window: r.Window})
 			}
 			for _, v := range r.Variants {
