@@ -1,7 +1,6 @@
 package main
 
 import (
-	"archive/zip"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -319,26 +318,7 @@ func TestServeClusterNodesWallet(t *testing.T) {
 	if dl.status != 200 || dl.header.Get("Content-Type") != "application/vnd.apple.pkpass" {
 		t.Fatalf("download through a: %d %s", dl.status, dl.header.Get("Content-Type"))
 	}
-	zr, err := zip.NewReader(strings.NewReader(dl.raw), int64(len(dl.raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pass struct {
-		AuthenticationToken string `json:"authenticationToken"`
-	}
-	for _, f := range zr.File {
-		if f.Name == "pass.json" {
-			rc, err := f.Open()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := json.NewDecoder(rc).Decode(&pass); err != nil {
-				t.Fatal(err)
-			}
-			rc.Close()
-		}
-	}
-	auth := map[string]string{"Authorization": "ApplePass " + pass.AuthenticationToken, "Content-Type": "application/json"}
+	auth := map[string]string{"Authorization": "ApplePass " + passAuthToken(t, []byte(dl.raw)), "Content-Type": "application/json"}
 	reg := "/wallet/v1/devices/phone-1/registrations/" + issued.PassTypeIdentifier
 	if r := b.do(t, "POST", reg+"/"+issued.Serial, auth, []byte(`{"pushToken":"0a0b0c"}`)); r.status != 201 {
 		t.Fatalf("register the device through b: %d %s", r.status, r.raw)
