@@ -1,7 +1,6 @@
 package main
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -398,7 +397,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	// The token the phone would read from pass.json (the signature is
 	// the wallet tests' concern: openssl checks it at the wall clock,
 	// and serve's dev chain is made at the test clock).
-	passToken := passAuthToken(t, pkpass)
+	passToken, err := passAuthToken(pkpass)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if rep := r.do(t, "POST", "/wallet/v1/devices/d1/registrations/"+exPassTypeID+"/"+serial, map[string]string{"Authorization": "ApplePass " + passToken, "Content-Type": "application/json"}, []byte(`{"pushToken":"aa11"}`)); rep.status != 201 {
 		t.Fatalf("register a device: %d %s", rep.status, rep.raw)
 	}
@@ -527,35 +529,4 @@ func scanScreenshot(ctx context.Context, sel string) (string, error) {
 		return "", fmt.Errorf("scan %s: %w", sel, err)
 	}
 	return res.GetText(), nil
-}
-
-// passAuthToken reads the authenticationToken of a .pkpass's pass.json,
-// as a phone does.
-func passAuthToken(t *testing.T, pkpass []byte) string {
-	t.Helper()
-	zr, err := zip.NewReader(bytes.NewReader(pkpass), int64(len(pkpass)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pass struct {
-		AuthenticationToken string `json:"authenticationToken"`
-	}
-	for _, f := range zr.File {
-		if f.Name != "pass.json" {
-			continue
-		}
-		rc, err := f.Open()
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = json.NewDecoder(rc).Decode(&pass)
-		rc.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if pass.AuthenticationToken == "" {
-		t.Fatal("the pass has no authenticationToken in pass.json")
-	}
-	return pass.AuthenticationToken
 }

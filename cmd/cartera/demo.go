@@ -412,6 +412,37 @@ func where(delivered map[string]any) string {
 	return "sent over SMTP"
 }
 
+// passAuthToken reads the authenticationToken of a .pkpass's pass.json, as
+// Wallet does.
+func passAuthToken(pkpass []byte) (string, error) {
+	zr, err := zip.NewReader(bytes.NewReader(pkpass), int64(len(pkpass)))
+	if err != nil {
+		return "", fmt.Errorf("read the .pkpass: %w", err)
+	}
+	for _, f := range zr.File {
+		if f.Name != "pass.json" {
+			continue
+		}
+		rc, err := f.Open()
+		if err != nil {
+			return "", fmt.Errorf("read pass.json: %w", err)
+		}
+		var pass struct {
+			AuthenticationToken string `json:"authenticationToken"`
+		}
+		err = json.NewDecoder(rc).Decode(&pass)
+		rc.Close()
+		if err != nil {
+			return "", fmt.Errorf("decode pass.json: %w", err)
+		}
+		if pass.AuthenticationToken == "" {
+			return "", errors.New("pass.json has no authenticationToken")
+		}
+		return pass.AuthenticationToken, nil
+	}
+	return "", errors.New("the .pkpass has no pass.json")
+}
+
 // installPass plays Wallet on a phone: it downloads the pass, reads its
 // authenticationToken and registers the device for pushes.
 func (d *demoRun) installPass(p passView, device string) error {
@@ -432,30 +463,13 @@ func (d *demoRun) installPass(p passView, device string) error {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("download pass: %d %v", resp.StatusCode, err)
 	}
-	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
+	token, err := passAuthToken(b)
 	if err != nil {
 		return fmt.Errorf("download pass: %w", err)
 	}
-	var pass struct {
-		AuthenticationToken string `json:"authenticationToken"`
-	}
-	for _, f := range zr.File {
-		if f.Name != "pass.json" {
-			continue
-		}
-		rc, err := f.Open()
-		if err != nil {
-			return err
-		}
-		err = json.NewDecoder(rc).Decode(&pass)
-		rc.Close()
-		if err != nil {
-			return fmt.Errorf("pass.json: %w", err)
-		}
-	}
 	pushToken := hex.EncodeToString([]byte(device))
 	path := "/wallet/v1/devices/" + url.PathEscape(device) + "/registrations/" + url.PathEscape(p.PassTypeIdentifier) + "/" + url.PathEscape(p.Serial)
-	_, err = d.call(http.MethodPost, path, "ApplePass "+pass.AuthenticationToken, map[string]string{"pushToken": pushToken}, nil)
+	_, err = d.call(http.MethodPost, path, "ApplePass "+token, map[string]string{"pushToken": pushToken}, nil)
 	return err
 }
 

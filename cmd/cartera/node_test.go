@@ -318,7 +318,11 @@ func TestServeClusterNodesWallet(t *testing.T) {
 	if dl.status != 200 || dl.header.Get("Content-Type") != "application/vnd.apple.pkpass" {
 		t.Fatalf("download through a: %d %s", dl.status, dl.header.Get("Content-Type"))
 	}
-	auth := map[string]string{"Authorization": "ApplePass " + passAuthToken(t, []byte(dl.raw)), "Content-Type": "application/json"}
+	token, err := passAuthToken([]byte(dl.raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth := map[string]string{"Authorization": "ApplePass " + token, "Content-Type": "application/json"}
 	reg := "/wallet/v1/devices/phone-1/registrations/" + issued.PassTypeIdentifier
 	if r := b.do(t, "POST", reg+"/"+issued.Serial, auth, []byte(`{"pushToken":"0a0b0c"}`)); r.status != 201 {
 		t.Fatalf("register the device through b: %d %s", r.status, r.raw)
