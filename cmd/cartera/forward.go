@@ -52,6 +52,17 @@ var (
 		fiber.HeaderLocation, fiber.HeaderLastModified}
 )
 
+// forwardedHeaders are the headers of the request a holder's routes read.
+func forwardedHeaders(c *fiber.Ctx) map[string]string {
+	h := map[string]string{}
+	for _, name := range forwardedRequestHeaders {
+		if v := c.Get(name); v != "" {
+			h[name] = v
+		}
+	}
+	return h
+}
+
 // personForwarder sends requests about a person to the node holding them.
 type personForwarder struct {
 	router *jetstream.Router
@@ -105,12 +116,7 @@ func (a *api) askHolder(c *fiber.Ctx, pid string) error {
 
 // askPartition answers the request with the answer of partition p's holder.
 func (a *api) askPartition(c *fiber.Ctx, p int) error {
-	req := forwardedRequest{Method: c.Method(), URI: c.OriginalURL(), Header: map[string]string{}, Body: c.Body()}
-	for _, h := range forwardedRequestHeaders {
-		if v := c.Get(h); v != "" {
-			req.Header[h] = v
-		}
-	}
+	req := forwardedRequest{Method: c.Method(), URI: c.OriginalURL(), Header: forwardedHeaders(c), Body: c.Body()}
 	body, err := json.Marshal(req)
 	if err != nil {
 		return fmt.Errorf("encode a forwarded request: %w", err)
@@ -206,12 +212,7 @@ func (a *api) askAll(c *fiber.Ctx) ([][]byte, error) {
 // answers in partition order; an answer whose status is not among ok is
 // the answer.
 func (a *api) askEach(c *fiber.Ctx, uri func(p int) string, ok ...int) ([]forwardedAnswer, error) {
-	header := map[string]string{}
-	for _, h := range forwardedRequestHeaders {
-		if v := c.Get(h); v != "" {
-			header[h] = v
-		}
-	}
+	header := forwardedHeaders(c)
 	l, ctx, method := a.people.log, c.UserContext(), c.Method() // the fiber.Ctx is not for other goroutines
 	bodies := make([][]byte, l.Partitions())
 	for p := range bodies {
