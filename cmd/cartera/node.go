@@ -202,15 +202,7 @@ func (a *api) nodeRoutes() *fiber.App {
 type routerAppender struct{ r *jetstream.Router }
 
 func (ra routerAppender) Append(ctx context.Context, events []*profiles.Event) (uint64, error) {
-	recs := make([][]byte, len(events))
-	for i, e := range events {
-		v, err := profiles.EncodeRecord(e)
-		if err != nil {
-			return 0, fmt.Errorf("encode event: %w", err)
-		}
-		recs[i] = v
-	}
-	_, last, err := ra.r.Append(ctx, recs)
+	_, last, err := ra.r.AppendEvents(ctx, events)
 	return last, err
 }
 

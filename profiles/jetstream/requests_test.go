@@ -99,7 +99,7 @@ func TestRouterLookup(t *testing.T) {
 		t.Fatalf("the visitor's profile %q (ana's %q)", visitorPID, pid)
 	}
 	signIn := &profiles.Event{Type: profiles.TypeIdentify, MessageID: "m3", UserID: "ana", AnonymousID: "v1", Timestamp: t0, ReceivedAt: t0, Source: "web"}
-	if _, _, err := r.Append(t.Context(), [][]byte{eventRecord(t, signIn)}); err != nil {
+	if _, _, err := r.AppendEvents(t.Context(), []*profiles.Event{signIn}); err != nil { // as a node's ingestion does
 		t.Fatal(err)
 	}
 	a, v, old := lookup(profiles.KindUserID, "ana"), lookup(profiles.KindAnonymousID, "v1"), lookup(profiles.KindProfileID, visitorPID)

@@ -208,6 +208,24 @@ func (r *Router) Append(ctx context.Context, recs [][]byte) (first, last uint64,
 		}
 		events[i] = e
 	}
+	return r.route(ctx, events, recs)
+}
+
+// AppendEvents is Append for events not yet encoded (a node's ingestion):
+// each is encoded once, and not decoded again to be resolved.
+func (r *Router) AppendEvents(ctx context.Context, events []*profiles.Event) (first, last uint64, err error) {
+	recs := make([][]byte, len(events))
+	for i, e := range events {
+		if recs[i], err = profiles.EncodeRecord(e); err != nil {
+			return 0, 0, fmt.Errorf("route event %d: encode: %w", i, err)
+		}
+	}
+	return r.route(ctx, events, recs)
+}
+
+// route resolves events (recs are their records) and appends each
+// addressed to its profile.
+func (r *Router) route(ctx context.Context, events []*profiles.Event, recs [][]byte) (first, last uint64, err error) {
 	ids := make([][]profiles.Identifier, len(events))
 	for i, e := range events {
 		ids[i] = r.ids.Identifiers(e)
