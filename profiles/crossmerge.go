@@ -100,6 +100,17 @@ func (s *Store) applyRecords(ctx context.Context, t *partTarget, offs []uint64, 
 		if route == "" {
 			continue
 		}
+		if kind, note, ok := parseNote(body); ok {
+			// The partition's own: applied here, in order.
+			if err := flush(i); err != nil {
+				return err
+			}
+			start = i + 1
+			if err := s.submitNote(ctx, t, offs[i], kind, note); err != nil {
+				return err
+			}
+			continue
+		}
 		if moved == nil {
 			moved = s.movedAway(raws)
 		}

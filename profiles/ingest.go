@@ -50,6 +50,8 @@ type commitReq struct {
 	// merge, when set, is a step of a merge across partitions
 	// (crossmerge.go), applied before the events.
 	merge *mergeStep
+	// note, when set, is a note to apply (notes.go).
+	note *noteStep
 }
 
 // Ingest applies events in order and returns once they are durably
@@ -181,6 +183,12 @@ func (s *Store) commit(batch []*commitReq) {
 				if err := s.mergeStepTx(st, r.merge.rec); err != nil {
 					failed = r
 					return &eventError{fmt.Errorf("apply merge of %s into %s: %w", r.merge.rec.Loser, r.merge.rec.Survivor, err)}
+				}
+			}
+			if r.note != nil {
+				if err := s.applyNote(tx, r.note); err != nil {
+					failed = r
+					return &eventError{err}
 				}
 			}
 			for i, e := range r.events {

@@ -26,6 +26,10 @@ import (
 //	                                            (a merge the router refused):
 //	                                            the partition does not link
 //	                                            them to this one
+//	'@' profile id (24 hex) ' ' 'N' kind '\n' body
+//	                                            a note of the partition's
+//	                                            core about its own state
+//	                                            (notes.go)
 //
 // A record that starts with '{' is an event as before, resolved by the
 // partition's own identity graph.

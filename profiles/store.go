@@ -137,6 +137,8 @@ type Store struct {
 	// partIngest is set while the store applies a partition whose log
 	// takes IngestFor's events (partingest.go).
 	partIngest atomic.Pointer[partIngest]
+	// notes are the handlers of the notes it applies (notes.go).
+	notes notes
 
 	procs     atomic.Pointer[[]Processor]
 	reqs      chan *commitReq
