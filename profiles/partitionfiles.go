@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 )
 
 // PartitionFiles keeps the state of each partition a node holds in a bbolt
@@ -42,8 +43,37 @@ func NewPartitionFiles(dir string, open func(path string) (*Store, error)) *Part
 type PartitionWork func(ctx context.Context, p int, st *Store, fence func() error)
 
 // Beside runs work beside the applier of each partition, from the moment
-// its file is open; set it before the files are used.
+// its file is open, or, when the partition's log is a PartitionHead, once
+// the applier has caught up with where the partition ended when it
+// started: a new owner's deliveries and timers then act on the state its
+// old owner left, notes included (notes.go), not on an older snapshot's.
+// Set it before the files are used.
 func (f *PartitionFiles) Beside(work PartitionWork) { f.work = work }
+
+// PartitionHead is what a PartitionLog offers when it knows where the
+// partition ended in the stream when its applier started
+// (profiles/jetstream's lease).
+type PartitionHead interface {
+	// Head is the offset of the partition's last record then (0: none).
+	Head() uint64
+}
+
+// catchUpPoll is how often work waiting for the applier to catch up
+// looks at the offset it applied.
+const catchUpPoll = 5 * time.Millisecond
+
+// caughtUp waits until st has applied partition p through offset head,
+// and reports whether it has (false: ctx ended first).
+func caughtUp(ctx context.Context, st *Store, p int, head uint64) bool {
+	for st.PartitionApplied(p) < head {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(catchUpPoll):
+		}
+	}
+	return true
+}
 
 // PartitionPath is the file of partition p under dir.
 func PartitionPath(dir string, p int) string {
@@ -69,7 +99,12 @@ func (f *PartitionFiles) ApplyPartition(ctx context.Context, p int, from uint64,
 	var working sync.WaitGroup
 	workCtx, stopWork := context.WithCancel(ctx)
 	if f.work != nil {
-		working.Go(func() { f.work(workCtx, p, st, log.Fence) })
+		working.Go(func() {
+			if h, ok := log.(PartitionHead); ok && !caughtUp(workCtx, st, p, h.Head()) {
+				return
+			}
+			f.work(workCtx, p, st, log.Fence)
+		})
 	}
 	if err = st.ensureEpoch(p); err == nil {
 		err = st.ApplyPartition(ctx, p, from, log)

@@ -64,3 +64,49 @@ func TestPartitionWorkRunsWhileHeld(t *testing.T) {
 		t.Fatalf("partition 4 at rest: %+v, %v; want applied through 3", st, err)
 	}
 }
+
+// headLog is a partLog that knows where the partition ended when its
+// applier started (PartitionHead).
+type headLog struct {
+	*partLog
+	head uint64
+}
+
+func (l *headLog) Head() uint64 { return l.head }
+
+// A new owner's work waits until the applier has caught up with where
+// the partition ended when it started: its deliveries and timers act on
+// the state the old owner left, not on an older snapshot's.
+func TestPartitionWorkWaitsForTheHead(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	files := NewPartitionFiles(filepath.Join(t.TempDir(), "parts"), func(path string) (*Store, error) {
+		return Open(context.Background(), path, DefaultConfig(), Options{Now: func() time.Time { return t0 }})
+	})
+	started := make(chan uint64, 1)
+	files.Beside(func(ctx context.Context, p int, st *Store, fence func() error) {
+		started <- st.PartitionApplied(p)
+		<-ctx.Done()
+	})
+	log := &headLog{partLog: newPartLog(), head: 9}
+	log.add(t, 3, &Event{Type: "track", Event: "Step", MessageID: "m1", UserID: "ana", Timestamp: t0, ReceivedAt: t0, Source: "web"})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- files.ApplyPartition(ctx, 4, 1, log) }()
+	waitFor(t, "partition 4 applied through 3", func() bool {
+		st, ok := files.Store(4)
+		return ok && st.PartitionApplied(4) == 3
+	})
+	select {
+	case at := <-started:
+		t.Fatalf("the work started with the partition applied through %d, before the head at 9", at)
+	default:
+	}
+	log.add(t, 9, &Event{Type: "track", Event: "Step", MessageID: "m2", UserID: "ana", Timestamp: t0, ReceivedAt: t0, Source: "web"})
+	if at := <-started; at < 9 {
+		t.Fatalf("the work started with the partition applied through %d, want 9", at)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("ApplyPartition = %v, want context.Canceled", err)
+	}
+}

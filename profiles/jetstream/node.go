@@ -134,6 +134,9 @@ type lease struct {
 	// applier started (0 once reached), started when.
 	catchUp uint64
 	started time.Time
+	// head is the partition's last offset in the stream when its applier
+	// started (Head); set before the applier starts.
+	head uint64
 
 	releasing bool // being handed over (n.mu)
 
@@ -490,8 +493,13 @@ func (ls *lease) startApplying(from uint64) {
 	var last uint64
 	cctx, cancel := ls.n.kvCtx()
 	defer cancel()
-	if m, err := ls.n.l.stream.GetLastMsgForSubject(cctx, ls.reader.subject); err == nil {
+	m, err := ls.n.l.stream.GetLastMsgForSubject(cctx, ls.reader.subject)
+	switch {
+	case err == nil:
 		last = m.Sequence
+	case !errors.Is(err, jetstream.ErrMsgNotFound):
+		ls.n.log.Warn("cluster: read where the partition ends in the stream; its core's work starts without waiting for the applier to catch up",
+			"partition", ls.p, "err", err)
 	}
 	if info, err := ls.n.l.stream.Info(cctx); err == nil && info.State.Msgs > 0 && info.State.FirstSeq > from+1 {
 		// The partition reader skips the offsets the stream no longer
@@ -501,10 +509,19 @@ func (ls *lease) startApplying(from uint64) {
 	}
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	ls.applied, ls.started = from, time.Now()
+	ls.applied, ls.started, ls.head = from, time.Now(), last
 	if last > from {
 		ls.catchUp = last
 	}
+}
+
+// Head is where the partition ended in the stream when its applier
+// started (profiles.PartitionHead): its core's own work waits until the
+// applier has caught up with it.
+func (ls *lease) Head() uint64 {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	return ls.head
 }
 
 // Read reads the partition (profiles.PartitionLog).
