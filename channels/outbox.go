@@ -89,6 +89,10 @@ type OutboxOptions struct {
 	// lost) leaves the messages queued and untouched for the partition's
 	// next owner. Nil: always deliver.
 	Fence func() error
+	// Note, when set, keeps a note of the messages each settle took out
+	// of the queue for good for the next owner of the outbox's partition
+	// (delivered.go). Nil: the file is the only record.
+	Note Noter
 }
 
 // Outbox is the durable queue of deliveries.
@@ -101,6 +105,7 @@ type Outbox struct {
 	jitter  func() float64
 	scrub   func() error
 	fence   func() error
+	noter   Noter
 
 	mu    sync.Mutex
 	lanes map[string]*lane
@@ -121,7 +126,7 @@ type lane struct {
 
 // NewOutbox creates the outbox's buckets in db.
 func NewOutbox(db *bbolt.DB, opts OutboxOptions) (*Outbox, error) {
-	o := &Outbox{db: db, now: opts.Now, log: opts.Logger, metrics: opts.Metrics, sink: opts.Sink, jitter: opts.Jitter, scrub: opts.Scrub, fence: opts.Fence, lanes: map[string]*lane{}}
+	o := &Outbox{db: db, now: opts.Now, log: opts.Logger, metrics: opts.Metrics, sink: opts.Sink, jitter: opts.Jitter, scrub: opts.Scrub, fence: opts.Fence, noter: opts.Note, lanes: map[string]*lane{}}
 	if o.now == nil {
 		o.now = time.Now
 	}
@@ -500,8 +505,9 @@ func (o *Outbox) deliver(ctx context.Context, l *lane, batch []*Message) {
 	interrupted := func(res Result) bool { return shutdown && res.Err != nil && !IsPermanent(res.Err) }
 	failed, ok := 0, 0
 	scrub := false
+	var gone []*Message // out of the queue for good, not failed
 	err := o.db.Update(func(tx *bbolt.Tx) error {
-		failed, ok, scrub = 0, 0, false
+		failed, ok, scrub, gone = 0, 0, false, gone[:0]
 		lq := tx.Bucket(bucketQueue).Bucket([]byte(name))
 		where, dead := tx.Bucket(bucketWhere), tx.Bucket(bucketDead)
 		for i, m := range batch {
@@ -517,12 +523,14 @@ func (o *Outbox) deliver(ctx context.Context, l *lane, batch []*Message) {
 			switch {
 			case res.Err == nil:
 				ok++
+				gone = append(gone, m)
 				if err := where.Delete(u64(m.Seq)); err != nil {
 					return err
 				}
 				continue
 			case errors.Is(res.Err, ErrNoConsent):
 				o.metrics.Suppressed.WithLabelValues(name).Inc()
+				gone = append(gone, m)
 				if err := where.Delete(u64(m.Seq)); err != nil {
 					return err
 				}
@@ -566,6 +574,7 @@ func (o *Outbox) deliver(ctx context.Context, l *lane, batch []*Message) {
 		o.log.Error("outbox settle", "destination", name, "err", err)
 		return
 	}
+	o.note(ctx, gone)
 	if scrub {
 		o.scrubFree()
 	}

@@ -190,10 +190,17 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 	people := storeProfiles{a.store}
 	ob, err := channels.NewOutbox(a.store.DB(), channels.OutboxOptions{Now: now, Logger: a.log.With("component", "outbox"),
 		Metrics: channels.NewMetrics(reg), Sink: outcomeSink{a.store},
-		Scrub: func() error { _, err := a.store.Scrub(scrubWait); return err }, Fence: a.fence})
+		Scrub: func() error { _, err := a.store.Scrub(scrubWait); return err }, Fence: a.fence,
+		Note: func(ctx context.Context, profileID string, body []byte) (bool, error) {
+			return a.store.Note(ctx, profileID, channels.NoteDelivered, body)
+		}})
 	if err != nil {
 		return err
 	}
+	// On a cluster node's partition, what another node's outbox noted it
+	// delivered before this one took the partition over (channels'
+	// delivered.go); elsewhere there are no notes.
+	a.store.HandleNotes(channels.NoteDelivered, ob.ApplyDelivered)
 	d := &delivery{outbox: ob, tracker: tracker, audiences: map[string][]string{}}
 	if usesDataManager(cfg) && !cfg.Channels.GoogleStatus.Off {
 		d.googleStatus, err = google.NewStatusPoller(a.store.DB(), cfg.Channels.GoogleStatus, google.StatusOptions{Now: now,

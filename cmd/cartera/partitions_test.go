@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"cartera/channels"
 	"cartera/internal/clocktest"
 	"cartera/profiles"
 	"cartera/profiles/jetstream"
@@ -285,11 +288,13 @@ func TestPartitionCoresRunJourneysWherePeopleAre(t *testing.T) {
 // their profiles: the survivor re-owns its partitions once their leases
 // lapse, restores their snapshots and applies what followed them. Every
 // acknowledged sign-up is in exactly one profile, applied once, and each
-// person's send has one idempotency key: a send the dead node made after
-// its last snapshot is made again by the survivor (the events after the
-// snapshot run through the journeys again), with the same key, since the
-// profile ids come from the index and the instance numbers from the
-// restored file. Receivers dedupe on it (channels/webhook's doc).
+// person's send has one idempotency key: the events after the snapshot
+// run through the journeys again on the survivor and make the same keys,
+// since the profile ids come from the index and the instance numbers from
+// the restored file. A send the dead node made is not made again once its
+// outbox noted it in the stream (the survivor applies the notes before it
+// delivers); one the kill cut off before its note goes again, with the
+// same key, which receivers dedupe on (channels/webhook's doc).
 func TestPartitionCoresNodeKilledMidLoad(t *testing.T) {
 	ns := startNATS(t)
 	dir := t.TempDir()
@@ -424,16 +429,66 @@ func TestPartitionCoresNodeKilledMidLoad(t *testing.T) {
 		}
 		keys[c.profile][c.key]++
 	}
+	// A send made again is one the kill cut off before the outbox noted
+	// it in the stream (channels' delivered.go): a noted one never is, so
+	// no key is noted twice (by the dead node and by the survivor).
+	noted := notedDelivered(t, ingest)
+	if len(noted) == 0 {
+		t.Fatal("no delivered message was noted in the stream")
+	}
 	again := 0
 	for u, pid := range pids {
 		if len(keys[pid]) != 1 {
 			t.Errorf("%s (%s): sends under keys %v, want one key", u, pid, keys[pid])
 		}
-		for _, n := range keys[pid] {
+		for key, n := range keys[pid] {
 			again += n - 1
+			if noted[key] > 1 {
+				var from []string
+				for _, c := range hook.seen() {
+					if c.key == key {
+						from = append(from, c.node)
+					}
+				}
+				t.Errorf("%s: send %s made %d times (by %v) and noted delivered %d times: made again after its note", u, key, n, from, noted[key])
+			}
 		}
 	}
-	t.Logf("%d of %d first sends were made again, under their key, after the kill", again, people)
+	t.Logf("%d of %d first sends were made again, under their key, after the kill; %d keys noted delivered", again, people, len(noted))
+}
+
+// notedDelivered reads the stream of l for the outbox's notes and returns
+// how many say each key was delivered.
+func notedDelivered(t *testing.T, l *jetstream.Log) map[string]int {
+	t.Helper()
+	prefix := profiles.NoteBody(channels.NoteDelivered, nil)
+	out := map[string]int{}
+	for from := uint64(1); ; {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		recs, err := l.Read(ctx, from, 1000)
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) || len(recs) == 0 {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		from += uint64(len(recs))
+		for _, rec := range recs {
+			_, body := profiles.RecordRoute(rec)
+			note, ok := bytes.CutPrefix(body, prefix)
+			if !ok {
+				continue
+			}
+			var n struct{ Keys []string }
+			if err := json.Unmarshal(note, &n); err != nil {
+				t.Fatalf("a note of delivered messages that does not decode: %v", err)
+			}
+			for _, k := range n.Keys {
+				out[k]++
+			}
+		}
+	}
 }
 
 // partitionDeployment writes partitionFiles under dir and loads them.
