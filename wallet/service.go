@@ -131,6 +131,10 @@ type Deps struct {
 	Viewer   Viewer
 	Queue    Queue
 	Recorder Recorder
+	// Noter, when set, keeps the passes issued and the devices
+	// registered where the next owner of a cluster node's partition
+	// finds them (notes.go). Nil: the file is the only record.
+	Noter Noter
 }
 
 // Options are the clock, randomness and logger.
@@ -289,6 +293,11 @@ func (s *Service) Issue(ctx context.Context, profileID, template string) (*Pass,
 		return tx.Bucket(bucketByProfile).Put(profileKey(prof.ID, p.Serial), nil)
 	})
 	if err != nil {
+		return nil, false, fmt.Errorf("issue pass: %w", err)
+	}
+	// Noted on every call, so that a retry notes what a failed note did
+	// not (notes.go).
+	if err := s.note(ctx, out.ProfileID, NotePass, out); err != nil {
 		return nil, false, fmt.Errorf("issue pass: %w", err)
 	}
 	return out, created, nil
@@ -546,37 +555,30 @@ func (s *Service) Register(ctx context.Context, device, passTypeID, serial, toke
 	var reg registration
 	err = s.db.Batch(func(tx *bbolt.Tx) error {
 		created = false
-		devs := tx.Bucket(bucketDevices)
-		k := deviceKey(device, passTypeID, serial)
-		if v := devs.Get(k); v != nil {
+		if v := tx.Bucket(bucketDevices).Get(deviceKey(device, passTypeID, serial)); v != nil {
 			if err := json.Unmarshal(v, &reg); err != nil {
 				return err
 			}
 			if reg.PushToken == pushToken {
 				return nil
 			}
+			reg.PushToken = pushToken
 		} else {
-			seq, err := devs.NextSequence()
-			if err != nil {
-				return err
-			}
-			reg = registration{At: s.now().UTC(), Seq: seq}
-			created = true
-			if err := addStat(tx.Bucket(bucketStats), keyDevices, 1); err != nil {
+			var err error
+			if reg, err = s.newRegistration(tx, pushToken); err != nil {
 				return err
 			}
 		}
-		reg.PushToken = pushToken
-		v, err := json.Marshal(reg)
-		if err != nil {
-			return err
-		}
-		if err := devs.Put(k, v); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketPassRegs).Put(passRegKey(serial, device), v)
+		var err error
+		created, err = putRegistration(tx, device, passTypeID, serial, reg)
+		return err
 	})
 	if err != nil {
+		return false, fmt.Errorf("register device: %w", err)
+	}
+	// Noted on every call, so that a retry notes what a failed note did
+	// not (notes.go).
+	if err := s.note(ctx, p.ProfileID, NoteDevice, deviceNote{Device: device, PassTypeID: passTypeID, Serial: serial, Reg: reg}); err != nil {
 		return false, fmt.Errorf("register device: %w", err)
 	}
 	// Recorded on every call: the message id makes a repeat a no-op, and
@@ -592,30 +594,19 @@ func (s *Service) Unregister(ctx context.Context, device, passTypeID, serial, to
 	if err != nil {
 		return err
 	}
-	var reg registration
-	var found bool
+	var reg *registration
 	err = s.db.Update(func(tx *bbolt.Tx) error {
-		k := deviceKey(device, passTypeID, serial)
-		v := tx.Bucket(bucketDevices).Get(k)
-		if v == nil {
-			return nil
-		}
-		found = true
-		if err := json.Unmarshal(v, &reg); err != nil {
-			return err
-		}
-		if err := tx.Bucket(bucketDevices).Delete(k); err != nil {
-			return err
-		}
-		if err := addStat(tx.Bucket(bucketStats), keyDevices, -1); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketPassRegs).Delete(passRegKey(serial, device))
+		var err error
+		reg, err = deleteRegistration(tx, device, passTypeID, serial)
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("unregister device: %w", err)
 	}
-	if found {
+	if err := s.note(ctx, p.ProfileID, NoteDevice, deviceNote{Device: device, PassTypeID: passTypeID, Serial: serial, Removed: true}); err != nil {
+		return fmt.Errorf("unregister device: %w", err)
+	}
+	if reg != nil {
 		s.record(ctx, p, EventPassRemoved, fmt.Sprintf("pass-removed:%s:%s:%d", serial, device, reg.Seq), device)
 	}
 	return nil

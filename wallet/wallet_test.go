@@ -163,6 +163,12 @@ func newHarness(t testing.TB) *harness {
 // newHarnessWith is newHarness with edit applied to the wallet's config.
 func newHarnessWith(t testing.TB, edit func(*wallet.Config)) *harness {
 	t.Helper()
+	return newHarnessNoting(t, edit, nil)
+}
+
+// newHarnessNoting is newHarnessWith, its notes kept by noter.
+func newHarnessNoting(t testing.TB, edit func(*wallet.Config), noter wallet.Noter) *harness {
+	t.Helper()
 	h := &harness{t: t, clock: clocktest.New(t0), queue: &queue{keys: map[string]bool{}}, dir: t.TempDir(), logs: &syncBuffer{}}
 	specs, err := rules.Parse("rules.yaml", []byte(testRules))
 	if err != nil {
@@ -197,7 +203,7 @@ func newHarnessWith(t testing.TB, edit func(*wallet.Config)) *harness {
 		edit(&wcfg)
 	}
 	h.svc, err = wallet.New(st.DB(), h.chain, ts, wcfg,
-		wallet.Deps{Viewer: re, Queue: h.queue, Recorder: st}, wallet.Options{Now: h.clock.Now, Logger: slog.New(slog.NewJSONHandler(h.logs, nil))})
+		wallet.Deps{Viewer: re, Queue: h.queue, Recorder: st, Noter: noter}, wallet.Options{Now: h.clock.Now, Logger: slog.New(slog.NewJSONHandler(h.logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -216,10 +216,15 @@ func (a *app) openWallet(cfg *Config, templates map[string]*wallet.Template, now
 		queue = a.delivery.outbox
 	}
 	svc, err := wallet.New(a.store.DB(), chain, templates, wc,
-		wallet.Deps{Viewer: a.rules, Queue: queue, Recorder: a.store},
+		wallet.Deps{Viewer: a.rules, Queue: queue, Recorder: a.store, Noter: a.store.Note},
 		wallet.Options{Now: now, Logger: a.log.With("component", "wallet")})
 	if err != nil {
 		return err
+	}
+	// On a cluster node's partition: the passes issued and devices
+	// registered on its earlier owners (wallet's notes.go).
+	for _, kind := range []string{wallet.NotePass, wallet.NoteDevice} {
+		a.store.HandleNotes(kind, svc.ApplyNote(kind))
 	}
 	a.wallet = svc
 	a.store.Use(svc)
