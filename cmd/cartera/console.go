@@ -20,16 +20,8 @@ import (
 // openConsole sets up the web console on the admin API's accessors; nil
 // when the config has no console users (the pages then say how to add one).
 func openConsole(a *api, cfg *Config, reg prometheus.Gatherer, log *slog.Logger) (*console.Console, error) {
-	ccfg := cfg.Console
-	if u, err := url.Parse(cfg.PublicURL); err == nil && u.Scheme == "https" {
-		ccfg.Secure = true
-	}
-	kinds := []string{profiles.KindEmail, profiles.KindPhone, profiles.KindUserID, profiles.KindAnonymousID, profiles.KindProfileID}
-	for _, k := range cfg.Profiles.Identity.Kinds {
-		kinds = append(kinds, k.Name)
-	}
 	b := consoleBackend{a: a}
-	o := console.Options{DB: a.store.DB(), People: b, Journeys: b, Audiences: a.rules, Metrics: reg, Kinds: kinds, Now: a.now, Log: log.With("component", "console"),
+	o := console.Options{DB: a.store.DB(), People: b, Journeys: b, Audiences: a.rules, Metrics: reg, Kinds: consoleKinds(cfg), Now: a.now, Log: log.With("component", "console"),
 		Backtest: b, EventLog: a.store}
 	if a.core != nil {
 		o.AdAudiences = b
@@ -41,7 +33,26 @@ func openConsole(a *api, cfg *Config, reg prometheus.Gatherer, log *slog.Logger)
 	if a.core != nil && a.core.wallet != nil {
 		o.Wallet = a.core.wallet
 	}
-	return console.New(ccfg, o)
+	return console.New(consoleConfig(cfg), o)
+}
+
+// consoleConfig is the console's config, its cookies Secure when the
+// gateway is served over HTTPS.
+func consoleConfig(cfg *Config) console.Config {
+	ccfg := cfg.Console
+	if u, err := url.Parse(cfg.PublicURL); err == nil && u.Scheme == "https" {
+		ccfg.Secure = true
+	}
+	return ccfg
+}
+
+// consoleKinds are the identifier kinds people can be looked up by.
+func consoleKinds(cfg *Config) []string {
+	kinds := []string{profiles.KindEmail, profiles.KindPhone, profiles.KindUserID, profiles.KindAnonymousID, profiles.KindProfileID}
+	for _, k := range cfg.Profiles.Identity.Kinds {
+		kinds = append(kinds, k.Name)
+	}
+	return kinds
 }
 
 // personHistory is how many journey history entries a person's page shows.

@@ -96,14 +96,17 @@ func (r *consoleRig) user() *consoleUser { return r.userFrom("") }
 
 // userFrom is a client whose connections come from a loopback address of
 // its own (127.0.0.2, ...), as another machine's would.
-func (r *consoleRig) userFrom(ip string) *consoleUser {
+func (r *consoleRig) userFrom(ip string) *consoleUser { return newConsoleUser(r.base, ip) }
+
+// newConsoleUser is a client of the console at base, from ip ("": any).
+func newConsoleUser(base, ip string) *consoleUser {
 	jar, _ := cookiejar.New(nil)
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	if ip != "" {
 		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
 		tr.DialContext = d.DialContext
 	}
-	return &consoleUser{base: r.base, c: &http.Client{Jar: jar, Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	return &consoleUser{base: base, c: &http.Client{Jar: jar, Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
 var csrfField = regexp.MustCompile(`name="csrf" value="([0-9a-f]{64})"`)

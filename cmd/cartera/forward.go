@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -213,41 +214,21 @@ func (a *api) askAll(c *fiber.Ctx) ([][]byte, error) {
 // the answer.
 func (a *api) askEach(c *fiber.Ctx, uri func(p int) string, ok ...int) ([]forwardedAnswer, error) {
 	header := forwardedHeaders(c)
-	l, ctx, method := a.people.log, c.UserContext(), c.Method() // the fiber.Ctx is not for other goroutines
-	bodies := make([][]byte, l.Partitions())
-	for p := range bodies {
+	l, method := a.people.log, c.Method() // the fiber.Ctx is not for other goroutines
+	reqs := make(map[int][]byte, l.Partitions())
+	for p := range l.Partitions() {
 		b, err := json.Marshal(forwardedRequest{Method: method, URI: uri(p), Header: header})
 		if err != nil {
 			return nil, fmt.Errorf("encode a forwarded request: %w", err)
 		}
-		bodies[p] = b
+		reqs[p] = b
 	}
-	out := make([]forwardedAnswer, l.Partitions())
-	errs := make([]error, l.Partitions())
-	sem := make(chan struct{}, 16)
-	var wg sync.WaitGroup
-	for p := range out {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			raw, err := l.Ask(ctx, p, bodies[p])
-			if err != nil {
-				errs[p] = err
-				return
-			}
-			var ans forwardedAnswer
-			if err := json.Unmarshal(raw, &ans); err != nil {
-				errs[p] = fmt.Errorf("decode the answer of partition %d: %w", p, err)
-				return
-			}
-			if !slices.Contains(ok, ans.Status) {
-				errs[p] = &httpError{ans.Status, fmt.Sprintf("partition %d answered %d: %s", p, ans.Status, ans.Body)}
-				return
-			}
-			out[p] = ans
-		})
+	out, errs := askPartitions(c.UserContext(), l, reqs)
+	for p, ans := range out {
+		if errs[p] == nil && !slices.Contains(ok, ans.Status) {
+			errs[p] = &httpError{ans.Status, fmt.Sprintf("partition %d answered %d: %s", p, ans.Status, ans.Body)}
+		}
 	}
-	wg.Wait()
 	for _, err := range errs {
 		if errors.Is(err, jetstream.ErrNoHolder) {
 			c.Set(fiber.HeaderRetryAfter, "1")
@@ -258,6 +239,32 @@ func (a *api) askEach(c *fiber.Ctx, uri func(p int) string, ok ...int) ([]forwar
 		return nil, err
 	}
 	return out, nil
+}
+
+// askPartitions sends each partition's holder its request of reqs, at
+// most 16 at a time, and returns their answers and errors by partition
+// (of l.Partitions(), those not asked zero).
+func askPartitions(ctx context.Context, l *jetstream.Log, reqs map[int][]byte) ([]forwardedAnswer, []error) {
+	out := make([]forwardedAnswer, l.Partitions())
+	errs := make([]error, l.Partitions())
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for p, req := range reqs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			raw, err := l.Ask(ctx, p, req)
+			if err != nil {
+				errs[p] = err
+				return
+			}
+			if err := json.Unmarshal(raw, &out[p]); err != nil {
+				errs[p] = fmt.Errorf("decode the answer of partition %d: %w", p, err)
+			}
+		})
+	}
+	wg.Wait()
+	return out, errs
 }
 
 // listJourneysAcross is GET /v1/journeys on a node: each journey's
@@ -294,27 +301,20 @@ func (a *api) listAudiencesAcross(c *fiber.Ctx) error {
 // merges the items of one id (the first partition's order, then those
 // only later partitions have) with add.
 func mergeLists[T any](answers [][]byte, key string, id func(T) string, add func(into *T, more T)) ([]T, error) {
-	out := []T{}
-	at := map[string]int{}
+	parts := make([][]T, len(answers))
 	for p, body := range answers {
 		var part map[string]json.RawMessage
-		var items []T
 		if err := json.Unmarshal(body, &part); err != nil {
 			return nil, fmt.Errorf("decode the %s of partition %d: %w", key, p, err)
 		}
-		if err := json.Unmarshal(part[key], &items); err != nil {
+		if err := json.Unmarshal(part[key], &parts[p]); err != nil {
 			return nil, fmt.Errorf("decode the %s of partition %d: %w", key, p, err)
 		}
-		for _, it := range items {
-			if i, ok := at[id(it)]; ok {
-				add(&out[i], it)
-				continue
-			}
-			at[id(it)] = len(out)
-			out = append(out, it)
-		}
 	}
-	return out, nil
+	if out := mergeBy(parts, id, add); out != nil {
+		return out, nil
+	}
+	return []T{}, nil
 }
 
 // The wallet web service on a node: a pass's serial names its person
@@ -465,25 +465,13 @@ func (a *api) audienceMembersAcross(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	var members []rules.Member
-	more := false
+	parts := make([]consolePage[rules.Member], len(answers))
 	for p, body := range answers {
-		var part struct {
-			Members []rules.Member `json:"members"`
-			Next    string         `json:"next"`
-		}
-		if err := json.Unmarshal(body, &part); err != nil {
+		if err := json.Unmarshal(body, &parts[p]); err != nil {
 			return fmt.Errorf("decode the members of partition %d: %w", p, err)
 		}
-		members = append(members, part.Members...)
-		more = more || part.Next != ""
 	}
-	slices.SortFunc(members, func(x, y rules.Member) int { return strings.Compare(x.ProfileID, y.ProfileID) })
-	next := ""
-	if len(members) > limit || more {
-		members = members[:min(limit, len(members))]
-		next = members[len(members)-1].ProfileID
-	}
+	members, next := mergePages(parts, limit, func(m rules.Member) string { return m.ProfileID })
 	if members == nil {
 		members = []rules.Member{}
 	}

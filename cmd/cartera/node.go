@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -128,6 +129,17 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 			return l.Broadcast("devclock", []byte(time.Duration(d.clock.offset.Load()).String()))
 		}
 	}
+	nc := nodeConsole{log: l, router: router, auth: "Bearer " + cfg.AdminToken, timeout: consoleRequestTimeout}
+	con, conDB, err := openNodeConsole(cfg, nc, d.defs.passes != nil, a.gather, d.now, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := conDB.Close(); err != nil {
+			log.Error("close the console's file", "err", err)
+		}
+	}()
+	a.console = con
 	app := a.nodeRoutes()
 
 	ln, stopACME, err := listen(cfg, log)
@@ -136,11 +148,17 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 	}
 	defer stopACME()
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopWork()
+	var work sync.WaitGroup
+	defer func() {
+		stopWork()
+		work.Wait()
+	}()
 	if err := m.serveSide(workCtx, cfg, a.gather, log); err != nil {
 		_ = ln.Close()
 		return err
 	}
+	con.Sample()
+	work.Go(func() { con.Run(workCtx) })
 	listening := func() {
 		log.Info("listening as a cluster node", "addr", ln.Addr().String(), "node", cfg.Cluster.Node, "partitions", dir, "stream", cfg.Cluster.Stream)
 		if m.OnListen != nil {
@@ -188,8 +206,11 @@ func (a *api) nodeRoutes() *fiber.App {
 	app.Get("/v1/audiences", a.adminOnly, a.listAudiencesAcross)
 	app.Get("/v1/audiences/:id/members", a.adminOnly, a.audienceMembersAcross)
 	app.Get("/v1/audiences/:id/export.csv", a.adminOnly, a.exportAudienceAcross)
+	if a.console != nil {
+		a.console.Mount(app)
+	}
 	app.Use(func(c *fiber.Ctx) error {
-		return &httpError{fiber.StatusNotImplemented, "this gateway is a cluster node (cluster.node): reloads, backups and the console " +
+		return &httpError{fiber.StatusNotImplemented, "this gateway is a cluster node (cluster.node): reloads and backups " +
 			"are not served across nodes yet (docs/cluster.md)"}
 	})
 	return app

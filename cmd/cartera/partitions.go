@@ -139,7 +139,9 @@ func (pc *partitionCores) routes(c *partitionCore) *fiber.App {
 		log: c.log.With("component", "http", "partition", c.p), admin: newTokenCheck(pc.cfg.AdminToken),
 		now: now, newID: newMessageID, gather: c.reg, maxSkew: pc.cfg.Profiles.MaxClockSkew,
 		limits: newEdgeLimits(LimitsConfig{}, nil)}
-	return a.routes()
+	app := a.routes()
+	app.Post(consoleOpPath+":op", a.adminOnly, a.consoleOp)
+	return app
 }
 
 // held returns the cores running now, by partition.

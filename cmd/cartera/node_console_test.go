@@ -1,0 +1,141 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"cartera/cmd/cartera/console"
+	"cartera/internal/smtptest"
+)
+
+// The console on cluster nodes (step 5 of docs/cluster.md's path): a
+// person's page, found by email through either node, shows what the node
+// holding them keeps (identities, the cart journey, the events, the pass
+// and its device); the journeys, audiences, outbox and wallet pages add
+// up every partition's; a message is dropped through the outbox page by
+// the seq it shows; and an erasure through a node's console reaches the
+// holder. Reloads are not served on a node and the page says so.
+func TestServeClusterNodesConsole(t *testing.T) {
+	ns := startNATS(t)
+	dir := t.TempDir()
+	// Mail to bounce@ is refused for good: a dead letter to drop.
+	relay := smtptest.Start(t, dlSMTPUser, dlSMTPPass)
+	env := func(node string) map[string]string {
+		return map[string]string{"CARTERA_CLUSTER_URL": ns.url(), "CARTERA_CLUSTER_IDENTITY_INDEX": "1", "CARTERA_CLUSTER_NODE": node,
+			"CARTERA_SMTP_URL": relay.URL, "CARTERA_SMTP_CA_FILE": relay.CAFile,
+			// Noon: the reminders go at once, outside quiet hours.
+			"CARTERA_DEV_CLOCK": "2026-12-07T12:00:00Z"}
+	}
+	a := startServerConfig(t, filepath.Join(dir, "a", "cartera.db"), "../../examples/cartera.yaml", env("a"), io.Discard)
+	b := startServerConfig(t, filepath.Join(dir, "b", "cartera.db"), "../../examples/cartera.yaml", env("b"), io.Discard)
+	people := []string{"ana", "ben", "cai", "bounce", "eli", "fay"}
+	for _, u := range people {
+		mustOK(t, a.send(t, "web_dev_write_key", "/v1/identify", fmt.Sprintf(`{"userId":"con-%s","traits":{"email":"%s@example.com","loyalty_card":"4000-%04d","vip":true,"consent":{"email":true}}}`, u, u, len(u)*97+int(u[0]))))
+		mustOK(t, b.send(t, "app_dev_write_key", "/v1/track", fmt.Sprintf(`{"userId":"con-%s","event":"Product Added","properties":{"cart_id":"cart-%s","email":"%s@example.com"}}`, u, u, u)))
+	}
+	var serial string
+	waitUntil(t, "ana's pass issued through b", func() bool {
+		r := b.admin(t, "POST", "/v1/profiles/user_id:con-ana/passes")
+		serial, _ = r.body["serial"].(string)
+		return (r.status == 200 || r.status == 201) && serial != ""
+	})
+	waitUntil(t, "everyone in the cart journey", func() bool {
+		r := a.admin(t, "GET", "/v1/journeys/cart_abandonment")
+		j, _ := r.body["journey"].(map[string]any)
+		return r.status == 200 && j != nil && j["entered"] == float64(len(people))
+	})
+
+	for _, s := range []*server{a, b} {
+		u := newConsoleUser(s.base, "")
+		u.mustLogin(t, console.DevUser, console.DevPassword)
+		st, _, loc := u.get(t, "/console/people?q=email:ANA@example.com")
+		if st != http.StatusSeeOther || !strings.HasPrefix(loc.Get("Location"), "/console/people/profile_id:") {
+			t.Fatalf("search by email through %s: %d to %q, want 303 to the person", s.base, st, loc.Get("Location"))
+		}
+		st, page, _ := u.get(t, loc.Get("Location"))
+		for _, want := range []string{"ana@example.com", "con-ana", "cart_abandonment", "Product Added", serial} {
+			if st != 200 || !strings.Contains(page, want) {
+				t.Errorf("ana's page through %s: %d, lacks %q", s.base, st, want)
+			}
+		}
+		if st, page, _ := u.get(t, "/console/people?q=email:con"); st != 200 {
+			t.Errorf("a prefix search through %s: %d %.300s", s.base, st, page)
+		}
+		if st, page, _ := u.get(t, "/console/journeys/cart_abandonment"); st != 200 || !strings.Contains(page, "cart_reminder") {
+			t.Errorf("the cart journey's page through %s: %d %.500s", s.base, st, page)
+		}
+		st, page, _ = u.get(t, "/console/journeys")
+		if row := regexp.MustCompile(`(?s)cart_abandonment.*?</tr>`).FindString(page); st != 200 || !strings.Contains(row, ">6<") {
+			t.Errorf("the journeys page through %s: %d, cart_abandonment's row %q does not count 6 entered", s.base, st, row)
+		}
+		if st, page, _ := u.get(t, "/console/audiences"); st != 200 || !strings.Contains(page, "loyal") && !strings.Contains(page, "audience") {
+			t.Errorf("the audiences page through %s: %d %.300s", s.base, st, page)
+		}
+		if st, page, _ := u.get(t, "/console/outbox"); st != 200 {
+			t.Errorf("the outbox page through %s: %d %.300s", s.base, st, page)
+		}
+		if st, page, _ := u.get(t, "/console/wallet"); st != 200 {
+			t.Errorf("the wallet page through %s: %d %.300s", s.base, st, page)
+		}
+		if st, page, _ := u.get(t, "/console/"); st != 200 {
+			t.Errorf("the overview through %s: %d %.300s", s.base, st, page)
+		}
+		token := u.csrf(t, "/console/journeys/reload")
+		if st, _, _ := u.post(t, "/console/journeys/reload", url.Values{"csrf": {token}}); st != http.StatusSeeOther {
+			t.Errorf("a reload through %s's console: %d, want 303 to its result", s.base, st)
+		}
+		if st, page, _ := u.get(t, "/console/journeys/reload"); !strings.Contains(page, "cluster node") {
+			t.Errorf("a reload's result through %s's console: %d, does not say a node cannot: %.500s", s.base, st, page)
+		}
+	}
+
+	// The bounce's dead letter, dropped through b's console by the seq
+	// its page shows (its partition in the top bits).
+	u := newConsoleUser(b.base, "")
+	u.mustLogin(t, console.DevUser, console.DevPassword)
+	drop := regexp.MustCompile(`action="(/console/outbox/(\d+)/drop)"`)
+	var m []string
+	waitUntil(t, "the bounce's dead letter on the outbox page", func() bool {
+		_, page, _ := u.get(t, "/console/outbox")
+		m = drop.FindStringSubmatch(page)
+		return m != nil && strings.Contains(page, "no such user")
+	})
+	if seq, _ := strconv.ParseUint(m[2], 10, 64); seq>>48 >= 64 || seq&(1<<48-1) > 100 {
+		t.Errorf("dead letter %s: not a partition of 64 and one of its first messages", m[2])
+	}
+	token := u.csrf(t, "/console/outbox")
+	if st, page, _ := u.post(t, m[1], url.Values{"csrf": {token}}); st != http.StatusSeeOther {
+		t.Fatalf("drop %s through b's console: %d %.500s", m[2], st, page)
+	}
+	if _, page, _ := u.get(t, "/console/outbox"); strings.Contains(page, m[1]) {
+		t.Errorf("dead letter %s still listed after its drop", m[2])
+	}
+	if r := a.admin(t, "GET", "/v1/outbox?state=dead"); r.status != 200 || strings.Contains(r.raw, "no such user") {
+		t.Errorf("dead letters through a after the drop: %d %.500s", r.status, r.raw)
+	}
+
+	// An erasure through a's console, whichever node holds ben.
+	u = newConsoleUser(a.base, "")
+	u.mustLogin(t, console.DevUser, console.DevPassword)
+	st, _, loc := u.get(t, "/console/people?q=user_id:con-ben")
+	if st != http.StatusSeeOther {
+		t.Fatalf("ben by user id: %d", st)
+	}
+	person := loc.Get("Location")
+	token = u.csrf(t, person)
+	if st, page, _ := u.post(t, person+"/erase", url.Values{"csrf": {token}, "confirm": {"yes"}}); st != http.StatusSeeOther {
+		t.Fatalf("erase ben through a's console: %d %.500s", st, page)
+	}
+	for _, s := range []*server{a, b} {
+		if r := s.admin(t, "GET", "/v1/profiles/user_id:con-ben"); r.status != 404 {
+			t.Errorf("ben after the erasure, through %s: %d %.200s, want 404", s.base, r.status, r.raw)
+		}
+	}
+}
