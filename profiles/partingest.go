@@ -77,12 +77,8 @@ func (s *Store) ingestThroughLog(ctx context.Context, pi *partIngest, profileID 
 	if err != nil {
 		return Result{}, fmt.Errorf("append to partition %d: %w", pi.p, err)
 	}
-	for s.PartitionApplied(pi.p) < last {
-		select {
-		case <-ctx.Done():
-			return Result{}, fmt.Errorf("%w: partition %d at %d of %d", ErrNotApplied, pi.p, s.PartitionApplied(pi.p), last)
-		case <-time.After(2 * time.Millisecond):
-		}
+	if err := s.WaitPartition(ctx, pi.p, last); err != nil {
+		return Result{}, err
 	}
 	return Result{ProfileID: profileID, Duplicate: dup}, nil
 }

@@ -76,6 +76,25 @@ func (s *Store) PartitionApplied(p int) uint64 {
 	return off
 }
 
+// partitionPoll is how often WaitPartition looks at the offset applied.
+const partitionPoll = 2 * time.Millisecond
+
+// WaitPartition waits until partition p is applied in this store through
+// offset, or ctx ends (ErrNotApplied).
+func (s *Store) WaitPartition(ctx context.Context, p int, offset uint64) error {
+	for {
+		applied := s.PartitionApplied(p)
+		if applied >= offset {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: partition %d at %d of %d", ErrNotApplied, p, applied, offset)
+		case <-time.After(partitionPoll):
+		}
+	}
+}
+
 // ApplyPartition applies partition p of a cluster's event log from offset
 // from on (or after what this store applied of it, if that is further),
 // until ctx ends (after the commit in flight and its checkpoint), the

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
-	"time"
 )
 
 // PartitionFiles keeps the state of each partition a node holds in a bbolt
@@ -58,23 +57,6 @@ type PartitionHead interface {
 	Head() uint64
 }
 
-// catchUpPoll is how often work waiting for the applier to catch up
-// looks at the offset it applied.
-const catchUpPoll = 5 * time.Millisecond
-
-// caughtUp waits until st has applied partition p through offset head,
-// and reports whether it has (false: ctx ended first).
-func caughtUp(ctx context.Context, st *Store, p int, head uint64) bool {
-	for st.PartitionApplied(p) < head {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(catchUpPoll):
-		}
-	}
-	return true
-}
-
 // PartitionPath is the file of partition p under dir.
 func PartitionPath(dir string, p int) string {
 	return filepath.Join(dir, fmt.Sprintf("p%04d.db", p))
@@ -100,8 +82,8 @@ func (f *PartitionFiles) ApplyPartition(ctx context.Context, p int, from uint64,
 	workCtx, stopWork := context.WithCancel(ctx)
 	if f.work != nil {
 		working.Go(func() {
-			if h, ok := log.(PartitionHead); ok && !caughtUp(workCtx, st, p, h.Head()) {
-				return
+			if h, ok := log.(PartitionHead); ok && st.WaitPartition(workCtx, p, h.Head()) != nil {
+				return // ctx ended first
 			}
 			f.work(workCtx, p, st, log.Fence)
 		})

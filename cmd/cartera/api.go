@@ -44,6 +44,10 @@ type api struct {
 	opens *prometheus.CounterVec
 	// console is the web console under /console (nil: not mounted).
 	console *console.Console
+	// readAfter, when set, waits until the store has applied what was
+	// acknowledged before the request (a cluster node's partition core:
+	// its partition's records in the stream); nil: the store's own log.
+	readAfter func(ctx context.Context) error
 	// metricsElsewhere: /metrics has its own listener (metrics_addr).
 	metricsElsewhere bool
 	// limits are the rate limits and connection caps of the edge.

@@ -73,6 +73,16 @@ func openEventLog(cfg *Config, store *profiles.Store, log *slog.Logger) (*eventl
 // caughtUp lets a request through once every event acknowledged before it
 // is applied (at most readWait; then 503 with Retry-After).
 func (a *api) caughtUp(c *fiber.Ctx) error {
+	if a.readAfter != nil {
+		ctx, cancel := context.WithTimeout(c.UserContext(), readWait)
+		err := a.readAfter(ctx)
+		cancel()
+		if err != nil {
+			c.Set(fiber.HeaderRetryAfter, "1")
+			return &httpError{fiber.StatusServiceUnavailable, "events acknowledged before this request are still being applied: retry"}
+		}
+		return c.Next()
+	}
 	target := a.store.LogCommitted()
 	if target > a.store.AppliedOffset() {
 		ctx, cancel := context.WithTimeout(c.UserContext(), readWait)

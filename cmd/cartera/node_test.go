@@ -350,3 +350,32 @@ func TestServeClusterNodesWallet(t *testing.T) {
 		t.Fatalf("the latest pass with a wrong token: %d, want 401", r.status)
 	}
 }
+
+// Read-your-writes across nodes: a read through one node, right after
+// events about the person were acknowledged by another, waits for the
+// holder of their partition to apply them (as serve's admin reads wait
+// for its own log), and sees every one.
+func TestServeClusterNodesReadYourWrites(t *testing.T) {
+	ns := startNATS(t)
+	dir := t.TempDir()
+	hook := newWebhookRecorder(t)
+	env := func(node string) map[string]string {
+		return map[string]string{"CARTERA_CLUSTER_URL": ns.url(), "CARTERA_CLUSTER_IDENTITY_INDEX": "1", "CARTERA_CLUSTER_NODE": node}
+	}
+	a := startServerConfig(t, filepath.Join(dir, "a", "cartera.db"), nodeConfig(t, dir, "a", hook.url), env("a"), io.Discard)
+	b := startServerConfig(t, filepath.Join(dir, "b", "cartera.db"), nodeConfig(t, dir, "b", hook.url), env("b"), io.Discard)
+	mustOK(t, a.send(t, "partition_test_key", "/v1/track", `{"type":"track","event":"Signed Up","userId":"ryw-user","messageId":"ryw-0"}`))
+	waitUntil(t, "ryw-user through b", func() bool { return b.admin(t, "GET", "/v1/profiles/user_id:ryw-user").status == 200 })
+	for round := 1; round <= 3; round++ {
+		var events []string
+		for i := range 300 {
+			events = append(events, fmt.Sprintf(`{"type":"track","event":"Page Viewed","userId":"ryw-user","messageId":"ryw-%d-%d"}`, round, i))
+		}
+		mustOK(t, a.send(t, "partition_test_key", "/v1/batch", `{"batch":[`+strings.Join(events, ",")+`]}`))
+		r := b.admin(t, "GET", "/v1/profiles/user_id:ryw-user")
+		computed, _ := r.body["computed"].(map[string]any)
+		if want := float64(300 * round); r.status != 200 || computed["views"] != want {
+			t.Fatalf("round %d: ryw-user through b right after the batch through a: %d, %v views, want %v", round, r.status, computed["views"], want)
+		}
+	}
+}

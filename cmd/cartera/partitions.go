@@ -34,6 +34,10 @@ type partitionCores struct {
 	// up to maxAnswer bytes.
 	answer    func(p int, handle func([]byte) []byte) (stop func() error, err error)
 	maxAnswer int
+	// head, when set, says where a partition ends in the stream now
+	// (jetstream.Log.PartitionHead): the admin reads answered for a
+	// partition wait until its core has applied that far.
+	head func(ctx context.Context, p int) (uint64, error)
 
 	mu    sync.Mutex
 	cores map[*profiles.Store]*partitionCore
@@ -139,8 +143,18 @@ func (pc *partitionCores) routes(c *partitionCore) *fiber.App {
 		log: c.log.With("component", "http", "partition", c.p), admin: newTokenCheck(pc.cfg.AdminToken),
 		now: now, newID: newMessageID, gather: c.reg, maxSkew: pc.cfg.Profiles.MaxClockSkew,
 		limits: newEdgeLimits(LimitsConfig{}, nil)}
+	if pc.head != nil {
+		p, st := c.p, c.store
+		a.readAfter = func(ctx context.Context) error {
+			head, err := pc.head(ctx, p)
+			if err != nil {
+				return err
+			}
+			return st.WaitPartition(ctx, p, head)
+		}
+	}
 	app := a.routes()
-	app.Post(consoleOpPath+":op", a.adminOnly, a.consoleOp)
+	app.Post(consoleOpPath+":op", a.requireAdmin, a.consoleOp)
 	return app
 }
 

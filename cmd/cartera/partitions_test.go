@@ -47,6 +47,9 @@ channels:
   - name: signups
     aggregate: count
     event: Signed Up
+  - name: views
+    aggregate: count
+    event: Page Viewed
 audiences:
   - name: members
     expression: profile.computed.signups > 0

@@ -490,14 +490,10 @@ func (ls *lease) lose(why string) error {
 // startApplying notes where the applier starts and where the partition
 // ends in the stream now (to time the catching up).
 func (ls *lease) startApplying(from uint64) {
-	var last uint64
 	cctx, cancel := ls.n.kvCtx()
 	defer cancel()
-	m, err := ls.n.l.stream.GetLastMsgForSubject(cctx, ls.reader.subject)
-	switch {
-	case err == nil:
-		last = m.Sequence
-	case !errors.Is(err, jetstream.ErrMsgNotFound):
+	last, err := ls.n.l.PartitionHead(cctx, ls.p)
+	if err != nil {
 		ls.n.log.Warn("cluster: read where the partition ends in the stream; its core's work starts without waiting for the applier to catch up",
 			"partition", ls.p, "err", err)
 	}

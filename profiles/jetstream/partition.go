@@ -81,6 +81,19 @@ func (l *Log) Partitions() int { return l.cfg.Partitions }
 // PartitionSubject is the stream subject of partition p.
 func (l *Log) PartitionSubject(p int) string { return l.cfg.Subject + "." + strconv.Itoa(p) }
 
+// PartitionHead is the offset of partition p's last record in the stream
+// now (0: it has none).
+func (l *Log) PartitionHead(ctx context.Context, p int) (uint64, error) {
+	m, err := l.stream.GetLastMsgForSubject(ctx, l.PartitionSubject(p))
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return 0, nil
+	case err != nil:
+		return 0, fmt.Errorf("jetstream event log: the last record of partition %d: %w", p, err)
+	}
+	return m.Sequence, nil
+}
+
 // partReader reads one partition of the stream, with an ordered consumer
 // filtered to its subject: records at their stream sequences, the other
 // partitions' skipped by the server.
