@@ -48,6 +48,8 @@ type api struct {
 	// acknowledged before the request (a cluster node's partition core:
 	// its partition's records in the stream); nil: the store's own log.
 	readAfter func(ctx context.Context) error
+	// reloader reloads a cluster node's definitions (node_reload.go).
+	reloader *nodeReloader
 	// metricsElsewhere: /metrics has its own listener (metrics_addr).
 	metricsElsewhere bool
 	// limits are the rate limits and connection caps of the edge.

@@ -260,10 +260,36 @@ func (a *app) reload(ctx context.Context) (*definitions, error) {
 func (a *app) reloadFrom(ctx context.Context) (before, after *definitions, err error) {
 	a.reloading.Lock()
 	defer a.reloading.Unlock()
-	defs, err := a.prepareReload()
+	defs, err := a.checkReload()
 	if err != nil {
 		a.jm.Reloads.WithLabelValues("error").Inc()
 		return nil, nil, err
+	}
+	before, err = a.install(ctx, defs)
+	return before, defs, err
+}
+
+// use puts defs, compiled elsewhere, in force (a cluster node compiles
+// its files once for every partition's core), and returns what it
+// replaced.
+func (a *app) use(ctx context.Context, defs *definitions) (before *definitions, err error) {
+	a.reloading.Lock()
+	defer a.reloading.Unlock()
+	if a.wallet != nil && defs.passes != nil {
+		if err := a.wallet.CheckTemplates(defs.passes); err != nil {
+			a.jm.Reloads.WithLabelValues("error").Inc()
+			return nil, err
+		}
+	}
+	return a.install(ctx, defs)
+}
+
+// install records defs' journey versions, then swaps defs in between two
+// commits; a.reloading is held.
+func (a *app) install(ctx context.Context, defs *definitions) (before *definitions, err error) {
+	if err := a.journeys.Install(defs.journeys); err != nil {
+		a.jm.Reloads.WithLabelValues("error").Inc()
+		return nil, err
 	}
 	// Without cancel: once queued, the swap happens, and the answer says so.
 	err = a.store.Between(context.WithoutCancel(ctx), func() {
@@ -279,24 +305,11 @@ func (a *app) reloadFrom(ctx context.Context) (before, after *definitions, err e
 	})
 	if err != nil {
 		a.jm.Reloads.WithLabelValues("error").Inc()
-		return nil, nil, fmt.Errorf("reload: %w", err)
+		return nil, fmt.Errorf("reload: %w", err)
 	}
 	a.jm.Reloads.WithLabelValues("ok").Inc()
 	a.log.Info("definitions reloaded", "journeys", len(defs.journeys.Journeys), "audiences", len(defs.rules.Audiences), "traits", len(defs.rules.Traits))
-	return before, defs, nil
-}
-
-// prepareReload does everything of a reload that can fail, and nothing
-// that changes what is in force.
-func (a *app) prepareReload() (*definitions, error) {
-	defs, err := a.checkReload()
-	if err != nil {
-		return nil, err
-	}
-	if err := a.journeys.Install(defs.journeys); err != nil {
-		return nil, err
-	}
-	return defs, nil
+	return before, nil
 }
 
 func (a *app) close() error { return a.store.Close() }

@@ -163,16 +163,24 @@ func (b consoleBackend) Period(id string, from, to time.Time) (map[string]journe
 
 // Reload is POST /v1/journeys/reload (?dry_run=true).
 func (b consoleBackend) Reload(ctx context.Context, dryRun bool) (*console.ReloadResult, error) {
-	res, err := b.a.core.reloadOrCheck(ctx, dryRun)
+	return consoleReload(b.a.core.reloadOrCheck(ctx, dryRun))
+}
+
+// consoleReload is a reload's result as the console shows it: the files'
+// mistakes, or the versions in force and the files that changed.
+func consoleReload(res *reloadResult, err error) (*console.ReloadResult, error) {
 	var fe rules.FileErrors
-	if errors.As(err, &fe) {
+	var he *httpError
+	switch {
+	case errors.As(err, &fe):
 		msgs := make([]string, len(fe))
 		for i, e := range fe {
 			msgs[i] = e.Error()
 		}
 		return &console.ReloadResult{Errors: msgs}, nil
-	}
-	if err != nil {
+	case errors.As(err, &he):
+		return &console.ReloadResult{Errors: []string{he.msg}}, nil
+	case err != nil:
 		return nil, err
 	}
 	out := &console.ReloadResult{Versions: map[string]string{}, Changes: res.changes}

@@ -169,6 +169,8 @@ type nodeConsole struct {
 	auth string
 	// timeout bounds one page's requests.
 	timeout time.Duration
+	// reloader reloads every node (node_reload.go).
+	reloader *nodeReloader
 }
 
 // errConsoleNotFound is a holder's 404.
@@ -384,10 +386,10 @@ func (n nodeConsole) Period(id string, from, to time.Time) (map[string]journeys.
 	return out, nil
 }
 
-// Reload is not served on a node: every node would have to reload
-// together.
-func (n nodeConsole) Reload(context.Context, bool) (*console.ReloadResult, error) {
-	return &console.ReloadResult{Errors: []string{"this gateway is a cluster node (cluster.node): put the new files on every node and restart the nodes one at a time (docs/cluster.md)"}}, nil
+// Reload reloads every node (POST /v1/journeys/reload on a node).
+func (n nodeConsole) Reload(ctx context.Context, dryRun bool) (*console.ReloadResult, error) {
+	res, err := n.reloader.reloadCluster(ctx, dryRun)
+	return consoleReload(res, err)
 }
 
 func (n nodeConsole) Audiences() ([]rules.AudienceInfo, error) {

@@ -100,6 +100,12 @@ type fileChangeView struct {
 func (a *api) reloadJourneys(c *fiber.Ctx) error {
 	dry := c.QueryBool("dry_run")
 	res, err := a.core.reloadOrCheck(c.UserContext(), dry)
+	return reloadAnswer(c, res, err, dry)
+}
+
+// reloadAnswer is the answer to a reload (or a dry run) that gave res or
+// failed with err.
+func reloadAnswer(c *fiber.Ctx, res *reloadResult, err error, dry bool) error {
 	var fe rules.FileErrors
 	if errors.As(err, &fe) {
 		msgs := make([]string, len(fe))

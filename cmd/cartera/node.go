@@ -129,7 +129,17 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 			return l.Broadcast("devclock", []byte(time.Duration(d.clock.offset.Load()).String()))
 		}
 	}
-	nc := nodeConsole{log: l, router: router, auth: "Bearer " + cfg.AdminToken, timeout: consoleRequestTimeout}
+	a.reloader = &nodeReloader{cfg: cfg, node: cfg.Cluster.Node, cores: cores, l: l, log: log, auth: "Bearer " + cfg.AdminToken}
+	stopReloads, err := a.reloader.listen()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := stopReloads(); err != nil {
+			log.Error("stop listening for reloads", "err", err)
+		}
+	}()
+	nc := nodeConsole{log: l, router: router, auth: "Bearer " + cfg.AdminToken, timeout: consoleRequestTimeout, reloader: a.reloader}
 	con, conDB, err := openNodeConsole(cfg, nc, d.defs.passes != nil, a.gather, d.now, log)
 	if err != nil {
 		return err
@@ -201,6 +211,7 @@ func (a *api) nodeRoutes() *fiber.App {
 	app.Get("/v1/outbox", a.adminOnly, a.listOutboxAcross)
 	app.Post("/v1/outbox/:seq/retry", a.adminOnly, a.outboxOpAcross)
 	app.Delete("/v1/outbox/:seq", a.adminOnly, a.outboxOpAcross)
+	app.Post("/v1/journeys/reload", a.adminOnly, a.reloadAcross)
 	app.Get("/v1/journeys", a.adminOnly, a.listJourneysAcross)
 	app.Get("/v1/journeys/:id", a.adminOnly, a.getJourneyAcross)
 	app.Get("/v1/audiences", a.adminOnly, a.listAudiencesAcross)
@@ -210,7 +221,7 @@ func (a *api) nodeRoutes() *fiber.App {
 		a.console.Mount(app)
 	}
 	app.Use(func(c *fiber.Ctx) error {
-		return &httpError{fiber.StatusNotImplemented, "this gateway is a cluster node (cluster.node): reloads and backups " +
+		return &httpError{fiber.StatusNotImplemented, "this gateway is a cluster node (cluster.node): backups " +
 			"are not served across nodes yet (docs/cluster.md)"}
 	})
 	return app

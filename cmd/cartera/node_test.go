@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -33,6 +34,28 @@ func nodeConfig(t *testing.T, dir, node, hook string) string {
 	return path
 }
 
+// partitionsHeld is how many partitions node s holds, by its /metrics.
+func partitionsHeld(t *testing.T, s *server) int {
+	t.Helper()
+	r := s.admin(t, "GET", "/metrics")
+	for line := range strings.Lines(r.raw) {
+		var n int
+		if _, err := fmt.Sscanf(line, "cartera_cluster_partitions_held %d", &n); err == nil {
+			return n
+		}
+	}
+	return -1
+}
+
+// waitShared waits until nodes a and b share the eight partitions.
+func waitShared(t *testing.T, a, b *server) {
+	t.Helper()
+	waitUntil(t, "a and b share the eight partitions", func() bool {
+		ha, hb := partitionsHeld(t, a), partitionsHeld(t, b)
+		return ha > 0 && hb > 0 && ha+hb == 8
+	})
+}
+
 // Several `serve` nodes on one stream (cluster.node): each holds some of
 // the partitions, with the core of serve on each, and any node takes
 // events for anyone. Sign-ups sent to either node reach every person's
@@ -50,20 +73,7 @@ func TestServeClusterNodes(t *testing.T) {
 	}
 	a := startServerConfig(t, filepath.Join(dir, "a", "cartera.db"), nodeConfig(t, dir, "a", hook.url), env("a"), io.Discard)
 	b := startServerConfig(t, filepath.Join(dir, "b", "cartera.db"), nodeConfig(t, dir, "b", hook.url), env("b"), io.Discard)
-	held := func(s *server) int {
-		r := s.admin(t, "GET", "/metrics")
-		for line := range strings.Lines(r.raw) {
-			var n int
-			if _, err := fmt.Sscanf(line, "cartera_cluster_partitions_held %d", &n); err == nil {
-				return n
-			}
-		}
-		return -1
-	}
-	waitUntil(t, "a and b share the eight partitions", func() bool {
-		ha, hb := held(a), held(b)
-		return ha > 0 && hb > 0 && ha+hb == 8
-	})
+	waitShared(t, a, b)
 
 	signUps := func(s *server, from, to int) {
 		t.Helper()
@@ -127,8 +137,8 @@ func TestServeClusterNodes(t *testing.T) {
 	if metrics.status != 200 || !strings.Contains(metrics.raw, `cartera_events_accepted_total{partition="`) {
 		t.Errorf("a's /metrics: %d, without the partitions' accepted events:\n%.2000s", metrics.status, metrics.raw)
 	}
-	if r := a.admin(t, "POST", "/v1/journeys/reload"); r.status != 501 || !strings.Contains(r.raw, "cluster node") {
-		t.Errorf("a reload on a node: %d %s, want 501 saying why", r.status, r.raw)
+	if r := a.admin(t, "GET", "/v1/admin/backup"); r.status != 501 || !strings.Contains(r.raw, "cluster node") {
+		t.Errorf("a backup through a node: %d %s, want 501 saying why", r.status, r.raw)
 	}
 	// An audience's export: every partition's rows under one header.
 	csv := a.admin(t, "GET", "/v1/audiences/members/export.csv")
@@ -269,7 +279,7 @@ func TestServeClusterNodes(t *testing.T) {
 	// b leaves: a holds everything and goes on.
 	sentBefore := len(hook.seen())
 	b.stopNow(t)
-	waitUntil(t, "a holds the eight partitions", func() bool { return held(a) == 8 })
+	waitUntil(t, "a holds the eight partitions", func() bool { return partitionsHeld(t, a) == 8 })
 	signUps(a, 24, 30)
 	waitUntil(t, "30 first sends", func() bool { return hook.sends("hello") >= 30 })
 	for _, c := range hook.seen()[sentBefore:] {
@@ -377,5 +387,74 @@ func TestServeClusterNodesReadYourWrites(t *testing.T) {
 		if want := float64(300 * round); r.status != 200 || computed["views"] != want {
 			t.Fatalf("round %d: ryw-user through b right after the batch through a: %d, %v views, want %v", round, r.status, computed["views"], want)
 		}
+	}
+}
+
+// A reload through one node puts the journey files every node was given
+// in force on every partition's core: the answer comes once all run the
+// new version. A node whose files compile to another version refuses
+// the reload told to it, keeps what it runs, and the answer says which
+// partitions run what.
+func TestServeClusterNodesReload(t *testing.T) {
+	ns := startNATS(t)
+	dir := t.TempDir()
+	hook := newWebhookRecorder(t)
+	env := func(node string) map[string]string {
+		return map[string]string{"CARTERA_CLUSTER_URL": ns.url(), "CARTERA_CLUSTER_IDENTITY_INDEX": "1", "CARTERA_CLUSTER_NODE": node}
+	}
+	a := startServerConfig(t, filepath.Join(dir, "a", "cartera.db"), nodeConfig(t, dir, "a", hook.url), env("a"), io.Discard)
+	b := startServerConfig(t, filepath.Join(dir, "b", "cartera.db"), nodeConfig(t, dir, "b", hook.url), env("b"), io.Discard)
+	waitShared(t, a, b)
+	edit := func(node, wait string) {
+		t.Helper()
+		path := filepath.Join(dir, node, "conf", "journeys", "signup.yaml")
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, regexp.MustCompile(`wait: \d+h`).ReplaceAll(b, []byte("wait: "+wait)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	versions := func(s *server) map[string]any {
+		var js struct {
+			Journeys []journeySummary `json:"journeys"`
+		}
+		var r reply
+		waitUntil(t, "the journeys through a node", func() bool {
+			r = s.admin(t, "GET", "/v1/journeys")
+			return r.status == 200 // not while a partition moves
+		})
+		if err := json.Unmarshal([]byte(r.raw), &js); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]any{}
+		for _, j := range js.Journeys {
+			out[j.ID] = j.Version
+		}
+		return out
+	}
+	before := versions(a)
+
+	edit("a", "2h")
+	edit("b", "2h")
+	dry := b.admin(t, "POST", "/v1/journeys/reload?dry_run=true")
+	if dry.status != 200 || !strings.Contains(dry.raw, "wait: 2h") || versions(b)["signup"] != before["signup"] {
+		t.Fatalf("a dry run through b: %d %.500s; want the change shown and nothing reloaded", dry.status, dry.raw)
+	}
+	r := a.admin(t, "POST", "/v1/journeys/reload")
+	if r.status != 200 {
+		t.Fatalf("a reload through a: %d %s", r.status, r.raw)
+	}
+	after := versions(b)
+	if after["signup"] == before["signup"] || after["daily"] != before["daily"] {
+		t.Fatalf("journey versions through b after the reload: %v, before %v; want signup's new", after, before)
+	}
+
+	// b's files now differ from a's: b refuses, and the answer says so.
+	edit("a", "3h")
+	r = a.admin(t, "POST", "/v1/journeys/reload")
+	if r.status != 504 || !strings.Contains(r.raw, "still run other journey versions") {
+		t.Fatalf("a reload with b's files differing: %d %s, want 504 naming the partitions", r.status, r.raw)
 	}
 }

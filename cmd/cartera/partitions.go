@@ -24,7 +24,6 @@ import (
 // Gather (node.go).
 type partitionCores struct {
 	cfg  *Config
-	defs *definitions
 	opts appOptions
 	// sources and index are the node's (nil index: none).
 	sources *profiles.Sources
@@ -39,7 +38,9 @@ type partitionCores struct {
 	// partition wait until its core has applied that far.
 	head func(ctx context.Context, p int) (uint64, error)
 
-	mu    sync.Mutex
+	mu sync.Mutex
+	// defs are the definitions in force (node_reload.go).
+	defs  *definitions
 	cores map[*profiles.Store]*partitionCore
 }
 
@@ -86,7 +87,8 @@ func (pc *partitionCores) open(path string) (*profiles.Store, error) {
 		}
 		return (*f)()
 	}
-	a, err := openApp(context.Background(), &cfg, pc.defs, opts)
+	defs := pc.inForce()
+	a, err := openApp(context.Background(), &cfg, defs, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +96,14 @@ func (pc *partitionCores) open(path string) (*profiles.Store, error) {
 	c.app = a
 	pc.mu.Lock()
 	pc.cores[a.store] = c
+	now := pc.defs
 	pc.mu.Unlock()
+	if now != defs {
+		// A reload came while it opened.
+		if _, err := a.use(context.Background(), now); err != nil {
+			a.log.Error("put the reloaded definitions in force on a partition's core", "err", err)
+		}
+	}
 	return a.store, nil
 }
 

@@ -94,11 +94,14 @@ func shownPath(p, base string) string {
 
 // configDir is the folder the config file's paths are relative to ("" when
 // serve runs without a config file).
-func (a *app) configDir() string {
-	if a.cfg.path == "" {
+func (a *app) configDir() string { return configDir(a.cfg) }
+
+// configDir is the folder of cfg's file ("" for none).
+func configDir(cfg *Config) string {
+	if cfg.path == "" {
 		return ""
 	}
-	return abs(filepath.Dir(a.cfg.path))
+	return abs(filepath.Dir(cfg.path))
 }
 
 // inForce returns the definitions in force.
@@ -147,7 +150,7 @@ func (a *app) reloadOrCheck(ctx context.Context, dryRun bool) (*reloadResult, er
 	return newReloadResult(before, after, a.configDir()), nil
 }
 
-// checkReload is the part of prepareReload that writes nothing: the files
+// checkReload is the part of a reload that writes nothing: the files
 // compile together, and the wallet accepts the pass templates.
 func (a *app) checkReload() (*definitions, error) {
 	defs, err := compileDefinitions(a.cfg)
