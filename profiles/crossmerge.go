@@ -272,7 +272,9 @@ func (s *Store) exportState(id string, max int) (*ProfileState, error) {
 			}
 			state.Events = append(state.Events, StoredEvent{At: int64(binary.BigEndian.Uint64(k[idLen:])), JSON: bytes.Clone(v)})
 		}
-		return nil
+		var err error
+		state.Parts, err = s.exportParts(tx, id)
+		return err
 	})
 	if err != nil || state == nil {
 		return nil, err
@@ -328,6 +330,9 @@ func (s *Store) mergeOutTx(st *txState, m *MergeRecord) error {
 		if err := aliases.Put([]byte(id), []byte(m.Survivor)); err != nil {
 			return err
 		}
+	}
+	if err := s.movedOut(st, p.ID); err != nil {
+		return err
 	}
 	if err := deleteSidecars(st.profiles, p.ID); err != nil {
 		return err
@@ -401,6 +406,9 @@ func (s *Store) mergeInTx(st *txState, m *MergeRecord) error {
 	}
 	loser, err := st.get(m.Loser)
 	if err != nil {
+		return err
+	}
+	if err := s.importParts(st, m.Loser, state.Parts); err != nil {
 		return err
 	}
 	loser.EventCount = kept

@@ -151,6 +151,9 @@ type ProfileState struct {
 	// Dropped is how many of the oldest events were left out to fit the
 	// record in the log's largest message.
 	Dropped int `json:"dropped,omitempty"`
+	// Parts are what processors keep about the profile, by processor
+	// (PersonMover, move.go).
+	Parts map[string][]byte `json:"parts,omitempty"`
 }
 
 // StoredEvent is one stored event and its time.
