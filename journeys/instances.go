@@ -6,6 +6,7 @@ package journeys
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -75,6 +76,14 @@ func (r *run) activeFor(profileID, event string) ([]*Instance, error) {
 			}
 		}
 		in, err := r.load(binary.BigEndian.Uint64(v[:8]))
+		if errors.Is(err, errNoInstance) || (err == nil && in.ProfileID != profileID) {
+			// A sidecar of another file's instance, carried with a
+			// profile merged in from another partition by a version that
+			// did not move instances (move.go): not this person's.
+			journey, _, _ := strings.Cut(name[len(sidecarActive):], "\x00")
+			r.e.log.Warn("journey live-instance record of a profile points at no instance of theirs; ignored", "profile", profileID, "journey", journey)
+			return nil
+		}
 		if err != nil {
 			return err
 		}
@@ -84,10 +93,13 @@ func (r *run) activeFor(profileID, event string) ([]*Instance, error) {
 	return out, err
 }
 
+// errNoInstance is a journey instance a record names and the file lacks.
+var errNoInstance = errors.New("missing")
+
 func (r *run) load(id uint64) (*Instance, error) {
 	v := r.tx.Bucket(bucketInstances).Get(u64(id))
 	if v == nil {
-		return nil, fmt.Errorf("journey instance %d: missing", id)
+		return nil, fmt.Errorf("journey instance %d: %w", id, errNoInstance)
 	}
 	in := &Instance{}
 	if err := decodeInstance(v, in); err != nil {
