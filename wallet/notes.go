@@ -1,11 +1,14 @@
 package wallet
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 
 	"go.etcd.io/bbolt"
+
+	"cartera/profiles"
 )
 
 // On a cluster node the wallet lives in a partition's file, and a new
@@ -168,3 +171,118 @@ func (s *Service) newRegistration(tx *bbolt.Tx, pushToken string) (registration,
 	}
 	return registration{PushToken: pushToken, At: s.now().UTC(), Seq: seq}, nil
 }
+
+// A person's passes and their devices' registrations move with them to
+// another partition (a merge across partitions, profiles' move.go): the
+// serials stay (they name the person's first profile, which the cluster's
+// identity index maps to where they are now), and so do the tokens and
+// tags the phones know.
+
+// movedPasses is the wallet's part of a moved person's state.
+type movedPasses struct {
+	Passes []json.RawMessage `json:"passes"`
+	// Devices are the registrations of the passes.
+	Devices []deviceNote `json:"devices,omitempty"`
+}
+
+// MoveName implements profiles.PersonMover.
+func (s *Service) MoveName() string { return "wallet" }
+
+// ExportPerson implements profiles.PersonMover.
+func (s *Service) ExportPerson(tx *bbolt.Tx, profileID string) ([]byte, error) {
+	var out movedPasses
+	for _, serial := range serialsOf(tx, profileID) {
+		v := tx.Bucket(bucketPasses).Get([]byte(serial))
+		if v == nil {
+			continue
+		}
+		out.Passes = append(out.Passes, bytes.Clone(v))
+		prefix := []byte(serial + "\x00")
+		c := tx.Bucket(bucketPassRegs).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var reg registration
+			if err := json.Unmarshal(v, &reg); err != nil {
+				return nil, fmt.Errorf("decode a registration of pass %s: %w", serial, err)
+			}
+			out.Devices = append(out.Devices, deviceNote{Device: string(k[len(prefix):]), PassTypeID: s.chain.PassTypeID, Serial: serial, Reg: reg})
+		}
+	}
+	if out.Passes == nil {
+		return nil, nil
+	}
+	return json.Marshal(out)
+}
+
+// ImportPerson implements profiles.TxPersonMover.
+func (w *txWork) ImportPerson(profileID string, state []byte) error {
+	var mp movedPasses
+	if err := json.Unmarshal(state, &mp); err != nil {
+		return fmt.Errorf("decode a moved person's passes: %w", err)
+	}
+	for _, v := range mp.Passes {
+		var p Pass
+		if err := json.Unmarshal(v, &p); err != nil {
+			return fmt.Errorf("decode a moved pass: %w", err)
+		}
+		p.ProfileID = profileID
+		body, err := json.Marshal(&p)
+		if err != nil {
+			return err
+		}
+		if err := applyPassNote(w.tx, body); err != nil {
+			return err
+		}
+	}
+	for _, d := range mp.Devices {
+		body, err := json.Marshal(d)
+		if err != nil {
+			return err
+		}
+		if err := applyDeviceNote(w.tx, body); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// MovedOut implements profiles.TxPersonMover: the person's passes and
+// their registrations leave this file, uncounted, with no void and no
+// push.
+func (w *txWork) MovedOut(profileID string) error {
+	delete(w.changed, profileID)
+	passes := w.tx.Bucket(bucketPasses)
+	for _, serial := range serialsOf(w.tx, profileID) {
+		if v := passes.Get([]byte(serial)); v != nil {
+			var was Pass
+			if err := json.Unmarshal(v, &was); err != nil {
+				return fmt.Errorf("decode pass %s: %w", serial, err)
+			}
+			if err := addStat(w.tx.Bucket(bucketStats), passStatKey(was.Template, was.Tier, was.Voided), -1); err != nil {
+				return err
+			}
+			if err := passes.Delete([]byte(serial)); err != nil {
+				return err
+			}
+		}
+		prefix := []byte(serial + "\x00")
+		var devices []string
+		c := w.tx.Bucket(bucketPassRegs).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			devices = append(devices, string(k[len(prefix):]))
+		}
+		for _, d := range devices {
+			if _, err := deleteRegistration(w.tx, d, w.s.chain.PassTypeID, serial); err != nil {
+				return err
+			}
+		}
+		if err := w.tx.Bucket(bucketByProfile).Delete(profileKey(profileID, serial)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var (
+	_ profiles.PersonMover   = (*Service)(nil)
+	_ profiles.TxPersonMover = (*txWork)(nil)
+)

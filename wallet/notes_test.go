@@ -8,6 +8,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"cartera/profiles"
 	"cartera/wallet"
 )
 
@@ -98,5 +99,68 @@ func TestNotesCarryPassesAndDevices(t *testing.T) {
 
 	if err := next.store.DB().Update(func(tx *bbolt.Tx) error { return next.svc.ApplyNote("wallet.other")(tx, nil) }); err == nil {
 		t.Error("a note of an unknown kind was applied")
+	}
+}
+
+// A person's passes and their devices move with them to another partition
+// (a merge across partitions): the file they leave forgets them, with no
+// void and no push; the file they reach keeps them under the same serials,
+// tokens and tags, counted, and the merge into the survivor (Merged) gives
+// them to the survivor there.
+func TestPassesMoveWithTheirPerson(t *testing.T) {
+	old := newHarness(t)
+	ctx := context.Background()
+	id, p := old.issue("u1")
+	ptid := old.chain.PassTypeID
+	if _, err := old.svc.Register(ctx, "dev1", ptid, p.Serial, p.Token, "aaaa"); err != nil {
+		t.Fatal(err)
+	}
+	var state []byte
+	err := old.store.DB().View(func(tx *bbolt.Tx) error {
+		var err error
+		state, err = old.svc.ExportPerson(tx, id)
+		return err
+	})
+	if err != nil || state == nil {
+		t.Fatalf("export: %s, %v", state, err)
+	}
+	pushes := len(old.queue.take())
+	err = old.store.DB().Update(func(tx *bbolt.Tx) error {
+		w := old.svc.Begin(tx)
+		if err := w.(profiles.TxPersonMover).MovedOut(id); err != nil {
+			return err
+		}
+		return w.Flush()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.svc.Authorize(ptid, p.Serial, p.Token); err == nil {
+		t.Error("the pass is still known where its person left")
+	}
+	if st, _ := old.svc.Stats(); st.Devices != 0 || len(st.Passes) != 1 || st.Passes[0].Live != 0 {
+		t.Errorf("counts where the person left: %+v, want no device and no pass", st)
+	}
+	if n := len(old.queue.take()); n != 0 {
+		t.Errorf("%d pushes queued by the move (and %d before), want none", n, pushes)
+	}
+
+	next := newHarness(t)
+	loser := next.ingest(&profiles.Event{Type: profiles.TypeIdentify, UserID: "u1-elsewhere"})
+	err = next.store.DB().Update(func(tx *bbolt.Tx) error {
+		return next.svc.Begin(tx).(profiles.TxPersonMover).ImportPerson(loser, state)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := next.svc.Authorize(ptid, p.Serial, p.Token)
+	if err != nil || got.ProfileID != loser || got.Tag != p.Tag {
+		t.Fatalf("the moved pass: %+v, %v; want it under %s at tag %d", got, err, loser, p.Tag)
+	}
+	if serials, _, err := next.svc.Updated("dev1", ptid, ""); err != nil || !slices.Equal(serials, []string{p.Serial}) {
+		t.Errorf("dev1's passes where the person went: %v, %v", serials, err)
+	}
+	if st, _ := next.svc.Stats(); st.Devices != 1 || len(st.Passes) != 1 || st.Passes[0].Live != 1 {
+		t.Errorf("counts where the person went: %+v, want a device and a pass", st)
 	}
 }
