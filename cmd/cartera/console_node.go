@@ -176,6 +176,20 @@ type nodeConsole struct {
 // errConsoleNotFound is a holder's 404.
 var errConsoleNotFound = errors.New("not found")
 
+// errPartitionBusy is a partition moving between nodes, or whose holder
+// is still applying what was acknowledged before the page was asked for:
+// the page answers 503.
+var errPartitionBusy = &httpError{fiber.StatusServiceUnavailable, "a partition is moving between nodes, or catching up: retry"}
+
+// askErr is the error of asking partition p op: a partition nobody holds
+// now is errPartitionBusy.
+func askErr(op string, p int, err error) error {
+	if errors.Is(err, jetstream.ErrNoHolder) {
+		return errPartitionBusy
+	}
+	return fmt.Errorf("console %s on partition %d: %w", op, p, err)
+}
+
 // request encodes a console request of op.
 func (n nodeConsole) request(op string, args consoleArgs) ([]byte, error) {
 	body, err := json.Marshal(args)
@@ -195,6 +209,8 @@ func (n nodeConsole) answer(p int, op string, ans forwardedAnswer, out any) erro
 	switch {
 	case ans.Status == fiber.StatusNotFound:
 		return fmt.Errorf("console %s on partition %d: %w: %s", op, p, errConsoleNotFound, ans.Body)
+	case ans.Status == fiber.StatusServiceUnavailable:
+		return errPartitionBusy
 	case ans.Status != fiber.StatusOK:
 		return fmt.Errorf("console %s on partition %d: answered %d: %s", op, p, ans.Status, ans.Body)
 	case out == nil:
@@ -216,7 +232,7 @@ func (n nodeConsole) ask(p int, op string, args consoleArgs, out any) error {
 	defer cancel()
 	answers, errs := askPartitions(ctx, n.log, map[int][]byte{p: req})
 	if errs[p] != nil {
-		return fmt.Errorf("console %s on partition %d: %w", op, p, errs[p])
+		return askErr(op, p, errs[p])
 	}
 	return n.answer(p, op, answers[p], out)
 }
@@ -236,8 +252,10 @@ func askEvery[T any](n nodeConsole, op string, args consoleArgs, fn func(p int, 
 	ctx, cancel := context.WithTimeout(context.Background(), n.timeout)
 	defer cancel()
 	answers, errs := askPartitions(ctx, n.log, reqs)
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("console %s: %w", op, err)
+	for p, err := range errs {
+		if err != nil {
+			return askErr(op, p, err)
+		}
 	}
 	for p, ans := range answers {
 		var v T

@@ -55,43 +55,43 @@ func TestServeClusterNodesConsole(t *testing.T) {
 	for _, s := range []*server{a, b} {
 		u := newConsoleUser(s.base, "")
 		u.mustLogin(t, console.DevUser, console.DevPassword)
-		st, _, loc := u.get(t, "/console/people?q=email:ANA@example.com")
+		st, _, loc := settled(t, u, "/console/people?q=email:ANA@example.com")
 		if st != http.StatusSeeOther || !strings.HasPrefix(loc.Get("Location"), "/console/people/profile_id:") {
 			t.Fatalf("search by email through %s: %d to %q, want 303 to the person", s.base, st, loc.Get("Location"))
 		}
-		st, page, _ := u.get(t, loc.Get("Location"))
+		st, page, _ := settled(t, u, loc.Get("Location"))
 		for _, want := range []string{"ana@example.com", "con-ana", "cart_abandonment", "Product Added", serial} {
 			if st != 200 || !strings.Contains(page, want) {
 				t.Errorf("ana's page through %s: %d, lacks %q", s.base, st, want)
 			}
 		}
-		if st, page, _ := u.get(t, "/console/people?q=email:con"); st != 200 {
+		if st, page, _ := settled(t, u, "/console/people?q=email:con"); st != 200 {
 			t.Errorf("a prefix search through %s: %d %.300s", s.base, st, page)
 		}
-		if st, page, _ := u.get(t, "/console/journeys/cart_abandonment"); st != 200 || !strings.Contains(page, "cart_reminder") {
+		if st, page, _ := settled(t, u, "/console/journeys/cart_abandonment"); st != 200 || !strings.Contains(page, "cart_reminder") {
 			t.Errorf("the cart journey's page through %s: %d %.500s", s.base, st, page)
 		}
-		st, page, _ = u.get(t, "/console/journeys")
+		st, page, _ = settled(t, u, "/console/journeys")
 		if row := regexp.MustCompile(`(?s)cart_abandonment.*?</tr>`).FindString(page); st != 200 || !strings.Contains(row, ">6<") {
 			t.Errorf("the journeys page through %s: %d, cart_abandonment's row %q does not count 6 entered", s.base, st, row)
 		}
-		if st, page, _ := u.get(t, "/console/audiences"); st != 200 || !strings.Contains(page, "loyal") && !strings.Contains(page, "audience") {
+		if st, page, _ := settled(t, u, "/console/audiences"); st != 200 || !strings.Contains(page, "loyal") && !strings.Contains(page, "audience") {
 			t.Errorf("the audiences page through %s: %d %.300s", s.base, st, page)
 		}
-		if st, page, _ := u.get(t, "/console/outbox"); st != 200 {
+		if st, page, _ := settled(t, u, "/console/outbox"); st != 200 {
 			t.Errorf("the outbox page through %s: %d %.300s", s.base, st, page)
 		}
-		if st, page, _ := u.get(t, "/console/wallet"); st != 200 {
+		if st, page, _ := settled(t, u, "/console/wallet"); st != 200 {
 			t.Errorf("the wallet page through %s: %d %.300s", s.base, st, page)
 		}
-		if st, page, _ := u.get(t, "/console/"); st != 200 {
+		if st, page, _ := settled(t, u, "/console/"); st != 200 {
 			t.Errorf("the overview through %s: %d %.300s", s.base, st, page)
 		}
 		token := u.csrf(t, "/console/journeys/reload")
 		if st, _, _ := u.post(t, "/console/journeys/reload", url.Values{"csrf": {token}}); st != http.StatusSeeOther {
 			t.Errorf("a reload through %s's console: %d, want 303 to its result", s.base, st)
 		}
-		if st, page, _ := u.get(t, "/console/journeys/reload"); st != 200 || strings.Contains(page, "Reload refused") || !strings.Contains(page, "reloaded") {
+		if st, page, _ := settled(t, u, "/console/journeys/reload"); st != 200 || strings.Contains(page, "Reload refused") || !strings.Contains(page, "reloaded") {
 			t.Errorf("a reload's result through %s's console: %d, not reloaded: %.1500s", s.base, st, page)
 		}
 	}
@@ -114,7 +114,7 @@ func TestServeClusterNodesConsole(t *testing.T) {
 	if st, page, _ := u.post(t, m[1], url.Values{"csrf": {token}}); st != http.StatusSeeOther {
 		t.Fatalf("drop %s through b's console: %d %.500s", m[2], st, page)
 	}
-	if _, page, _ := u.get(t, "/console/outbox"); strings.Contains(page, m[1]) {
+	if _, page, _ := settled(t, u, "/console/outbox"); strings.Contains(page, m[1]) {
 		t.Errorf("dead letter %s still listed after its drop", m[2])
 	}
 	if r := a.admin(t, "GET", "/v1/outbox?state=dead"); r.status != 200 || strings.Contains(r.raw, "no such user") {
@@ -124,7 +124,7 @@ func TestServeClusterNodesConsole(t *testing.T) {
 	// An erasure through a's console, whichever node holds ben.
 	u = newConsoleUser(a.base, "")
 	u.mustLogin(t, console.DevUser, console.DevPassword)
-	st, _, loc := u.get(t, "/console/people?q=user_id:con-ben")
+	st, _, loc := settled(t, u, "/console/people?q=user_id:con-ben")
 	if st != http.StatusSeeOther {
 		t.Fatalf("ben by user id: %d", st)
 	}
@@ -138,4 +138,20 @@ func TestServeClusterNodesConsole(t *testing.T) {
 			t.Errorf("ben after the erasure, through %s: %d %.200s, want 404", s.base, r.status, r.raw)
 		}
 	}
+}
+
+// settled gets a console page through a node, again while it answers 503
+// (a partition moving between nodes as they balance).
+func settled(t *testing.T, u *consoleUser, path string) (int, string, http.Header) {
+	t.Helper()
+	var (
+		st   int
+		page string
+		h    http.Header
+	)
+	waitUntil(t, path+" not 503", func() bool {
+		st, page, h = u.get(t, path)
+		return st != http.StatusServiceUnavailable
+	})
+	return st, page, h
 }

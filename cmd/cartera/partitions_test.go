@@ -577,3 +577,103 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A merge across partitions moves the loser's journeys with them: an
+// anonymous shopper in one partition signs up (the first send goes, the
+// second waits an hour), then identifies as a customer whose older profile
+// is in another partition. The waiting instance moves to the customer's
+// partition with its timer, and an hour later the second send goes to the
+// customer, from there, once; nothing is left waiting where the shopper
+// was.
+func TestPartitionCoresMoveMergedJourneys(t *testing.T) {
+	ns := startNATS(t)
+	dir := t.TempDir()
+	cfg, defs := partitionDeployment(t, dir)
+	hook := newWebhookRecorder(t)
+	clock := clocktest.New(time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC))
+	l, err := jetstream.Open(t.Context(), partitionLogConfig(ns.url()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	router, err := jetstream.NewRouter(t.Context(), l, jetstream.RouterConfig{Identity: cfg.Profiles.Identity, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := startPartitionNode(t, "a", ns.url(), dir, hook.url, cfg, defs, clock.Now)
+	waitUntil(t, "a holds every partition, a core on each", func() bool {
+		return len(a.node.Held()) == 8 && slices.Equal(a.coresHeld(), a.node.Held())
+	})
+	send := func(e *profiles.Event) {
+		t.Helper()
+		e.Source, e.Timestamp, e.ReceivedAt = "web", clock.Now(), clock.Now()
+		v, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := router.Append(t.Context(), [][]byte{v}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lookup := func(id profiles.Identifier) string {
+		t.Helper()
+		pid, err := router.Lookup(t.Context(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pid
+	}
+	send(&profiles.Event{Type: profiles.TypeIdentify, MessageID: "m-loyal", UserID: "loyal-1"})
+	customer := lookup(profiles.Identifier{Kind: profiles.KindUserID, Value: "loyal-1"})
+	clock.Advance(time.Second) // the shopper's profile is the newer: the loser
+	var anon, shopper string
+	for i := 0; shopper == "" || l.ProfilePartition(shopper) == l.ProfilePartition(customer); i++ {
+		if i == 20 {
+			t.Fatal("20 shoppers all in the customer's partition")
+		}
+		anon = fmt.Sprintf("anon-%02d", i)
+		send(&profiles.Event{Type: profiles.TypeTrack, Event: "Signed Up", MessageID: "m-" + anon, AnonymousID: anon})
+		shopper = lookup(profiles.Identifier{Kind: profiles.KindAnonymousID, Value: anon})
+	}
+	waitUntil(t, "the shopper's first send", func() bool {
+		for _, c := range hook.seen() {
+			if c.step == "hello" && c.profile == shopper {
+				return true
+			}
+		}
+		return false
+	})
+
+	send(&profiles.Event{Type: profiles.TypeIdentify, MessageID: "m-link", UserID: "loyal-1", AnonymousID: anon})
+	core := func(pid string) *partitionCore {
+		for _, c := range a.cores.held() {
+			if c.p == l.ProfilePartition(pid) {
+				return c
+			}
+		}
+		t.Fatalf("no core holds %s's partition", pid)
+		return nil
+	}
+	waitUntil(t, "the shopper merged into the customer, in the customer's partition", func() bool {
+		p, err := core(customer).store.Lookup(profiles.Identifier{Kind: profiles.KindAnonymousID, Value: anon})
+		return err == nil && p.ID == customer
+	})
+	if insts, err := core(customer).journeys.Instances(customer); err != nil || len(insts) != 1 || insts[0].Step != "pause" {
+		t.Fatalf("the customer's live instances: %+v, %v; want the shopper's, waiting at pause", insts, err)
+	}
+	if insts, err := core(shopper).journeys.Instances(shopper); err != nil || len(insts) != 0 {
+		t.Fatalf("live instances left where the shopper was: %+v, %v", insts, err)
+	}
+
+	clock.Advance(time.Hour + time.Minute)
+	a.cores.wake()
+	waitUntil(t, "the second send", func() bool { return hook.sends("later") >= 1 })
+	for _, c := range hook.seen() {
+		if c.step == "later" && c.profile != customer {
+			t.Errorf("a second send to %s, want it to the customer %s", c.profile, customer)
+		}
+	}
+	if n := hook.sends("later"); n != 1 {
+		t.Errorf("%d second sends, want 1", n)
+	}
+}
