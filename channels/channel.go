@@ -141,6 +141,10 @@ type DestinationConfig struct {
 	// BreakAfter consecutive failures open the circuit for BreakFor.
 	BreakAfter int           `yaml:"break_after"`
 	BreakFor   time.Duration `yaml:"break_for"`
+	// Rate is the most Deliver calls a second (a platform's API quota;
+	// 0: no bound). On a cluster node the bound is the node's share,
+	// by the partitions it holds, and its partitions' outboxes share it.
+	Rate float64 `yaml:"rate"`
 }
 
 // DefaultDestinationConfig: 4 in flight, one at a time, 8 tries from 1s to
@@ -162,6 +166,8 @@ func (c DestinationConfig) Validate(field string) error {
 		return fmt.Errorf("%s.backoff: want 0 < backoff <= max_backoff", field)
 	case c.BreakAfter < 1 || c.BreakFor <= 0:
 		return fmt.Errorf("%s.break_after/break_for: want positive values", field)
+	case c.Rate < 0:
+		return fmt.Errorf("%s.rate: want 0 (no bound) or more calls a second, got %g", field, c.Rate)
 	}
 	return nil
 }

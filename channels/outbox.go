@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/bbolt"
+	"golang.org/x/time/rate"
 )
 
 // Buckets of the outbox, in the profile store's file:
@@ -93,6 +94,16 @@ type OutboxOptions struct {
 	// of the queue for good for the next owner of the outbox's partition
 	// (delivered.go). Nil: the file is the only record.
 	Note Noter
+	// Pace, when set, gives the pacer of a destination whose config sets
+	// a Rate (a cluster node's, shared by its partitions' outboxes). Nil:
+	// each destination gets a pacer of its own at its Rate.
+	Pace func(dest string, cfg DestinationConfig) Pacer
+}
+
+// Pacer holds a delivery back until it may go (a token bucket:
+// *rate.Limiter is one).
+type Pacer interface {
+	Wait(ctx context.Context) error
 }
 
 // Outbox is the durable queue of deliveries.
@@ -106,6 +117,7 @@ type Outbox struct {
 	scrub   func() error
 	fence   func() error
 	noter   Noter
+	pace    func(dest string, cfg DestinationConfig) Pacer
 
 	mu    sync.Mutex
 	lanes map[string]*lane
@@ -116,6 +128,8 @@ type lane struct {
 	d    Destination
 	cfg  DestinationConfig
 	wake chan struct{}
+	// pace holds each delivery back to cfg.Rate (nil: no bound).
+	pace Pacer
 	mu   sync.Mutex
 	// claimed are the messages workers hold (claimed and not yet
 	// settled), by seq: a copy without the payload, for InFlight.
@@ -126,7 +140,7 @@ type lane struct {
 
 // NewOutbox creates the outbox's buckets in db.
 func NewOutbox(db *bbolt.DB, opts OutboxOptions) (*Outbox, error) {
-	o := &Outbox{db: db, now: opts.Now, log: opts.Logger, metrics: opts.Metrics, sink: opts.Sink, jitter: opts.Jitter, scrub: opts.Scrub, fence: opts.Fence, noter: opts.Note, lanes: map[string]*lane{}}
+	o := &Outbox{db: db, now: opts.Now, log: opts.Logger, metrics: opts.Metrics, sink: opts.Sink, jitter: opts.Jitter, scrub: opts.Scrub, fence: opts.Fence, noter: opts.Note, pace: opts.Pace, lanes: map[string]*lane{}}
 	if o.now == nil {
 		o.now = time.Now
 	}
@@ -158,9 +172,17 @@ func (o *Outbox) Register(d Destination, cfg DestinationConfig) error {
 	if err := cfg.Validate("destinations." + d.Name()); err != nil {
 		return err
 	}
+	l := &lane{d: d, cfg: cfg, wake: make(chan struct{}, 1), claimed: map[uint64]InFlight{}}
+	switch {
+	case cfg.Rate == 0:
+	case o.pace != nil:
+		l.pace = o.pace(d.Name(), cfg)
+	default:
+		l.pace = rate.NewLimiter(rate.Limit(cfg.Rate), 1)
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.lanes[d.Name()] = &lane{d: d, cfg: cfg, wake: make(chan struct{}, 1), claimed: map[uint64]InFlight{}}
+	o.lanes[d.Name()] = l
 	return nil
 }
 
@@ -330,6 +352,13 @@ func (o *Outbox) dispatch(ctx context.Context, l *lane) {
 		case <-ctx.Done():
 			o.unclaim(l, batch)
 			return
+		}
+		if l.pace != nil {
+			if err := l.pace.Wait(ctx); err != nil {
+				<-sem
+				o.unclaim(l, batch)
+				return // ctx ended
+			}
 		}
 		wg.Add(1)
 		go func() {

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"cartera/channels/sms"
+	"cartera/channels"
 	"cartera/journeys"
 	"cartera/profiles"
 	"cartera/rules"
@@ -149,6 +150,9 @@ type appOptions struct {
 	// SerialsNameProfile starts new passes' serials with their profile id
 	// (wallet.Config.SerialsNameProfile): a cluster node's partition cores.
 	SerialsNameProfile bool
+	// Pace, when set, gives the pacer of a destination with a rate (a
+	// cluster node's share, for all its partitions' outboxes: paces.go).
+	Pace func(dest string, cfg channels.DestinationConfig) channels.Pacer
 }
 
 // app is the running core: the store with the rules and journey engines in
@@ -165,6 +169,8 @@ type app struct {
 	fence func() error
 	// serialsNameProfile is appOptions.SerialsNameProfile.
 	serialsNameProfile bool
+	// pace is appOptions.Pace (nil: each destination paces itself).
+	pace func(dest string, cfg channels.DestinationConfig) channels.Pacer
 
 	// reloading serialises reloads, from compiling to the swap.
 	reloading sync.Mutex
@@ -200,7 +206,7 @@ func openApp(ctx context.Context, cfg *Config, defs *definitions, opts appOption
 		_ = store.Close()
 		return nil, err
 	}
-	a := &app{cfg: cfg, store: store, rules: re, pm: pm, log: log, fence: opts.Fence, serialsNameProfile: opts.SerialsNameProfile, defs: defs, jm: journeys.NewMetrics(opts.Registry), backtests: make(chan struct{}, 1), backtestTime: maxBacktestTime}
+	a := &app{cfg: cfg, store: store, rules: re, pm: pm, log: log, fence: opts.Fence, pace: opts.Pace, serialsNameProfile: opts.SerialsNameProfile, defs: defs, jm: journeys.NewMetrics(opts.Registry), backtests: make(chan struct{}, 1), backtestTime: maxBacktestTime}
 	var clock journeys.Clock = journeys.ClockFunc(time.Now)
 	if opts.Now != nil {
 		clock = journeys.ClockFunc(opts.Now)

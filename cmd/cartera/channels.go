@@ -193,7 +193,7 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 		Scrub: func() error { _, err := a.store.Scrub(scrubWait); return err }, Fence: a.fence,
 		Note: func(ctx context.Context, profileID string, body []byte) (bool, error) {
 			return a.store.Note(ctx, profileID, channels.NoteDelivered, body)
-		}})
+		}, Pace: a.pace})
 	if err != nil {
 		return err
 	}

@@ -64,6 +64,7 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 	cores := newPartitionCores(cfg, d.defs, appOptions{Now: d.now, Logger: log, Deliver: true, Getenv: m.Getenv, Trust: d.sources})
 	cores.sources, cores.index = d.sources, router
 	cores.answer, cores.maxAnswer, cores.head = l.Answer, l.MaxRequest(), l.PartitionHead
+	cores.paces = newNodePaces(l.Partitions())
 	dir := partitionsDir(cfg.Data)
 	if d.defs.passes != nil {
 		// The partitions' cores open concurrently and share the folder of

@@ -33,6 +33,9 @@ type partitionCores struct {
 	// up to maxAnswer bytes.
 	answer    func(p int, handle func([]byte) []byte) (stop func() error, err error)
 	maxAnswer int
+	// paces, when set, pace the destinations with a rate at the node's
+	// share, for all its partitions' outboxes (paces.go).
+	paces *nodePaces
 	// head, when set, says where a partition ends in the stream now
 	// (jetstream.Log.PartitionHead): the admin reads answered for a
 	// partition wait until its core has applied that far.
@@ -78,6 +81,9 @@ func (pc *partitionCores) open(path string) (*profiles.Store, error) {
 	opts := pc.opts
 	opts.Registry = c.reg
 	opts.SerialsNameProfile = true // the wallet web service's requests are routed by them
+	if pc.paces != nil {
+		opts.Pace = pc.paces.pacer
+	}
 	// Until the node's lease is known (run), the core does nothing of its
 	// own: only the applier, which is fenced by the store, commits.
 	opts.Fence = func() error {
@@ -115,10 +121,12 @@ func (pc *partitionCores) run(ctx context.Context, p int, st *profiles.Store, fe
 		c.p, c.running = p, true
 	}
 	pc.mu.Unlock()
+	pc.paced()
 	defer func() {
 		pc.mu.Lock()
 		delete(pc.cores, st)
 		pc.mu.Unlock()
+		pc.paced()
 	}()
 	if c == nil {
 		return // not opened by open: no core of ours on it
@@ -165,6 +173,14 @@ func (pc *partitionCores) routes(c *partitionCore) *fiber.App {
 	app := a.routes()
 	app.Post(consoleOpPath+":op", a.requireAdmin, a.consoleOp)
 	return app
+}
+
+// paced moves the node's pacers to the share of the partitions it runs
+// now.
+func (pc *partitionCores) paced() {
+	if pc.paces != nil {
+		pc.paces.hold(len(pc.held()))
+	}
 }
 
 // held returns the cores running now, by partition.
