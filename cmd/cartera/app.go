@@ -13,8 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"cartera/channels/sms"
 	"cartera/channels"
+	"cartera/channels/sms"
 	"cartera/journeys"
 	"cartera/profiles"
 	"cartera/rules"
