@@ -70,6 +70,9 @@ type httpError struct {
 
 func (e *httpError) Error() string { return e.msg }
 
+// StatusCode is the answer's status (the console answers with it too).
+func (e *httpError) StatusCode() int { return e.status }
+
 func (a *api) routes() *fiber.App {
 	app := a.newApp()
 	a.ingestRoutes(app)

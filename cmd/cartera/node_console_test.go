@@ -2,10 +2,8 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -23,18 +21,11 @@ import (
 // the seq it shows; and an erasure through a node's console reaches the
 // holder. A reload through a node's console reloads every node.
 func TestServeClusterNodesConsole(t *testing.T) {
-	ns := startNATS(t)
-	dir := t.TempDir()
 	// Mail to bounce@ is refused for good: a dead letter to drop.
 	relay := smtptest.Start(t, dlSMTPUser, dlSMTPPass)
-	env := func(node string) map[string]string {
-		return map[string]string{"CARTERA_CLUSTER_URL": ns.url(), "CARTERA_CLUSTER_IDENTITY_INDEX": "1", "CARTERA_CLUSTER_NODE": node,
-			"CARTERA_SMTP_URL": relay.URL, "CARTERA_SMTP_CA_FILE": relay.CAFile,
-			// Noon: the reminders go at once, outside quiet hours.
-			"CARTERA_DEV_CLOCK": "2026-12-07T12:00:00Z"}
-	}
-	a := startServerConfig(t, filepath.Join(dir, "a", "cartera.db"), "../../examples/cartera.yaml", env("a"), io.Discard)
-	b := startServerConfig(t, filepath.Join(dir, "b", "cartera.db"), "../../examples/cartera.yaml", env("b"), io.Discard)
+	a, b := startExampleNodes(t, map[string]string{"CARTERA_SMTP_URL": relay.URL, "CARTERA_SMTP_CA_FILE": relay.CAFile,
+		// Noon: the reminders go at once, outside quiet hours.
+		"CARTERA_DEV_CLOCK": "2026-12-07T12:00:00Z"})
 	people := []string{"ana", "ben", "cai", "bounce", "eli", "fay"}
 	for _, u := range people {
 		mustOK(t, a.send(t, "web_dev_write_key", "/v1/identify", fmt.Sprintf(`{"userId":"con-%s","traits":{"email":"%s@example.com","loyalty_card":"4000-%04d","vip":true,"consent":{"email":true}}}`, u, u, len(u)*97+int(u[0]))))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -32,6 +33,38 @@ func nodeConfig(t *testing.T, dir, node, hook string) string {
 		t.Fatal(err)
 	}
 	return path
+}
+
+// nodeEnv is the environment of cluster node id on the NATS server at url.
+func nodeEnv(url, id string) map[string]string {
+	return map[string]string{"CARTERA_CLUSTER_URL": url, "CARTERA_CLUSTER_IDENTITY_INDEX": "1", "CARTERA_CLUSTER_NODE": id}
+}
+
+// startTwoNodes starts an embedded NATS server and `serve` nodes a and b
+// on it, each with partitionFiles under dir/<node>, their webhooks sent
+// to hook.
+func startTwoNodes(t *testing.T) (a, b *server, dir string, hook *webhookRecorder) {
+	t.Helper()
+	ns := startNATS(t)
+	dir = t.TempDir()
+	hook = newWebhookRecorder(t)
+	a = startServerConfig(t, filepath.Join(dir, "a", "cartera.db"), nodeConfig(t, dir, "a", hook.url), nodeEnv(ns.url(), "a"), io.Discard)
+	b = startServerConfig(t, filepath.Join(dir, "b", "cartera.db"), nodeConfig(t, dir, "b", hook.url), nodeEnv(ns.url(), "b"), io.Discard)
+	return a, b, dir, hook
+}
+
+// startExampleNodes starts an embedded NATS server and `serve` nodes a and
+// b on it with the examples, env added to their environment.
+func startExampleNodes(t *testing.T, env map[string]string) (a, b *server) {
+	t.Helper()
+	ns := startNATS(t)
+	dir := t.TempDir()
+	start := func(id string) *server {
+		vars := nodeEnv(ns.url(), id)
+		maps.Copy(vars, env)
+		return startServerConfig(t, filepath.Join(dir, id, "cartera.db"), "../../examples/cartera.yaml", vars, io.Discard)
+	}
+	return start("a"), start("b")
 }
 
 // partitionsHeld is how many partitions node s holds, by its /metrics.
@@ -65,14 +98,7 @@ func waitShared(t *testing.T, a, b *server) {
 // holding them. Requests a node does not serve yet are refused with 501,
 // saying why; its /metrics has the cluster's and each partition's.
 func TestServeClusterNodes(t *testing.T) {
-	ns := startNATS(t)
-	dir := t.TempDir()
-	hook := newWebhookRecorder(t)
-	env := func(node string) map[string]string {
-		return map[string]string{"CARTERA_CLUSTER_URL": ns.url(), "CARTERA_CLUSTER_IDENTITY_INDEX": "1", "CARTERA_CLUSTER_NODE": node}
-	}
-	a := startServerConfig(t, filepath.Join(dir, "a", "cartera.db"), nodeConfig(t, dir, "a", hook.url), env("a"), io.Discard)
-	b := startServerConfig(t, filepath.Join(dir, "b", "cartera.db"), nodeConfig(t, dir, "b", hook.url), env("b"), io.Discard)
+	a, b, dir, hook := startTwoNodes(t)
 	waitShared(t, a, b)
 
 	signUps := func(s *server, from, to int) {
@@ -295,13 +321,7 @@ func TestServeClusterNodes(t *testing.T) {
 // (asked of every partition, its tag holding each one's) and the latest
 // pass are answered through either node by the node holding the person.
 func TestServeClusterNodesWallet(t *testing.T) {
-	ns := startNATS(t)
-	dir := t.TempDir()
-	env := func(node string) map[string]string {
-		return map[string]string{"CARTERA_CLUSTER_URL": ns.url(), "CARTERA_CLUSTER_IDENTITY_INDEX": "1", "CARTERA_CLUSTER_NODE": node}
-	}
-	a := startServerConfig(t, filepath.Join(dir, "a", "cartera.db"), "../../examples/cartera.yaml", env("a"), io.Discard)
-	b := startServerConfig(t, filepath.Join(dir, "b", "cartera.db"), "../../examples/cartera.yaml", env("b"), io.Discard)
+	a, b := startExampleNodes(t, nil)
 	if r := a.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"wallet-ana","traits":{"email":"ana@example.com","loyalty_card":"4000-1234"}}`); r.status != 200 {
 		t.Fatalf("identify: %d %s", r.status, r.raw)
 	}
@@ -366,14 +386,7 @@ func TestServeClusterNodesWallet(t *testing.T) {
 // holder of their partition to apply them (as serve's admin reads wait
 // for its own log), and sees every one.
 func TestServeClusterNodesReadYourWrites(t *testing.T) {
-	ns := startNATS(t)
-	dir := t.TempDir()
-	hook := newWebhookRecorder(t)
-	env := func(node string) map[string]string {
-		return map[string]string{"CARTERA_CLUSTER_URL": ns.url(), "CARTERA_CLUSTER_IDENTITY_INDEX": "1", "CARTERA_CLUSTER_NODE": node}
-	}
-	a := startServerConfig(t, filepath.Join(dir, "a", "cartera.db"), nodeConfig(t, dir, "a", hook.url), env("a"), io.Discard)
-	b := startServerConfig(t, filepath.Join(dir, "b", "cartera.db"), nodeConfig(t, dir, "b", hook.url), env("b"), io.Discard)
+	a, b, _, _ := startTwoNodes(t)
 	mustOK(t, a.send(t, "partition_test_key", "/v1/track", `{"type":"track","event":"Signed Up","userId":"ryw-user","messageId":"ryw-0"}`))
 	waitUntil(t, "ryw-user through b", func() bool { return b.admin(t, "GET", "/v1/profiles/user_id:ryw-user").status == 200 })
 	for round := 1; round <= 3; round++ {
@@ -396,14 +409,7 @@ func TestServeClusterNodesReadYourWrites(t *testing.T) {
 // the reload told to it, keeps what it runs, and the answer says which
 // partitions run what.
 func TestServeClusterNodesReload(t *testing.T) {
-	ns := startNATS(t)
-	dir := t.TempDir()
-	hook := newWebhookRecorder(t)
-	env := func(node string) map[string]string {
-		return map[string]string{"CARTERA_CLUSTER_URL": ns.url(), "CARTERA_CLUSTER_IDENTITY_INDEX": "1", "CARTERA_CLUSTER_NODE": node}
-	}
-	a := startServerConfig(t, filepath.Join(dir, "a", "cartera.db"), nodeConfig(t, dir, "a", hook.url), env("a"), io.Discard)
-	b := startServerConfig(t, filepath.Join(dir, "b", "cartera.db"), nodeConfig(t, dir, "b", hook.url), env("b"), io.Discard)
+	a, b, dir, _ := startTwoNodes(t)
 	waitShared(t, a, b)
 	edit := func(node, wait string) {
 		t.Helper()

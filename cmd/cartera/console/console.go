@@ -291,8 +291,23 @@ func (c *Console) fail(ctx *fiber.Ctx, status int, msg string) error {
 	return c.render(ctx, status, "error", fmt.Sprintf("%d %s", status, httpStatusText(status)), "", msg)
 }
 
+// lookupFailed answers a lookup that failed: with the status the error
+// carries (StatusCode: on a cluster node, 503 while a partition moves),
+// else 400, the query's fault.
+func (c *Console) lookupFailed(ctx *fiber.Ctx, err error) error {
+	var se interface{ StatusCode() int }
+	if errors.As(err, &se) {
+		return c.fail(ctx, se.StatusCode(), err.Error())
+	}
+	return c.fail(ctx, fiber.StatusBadRequest, err.Error())
+}
+
 func httpStatusText(s int) string {
 	switch s {
+	case fiber.StatusServiceUnavailable:
+		return "Unavailable, retry"
+	case fiber.StatusGatewayTimeout:
+		return "Timed out"
 	case fiber.StatusForbidden:
 		return "Forbidden"
 	case fiber.StatusNotFound:

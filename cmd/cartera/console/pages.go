@@ -112,7 +112,7 @@ func (c *Console) people(ctx *fiber.Ctx) error {
 		case err == nil:
 			return ctx.Redirect("/console/people/profile_id:"+p.ID, fiber.StatusSeeOther)
 		case !errors.Is(err, profiles.ErrNotFound):
-			return c.fail(ctx, fiber.StatusBadRequest, err.Error())
+			return c.lookupFailed(ctx, err)
 		}
 	} else {
 		hasKind, value = false, q
@@ -131,7 +131,7 @@ func (c *Console) people(ctx *fiber.Ctx) error {
 		m, err := c.o.People.Search(k, value, searchLimit+1)
 		if err != nil {
 			if hasKind {
-				return c.fail(ctx, fiber.StatusBadRequest, err.Error())
+				return c.lookupFailed(ctx, err)
 			}
 			continue // e.g. letters searched as a phone
 		}
