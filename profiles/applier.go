@@ -52,6 +52,10 @@ type ErrBacklogged struct {
 }
 
 func (e *ErrBacklogged) Error() string {
+	if e.Lag == 0 {
+		// A cluster node's partition: counted in records only.
+		return fmt.Sprintf("processing is %d events behind ingestion, over its bound: retry after %s", e.Events, e.RetryAfter)
+	}
 	return fmt.Sprintf("processing is %d events (%s) behind ingestion, over its bound: retry after %s",
 		e.Events, e.Lag.Round(time.Millisecond), e.RetryAfter)
 }

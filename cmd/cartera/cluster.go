@@ -144,8 +144,14 @@ func openClusterLog(ctx context.Context, cfg *Config, store *profiles.Store, tru
 
 // openIdentityIndex opens the cluster's identity index in front of l.
 func openIdentityIndex(ctx context.Context, cfg *Config, l *jetstream.Log, trust profiles.SourceTrust) (*jetstream.Router, error) {
+	return openIdentityIndexAdmitting(ctx, cfg, l, trust, nil)
+}
+
+// openIdentityIndexAdmitting is openIdentityIndex whose router asks admit
+// before it appends a batch (jetstream.RouterConfig.Admit).
+func openIdentityIndexAdmitting(ctx context.Context, cfg *Config, l *jetstream.Log, trust profiles.SourceTrust, admit func([]int) error) (*jetstream.Router, error) {
 	c := cfg.Cluster
-	rcfg := jetstream.RouterConfig{Identity: cfg.Profiles.Identity, CacheTTL: c.IdentityCache, Trust: trust}
+	rcfg := jetstream.RouterConfig{Identity: cfg.Profiles.Identity, CacheTTL: c.IdentityCache, Trust: trust, Admit: admit}
 	if c.IdentitySecret != "" {
 		rcfg.Secret = []byte(c.IdentitySecret)
 	}

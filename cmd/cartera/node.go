@@ -57,7 +57,15 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 			log.Error("close the cluster's stream", "err", err)
 		}
 	}()
-	router, err := openIdentityIndex(ctx, cfg, l, d.sources)
+	// Backpressure: a batch bound for a partition whose holder lags past
+	// the bound is refused (lags.go).
+	lags := newClusterLags(cfg.Profiles.Log.MaxLagEvents, time.Now)
+	stopLags, err := l.Listen(lagTopic, lags.heard)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stopLags() }()
+	router, err := openIdentityIndexAdmitting(ctx, cfg, l, d.sources, lags.admit)
 	if err != nil {
 		return err
 	}
@@ -170,6 +178,7 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 	}
 	con.Sample()
 	work.Go(func() { con.Run(workCtx) })
+	work.Go(func() { tellLags(workCtx, l, node, log) })
 	listening := func() {
 		log.Info("listening as a cluster node", "addr", ln.Addr().String(), "node", cfg.Cluster.Node, "partitions", dir, "stream", cfg.Cluster.Stream)
 		if m.OnListen != nil {

@@ -422,9 +422,29 @@ type feed struct {
 	done chan struct{}
 }
 
+// progress is how far a feed's reader is behind what the stream holds
+// for the feed's consumer: total is the consumer sequence of the last
+// message the feed received plus the stream's count of those after it
+// then, read the consumer sequence of the last message read. Both count
+// from a feed's start.
+type progress struct {
+	total, read atomic.Uint64
+}
+
+// behind is how many messages the stream held, as of the last the feed
+// received, after the last one read.
+func (p *progress) behind() uint64 {
+	t, r := p.total.Load(), p.read.Load()
+	if t < r {
+		return 0
+	}
+	return t - r
+}
+
 // startFeed follows the stream from sequence from on: every subject, or
-// only those of filter.
-func (l *Log) startFeed(ctx context.Context, from uint64, filter ...string) (*feed, error) {
+// only those of filter; prog, when set, follows how far behind its reader
+// is.
+func (l *Log) startFeed(ctx context.Context, from uint64, prog *progress, filter ...string) (*feed, error) {
 	cons, err := l.js.OrderedConsumer(ctx, l.cfg.Stream, jetstream.OrderedConsumerConfig{
 		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 		OptStartSeq:    from,
@@ -443,6 +463,10 @@ func (l *Log) startFeed(ctx context.Context, from uint64, filter ...string) (*fe
 	}
 	f := &feed{next: from, it: it, msgs: make(chan jetstream.Msg, 1024), errc: make(chan error, 1),
 		stop: make(chan struct{}), done: make(chan struct{})}
+	if prog != nil {
+		prog.total.Store(0)
+		prog.read.Store(0)
+	}
 	go func() {
 		defer close(f.done)
 		for {
@@ -452,6 +476,9 @@ func (l *Log) startFeed(ctx context.Context, from uint64, filter ...string) (*fe
 					f.errc <- err
 				}
 				return
+			}
+			if meta, err := m.Metadata(); err == nil && prog != nil {
+				prog.total.Store(meta.Sequence.Consumer + meta.NumPending)
 			}
 			select {
 			case f.msgs <- m:
@@ -487,7 +514,7 @@ func (l *Log) Read(ctx context.Context, from uint64, max int) ([][]byte, error) 
 		l.feed = nil
 	}
 	if l.feed == nil {
-		f, err := l.startFeed(ctx, from)
+		f, err := l.startFeed(ctx, from, nil)
 		if err != nil {
 			return nil, err
 		}

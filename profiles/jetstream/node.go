@@ -210,6 +210,23 @@ func (n *Node) Held() []int {
 	return out
 }
 
+// Lags are how many records of each partition this node holds its
+// applier has not read yet (as of the last record its reader received
+// from the stream).
+func (n *Node) Lags() map[int]uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make(map[int]uint64, len(n.held))
+	for p, ls := range n.held {
+		ls.mu.Lock()
+		if !ls.lost {
+			out[p] = ls.reader.prog.behind()
+		}
+		ls.mu.Unlock()
+	}
+	return out
+}
+
 // Close leaves the cluster: each partition's applier finishes its commit,
 // its state is snapshotted (with a Snapshotter), its checkpoint written
 // and its lease given up, so that another node takes it at once; then the

@@ -1,10 +1,14 @@
 package jetstream
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Collector is the node's metrics, for a registry of the caller's: the
-// partitions it holds, those it claimed, handed over and lost, and how
-// long moving them took. Nothing is registered globally.
+// partitions it holds, those it claimed, handed over and lost, how far
+// behind each one's applier is, and how long moving them took. Nothing is registered globally.
 func (n *Node) Collector() prometheus.Collector { return nodeCollector{n} }
 
 type nodeCollector struct{ n *Node }
@@ -18,6 +22,8 @@ var (
 		"Partitions this node handed over to the node they are assigned to now (snapshot, checkpoint, lease deleted).", nil, nil)
 	descLost = prometheus.NewDesc("cartera_cluster_leases_lost_total",
 		"Partition leases this node lost: lapsed before a renewal, or written by another node (its applier stopped at once).", nil, nil)
+	descLag = prometheus.NewDesc("cartera_cluster_partition_lag_events",
+		"Records of a partition this node holds that its applier has not read yet, as of its last read.", []string{"partition"}, nil)
 )
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -25,6 +31,7 @@ func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descClaimed
 	ch <- descReleased
 	ch <- descLost
+	ch <- descLag
 	c.n.steps.Describe(ch)
 }
 
@@ -34,5 +41,8 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descClaimed, prometheus.CounterValue, float64(n.claimed.Load()))
 	ch <- prometheus.MustNewConstMetric(descReleased, prometheus.CounterValue, float64(n.released.Load()))
 	ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(n.lost.Load()))
+	for p, lag := range n.Lags() {
+		ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(lag), strconv.Itoa(p))
+	}
 	n.steps.Collect(ch)
 }

@@ -107,6 +107,8 @@ type partReader struct {
 
 	mu   sync.Mutex
 	feed *feed
+	// prog is how far the partition's reader is behind the stream.
+	prog progress
 }
 
 func (l *Log) newPartReader(p int) *partReader {
@@ -152,7 +154,7 @@ func (r *partReader) Read(ctx context.Context, from uint64, max int) ([]profiles
 		r.feed = nil
 	}
 	if r.feed == nil {
-		f, err := r.l.startFeed(ctx, from, r.subject)
+		f, err := r.l.startFeed(ctx, from, &r.prog, r.subject)
 		if err != nil {
 			return nil, err
 		}
@@ -171,6 +173,7 @@ func (r *partReader) Read(ctx context.Context, from uint64, max int) ([]profiles
 		}
 		out = append(out, profiles.Record{Offset: seq, Data: m.Data()})
 		f.next = seq + 1
+		r.prog.read.Store(meta.Sequence.Consumer)
 		return nil
 	}
 	broken, err := f.gather(ctx, max, take, func(err error) error {

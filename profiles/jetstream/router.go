@@ -90,6 +90,11 @@ type RouterConfig struct {
 	// CacheSize bounds the identifiers cached (DefaultCacheSize when 0);
 	// the cache is emptied when it is full.
 	CacheSize int
+	// Admit, when set, is asked with the partitions a batch of routed
+	// events is about to go to, before they are appended: an error (the
+	// holder of one lags past its bound) appends none of them, and
+	// Append returns it.
+	Admit func(partitions []int) error
 }
 
 // DefaultCacheSize is the default RouterConfig.CacheSize.
@@ -121,6 +126,7 @@ type Router struct {
 	protMu    sync.Mutex
 	protected map[string]bool
 
+	admit   func(partitions []int) error
 	ttl     time.Duration
 	size    int
 	cacheMu sync.Mutex
@@ -155,7 +161,7 @@ func NewRouter(ctx context.Context, l *Log, cfg RouterConfig) (*Router, error) {
 		return nil, fmt.Errorf("cluster router: cache TTL %s and size %d must not be negative", cfg.CacheTTL, cfg.CacheSize)
 	}
 	r := &Router{l: l, kv: kv, ids: profiles.NewIdentifierReader(cfg.Identity), now: cfg.Now, rand: cfg.Rand,
-		ttl: cfg.CacheTTL, size: cmp.Or(cfg.CacheSize, DefaultCacheSize), cache: map[string]cachedRoute{},
+		admit: cfg.Admit, ttl: cfg.CacheTTL, size: cmp.Or(cfg.CacheSize, DefaultCacheSize), cache: map[string]cachedRoute{},
 		trust: cfg.Trust, secret: bytes.Clone(cfg.Secret), protected: map[string]bool{}}
 	if err := r.checkKeying(ctx); err != nil {
 		return nil, err
@@ -245,6 +251,17 @@ func (r *Router) route(ctx context.Context, events []*profiles.Event, recs [][]b
 	}
 	if err := r.inGroups(ctx, events, ids, route); err != nil {
 		return 0, 0, err
+	}
+	if r.admit != nil {
+		var parts []int
+		for _, rec := range out {
+			if p := r.l.Partition(rec); !slices.Contains(parts, p) {
+				parts = append(parts, p)
+			}
+		}
+		if err := r.admit(parts); err != nil {
+			return 0, 0, err
+		}
 	}
 	return r.l.Append(ctx, out)
 }
