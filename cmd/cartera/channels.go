@@ -188,12 +188,17 @@ func (a *app) openDelivery(cfg *Config, reg prometheus.Registerer, now func() ti
 		return err
 	}
 	people := storeProfiles{a.store}
-	ob, err := channels.NewOutbox(a.store.DB(), channels.OutboxOptions{Now: now, Logger: a.log.With("component", "outbox"),
+	oopts := channels.OutboxOptions{Now: now, Logger: a.log.With("component", "outbox"),
 		Metrics: channels.NewMetrics(reg), Sink: outcomeSink{a.store},
-		Scrub: func() error { _, err := a.store.Scrub(scrubWait); return err }, Fence: a.fence,
-		Note: func(ctx context.Context, profileID string, body []byte) (bool, error) {
+		Scrub: func() error { _, err := a.store.Scrub(scrubWait); return err }, Fence: a.fence, Pace: a.pace}
+	if a.fence != nil {
+		// A cluster node's partition core (partitions.go): what it
+		// delivered is noted in the partition's stream.
+		oopts.Note = func(ctx context.Context, profileID string, body []byte) (bool, error) {
 			return a.store.Note(ctx, profileID, channels.NoteDelivered, body)
-		}, Pace: a.pace})
+		}
+	}
+	ob, err := channels.NewOutbox(a.store.DB(), oopts)
 	if err != nil {
 		return err
 	}

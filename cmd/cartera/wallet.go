@@ -215,8 +215,13 @@ func (a *app) openWallet(cfg *Config, templates map[string]*wallet.Template, now
 	if a.delivery != nil {
 		queue = a.delivery.outbox
 	}
-	svc, err := wallet.New(a.store.DB(), chain, templates, wc,
-		wallet.Deps{Viewer: a.rules, Queue: queue, Recorder: a.store, Noter: a.store.Note},
+	deps := wallet.Deps{Viewer: a.rules, Queue: queue, Recorder: a.store}
+	if a.fence != nil {
+		// A cluster node's partition core (partitions.go): the passes
+		// issued and devices registered are noted in its stream.
+		deps.Noter = a.store.Note
+	}
+	svc, err := wallet.New(a.store.DB(), chain, templates, wc, deps,
 		wallet.Options{Now: now, Logger: a.log.With("component", "wallet")})
 	if err != nil {
 		return err
