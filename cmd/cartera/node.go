@@ -43,9 +43,11 @@ type nodeDeps struct {
 // index. Its HTTP API is ingestion, /healthz and /metrics; requests about
 // a person (profiles, passes, tracking links, the wallet web service),
 // which the node holding them answers; and the admin API's lists and
-// pages, put together from every partition's (forward.go). Reloads,
-// backups and the console are not served across nodes yet
-// (docs/cluster.md), and are answered 501 here, saying so.
+// pages, put together from every partition's (forward.go), and the
+// console the same way (console_node.go); reloads of every node
+// (node_reload.go). It refuses batches bound for a partition whose holder
+// lags (lags.go). Backups are not served across nodes (docs/cluster.md)
+// and are answered 501 here, saying so.
 func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 	cfg, log := d.cfg, d.log
 	l, err := jetstream.Open(ctx, cfg.Cluster.jetstream())
@@ -192,9 +194,11 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 func partitionsDir(data string) string { return data + ".partitions" }
 
 // nodeRoutes are the routes of a cluster node: ingestion, /healthz and
-// /metrics; a person's profile, export and erasure, answered by the node
-// holding them, and the lists of journeys and audiences, summed over every
-// partition (forward.go); and a 501 that says why for everything else.
+// /metrics; a person's profile, export and erasure, passes, tracking links
+// and the wallet web service, answered by the node holding them; the
+// lists of journeys, audiences and the outbox over every partition
+// (forward.go); reloads; the console; and a 501 that says why for
+// everything else.
 func (a *api) nodeRoutes() *fiber.App {
 	app := a.newApp()
 	a.ingestRoutes(app)
