@@ -26,5 +26,9 @@
 // one transaction. In a cluster whose router resolves identities in a
 // shared index (profiles/jetstream), log records arrive addressed to a
 // profile (route.go), and a merge of two profiles held in different
-// partitions goes through the log as two records (crossmerge.go).
+// partitions goes through the log as two records (crossmerge.go), which
+// carry what processors keep about the loser (move.go). What a
+// partition's core changes of its own beside the profiles (an outbox's
+// deliveries) it notes in the partition's log, for the next owner
+// (notes.go).
 package profiles
