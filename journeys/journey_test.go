@@ -378,7 +378,9 @@ func FuzzParse(f *testing.F) {
 		if !errors.As(err, &errs) {
 			t.Fatalf("Parse = %T %v, want rules.FileErrors", err, err)
 		}
-		lines := strings.Count(src, "\n") + 1
+		// YAML's line breaks: CR LF, CR and LF (a lone CR starts a line
+		// for the parser, and for editors).
+		lines := strings.Count(strings.ReplaceAll(src, "\r\n", "\n"), "\n") + strings.Count(strings.ReplaceAll(src, "\r\n", ""), "\r") + 1
 		for _, e := range errs {
 			if e.Line < 1 || e.Line > lines+1 || e.Col < 1 {
 				t.Errorf("%v: outside the file of %d lines", e, lines)
