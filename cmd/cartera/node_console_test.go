@@ -23,7 +23,7 @@ import (
 func TestServeClusterNodesConsole(t *testing.T) {
 	// Mail to bounce@ is refused for good: a dead letter to drop.
 	relay := smtptest.Start(t, dlSMTPUser, dlSMTPPass)
-	a, b := startExampleNodes(t, map[string]string{"CARTERA_SMTP_URL": relay.URL, "CARTERA_SMTP_CA_FILE": relay.CAFile,
+	a, b, _ := startExampleNodes(t, map[string]string{"CARTERA_SMTP_URL": relay.URL, "CARTERA_SMTP_CA_FILE": relay.CAFile,
 		// Noon: the reminders go at once, outside quiet hours.
 		"CARTERA_DEV_CLOCK": "2026-12-07T12:00:00Z"})
 	people := []string{"ana", "ben", "cai", "bounce", "eli", "fay"}

@@ -54,17 +54,19 @@ func startTwoNodes(t *testing.T) (a, b *server, dir string, hook *webhookRecorde
 }
 
 // startExampleNodes starts an embedded NATS server and `serve` nodes a and
-// b on it with the examples, env added to their environment.
-func startExampleNodes(t *testing.T, env map[string]string) (a, b *server) {
+// b on it with the examples, env added to their environment; logA is a's
+// log.
+func startExampleNodes(t *testing.T, env map[string]string) (a, b *server, logA *lockedBuffer) {
 	t.Helper()
 	ns := startNATS(t)
 	dir := t.TempDir()
-	start := func(id string) *server {
+	start := func(id string, log io.Writer) *server {
 		vars := nodeEnv(ns.url(), id)
 		maps.Copy(vars, env)
-		return startServerConfig(t, filepath.Join(dir, id, "cartera.db"), "../../examples/cartera.yaml", vars, io.Discard)
+		return startServerConfig(t, filepath.Join(dir, id, "cartera.db"), "../../examples/cartera.yaml", vars, log)
 	}
-	return start("a"), start("b")
+	logA = &lockedBuffer{}
+	return start("a", logA), start("b", io.Discard), logA
 }
 
 // partitionsHeld is how many partitions node s holds, by its /metrics.
@@ -321,7 +323,7 @@ func TestServeClusterNodes(t *testing.T) {
 // (asked of every partition, its tag holding each one's) and the latest
 // pass are answered through either node by the node holding the person.
 func TestServeClusterNodesWallet(t *testing.T) {
-	a, b := startExampleNodes(t, nil)
+	a, b, logA := startExampleNodes(t, nil)
 	if r := a.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"wallet-ana","traits":{"email":"ana@example.com","loyalty_card":"4000-1234"}}`); r.status != 200 {
 		t.Fatalf("identify: %d %s", r.status, r.raw)
 	}
@@ -378,6 +380,11 @@ func TestServeClusterNodesWallet(t *testing.T) {
 	}
 	if r := a.do(t, "GET", "/wallet/v1/passes/"+issued.PassTypeIdentifier+"/"+issued.Serial, map[string]string{"Authorization": "ApplePass wrong"}, nil); r.status != 401 {
 		t.Fatalf("the latest pass with a wrong token: %d, want 401", r.status)
+	}
+	// The development chain is said once by the node, not by each of the
+	// partitions' cores it opened.
+	if n := strings.Count(logA.String(), "DEVELOPMENT chain"); n != 1 || partitionsHeld(t, a) < 2 {
+		t.Errorf("a, holding %d partitions, warned of the development chain %d times, want once", partitionsHeld(t, a), n)
 	}
 }
 
