@@ -194,14 +194,10 @@ func askErr(op string, p int, err error) error {
 func (n nodeConsole) request(op string, args consoleArgs) ([]byte, error) {
 	body, err := json.Marshal(args)
 	if err != nil {
-		return nil, fmt.Errorf("encode a console request: %w", err)
+		return nil, fmt.Errorf("encode console request %s: %w", op, err)
 	}
-	req, err := json.Marshal(forwardedRequest{Method: fiber.MethodPost, URI: consoleOpPath + op, Body: body,
-		Header: map[string]string{fiber.HeaderAuthorization: n.auth, fiber.HeaderContentType: fiber.MIMEApplicationJSON}})
-	if err != nil {
-		return nil, fmt.Errorf("encode a console request: %w", err)
-	}
-	return req, nil
+	return encodeRequest(forwardedRequest{Method: fiber.MethodPost, URI: consoleOpPath + op, Body: body,
+		Header: map[string]string{fiber.HeaderAuthorization: n.auth, fiber.HeaderContentType: fiber.MIMEApplicationJSON}}), nil
 }
 
 // answer decodes a holder's answer into out (nil: none wanted).
@@ -245,13 +241,9 @@ func askEvery[T any](n nodeConsole, op string, args consoleArgs, fn func(p int, 
 	if err != nil {
 		return err
 	}
-	reqs := map[int][]byte{}
-	for p := range n.log.Partitions() {
-		reqs[p] = req
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.timeout)
 	defer cancel()
-	answers, errs := askPartitions(ctx, n.log, reqs)
+	answers, errs := askEveryPartition(ctx, n.log, req)
 	for p, err := range errs {
 		if err != nil {
 			return askErr(op, p, err)

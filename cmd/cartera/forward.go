@@ -117,11 +117,7 @@ func (a *api) askHolder(c *fiber.Ctx, pid string) error {
 
 // askPartition answers the request with the answer of partition p's holder.
 func (a *api) askPartition(c *fiber.Ctx, p int) error {
-	req := forwardedRequest{Method: c.Method(), URI: c.OriginalURL(), Header: forwardedHeaders(c), Body: c.Body()}
-	body, err := json.Marshal(req)
-	if err != nil {
-		return fmt.Errorf("encode a forwarded request: %w", err)
-	}
+	body := encodeRequest(forwardedRequest{Method: c.Method(), URI: c.OriginalURL(), Header: forwardedHeaders(c), Body: c.Body()})
 	if len(body) > a.people.log.MaxRequest() {
 		return &httpError{fiber.StatusRequestEntityTooLarge, fmt.Sprintf("the request is larger than the cluster's NATS max_payload (%d bytes)", a.people.log.MaxRequest())}
 	}
@@ -179,6 +175,16 @@ func (w answerer) answer(raw []byte) []byte {
 	return out
 }
 
+// encodeRequest encodes a forwarded request.
+func encodeRequest(r forwardedRequest) []byte {
+	out, err := json.Marshal(r)
+	if err != nil {
+		// A struct of strings and bytes always encodes.
+		panic(err)
+	}
+	return out
+}
+
 func encodeAnswer(a forwardedAnswer) []byte {
 	out, err := json.Marshal(a)
 	if err != nil {
@@ -217,11 +223,7 @@ func (a *api) askEach(c *fiber.Ctx, uri func(p int) string, ok ...int) ([]forwar
 	l, method := a.people.log, c.Method() // the fiber.Ctx is not for other goroutines
 	reqs := make(map[int][]byte, l.Partitions())
 	for p := range l.Partitions() {
-		b, err := json.Marshal(forwardedRequest{Method: method, URI: uri(p), Header: header})
-		if err != nil {
-			return nil, fmt.Errorf("encode a forwarded request: %w", err)
-		}
-		reqs[p] = b
+		reqs[p] = encodeRequest(forwardedRequest{Method: method, URI: uri(p), Header: header})
 	}
 	out, errs := askPartitions(c.UserContext(), l, reqs)
 	for p, ans := range out {
@@ -239,6 +241,17 @@ func (a *api) askEach(c *fiber.Ctx, uri func(p int) string, ok ...int) ([]forwar
 		return nil, err
 	}
 	return out, nil
+}
+
+// askEveryPartition sends every partition's holder the same request (an
+// encoded forwardedRequest) and returns their answers and errors by
+// partition.
+func askEveryPartition(ctx context.Context, l *jetstream.Log, req []byte) ([]forwardedAnswer, []error) {
+	reqs := make(map[int][]byte, l.Partitions())
+	for p := range l.Partitions() {
+		reqs[p] = req
+	}
+	return askPartitions(ctx, l, reqs)
 }
 
 // askPartitions sends each partition's holder its request of reqs, at

@@ -154,17 +154,10 @@ func (r *nodeReloader) reloadCluster(ctx context.Context, dryRun bool) (*reloadR
 // partitionsBehind lists the partitions whose cores do not run the
 // journey versions want (or cannot say now), with what they run.
 func (r *nodeReloader) partitionsBehind(ctx context.Context, want map[string]string) []string {
-	req, err := json.Marshal(forwardedRequest{Method: fiber.MethodGet, URI: "/v1/journeys", Header: map[string]string{fiber.HeaderAuthorization: r.auth}})
-	if err != nil {
-		return []string{err.Error()}
-	}
-	reqs := map[int][]byte{}
-	for p := range r.l.Partitions() {
-		reqs[p] = req
-	}
+	req := encodeRequest(forwardedRequest{Method: fiber.MethodGet, URI: "/v1/journeys", Header: map[string]string{fiber.HeaderAuthorization: r.auth}})
 	actx, cancel := context.WithTimeout(ctx, consoleRequestTimeout)
 	defer cancel()
-	answers, errs := askPartitions(actx, r.l, reqs)
+	answers, errs := askEveryPartition(actx, r.l, req)
 	var behind []string
 	for p, ans := range answers {
 		var part struct {
