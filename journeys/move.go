@@ -125,9 +125,13 @@ func (r *run) ImportPerson(profileID string, state []byte) error {
 	}
 	// The sidecars of instances that did not come (ended meanwhile) point
 	// at nothing here.
+	moved := make(map[uint64]bool, len(ids))
+	for _, id := range ids {
+		moved[id] = true
+	}
 	var stale []string
 	err = sc.Scan(profileID, sidecarActive, func(name string, v []byte) error {
-		if len(v) >= 8 && !containsValue(ids, binary.BigEndian.Uint64(v[:8])) {
+		if len(v) >= 8 && !moved[binary.BigEndian.Uint64(v[:8])] {
 			stale = append(stale, name)
 		}
 		return nil
@@ -161,15 +165,6 @@ func (r *run) ImportPerson(profileID string, state []byte) error {
 		}
 	}
 	return nil
-}
-
-func containsValue(m map[uint64]uint64, v uint64) bool {
-	for _, x := range m {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // MovedOut implements profiles.TxPersonMover: the person's live instances,

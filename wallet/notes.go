@@ -74,6 +74,12 @@ func applyPassNote(tx *bbolt.Tx, body []byte) error {
 	if err := json.Unmarshal(body, &p); err != nil {
 		return fmt.Errorf("decode pass note: %w", err)
 	}
+	return keepPass(tx, &p)
+}
+
+// keepPass keeps p, issued in another file, unless this file has it at
+// that tag or later; the tag counter moves past its tag.
+func keepPass(tx *bbolt.Tx, p *Pass) error {
 	if p.Serial == "" || p.ProfileID == "" {
 		return fmt.Errorf("pass note: serial %q, profile %q", p.Serial, p.ProfileID)
 	}
@@ -86,11 +92,11 @@ func applyPassNote(tx *bbolt.Tx, body []byte) error {
 			return err
 		}
 	}
-	v, err := json.Marshal(&p)
+	v, err := json.Marshal(p)
 	if err != nil {
 		return err
 	}
-	if err := countPass(tx, b.Get([]byte(p.Serial)), &p); err != nil {
+	if err := countPass(tx, b.Get([]byte(p.Serial)), p); err != nil {
 		return err
 	}
 	if err := b.Put([]byte(p.Serial), v); err != nil {
@@ -106,6 +112,12 @@ func applyDeviceNote(tx *bbolt.Tx, body []byte) error {
 	if err := json.Unmarshal(body, &n); err != nil {
 		return fmt.Errorf("decode device note: %w", err)
 	}
+	return keepDevice(tx, n)
+}
+
+// keepDevice keeps a device's registration (or its removal) made in
+// another file; the registration counter moves past its number.
+func keepDevice(tx *bbolt.Tx, n deviceNote) error {
 	if n.Removed {
 		_, err := deleteRegistration(tx, n.Device, n.PassTypeID, n.Serial)
 		return err
@@ -225,20 +237,12 @@ func (w *txWork) ImportPerson(profileID string, state []byte) error {
 			return fmt.Errorf("decode a moved pass: %w", err)
 		}
 		p.ProfileID = profileID
-		body, err := json.Marshal(&p)
-		if err != nil {
-			return err
-		}
-		if err := applyPassNote(w.tx, body); err != nil {
+		if err := keepPass(w.tx, &p); err != nil {
 			return err
 		}
 	}
 	for _, d := range mp.Devices {
-		body, err := json.Marshal(d)
-		if err != nil {
-			return err
-		}
-		if err := applyDeviceNote(w.tx, body); err != nil {
+		if err := keepDevice(w.tx, d); err != nil {
 			return err
 		}
 	}
