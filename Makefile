@@ -8,7 +8,7 @@ BIN     ?= bin/cartera
 SDKTEST := internal/sdktest
 BROWSERTEST := internal/browsertest
 
-.PHONY: vulndb run cluster cluster-nodes demo build test test-go test-clock sdk bench soak lint fuzz clean console-screenshots
+.PHONY: vulndb run cluster cluster-nodes cluster-one demo build test test-go test-clock sdk bench soak lint fuzz clean console-screenshots
 
 build:
 	$(GO) build -o $(BIN) ./cmd/cartera
@@ -21,13 +21,32 @@ CARTERA_DEV_CLOCK ?= 1
 run: build
 	CARTERA_DEV_CLOCK=$(CARTERA_DEV_CLOCK) ./$(BIN) serve --config examples/cartera.yaml
 
-# cluster is `make run` in cluster mode: three NATS servers with JetStream
-# on 127.0.0.1:4222-4224 (cmd/cartera-nats, stores in data/nats/), then
-# one Cartera node on :8080 whose event log is a stream replicated on all
-# three (R3), with the examples and the dev clock; `make demo` works
-# against it. Ctrl-C stops both. `make cluster-nodes` runs three Cartera
-# nodes sharing the stream's partitions.
-cluster: build
+# cluster runs a cluster on this machine: three NATS servers with
+# JetStream on 127.0.0.1:4222-4224 (cmd/cartera-nats, stores in
+# data/nats/), then three Cartera nodes (cluster.node a, b, c) on
+# 127.0.0.1:8080-8082 sharing the partitions of a stream replicated on all
+# three servers (R3), with the examples and the dev clock. Any node takes
+# events and answers every request (the console included; backups answer
+# 501); `make demo` works against it (on :8080) once the partitions have
+# settled (~20 s). Ctrl-C stops everything. `make cluster-nodes` is the
+# same; `make cluster-one` runs one node following the whole stream.
+cluster cluster-nodes: build
+	$(GO) build -o bin/cartera-nats ./cmd/cartera-nats
+	@mkdir -p data/nats; rm -f data/nats/ready
+	@./bin/cartera-nats --dir data/nats --ready-file data/nats/ready & nats=$$!; \
+	trap 'kill $$nats $$a $$b 2>/dev/null; wait 2>/dev/null' EXIT INT TERM; \
+	for i in $$(seq 1 600); do [ -s data/nats/ready ] && break; kill -0 $$nats 2>/dev/null || exit 1; sleep 0.1; done; \
+	echo "NATS JetStream (R3): $$(cat data/nats/ready)"; \
+	echo "Cartera node a: http://127.0.0.1:8080 (console: /console/), node b: http://127.0.0.1:8081, node c: http://127.0.0.1:8082"; \
+	export CARTERA_DEV_CLOCK=$(CARTERA_DEV_CLOCK) CARTERA_CLUSTER_URL=$$(cat data/nats/ready) CARTERA_CLUSTER_REPLICAS=3 CARTERA_CLUSTER_IDENTITY_INDEX=1; \
+	CARTERA_CLUSTER_NODE=a ./$(BIN) serve --config examples/cartera.yaml --data data/nodes/a/cartera.db --addr 127.0.0.1:8080 & a=$$!; \
+	CARTERA_CLUSTER_NODE=b ./$(BIN) serve --config examples/cartera.yaml --data data/nodes/b/cartera.db --addr 127.0.0.1:8081 & b=$$!; \
+	CARTERA_CLUSTER_NODE=c ./$(BIN) serve --config examples/cartera.yaml --data data/nodes/c/cartera.db --addr 127.0.0.1:8082
+
+# cluster-one is `make run` in cluster mode: the three NATS servers, then
+# one Cartera node on :8080 that follows the whole stream (no
+# cluster.node).
+cluster-one: build
 	$(GO) build -o bin/cartera-nats ./cmd/cartera-nats
 	@mkdir -p data/nats; rm -f data/nats/ready
 	@./bin/cartera-nats --dir data/nats --ready-file data/nats/ready & nats=$$!; \
@@ -35,24 +54,6 @@ cluster: build
 	for i in $$(seq 1 600); do [ -s data/nats/ready ] && break; kill -0 $$nats 2>/dev/null || exit 1; sleep 0.1; done; \
 	CARTERA_DEV_CLOCK=$(CARTERA_DEV_CLOCK) CARTERA_CLUSTER_URL=$$(cat data/nats/ready) CARTERA_CLUSTER_REPLICAS=3 \
 		./$(BIN) serve --config examples/cartera.yaml --data data/cluster/cartera.db
-
-# cluster-nodes is `make cluster` with three Cartera nodes (cluster.node
-# a, b, c) on 127.0.0.1:8080-8082, sharing the stream's partitions: any
-# node takes events and answers requests about a person, tracking links
-# and the wallet web service, and `make demo` works against it (on
-# :8080) once the partitions have settled (~20 s). The console and the
-# pages of one journey or audience answer 501 on a node
-# (docs/cluster.md). Ctrl-C stops everything.
-cluster-nodes: build
-	$(GO) build -o bin/cartera-nats ./cmd/cartera-nats
-	@mkdir -p data/nats; rm -f data/nats/ready
-	@./bin/cartera-nats --dir data/nats --ready-file data/nats/ready & nats=$$!; \
-	trap 'kill $$nats $$a $$b 2>/dev/null; wait 2>/dev/null' EXIT INT TERM; \
-	for i in $$(seq 1 600); do [ -s data/nats/ready ] && break; kill -0 $$nats 2>/dev/null || exit 1; sleep 0.1; done; \
-	export CARTERA_DEV_CLOCK=$(CARTERA_DEV_CLOCK) CARTERA_CLUSTER_URL=$$(cat data/nats/ready) CARTERA_CLUSTER_REPLICAS=3 CARTERA_CLUSTER_IDENTITY_INDEX=1; \
-	CARTERA_CLUSTER_NODE=a ./$(BIN) serve --config examples/cartera.yaml --data data/nodes/a/cartera.db --addr 127.0.0.1:8080 & a=$$!; \
-	CARTERA_CLUSTER_NODE=b ./$(BIN) serve --config examples/cartera.yaml --data data/nodes/b/cartera.db --addr 127.0.0.1:8081 & b=$$!; \
-	CARTERA_CLUSTER_NODE=c ./$(BIN) serve --config examples/cartera.yaml --data data/nodes/c/cartera.db --addr 127.0.0.1:8082
 
 # demo replays the seed scenario against `make run` (in another terminal).
 demo: build

@@ -16,7 +16,7 @@ import (
 	"cartera/internal/natscluster"
 )
 
-// TestServeOnReplicatedCluster is what `make cluster` runs: serve on a
+// TestServeOnReplicatedCluster is what `make cluster-one` runs: serve on a
 // stream replicated on three NATS servers (internal/natscluster,
 // CARTERA_CLUSTER_REPLICAS=3), which goes on acknowledging and applying
 // with one of the three down.
