@@ -30,6 +30,10 @@ func (c Config) metaBucket() string { return c.Stream + "_META" }
 
 // openBucket opens a KV bucket, creating it as cfg if it is missing.
 func openBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	return untilAnswered(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return openBucketOnce(ctx, js, cfg) })
+}
+
+func openBucketOnce(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, cfg.Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		kv, err = js.CreateKeyValue(ctx, cfg)

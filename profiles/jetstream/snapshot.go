@@ -104,6 +104,10 @@ const snapshotChunk = 16 << 10
 
 // openSnapshots opens the snapshot bucket, creating it if it is missing.
 func (l *Log) openSnapshots(ctx context.Context) (jetstream.ObjectStore, error) {
+	return untilAnswered(ctx, l.openSnapshotsOnce)
+}
+
+func (l *Log) openSnapshotsOnce(ctx context.Context) (jetstream.ObjectStore, error) {
 	bucket := l.cfg.Stream + "_SNAPSHOTS"
 	obs, err := l.js.ObjectStore(ctx, bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
