@@ -316,14 +316,25 @@ func TestPartitionCoresNodeKilledMidLoad(t *testing.T) {
 	// Snapshots every 10 events of a partition: the kill leaves some
 	// applied after the last one.
 	snap := jetstream.SnapshotConfig{Events: 10, Interval: time.Minute}
+	// Three nodes, as the issue asks: the killed one's partitions go to
+	// the two that stay, each restoring its share.
 	a := startPartitionNodeWith(t, "a", ns.url(), dir, hook.url, cfg, defs, clock.Now, snap)
 	b := startPartitionNodeWith(t, "b", ns.url(), dir, hook.url, cfg, defs, clock.Now, snap)
+	nodeC := startPartitionNodeWith(t, "c", ns.url(), dir, hook.url, cfg, defs, clock.Now, snap)
 	const partitions = 8
-	waitUntil(t, "a and b share the partitions", func() bool {
-		ha, hb := a.node.Held(), b.node.Held()
-		return len(ha) > 0 && len(hb) > 0 && len(ha)+len(hb) == partitions &&
-			slices.Equal(a.coresHeld(), ha) && slices.Equal(b.coresHeld(), hb)
+	nodes := []*partitionNode{a, b, nodeC}
+	waitUntil(t, "a, b and c share the partitions", func() bool {
+		total := 0
+		for _, n := range nodes {
+			held := n.node.Held()
+			if len(held) == 0 || !slices.Equal(n.coresHeld(), held) {
+				return false
+			}
+			total += len(held)
+		}
+		return total == partitions
 	})
+	bHeld := b.node.Held()
 
 	const people, batch = 160, 8
 	user := func(i int) string { return fmt.Sprintf("kill-user-%03d", i) }
@@ -364,11 +375,23 @@ func TestPartitionCoresNodeKilledMidLoad(t *testing.T) {
 	}
 	for range appended {
 	}
-	waitUntil(t, "a holds every partition, a core on each", func() bool {
-		return len(a.node.Held()) == partitions && slices.Equal(a.coresHeld(), a.node.Held())
+	survivors := []*partitionNode{a, nodeC}
+	waitUntil(t, "a and c hold every partition, a core on each", func() bool {
+		total := 0
+		for _, n := range survivors {
+			if !slices.Equal(n.coresHeld(), n.node.Held()) {
+				return false
+			}
+			total += len(n.node.Held())
+		}
+		return total == partitions
 	})
 	if held := b.cores.held(); len(held) != 0 {
 		t.Fatalf("the killed node still runs %d cores", len(held))
+	}
+	t.Logf("b held %v; now a holds %v, c holds %v", bHeld, a.node.Held(), nodeC.node.Held())
+	held := func() []*partitionCore {
+		return append(a.cores.held(), nodeC.cores.held()...)
 	}
 
 	// Every acknowledged sign-up is in exactly one profile, once.
@@ -376,7 +399,7 @@ func TestPartitionCoresNodeKilledMidLoad(t *testing.T) {
 	for i := range people {
 		u := user(i)
 		waitUntil(t, u+" applied", func() bool {
-			for _, c := range a.cores.held() {
+			for _, c := range held() {
 				if _, err := c.store.Lookup(profiles.Identifier{Kind: profiles.KindUserID, Value: u}); err == nil {
 					return true
 				}
@@ -384,7 +407,7 @@ func TestPartitionCoresNodeKilledMidLoad(t *testing.T) {
 			return false
 		})
 		found := 0
-		for _, c := range a.cores.held() {
+		for _, c := range held() {
 			prof, err := c.store.Lookup(profiles.Identifier{Kind: profiles.KindUserID, Value: u})
 			if errors.Is(err, profiles.ErrNotFound) {
 				continue
