@@ -69,6 +69,17 @@ func DefaultClusterConfig() ClusterConfig {
 		LeaseTTL: 10 * time.Second, SnapshotEvents: 50_000, SnapshotInterval: 5 * time.Minute}
 }
 
+// node is this node's config in the cluster: its leases, its snapshots
+// (written under snapDir before their upload) and its trims of the stream
+// below them, hourly, by the log's retention.
+func (c ClusterConfig) node(retention profiles.LogConfig, snapDir string, log *slog.Logger) jetstream.NodeConfig {
+	return jetstream.NodeConfig{
+		ID: c.Node, LeaseTTL: c.LeaseTTL, Logger: log,
+		Snapshots: jetstream.SnapshotConfig{Events: c.SnapshotEvents, Interval: c.SnapshotInterval, Dir: snapDir},
+		Trim:      jetstream.TrimConfig{Every: retentionEvery, Retention: jetstream.Retention{Age: retention.Retention, MaxBytes: retention.MaxBytes}},
+	}
+}
+
 func (c ClusterConfig) jetstream() jetstream.Config {
 	return jetstream.Config{URL: c.URL, Stream: c.Stream, Subject: c.Subject, Partitions: c.Partitions, Replicas: c.Replicas, AckWait: c.AckWait}
 }
@@ -88,8 +99,7 @@ func (c ClusterConfig) Validate() error {
 		if !c.IdentityIndex {
 			return errors.New("cluster.node: set cluster.identity_index too (a node's partitions are keyed by profile)")
 		}
-		n := jetstream.NodeConfig{ID: c.Node, LeaseTTL: c.LeaseTTL, Snapshots: jetstream.SnapshotConfig{Events: c.SnapshotEvents, Interval: c.SnapshotInterval}}
-		if err := n.Validate(); err != nil {
+		if err := c.node(profiles.DefaultConfig().Log, "", nil).Validate(); err != nil {
 			return err
 		}
 	}

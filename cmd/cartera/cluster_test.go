@@ -13,6 +13,9 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
+
+	"cartera/profiles"
+	"cartera/profiles/jetstream"
 )
 
 // embeddedNATS is a real NATS server with JetStream on file storage,
@@ -208,6 +211,23 @@ func TestClusterConfig(t *testing.T) {
 				t.Fatalf("validate: %v, want an error naming %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// A node trims the stream below its partitions' snapshots by the event
+// log's retention, hourly as serve trims its log.
+func TestClusterNodeTrimsByTheLogsRetention(t *testing.T) {
+	c := DefaultClusterConfig()
+	c.Node = "a"
+	logCfg := profiles.DefaultConfig().Log
+	logCfg.Retention, logCfg.MaxBytes = 36*time.Hour, 2<<30
+	got := c.node(logCfg, "/snapshots", nil)
+	want := jetstream.TrimConfig{Every: time.Hour, Retention: jetstream.Retention{Age: 36 * time.Hour, MaxBytes: 2 << 30}}
+	if got.Trim != want {
+		t.Fatalf("trim %+v, want %+v", got.Trim, want)
+	}
+	if got.Snapshots.Dir != "/snapshots" || got.Snapshots.Events != c.SnapshotEvents || got.ID != "a" {
+		t.Fatalf("node config %+v", got)
 	}
 }
 

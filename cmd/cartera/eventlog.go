@@ -220,6 +220,10 @@ func (l servedLog) retain(store *profiles.Store, cfg profiles.LogConfig) trimFun
 	}
 }
 
+// retentionEvery is how often the event log is trimmed by its retention
+// (on a cluster node: each partition's records below its snapshot).
+const retentionEvery = time.Hour
+
 // runRetention trims the event log every interval until ctx ends. What is
 // not applied is never trimmed.
 func runRetention(ctx context.Context, trim trimFunc, now func() time.Time, interval time.Duration, log *slog.Logger) {

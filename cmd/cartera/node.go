@@ -85,10 +85,8 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 			return err
 		}
 	}
-	node, err := jetstream.StartNode(ctx, l, cores.files(dir), jetstream.NodeConfig{
-		ID: cfg.Cluster.Node, LeaseTTL: cfg.Cluster.LeaseTTL, Logger: log.With("component", "cluster"),
-		Snapshots: jetstream.SnapshotConfig{Events: cfg.Cluster.SnapshotEvents, Interval: cfg.Cluster.SnapshotInterval, Dir: filepath.Join(dir, "snapshots")},
-	})
+	node, err := jetstream.StartNode(ctx, l, cores.files(dir),
+		cfg.Cluster.node(cfg.Profiles.Log, filepath.Join(dir, "snapshots"), log.With("component", "cluster")))
 	if err != nil {
 		return fmt.Errorf("cluster.node: %w", err)
 	}

@@ -163,7 +163,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 		return err
 	}
 	work.Go(func() { core.run(workCtx) })
-	work.Go(func() { runRetention(workCtx, elog.retain(store, cfg.Profiles.Log), now, time.Hour, log) })
+	work.Go(func() { runRetention(workCtx, elog.retain(store, cfg.Profiles.Log), now, retentionEvery, log) })
 	work.Go(func() { core.ensureGoogleClasses(workCtx) })
 	con.Sample() // the charts' first sample, before any event comes in
 	work.Go(func() { con.Run(workCtx) })

@@ -69,7 +69,8 @@
 //     many. So do the profile ids of people the dead node created after
 //     that snapshot: the new owner gives them new ones.
 //   - Replay needs the stream to hold every record after the snapshot:
-//     Cartera never trims it; a stream purged past a partition's newest
+//     a node trims each partition it holds below its newest snapshot, as
+//     its retention lets it (trim.go); a stream purged past a partition's newest
 //     snapshot loses those records for that partition (a warning is
 //     logged at claim time, the reader cannot tell them apart).
 //

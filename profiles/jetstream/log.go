@@ -623,36 +623,10 @@ func (l *Log) Retain(ctx context.Context, applied uint64, r Retention, now time.
 		return 0, fmt.Errorf("jetstream event log: retain: %w", err)
 	}
 	st := info.State
-	if st.Msgs == 0 {
-		return 0, nil
+	below, err := l.retainBelow(ctx, st, applied+1, r, now)
+	if err != nil {
+		return 0, fmt.Errorf("jetstream event log: retain: %w", err)
 	}
-	limit := min(applied, st.LastSeq) + 1 // trim below at most this
-	below := st.FirstSeq
-	if r.MaxBytes > 0 && st.Bytes > uint64(r.MaxBytes) {
-		// Records are of about one size: drop as many of the oldest as
-		// the excess holds.
-		avg := max(st.Bytes/st.Msgs, 1)
-		below = st.FirstSeq + (st.Bytes-uint64(r.MaxBytes)+avg-1)/avg
-	}
-	if r.Age >= 0 && below < limit {
-		// The first applied record stored within the age, by bisection.
-		cutoff := now.Add(-r.Age)
-		lo, hi := below, limit // records in [lo, hi) are candidates
-		for lo < hi {
-			mid := lo + (hi-lo)/2
-			m, err := l.stream.GetMsg(ctx, mid)
-			if err != nil {
-				return 0, fmt.Errorf("jetstream event log: retain: read record %d: %w", mid, err)
-			}
-			if m.Time.After(cutoff) {
-				hi = mid
-			} else {
-				lo = mid + 1
-			}
-		}
-		below = lo
-	}
-	below = min(below, limit)
 	if below <= st.FirstSeq {
 		return 0, nil
 	}

@@ -61,6 +61,10 @@ type NodeConfig struct {
 	// Snapshots says when the node snapshots its partitions' state, if
 	// its Applier is a Snapshotter (snapshot.go).
 	Snapshots SnapshotConfig
+	// Trim says how the node trims its partitions' records below their
+	// snapshots from the stream, if its Applier is a Snapshotter
+	// (trim.go); the zero value never trims.
+	Trim TrimConfig
 }
 
 var nodeIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -72,6 +76,9 @@ func (c NodeConfig) Validate() error {
 		return fmt.Errorf("cluster.node: %q is not a node id (1 to 64 letters, digits, '-' or '_')", c.ID)
 	case c.LeaseTTL < 100*time.Millisecond:
 		return fmt.Errorf("cluster.lease_ttl: %s is under 100ms", c.LeaseTTL)
+	}
+	if err := c.Trim.validate(); err != nil {
+		return err
 	}
 	return c.Snapshots.validate()
 }
@@ -130,6 +137,7 @@ type lease struct {
 	applied  uint64 // the offset the partition's state holds on this node
 	snapOff  uint64 // the offset of the partition's newest snapshot
 	snapTime time.Time
+	trimmed  uint64 // the offset below which this node trimmed the partition's records
 	// catchUp is the partition's last offset in the stream when its
 	// applier started (0 once reached), started when.
 	catchUp uint64
@@ -185,6 +193,9 @@ func StartNode(ctx context.Context, l *Log, app Applier, cfg NodeConfig) (*Node,
 		n.snap = snap
 		sctx, cancel := context.WithCancel(context.Background())
 		n.wg.Go(func() { n.runSnapshots(sctx) })
+		if cfg.Trim.Every > 0 {
+			n.wg.Go(func() { n.runTrims(sctx) })
+		}
 		n.wg.Go(func() {
 			<-n.stop
 			cancel()

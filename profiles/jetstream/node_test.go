@@ -95,6 +95,8 @@ type node struct {
 	snapshots jetstream.SnapshotConfig
 	// maxEvents is profiles.max_events (the default when 0).
 	maxEvents int
+	// trim is how the node trims the stream below its snapshots.
+	trim jetstream.TrimConfig
 }
 
 func startNode(t *testing.T, url, id, path string) *node {
@@ -139,7 +141,7 @@ func (n *node) start() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nd, err := jetstream.StartNode(t.Context(), l, app, jetstream.NodeConfig{ID: n.id, LeaseTTL: testTTL, Snapshots: n.snapshots, Logger: testLogger()})
+	nd, err := jetstream.StartNode(t.Context(), l, app, jetstream.NodeConfig{ID: n.id, LeaseTTL: testTTL, Snapshots: n.snapshots, Trim: n.trim, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
