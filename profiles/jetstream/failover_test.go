@@ -563,3 +563,21 @@ func TestCloseDuringRestore(t *testing.T) {
 		}
 	}
 }
+
+// A node makes the folder its snapshots are written to before their
+// upload (serve gives it one under the partitions' folder that nothing
+// else makes: every snapshot failed there).
+func TestSnapshotFolderMade(t *testing.T) {
+	ns := startNATS(t)
+	dir := t.TempDir()
+	snaps := testSnapshots
+	snaps.Dir = filepath.Join(dir, "partitions", "snapshots")
+	a := startNodeWith(t, "a", filepath.Join(dir, "a"), func(n *node) {
+		n.url, n.perPartition, n.snapshots = ns.url(), true, snaps
+	})
+	eventually(t, "a holds every partition", func() bool { return len(a.held()) == testPartitions })
+	cfg := testConfig(ns.url())
+	cfg.Partitions = testPartitions
+	publish(t, open(t, cfg), 24, 0, 48)
+	waitSnapshotted(t, ns.url())
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -187,6 +188,11 @@ func StartNode(ctx context.Context, l *Log, app Applier, cfg NodeConfig) (*Node,
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 		}, []string{"step"})}
 	if snap, ok := app.(Snapshotter); ok {
+		if d := n.snapCfg.Dir; d != "" {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				return nil, fmt.Errorf("snapshots folder: %w", err)
+			}
+		}
 		if n.obs, err = l.openSnapshots(ctx); err != nil {
 			return nil, err
 		}
