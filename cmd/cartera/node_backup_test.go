@@ -1,0 +1,266 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/jsm.go"
+	jsmapi "github.com/nats-io/jsm.go/api"
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+)
+
+// backupOrder is the order the cluster's streams are backed up in: the
+// partitions' snapshots first, then the identity index and the
+// checkpoints, the events last, so that the events' backup holds every
+// record a snapshot in the backup covers (a snapshot past the restored
+// stream's end would skip the events appended after the restore).
+func backupOrder(names []string) []string {
+	rank := func(name string) int {
+		switch {
+		case strings.HasPrefix(name, "OBJ_"):
+			return 0
+		case strings.HasPrefix(name, "KV_"):
+			return 1
+		}
+		return 2
+	}
+	slices.SortStableFunc(names, func(a, b string) int { return rank(a) - rank(b) })
+	return names
+}
+
+// backupStreams backs up every stream on file storage of the NATS server
+// at url into dir/<stream>, with jsm.go (what `nats stream backup` runs),
+// in backupOrder. The lease bucket lives in memory: it is not backed up.
+func backupStreams(t *testing.T, url, dir string) []string {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	mgr, err := jsm.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := mgr.StreamNames(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, name := range backupOrder(names) {
+		str, err := mgr.LoadStream(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if str.Storage() != jsmapi.FileStorage {
+			continue
+		}
+		if _, err := str.SnapshotToDirectory(t.Context(), filepath.Join(dir, name)); err != nil {
+			t.Fatalf("back up stream %s: %v", name, err)
+		}
+		kept = append(kept, name)
+	}
+	return kept
+}
+
+// restoreStreams restores each of names from dir/<name> into the NATS
+// server at url, in the order given.
+func restoreStreams(t *testing.T, url, dir string, names []string) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	mgr, err := jsm.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		if _, _, err := mgr.RestoreSnapshotFromDirectory(t.Context(), name, filepath.Join(dir, name)); err != nil {
+			t.Fatalf("restore stream %s: %v", name, err)
+		}
+	}
+}
+
+// A cluster is backed up as docs/cluster.md says: its JetStream streams,
+// with NATS's tools, while ingestion pauses. After the NATS servers and
+// every node's disk are lost, the streams restored into an empty server
+// and a new node started on them hold every person of the backup, under
+// the same profile ids, with their events; what came after the backup is
+// not there; and new events find their people through the restored
+// identity index.
+func TestClusterBackupRestore(t *testing.T) {
+	ns := startNATS(t)
+	dir := t.TempDir()
+	hook := newWebhookRecorder(t)
+	start := func(id string, log io.Writer) *server {
+		env := nodeEnv(ns.url(), id)
+		env["CARTERA_LOG_LEVEL"] = "info"
+		cfg := nodeConfig(t, dir, id, hook.url)
+		// Snapshots soon after events, so that the backup holds some.
+		appendFile(t, cfg, "  snapshot_interval: 200ms\n")
+		return startServerConfig(t, filepath.Join(dir, id, "cartera.db"), cfg, env, log)
+	}
+	a, b := start("a", io.Discard), start("b", io.Discard)
+	waitShared(t, a, b)
+
+	const people = 16
+	user := func(i int) string { return fmt.Sprintf("backup-user-%02d", i) }
+	var events []string
+	for i := range people {
+		events = append(events,
+			fmt.Sprintf(`{"type":"identify","userId":%q,"anonymousId":"backup-device-%02d","traits":{"email":"backup-%02d@example.com"},"messageId":"m-backup-id-%02d"}`, user(i), i, i, i),
+			fmt.Sprintf(`{"type":"track","event":"Signed Up","userId":%q,"messageId":"m-backup-%02d"}`, user(i), i))
+	}
+	if r := a.send(t, "partition_test_key", "/v1/batch", `{"batch":[`+strings.Join(events, ",")+`]}`); r.status != 200 {
+		t.Fatalf("batch: %d %s", r.status, r.raw)
+	}
+	ids := map[string]string{}
+	for i := range people {
+		u := user(i)
+		waitUntil(t, u+" signed up", func() bool {
+			p := b.admin(t, "GET", "/v1/profiles/user_id:"+u)
+			if p.status != 200 || !strings.Contains(p.raw, "Signed Up") {
+				return false
+			}
+			ids[u], _ = p.body["id"].(string)
+			return ids[u] != ""
+		})
+	}
+
+	// The stream is trimmed below the snapshots, as the nodes' retention
+	// would: the people's state is then only in the snapshots.
+	trimBelowSnapshots(t, ns.url())
+
+	// The backup, ingestion paused; then an event it does not hold.
+	backup := t.TempDir()
+	names := backupStreams(t, ns.url(), backup)
+	for _, want := range []string{"CARTERA_EVENTS", "KV_CARTERA_EVENTS_IDENTITY", "KV_CARTERA_EVENTS_META", "OBJ_CARTERA_EVENTS_SNAPSHOTS"} {
+		if !slices.Contains(names, want) {
+			t.Fatalf("backed up %v, without %s", names, want)
+		}
+	}
+	if r := a.send(t, "partition_test_key", "/v1/track", `{"event":"Signed Up","userId":"after-the-backup","messageId":"m-after"}`); r.status != 200 {
+		t.Fatalf("track after the backup: %d %s", r.status, r.raw)
+	}
+
+	// Everything is lost: the nodes and their disks, the NATS server and
+	// its store.
+	a.stop()
+	b.stop()
+	ns.stop()
+	if err := os.RemoveAll(ns.dir); err != nil {
+		t.Fatal(err)
+	}
+	ns.start()
+	restoreStreams(t, ns.url(), backup, names)
+
+	logC := &lockedBuffer{}
+	c := start("c", logC)
+	waitUntil(t, "c holds every partition", func() bool { return partitionsHeld(t, c) == 8 })
+	for i := range people {
+		u := user(i)
+		var p reply
+		waitUntil(t, u+" restored", func() bool {
+			p = c.admin(t, "GET", "/v1/profiles/user_id:"+u)
+			return p.status == 200 && strings.Contains(p.raw, "Signed Up")
+		})
+		if p.body["id"] != ids[u] {
+			t.Errorf("%s restored as %v, was %s", u, p.body["id"], ids[u])
+		}
+	}
+	if !strings.Contains(logC.String(), "cluster: partition restored") {
+		t.Errorf("c restored no partition from its snapshot:\n%s", logC.String())
+	}
+	if r := c.admin(t, "GET", "/v1/profiles/user_id:after-the-backup"); r.status != 404 {
+		t.Errorf("a person from after the backup: %d %s, want 404", r.status, r.raw)
+	}
+	// The identity index came back: a device of the backup's finds its
+	// person, in the partition that holds them.
+	if r := c.send(t, "partition_test_key", "/v1/track", `{"event":"Came Back","anonymousId":"backup-device-03","messageId":"m-back"}`); r.status != 200 {
+		t.Fatalf("track after the restore: %d %s", r.status, r.raw)
+	}
+	waitUntil(t, "the device's event in its person's profile", func() bool {
+		p := c.admin(t, "GET", "/v1/profiles/user_id:"+user(3))
+		return p.status == 200 && strings.Contains(p.raw, "Came Back") && p.body["id"] == ids[user(3)]
+	})
+}
+
+// appendFile appends text to the file at path.
+func appendFile(t *testing.T, path, text string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// trimBelowSnapshots waits until each partition's snapshot covers its
+// last record in the stream, then purges each partition's records below
+// it.
+func trimBelowSnapshots(t *testing.T, url string) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := njs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(t.Context(), "CARTERA_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, err := js.ObjectStore(t.Context(), "CARTERA_EVENTS_SNAPSHOTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := map[int]uint64{}
+	for p := range 8 {
+		m, err := stream.GetLastMsgForSubject(t.Context(), fmt.Sprintf("cartera.events.%d", p))
+		if errors.Is(err, njs.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		last[p] = m.Sequence
+	}
+	if len(last) < 2 {
+		t.Fatalf("records in %d partitions, want them spread", len(last))
+	}
+	waitUntil(t, "every partition's snapshot at its last record", func() bool {
+		for p, seq := range last {
+			info, err := obs.GetInfo(t.Context(), fmt.Sprintf("p%04d", p))
+			if err != nil {
+				return false
+			}
+			if off, _ := strconv.ParseUint(info.Metadata["offset"], 10, 64); off < seq {
+				return false
+			}
+		}
+		return true
+	})
+	for p, seq := range last {
+		if err := stream.Purge(t.Context(), njs.WithPurgeSubject(fmt.Sprintf("cartera.events.%d", p)), njs.WithPurgeSequence(seq+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
