@@ -233,8 +233,8 @@ func (a *api) nodeRoutes() *fiber.App {
 		a.console.Mount(app)
 	}
 	app.Use(func(c *fiber.Ctx) error {
-		return &httpError{fiber.StatusNotImplemented, "this gateway is a cluster node (cluster.node): backups " +
-			"are not served across nodes yet (docs/cluster.md)"}
+		return &httpError{fiber.StatusNotImplemented, "this gateway is a cluster node (cluster.node): the cluster's " +
+			"state is its JetStream streams; back them up with NATS's tools (docs/cluster.md, Backups)"}
 	})
 	return app
 }
