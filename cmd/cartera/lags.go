@@ -13,10 +13,11 @@ import (
 )
 
 // Backpressure on cluster nodes: every node tells the others, each
-// second, how many records each partition it holds is behind
-// (jetstream.Node.Lags, over NATS: lagTopic), and a node's ingestion
-// refuses a batch bound for a partition whose holder is more than
-// profiles.log.max_lag_events behind (503 with Retry-After, nothing of it
+// second, how far behind each partition it holds is (jetstream.Node.Lags,
+// over NATS: lagTopic): how many records, and how long ago the oldest of
+// them was stored. A node's ingestion refuses a batch bound for a
+// partition whose holder is more than profiles.log.max_lag_events records
+// or profiles.log.max_lag behind (503 with Retry-After, nothing of it
 // acknowledged), as serve does when its one applier lags. A partition
 // whose holder said nothing for lagStale (dead, or the partition moving)
 // is not held against anyone.
@@ -33,39 +34,55 @@ const (
 
 // clusterLags are the partitions' lags as the nodes told them.
 type clusterLags struct {
-	max uint64
-	now func() time.Time
+	maxEvents uint64
+	maxAge    time.Duration
+	now       func() time.Time
 
 	mu sync.Mutex
 	by map[int]partitionLag
 }
 
 type partitionLag struct {
-	events uint64
-	at     time.Time
+	jetstream.Lag
+	at time.Time
 }
 
-func newClusterLags(maxEvents int, now func() time.Time) *clusterLags {
-	return &clusterLags{max: uint64(maxEvents), now: now, by: map[int]partitionLag{}}
+// lagReport is what a node tells of one partition: records behind, and the
+// age of the oldest in milliseconds.
+type lagReport struct {
+	Events uint64 `json:"events"`
+	AgeMS  int64  `json:"age_ms,omitempty"`
 }
 
-// heard takes a node's report: partition (decimal) → records behind.
+func newClusterLags(cfg profiles.LogConfig, now func() time.Time) *clusterLags {
+	return &clusterLags{maxEvents: uint64(cfg.MaxLagEvents), maxAge: cfg.MaxLag, now: now, by: map[int]partitionLag{}}
+}
+
+// heard takes a node's report: partition (decimal) → its lag. (A node of
+// the version before sent the records behind alone.)
 func (cl *clusterLags) heard(data []byte) {
-	var report map[string]uint64
+	var report map[string]lagReport
 	if json.Unmarshal(data, &report) != nil {
-		return
+		var events map[string]uint64
+		if json.Unmarshal(data, &events) != nil {
+			return
+		}
+		report = make(map[string]lagReport, len(events))
+		for k, n := range events {
+			report[k] = lagReport{Events: n}
+		}
 	}
 	at := cl.now()
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
-	for k, n := range report {
+	for k, r := range report {
 		if p, err := strconv.Atoi(k); err == nil {
-			cl.by[p] = partitionLag{events: n, at: at}
+			cl.by[p] = partitionLag{Lag: jetstream.Lag{Events: r.Events, Age: time.Duration(r.AgeMS) * time.Millisecond}, at: at}
 		}
 	}
 }
 
-// admit refuses a batch bound for a partition past the bound
+// admit refuses a batch bound for a partition past a bound
 // (jetstream.RouterConfig.Admit).
 func (cl *clusterLags) admit(partitions []int) error {
 	now := cl.now()
@@ -73,8 +90,8 @@ func (cl *clusterLags) admit(partitions []int) error {
 	defer cl.mu.Unlock()
 	for _, p := range partitions {
 		l, ok := cl.by[p]
-		if ok && now.Sub(l.at) < lagStale && l.events > cl.max {
-			return &profiles.ErrBacklogged{Events: l.events, RetryAfter: lagEvery}
+		if ok && now.Sub(l.at) < lagStale && (l.Events > cl.maxEvents || l.Age > cl.maxAge) {
+			return &profiles.ErrBacklogged{Events: l.Events, Lag: l.Age, RetryAfter: lagEvery}
 		}
 	}
 	return nil
@@ -91,9 +108,11 @@ func tellLags(ctx context.Context, l *jetstream.Log, node *jetstream.Node, log *
 			return
 		case <-t.C:
 		}
-		report := map[string]uint64{}
-		for p, n := range node.Lags() {
-			report[strconv.Itoa(p)] = n
+		report := map[string]lagReport{}
+		// The ages are by the stream's store times: the real clock, not
+		// a dev clock.
+		for p, lag := range node.Lags(ctx, time.Now()) {
+			report[strconv.Itoa(p)] = lagReport{Events: lag.Events, AgeMS: lag.Age.Milliseconds()}
 		}
 		data, err := json.Marshal(report)
 		if err == nil {

@@ -61,7 +61,7 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 	}()
 	// Backpressure: a batch bound for a partition whose holder lags past
 	// the bound is refused (lags.go).
-	lags := newClusterLags(cfg.Profiles.Log.MaxLagEvents, time.Now)
+	lags := newClusterLags(cfg.Profiles.Log, time.Now)
 	stopLags, err := l.Listen(lagTopic, lags.heard)
 	if err != nil {
 		return err

@@ -98,6 +98,7 @@ func TestNodeLags(t *testing.T) {
 	for range 10 {
 		recs = append(recs, eventRecord(t, &profiles.Event{Type: profiles.TypeTrack, Event: "Page Viewed", MessageID: "m", UserID: "ana", Timestamp: t0, ReceivedAt: t0, Source: "web"}))
 	}
+	appended := time.Now()
 	if _, _, err := l.Append(t.Context(), recs); err != nil {
 		t.Fatal(err)
 	}
@@ -107,9 +108,18 @@ func TestNodeLags(t *testing.T) {
 		defer app.mu.Unlock()
 		return app.read[p] == 1
 	})
-	lags := n.Lags()
-	if lags[p] != 9 || len(lags) != cfg.Partitions {
+	// The age is the oldest unread record's, by the time JetStream
+	// stored it: an hour after the append, about an hour.
+	later := appended.Add(time.Hour)
+	lags := n.Lags(t.Context(), later)
+	if lags[p].Events != 9 || len(lags) != cfg.Partitions {
 		t.Fatalf("lags %v, want partition %d 9 behind, and every partition held", lags, p)
+	}
+	if age := lags[p].Age; age < time.Hour-time.Minute || age > time.Hour {
+		t.Fatalf("partition %d's lag is %s old an hour after its append, want about an hour", p, age)
+	}
+	if other := lags[(p+1)%cfg.Partitions]; other != (jetstream.Lag{}) {
+		t.Fatalf("a partition with nothing behind lags %+v", other)
 	}
 	for range 9 {
 		app.step <- struct{}{}
@@ -119,8 +129,8 @@ func TestNodeLags(t *testing.T) {
 		defer app.mu.Unlock()
 		return app.read[p] == 10
 	})
-	if lag := n.Lags()[p]; lag != 0 {
-		t.Fatalf("partition %d %d behind after reading all, want 0", p, lag)
+	if lag := n.Lags(t.Context(), later)[p]; lag != (jetstream.Lag{}) {
+		t.Fatalf("partition %d lags %+v after reading all, want nothing", p, lag)
 	}
 	close(app.step)
 }

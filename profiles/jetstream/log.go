@@ -429,6 +429,8 @@ type feed struct {
 // from a feed's start.
 type progress struct {
 	total, read atomic.Uint64
+	// next is the stream sequence the reader reads from next.
+	next atomic.Uint64
 }
 
 // behind is how many messages the stream held, as of the last the feed
@@ -466,6 +468,7 @@ func (l *Log) startFeed(ctx context.Context, from uint64, prog *progress, filter
 	if prog != nil {
 		prog.total.Store(0)
 		prog.read.Store(0)
+		prog.next.Store(from)
 	}
 	go func() {
 		defer close(f.done)

@@ -227,10 +227,48 @@ func (n *Node) Held() []int {
 	return out
 }
 
-// Lags are how many records of each partition this node holds its
-// applier has not read yet (as of the last record its reader received
-// from the stream).
-func (n *Node) Lags() map[int]uint64 {
+// Lag is how far a partition's applier is behind the stream.
+type Lag struct {
+	// Events is how many records of the partition its applier has not
+	// read yet (as of the last record its reader received).
+	Events uint64
+	// Age is how long ago JetStream stored the oldest of them, at the
+	// time Lags was given (0 when none is behind).
+	Age time.Duration
+}
+
+// Lags says how far behind each partition this node holds is. The age of
+// a partition that is behind costs a read of its oldest record not read
+// (a direct get of one message); one whose read fails has no age.
+func (n *Node) Lags(ctx context.Context, now time.Time) map[int]Lag {
+	type behind struct {
+		p      int
+		r      *partReader
+		events uint64
+	}
+	var aged []behind
+	out := map[int]Lag{}
+	for p, events := range n.lagEvents() {
+		out[p] = Lag{Events: events}
+		if events > 0 {
+			n.mu.Lock()
+			if ls := n.held[p]; ls != nil {
+				aged = append(aged, behind{p, ls.reader, events})
+			}
+			n.mu.Unlock()
+		}
+	}
+	for _, b := range aged {
+		if at, err := b.r.nextStored(ctx); err == nil && !at.IsZero() {
+			out[b.p] = Lag{Events: b.events, Age: max(now.Sub(at), 0)}
+		}
+	}
+	return out
+}
+
+// lagEvents is how many records of each partition this node holds its
+// applier has not read yet.
+func (n *Node) lagEvents() map[int]uint64 {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	out := make(map[int]uint64, len(n.held))

@@ -41,7 +41,7 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descClaimed, prometheus.CounterValue, float64(n.claimed.Load()))
 	ch <- prometheus.MustNewConstMetric(descReleased, prometheus.CounterValue, float64(n.released.Load()))
 	ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(n.lost.Load()))
-	for p, lag := range n.Lags() {
+	for p, lag := range n.lagEvents() {
 		ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(lag), strconv.Itoa(p))
 	}
 	n.steps.Collect(ch)

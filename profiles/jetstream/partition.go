@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -137,6 +138,19 @@ func (r *partReader) close() {
 	}
 }
 
+// nextStored is when JetStream stored the partition's first record the
+// reader has not read (zero: there is none).
+func (r *partReader) nextStored(ctx context.Context) (time.Time, error) {
+	m, err := r.l.stream.GetMsg(ctx, r.prog.next.Load(), jetstream.WithGetMsgSubject(r.subject))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("jetstream event log: read %s's next record: %w", r.subject, err)
+	}
+	return m.Time, nil
+}
+
 // Read returns up to max records of the partition from offset from on,
 // waiting until there is one, ctx ends or the reader is halted.
 func (r *partReader) Read(ctx context.Context, from uint64, max int) ([]profiles.Record, error) {
@@ -178,6 +192,7 @@ func (r *partReader) Read(ctx context.Context, from uint64, max int) ([]profiles
 		out = append(out, profiles.Record{Offset: seq, Data: m.Data()})
 		f.next = seq + 1
 		r.prog.read.Store(meta.Sequence.Consumer)
+		r.prog.next.Store(f.next)
 		return nil
 	}
 	broken, err := f.gather(ctx, max, take, func(err error) error {
