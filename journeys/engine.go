@@ -339,6 +339,9 @@ type run struct {
 	// people are the profiles this run was handed, as the commit holds
 	// them (see identifiersOf).
 	people map[string]*profiles.Profile
+	// leaving says whether a person is moving out of this file
+	// (profiles.Store.Leaving; nil: none is).
+	leaving func(profileID string) bool
 	journal
 }
 

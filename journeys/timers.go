@@ -72,6 +72,9 @@ func (e *Engine) FireDue(ctx context.Context, st *profiles.Store, now time.Time,
 		}
 		r = e.Begin(tx).(*run)
 		r.now = now
+		if st != nil {
+			r.leaving = st.Leaving
+		}
 		timers := tx.Bucket(bucketTimers)
 		for n < limit {
 			k, v := timers.Cursor().First()
@@ -122,6 +125,12 @@ func (r *run) fire(k, v []byte) error {
 	if in.Done || !bytes.Equal(in.Timer, k) {
 		return nil // stale: the instance moved on or ended
 	}
+	if r.leaving != nil && r.leaving(in.ProfileID) {
+		// The person's state went to another partition with this timer
+		// pending: it fires there. Here it waits until the move commits,
+		// which ends the instance without acting on it.
+		return r.postpone(in, v)
+	}
 	in.Timer = nil
 	r.count(in.Journey, in.Step, "waiting", -1)
 	j, err := r.e.version(r.tx, in.Journey, in.Version)
@@ -151,6 +160,20 @@ func (r *run) fire(k, v []byte) error {
 		next = s.Next
 	}
 	return r.advance(p, j, in, next)
+}
+
+// leavingRetry is how long a timer of a person moving out of the file
+// waits before it is looked at again.
+const leavingRetry = time.Second
+
+// postpone puts an instance's timer (its value v) off by leavingRetry.
+func (r *run) postpone(in *Instance, v []byte) error {
+	k := timerKey(r.now.Add(leavingRetry), in.ID)
+	if err := r.tx.Bucket(bucketTimers).Put(k, v); err != nil {
+		return err
+	}
+	in.Timer = k
+	return r.save(in)
 }
 
 // Run fires timers as they fall due until ctx ends.

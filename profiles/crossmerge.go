@@ -204,6 +204,11 @@ func (s *Store) mergeOut(ctx context.Context, t *partTarget, off uint64, fwd For
 	if fwd == nil {
 		return errors.New("merge out: this partition's log cannot append")
 	}
+	leave, err := s.markLeaving(m.Loser)
+	if err != nil {
+		return fmt.Errorf("merge %s into %s: %w", m.Loser, m.Survivor, err)
+	}
+	defer leave()
 	state, err := s.exportState(m.Loser, fwd.MaxRecord())
 	if err != nil {
 		return fmt.Errorf("merge %s into %s: %w", m.Loser, m.Survivor, err)

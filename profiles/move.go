@@ -90,3 +90,37 @@ func (s *Store) movedOut(st *txState, loser string) error {
 	}
 	return nil
 }
+
+// Leaving says whether profile id is moving out of this file: its state
+// was read for another partition and its MergeOut is not committed yet.
+// Work a processor does apart from the events it is given (a journey's
+// timer firing) leaves such a person alone: what it would change went
+// with them, and is done where they go.
+func (s *Store) Leaving(id string) bool {
+	s.leavingMu.Lock()
+	defer s.leavingMu.Unlock()
+	return s.leaving[id]
+}
+
+// markLeaving marks profile id leaving until the returned func is called,
+// once every write in flight has committed: what such a write did is in
+// the export that follows, and one after the mark sees it.
+func (s *Store) markLeaving(id string) (func(), error) {
+	s.leavingMu.Lock()
+	if s.leaving == nil {
+		s.leaving = map[string]bool{}
+	}
+	s.leaving[id] = true
+	s.leavingMu.Unlock()
+	done := func() {
+		s.leavingMu.Lock()
+		delete(s.leaving, id)
+		s.leavingMu.Unlock()
+	}
+	// bbolt has one writer at a time: this waits for the one in flight.
+	if err := s.db.Update(func(*bbolt.Tx) error { return nil }); err != nil {
+		done()
+		return nil, fmt.Errorf("wait for the writes in flight: %w", err)
+	}
+	return done, nil
+}

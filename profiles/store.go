@@ -143,6 +143,11 @@ type Store struct {
 	procs     atomic.Pointer[[]Processor]
 	reqs      chan *commitReq
 	closeOnce sync.Once
+
+	// leaving are the profiles moving out of this file: between the
+	// export of their state and the commit of their MergeOut (move.go).
+	leavingMu sync.Mutex
+	leaving   map[string]bool
 	stop      chan struct{}
 	done      chan struct{}
 }

@@ -198,7 +198,7 @@ func TestServeClusterNodes(t *testing.T) {
 		for _, j := range js.Journeys {
 			entered[j.ID] = j.Entered
 		}
-		if len(js.Journeys) != 2 || entered["signup"] != 24 || entered["daily"] != 0 {
+		if len(js.Journeys) != 3 || entered["signup"] != 24 || entered["daily"] != 0 || entered["split"] != 0 {
 			t.Errorf("journeys through a node: %+v, want signup entered 24 times and daily none", js.Journeys)
 		}
 		var as struct {

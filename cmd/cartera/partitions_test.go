@@ -17,6 +17,7 @@ import (
 
 	"cartera/channels"
 	"cartera/internal/clocktest"
+	"cartera/journeys"
 	"cartera/profiles"
 	"cartera/profiles/jetstream"
 )
@@ -70,6 +71,19 @@ steps:
     wait: 1h
   - id: later
     send: {channel: webhook, template: later}
+`,
+	"journeys/split.yaml": `id: split
+trigger:
+  event: Tried Split
+steps:
+  - id: arm
+    split:
+      experiment: colour
+      variants:
+        - {name: red, percent: 50, next: done}
+        - {name: blue, percent: 50, next: done}
+  - id: done
+    exit: true
 `,
 	"journeys/daily.yaml": `id: daily
 trigger:
@@ -666,6 +680,27 @@ func TestPartitionCoresMoveMergedJourneys(t *testing.T) {
 		}
 		return false
 	})
+	// The shopper is given an arm of an experiment, and opens an email
+	// at 10:00 (what best send times learn from).
+	send(&profiles.Event{Type: profiles.TypeTrack, Event: "Tried Split", MessageID: "m-split-" + anon, AnonymousID: anon})
+	send(&profiles.Event{Type: profiles.TypeTrack, Event: "Email Opened", MessageID: "m-open-" + anon, AnonymousID: anon})
+	var arm journeys.Assignment
+	var hours [24]int
+	waitUntil(t, "the shopper's arm and send hours", func() bool {
+		cores := a.cores.held()
+		i := slices.IndexFunc(cores, func(c *partitionCore) bool { return c.p == l.ProfilePartition(shopper) })
+		if i < 0 {
+			return false
+		}
+		c := cores[i]
+		as, err := c.journeys.Assignments(shopper)
+		if err != nil || len(as) != 1 {
+			return false
+		}
+		arm = as[0]
+		hours, err = c.journeys.SendHours(shopper)
+		return err == nil && hours[10] > 0
+	})
 
 	send(&profiles.Event{Type: profiles.TypeIdentify, MessageID: "m-link", UserID: "loyal-1", AnonymousID: anon})
 	core := func(pid string) *partitionCore {
@@ -686,6 +721,14 @@ func TestPartitionCoresMoveMergedJourneys(t *testing.T) {
 	}
 	if insts, err := core(shopper).journeys.Instances(shopper); err != nil || len(insts) != 0 {
 		t.Fatalf("live instances left where the shopper was: %+v, %v", insts, err)
+	}
+	// The arm and the send hours came with them (profile sidecars).
+	as, err := core(customer).journeys.Assignments(customer)
+	if err != nil || len(as) != 1 || as[0].Experiment != "colour" || as[0].Variant != arm.Variant || as[0].MergedFrom != "" {
+		t.Errorf("the customer's arms: %+v (%v), want the shopper's %s of colour, in force", as, err, arm.Variant)
+	}
+	if got, err := core(customer).journeys.SendHours(customer); err != nil || got != hours {
+		t.Errorf("the customer's send hours %v (%v), want the shopper's %v", got, err, hours)
 	}
 
 	// (Shoppers tried before, in the customer's partition, have journeys
