@@ -57,6 +57,9 @@ type api struct {
 	// people sends requests about a person to the node holding them (a
 	// cluster node's; nil otherwise: forward.go).
 	people *personForwarder
+	// clusterBackup takes backups of the cluster's streams (a cluster
+	// node's GET /v1/admin/backup; node_backup.go).
+	clusterBackup *clusterBackup
 	// clockMoved, when set, is called after the dev clock moved (a
 	// cluster node tells the others and wakes its cores).
 	clockMoved func() error

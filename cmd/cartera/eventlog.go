@@ -101,7 +101,12 @@ func (a *api) caughtUp(c *fiber.Ctx) error {
 // (a full disk); nothing of the request was acknowledged.
 func (a *api) appendFailed(c *fiber.Ctx, source string, err error) error {
 	var bl *profiles.ErrBacklogged
+	var held *errHeld
 	switch {
+	case errors.As(err, &held):
+		a.metrics.Rejected.WithLabelValues(source, "held").Inc()
+		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(math.Ceil(holdRetry.Seconds()))))
+		return &httpError{fiber.StatusServiceUnavailable, held.Error()}
 	case errors.As(err, &bl):
 		a.metrics.Rejected.WithLabelValues(source, "backlog").Inc()
 		c.Set(fiber.HeaderRetryAfter, strconv.Itoa(int(math.Ceil(bl.RetryAfter.Seconds()))))

@@ -67,7 +67,24 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 		return err
 	}
 	defer func() { _ = stopLags() }()
-	router, err := openIdentityIndexAdmitting(ctx, cfg, l, d.sources, lags.admit)
+	// A backup of the cluster holds ingestion on every node meanwhile
+	// (node_backup.go).
+	hold := newClusterHold(time.Now)
+	stopHold, err := l.Listen(holdTopic, hold.heard)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stopHold() }()
+	if err := removeStaleClusterBackups(cfg.Data); err != nil {
+		log.Warn("remove what cut-off cluster backups left", "err", err)
+	}
+	admit := func(partitions []int) error {
+		if err := hold.admit(); err != nil {
+			return err
+		}
+		return lags.admit(partitions)
+	}
+	router, err := openIdentityIndexAdmitting(ctx, cfg, l, d.sources, admit)
 	if err != nil {
 		return err
 	}
@@ -119,6 +136,8 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 		metricsElsewhere: cfg.MetricsAddr != "",
 		limits:           newEdgeLimits(cfg.Limits, d.reg),
 		people:           &personForwarder{router: router, log: l, tracker: tracker},
+		clusterBackup: &clusterBackup{log: l, node: cfg.Cluster.Node, dir: filepath.Dir(cfg.Data),
+			settle: cfg.Cluster.AckWait + holdEvery, now: d.now, logger: log.With("component", "backup")},
 	}
 	if d.clock != nil {
 		// Every node's dev clock moves together: an advance on one is
@@ -218,6 +237,7 @@ func (a *api) nodeRoutes() *fiber.App {
 	app.Get(email.ClickPath+":token", a.forwardByToken)
 	app.Get(email.UnsubscribePath+":token", securePage, a.forwardByToken)
 	app.Post(email.UnsubscribePath+":token", securePage, a.forwardByToken)
+	app.Get("/v1/admin/backup", a.adminOnly, a.clusterBackup.serve)
 	app.Get("/v1/admin/clock", a.adminOnly, a.getClock)
 	app.Post("/v1/admin/clock", a.adminOnly, a.advanceClock)
 	app.Get("/v1/outbox", a.adminOnly, a.listOutboxAcross)
@@ -233,8 +253,8 @@ func (a *api) nodeRoutes() *fiber.App {
 		a.console.Mount(app)
 	}
 	app.Use(func(c *fiber.Ctx) error {
-		return &httpError{fiber.StatusNotImplemented, "this gateway is a cluster node (cluster.node): the cluster's " +
-			"state is its JetStream streams; back them up with NATS's tools (docs/cluster.md, Backups)"}
+		return &httpError{fiber.StatusNotImplemented, "this gateway is a cluster node (cluster.node): " +
+			"not served here (docs/cluster.md)"}
 	})
 	return app
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -10,37 +12,31 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/jsm.go"
-	jsmapi "github.com/nats-io/jsm.go/api"
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 )
 
-// backupOrder is the order the cluster's streams are backed up in: the
-// partitions' snapshots first, then the identity index and the
-// checkpoints, the events last, so that the events' backup holds every
-// record a snapshot in the backup covers (a snapshot past the restored
-// stream's end would skip the events appended after the restore).
-func backupOrder(names []string) []string {
-	rank := func(name string) int {
-		switch {
-		case strings.HasPrefix(name, "OBJ_"):
-			return 0
-		case strings.HasPrefix(name, "KV_"):
-			return 1
-		}
-		return 2
-	}
-	slices.SortStableFunc(names, func(a, b string) int { return rank(a) - rank(b) })
-	return names
-}
-
-// backupStreams backs up every stream on file storage of the NATS server
-// at url into dir/<stream>, with jsm.go (what `nats stream backup` runs),
-// in backupOrder. The lease bucket lives in memory: it is not backed up.
-func backupStreams(t *testing.T, url, dir string) []string {
+// restoreStreams restores the streams of a cluster backup, unpacked in
+// dir, into the NATS server at url with jsm.go (what `nats stream
+// restore` runs), in the order of their folders' numbers.
+func restoreStreams(t *testing.T, url, dir string) []string {
 	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var folders []string
+	for _, e := range entries {
+		folders = append(folders, e.Name())
+	}
+	slices.SortFunc(folders, func(a, b string) int {
+		na, _ := strconv.Atoi(strings.SplitN(a, "-", 2)[0])
+		nb, _ := strconv.Atoi(strings.SplitN(b, "-", 2)[0])
+		return na - nb
+	})
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
@@ -50,43 +46,43 @@ func backupStreams(t *testing.T, url, dir string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names, err := mgr.StreamNames(nil)
-	if err != nil {
-		t.Fatal(err)
+	for _, folder := range folders {
+		_, name, _ := strings.Cut(folder, "-")
+		if _, _, err := mgr.RestoreSnapshotFromDirectory(t.Context(), name, filepath.Join(dir, folder)); err != nil {
+			t.Fatalf("restore stream %s: %v", name, err)
+		}
 	}
-	var kept []string
-	for _, name := range backupOrder(names) {
-		str, err := mgr.LoadStream(name)
+	return folders
+}
+
+// untar unpacks the tar in data into dir.
+func untar(t *testing.T, data []byte, dir string) {
+	t.Helper()
+	tr := tar.NewReader(bytes.NewReader(data))
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
-		if str.Storage() != jsmapi.FileStorage {
+		path := filepath.Join(dir, filepath.FromSlash(hdr.Name))
+		if !strings.HasPrefix(path, dir+string(filepath.Separator)) {
+			t.Fatalf("a backup's entry %q outside its folder", hdr.Name)
+		}
+		if hdr.Typeflag == tar.TypeDir {
+			if err := os.MkdirAll(path, 0o700); err != nil {
+				t.Fatal(err)
+			}
 			continue
 		}
-		if _, err := str.SnapshotToDirectory(t.Context(), filepath.Join(dir, name)); err != nil {
-			t.Fatalf("back up stream %s: %v", name, err)
+		b, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
 		}
-		kept = append(kept, name)
-	}
-	return kept
-}
-
-// restoreStreams restores each of names from dir/<name> into the NATS
-// server at url, in the order given.
-func restoreStreams(t *testing.T, url, dir string, names []string) {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	mgr, err := jsm.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range names {
-		if _, _, err := mgr.RestoreSnapshotFromDirectory(t.Context(), name, filepath.Join(dir, name)); err != nil {
-			t.Fatalf("restore stream %s: %v", name, err)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
@@ -141,17 +137,58 @@ func TestClusterBackupRestore(t *testing.T) {
 	// would: the people's state is then only in the snapshots.
 	trimBelowSnapshots(t, ns.url())
 
-	// The backup, ingestion paused; then an event it does not hold.
-	backup := t.TempDir()
-	names := backupStreams(t, ns.url(), backup)
-	for _, want := range []string{"CARTERA_EVENTS", "KV_CARTERA_EVENTS_IDENTITY", "KV_CARTERA_EVENTS_META", "OBJ_CARTERA_EVENTS_SNAPSHOTS"} {
-		if !slices.Contains(names, want) {
-			t.Fatalf("backed up %v, without %s", names, want)
+	// The backup, through a. Meanwhile every node holds ingestion: b
+	// answers 503 with Retry-After; what it acknowledged before is in the
+	// backup.
+	got := make(chan reply, 1)
+	go func() {
+		got <- a.do(t, "GET", "/v1/admin/backup", map[string]string{"Authorization": "Bearer " + testAdminToken}, nil)
+	}()
+	var backupReply reply
+	held := 0
+	var before []string // acknowledged before the hold: in the backup
+	polling := true
+	for i := 0; ; i++ {
+		select {
+		case backupReply = <-got:
+		default:
 		}
+		if backupReply.status != 0 {
+			break
+		}
+		if !polling {
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		u := fmt.Sprintf("during-the-backup-%03d", i)
+		r := b.send(t, "partition_test_key", "/v1/track", fmt.Sprintf(`{"event":"Signed Up","userId":%q,"messageId":"m-%s"}`, u, u))
+		switch {
+		case r.status == 503 && strings.Contains(r.raw, "backs the cluster up"):
+			held++
+			if r.header.Get("Retry-After") == "" {
+				t.Errorf("a held ingestion without Retry-After")
+			}
+		case r.status == 200 && held == 0:
+			before = append(before, u)
+		case r.status == 200:
+			polling = false // the hold is over: the streams are copied
+		default:
+			t.Fatalf("track during the backup: %d %s", r.status, r.raw)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	if r := a.send(t, "partition_test_key", "/v1/track", `{"event":"Signed Up","userId":"after-the-backup","messageId":"m-after"}`); r.status != 200 {
+	t.Logf("%d ingestions acknowledged before the hold, %d held", len(before), held)
+	if backupReply.status != 200 || backupReply.header.Get("Content-Type") != "application/x-tar" {
+		t.Fatalf("backup through a node: %d %s %.300s", backupReply.status, backupReply.header.Get("Content-Type"), backupReply.raw)
+	}
+	if held == 0 {
+		t.Fatal("b never held ingestion during the backup")
+	}
+	if r := b.send(t, "partition_test_key", "/v1/track", `{"event":"Signed Up","userId":"after-the-backup","messageId":"m-after"}`); r.status != 200 {
 		t.Fatalf("track after the backup: %d %s", r.status, r.raw)
 	}
+	backup := t.TempDir()
+	untar(t, []byte(backupReply.raw), backup)
 
 	// Everything is lost: the nodes and their disks, the NATS server and
 	// its store.
@@ -162,7 +199,10 @@ func TestClusterBackupRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns.start()
-	restoreStreams(t, ns.url(), backup, names)
+	folders := restoreStreams(t, ns.url(), backup)
+	if want := []string{"1-OBJ_CARTERA_EVENTS_SNAPSHOTS", "2-KV_CARTERA_EVENTS_IDENTITY", "3-KV_CARTERA_EVENTS_META", "4-CARTERA_EVENTS"}; !slices.Equal(folders, want) {
+		t.Fatalf("the backup holds %v, want %v", folders, want)
+	}
 
 	logC := &lockedBuffer{}
 	c := start("c", logC)
@@ -183,6 +223,12 @@ func TestClusterBackupRestore(t *testing.T) {
 	}
 	if r := c.admin(t, "GET", "/v1/profiles/user_id:after-the-backup"); r.status != 404 {
 		t.Errorf("a person from after the backup: %d %s, want 404", r.status, r.raw)
+	}
+	// What was acknowledged before the hold is in the backup.
+	for _, u := range before {
+		waitUntil(t, u+" restored", func() bool {
+			return c.admin(t, "GET", "/v1/profiles/user_id:"+u).status == 200
+		})
 	}
 	// The identity index came back: a device of the backup's finds its
 	// person, in the partition that holds them.

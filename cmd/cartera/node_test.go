@@ -165,9 +165,6 @@ func TestServeClusterNodes(t *testing.T) {
 	if metrics.status != 200 || !strings.Contains(metrics.raw, `cartera_events_accepted_total{partition="`) || !strings.Contains(metrics.raw, `cartera_cluster_partition_lag_events{partition="`) {
 		t.Errorf("a's /metrics: %d, without the partitions' accepted events or lags:\n%.2000s", metrics.status, metrics.raw)
 	}
-	if r := a.admin(t, "GET", "/v1/admin/backup"); r.status != 501 || !strings.Contains(r.raw, "cluster node") {
-		t.Errorf("a backup through a node: %d %s, want 501 saying why", r.status, r.raw)
-	}
 	// An audience's export: every partition's rows under one header.
 	csv := a.admin(t, "GET", "/v1/audiences/members/export.csv")
 	lines := strings.Split(strings.TrimSuffix(csv.raw, "\n"), "\n")
