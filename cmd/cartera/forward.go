@@ -109,6 +109,28 @@ func (a *api) forwardByToken(c *fiber.Ctx) error {
 	return a.askPartition(c, p)
 }
 
+// testTemplateAcross is POST /v1/templates/{name}/test on a node: the
+// holder of the person the test takes its data from sends it (partition
+// 0's holder when it names none); the body is checked there.
+func (a *api) testTemplateAcross(c *fiber.Ctx) error {
+	var req testSendRequest
+	if json.Unmarshal(c.Body(), &req) != nil || req.Profile == "" {
+		return a.askPartition(c, 0)
+	}
+	id, err := profiles.ParseIdentifier(req.Profile)
+	if err != nil {
+		return &httpError{fiber.StatusBadRequest, fmt.Sprintf("profile: %v", err)}
+	}
+	pid, err := a.people.router.Lookup(c.UserContext(), id)
+	if err != nil {
+		return err
+	}
+	if pid == "" {
+		return &httpError{fiber.StatusNotFound, "profile: no profile holds that identifier"}
+	}
+	return a.askHolder(c, pid)
+}
+
 // askHolder answers the request with the answer of the node holding
 // profile pid.
 func (a *api) askHolder(c *fiber.Ctx, pid string) error {

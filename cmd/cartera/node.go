@@ -244,6 +244,7 @@ func (a *api) nodeRoutes() *fiber.App {
 	app.Post("/v1/outbox/:seq/retry", a.adminOnly, a.outboxOpAcross)
 	app.Delete("/v1/outbox/:seq", a.adminOnly, a.outboxOpAcross)
 	app.Post("/v1/journeys/reload", a.adminOnly, a.reloadAcross)
+	app.Post("/v1/templates/:name/test", a.adminOnly, a.testTemplateAcross)
 	app.Get("/v1/journeys", a.adminOnly, a.listJourneysAcross)
 	app.Get("/v1/journeys/:id", a.adminOnly, a.getJourneyAcross)
 	app.Get("/v1/audiences", a.adminOnly, a.listAudiencesAcross)

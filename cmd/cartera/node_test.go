@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"cartera/channels/email"
+	"cartera/internal/smtptest"
 	"cartera/rules"
 )
 
@@ -466,5 +467,34 @@ func TestServeClusterNodesReload(t *testing.T) {
 	r = a.admin(t, "POST", "/v1/journeys/reload")
 	if r.status != 504 || !strings.Contains(r.raw, "still run other journey versions") {
 		t.Fatalf("a reload with b's files differing: %d %s, want 504 naming the partitions", r.status, r.raw)
+	}
+}
+
+// A template's test send through a node is sent by the node holding the
+// person it takes its data from, through the real email destination; one
+// with no person by partition 0's holder.
+func TestServeClusterNodesTemplateTest(t *testing.T) {
+	relay := smtptest.Start(t, "cartera", "relay-pass")
+	a, b, _ := startExampleNodes(t, map[string]string{"CARTERA_SMTP_URL": relay.URL, "CARTERA_SMTP_CA_FILE": relay.CAFile})
+	if r := a.send(t, "web_dev_write_key", "/v1/identify", `{"userId":"tmpl-ana","traits":{"first_name":"Ana","email":"ana@example.com"}}`); r.status != 200 {
+		t.Fatalf("identify: %d %s", r.status, r.raw)
+	}
+	waitUntil(t, "ana applied", func() bool { return b.admin(t, "GET", "/v1/profiles/user_id:tmpl-ana").status == 200 })
+	r := b.testSend(t, "cart_reminder", map[string]any{"to": "qa@shoes.example", "profile": "user_id:tmpl-ana",
+		"data": map[string]any{"trigger": map[string]any{"cart_id": "c9", "url": "https://shoes.example/cart/c9"}}}, testAdminToken)
+	if r.status != 200 || r.body["success"] != true {
+		t.Fatalf("test send through b: %d %s", r.status, r.raw)
+	}
+	if subj, _ := r.body["subject"].(string); !strings.HasPrefix(subj, "[TEST] Ana") {
+		t.Errorf("subject %q, want [TEST] and the person's name", subj)
+	}
+	if r := a.testSend(t, "cart_reminder", map[string]any{"to": "qa@shoes.example"}, testAdminToken); r.status != 200 {
+		t.Fatalf("test send with no person through a: %d %s", r.status, r.raw)
+	}
+	if r := a.testSend(t, "cart_reminder", map[string]any{"to": "qa@shoes.example", "profile": "user_id:nobody"}, testAdminToken); r.status != 404 {
+		t.Errorf("test send for nobody: %d %s, want 404", r.status, r.raw)
+	}
+	if mails := relay.Mails(); len(mails) != 2 || mails[0].To[0] != "qa@shoes.example" {
+		t.Fatalf("relay got %d mails, want the two tests", len(mails))
 	}
 }
