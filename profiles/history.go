@@ -36,14 +36,36 @@ func (s *Store) History(ctx context.Context, since time.Time, fn func(*Event) er
 		return 0, fmt.Errorf("history: %w", err)
 	}
 	last := s.elog.log.Committed()
-	for from <= last {
-		recs, err := s.elog.log.Read(ctx, from, int(min(uint64(historyBatch), last-from+1)))
-		if err != nil {
-			return skipped, fmt.Errorf("history: read the event log at %d: %w", from, err)
+	return s.HistoryOf(ctx, since, func(batch func([][]byte) error) error {
+		for from <= last {
+			recs, err := s.elog.log.Read(ctx, from, int(min(uint64(historyBatch), last-from+1)))
+			if err != nil {
+				return fmt.Errorf("history: read the event log at %d: %w", from, err)
+			}
+			from += uint64(len(recs))
+			if err := batch(recs); err != nil {
+				return err
+			}
 		}
-		from += uint64(len(recs))
+		return nil
+	}, fn)
+}
+
+// HistoryOf is History over records read by read, which hands each batch
+// of them, in order, to batch (a cluster partition's records, from its
+// subject of the stream). Merge steps and notes are not events: they are
+// passed over, not counted as skipped.
+func (s *Store) HistoryOf(ctx context.Context, since time.Time, read func(batch func([][]byte) error) error, fn func(*Event) error) (skipped int, err error) {
+	err = read(func(recs [][]byte) error {
+		events := recs[:0:0]
+		for _, rec := range recs {
+			if _, body := RecordRoute(rec); IsMergeBody(body) || isNoteBody(body) {
+				continue
+			}
+			events = append(events, rec)
+		}
 		var keep []*Event
-		for _, e := range decodeRecords(recs) {
+		for _, e := range decodeRecords(events) {
 			switch {
 			case e == nil:
 				skipped++
@@ -54,7 +76,7 @@ func (s *Store) History(ctx context.Context, since time.Time, fn func(*Event) er
 		}
 		erased, err := s.erasedSince(keep)
 		if err != nil {
-			return skipped, err
+			return err
 		}
 		for i, e := range keep {
 			if erased[i] {
@@ -63,11 +85,12 @@ func (s *Store) History(ctx context.Context, since time.Time, fn func(*Event) er
 			}
 			e.stored = nil
 			if err := fn(e); err != nil {
-				return skipped, err
+				return err
 			}
 		}
-	}
-	return skipped, nil
+		return nil
+	})
+	return skipped, err
 }
 
 // erasedSince reports, for each event, whether it carries an identifier

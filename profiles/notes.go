@@ -150,3 +150,9 @@ func (s *Store) applyNote(tx *bbolt.Tx, n *noteStep) error {
 	}
 	return nil
 }
+
+// isNoteBody says whether a routed record's body is a note.
+func isNoteBody(body []byte) bool {
+	_, _, ok := parseNote(body)
+	return ok
+}

@@ -186,6 +186,9 @@ type app struct {
 	// googleWallet updates Google Wallet objects (nil: not configured).
 	googleWallet *google.Client
 	getenv       func(string) string
+	// history reads the events a backtest replays (nil: the store's
+	// event log; a partition core's: its partition of the stream).
+	history func(ctx context.Context, since time.Time, fn func(*profiles.Event) error) (skipped int, err error)
 	// backtests holds a token while a backtest runs (one at a time),
 	// for at most backtestTime.
 	backtests    chan struct{}

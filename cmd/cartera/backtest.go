@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -52,6 +53,9 @@ type backtestRequest struct {
 	// Until is how long timers still fire after the last event (default
 	// 7d, as simulate's --until).
 	Until string `json:"until,omitempty"`
+	// maxActions caps the actions listed (0: maxBacktestActions): a
+	// cluster node asks each partition for its share (?actions=).
+	maxActions int
 }
 
 // backtestResult is what a backtest would have done.
@@ -155,7 +159,11 @@ func (a *app) runBacktest(ctx context.Context, req backtestRequest, now time.Tim
 		res.Journeys = append(res.Journeys, j.ID)
 	}
 	var events []*profiles.Event
-	res.Skipped, err = a.store.History(ctx, res.From, func(e *profiles.Event) error {
+	history := a.store.History
+	if a.history != nil {
+		history = a.history
+	}
+	res.Skipped, err = history(ctx, res.From, func(e *profiles.Event) error {
 		if len(events) == maxBacktestEvents {
 			return &errBadBacktest{msg: fmt.Sprintf("since: more than %d events in the window; ask for a shorter one", maxBacktestEvents)}
 		}
@@ -176,7 +184,7 @@ func (a *app) runBacktest(ctx context.Context, req backtestRequest, now time.Tim
 	people := map[string]bool{}
 	res.Errors, err = replay(ctx, &cfg, defs, sources, events, until, func(l simLine) {
 		res.count(l, people)
-		if len(res.Actions) < maxBacktestActions {
+		if len(res.Actions) < cmp.Or(req.maxActions, maxBacktestActions) {
 			res.Actions = append(res.Actions, l)
 		} else {
 			res.Truncated = true
@@ -289,6 +297,9 @@ func (a *api) backtestJourneys(c *fiber.Ctx) error {
 	var req backtestRequest
 	if err := json.Unmarshal(c.Body(), &req); err != nil {
 		return &httpError{fiber.StatusBadRequest, "body: want {\"files\": {\"name.yaml\": \"...\"}, \"since\": \"7d\", \"until\": \"7d\"}: " + err.Error()}
+	}
+	if n := c.QueryInt("actions"); n > 0 {
+		req.maxActions = min(n, maxBacktestActions)
 	}
 	res, err := a.core.backtest(c.UserContext(), req, a.now())
 	if msg, details, ok := backtestError(err); ok {

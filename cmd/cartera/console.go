@@ -205,6 +205,11 @@ func (b consoleBackend) Backtest(ctx context.Context, files map[string]string, s
 	if err != nil {
 		return nil, nil, err
 	}
+	return consoleBacktest(res), nil, nil
+}
+
+// consoleBacktest is a backtest as the console's page shows it.
+func consoleBacktest(res *backtestResult) *console.Backtest {
 	out := &console.Backtest{From: res.From, To: res.To, Journeys: res.Journeys, Events: res.Events, Skipped: res.Skipped,
 		Entered: res.Entered, People: res.People, Goals: res.Goals, Errors: res.Errors, Sends: res.Sends,
 		Suppressed: res.Suppressed, Exits: res.Exits, Sample: res.Sample, Truncated: res.Truncated}
@@ -213,5 +218,5 @@ func (b consoleBackend) Backtest(ctx context.Context, files map[string]string, s
 		out.Actions = append(out.Actions, console.BacktestAction{At: l.At, Person: l.Person, Journey: l.Journey, Step: l.Step,
 			Action: l.Action, Channel: l.Channel, Detail: string(detail)})
 	}
-	return out, nil, nil
+	return out
 }

@@ -147,7 +147,7 @@ func openNodeConsole(cfg *Config, nc nodeConsole, wallet bool, reg prometheus.Ga
 		return nil, nil, fmt.Errorf("console: open %s: %w", path, err)
 	}
 	o := console.Options{DB: db, People: nc, Journeys: nc, Audiences: nc, AdAudiences: nc, Outbox: nodeOutbox{nc},
-		Metrics: reg, Kinds: consoleKinds(cfg), Now: now, Log: log.With("component", "console")}
+		Backtest: nc, Metrics: reg, Kinds: consoleKinds(cfg), Now: now, Log: log.With("component", "console")}
 	if wallet {
 		o.Wallet = nodeWallet{nc}
 	}

@@ -46,8 +46,9 @@ type nodeDeps struct {
 // pages, put together from every partition's (forward.go), and the
 // console the same way (console_node.go); reloads of every node
 // (node_reload.go). It refuses batches bound for a partition whose holder
-// lags (lags.go). Backups are not served across nodes (docs/cluster.md)
-// and are answered 501 here, saying so.
+// lags (lags.go). A backup is a tar of the cluster's streams, taken while
+// every node holds ingestion (node_backup.go); a backtest runs on every
+// partition's holder (backtest_node.go).
 func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 	cfg, log := d.cfg, d.log
 	l, err := jetstream.Open(ctx, cfg.Cluster.jetstream())
@@ -90,7 +91,7 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 	}
 	cores := newPartitionCores(cfg, d.defs, appOptions{Now: d.now, Logger: log, Deliver: true, Getenv: m.Getenv, Trust: d.sources})
 	cores.sources, cores.index = d.sources, router
-	cores.answer, cores.maxAnswer, cores.head = l.Answer, l.MaxRequest(), l.PartitionHead
+	cores.answer, cores.maxAnswer, cores.head, cores.history = l.Answer, l.MaxRequest(), l.PartitionHead, l.PartitionHistory
 	cores.paces = newNodePaces(l.Partitions())
 	dir := partitionsDir(cfg.Data)
 	if d.defs.passes != nil {
@@ -214,8 +215,8 @@ func partitionsDir(data string) string { return data + ".partitions" }
 // /metrics; a person's profile, export and erasure, passes, tracking links
 // and the wallet web service, answered by the node holding them; the
 // lists of journeys, audiences and the outbox over every partition
-// (forward.go); reloads; the console; and a 501 that says why for
-// everything else.
+// (forward.go); backups, backtests and a template's test send; reloads;
+// and the console: every route of serve.
 func (a *api) nodeRoutes() *fiber.App {
 	app := a.newApp()
 	a.ingestRoutes(app)
@@ -244,6 +245,7 @@ func (a *api) nodeRoutes() *fiber.App {
 	app.Post("/v1/outbox/:seq/retry", a.adminOnly, a.outboxOpAcross)
 	app.Delete("/v1/outbox/:seq", a.adminOnly, a.outboxOpAcross)
 	app.Post("/v1/journeys/reload", a.adminOnly, a.reloadAcross)
+	app.Post("/v1/journeys/backtest", a.adminOnly, a.backtestAcross)
 	app.Post("/v1/templates/:name/test", a.adminOnly, a.testTemplateAcross)
 	app.Get("/v1/journeys", a.adminOnly, a.listJourneysAcross)
 	app.Get("/v1/journeys/:id", a.adminOnly, a.getJourneyAcross)
@@ -253,10 +255,6 @@ func (a *api) nodeRoutes() *fiber.App {
 	if a.console != nil {
 		a.console.Mount(app)
 	}
-	app.Use(func(c *fiber.Ctx) error {
-		return &httpError{fiber.StatusNotImplemented, "this gateway is a cluster node (cluster.node): " +
-			"not served here (docs/cluster.md)"}
-	})
 	return app
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"html"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -93,6 +94,21 @@ func TestServeClusterNodesConsole(t *testing.T) {
 	// its page shows (its partition in the top bits).
 	u := newConsoleUser(b.base, "")
 	u.mustLogin(t, console.DevUser, console.DevPassword)
+
+	// A backtest of the cart journey through b's console runs on every
+	// partition: the six shoppers enter it.
+	st, page, _ := settled(t, u, "/console/backtest?journey=cart_abandonment")
+	if st != 200 || !strings.Contains(page, "id: cart_abandonment") {
+		t.Fatalf("the backtest form through b: %d %.500s", st, page)
+	}
+	file := html.UnescapeString(regexp.MustCompile(`(?s)<textarea[^>]*>(.*?)</textarea>`).FindStringSubmatch(page)[1])
+	token := csrfField.FindStringSubmatch(page)[1]
+	st, page, _ = u.post(t, "/console/backtest", url.Values{"csrf": {token}, "name": {"cart_abandonment.yaml"}, "since": {"1d"}, "file": {file}})
+	for _, want := range []string{`<td id="bt-entered">6</td>`, `<td id="bt-people">6</td>`} {
+		if st != 200 || !strings.Contains(page, want) {
+			t.Errorf("a backtest through b's console: %d, lacks %s", st, want)
+		}
+	}
 	drop := regexp.MustCompile(`action="(/console/outbox/(\d+)/drop)"`)
 	var m []string
 	waitUntil(t, "the bounce's dead letter on the outbox page", func() bool {
@@ -103,7 +119,7 @@ func TestServeClusterNodesConsole(t *testing.T) {
 	if seq, _ := strconv.ParseUint(m[2], 10, 64); seq>>48 >= 64 || seq&(1<<48-1) > 100 {
 		t.Errorf("dead letter %s: not a partition of 64 and one of its first messages", m[2])
 	}
-	token := u.csrf(t, "/console/outbox")
+	token = u.csrf(t, "/console/outbox")
 	if st, page, _ := u.post(t, m[1], url.Values{"csrf": {token}}); st != http.StatusSeeOther {
 		t.Fatalf("drop %s through b's console: %d %.500s", m[2], st, page)
 	}

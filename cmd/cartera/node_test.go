@@ -98,8 +98,8 @@ func waitShared(t *testing.T, a, b *server) {
 // journey once, on the node that holds their partition; a node that
 // leaves hands its partitions to the other, which goes on. A person's
 // profile, export and erasure are answered through any node by the node
-// holding them. Requests a node does not serve yet are refused with 501,
-// saying why; its /metrics has the cluster's and each partition's.
+// holding them. A path that is no route is 404, as on serve; a node's
+// /metrics has the cluster's and each partition's.
 func TestServeClusterNodes(t *testing.T) {
 	a, b, dir, hook := startTwoNodes(t)
 	waitShared(t, a, b)
@@ -165,6 +165,9 @@ func TestServeClusterNodes(t *testing.T) {
 	metrics := a.admin(t, "GET", "/metrics")
 	if metrics.status != 200 || !strings.Contains(metrics.raw, `cartera_events_accepted_total{partition="`) || !strings.Contains(metrics.raw, `cartera_cluster_partition_lag_events{partition="`) {
 		t.Errorf("a's /metrics: %d, without the partitions' accepted events or lags:\n%.2000s", metrics.status, metrics.raw)
+	}
+	if r := a.admin(t, "GET", "/v1/no-such-route"); r.status != 404 {
+		t.Errorf("a path that is no route through a node: %d %s, want 404", r.status, r.raw)
 	}
 	// An audience's export: every partition's rows under one header.
 	csv := a.admin(t, "GET", "/v1/audiences/members/export.csv")
@@ -496,5 +499,60 @@ func TestServeClusterNodesTemplateTest(t *testing.T) {
 	}
 	if mails := relay.Mails(); len(mails) != 2 || mails[0].To[0] != "qa@shoes.example" {
 		t.Fatalf("relay got %d mails, want the two tests", len(mails))
+	}
+}
+
+// A backtest through a node runs on every partition's holder over the
+// events its partition of the stream holds, and adds the results up: the
+// 24 people who signed up through either node each enter the signup
+// journey once. Files that do not load are refused as on one node.
+func TestServeClusterNodesBacktest(t *testing.T) {
+	a, b, _, hook := startTwoNodes(t)
+	waitShared(t, a, b)
+	var events []string
+	for i := range 24 {
+		events = append(events, fmt.Sprintf(`{"type":"track","event":"Signed Up","userId":"bt-user-%02d","messageId":"m-bt-%02d"}`, i, i))
+	}
+	if r := a.send(t, "partition_test_key", "/v1/batch", `{"batch":[`+strings.Join(events[:12], ",")+`]}`); r.status != 200 {
+		t.Fatalf("batch through a: %d %s", r.status, r.raw)
+	}
+	if r := b.send(t, "partition_test_key", "/v1/batch", `{"batch":[`+strings.Join(events[12:], ",")+`]}`); r.status != 200 {
+		t.Fatalf("batch through b: %d %s", r.status, r.raw)
+	}
+	waitUntil(t, "24 first sends", func() bool { return hook.sends("hello") >= 24 })
+
+	backtest := func(s *server, body string) reply {
+		return s.do(t, "POST", "/v1/journeys/backtest", map[string]string{"Authorization": "Bearer " + testAdminToken, "Content-Type": "application/json"}, []byte(body))
+	}
+	r := backtest(b, `{"since":"1d","until":"2h"}`)
+	if r.status != 200 {
+		t.Fatalf("backtest through b: %d %.500s", r.status, r.raw)
+	}
+	var res backtestResult
+	if err := json.Unmarshal([]byte(r.raw), &res); err != nil {
+		t.Fatal(err)
+	}
+	entered := map[string]int{}
+	for _, l := range res.Actions {
+		if l.Journey == "signup" && l.Action == "enter" {
+			entered[l.Profile]++
+		}
+	}
+	// (The events include the outcomes of the deliveries, which the
+	// partitions' cores append to the stream.)
+	if len(entered) != 24 || res.People != 24 || res.Events < 24 || res.Sends["webhook"] < 48 {
+		t.Errorf("backtest: %d entered signup, %d people, %d events, sends %v; want 24, 24, 24 or more and two sends each",
+			len(entered), res.People, res.Events, res.Sends)
+	}
+	for pid, n := range entered {
+		if n != 1 {
+			t.Errorf("%s entered signup %d times in the backtest", pid, n)
+		}
+	}
+	if !slices.IsSortedFunc(res.Actions, func(x, y simLine) int { return compareTimes(x.At, y.At) }) {
+		t.Error("the actions are not in time order")
+	}
+	if r := backtest(a, `{"files":{"bad.yaml":"id: [nope"}}`); r.status != 400 {
+		t.Errorf("a backtest of files that do not load: %d %.300s, want 400", r.status, r.raw)
 	}
 }

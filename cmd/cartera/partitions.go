@@ -40,6 +40,9 @@ type partitionCores struct {
 	// (jetstream.Log.PartitionHead): the admin reads answered for a
 	// partition wait until its core has applied that far.
 	head func(ctx context.Context, p int) (uint64, error)
+	// history, when set, reads a partition's records in the stream
+	// (jetstream.Log.PartitionHistory): what its backtests replay.
+	history func(ctx context.Context, p int, batch func([][]byte) error) error
 
 	mu sync.Mutex
 	// defs are the definitions in force (node_reload.go).
@@ -132,6 +135,13 @@ func (pc *partitionCores) run(ctx context.Context, p int, st *profiles.Store, fe
 		return // not opened by open: no core of ours on it
 	}
 	c.fence.Store(&fence)
+	if pc.history != nil {
+		c.history = func(ctx context.Context, since time.Time, fn func(*profiles.Event) error) (int, error) {
+			return st.HistoryOf(ctx, since, func(batch func([][]byte) error) error {
+				return pc.history(ctx, p, batch)
+			}, fn)
+		}
+	}
 	if pc.answer != nil {
 		// Stopped before the file closes: when run returns.
 		stop, err := pc.answer(p, answerer{handle: pc.routes(c).Handler(), max: pc.maxAnswer}.answer)

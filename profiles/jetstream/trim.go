@@ -52,30 +52,38 @@ func (l *Log) retainBelow(ctx context.Context, st jetstream.StreamState, limit u
 		below = st.FirstSeq + (st.Bytes-uint64(r.MaxBytes)+avg-1)/avg
 	}
 	if below < limit {
-		// The first record stored within the age, by bisection over the
-		// offsets: the record at or after mid (of any partition).
-		cutoff := now.Add(-r.Age)
-		every := l.cfg.Subject + ".*"
-		lo, hi := below, limit // the answer is in [lo, hi]
-		for lo < hi {
-			mid := lo + (hi-lo)/2
-			m, err := l.stream.GetMsg(ctx, mid, jetstream.WithGetMsgSubject(every))
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				hi = mid // nothing at or after mid
-				continue
-			}
-			if err != nil {
-				return 0, fmt.Errorf("read record %d: %w", mid, err)
-			}
-			if m.Time.After(cutoff) {
-				hi = mid
-			} else {
-				lo = max(m.Sequence, mid) + 1
-			}
+		first, err := l.firstStoredAfter(ctx, below, limit, now.Add(-r.Age))
+		if err != nil {
+			return 0, err
 		}
-		below = lo
+		below = first
 	}
 	return min(below, limit), nil
+}
+
+// firstStoredAfter returns the first offset in [lo, hi) from which on
+// every record was stored after cutoff (hi: none is), by bisection over
+// the offsets: the record at or after mid, of any partition (the stream
+// may have holes: purged partitions, see Node.Trim).
+func (l *Log) firstStoredAfter(ctx context.Context, lo, hi uint64, cutoff time.Time) (uint64, error) {
+	every := l.cfg.Subject + ".*"
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		m, err := l.stream.GetMsg(ctx, mid, jetstream.WithGetMsgSubject(every))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			hi = mid // nothing at or after mid
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read record %d: %w", mid, err)
+		}
+		if m.Time.After(cutoff) {
+			hi = mid
+		} else {
+			lo = max(m.Sequence, mid) + 1
+		}
+	}
+	return lo, nil
 }
 
 // TrimPartition purges partition p's records below offset below.
