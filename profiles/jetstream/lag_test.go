@@ -3,6 +3,7 @@ package jetstream_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -120,6 +121,11 @@ func TestNodeLags(t *testing.T) {
 	}
 	if other := lags[(p+1)%cfg.Partitions]; other != (jetstream.Lag{}) {
 		t.Fatalf("a partition with nothing behind lags %+v", other)
+	}
+	// The metrics show the age the last Lags found.
+	key := fmt.Sprintf("cartera_cluster_partition_lag_seconds{partition=%d}", p)
+	if age := nodeMetrics(t, n)[key]; age < 3540 || age > 3600 {
+		t.Fatalf("cartera_cluster_partition_lag_seconds{partition=%d} = %v, want about an hour", p, age)
 	}
 	for range 9 {
 		app.step <- struct{}{}

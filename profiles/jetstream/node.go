@@ -108,6 +108,9 @@ type Node struct {
 	timeMu  sync.Mutex
 	timings []Timing
 
+	// ages are the lags' ages the last Lags found, by partition.
+	ages atomic.Pointer[map[int]time.Duration]
+
 	// claimed, released and lost count partitions claimed, handed over
 	// and lost (the lease lapsed or was taken); steps times the steps of
 	// moving partitions (Timing), by step.
@@ -263,7 +266,21 @@ func (n *Node) Lags(ctx context.Context, now time.Time) map[int]Lag {
 			out[b.p] = Lag{Events: b.events, Age: max(now.Sub(at), 0)}
 		}
 	}
+	ages := make(map[int]time.Duration, len(out))
+	for p, l := range out {
+		ages[p] = l.Age
+	}
+	n.ages.Store(&ages)
 	return out
+}
+
+// lastAges are the lags' ages the last Lags found (a scrape of the
+// metrics reads no record for them).
+func (n *Node) lastAges() map[int]time.Duration {
+	if m := n.ages.Load(); m != nil {
+		return *m
+	}
+	return nil
 }
 
 // lagEvents is how many records of each partition this node holds its

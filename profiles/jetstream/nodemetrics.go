@@ -24,6 +24,8 @@ var (
 		"Partition leases this node lost: lapsed before a renewal, or written by another node (its applier stopped at once).", nil, nil)
 	descLag = prometheus.NewDesc("cartera_cluster_partition_lag_events",
 		"Records of a partition this node holds that its applier has not read yet, as of its last read.", []string{"partition"}, nil)
+	descLagAge = prometheus.NewDesc("cartera_cluster_partition_lag_seconds",
+		"How long ago JetStream stored the oldest record of a partition this node holds that its applier has not read, as of the last Lags (0: none behind).", []string{"partition"}, nil)
 )
 
 func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -32,6 +34,7 @@ func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descReleased
 	ch <- descLost
 	ch <- descLag
+	ch <- descLagAge
 	c.n.steps.Describe(ch)
 }
 
@@ -41,8 +44,10 @@ func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descClaimed, prometheus.CounterValue, float64(n.claimed.Load()))
 	ch <- prometheus.MustNewConstMetric(descReleased, prometheus.CounterValue, float64(n.released.Load()))
 	ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(n.lost.Load()))
+	ages := n.lastAges()
 	for p, lag := range n.lagEvents() {
 		ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(lag), strconv.Itoa(p))
+		ch <- prometheus.MustNewConstMetric(descLagAge, prometheus.GaugeValue, ages[p].Seconds(), strconv.Itoa(p))
 	}
 	n.steps.Collect(ch)
 }
