@@ -147,7 +147,7 @@ func openNodeConsole(cfg *Config, nc nodeConsole, wallet bool, reg prometheus.Ga
 		return nil, nil, fmt.Errorf("console: open %s: %w", path, err)
 	}
 	o := console.Options{DB: db, People: nc, Journeys: nc, Audiences: nc, AdAudiences: nc, Outbox: nodeOutbox{nc},
-		Backtest: nc, Metrics: reg, Kinds: consoleKinds(cfg), Now: now, Log: log.With("component", "console")}
+		Backtest: nc, Cluster: nc, Metrics: reg, Kinds: consoleKinds(cfg), Now: now, Log: log.With("component", "console")}
 	if wallet {
 		o.Wallet = nodeWallet{nc}
 	}
@@ -171,6 +171,38 @@ type nodeConsole struct {
 	timeout time.Duration
 	// reloader reloads every node (node_reload.go).
 	reloader *nodeReloader
+	// node and lags are the node's lease holder and the partitions' lags
+	// the nodes told (the Cluster page).
+	node *jetstream.Node
+	lags *clusterLags
+}
+
+// Cluster implements console.Cluster: the overview the node reads from
+// the streams, with the lags the nodes told.
+func (nc nodeConsole) Cluster(ctx context.Context) (*console.ClusterView, error) {
+	ctx, cancel := context.WithTimeout(ctx, nc.timeout)
+	defer cancel()
+	ov, err := nc.node.Overview(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v := &console.ClusterView{Node: ov.Node, Records: ov.Records, Bytes: ov.Bytes, FirstSeq: ov.FirstSeq, LastSeq: ov.LastSeq}
+	held := map[string]int{}
+	for _, p := range ov.Partitions {
+		cp := console.ClusterPartition{Partition: p.Partition, Holder: p.Holder, Head: p.Head,
+			SnapshotOffset: p.SnapshotOffset, SnapshotAt: p.SnapshotAt, SnapshotNode: p.SnapshotNode, SnapshotBytes: p.SnapshotBytes}
+		if l, ok := nc.lags.told(p.Partition); ok {
+			cp.LagEvents, cp.LagAge, cp.LagTold = l.Events, l.Age, l.at
+		}
+		if p.Holder != "" {
+			held[p.Holder]++
+		}
+		v.Partitions = append(v.Partitions, cp)
+	}
+	for _, id := range ov.Nodes {
+		v.Nodes = append(v.Nodes, console.ClusterNode{ID: id, Held: held[id]})
+	}
+	return v, nil
 }
 
 // errConsoleNotFound is a holder's 404.

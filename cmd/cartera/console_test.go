@@ -190,7 +190,14 @@ func TestConsoleRolesCSRFAndAudit(t *testing.T) {
 		t.Fatalf("search by email: %d to %q, want 303 to the person", st, loc.Get("Location"))
 	}
 	person := loc.Get("Location")
+	// One gateway, not a cluster node: no Cluster page, no link to one.
+	if st, page, _ := admin.get(t, "/console/cluster"); st != http.StatusNotFound || !strings.Contains(page, "not a cluster node") {
+		t.Errorf("the Cluster page on serve: %d, want 404 saying why", st)
+	}
 	_, page, _ := admin.get(t, person)
+	if strings.Contains(page, `href="/console/cluster"`) {
+		t.Error("serve's console links to a Cluster page")
+	}
 	for _, want := range []string{"ana@example.com", "+34600111221", "cart_abandonment", "Product Added", `id="erase"`} {
 		if !strings.Contains(page, want) && !strings.Contains(page, strings.ReplaceAll(want, "+", "&#43;")) {
 			t.Errorf("admin's person page lacks %q", want)

@@ -82,6 +82,14 @@ func (cl *clusterLags) heard(data []byte) {
 	}
 }
 
+// told is partition p's lag as its holder told it within lagStale.
+func (cl *clusterLags) told(p int) (partitionLag, bool) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	l, ok := cl.by[p]
+	return l, ok && cl.now().Sub(l.at) < lagStale
+}
+
 // admit refuses a batch bound for a partition past a bound
 // (jetstream.RouterConfig.Admit).
 func (cl *clusterLags) admit(partitions []int) error {

@@ -168,7 +168,8 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 			log.Error("stop listening for reloads", "err", err)
 		}
 	}()
-	nc := nodeConsole{log: l, router: router, auth: "Bearer " + cfg.AdminToken, timeout: consoleRequestTimeout, reloader: a.reloader}
+	nc := nodeConsole{log: l, router: router, auth: "Bearer " + cfg.AdminToken, timeout: consoleRequestTimeout, reloader: a.reloader,
+		node: node, lags: lags}
 	con, conDB, err := openNodeConsole(cfg, nc, d.defs.passes != nil, a.gather, d.now, log)
 	if err != nil {
 		return err

@@ -78,9 +78,25 @@ func TestServeClusterNodesConsole(t *testing.T) {
 		if st, page, _ := settled(t, u, "/console/wallet"); st != 200 || !strings.Contains(page, `id="passes-issued">1<`) {
 			t.Errorf("the wallet page through %s: %d, not counting ana's one pass: %.300s", s.base, st, page)
 		}
-		if st, page, _ := settled(t, u, "/console/"); st != 200 {
-			t.Errorf("the overview through %s: %d %.300s", s.base, st, page)
+		if st, page, _ := settled(t, u, "/console/"); st != 200 || !strings.Contains(page, `href="/console/cluster"`) {
+			t.Errorf("the overview through %s: %d, or no link to the Cluster page: %.300s", s.base, st, page)
 		}
+		// The Cluster page: both nodes, every partition held by one of
+		// them, their lags told.
+		holder := regexp.MustCompile(`<tr data-partition="(\d+)"><td>\d+</td><td class="holder">([^<]*)</td>`)
+		waitUntil(t, "the Cluster page through "+s.base+" shows every partition held", func() bool {
+			st, page, _ := settled(t, u, "/console/cluster")
+			rows := holder.FindAllStringSubmatch(page, -1)
+			if st != 200 || len(rows) != 64 || !strings.Contains(page, `<tr data-node="a">`) || !strings.Contains(page, `<tr data-node="b">`) {
+				return false
+			}
+			for _, r := range rows {
+				if r[2] != "a" && r[2] != "b" {
+					return false
+				}
+			}
+			return !strings.Contains(page, "not told")
+		})
 		token := u.csrf(t, "/console/journeys/reload")
 		if st, _, _ := u.post(t, "/console/journeys/reload", url.Values{"csrf": {token}}); st != http.StatusSeeOther {
 			t.Errorf("a reload through %s's console: %d, want 303 to its result", s.base, st)

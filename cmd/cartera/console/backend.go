@@ -137,3 +137,54 @@ type Backtest struct {
 type BacktestAction struct {
 	At, Person, Journey, Step, Action, Channel, Detail string
 }
+
+// Cluster is what a cluster node's console shows of the cluster: the
+// nodes, and who holds each partition, how far behind it is and where its
+// snapshot stands. cmd/cartera implements it on a node.
+type Cluster interface {
+	Cluster(ctx context.Context) (*ClusterView, error)
+}
+
+// ClusterView is the cluster as a node sees it now.
+type ClusterView struct {
+	// Node is the node serving the page.
+	Node  string
+	Nodes []ClusterNode
+	// Records, Bytes, FirstSeq and LastSeq are the events stream's.
+	Records, Bytes, FirstSeq, LastSeq uint64
+	Partitions                        []ClusterPartition
+}
+
+// ClusterNode is a live node and how many partitions it holds.
+type ClusterNode struct {
+	ID   string
+	Held int
+}
+
+// ClusterPartition is one partition of a ClusterView.
+type ClusterPartition struct {
+	Partition int
+	// Holder is the node holding it ("": none, while it moves).
+	Holder string
+	// Head is its last offset in the stream.
+	Head uint64
+	// LagEvents and LagAge are how far behind its holder said it is, at
+	// LagTold (zero: not told lately).
+	LagEvents uint64
+	LagAge    time.Duration
+	LagTold   time.Time
+	// Its newest snapshot (SnapshotAt zero: none).
+	SnapshotOffset uint64
+	SnapshotAt     time.Time
+	SnapshotNode   string
+	SnapshotBytes  uint64
+}
+
+// Unsnapshotted is how many of the partition's offsets its snapshot does
+// not cover (what a new holder would replay after its holder died).
+func (p ClusterPartition) Unsnapshotted() uint64 {
+	if p.Head < p.SnapshotOffset {
+		return 0
+	}
+	return p.Head - p.SnapshotOffset
+}

@@ -43,6 +43,8 @@ type Options struct {
 	Wallet Wallet
 	// Backtest may be nil (no event log): the page says so.
 	Backtest Backtester
+	// Cluster is set on a cluster node: the Cluster page.
+	Cluster Cluster
 	// Metrics is the binary's Prometheus registry.
 	Metrics prometheus.Gatherer
 	// EventLog may be nil (no event log): the Overview then shows no lag.
@@ -143,6 +145,18 @@ var funcs = template.FuncMap{
 	// split cuts "journey/step" in two.
 	"split": func(s string) []string { return strings.SplitN(s, "/", 2) },
 	"base":  filepath.Base,
+	// bytes writes a size in B, KiB, MiB or GiB.
+	"bytes": func(n uint64) string {
+		switch {
+		case n < 1<<10:
+			return fmt.Sprintf("%d B", n)
+		case n < 1<<20:
+			return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+		case n < 1<<30:
+			return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+		}
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	},
 }
 
 func parsePages() (map[string]*template.Template, error) {
@@ -242,6 +256,7 @@ func (c *Console) Mount(app fiber.Router) {
 	in.Get("/audiences/:id/export.csv", c.need(RoleMarketer), c.exportAudience)
 	in.Get("/outbox", c.outbox)
 	in.Get("/wallet", c.walletPage)
+	in.Get("/cluster", c.clusterPage)
 	in.Post("/outbox/:seq/retry", c.need(RoleAdmin), c.outboxOp("retry"))
 	in.Post("/outbox/:seq/drop", c.need(RoleAdmin), c.outboxOp("drop"))
 	in.Get("/audit", c.need(RoleAdmin), c.auditPage)
@@ -268,12 +283,14 @@ type page struct {
 	Title, Nav, User, CSRF, Flash string
 	Role                          Role
 	Admin, Marketer               bool
+	// Cluster says the gateway is a cluster node (the Cluster page).
+	Cluster bool
 	Errors                        []string
 	Data                          any
 }
 
 func (c *Console) render(ctx *fiber.Ctx, status int, name, title, nav string, data any) error {
-	p := page{Title: title, Nav: nav, Data: data}
+	p := page{Title: title, Nav: nav, Data: data, Cluster: c.o.Cluster != nil}
 	if s, ok := ctx.Locals("session").(*session); ok {
 		p.User, p.Role, p.CSRF = s.user, s.role, s.csrf
 		p.Admin, p.Marketer = s.role.Can(RoleAdmin), s.role.Can(RoleMarketer)
