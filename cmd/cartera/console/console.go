@@ -285,8 +285,8 @@ type page struct {
 	Admin, Marketer               bool
 	// Cluster says the gateway is a cluster node (the Cluster page).
 	Cluster bool
-	Errors                        []string
-	Data                          any
+	Errors  []string
+	Data    any
 }
 
 func (c *Console) render(ctx *fiber.Ctx, status int, name, title, nav string, data any) error {
