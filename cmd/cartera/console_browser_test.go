@@ -530,3 +530,57 @@ func scanScreenshot(ctx context.Context, sel string) (string, error) {
 	}
 	return res.GetText(), nil
 }
+
+// TestConsoleClusterInBrowser: the console of a cluster node in headless
+// Chromium: the admin logs in on node b, follows the nav to the Cluster
+// page and sees both nodes and each of the 64 partitions held by one of
+// them.
+func TestConsoleClusterInBrowser(t *testing.T) {
+	chromium := chromiumPath(t)
+	a, b, _ := startExampleNodes(t, nil)
+	waitUntil(t, "a and b share the 64 partitions", func() bool {
+		ha, hb := partitionsHeld(t, a), partitionsHeld(t, b)
+		return ha > 0 && hb > 0 && ha+hb == 64
+	})
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
+	defer cancelAlloc()
+	ctx, cancel := chromedp.NewContext(alloc)
+	defer cancel()
+	// A bound on a stuck browser, not an assertion on speed.
+	ctx, cancelT := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancelT()
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	do("log in on b", chromedp.Navigate(b.base+"/console/login"), chromedp.WaitVisible(chromedp.ID("user")),
+		chromedp.SendKeys(chromedp.ID("user"), console.DevUser), chromedp.SendKeys(chromedp.ID("password"), console.DevPassword),
+		chromedp.Click(chromedp.ID("login")), chromedp.WaitVisible(chromedp.ID("who")))
+	do("open the Cluster page from the nav", chromedp.Click(chromedp.CSS(`nav a[href="/console/cluster"]`)), chromedp.WaitVisible(chromedp.ID("cluster-partitions")))
+	holders, err := chromedp.Run(ctx, chromedp.Evaluate[string](`Array.from(document.querySelectorAll("#cluster-partitions td.holder")).map(e => e.textContent.trim()).join(",")`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := strings.Split(holders, ",")
+	byNode := map[string]int{}
+	for _, h := range got {
+		byNode[h]++
+	}
+	if len(got) != 64 || byNode["a"]+byNode["b"] != 64 || byNode["a"] == 0 || byNode["b"] == 0 {
+		t.Errorf("the Cluster page shows %d partitions, held %v; want 64 shared by a and b", len(got), byNode)
+	}
+	nodes, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("cluster-nodes")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(nodes, "b (this node)") || !strings.Contains(nodes, "a") {
+		t.Errorf("the nodes table: %q, want a, and b as this node", nodes)
+	}
+}
