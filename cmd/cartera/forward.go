@@ -277,12 +277,21 @@ func askEveryPartition(ctx context.Context, l *jetstream.Log, req []byte) ([]for
 }
 
 // askPartitions sends each partition's holder its request of reqs, at
-// most 16 at a time, and returns their answers and errors by partition
-// (of l.Partitions(), those not asked zero).
+// most askAtOnce at a time, and returns their answers and errors by
+// partition (of l.Partitions(), those not asked zero).
 func askPartitions(ctx context.Context, l *jetstream.Log, reqs map[int][]byte) ([]forwardedAnswer, []error) {
+	return askPartitionsAtOnce(ctx, l, reqs, askAtOnce)
+}
+
+// askAtOnce is how many partitions' holders a request across partitions
+// asks at once: reads, a page's worth each.
+const askAtOnce = 16
+
+// askPartitionsAtOnce is askPartitions, at most n at a time.
+func askPartitionsAtOnce(ctx context.Context, l *jetstream.Log, reqs map[int][]byte, n int) ([]forwardedAnswer, []error) {
 	out := make([]forwardedAnswer, l.Partitions())
 	errs := make([]error, l.Partitions())
-	sem := make(chan struct{}, 16)
+	sem := make(chan struct{}, n)
 	var wg sync.WaitGroup
 	for p, req := range reqs {
 		sem <- struct{}{}
