@@ -99,16 +99,17 @@ func (s *backupStream) Close() error {
 	return err
 }
 
-// removeStaleSnapshots deletes snapshots a crash left in the data folder
-// (a download in progress removes its own).
-func removeStaleSnapshots(data string) error {
-	stale, err := filepath.Glob(filepath.Join(filepath.Dir(data), backupPattern))
+// removeStale deletes what backups a crash cut off left beside the data
+// file data: the files and folders matching pattern (a download in
+// progress removes its own).
+func removeStale(data, pattern string) error {
+	stale, err := filepath.Glob(filepath.Join(filepath.Dir(data), pattern))
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, p := range stale {
-		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := os.RemoveAll(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
 	}

@@ -28,6 +28,21 @@ import (
 	"cartera/internal/smtptest"
 )
 
+// newBrowser starts headless Chromium for the test, closed at its end.
+func newBrowser(t *testing.T, chromium string) context.Context {
+	t.Helper()
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 // chromiumPath finds Debian's chromium. Without it the browser test skips,
 // unless CARTERA_BROWSER_TEST=1 (make test) says it must run.
 func chromiumPath(t *testing.T) string {
@@ -66,15 +81,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	mustOK(t, r.send(t, "shop_dev_write_key", "/v1/identify", `{"userId":"u-bo","traits":{"email":"bo@example.com","first_name":"Bo"}}`))
 	mustOK(t, r.send(t, "shop_dev_write_key", "/v1/track", `{"userId":"u-bo","event":"Order Completed","properties":{"order_id":"o-1","revenue":120,"channel":"web"}}`))
 
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(alloc)
-	defer cancel()
+	ctx := newBrowser(t, chromium)
 	// A bound on a stuck browser, not an assertion on speed.
 	ctx, cancelT := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancelT()
@@ -542,15 +549,7 @@ func TestConsoleClusterInBrowser(t *testing.T) {
 		ha, hb := partitionsHeld(t, a), partitionsHeld(t, b)
 		return ha > 0 && hb > 0 && ha+hb == 64
 	})
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
-		chromedp.ExecPath(chromium), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
-		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(alloc)
-	defer cancel()
+	ctx := newBrowser(t, chromium)
 	// A bound on a stuck browser, not an assertion on speed.
 	ctx, cancelT := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancelT()

@@ -76,7 +76,7 @@ func (m *Main) serveNode(ctx context.Context, d nodeDeps) error {
 		return err
 	}
 	defer func() { _ = stopHold() }()
-	if err := removeStaleClusterBackups(cfg.Data); err != nil {
+	if err := removeStale(cfg.Data, clusterBackupPattern); err != nil {
 		log.Warn("remove what cut-off cluster backups left", "err", err)
 	}
 	admit := func(partitions []int) error {

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -255,20 +254,4 @@ func packTar(w io.Writer, dir string, folders []string) error {
 		}
 	}
 	return tw.Close()
-}
-
-// removeStaleClusterBackups deletes what backups a crash cut off left
-// beside the node's data.
-func removeStaleClusterBackups(data string) error {
-	stale, err := filepath.Glob(filepath.Join(filepath.Dir(data), clusterBackupPattern))
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, p := range stale {
-		if err := os.RemoveAll(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }

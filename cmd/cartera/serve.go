@@ -74,7 +74,7 @@ func (m *Main) serve(ctx context.Context, args []string) error {
 			log.Error("close store", "err", err)
 		}
 	}()
-	if err := removeStaleSnapshots(cfg.Data); err != nil {
+	if err := removeStale(cfg.Data, backupPattern); err != nil {
 		log.Warn("remove backup snapshots left by a crash", "err", err)
 	}
 	store, engine := core.store, core.rules
