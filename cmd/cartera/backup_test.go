@@ -158,3 +158,34 @@ func TestBackupStalledClientDoesNotHoldWrites(t *testing.T) {
 		}
 	}
 }
+
+// What backups a crash cut off left beside the data file goes at start:
+// serve's snapshots and a node's folders and tars, nothing else.
+func TestRemoveStale(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "cartera.db")
+	for _, name := range []string{"cartera.db", ".backup-123.db", ".backup-cluster-9.tar", "keep.txt"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(dir, ".backup-cluster-7", "1-OBJ"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, pattern := range []string{backupPattern, clusterBackupPattern} {
+		if err := removeStale(data, pattern); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	if strings.Join(left, " ") != "cartera.db keep.txt" {
+		t.Fatalf("left %v, want the data file and keep.txt", left)
+	}
+}
