@@ -26,8 +26,9 @@ run: build
 # data/nats/), then three Cartera nodes (cluster.node a, b, c) on
 # 127.0.0.1:8080-8082 sharing the partitions of a stream replicated on all
 # three servers (R3), with the examples and the dev clock. Any node takes
-# events and answers every request (the console included; backups answer
-# 501); `make demo` works against it (on :8080) once the partitions have
+# events and answers every request (the console included, with its
+# Cluster page; a backup is a tar of the streams); `make demo` works
+# against it (on :8080) once the partitions have
 # settled (~20 s). Ctrl-C stops everything. `make cluster-nodes` is the
 # same; `make cluster-one` runs one node following the whole stream.
 cluster cluster-nodes: build
