@@ -146,7 +146,11 @@ func (n *Node) restore(ctx context.Context, ls *lease) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	info, err := n.obs.GetInfo(ctx, name)
+	// Three servers electing leaders at start may not answer at once:
+	// tried again for a while, not given up until the next claim.
+	info, err := untilAnswered(ctx, func(ctx context.Context) (*jetstream.ObjectInfo, error) {
+		return n.obs.GetInfo(ctx, name)
+	})
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		n.log.Info("cluster: no snapshot of the partition", "partition", ls.p, "offset", own.Offset)
 		ls.snapshotAt(0)
