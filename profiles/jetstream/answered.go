@@ -8,11 +8,13 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// startWait bounds how long opening a bucket at start waits for the
-// cluster to answer: three servers electing the leaders of new streams
-// can take longer than nats.go's 5 s for one request (seen with three
-// nodes starting at once on `make cluster`).
-const startWait = 30 * time.Second
+// startWait bounds how long opening a bucket at start (or reading a
+// partition's snapshot at its claim) waits for the cluster to answer:
+// three servers electing the leaders of new streams can take longer than
+// nats.go's 5 s for one request (seen with three nodes starting at once
+// on `make cluster`), and once longer than 30 s, when a node gave up
+// opening the identity index and exited.
+const startWait = 2 * time.Minute
 
 // untilAnswered calls open until it succeeds, fails for another reason
 // than an unanswered request (a timeout, or no server answering yet), ctx
