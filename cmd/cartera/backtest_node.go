@@ -57,11 +57,7 @@ func backtestCluster(ctx context.Context, l *jetstream.Log, auth string, body []
 	}
 	ctx, cancel := context.WithTimeout(ctx, maxBacktestTime+time.Minute)
 	defer cancel()
-	reqs := make(map[int][]byte, l.Partitions())
-	for p := range l.Partitions() {
-		reqs[p] = req
-	}
-	answers, errs := askPartitionsAtOnce(ctx, l, reqs, backtestsAtOnce)
+	answers, errs := askEveryPartition(ctx, l, req, backtestsAtOnce)
 	for _, err := range errs {
 		if errors.Is(err, jetstream.ErrNoHolder) {
 			return nil, errPartitionBusy

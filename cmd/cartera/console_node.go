@@ -275,7 +275,7 @@ func askEvery[T any](n nodeConsole, op string, args consoleArgs, fn func(p int, 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), n.timeout)
 	defer cancel()
-	answers, errs := askEveryPartition(ctx, n.log, req)
+	answers, errs := askEveryPartition(ctx, n.log, req, askAtOnce)
 	for p, err := range errs {
 		if err != nil {
 			return askErr(op, p, err)

@@ -266,14 +266,14 @@ func (a *api) askEach(c *fiber.Ctx, uri func(p int) string, ok ...int) ([]forwar
 }
 
 // askEveryPartition sends every partition's holder the same request (an
-// encoded forwardedRequest) and returns their answers and errors by
-// partition.
-func askEveryPartition(ctx context.Context, l *jetstream.Log, req []byte) ([]forwardedAnswer, []error) {
+// encoded forwardedRequest), at most n at a time, and returns their
+// answers and errors by partition.
+func askEveryPartition(ctx context.Context, l *jetstream.Log, req []byte, n int) ([]forwardedAnswer, []error) {
 	reqs := make(map[int][]byte, l.Partitions())
 	for p := range l.Partitions() {
 		reqs[p] = req
 	}
-	return askPartitions(ctx, l, reqs)
+	return askPartitionsAtOnce(ctx, l, reqs, n)
 }
 
 // askPartitions sends each partition's holder its request of reqs, at

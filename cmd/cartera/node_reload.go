@@ -157,7 +157,7 @@ func (r *nodeReloader) partitionsBehind(ctx context.Context, want map[string]str
 	req := encodeRequest(forwardedRequest{Method: fiber.MethodGet, URI: "/v1/journeys", Header: map[string]string{fiber.HeaderAuthorization: r.auth}})
 	actx, cancel := context.WithTimeout(ctx, consoleRequestTimeout)
 	defer cancel()
-	answers, errs := askEveryPartition(actx, r.l, req)
+	answers, errs := askEveryPartition(actx, r.l, req, askAtOnce)
 	var behind []string
 	for p, ans := range answers {
 		var part struct {
